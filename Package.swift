@@ -1,0 +1,105 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Flags that keep the code honest (taken from swift-log and hummingbird's packages).
+let swiftSettings: [SwiftSetting] = [
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+  name: "EduHub",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "eduhub", targets: ["eduhub"]),
+    .library(name: "EduHubRPC", targets: ["EduHubRPC"]),
+    .library(name: "EduHubAPI", targets: ["EduHubAPI"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+    .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+  ],
+  targets: [
+    // C libraries from Debian's packages.
+    .systemLibrary(
+      name: "CEduHubNghttp2",
+      pkgConfig: "libnghttp2",
+      providers: [.apt(["libnghttp2-dev"])]
+    ),
+
+    // gRPC wire protocol over libnghttp2 and SwiftNIO. Knows nothing of education.
+    .target(
+      name: "EduHubRPC",
+      dependencies: [
+        "CEduHubNghttp2",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+
+    // Generated from Protocols/ by Tools/generate: messages, service protocols, client stubs.
+    .target(
+      name: "EduHubAPI",
+      dependencies: [
+        "EduHubRPC",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+
+    // Composition of a node: configuration, standard services, the server's life cycle.
+    .target(
+      name: "EduHubNode",
+      dependencies: [
+        "EduHubRPC",
+        "EduHubAPI",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+
+    // The `eduhub` command.
+    .executableTarget(
+      name: "eduhub",
+      dependencies: [
+        "EduHubNode",
+        "EduHubRPC",
+        "EduHubAPI",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+
+    .testTarget(
+      name: "EduHubRPCTests",
+      dependencies: [
+        "EduHubRPC",
+        "CEduHubNghttp2",
+        .product(name: "Logging", package: "swift-log"),
+        "EduHubAPI",
+        "EduHubNode",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+  ],
+  swiftLanguageModes: [.v6]
+)

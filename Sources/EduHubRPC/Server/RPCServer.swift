@@ -1,0 +1,161 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// A gRPC server: listens on one address and serves the methods of its services on every
+/// connection, over plaintext HTTP/2 (h2c, prior knowledge) or TLS with ALPN `h2`.
+public final class RPCServer: Sendable {
+  public let configuration: ServerConfiguration
+  private let router: RPCRouter
+  private let tls: ServerTLSConfiguration?
+  private let group: any EventLoopGroup
+  private let logger: Logger
+
+  private struct State {
+    var listener: (any Channel)?
+    var connections: [ObjectIdentifier: any Channel] = [:]
+    var shuttingDown = false
+    var closedWaiters: [CheckedContinuation<Void, Never>] = []
+    var finished = false
+  }
+
+  private let state = Mutex(State())
+
+  /// - Parameters:
+  ///   - services: what the server answers; a later method with the same path replaces an earlier one.
+  ///   - tls: serve TLS instead of plaintext.
+  ///   - group: the event loops connections run on.
+  public init(
+    services: [any RPCService], configuration: ServerConfiguration = ServerConfiguration(),
+    tls: ServerTLSConfiguration? = nil, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+    logger: Logger
+  ) {
+    self.router = RPCRouter(services: services)
+    self.configuration = configuration
+    self.tls = tls
+    self.group = group
+    self.logger = logger
+  }
+
+  /// The names of the services served (for reflection).
+  public var serviceNames: [String] { router.services }
+
+  /// Binds and starts accepting connections.
+  /// - Returns: the bound address (useful with port 0).
+  /// - Throws: ``RPCError`` (UNAVAILABLE) when the address cannot be bound.
+  @discardableResult
+  public func start(host: String, port: Int) async throws -> SocketAddress {
+    let router = self.router
+    let configuration = self.configuration
+    let tls = self.tls
+    let logger = self.logger
+    let bootstrap = ServerBootstrap(group: group)
+      .serverChannelOption(.backlog, value: 1024)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+      .childChannelOption(.maxMessagesPerRead, value: 16)
+      .childChannelInitializer { [self] channel in
+        channel.eventLoop.makeCompletedFuture {
+          let info = ConnectionInfo(remoteAddress: channel.remoteAddress, isSecure: tls != nil)
+          let handler = ServerConnectionHandler(
+            router: router, configuration: configuration, connectionInfo: info, logger: logger)
+          if let tls {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+          }
+          try channel.pipeline.syncOperations.addHandler(handler)
+          self.register(channel)
+        }
+      }
+    let channel: any Channel
+    do {
+      channel = try await bootstrap.bind(host: host, port: port).get()
+    } catch {
+      throw RPCError(.unavailable, "cannot listen on \(host):\(port): \(error)")
+    }
+    state.withLock { $0.listener = channel }
+    guard let address = channel.localAddress else {
+      throw RPCError(.unavailable, "cannot listen on \(host):\(port): no local address")
+    }
+    logger.info("listening", metadata: ["rpc.address": "\(address)", "rpc.tls": "\(tls != nil)"])
+    return address
+  }
+
+  private func register(_ channel: any Channel) {
+    let id = ObjectIdentifier(channel)
+    let accepted = state.withLock { state -> Bool in
+      guard !state.shuttingDown else { return false }
+      state.connections[id] = channel
+      return true
+    }
+    guard accepted else {
+      channel.close(promise: nil)
+      return
+    }
+    channel.closeFuture.whenComplete { [self] _ in
+      let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        state.connections[id] = nil
+        return self.takeWaitersIfFinished(&state)
+      }
+      for waiter in waiters { waiter.resume() }
+    }
+  }
+
+  private func takeWaitersIfFinished(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
+    guard state.shuttingDown, state.listener == nil, state.connections.isEmpty else { return [] }
+    state.finished = true
+    let waiters = state.closedWaiters
+    state.closedWaiters.removeAll()
+    return waiters
+  }
+
+  /// Stops accepting connections, asks every connection to finish its calls (GOAWAY), and after the
+  /// grace period closes whatever is still open. Returns when every connection is closed.
+  public func shutdownGracefully() async {
+    let (listener, connections) = state.withLock { state -> ((any Channel)?, [any Channel]) in
+      state.shuttingDown = true
+      return (state.listener, Array(state.connections.values))
+    }
+    if let listener {
+      try? await listener.close()
+      let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        state.listener = nil
+        return takeWaitersIfFinished(&state)
+      }
+      for waiter in waiters { waiter.resume() }
+    } else {
+      let waiters = state.withLock { takeWaitersIfFinished(&$0) }
+      for waiter in waiters { waiter.resume() }
+    }
+    for connection in connections {
+      connection.pipeline.fireUserInboundEventTriggered(GracefulShutdownEvent())
+    }
+    let grace = configuration.shutdownGracePeriod
+    let deadline = group.any().scheduleTask(in: grace) { [self] in
+      let remaining = state.withLock { Array($0.connections.values) }
+      if !remaining.isEmpty {
+        logger.warning("grace period over; closing connections", metadata: ["rpc.connections": "\(remaining.count)"])
+      }
+      for connection in remaining { connection.close(promise: nil) }
+    }
+    await waitUntilClosed()
+    deadline.cancel()
+  }
+
+  /// Returns when the server has shut down and every connection is closed.
+  public func waitUntilClosed() async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+      let done = state.withLock { state -> Bool in
+        if state.finished { return true }
+        state.closedWaiters.append(continuation)
+        return false
+      }
+      if done { continuation.resume() }
+    }
+  }
+
+  /// The number of open connections.
+  public var connectionCount: Int { state.withLock { $0.connections.count } }
+}

@@ -1,0 +1,427 @@
+import CEduHubNghttp2
+import Logging
+import NIOCore
+
+/// One server-side HTTP/2 connection: a libnghttp2 session driven by NIO reads and writes.
+///
+/// Everything here runs on the channel's event loop. Tasks that run handlers come back to it with
+/// `eventLoop.execute`; that is why the type is `@unchecked Sendable`: its state is never touched
+/// off the loop.
+final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+
+  let router: RPCRouter
+  let configuration: ServerConfiguration
+  let logger: Logger
+  let connectionInfo: ConnectionInfo
+
+  private(set) var session: OpaquePointer?
+  private(set) var context: ChannelHandlerContext?
+  private(set) var eventLoop: (any EventLoop)?
+  /// Open streams by id. nghttp2 does not report the close of streams still open when the session is
+  /// deleted, so the connection owns every stream and ends them itself on teardown.
+  private var streams: [Int32: ServerStream] = [:]
+
+  private var readInProgress = false
+  private var flushScheduled = false
+  private var draining = false
+  private var closing = false
+  private var sawFirstBytes = false
+
+  private var timer: RepeatedTask?
+  private var poller: BusyPoller?
+  private var lastActivity = NIODeadline.now()
+  private var idleSince: NIODeadline? = NIODeadline.now()
+  private var pingSentAt: NIODeadline?
+  /// Token bucket of stream resets the client may still send (rapid-reset protection).
+  private var resetBudget: Double = 0
+  private var resetBudgetUpdated = NIODeadline.now()
+
+  /// Called once when the connection ends (for the server's registry).
+  var onClose: (() -> Void)?
+
+  init(router: RPCRouter, configuration: ServerConfiguration, connectionInfo: ConnectionInfo, logger: Logger) {
+    self.router = router
+    self.configuration = configuration
+    self.connectionInfo = connectionInfo
+    self.logger = logger
+  }
+
+  // MARK: Channel events
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    self.eventLoop = context.eventLoop
+    let userData = Unmanaged.passUnretained(self).toOpaque()
+    guard
+      let session = makeNghttp2Session(
+        server: true, callbacks: ServerCallbacks.shared, userData: userData,
+        // nghttp2's own limiter stays as a backstop behind ours.
+        resetBurst: configuration.streamResetBurst * 2, resetRate: configuration.streamResetRatePerSecond * 2)
+    else {
+      logger.error("could not create an HTTP/2 session")
+      context.close(promise: nil)
+      return
+    }
+    self.session = session
+    let settings = HTTP2Settings(
+      maxConcurrentStreams: configuration.maxConcurrentStreams,
+      initialWindowSize: configuration.streamWindowSize,
+      maxHeaderListSize: configuration.maxHeaderListSize)
+    _ = settings.submit(to: session)
+    _ = nghttp2_session_set_local_window_size(
+      session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(clamping: configuration.connectionWindowSize))
+    startTimer(context: context)
+    if let budget = configuration.busyPollBudget {
+      poller = BusyPoller.poller(for: context.eventLoop, budget: budget)
+    }
+    resetBudget = Double(configuration.streamResetBurst)
+    // Our SETTINGS go out with the answer to the client's first bytes, so that a client speaking
+    // HTTP/1 gets a clean HTTP/1 answer.
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    teardown()
+    self.context = nil
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    teardown()
+    context.fireChannelInactive()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    guard let session else { return }
+    let buffer = unwrapInboundIn(data)
+    lastActivity = .now()
+    if !sawFirstBytes {
+      sawFirstBytes = true
+      if HTTP1Detector.looksLikeHTTP1(buffer) {
+        rejectHTTP1(context: context)
+        return
+      }
+    }
+    readInProgress = true
+    let consumed = buffer.withUnsafeReadableBytes { bytes in
+      nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
+    }
+    readInProgress = false
+    if consumed < 0 {
+      logger.debug(
+        "closing connection after a protocol error",
+        metadata: ["rpc.peer": "\(connectionInfo.peer)", "h2.error": "\(Nghttp2Error(code: consumed))"])
+      flush()
+      closeNow()
+    }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    flush()
+    context.fireChannelReadComplete()
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    if context.channel.isWritable { flush() }
+    context.fireChannelWritabilityChanged()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    logger.debug("connection error", metadata: ["rpc.peer": "\(connectionInfo.peer)", "error": "\(error)"])
+    closeNow()
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if event is GracefulShutdownEvent {
+      beginDrain()
+    } else {
+      context.fireUserInboundEventTriggered(event)
+    }
+  }
+
+  // MARK: Output
+
+  /// Moves whatever nghttp2 has to send into the channel, while the channel accepts it.
+  func flush() {
+    guard let session, let context, !closing else { return }
+    var out: ByteBuffer?
+    var wrote = false
+    while context.channel.isWritable {
+      var chunk: UnsafePointer<UInt8>?
+      let length = nghttp2_session_mem_send(session, &chunk)
+      if length < 0 {
+        logger.debug("HTTP/2 send failed", metadata: ["h2.error": "\(Nghttp2Error(code: length))"])
+        closeNow()
+        return
+      }
+      guard length > 0, let chunk else { break }
+      if out == nil { out = context.channel.allocator.buffer(capacity: max(length, 4096)) }
+      out!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: length))
+      if out!.readableBytes >= 64 * 1024 {
+        context.write(wrapOutboundOut(out!), promise: nil)
+        out = nil
+        wrote = true
+      }
+    }
+    if let out, out.readableBytes > 0 {
+      context.write(wrapOutboundOut(out), promise: nil)
+      wrote = true
+    }
+    if wrote {
+      context.flush()
+      poller?.activity()
+    }
+    if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0 {
+      closeNow()
+    } else if draining, streams.isEmpty, nghttp2_session_want_write(session) == 0 {
+      closeNow()
+    }
+  }
+
+  /// Flushes once at the end of the current event-loop turn, coalescing the completions of many calls.
+  func scheduleFlush() {
+    guard !readInProgress, !flushScheduled, let eventLoop else { return }
+    flushScheduled = true
+    eventLoop.execute {
+      self.flushScheduled = false
+      self.flush()
+    }
+  }
+
+  // MARK: Streams
+
+  fileprivate func beginHeaders(streamID: Int32) -> Int32 {
+    guard let session else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+    let stream = ServerStream(id: streamID, connection: self)
+    streams[streamID] = stream
+    nghttp2_session_set_stream_user_data(session, streamID, Unmanaged.passUnretained(stream).toOpaque())
+    idleSince = nil
+    return 0
+  }
+
+  fileprivate func stream(_ id: Int32) -> ServerStream? {
+    guard let session, let pointer = nghttp2_session_get_stream_user_data(session, id) else { return nil }
+    return Unmanaged<ServerStream>.fromOpaque(pointer).takeUnretainedValue()
+  }
+
+  fileprivate func streamClosed(id: Int32, errorCode: UInt32) {
+    guard let stream = streams.removeValue(forKey: id) else { return }
+    stream.closed(errorCode: errorCode)
+    if streams.isEmpty {
+      idleSince = .now()
+      if draining { scheduleFlush() }
+    }
+  }
+
+  fileprivate func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) {
+    switch frame.type {
+    case FrameType.headers:
+      guard let stream = stream(frame.streamID) else { return }
+      if frame.headersCategory == NGHTTP2_HCAT_REQUEST { stream.headersComplete() }
+      if frame.endsStream { stream.requestEnded() }
+    case FrameType.data:
+      if frame.endsStream, let stream = stream(frame.streamID) { stream.requestEnded() }
+    case FrameType.ping:
+      if frame.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { pingSentAt = nil }
+    case FrameType.goaway:
+      // The client will open no new stream; close once the open ones finish.
+      draining = true
+      if streams.isEmpty { scheduleFlush() }
+    case FrameType.rstStream:
+      streamResetReceived()
+    default:
+      break
+    }
+  }
+
+  /// Acknowledges received bytes to the connection's flow-control window.
+  func consumeConnection(_ count: Int) {
+    guard let session, count > 0 else { return }
+    nghttp2_session_consume_connection(session, count)
+  }
+
+  /// Acknowledges received bytes to a stream's flow-control window.
+  func consumeStream(_ id: Int32, _ count: Int) {
+    guard let session, count > 0 else { return }
+    nghttp2_session_consume_stream(session, id, count)
+  }
+
+  /// Counts a client's stream reset against its budget; a client that resets faster than the
+  /// configured rate (the HTTP/2 rapid-reset attack) loses the connection with ENHANCE_YOUR_CALM.
+  private func streamResetReceived() {
+    guard let session, !draining else { return }
+    let now = NIODeadline.now()
+    let elapsed = Double((now - resetBudgetUpdated).nanoseconds) / 1e9
+    resetBudgetUpdated = now
+    resetBudget = min(
+      Double(configuration.streamResetBurst),
+      resetBudget + elapsed * Double(configuration.streamResetRatePerSecond))
+    resetBudget -= 1
+    guard resetBudget < 0 else { return }
+    logger.warning("closing connection: too many stream resets", metadata: ["rpc.peer": "\(connectionInfo.peer)"])
+    draining = true
+    nghttp2_submit_goaway(
+      session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+      NGHTTP2_ENHANCE_YOUR_CALM.rawValue, nil, 0)
+    // Streams still open are abandoned: the client is hostile.
+    for stream in streams.values { stream.closed(errorCode: NGHTTP2_CANCEL.rawValue) }
+    scheduleFlush()
+    eventLoop?.scheduleTask(in: .milliseconds(100)) { [self] in closeNow() }
+  }
+
+  // MARK: Life cycle
+
+  private func startTimer(context: ChannelHandlerContext) {
+    let intervals = [configuration.keepaliveInterval, configuration.idleTimeout].compactMap { $0 }
+    guard let shortest = intervals.min() else { return }
+    let tick = TimeAmount.nanoseconds(max(shortest.nanoseconds / 4, 10_000_000))
+    timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [weak self] _ in
+      self?.tick()
+    }
+  }
+
+  private func tick() {
+    guard let session, !closing else { return }
+    let now = NIODeadline.now()
+    if let sent = pingSentAt, now - sent > configuration.keepaliveTimeout {
+      logger.debug("closing connection: keepalive ping unanswered", metadata: ["rpc.peer": "\(connectionInfo.peer)"])
+      closeNow()
+      return
+    }
+    if let idleTimeout = configuration.idleTimeout, let idleSince, now - idleSince > idleTimeout {
+      logger.debug("closing idle connection", metadata: ["rpc.peer": "\(connectionInfo.peer)"])
+      beginDrain()
+      return
+    }
+    if let interval = configuration.keepaliveInterval, pingSentAt == nil, now - lastActivity > interval {
+      pingSentAt = now
+      lastActivity = now
+      nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+      flush()
+    }
+  }
+
+  /// Stops taking new streams (GOAWAY naming the last stream processed) and closes once the open
+  /// ones have finished.
+  func beginDrain() {
+    guard let session, !draining else { return }
+    draining = true
+    nghttp2_submit_goaway(
+      session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+      NGHTTP2_NO_ERROR.rawValue, nil, 0)
+    flush()
+  }
+
+  private func closeNow() {
+    guard !closing else { return }
+    closing = true
+    context?.close(promise: nil)
+  }
+
+  private func teardown() {
+    timer?.cancel()
+    timer = nil
+    let open = streams
+    streams.removeAll()
+    for stream in open.values { stream.closed(errorCode: NGHTTP2_CANCEL.rawValue) }
+    if let session {
+      nghttp2_session_del(session)
+      self.session = nil
+    }
+    if let onClose {
+      self.onClose = nil
+      onClose()
+    }
+  }
+
+  private func rejectHTTP1(context: ChannelHandlerContext) {
+    let body = "This port speaks gRPC over HTTP/2.\n"
+    let response =
+      "HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"
+    var out = context.channel.allocator.buffer(capacity: response.utf8.count)
+    out.writeString(response)
+    closing = true
+    context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in context.close(promise: nil) }
+  }
+}
+
+/// Sent down a server's connections to start a graceful shutdown.
+struct GracefulShutdownEvent: Sendable {}
+
+/// Tells HTTP/1.x requests from the HTTP/2 client preface by their first bytes.
+enum HTTP1Detector {
+  static func looksLikeHTTP1(_ buffer: ByteBuffer) -> Bool {
+    guard let first = buffer.getBytes(at: buffer.readerIndex, length: min(buffer.readableBytes, 8)) else {
+      return false
+    }
+    let text = String(decoding: first, as: UTF8.self)
+    if text.hasPrefix("PRI ") { return false }
+    return ["GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH "].contains { text.hasPrefix($0) }
+  }
+}
+
+/// The nghttp2 callbacks of a server session. Each recovers its connection from `user_data`.
+enum ServerCallbacks {
+  nonisolated(unsafe) static let shared: OpaquePointer = {
+    var callbacks: OpaquePointer?
+    nghttp2_session_callbacks_new(&callbacks)
+    guard let callbacks else { fatalError("nghttp2_session_callbacks_new failed: out of memory") }
+    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv)
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunkRecv)
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+    return callbacks
+  }()
+
+  @inline(__always)
+  static func connection(_ userData: UnsafeMutableRawPointer?) -> ServerConnectionHandler {
+    Unmanaged<ServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+  }
+
+  static let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
+    guard let frame, frame.type == FrameType.headers, frame.headersCategory == NGHTTP2_HCAT_REQUEST else {
+      return 0
+    }
+    return connection(userData).beginHeaders(streamID: frame.streamID)
+  }
+
+  static let onHeader: nghttp2_on_header_callback = { _, frame, name, nameLength, value, valueLength, _, userData in
+    guard let frame, let name, let value, frame.headersCategory == NGHTTP2_HCAT_REQUEST,
+      let stream = connection(userData).stream(frame.streamID)
+    else { return 0 }
+    stream.header(name: name, nameLength: nameLength, value: value, valueLength: valueLength)
+    return 0
+  }
+
+  static let onFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData in
+    guard let frame else { return 0 }
+    connection(userData).frameReceived(frame)
+    return 0
+  }
+
+  static let onDataChunkRecv: nghttp2_on_data_chunk_recv_callback = { _, _, streamID, data, length, userData in
+    let connection = connection(userData)
+    connection.consumeConnection(length)
+    guard let data, let stream = connection.stream(streamID) else {
+      connection.consumeStream(streamID, length)
+      return 0
+    }
+    stream.receive(UnsafeRawBufferPointer(start: data, count: length))
+    return 0
+  }
+
+  static let onStreamClose: nghttp2_on_stream_close_callback = { _, streamID, errorCode, userData in
+    connection(userData).streamClosed(id: streamID, errorCode: errorCode)
+    return 0
+  }
+
+  /// Reads a response body for nghttp2; `source.ptr` is the stream, owned by its connection.
+  static let readResponse: nghttp2_data_source_read_callback = { _, _, buffer, length, flags, source, _ in
+    guard let buffer, let flags, let pointer = source?.pointee.ptr else {
+      return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+    }
+    let stream = Unmanaged<ServerStream>.fromOpaque(pointer).takeUnretainedValue()
+    return stream.readResponse(into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags)
+  }
+}

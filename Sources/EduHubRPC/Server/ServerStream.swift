@@ -1,0 +1,450 @@
+import CEduHubNghttp2
+import NIOCore
+import Synchronization
+
+/// One call on a server connection: its request headers, its messages each way and its status.
+///
+/// Lives on the connection's event loop; a handler's task only reaches it through `execute`.
+final class ServerStream: @unchecked Sendable {
+  private enum ResponseState {
+    /// Nothing sent yet: an error can still go as a trailers-only response.
+    case idle
+    /// Headers submitted; DATA flows from the data provider.
+    case started
+    /// Trailers submitted (or a trailers-only response): nothing more to send.
+    case done
+  }
+
+  let id: Int32
+  let connection: ServerConnectionHandler
+
+  // Request headers.
+  private var method: RPCMethod?
+  private var unknownPath: String?
+  private var isPost = false
+  private var contentTypeIsGRPC = false
+  private var timeoutNanos: Int64?
+  private var headerError: RPCError?
+  private var metadata = RPCMetadata()
+  private var headerBytes = 0
+
+  // Request body.
+  private var deframer: MessageDeframer?
+  private var singleRequest: ByteBuffer?
+  private var inbound: InboundMessageQueue?
+  private var unconsumedBytes = 0
+  private var requestComplete = false
+
+  // Response.
+  private var state = ResponseState.idle
+  private var singleResponse: ByteBuffer?
+  private var outbound: OutboundMessageQueue?
+  private var status: RPCError?
+  private var statusReady = false
+  private var dataDeferred = false
+
+  private var callInfo: ServerCallInfo?
+  private var task: Task<Void, Never>?
+  private var deadlineTimer: Scheduled<Void>?
+  private(set) var isClosed = false
+
+  init(id: Int32, connection: ServerConnectionHandler) {
+    self.id = id
+    self.connection = connection
+  }
+
+  // MARK: Request
+
+  func header(name: UnsafePointer<UInt8>, nameLength: Int, value: UnsafePointer<UInt8>, valueLength: Int) {
+    headerBytes += nameLength + valueLength + 32
+    if headerBytes > connection.configuration.maxHeaderListSize {
+      if headerError == nil {
+        headerError = RPCError(.resourceExhausted, "request headers exceed \(connection.configuration.maxHeaderListSize) bytes")
+      }
+      return
+    }
+    if name.pointee == UInt8(ascii: ":") {
+      if bytesEqual(name, nameLength, ":path") {
+        method = connection.router.lookup(value, valueLength)
+        if method == nil {
+          unknownPath = String(decoding: UnsafeBufferPointer(start: value, count: min(valueLength, 200)), as: UTF8.self)
+        }
+      } else if bytesEqual(name, nameLength, ":method") {
+        isPost = bytesEqual(value, valueLength, "POST")
+      }
+      return
+    }
+    if bytesEqual(name, nameLength, "content-type") {
+      contentTypeIsGRPC =
+        bytesEqual(value, valueLength, "application/grpc")
+        || bytesHavePrefix(value, valueLength, "application/grpc+")
+        || bytesHavePrefix(value, valueLength, "application/grpc;")
+    } else if bytesEqual(name, nameLength, "grpc-timeout") {
+      if let nanos = GRPCTimeout.parse(UnsafeRawBufferPointer(start: value, count: valueLength)) {
+        timeoutNanos = nanos
+      } else if headerError == nil {
+        headerError = RPCError(.invalidArgument, "malformed grpc-timeout header")
+      }
+    } else if bytesEqual(name, nameLength, "grpc-encoding") {
+      if !bytesEqual(value, valueLength, "identity"), headerError == nil {
+        let encoding = String(decoding: UnsafeBufferPointer(start: value, count: min(valueLength, 64)), as: UTF8.self)
+        var trailers = RPCMetadata()
+        trailers.add("grpc-accept-encoding", "identity")
+        headerError = RPCError(.unimplemented, "compression \"\(encoding)\" is not supported", trailers: trailers)
+      }
+    } else if bytesEqual(name, nameLength, "te") || bytesEqual(name, nameLength, "user-agent")
+      || bytesHavePrefix(name, nameLength, "grpc-")
+    {
+      return
+    } else {
+      let key = String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self)
+      let valueBytes = UnsafeBufferPointer(start: value, count: valueLength)
+      if key.hasSuffix("-bin") {
+        if let decoded = Base64.decode(valueBytes) { metadata.add(key, binary: decoded) }
+      } else {
+        metadata.add(key, String(decoding: valueBytes, as: UTF8.self))
+      }
+    }
+  }
+
+  /// The request headers are complete: check them and start the call.
+  func headersComplete() {
+    if let headerError { return fail(headerError) }
+    guard contentTypeIsGRPC else {
+      return fail(RPCError(.internalError, "content-type must be application/grpc"), httpStatus: "415")
+    }
+    guard isPost else { return fail(RPCError(.unimplemented, "gRPC calls use the POST method")) }
+    guard let method else {
+      return fail(RPCError(.unimplemented, "unknown method \(unknownPath ?? "")"))
+    }
+    let loop = connection.eventLoop!
+    var deadline: NIODeadline?
+    if let timeoutNanos {
+      let when = NIODeadline.now() + .nanoseconds(min(timeoutNanos, Int64.max / 2))
+      deadline = when
+      deadlineTimer = loop.scheduleTask(deadline: when) { [self] in deadlineExceeded() }
+    }
+    let info = ServerCallInfo(
+      method: method.descriptor, requestMetadata: metadata, deadline: deadline,
+      connection: connection.connectionInfo)
+    callInfo = info
+    switch method.handler {
+    case .inline, .unary, .serverStreaming:
+      break
+    case .clientStreaming(let handler):
+      let inbound = makeInbound()
+      startTask { context in
+        let response = try await handler(inbound, context)
+        return { $0.respond(with: response) }
+      }
+    case .bidirectional(let handler):
+      let inbound = makeInbound()
+      let outbound = makeOutbound()
+      startTask { context in
+        try await handler(inbound, outbound, context)
+        return { $0.finish(nil) }
+      }
+    }
+  }
+
+  func receive(_ bytes: UnsafeRawBufferPointer) {
+    guard state != .done, !isClosed, method != nil, callInfo != nil else {
+      connection.consumeStream(id, bytes.count)
+      return
+    }
+    if deframer == nil { deframer = MessageDeframer(maxMessageSize: connection.configuration.maxReceiveMessageSize) }
+    deframer!.append(bytes)
+    var accepting = true
+    do {
+      while let message = try deframer!.next() {
+        if let inbound {
+          accepting = inbound.push(message)
+        } else if singleRequest == nil {
+          singleRequest = message
+        } else {
+          connection.consumeStream(id, bytes.count)
+          return fail(RPCError(.unimplemented, "\(method!.descriptor.path) takes one request message, not several"))
+        }
+      }
+    } catch {
+      connection.consumeStream(id, bytes.count)
+      switch error {
+      case .tooLarge(let announced, let limit):
+        return fail(RPCError(.resourceExhausted, "request message of \(announced) bytes exceeds the limit of \(limit) bytes"))
+      case .compressed:
+        return fail(RPCError(.internalError, "compressed message without grpc-encoding"))
+      case .badFlag(let flag):
+        return fail(RPCError(.internalError, "invalid message flag \(flag)"))
+      }
+    }
+    if accepting && unconsumedBytes == 0 {
+      connection.consumeStream(id, bytes.count)
+    } else {
+      unconsumedBytes += bytes.count
+    }
+  }
+
+  /// The client finished sending (END_STREAM).
+  func requestEnded() {
+    guard !requestComplete else { return }
+    requestComplete = true
+    guard state != .done, !isClosed, let method, callInfo != nil else { return }
+    if deframer?.hasPartialMessage == true {
+      inbound?.finish(RPCError(.internalError, "the request ended inside a message"))
+      return fail(RPCError(.internalError, "the request ended inside a message"))
+    }
+    switch method.handler {
+    case .inline(let handler):
+      guard let request = takeSingleRequest() else { return }
+      do {
+        respond(with: try handler(request, ServerContext(call: callInfo!)))
+      } catch {
+        finish(RPCError.from(error))
+      }
+    case .unary(let handler):
+      guard let request = takeSingleRequest() else { return }
+      startTask { context in
+        let response = try await handler(request, context)
+        return { $0.respond(with: response) }
+      }
+    case .serverStreaming(let handler):
+      guard let request = takeSingleRequest() else { return }
+      let outbound = makeOutbound()
+      startTask { context in
+        try await handler(request, outbound, context)
+        return { $0.finish(nil) }
+      }
+    case .clientStreaming, .bidirectional:
+      inbound?.finish()
+    }
+  }
+
+  private func takeSingleRequest() -> ByteBuffer? {
+    guard let request = singleRequest else {
+      fail(RPCError(.unimplemented, "\(method!.descriptor.path) needs one request message, got none"))
+      return nil
+    }
+    singleRequest = nil
+    return request
+  }
+
+  private func makeInbound() -> InboundMessageQueue {
+    let loop = connection.eventLoop!
+    let queue = InboundMessageQueue { [self] in
+      loop.execute { self.resumeReading() }
+    }
+    inbound = queue
+    return queue
+  }
+
+  private func makeOutbound() -> OutboundMessageQueue {
+    let loop = connection.eventLoop!
+    let queue = OutboundMessageQueue(readerWaiting: true) { [self] in
+      loop.execute { self.outputAvailable() }
+    }
+    outbound = queue
+    return queue
+  }
+
+  /// The handler's reader caught up: acknowledge what was held back so the client sends more.
+  private func resumeReading() {
+    guard !isClosed, unconsumedBytes > 0 else { return }
+    connection.consumeStream(id, unconsumedBytes)
+    unconsumedBytes = 0
+    connection.scheduleFlush()
+  }
+
+  /// Runs a handler as a task. Its result is a step to take back on the event loop.
+  private func startTask(
+    _ body: @escaping @Sendable (ServerContext) async throws -> @Sendable (ServerStream) -> Void
+  ) {
+    let context = ServerContext(call: callInfo!)
+    let loop = connection.eventLoop!
+    task = Task { [self] in
+      let step: @Sendable (ServerStream) -> Void
+      do {
+        step = try await body(context)
+      } catch {
+        let status = RPCError.from(error)
+        step = { $0.finish(status) }
+      }
+      loop.execute {
+        step(self)
+        self.connection.scheduleFlush()
+      }
+    }
+  }
+
+  // MARK: Response
+
+  /// Sends a unary response: headers, the one message, trailers.
+  func respond(with framedMessage: ByteBuffer) {
+    guard state == .idle, !isClosed else { return }
+    deadlineTimer?.cancel()
+    singleResponse = framedMessage
+    status = nil
+    statusReady = true
+    submitResponseHeaders()
+  }
+
+  /// Ends the call with `status` (nil for OK) after any queued messages.
+  func finish(_ status: RPCError?) {
+    guard state != .done, !isClosed else { return }
+    deadlineTimer?.cancel()
+    self.status = status
+    statusReady = true
+    if state == .idle, (outbound?.pendingBytes ?? 0) == 0 {
+      outbound?.finish()
+      sendTrailersOnly(status ?? RPCError(.ok, ""))
+      return
+    }
+    outbound?.finish()
+    if state == .idle {
+      submitResponseHeaders()
+    } else if dataDeferred, let session = connection.session {
+      dataDeferred = false
+      nghttp2_session_resume_data(session, id)
+    }
+  }
+
+  /// A handler wrote a message (or finished its stream) while nghttp2 was waiting for data.
+  private func outputAvailable() {
+    guard !isClosed, state != .done, let session = connection.session else { return }
+    if state == .idle {
+      submitResponseHeaders()
+    } else if dataDeferred {
+      dataDeferred = false
+      nghttp2_session_resume_data(session, id)
+    }
+    connection.scheduleFlush()
+  }
+
+  /// Ends the call early with `error`: the handler is cancelled, the client gets the status.
+  private func fail(_ error: RPCError, httpStatus: String = "200") {
+    task?.cancel()
+    inbound?.finish(error)
+    outbound?.fail(error)
+    guard state != .done else { return }
+    if state == .idle {
+      sendTrailersOnly(error, httpStatus: httpStatus)
+    } else {
+      finish(error)
+    }
+  }
+
+  private func deadlineExceeded() {
+    deadlineTimer = nil
+    guard !isClosed, state != .done else { return }
+    fail(RPCError(.deadlineExceeded, "deadline exceeded"))
+    connection.scheduleFlush()
+  }
+
+  private func submitResponseHeaders() {
+    guard let session = connection.session else { return }
+    state = .started
+    var provider = nghttp2_data_provider(
+      source: nghttp2_data_source(ptr: Unmanaged.passUnretained(self).toOpaque()),
+      read_callback: ServerCallbacks.readResponse)
+    let custom = callInfo?.response.withLock { $0.headers } ?? RPCMetadata()
+    if custom.isEmpty {
+      let block = StaticHeaders.responseHeaders
+      nghttp2_submit_response(session, id, block.pointer, block.count, &provider)
+    } else {
+      var headers = HeaderList()
+      headers.add(":status", "200")
+      headers.add("content-type", "application/grpc")
+      headers.add(metadata: custom)
+      headers.withNV { nghttp2_submit_response(session, id, $0, $1, &provider) }
+    }
+  }
+
+  private func sendTrailersOnly(_ status: RPCError, httpStatus: String = "200") {
+    guard let session = connection.session else { return }
+    state = .done
+    deadlineTimer?.cancel()
+    var headers = HeaderList()
+    headers.add(":status", httpStatus)
+    headers.add("content-type", "application/grpc")
+    addStatus(status, to: &headers)
+    headers.withNV { nghttp2_submit_response(session, id, $0, $1, nil) }
+  }
+
+  private func addStatus(_ status: RPCError, to headers: inout HeaderList) {
+    headers.add("grpc-status", String(status.code.rawValue))
+    if !status.message.isEmpty { headers.add("grpc-message", PercentEncoding.encode(status.message)) }
+    headers.add(metadata: status.trailers)
+    if let custom = callInfo?.response.withLock({ $0.trailers }), !custom.isEmpty {
+      headers.add(metadata: custom)
+    }
+  }
+
+  private func submitTrailers() {
+    guard let session = connection.session else { return }
+    state = .done
+    let customTrailers = callInfo?.response.withLock { $0.trailers.isEmpty } == false
+    if status == nil, !customTrailers {
+      let block = StaticHeaders.okTrailers
+      nghttp2_submit_trailer(session, id, block.pointer, block.count)
+    } else {
+      var headers = HeaderList()
+      addStatus(status ?? RPCError(.ok, ""), to: &headers)
+      headers.withNV { nghttp2_submit_trailer(session, id, $0, $1) }
+    }
+  }
+
+  /// nghttp2 asks for the next DATA frame's bytes.
+  func readResponse(into buffer: UnsafeMutableRawBufferPointer, flags: UnsafeMutablePointer<UInt32>) -> Int {
+    if var single = singleResponse {
+      let count = min(buffer.count, single.readableBytes)
+      single.withUnsafeReadableBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+      single.moveReaderIndex(forwardBy: count)
+      if single.readableBytes == 0 {
+        singleResponse = nil
+        endData(flags)
+      } else {
+        singleResponse = single
+      }
+      return count
+    }
+    guard let outbound else {
+      endData(flags)
+      return 0
+    }
+    switch outbound.read(into: buffer) {
+    case .bytes(let count, let end):
+      if end && statusReady { endData(flags) }
+      return count
+    case .end where statusReady:
+      endData(flags)
+      return 0
+    case .end, .deferred:
+      dataDeferred = true
+      return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+    }
+  }
+
+  private func endData(_ flags: UnsafeMutablePointer<UInt32>) {
+    flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+    submitTrailers()
+  }
+
+  // MARK: End
+
+  /// nghttp2 closed the stream: a reset by the client, the end of the call, or the connection's end.
+  func closed(errorCode: UInt32) {
+    guard !isClosed else { return }
+    isClosed = true
+    deadlineTimer?.cancel()
+    deadlineTimer = nil
+    if state != .done || errorCode != NGHTTP2_NO_ERROR.rawValue {
+      task?.cancel()
+      let error = RPCError(.cancelled, "the client cancelled the call")
+      inbound?.finish(error)
+      outbound?.fail(error)
+    }
+    task = nil
+    singleResponse = nil
+    singleRequest = nil
+    deframer = nil
+  }
+}

@@ -1,0 +1,96 @@
+import ArgumentParser
+import EduHubNode
+import EduHubRPC
+import Logging
+import NIOCore
+
+extension EduHubCommand {
+  struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Run a node: serve its RPCs until SIGTERM or SIGINT.",
+      discussion: """
+        Serves gRPC over plaintext HTTP/2 (h2c) by default, or TLS with ALPN h2 when --tls-cert and \
+        --tls-key are given. On SIGTERM or SIGINT the node stops taking calls (GOAWAY), lets calls \
+        in flight finish within the grace period, and exits 0.
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free port).")
+    var listen: String = "127.0.0.1:50051"
+
+    @Option(help: "PEM certificate chain for TLS (needs --tls-key).")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key for TLS (needs --tls-cert).")
+    var tlsKey: String?
+
+    @Option(help: "This node's id.")
+    var nodeID: String = "central"
+
+    @Option(help: "The org subtree this node holds, e.g. 511700/511702 (empty for the whole region).")
+    var scope: String = ""
+
+    @Option(help: "The node's role: central, county or school.")
+    var role: String = "central"
+
+    @Option(help: "Largest request message accepted, in bytes.")
+    var maxMessageSize: Int = 4 * 1024 * 1024
+
+    @Option(help: "Seconds calls in flight may take to finish after SIGTERM.")
+    var gracePeriod: Int = 10
+
+    @Option(help: "Microseconds an event loop keeps polling after activity before it sleeps (0: never).")
+    var busyPollUs: Int = 50
+
+    func validate() throws {
+      if (tlsCert == nil) != (tlsKey == nil) {
+        throw ValidationError("--tls-cert and --tls-key go together")
+      }
+      do { _ = try NodeAddress(parsing: listen) } catch { throw ValidationError("\(error)") }
+      guard NodeIdentity.Role(rawValue: role) != nil else {
+        throw ValidationError("--role must be central, county or school")
+      }
+      guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
+      guard gracePeriod >= 0 else { throw ValidationError("--grace-period must not be negative") }
+      guard (0...100_000).contains(busyPollUs) else { throw ValidationError("--busy-poll-us must be from 0 to 100000") }
+    }
+
+    func run() async throws {
+      global.bootstrapLogging()
+      let configuration = try makeConfiguration()
+      do {
+        try await NodeServer.serve(configuration, logger: Logger(label: "eduhub.node"))
+      } catch let error as RPCError {
+        throw FailureMessage(text: error.message)
+      }
+    }
+
+    private func makeConfiguration() throws -> NodeServerConfiguration {
+      let address = try NodeAddress(parsing: listen)
+      var tls: ServerTLSConfiguration?
+      if let tlsCert, let tlsKey {
+        do {
+          tls = try ServerTLSConfiguration(certificateChainFile: tlsCert, privateKeyFile: tlsKey)
+        } catch let error as RPCError {
+          throw ValidationError(error.message)
+        }
+      }
+      var rpc = ServerConfiguration()
+      rpc.maxReceiveMessageSize = maxMessageSize
+      rpc.shutdownGracePeriod = .seconds(Int64(gracePeriod))
+      rpc.busyPollBudget = busyPollUs > 0 ? .microseconds(Int64(busyPollUs)) : nil
+      return NodeServerConfiguration(
+        host: address.host, port: address.port,
+        identity: NodeIdentity(nodeID: nodeID, scope: scope, role: NodeIdentity.Role(rawValue: role) ?? .central),
+        tls: tls, rpc: rpc)
+    }
+  }
+}
+
+/// A one-line failure for the terminal.
+struct FailureMessage: Error, CustomStringConvertible {
+  let text: String
+  var description: String { text }
+}
