@@ -100,6 +100,11 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    .testTarget(
+      name: "EduHubNodeTests",
+      dependencies: ["EduHubNode", "EduHubAPI", "EduHubRPC", "eduhub"],
+      swiftSettings: swiftSettings
+    ),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -43,7 +43,7 @@ extension EduHubCommand {
       var tls: ClientTLSConfiguration?
       if tlsCA != nil || target.secure {
         do { tls = try ClientTLSConfiguration(caFile: tlsCA) } catch let error as RPCError {
-          throw ValidationError(error.message)
+          throw FailureMessage(text: error.message)
         }
       }
       let rpc = RPCClient(host: target.host, port: target.port, tls: tls)

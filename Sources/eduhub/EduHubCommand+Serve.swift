@@ -74,7 +74,7 @@ extension EduHubCommand {
         do {
           tls = try ServerTLSConfiguration(certificateChainFile: tlsCert, privateKeyFile: tlsKey)
         } catch let error as RPCError {
-          throw ValidationError(error.message)
+          throw FailureMessage(text: error.message)
         }
       }
       var rpc = ServerConfiguration()

@@ -208,7 +208,7 @@ public final class RPCClient: Sendable {
         return (channel, handler)
       } catch {
         state.withLock { $0 = .idle }
-        let failure = RPCError(.unavailable, "cannot connect to \(host):\(port): \(error)")
+        let failure = RPCError(.unavailable, "cannot connect to \(host):\(port): \(ErrorText.describe(error))")
         promise.fail(failure)
         throw failure
       }

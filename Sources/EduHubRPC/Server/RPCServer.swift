@@ -73,7 +73,7 @@ public final class RPCServer: Sendable {
     do {
       channel = try await bootstrap.bind(host: host, port: port).get()
     } catch {
-      throw RPCError(.unavailable, "cannot listen on \(host):\(port): \(error)")
+      throw RPCError(.unavailable, "cannot listen on \(host):\(port): \(ErrorText.describe(error))")
     }
     state.withLock { $0.listener = channel }
     guard let address = channel.localAddress else {

@@ -11,7 +11,7 @@ public struct ServerTLSConfiguration: Sendable {
     do {
       chain = try NIOSSLCertificate.fromPEMFile(certificateChainFile)
     } catch {
-      throw RPCError(.invalidArgument, "cannot read certificate \(certificateChainFile): \(error)")
+      throw RPCError(.invalidArgument, "cannot read certificate \(certificateChainFile): \(ErrorText.describe(error))")
     }
     guard !chain.isEmpty else {
       throw RPCError(.invalidArgument, "no certificate in \(certificateChainFile)")
@@ -20,7 +20,7 @@ public struct ServerTLSConfiguration: Sendable {
     do {
       key = try NIOSSLPrivateKey(file: privateKeyFile, format: .pem)
     } catch {
-      throw RPCError(.invalidArgument, "cannot read private key \(privateKeyFile): \(error)")
+      throw RPCError(.invalidArgument, "cannot read private key \(privateKeyFile): \(ErrorText.describe(error))")
     }
     var configuration = TLSConfiguration.makeServerConfiguration(
       certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
@@ -50,7 +50,7 @@ public struct ClientTLSConfiguration: Sendable {
       do {
         configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
       } catch {
-        throw RPCError(.invalidArgument, "cannot read CA file \(caFile): \(error)")
+        throw RPCError(.invalidArgument, "cannot read CA file \(caFile): \(ErrorText.describe(error))")
       }
     }
     do {

@@ -1,0 +1,123 @@
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+import Testing
+
+/// The `eduhub` binary as a user runs it.
+@Suite("The eduhub command", .serialized)
+struct CommandLineTests {
+  @Test("--help explains the command and its subcommands")
+  func help() throws {
+    let result = try run(["--help"])
+    #expect(result.status == 0)
+    #expect(result.output.contains("EduHub: the data backbone of a regional education system."))
+    #expect(result.output.contains("serve"))
+    #expect(result.output.contains("ping"))
+  }
+
+  @Test("serve --help documents the listen address and TLS")
+  func serveHelp() throws {
+    let result = try run(["serve", "--help"])
+    #expect(result.status == 0)
+    #expect(result.output.contains("--listen <listen>"))
+    #expect(result.output.contains("--tls-cert"))
+  }
+
+  @Test("a malformed address is refused with a clear first line")
+  func badAddress() throws {
+    let result = try run(["serve", "--listen", "nonsense"])
+    #expect(result.status != 0)
+    #expect(result.errors.split(separator: "\n").first == "Error: invalid address \"nonsense\": expected HOST:PORT")
+  }
+
+  @Test("an unknown flag is refused")
+  func unknownFlag() throws {
+    let result = try run(["serve", "--bogus"])
+    #expect(result.status != 0)
+    #expect(result.errors.hasPrefix("Error: Unknown option '--bogus'"))
+  }
+
+  @Test("a missing certificate is one line and a non-zero exit")
+  func missingCertificate() throws {
+    let result = try run(["serve", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.pem"])
+    #expect(result.status != 0)
+    #expect(result.errors == "Error: cannot read certificate /nonexistent.pem: not a readable PEM certificate\n")
+  }
+
+  @Test("--tls-cert without --tls-key is refused")
+  func halfTLS() throws {
+    let result = try run(["serve", "--tls-cert", "/x.pem"])
+    #expect(result.status != 0)
+    #expect(result.errors.contains("--tls-cert and --tls-key go together"))
+  }
+
+  @Test("ping to a closed port fails with UNAVAILABLE in one line")
+  func pingClosedPort() throws {
+    let result = try run(["ping", "127.0.0.1:1", "--count", "1"])
+    #expect(result.status != 0)
+    #expect(result.errors == "Error: 127.0.0.1:1: UNAVAILABLE: cannot connect to 127.0.0.1:1: connection refused\n")
+  }
+
+  @Test("serve answers ping, refuses a second bind of its port, and exits 0 on SIGTERM")
+  func serveAndPing() throws {
+    let port = Int.random(in: 40000..<60000)
+    let server = Process()
+    server.executableURL = binary
+    server.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--node-id", "school-1", "--role", "school"]
+    server.standardOutput = FileHandle.nullDevice
+    let serverErrors = Pipe()
+    server.standardError = serverErrors
+    try server.run()
+    defer { if server.isRunning { server.terminate() } }
+    var pinged: (status: Int32, output: String, errors: String)?
+    for _ in 0..<100 {
+      let attempt = try run(["ping", "127.0.0.1:\(port)", "--count", "2"])
+      if attempt.status == 0 {
+        pinged = attempt
+        break
+      }
+      Thread.sleep(forTimeInterval: 0.1)
+    }
+    let output = try #require(pinged).output
+    #expect(output.hasPrefix("node school-1 (school) scope \"\" version"))
+    #expect(output.contains("ping 2: 100 bytes"))
+
+    let second = try run(["serve", "--listen", "127.0.0.1:\(port)"])
+    #expect(second.status != 0)
+    #expect(second.errors.contains("Error: cannot listen on 127.0.0.1:\(port): address already in use"))
+
+    kill(server.processIdentifier, SIGTERM)
+    server.waitUntilExit()
+    #expect(server.terminationStatus == 0)
+    let log = String(decoding: serverErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(log.contains("graceful shutdown"))
+  }
+}
+
+/// The built `eduhub` executable, next to the test bundle.
+let binary: URL = {
+  let bundleDirectory = Bundle.main.bundleURL
+  let candidates = [
+    bundleDirectory.appendingPathComponent("eduhub"),
+    bundleDirectory.deletingLastPathComponent().appendingPathComponent("eduhub"),
+  ]
+  return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+}()
+
+/// Runs `eduhub` with `arguments`, waiting for it to exit.
+func run(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+  let process = Process()
+  process.executableURL = binary
+  process.arguments = arguments
+  let output = Pipe()
+  let errors = Pipe()
+  process.standardOutput = output
+  process.standardError = errors
+  try process.run()
+  let out = output.fileHandleForReading.readDataToEndOfFile()
+  let err = errors.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}
