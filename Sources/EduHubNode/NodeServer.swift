@@ -91,8 +91,13 @@ public final class NodeServer: Service, Sendable {
 
 extension NodeServer {
   /// Runs a node until SIGTERM or SIGINT, then drains it: the `eduhub serve` main loop.
-  public static func serve(_ configuration: NodeServerConfiguration, logger: Logger) async throws {
-    let node = NodeServer(configuration: configuration, logger: logger)
+  /// - Parameter eventLoops: event-loop threads; nil uses NIO's shared group (one per core).
+  public static func serve(_ configuration: NodeServerConfiguration, eventLoops: Int? = nil, logger: Logger)
+    async throws
+  {
+    let loops: any EventLoopGroup =
+      eventLoops.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) } ?? MultiThreadedEventLoopGroup.singleton
+    let node = NodeServer(configuration: configuration, group: loops, logger: logger)
     let group = ServiceGroup(
       services: [node], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
     try await group.run()

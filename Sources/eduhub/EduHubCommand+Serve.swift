@@ -41,6 +41,9 @@ extension EduHubCommand {
     @Option(help: "Seconds calls in flight may take to finish after SIGTERM.")
     var gracePeriod: Int = 10
 
+    @Option(help: "Event-loop threads serving connections (default: one per core).")
+    var eventLoops: Int?
+
     @Option(help: "Microseconds an event loop keeps polling after activity before it sleeps (0: never).")
     var busyPollUs: Int = 50
 
@@ -54,6 +57,9 @@ extension EduHubCommand {
       }
       guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
       guard gracePeriod >= 0 else { throw ValidationError("--grace-period must not be negative") }
+      if let eventLoops, !(1...256).contains(eventLoops) {
+        throw ValidationError("--event-loops must be from 1 to 256")
+      }
       guard (0...100_000).contains(busyPollUs) else { throw ValidationError("--busy-poll-us must be from 0 to 100000") }
     }
 
@@ -61,7 +67,7 @@ extension EduHubCommand {
       global.bootstrapLogging()
       let configuration = try makeConfiguration()
       do {
-        try await NodeServer.serve(configuration, logger: Logger(label: "eduhub.node"))
+        try await NodeServer.serve(configuration, eventLoops: eventLoops, logger: Logger(label: "eduhub.node"))
       } catch let error as RPCError {
         throw FailureMessage(text: error.message)
       }

@@ -59,8 +59,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
       session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(clamping: configuration.connectionWindowSize))
     if let interval = configuration.keepaliveInterval {
       let tick = TimeAmount.nanoseconds(max(interval.nanoseconds / 4, 10_000_000))
-      timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [weak self] _ in
-        self?.tick()
+      // Strong, released when teardown cancels it (a weak capture would slow every retain).
+      timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in
+        self.tick()
       }
     }
     if context.channel.isActive { flush() }
@@ -154,9 +155,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     stream.opened(id: streamID, connection: self)
     streams[streamID] = stream
     if let deadline = stream.deadline {
-      stream.deadlineTimer = eventLoop?.scheduleTask(deadline: deadline) { [weak stream] in
-        stream?.deadlineExceeded()
-      }
+      stream.deadlineTimer = eventLoop?.scheduleTask(deadline: deadline) { stream.deadlineExceeded() }
     }
     scheduleFlush()
   }

@@ -17,14 +17,14 @@ public final class RPCClient: Sendable {
   private let group: any EventLoopGroup
   private let logger: Logger
 
-  private enum ConnectionState {
+  fileprivate enum ConnectionState {
     case idle
     case connecting(EventLoopFuture<ClientConnectionHandler>)
     case ready(any Channel, ClientConnectionHandler)
     case closed
   }
 
-  private let state = Mutex(ConnectionState.idle)
+  private let state = LockedConnectionState()
 
   public init(
     host: String, port: Int, tls: ClientTLSConfiguration? = nil,
@@ -221,10 +221,13 @@ public final class RPCClient: Sendable {
     let authority = port == (tls == nil ? 80 : 443) ? host : "\(host):\(port)"
     let handler = ClientConnectionHandler(
       configuration: configuration, authority: authority, scheme: tls == nil ? "http" : "https", logger: logger)
-    handler.onUnusable = { [weak self, weak handler] in
-      guard let self, let handler else { return }
-      self.state.withLock { state in
-        if case .ready(_, let current) = state, current === handler { state = .idle }
+    // Compared by identity, not held weakly: a weak reference would put every retain of the
+    // handler on Swift's slow path.
+    let handlerID = ObjectIdentifier(handler)
+    let state = self.state
+    handler.onUnusable = {
+      state.withLock { state in
+        if case .ready(_, let current) = state, ObjectIdentifier(current) == handlerID { state = .idle }
       }
     }
     let bootstrap = ClientBootstrap(group: group)
@@ -255,5 +258,15 @@ extension RPCWriter {
 extension String {
   fileprivate var isIPAddress: Bool {
     (try? SocketAddress(ipAddress: self, port: 0)) != nil
+  }
+}
+
+/// The client's connection state, in a class of its own so that the connection's callbacks can hold
+/// it without holding the client.
+private final class LockedConnectionState: Sendable {
+  private let mutex = Mutex(RPCClient.ConnectionState.idle)
+
+  func withLock<R>(_ body: (inout RPCClient.ConnectionState) -> R) -> R {
+    mutex.withLock { body(&$0) }
   }
 }

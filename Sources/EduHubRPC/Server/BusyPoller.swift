@@ -1,4 +1,3 @@
-import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
 
@@ -6,43 +5,65 @@ import Synchronization
   import Glibc
 #endif
 
-/// Adaptive busy polling of an event loop: after I/O, the loop keeps polling its sockets without
-/// sleeping for a short budget, so the next request of a chatty client is picked up without the
-/// cost of waking a sleeping thread (on this kind of virtual machine a cross-CPU wake-up costs
-/// tens of microseconds, more than a whole call).
+/// Adaptive busy polling for one event loop.
 ///
-/// It works through NIO's public API: while the budget lasts, a no-op task is re-enqueued each loop
-/// turn, which makes NIO poll epoll with a zero timeout instead of blocking. An idle loop sleeps as
-/// usual; the CPU spent is at most the budget per burst of activity.
+/// After the loop has answered a burst of calls, it does not go to sleep at once: for a short
+/// budget it polls its connections' sockets without blocking, so the next request of a chatty client
+/// is picked up the moment it lands instead of after a wake-up of a sleeping thread (on this kind
+/// of virtual machine a cross-CPU wake-up costs tens of microseconds, more than a whole call).
+///
+/// NIO's loop cannot be told to spin, and re-enqueueing a task every turn would starve its I/O
+/// (it drains its task queue before polling). So the spin is one task that returns as soon as a
+/// socket is readable, work for the loop is posted by our own code (`wake`), or the budget is spent;
+/// NIO then polls epoll as usual and finds the data ready. The CPU spent is at most the budget per
+/// burst, and `sched_yield` in the spin lets a peer that shares the CPU run first.
 final class BusyPoller: @unchecked Sendable {
   private let eventLoop: any EventLoop
   private let budget: TimeAmount
-  private var spinUntil = NIODeadline.uptimeNanoseconds(0)
-  private var spinning = false
+  /// Descriptors of the connections on this loop (touched only on the loop).
+  private var descriptors: [Int32] = []
+  private var scheduled = false
+  /// Set by other threads before they post work to the loop, so the spin gives way to it.
+  private let pendingWork = Atomic<Bool>(false)
 
   private init(eventLoop: any EventLoop, budget: TimeAmount) {
     self.eventLoop = eventLoop
     self.budget = budget
   }
 
-  /// Records activity on the loop (call on the loop).
+  /// Adds a connection's descriptor (on the loop).
+  func register(_ fd: Int32) {
+    descriptors.append(fd)
+  }
+
+  /// Removes a connection's descriptor (on the loop), before it is closed.
+  func unregister(_ fd: Int32) {
+    descriptors.removeAll { $0 == fd }
+  }
+
+  /// Runs `body` on the loop, interrupting a spin so that it runs promptly.
+  func execute(_ body: @escaping @Sendable () -> Void) {
+    pendingWork.store(true, ordering: .releasing)
+    eventLoop.execute(body)
+  }
+
+  /// Records that the loop answered calls (on the loop): spin for the budget before sleeping.
   @inline(__always)
   func activity() {
-    spinUntil = .now() + budget
-    if !spinning {
-      spinning = true
-      eventLoop.execute { self.spin() }
-    }
+    guard !scheduled, !descriptors.isEmpty else { return }
+    scheduled = true
+    eventLoop.execute { self.spin() }
   }
 
   private func spin() {
-    if NIODeadline.now() < spinUntil {
-      // Yield the CPU each turn: a peer woken onto this CPU (the kernel places a wakee near its
-      // waker) runs at once instead of waiting out our time slice.
+    scheduled = false
+    pendingWork.store(false, ordering: .relaxed)
+    var polls = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+    let deadline = NIODeadline.now() + budget
+    while NIODeadline.now() < deadline {
+      if poll(&polls, nfds_t(polls.count), 0) > 0 { return }
+      if pendingWork.load(ordering: .acquiring) { return }
       sched_yield()
-      eventLoop.execute { self.spin() }
-    } else {
-      spinning = false
     }
   }
 

@@ -26,10 +26,16 @@ public enum RPCKind: Sendable, Hashable {
 
 /// One method a server answers, with its handler.
 ///
-/// Generated service protocols build these; a handler can also be registered by hand.
-public struct RPCMethod: Sendable {
+/// Generated service protocols build these; a handler can also be registered by hand. A class, so
+/// that a call holds its method with one reference instead of copying strings and closures.
+public final class RPCMethod: Sendable {
   public let descriptor: RPCMethodDescriptor
   let handler: Handler
+
+  init(descriptor: RPCMethodDescriptor, handler: Handler) {
+    self.descriptor = descriptor
+    self.handler = handler
+  }
 
   enum Handler: Sendable {
     /// Runs on the event loop inside the read that completed the request. Returns a framed message.

@@ -5,6 +5,10 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// A gRPC server: listens on one address and serves the methods of its services on every
 /// connection, over plaintext HTTP/2 (h2c, prior knowledge) or TLS with ALPN `h2`.
 public final class RPCServer: Sendable {
@@ -15,7 +19,7 @@ public final class RPCServer: Sendable {
   private let logger: Logger
 
   private struct State {
-    var listener: (any Channel)?
+    var listener: Acceptor?
     var connections: [ObjectIdentifier: any Channel] = [:]
     var shuttingDown = false
     var closedWaiters: [CheckedContinuation<Void, Never>] = []
@@ -48,52 +52,57 @@ public final class RPCServer: Sendable {
   /// - Throws: ``RPCError`` (UNAVAILABLE) when the address cannot be bound.
   @discardableResult
   public func start(host: String, port: Int) async throws -> SocketAddress {
+    let acceptor = try Acceptor(host: host, port: port, logger: logger)
+    state.withLock { $0.listener = acceptor }
+    let address = acceptor.localAddress
+    acceptor.start { [self] fd in adopt(fd) }
+    logger.info("listening", metadata: ["rpc.address": "\(address.ipAddress ?? host):\(address.port ?? port)", "rpc.tls": "\(tls != nil)"])
+    return address
+  }
+
+  /// Hands an accepted connection to an event loop.
+  private func adopt(_ fd: Int32) {
+    guard !state.withLock({ $0.shuttingDown }) else {
+      Glibc.close(fd)
+      return
+    }
+    let loop = group.next()
     let router = self.router
     let configuration = self.configuration
     let tls = self.tls
     let logger = self.logger
-    let bootstrap = ServerBootstrap(group: group)
-      .serverChannelOption(.backlog, value: 1024)
-      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-      .childChannelOption(.maxMessagesPerRead, value: 16)
-      .childChannelInitializer { [self] channel in
+    ClientBootstrap(group: loop)
+      .channelOption(.socketOption(.tcp_nodelay), value: 1)
+      .channelOption(.maxMessagesPerRead, value: 16)
+      .channelInitializer { [self] channel in
         channel.eventLoop.makeCompletedFuture {
           let info = ConnectionInfo(remoteAddress: channel.remoteAddress, isSecure: tls != nil)
+          let poller = configuration.busyPollBudget.map { BusyPoller.poller(for: channel.eventLoop, budget: $0) }
           let handler = ServerConnectionHandler(
-            router: router, configuration: configuration, connectionInfo: info, logger: logger)
+            router: router, configuration: configuration, connectionInfo: info, descriptor: fd, poller: poller,
+            logger: logger)
           if let tls {
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
           }
           try channel.pipeline.syncOperations.addHandler(handler)
-          self.register(channel)
+          try self.register(channel)
         }
       }
-    let channel: any Channel
-    do {
-      channel = try await bootstrap.bind(host: host, port: port).get()
-    } catch {
-      throw RPCError(.unavailable, "cannot listen on \(host):\(port): \(ErrorText.describe(error))")
-    }
-    state.withLock { $0.listener = channel }
-    guard let address = channel.localAddress else {
-      throw RPCError(.unavailable, "cannot listen on \(host):\(port): no local address")
-    }
-    logger.info("listening", metadata: ["rpc.address": "\(address)", "rpc.tls": "\(tls != nil)"])
-    return address
+      .withConnectedSocket(fd)
+      .whenFailure { error in
+        logger.debug("could not adopt a connection", metadata: ["error": "\(ErrorText.describe(error))"])
+      }
   }
 
-  private func register(_ channel: any Channel) {
+  /// Tracks a new connection; refuses it (and NIO closes it) once shutdown has begun.
+  private func register(_ channel: any Channel) throws {
     let id = ObjectIdentifier(channel)
     let accepted = state.withLock { state -> Bool in
       guard !state.shuttingDown else { return false }
       state.connections[id] = channel
       return true
     }
-    guard accepted else {
-      channel.close(promise: nil)
-      return
-    }
+    guard accepted else { throw RPCError(.unavailable, "the server is shutting down") }
     channel.closeFuture.whenComplete { [self] _ in
       let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
         state.connections[id] = nil
@@ -114,12 +123,12 @@ public final class RPCServer: Sendable {
   /// Stops accepting connections, asks every connection to finish its calls (GOAWAY), and after the
   /// grace period closes whatever is still open. Returns when every connection is closed.
   public func shutdownGracefully() async {
-    let (listener, connections) = state.withLock { state -> ((any Channel)?, [any Channel]) in
+    let (listener, connections) = state.withLock { state -> (Acceptor?, [any Channel]) in
       state.shuttingDown = true
       return (state.listener, Array(state.connections.values))
     }
     if let listener {
-      try? await listener.close()
+      listener.close()
       let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
         state.listener = nil
         return takeWaitersIfFinished(&state)

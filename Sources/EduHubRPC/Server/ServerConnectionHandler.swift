@@ -30,7 +30,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   private var sawFirstBytes = false
 
   private var timer: RepeatedTask?
-  private var poller: BusyPoller?
   private var lastActivity = NIODeadline.now()
   private var idleSince: NIODeadline? = NIODeadline.now()
   private var pingSentAt: NIODeadline?
@@ -41,11 +40,26 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   /// Called once when the connection ends (for the server's registry).
   var onClose: (() -> Void)?
 
-  init(router: RPCRouter, configuration: ServerConfiguration, connectionInfo: ConnectionInfo, logger: Logger) {
+  /// The connection's socket, for the busy poller.
+  private let descriptor: Int32
+  /// The event loop's busy poller, if the server spins.
+  let poller: BusyPoller?
+
+  init(
+    router: RPCRouter, configuration: ServerConfiguration, connectionInfo: ConnectionInfo, descriptor: Int32 = -1,
+    poller: BusyPoller? = nil, logger: Logger
+  ) {
     self.router = router
     self.configuration = configuration
     self.connectionInfo = connectionInfo
+    self.descriptor = descriptor
+    self.poller = poller
     self.logger = logger
+  }
+
+  /// Runs `body` on this connection's event loop, from any thread.
+  func execute(_ body: @escaping @Sendable () -> Void) {
+    if let poller { poller.execute(body) } else { eventLoop?.execute(body) }
   }
 
   // MARK: Channel events
@@ -73,9 +87,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     _ = nghttp2_session_set_local_window_size(
       session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(clamping: configuration.connectionWindowSize))
     startTimer(context: context)
-    if let budget = configuration.busyPollBudget {
-      poller = BusyPoller.poller(for: context.eventLoop, budget: budget)
-    }
+    if descriptor >= 0 { poller?.register(descriptor) }
     resetBudget = Double(configuration.streamResetBurst)
     // Our SETTINGS go out with the answer to the client's first bytes, so that a client speaking
     // HTTP/1 gets a clean HTTP/1 answer.
@@ -199,9 +211,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     return 0
   }
 
-  fileprivate func stream(_ id: Int32) -> ServerStream? {
+  /// Runs `body` with stream `id` if it is open; nil if it is not. The stream is owned by `streams`
+  /// for as long as nghttp2 knows it, so no retain is needed.
+  @inline(__always)
+  fileprivate func withStream<R>(_ id: Int32, _ body: (ServerStream) -> R) -> R? {
     guard let session, let pointer = nghttp2_session_get_stream_user_data(session, id) else { return nil }
-    return Unmanaged<ServerStream>.fromOpaque(pointer).takeUnretainedValue()
+    return Unmanaged<ServerStream>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body)
   }
 
   fileprivate func streamClosed(id: Int32, errorCode: UInt32) {
@@ -216,11 +231,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   fileprivate func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) {
     switch frame.type {
     case FrameType.headers:
-      guard let stream = stream(frame.streamID) else { return }
-      if frame.headersCategory == NGHTTP2_HCAT_REQUEST { stream.headersComplete() }
-      if frame.endsStream { stream.requestEnded() }
+      withStream(frame.streamID) { stream in
+        if frame.headersCategory == NGHTTP2_HCAT_REQUEST { stream.headersComplete() }
+        if frame.endsStream { stream.requestEnded() }
+      }
     case FrameType.data:
-      if frame.endsStream, let stream = stream(frame.streamID) { stream.requestEnded() }
+      if frame.endsStream { withStream(frame.streamID) { $0.requestEnded() } }
     case FrameType.ping:
       if frame.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { pingSentAt = nil }
     case FrameType.goaway:
@@ -275,8 +291,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     let intervals = [configuration.keepaliveInterval, configuration.idleTimeout].compactMap { $0 }
     guard let shortest = intervals.min() else { return }
     let tick = TimeAmount.nanoseconds(max(shortest.nanoseconds / 4, 10_000_000))
-    timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [weak self] _ in
-      self?.tick()
+    // A strong capture, released when teardown cancels the timer: a weak one would give the
+    // handler a side table and put every retain and release of it on Swift's slow path.
+    timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in
+      self.tick()
     }
   }
 
@@ -319,6 +337,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   }
 
   private func teardown() {
+    if descriptor >= 0, session != nil { poller?.unregister(descriptor) }
     timer?.cancel()
     timer = nil
     let open = streams
@@ -374,45 +393,49 @@ enum ServerCallbacks {
     return callbacks
   }()
 
+  /// Runs `body` with the connection behind `user_data`, which nghttp2 only calls us with while the
+  /// connection (which owns the session) is alive: no retain or release needed.
   @inline(__always)
-  static func connection(_ userData: UnsafeMutableRawPointer?) -> ServerConnectionHandler {
-    Unmanaged<ServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+  static func withConnection<R>(_ userData: UnsafeMutableRawPointer?, _ body: (ServerConnectionHandler) -> R) -> R {
+    Unmanaged<ServerConnectionHandler>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
   }
 
   static let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
     guard let frame, frame.type == FrameType.headers, frame.headersCategory == NGHTTP2_HCAT_REQUEST else {
       return 0
     }
-    return connection(userData).beginHeaders(streamID: frame.streamID)
+    return withConnection(userData) { $0.beginHeaders(streamID: frame.streamID) }
   }
 
   static let onHeader: nghttp2_on_header_callback = { _, frame, name, nameLength, value, valueLength, _, userData in
-    guard let frame, let name, let value, frame.headersCategory == NGHTTP2_HCAT_REQUEST,
-      let stream = connection(userData).stream(frame.streamID)
-    else { return 0 }
-    stream.header(name: name, nameLength: nameLength, value: value, valueLength: valueLength)
+    guard let frame, let name, let value, frame.headersCategory == NGHTTP2_HCAT_REQUEST else { return 0 }
+    withConnection(userData) { connection in
+      connection.withStream(frame.streamID) {
+        $0.header(name: name, nameLength: nameLength, value: value, valueLength: valueLength)
+      }
+    }
     return 0
   }
 
   static let onFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData in
     guard let frame else { return 0 }
-    connection(userData).frameReceived(frame)
+    withConnection(userData) { $0.frameReceived(frame) }
     return 0
   }
 
   static let onDataChunkRecv: nghttp2_on_data_chunk_recv_callback = { _, _, streamID, data, length, userData in
-    let connection = connection(userData)
-    connection.consumeConnection(length)
-    guard let data, let stream = connection.stream(streamID) else {
-      connection.consumeStream(streamID, length)
-      return 0
+    withConnection(userData) { connection in
+      connection.consumeConnection(length)
+      let delivered = connection.withStream(streamID) { stream in
+        stream.receive(UnsafeRawBufferPointer(start: data, count: length))
+      }
+      if delivered == nil { connection.consumeStream(streamID, length) }
     }
-    stream.receive(UnsafeRawBufferPointer(start: data, count: length))
     return 0
   }
 
   static let onStreamClose: nghttp2_on_stream_close_callback = { _, streamID, errorCode, userData in
-    connection(userData).streamClosed(id: streamID, errorCode: errorCode)
+    withConnection(userData) { $0.streamClosed(id: streamID, errorCode: errorCode) }
     return 0
   }
 
@@ -421,7 +444,8 @@ enum ServerCallbacks {
     guard let buffer, let flags, let pointer = source?.pointee.ptr else {
       return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
     }
-    let stream = Unmanaged<ServerStream>.fromOpaque(pointer).takeUnretainedValue()
-    return stream.readResponse(into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags)
+    return Unmanaged<ServerStream>.fromOpaque(pointer)._withUnsafeGuaranteedRef {
+      $0.readResponse(into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags)
+    }
   }
 }

@@ -229,18 +229,18 @@ final class ServerStream: @unchecked Sendable {
   }
 
   private func makeInbound() -> InboundMessageQueue {
-    let loop = connection.eventLoop!
+    let connection = self.connection
     let queue = InboundMessageQueue { [self] in
-      loop.execute { self.resumeReading() }
+      connection.execute { self.resumeReading() }
     }
     inbound = queue
     return queue
   }
 
   private func makeOutbound() -> OutboundMessageQueue {
-    let loop = connection.eventLoop!
+    let connection = self.connection
     let queue = OutboundMessageQueue(readerWaiting: true) { [self] in
-      loop.execute { self.outputAvailable() }
+      connection.execute { self.outputAvailable() }
     }
     outbound = queue
     return queue
@@ -259,7 +259,7 @@ final class ServerStream: @unchecked Sendable {
     _ body: @escaping @Sendable (ServerContext) async throws -> @Sendable (ServerStream) -> Void
   ) {
     let context = ServerContext(call: callInfo!)
-    let loop = connection.eventLoop!
+    let connection = self.connection
     task = Task { [self] in
       let step: @Sendable (ServerStream) -> Void
       do {
@@ -268,7 +268,7 @@ final class ServerStream: @unchecked Sendable {
         let status = RPCError.from(error)
         step = { $0.finish(status) }
       }
-      loop.execute {
+      connection.execute {
         step(self)
         self.connection.scheduleFlush()
       }
