@@ -76,7 +76,7 @@ public final class NodeServer: Service, Sendable {
       "node serving",
       metadata: [
         "node.id": "\(configuration.identity.nodeID)", "node.role": "\(configuration.identity.role.rawValue)",
-        "rpc.address": "\(address)",
+        "rpc.address": "\(address.ipAddress ?? configuration.host):\(address.port ?? configuration.port)",
       ])
     await withGracefulShutdownHandler {
       await server.waitUntilClosed()

@@ -34,6 +34,11 @@ public struct RPCMetadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, S
     entries.append((key: key.lowercased(), value: .binary(value)))
   }
 
+  /// Appends an entry whose key is known to be lower-case already (HTTP/2 header names).
+  mutating func append(key: String, _ value: Entry) {
+    entries.append((key: key, value: value))
+  }
+
   /// The first string value for `key`.
   public subscript(_ key: String) -> String? {
     let key = key.lowercased()

@@ -4,6 +4,7 @@ import SwiftProtobuf
 import Synchronization
 import EduHubRPC
 import Foundation
+import NIOPosix
 import Testing
 
 @Suite("Sizes, concurrency and flow control")
@@ -157,6 +158,34 @@ struct LimitsTests {
       // socket buffers: a few MiB, far from the stream's 64 MiB.
       #expect(maxBacklog < 12 * 1024 * 1024, "backlog reached \(maxBacklog) bytes")
       await client.close()
+    }
+  }
+}
+
+@Suite("Busy polling")
+struct BusyPollingTests {
+  @Test("a spinning loop gives way at once to an async handler's completion")
+  func completionInterruptsSpin() async throws {
+    var configuration = testServerConfiguration()
+    configuration.busyPollBudget = .milliseconds(20)
+    try await withHarness(configuration: configuration) { harness in
+      // The client runs on loops of its own, so only the server's loops spin.
+      let clientLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+      let rpc = RPCClient(host: "127.0.0.1", port: harness.port, group: clientLoops)
+      let start = ContinuousClock.now
+      for round in 0..<30 {
+        // The inline call's answer starts the server loop's spin; the async call's handler
+        // finishes 3 ms later on another thread, while nothing else arrives: its completion must
+        // interrupt the spin rather than wait out the 20 ms budget (30 rounds would take 0.6 s).
+        async let fast = rpc.unary(EchoService.inline, request: bytes("f\(round)"), responseType: Bytes.self)
+        async let slow = rpc.unary(EchoService.unary, request: bytes("sleep:3"), responseType: Bytes.self)
+        let (a, b) = try await (fast, slow)
+        #expect(a.value == Data("f\(round)".utf8))
+        #expect(b.value == Data("sleep:3".utf8))
+      }
+      #expect(ContinuousClock.now - start < .seconds(0.45))
+      await rpc.close()
+      try await clientLoops.shutdownGracefully()
     }
   }
 }

@@ -16,12 +16,13 @@ struct MessageDeframer {
   }
 
   let maxMessageSize: Int
+  /// Created on the first bytes, sized to them: a small unary request costs one allocation.
   private var buffer: ByteBuffer
   private var expected: Int?
 
-  init(maxMessageSize: Int, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+  init(maxMessageSize: Int) {
     self.maxMessageSize = maxMessageSize
-    self.buffer = allocator.buffer(capacity: 0)
+    self.buffer = ByteBuffer()
   }
 
   /// Bytes received but not yet part of a whole message.
@@ -32,6 +33,7 @@ struct MessageDeframer {
 
   /// Appends received bytes.
   mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    if buffer.capacity == 0 { buffer = ByteBufferAllocator().buffer(capacity: bytes.count) }
     buffer.writeBytes(bytes)
   }
 

@@ -1,12 +1,16 @@
-/// Finds a method by the raw bytes of a request's `:path`, without making a String.
-struct RPCRouter: Sendable {
-  private struct Entry: Sendable {
-    let path: [UInt8]
-    let method: RPCMethod
-  }
+#if canImport(Glibc)
+  import Glibc
+#endif
 
-  /// Entries grouped by path length: a lookup is one array index and a few memcmp calls.
-  private var byLength: [[Entry]] = []
+/// Finds a method by the raw bytes of a request's `:path`, without making a String.
+///
+/// Every path lives in one flat byte array; paths are bucketed by length, so a lookup is an array
+/// index and a memcmp or two, with no retain per candidate.
+struct RPCRouter: Sendable {
+  private var bytes: [UInt8] = []
+  /// For each path length, the (offset into `bytes`, index into `methods`) of the paths that long.
+  private var byLength: [[(offset: Int, method: Int)]] = []
+  private var methods: [RPCMethod] = []
   private(set) var services: [String] = []
 
   init(services: [any RPCService]) {
@@ -17,28 +21,33 @@ struct RPCRouter: Sendable {
 
   /// Adds a method; a later method with the same path replaces an earlier one.
   mutating func add(_ method: RPCMethod) {
+    if let existing = lookup(path: method.descriptor.path) {
+      methods[methods.firstIndex { $0 === existing }!] = method
+      return
+    }
     let path = Array(method.descriptor.path.utf8)
     if byLength.count <= path.count { byLength += Array(repeating: [], count: path.count + 1 - byLength.count) }
-    byLength[path.count].removeAll { $0.path == path }
-    byLength[path.count].append(Entry(path: path, method: method))
+    byLength[path.count].append((bytes.count, methods.count))
+    bytes += path
+    methods.append(method)
     if !services.contains(method.descriptor.service) { services.append(method.descriptor.service) }
   }
 
   func lookup(_ pointer: UnsafePointer<UInt8>, _ count: Int) -> RPCMethod? {
     guard count < byLength.count else { return nil }
-    for entry in byLength[count] {
-      let equal = entry.path.withUnsafeBufferPointer { memcmp($0.baseAddress!, pointer, count) == 0 }
-      if equal { return entry.method }
+    let found = bytes.withUnsafeBufferPointer { flat -> Int? in
+      byLength.withUnsafeBufferPointer { buckets in
+        for candidate in buckets[count] where memcmp(flat.baseAddress! + candidate.offset, pointer, count) == 0 {
+          return candidate.method
+        }
+        return nil
+      }
     }
-    return nil
+    return found.map { methods[$0] }
   }
 
   func lookup(path: String) -> RPCMethod? {
     var path = path
-    return path.withUTF8 { lookup($0.baseAddress!, $0.count) }
+    return path.withUTF8 { $0.isEmpty ? nil : lookup($0.baseAddress!, $0.count) }
   }
 }
-
-#if canImport(Glibc)
-  import Glibc
-#endif

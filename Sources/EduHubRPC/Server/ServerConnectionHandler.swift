@@ -21,7 +21,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   private(set) var eventLoop: (any EventLoop)?
   /// Open streams by id. nghttp2 does not report the close of streams still open when the session is
   /// deleted, so the connection owns every stream and ends them itself on teardown.
-  private var streams: [Int32: ServerStream] = [:]
+  /// An intrusive list (no hashing per call): each stream links to the next and the previous.
+  private var streams = StreamList()
 
   private var readInProgress = false
   private var flushScheduled = false
@@ -156,9 +157,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   /// Moves whatever nghttp2 has to send into the channel, while the channel accepts it.
   func flush() {
     guard let session, let context, !closing else { return }
+    let channel = context.channel
     var out: ByteBuffer?
     var wrote = false
-    while context.channel.isWritable {
+    while channel.isWritable {
       var chunk: UnsafePointer<UInt8>?
       let length = nghttp2_session_mem_send(session, &chunk)
       if length < 0 {
@@ -167,7 +169,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         return
       }
       guard length > 0, let chunk else { break }
-      if out == nil { out = context.channel.allocator.buffer(capacity: max(length, 4096)) }
+      if out == nil { out = channel.allocator.buffer(capacity: max(length, 4096)) }
       out!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: length))
       if out!.readableBytes >= 64 * 1024 {
         context.write(wrapOutboundOut(out!), promise: nil)
@@ -205,7 +207,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   fileprivate func beginHeaders(streamID: Int32) -> Int32 {
     guard let session else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
     let stream = ServerStream(id: streamID, connection: self)
-    streams[streamID] = stream
+    streams.insert(stream)
     nghttp2_session_set_stream_user_data(session, streamID, Unmanaged.passUnretained(stream).toOpaque())
     idleSince = nil
     return 0
@@ -220,7 +222,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   }
 
   fileprivate func streamClosed(id: Int32, errorCode: UInt32) {
-    guard let stream = streams.removeValue(forKey: id) else { return }
+    guard let stream = withStream(id, { $0 }) else { return }
+    streams.remove(stream)
     stream.closed(errorCode: errorCode)
     if streams.isEmpty {
       idleSince = .now()
@@ -280,7 +283,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
       session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
       NGHTTP2_ENHANCE_YOUR_CALM.rawValue, nil, 0)
     // Streams still open are abandoned: the client is hostile.
-    for stream in streams.values { stream.closed(errorCode: NGHTTP2_CANCEL.rawValue) }
+    streams.forEach { $0.closed(errorCode: NGHTTP2_CANCEL.rawValue) }
     scheduleFlush()
     eventLoop?.scheduleTask(in: .milliseconds(100)) { [self] in closeNow() }
   }
@@ -340,9 +343,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     if descriptor >= 0, session != nil { poller?.unregister(descriptor) }
     timer?.cancel()
     timer = nil
-    let open = streams
-    streams.removeAll()
-    for stream in open.values { stream.closed(errorCode: NGHTTP2_CANCEL.rawValue) }
+    let open = streams.removeAll()
+    for stream in open { stream.closed(errorCode: NGHTTP2_CANCEL.rawValue) }
     if let session {
       nghttp2_session_del(session)
       self.session = nil

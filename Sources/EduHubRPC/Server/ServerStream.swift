@@ -17,15 +17,19 @@ final class ServerStream: @unchecked Sendable {
 
   let id: Int32
   let connection: ServerConnectionHandler
+  /// Links of the connection's list of open streams.
+  fileprivate var next: ServerStream?
+  fileprivate unowned(unsafe) var previous: ServerStream?
 
   // Request headers.
-  private var method: RPCMethod?
+  private(set) var method: RPCMethod?
   private var unknownPath: String?
   private var isPost = false
   private var contentTypeIsGRPC = false
   private var timeoutNanos: Int64?
   private var headerError: RPCError?
-  private var metadata = RPCMetadata()
+  /// The request's custom metadata (read by handlers through `ServerContext`).
+  private(set) var metadata = RPCMetadata()
   private var headerBytes = 0
 
   // Request body.
@@ -43,7 +47,12 @@ final class ServerStream: @unchecked Sendable {
   private var statusReady = false
   private var dataDeferred = false
 
-  private var callInfo: ServerCallInfo?
+  /// Whether the call was accepted and its handler chosen (the request headers were valid).
+  private var started = false
+  /// When the caller stops waiting, if it said (read by handlers through `ServerContext`).
+  private(set) var deadline: NIODeadline?
+  /// Response metadata a handler adds from its own thread.
+  let responseMetadata = Mutex(ResponseMetadata())
   private var task: Task<Void, Never>?
   private var deadlineTimer: Scheduled<Void>?
   private(set) var isClosed = false
@@ -97,12 +106,13 @@ final class ServerStream: @unchecked Sendable {
     {
       return
     } else {
+      // HTTP/2 header names are lower-case (nghttp2 checks), so they go in as they are.
       let key = String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self)
       let valueBytes = UnsafeBufferPointer(start: value, count: valueLength)
       if key.hasSuffix("-bin") {
-        if let decoded = Base64.decode(valueBytes) { metadata.add(key, binary: decoded) }
+        if let decoded = Base64.decode(valueBytes) { metadata.append(key: key, .binary(decoded)) }
       } else {
-        metadata.add(key, String(decoding: valueBytes, as: UTF8.self))
+        metadata.append(key: key, .string(String(decoding: valueBytes, as: UTF8.self)))
       }
     }
   }
@@ -117,17 +127,12 @@ final class ServerStream: @unchecked Sendable {
     guard let method else {
       return fail(RPCError(.unimplemented, "unknown method \(unknownPath ?? "")"))
     }
-    let loop = connection.eventLoop!
-    var deadline: NIODeadline?
-    if let timeoutNanos {
+    if let timeoutNanos, let loop = connection.eventLoop {
       let when = NIODeadline.now() + .nanoseconds(min(timeoutNanos, Int64.max / 2))
       deadline = when
       deadlineTimer = loop.scheduleTask(deadline: when) { [self] in deadlineExceeded() }
     }
-    let info = ServerCallInfo(
-      method: method.descriptor, requestMetadata: metadata, deadline: deadline,
-      connection: connection.connectionInfo)
-    callInfo = info
+    started = true
     switch method.handler {
     case .inline, .unary, .serverStreaming:
       break
@@ -148,7 +153,7 @@ final class ServerStream: @unchecked Sendable {
   }
 
   func receive(_ bytes: UnsafeRawBufferPointer) {
-    guard state != .done, !isClosed, method != nil, callInfo != nil else {
+    guard state != .done, !isClosed, started else {
       connection.consumeStream(id, bytes.count)
       return
     }
@@ -188,7 +193,7 @@ final class ServerStream: @unchecked Sendable {
   func requestEnded() {
     guard !requestComplete else { return }
     requestComplete = true
-    guard state != .done, !isClosed, let method, callInfo != nil else { return }
+    guard state != .done, !isClosed, started, let method else { return }
     if deframer?.hasPartialMessage == true {
       inbound?.finish(RPCError(.internalError, "the request ended inside a message"))
       return fail(RPCError(.internalError, "the request ended inside a message"))
@@ -197,7 +202,7 @@ final class ServerStream: @unchecked Sendable {
     case .inline(let handler):
       guard let request = takeSingleRequest() else { return }
       do {
-        respond(with: try handler(request, ServerContext(call: callInfo!)))
+        respond(with: try handler(request, ServerContext(call: self)))
       } catch {
         finish(RPCError.from(error))
       }
@@ -258,7 +263,7 @@ final class ServerStream: @unchecked Sendable {
   private func startTask(
     _ body: @escaping @Sendable (ServerContext) async throws -> @Sendable (ServerStream) -> Void
   ) {
-    let context = ServerContext(call: callInfo!)
+    let context = ServerContext(call: self)
     let connection = self.connection
     task = Task { [self] in
       let step: @Sendable (ServerStream) -> Void
@@ -345,7 +350,7 @@ final class ServerStream: @unchecked Sendable {
     var provider = nghttp2_data_provider(
       source: nghttp2_data_source(ptr: Unmanaged.passUnretained(self).toOpaque()),
       read_callback: ServerCallbacks.readResponse)
-    let custom = callInfo?.response.withLock { $0.headers } ?? RPCMetadata()
+    let custom = responseMetadata.withLock { $0.headers }
     if custom.isEmpty {
       let block = StaticHeaders.responseHeaders
       nghttp2_submit_response(session, id, block.pointer, block.count, &provider)
@@ -373,7 +378,7 @@ final class ServerStream: @unchecked Sendable {
     headers.add("grpc-status", String(status.code.rawValue))
     if !status.message.isEmpty { headers.add("grpc-message", PercentEncoding.encode(status.message)) }
     headers.add(metadata: status.trailers)
-    if let custom = callInfo?.response.withLock({ $0.trailers }), !custom.isEmpty {
+    if case let custom = responseMetadata.withLock({ $0.trailers }), !custom.isEmpty {
       headers.add(metadata: custom)
     }
   }
@@ -381,7 +386,7 @@ final class ServerStream: @unchecked Sendable {
   private func submitTrailers() {
     guard let session = connection.session else { return }
     state = .done
-    let customTrailers = callInfo?.response.withLock { $0.trailers.isEmpty } == false
+    let customTrailers = !responseMetadata.withLock { $0.trailers.isEmpty }
     if status == nil, !customTrailers {
       let block = StaticHeaders.okTrailers
       nghttp2_submit_trailer(session, id, block.pointer, block.count)
@@ -446,5 +451,54 @@ final class ServerStream: @unchecked Sendable {
     singleResponse = nil
     singleRequest = nil
     deframer = nil
+  }
+}
+
+/// The open streams of a connection: a doubly linked list through the streams themselves, so that
+/// opening and closing a stream costs no hashing and no allocation.
+struct StreamList {
+  private var head: ServerStream?
+  private(set) var count = 0
+
+  var isEmpty: Bool { count == 0 }
+
+  mutating func insert(_ stream: ServerStream) {
+    stream.next = head
+    stream.previous = nil
+    head?.previous = stream
+    head = stream
+    count += 1
+  }
+
+  /// Removes `stream`, which must be in the list.
+  mutating func remove(_ stream: ServerStream) {
+    if let previous = stream.previous {
+      previous.next = stream.next
+    } else {
+      head = stream.next
+    }
+    stream.next?.previous = stream.previous
+    stream.next = nil
+    stream.previous = nil
+    count -= 1
+  }
+
+  func forEach(_ body: (ServerStream) -> Void) {
+    var current = head
+    while let stream = current {
+      current = stream.next
+      body(stream)
+    }
+  }
+
+  /// Empties the list, returning what it held.
+  mutating func removeAll() -> [ServerStream] {
+    var all: [ServerStream] = []
+    all.reserveCapacity(count)
+    while let stream = head {
+      remove(stream)
+      all.append(stream)
+    }
+    return all
   }
 }
