@@ -167,25 +167,27 @@ struct BusyPollingTests {
   @Test("a spinning loop gives way at once to an async handler's completion")
   func completionInterruptsSpin() async throws {
     var configuration = testServerConfiguration()
-    configuration.busyPollBudget = .milliseconds(20)
-    try await withHarness(configuration: configuration) { harness in
-      // The client runs on loops of its own, so only the server's loops spin.
-      let clientLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-      let rpc = RPCClient(host: "127.0.0.1", port: harness.port, group: clientLoops)
-      let start = ContinuousClock.now
-      for round in 0..<30 {
-        // The inline call's answer starts the server loop's spin; the async call's handler
-        // finishes 3 ms later on another thread, while nothing else arrives: its completion must
-        // interrupt the spin rather than wait out the 20 ms budget (30 rounds would take 0.6 s).
-        async let fast = rpc.unary(EchoService.inline, request: bytes("f\(round)"), responseType: Bytes.self)
-        async let slow = rpc.unary(EchoService.unary, request: bytes("sleep:3"), responseType: Bytes.self)
-        let (a, b) = try await (fast, slow)
-        #expect(a.value == Data("f\(round)".utf8))
-        #expect(b.value == Data("sleep:3".utf8))
-      }
-      #expect(ContinuousClock.now - start < .seconds(0.45))
-      await rpc.close()
-      try await clientLoops.shutdownGracefully()
+    configuration.busyPollBudget = .milliseconds(200)
+    // Loops of its own for the server (its spin must not stall other tests) and for the client.
+    let serverLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let clientLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let harness = try await Harness.start(configuration: configuration, group: serverLoops)
+    let rpc = RPCClient(host: "127.0.0.1", port: harness.port, group: clientLoops)
+    let start = ContinuousClock.now
+    for round in 0..<10 {
+      // The inline call's answer starts the server loop's spin; the async call's handler finishes
+      // a few milliseconds later on another thread, while nothing else arrives: its completion must
+      // interrupt the spin rather than wait out the 200 ms budget (10 rounds would take 2 s).
+      async let fast = rpc.unary(EchoService.inline, request: bytes("f\(round)"), responseType: Bytes.self)
+      async let slow = rpc.unary(EchoService.unary, request: bytes("sleep:3"), responseType: Bytes.self)
+      let (a, b) = try await (fast, slow)
+      #expect(a.value == Data("f\(round)".utf8))
+      #expect(b.value == Data("sleep:3".utf8))
     }
+    #expect(ContinuousClock.now - start < .seconds(1))
+    await rpc.close()
+    await harness.stop()
+    try await clientLoops.shutdownGracefully()
+    try await serverLoops.shutdownGracefully()
   }
 }

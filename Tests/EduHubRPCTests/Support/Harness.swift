@@ -14,13 +14,14 @@ struct Harness {
 
   static func start(
     configuration: ServerConfiguration = testServerConfiguration(),
-    tls: ServerTLSConfiguration? = nil, services: [any RPCService] = []
+    tls: ServerTLSConfiguration? = nil, services: [any RPCService] = [],
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
   ) async throws -> Harness {
     let echo = EchoService()
     var logger = Logger(label: "test.server")
     logger.logLevel = .warning
     let server = RPCServer(
-      services: [echo] + services, configuration: configuration, tls: tls, logger: logger)
+      services: [echo] + services, configuration: configuration, tls: tls, group: group, logger: logger)
     let address = try await server.start(host: "127.0.0.1", port: 0)
     return Harness(server: server, port: address.port ?? 0, echo: echo)
   }
