@@ -14,6 +14,7 @@ let package = Package(
     .executable(name: "eduhub", targets: ["eduhub"]),
     .library(name: "EduHubRPC", targets: ["EduHubRPC"]),
     .library(name: "EduHubAPI", targets: ["EduHubAPI"]),
+    .library(name: "EduHubCrypto", targets: ["EduHubCrypto"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -29,6 +30,19 @@ let package = Package(
       name: "CEduHubNghttp2",
       pkgConfig: "libnghttp2",
       providers: [.apt(["libnghttp2-dev"])]
+    ),
+
+    .systemLibrary(
+      name: "CEduHubSodium",
+      pkgConfig: "libsodium",
+      providers: [.apt(["libsodium-dev"])]
+    ),
+
+    // libsodium for the rest of EduHub: AEAD, Argon2id, Ed25519, keyed BLAKE2b, key files.
+    .target(
+      name: "EduHubCrypto",
+      dependencies: ["CEduHubSodium"],
+      swiftSettings: swiftSettings
     ),
 
     // gRPC wire protocol over libnghttp2 and SwiftNIO. Knows nothing of education.
@@ -100,6 +114,11 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "EduHubCryptoTests",
+      dependencies: ["EduHubCrypto"],
       swiftSettings: swiftSettings
     ),
     .testTarget(
