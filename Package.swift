@@ -15,6 +15,7 @@ let package = Package(
     .library(name: "EduHubRPC", targets: ["EduHubRPC"]),
     .library(name: "EduHubAPI", targets: ["EduHubAPI"]),
     .library(name: "EduHubCrypto", targets: ["EduHubCrypto"]),
+    .library(name: "EduHubStorage", targets: ["EduHubStorage"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -23,6 +24,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
   ],
   targets: [
     // C libraries from Debian's packages.
@@ -38,10 +40,29 @@ let package = Package(
       providers: [.apt(["libsodium-dev"])]
     ),
 
+    // The encrypting SQLite VFS (C, on the system's libsqlite3, the one GRDB uses, and libsodium).
+    .target(
+      name: "CEduHubSQLiteVFS",
+      dependencies: ["CEduHubSodium"],
+      linkerSettings: [.linkedLibrary("sqlite3"), .linkedLibrary("sodium")]
+    ),
+
     // libsodium for the rest of EduHub: AEAD, Argon2id, Ed25519, keyed BLAKE2b, key files.
     .target(
       name: "EduHubCrypto",
       dependencies: ["CEduHubSodium"],
+      swiftSettings: swiftSettings
+    ),
+
+    // The encrypted SQLite store: GRDB on the encrypting VFS, keys, migrations, the record store.
+    .target(
+      name: "EduHubStorage",
+      dependencies: [
+        "EduHubCrypto",
+        "CEduHubSQLiteVFS",
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "GRDBSQLite", package: "GRDB.swift"),
+      ],
       swiftSettings: swiftSettings
     ),
 
@@ -113,6 +134,21 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // Writes to an encrypted database until killed (for the crash tests).
+    .executableTarget(
+      name: "eduhub-storage-torture",
+      dependencies: ["EduHubStorage", .product(name: "GRDB", package: "GRDB.swift")],
+      path: "Tools/storage-torture",
+      swiftSettings: swiftSettings
+    ),
+
+    .testTarget(
+      name: "EduHubStorageTests",
+      dependencies: [
+        "EduHubStorage", "EduHubCrypto", "eduhub-storage-torture", .product(name: "GRDB", package: "GRDB.swift"),
       ],
       swiftSettings: swiftSettings
     ),

@@ -1,0 +1,25 @@
+#ifndef EDUHUB_VFS_H
+#define EDUHUB_VFS_H
+
+#include <stdint.h>
+
+/// Bytes each encrypted page keeps for itself at its end: a 24-byte XChaCha20 nonce and a 16-byte
+/// Poly1305 tag. The database must be created with this many reserved bytes per page.
+#define EDUHUB_VFS_RESERVE 40
+
+/// Registers the "eduhub" VFS as SQLite's default, wrapping the previous default. Files with no key
+/// registered pass through unchanged. Safe to call more than once. Returns an SQLite result code.
+int eduhub_vfs_register(void);
+
+/// Registers the 32-byte key of the database at `path` (the full path SQLite will use) and its page
+/// size. The main file, its WAL and its rollback journal are then encrypted with it.
+int eduhub_vfs_set_key(const char *path, const unsigned char *key, int page_size);
+
+/// Forgets (and wipes) the key of `path`. Files already open keep their own copy until closed.
+void eduhub_vfs_clear_key(const char *path);
+
+/// The number of the last page of `path` (or its WAL frame, or journal record) that failed to
+/// authenticate, or 0 if none has.
+int64_t eduhub_vfs_last_bad_page(const char *path);
+
+#endif

@@ -1,0 +1,128 @@
+import CEduHubSQLiteVFS
+import EduHubCrypto
+import Foundation
+import GRDB
+import GRDBSQLite
+
+/// A node's database: one SQLite file (and its WAL) encrypted page by page by the "eduhub" VFS,
+/// opened as a GRDB `DatabasePool` (WAL mode: one writer, concurrent readers).
+public final class EncryptedDatabase: Sendable {
+  /// The fixed page size of encrypted files (the VFS must know it before it can read page 1).
+  public static let pageSize = 4096
+
+  /// The database's full path.
+  public let path: String
+  /// The pool; every access goes through it.
+  public let pool: DatabasePool
+
+  private init(path: String, pool: DatabasePool) {
+    self.path = path
+    self.pool = pool
+  }
+
+  /// Opens (or, with `create`, creates) the database at `path` with the key from `source`.
+  /// - Parameter passphraseLimits: Argon2id work factors for a new database keyed by passphrase.
+  /// - Throws: ``StorageError``: `.wrongKey`, `.notOurs`, `.corrupted`, `.notFound` or `.io`.
+  public static func open(
+    path: String, key source: DatabaseKeySource, create: Bool = false,
+    passphraseLimits: PasswordHash.Limits = .moderate, configuration: Configuration = Configuration()
+  ) throws -> EncryptedDatabase {
+    let path = try canonicalPath(path)
+    try registerVFS()
+    let metadataPath = KeyMetadata.path(for: path)
+    let exists = FileManager.default.fileExists(atPath: path)
+    let key: SecretBytes
+    if exists || FileManager.default.fileExists(atPath: metadataPath) {
+      let metadata = try KeyMetadata.read(from: metadataPath)
+      key = try metadata.key(from: source)
+      guard ConstantTime.equals(try KeyMetadata.check(for: key), metadata.keyCheck) else {
+        throw StorageError(.wrongKey, "the key does not open \(path)")
+      }
+      guard metadata.pageSize == pageSize else {
+        throw StorageError(.notOurs, "\(path) has page size \(metadata.pageSize); EduHub uses \(pageSize)")
+      }
+    } else {
+      guard create else { throw StorageError(.notFound, "no database at \(path)") }
+      let (metadata, newKey) = try KeyMetadata.make(for: source, pageSize: pageSize, limits: passphraseLimits)
+      try metadata.write(to: metadataPath)
+      key = newKey
+    }
+    let rc = key.withUnsafeBytes {
+      eduhub_vfs_set_key(path, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(pageSize))
+    }
+    guard rc == SQLITE_OK else { throw StorageError(.io, "cannot register the key of \(path)") }
+    do {
+      let pool = try DatabasePool(path: path, configuration: encryptedConfiguration(configuration))
+      // Read page 1 now, so a damaged file fails here with a clear error rather than later.
+      _ = try pool.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM sqlite_master") }
+      return EncryptedDatabase(path: path, pool: pool)
+    } catch {
+      throw mapError(error, path: path)
+    }
+  }
+
+  /// The configuration every connection gets: 40 reserved bytes per page for the nonce and tag
+  /// (set before the first page is written), temporary data in memory, no memory mapping. It
+  /// replaces any `prepareDatabase` of `base`.
+  static func encryptedConfiguration(_ base: Configuration) -> Configuration {
+    var configuration = base
+    configuration.prepareDatabase { db in
+      var reserve = Int32(EDUHUB_VFS_RESERVE)
+      _ = sqlite3_file_control(db.sqliteConnection, "main", SQLITE_FCNTL_RESERVE_BYTES, &reserve)
+      try db.execute(sql: "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0")
+    }
+    return configuration
+  }
+
+  /// Maps SQLite's errors for damaged pages to a clear `StorageError`; others pass through.
+  static func mapError(_ error: any Error, path: String) -> any Error {
+    guard let database = error as? DatabaseError else { return error }
+    if database.extendedResultCode.rawValue == SQLITE_IOERR_DATA_CODE {
+      let page = eduhub_vfs_last_bad_page(path)
+      return StorageError(.corrupted, "\(path) is corrupted: page \(page) does not authenticate")
+    }
+    if database.resultCode == .SQLITE_NOTADB || database.resultCode == .SQLITE_CORRUPT {
+      return StorageError(.corrupted, "\(path) is corrupted: \(database.resultCode)")
+    }
+    if database.resultCode == .SQLITE_IOERR {
+      return StorageError(.corrupted, "\(path) cannot be read: it is damaged or not laid out for encryption")
+    }
+    return error
+  }
+
+  /// Runs `body` on the writer, mapping damaged-page errors to `StorageError`.
+  public func write<T>(_ body: (Database) throws -> T) throws -> T {
+    do { return try pool.write(body) } catch { throw Self.mapError(error, path: path) }
+  }
+
+  /// Runs `body` on a reader, mapping damaged-page errors to `StorageError`.
+  public func read<T>(_ body: (Database) throws -> T) throws -> T {
+    do { return try pool.read(body) } catch { throw Self.mapError(error, path: path) }
+  }
+
+  /// Closes the pool; afterwards the files can be moved or deleted.
+  public func close() throws {
+    try pool.close()
+  }
+
+  static func registerVFS() throws {
+    guard eduhub_vfs_register() == SQLITE_OK else {
+      throw StorageError(.io, "cannot register the encrypting SQLite VFS")
+    }
+  }
+
+  /// The absolute path SQLite will use for `path` (directory resolved, symlinks included).
+  static func canonicalPath(_ path: String) throws -> String {
+    let url = URL(fileURLWithPath: path)
+    let directory = url.deletingLastPathComponent().path
+    guard let resolved = realpath(directory, nil) else {
+      throw StorageError(.io, "the directory of \(path) does not exist")
+    }
+    defer { free(resolved) }
+    let base = String(cString: resolved)
+    return (base == "/" ? "" : base) + "/" + url.lastPathComponent
+  }
+}
+
+/// SQLITE_IOERR_DATA, the code the VFS returns for a page that does not authenticate.
+let SQLITE_IOERR_DATA_CODE: Int32 = 10 | (32 << 8)

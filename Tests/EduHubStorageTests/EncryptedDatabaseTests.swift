@@ -1,0 +1,229 @@
+import EduHubCrypto
+import EduHubStorage
+import Foundation
+import GRDB
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A fresh directory for one test.
+func temporaryDirectory() throws -> String {
+  let url = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-storage-\(UUID())")
+  try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+  return url.path
+}
+
+/// Rows with names and national ID numbers that must never appear in clear on disk.
+let secrets = (0..<300).map { index in
+  (name: "王芳学生\(index)号", id: "5117022010\(String(format: "%08d", index))")
+}
+
+func fillPeople(_ db: Database) throws {
+  try db.execute(sql: "CREATE TABLE IF NOT EXISTS people (id INTEGER PRIMARY KEY, name TEXT, national_id TEXT)")
+  for secret in secrets {
+    try db.execute(sql: "INSERT INTO people (name, national_id) VALUES (?, ?)", arguments: [secret.name, secret.id])
+  }
+}
+
+func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+  guard needle.count <= haystack.count else { return false }
+  let first = needle[0]
+  var index = 0
+  while index <= haystack.count - needle.count {
+    if haystack[index] == first, Array(haystack[index..<(index + needle.count)]) == needle { return true }
+    index += 1
+  }
+  return false
+}
+
+/// Which of the secrets appear in clear in any of `files`.
+func leakedSecrets(in files: [String]) -> [String] {
+  let contents = files.compactMap { FileManager.default.contents(atPath: $0).map { [UInt8]($0) } }
+  var leaked: [String] = []
+  for secret in secrets.prefix(50) {
+    for text in [secret.name, secret.id] where contents.contains(where: { contains($0, Array(text.utf8)) }) {
+      leaked.append(text)
+    }
+  }
+  return leaked
+}
+
+@Suite("The encrypted database file")
+struct EncryptedDatabaseTests {
+  @Test("no name or ID number appears in clear in the database, its WAL or journal; a plain file would show them")
+  func noPlaintext() throws {
+    let directory = try temporaryDirectory()
+    let path = directory + "/node.sqlite"
+    let database = try EncryptedDatabase.open(path: path, key: .key(AEAD.makeKey()), create: true)
+    try database.write(fillPeople)
+    // Before a checkpoint the rows live in the WAL; look there and in the main file.
+    let files = [path, path + "-wal", path + "-journal", path + "-shm"]
+    #expect(leakedSecrets(in: files).isEmpty)
+    try database.write { db in try db.execute(sql: "UPDATE people SET name = name || '!'") }
+    try database.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+    #expect(leakedSecrets(in: files).isEmpty)
+    #expect(try database.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM people WHERE name LIKE '王芳%'") } == 300)
+    try database.close()
+
+    // The same rows in an unkeyed SQLite file are plainly visible: the check above can fail.
+    let plain = directory + "/plain.sqlite"
+    let queue = try DatabaseQueue(path: plain)
+    try queue.write(fillPeople)
+    try queue.close()
+    #expect(!leakedSecrets(in: [plain]).isEmpty)
+  }
+
+  @Test("a wrong key is refused as such, before any page is read")
+  func wrongKey() throws {
+    let path = try temporaryDirectory() + "/node.sqlite"
+    let key = AEAD.makeKey()
+    try EncryptedDatabase.open(path: path, key: .key(key), create: true).write(fillPeople)
+    do {
+      _ = try EncryptedDatabase.open(path: path, key: .key(AEAD.makeKey()))
+      Issue.record("a wrong key opened the database")
+    } catch let error as StorageError {
+      #expect(error.code == .wrongKey)
+    }
+    #expect(try EncryptedDatabase.open(path: path, key: .key(key)).read { try Int.fetchOne($0, sql: "SELECT count(*) FROM people") } == 300)
+  }
+
+  @Test("a passphrase opens what it made, and only that")
+  func passphrase() throws {
+    let path = try temporaryDirectory() + "/node.sqlite"
+    try EncryptedDatabase.open(path: path, key: .passphrase("县教育局 2026"), create: true, passphraseLimits: .owaspMinimum)
+      .write(fillPeople)
+    let reopened = try EncryptedDatabase.open(path: path, key: .passphrase("县教育局 2026"))
+    #expect(try reopened.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM people") } == 300)
+    #expect(throws: StorageError.self) { try EncryptedDatabase.open(path: path, key: .passphrase("guess")) }
+  }
+
+  @Test("one flipped byte in a page is reported as that page's corruption, never as wrong rows")
+  func tamperedPage() throws {
+    let path = try temporaryDirectory() + "/node.sqlite"
+    let key = AEAD.makeKey()
+    let database = try EncryptedDatabase.open(path: path, key: .key(key), create: true)
+    try database.write(fillPeople)
+    try database.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+    try database.close()
+    // Flip one byte in the middle of page 3.
+    let handle = try #require(FileHandle(forUpdatingAtPath: path))
+    try handle.seek(toOffset: UInt64(2 * EncryptedDatabase.pageSize + 1000))
+    let byte = try #require(try handle.read(upToCount: 1))
+    try handle.seek(toOffset: UInt64(2 * EncryptedDatabase.pageSize + 1000))
+    try handle.write(contentsOf: Data([byte[0] ^ 0x20]))
+    try handle.close()
+    do {
+      let reopened = try EncryptedDatabase.open(path: path, key: .key(key))
+      _ = try reopened.read { try Row.fetchAll($0, sql: "SELECT * FROM people") }
+      Issue.record("a tampered page was read")
+    } catch let error as StorageError {
+      #expect(error.code == .corrupted)
+      #expect(error.message.contains("page 3 does not authenticate"))
+    }
+  }
+
+  @Test("a truncated file is reported as corrupted")
+  func truncated() throws {
+    let path = try temporaryDirectory() + "/node.sqlite"
+    let key = AEAD.makeKey()
+    let database = try EncryptedDatabase.open(path: path, key: .key(key), create: true)
+    try database.write(fillPeople)
+    try database.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+    try database.close()
+    truncate(path, off_t(EncryptedDatabase.pageSize + EncryptedDatabase.pageSize / 2))
+    do {
+      let reopened = try EncryptedDatabase.open(path: path, key: .key(key))
+      _ = try reopened.read { try Row.fetchAll($0, sql: "SELECT * FROM people") }
+      Issue.record("a truncated file was read")
+    } catch let error as StorageError {
+      #expect(error.code == .corrupted)
+    }
+  }
+
+  @Test("a file that is not ours is refused clearly")
+  func notOurs() throws {
+    let directory = try temporaryDirectory()
+    let plain = directory + "/plain.sqlite"
+    let queue = try DatabaseQueue(path: plain)
+    try queue.write(fillPeople)
+    try queue.close()
+    do {
+      _ = try EncryptedDatabase.open(path: plain, key: .key(AEAD.makeKey()))
+      Issue.record("a plain file was opened as ours")
+    } catch let error as StorageError {
+      #expect(error.code == .notOurs)
+    }
+    #expect(throws: StorageError.self) { try EncryptedDatabase.open(path: directory + "/missing.sqlite", key: .key(AEAD.makeKey())) }
+  }
+
+  @Test("rekeying keeps every row; the old key no longer opens the file")
+  func rekey() throws {
+    let path = try temporaryDirectory() + "/node.sqlite"
+    let old = AEAD.makeKey()
+    let new = AEAD.makeKey()
+    let database = try EncryptedDatabase.open(path: path, key: .key(old), create: true)
+    try database.write(fillPeople)
+    let before = try database.read { try Row.fetchAll($0, sql: "SELECT * FROM people ORDER BY id") }
+    try database.close()
+    try EncryptedDatabase.rekey(path: path, from: .key(old), to: .key(new))
+    let reopened = try EncryptedDatabase.open(path: path, key: .key(new))
+    #expect(try reopened.read { try Row.fetchAll($0, sql: "SELECT * FROM people ORDER BY id") } == before)
+    #expect(try reopened.read { try String.fetchOne($0, sql: "PRAGMA integrity_check") } == "ok")
+    try reopened.close()
+    #expect(throws: StorageError.self) { try EncryptedDatabase.open(path: path, key: .key(old)) }
+    #expect(leakedSecrets(in: [path, path + "-wal"]).isEmpty)
+  }
+
+  @Test("a writer killed with SIGKILL mid-transaction leaves a database that opens, checks ok and holds every commit")
+  func killedWriter() async throws {
+    let directory = try temporaryDirectory()
+    let path = directory + "/node.sqlite"
+    let keyPath = directory + "/node.key"
+    try KeyFile.create(at: keyPath, key: AEAD.makeKey())
+    var lastCommitted = 0
+    for round in 0..<3 {
+      let process = Process()
+      process.executableURL = Bundle.main.bundleURL.appendingPathComponent("eduhub-storage-torture")
+      if !FileManager.default.isExecutableFile(atPath: process.executableURL!.path) {
+        process.executableURL = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("eduhub-storage-torture")
+      }
+      process.arguments = [path, keyPath]
+      let output = Pipe()
+      let errors = Pipe()
+      process.standardOutput = output
+      process.standardError = errors
+      try process.run()
+      // Let it commit a while, then kill it wherever it is.
+      let target = lastCommitted + 40 + round * 17
+      var buffer = ""
+      var chunk = [UInt8](repeating: 0, count: 4096)
+      let fd = output.fileHandleForReading.fileDescriptor
+      while lastCommitted < target {
+        // A blocking read: the writer prints each number once its transaction has committed.
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&ready, 1, 10_000) > 0 else { break }
+        let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        if count < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+        guard count > 0 else { break }
+        buffer += String(decoding: chunk[0..<count], as: UTF8.self)
+        let lines = buffer.split(separator: "\n", omittingEmptySubsequences: false)
+        for line in lines.dropLast() { if let n = Int(line) { lastCommitted = max(lastCommitted, n) } }
+        buffer = String(lines.last ?? "")
+      }
+      kill(process.processIdentifier, SIGKILL)
+      process.waitUntilExit()
+      #expect(
+        process.terminationReason == .uncaughtSignal,
+        "the writer exited by itself: \(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))")
+
+      let database = try EncryptedDatabase.open(path: path, key: .keyFile(keyPath))
+      #expect(try database.read { try String.fetchOne($0, sql: "PRAGMA integrity_check") } == "ok")
+      let committed = try database.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM log WHERE n / 100 <= ?", arguments: [lastCommitted]) }
+      #expect(committed == lastCommitted * 20)
+      try database.close()
+    }
+    #expect(lastCommitted >= 40)
+  }
+}
