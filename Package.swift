@@ -16,6 +16,7 @@ let package = Package(
     .library(name: "EduHubAPI", targets: ["EduHubAPI"]),
     .library(name: "EduHubCrypto", targets: ["EduHubCrypto"]),
     .library(name: "EduHubStorage", targets: ["EduHubStorage"]),
+    .library(name: "EduHubReplication", targets: ["EduHubReplication"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -25,6 +26,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
   ],
   targets: [
     // C libraries from Debian's packages.
@@ -63,6 +65,13 @@ let package = Package(
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRDBSQLite", package: "GRDB.swift"),
       ],
+      swiftSettings: swiftSettings
+    ),
+
+    // Hybrid logical clocks, version vectors, field-level merge, and the replica that stamps writes.
+    .target(
+      name: "EduHubReplication",
+      dependencies: ["EduHubStorage", .product(name: "GRDB", package: "GRDB.swift")],
       swiftSettings: swiftSettings
     ),
 
@@ -149,6 +158,15 @@ let package = Package(
       name: "EduHubStorageTests",
       dependencies: [
         "EduHubStorage", "EduHubCrypto", "eduhub-storage-torture", .product(name: "GRDB", package: "GRDB.swift"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "EduHubReplicationTests",
+      dependencies: [
+        "EduHubReplication", "EduHubStorage", "EduHubCrypto",
+        .product(name: "PropertyBased", package: "swift-property-based"),
+        .product(name: "GRDB", package: "GRDB.swift"),
       ],
       swiftSettings: swiftSettings
     ),

@@ -1,0 +1,72 @@
+/// A protobuf message split by field number, straight from the wire format: no schema needed.
+///
+/// Each field number maps to the bytes of all its occurrences (tag included), in their order, so
+/// a repeated field moves as one unit. Joining writes the fields in ascending number order, which
+/// parsers accept (the wire format allows any order) and which makes the result deterministic.
+public struct WireFields: Sendable, Hashable {
+  public private(set) var fields: [Int: [UInt8]]
+
+  public init() { fields = [:] }
+
+  /// Splits `bytes`.
+  /// - Throws: ``WireFieldsError`` for bytes that are not a well-formed protobuf message.
+  public init(parsing bytes: [UInt8]) throws(WireFieldsError) {
+    var fields: [Int: [UInt8]] = [:]
+    var index = 0
+    while index < bytes.count {
+      let start = index
+      let key = try Self.varint(bytes, &index)
+      let number = Int(key >> 3)
+      guard number > 0, number <= 536_870_911 else { throw WireFieldsError(offset: start, reason: "field number \(number)") }
+      switch key & 7 {
+      case 0: _ = try Self.varint(bytes, &index)
+      case 1: index += 8
+      case 2:
+        let length = try Self.varint(bytes, &index)
+        guard length <= UInt64(bytes.count - index) else { throw WireFieldsError(offset: start, reason: "length past the end") }
+        index += Int(length)
+      case 5: index += 4
+      default: throw WireFieldsError(offset: start, reason: "wire type \(key & 7)")
+      }
+      guard index <= bytes.count else { throw WireFieldsError(offset: start, reason: "field past the end") }
+      fields[number, default: []].append(contentsOf: bytes[start..<index])
+    }
+    self.fields = fields
+  }
+
+  /// The field numbers present.
+  public var numbers: [Int] { fields.keys.sorted() }
+
+  public subscript(number: Int) -> [UInt8]? {
+    get { fields[number] }
+    set { fields[number] = newValue }
+  }
+
+  /// The message bytes, fields in ascending number order.
+  public func joined() -> [UInt8] {
+    var out: [UInt8] = []
+    for number in numbers { out += fields[number]! }
+    return out
+  }
+
+  private static func varint(_ bytes: [UInt8], _ index: inout Int) throws(WireFieldsError) -> UInt64 {
+    var result: UInt64 = 0
+    var shift: UInt64 = 0
+    let start = index
+    while index < bytes.count, shift < 64 {
+      let byte = bytes[index]
+      index += 1
+      result |= UInt64(byte & 0x7F) << shift
+      if byte & 0x80 == 0 { return result }
+      shift += 7
+    }
+    throw WireFieldsError(offset: start, reason: "truncated varint")
+  }
+}
+
+/// Bytes that are not a protobuf message.
+public struct WireFieldsError: Error, Sendable, Hashable, CustomStringConvertible {
+  public let offset: Int
+  public let reason: String
+  public var description: String { "malformed protobuf at byte \(offset): \(reason)" }
+}
