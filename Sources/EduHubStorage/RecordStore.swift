@@ -1,0 +1,282 @@
+import Foundation
+import GRDB
+
+/// One record as stored: an entity of a collection, with what replication needs to reconcile it.
+public struct StoredRecord: Sendable, Hashable {
+  public var collection: String
+  public var id: String
+  /// The org path the record belongs to, e.g. `511700/511702/5117020001`.
+  public var scope: String
+  /// The protobuf body.
+  public var body: [UInt8]
+  /// The encoded version vector (opaque to the store).
+  public var version: [UInt8]
+  /// The encoded per-field stamps (opaque to the store).
+  public var stamps: [UInt8]
+  /// A tombstone: kept so the deletion replicates.
+  public var deleted: Bool
+  /// The local change sequence of the record's last write (assigned by the store).
+  public var sequence: Int64
+
+  public init(
+    collection: String, id: String, scope: String, body: [UInt8], version: [UInt8] = [], stamps: [UInt8] = [],
+    deleted: Bool = false, sequence: Int64 = 0
+  ) {
+    self.collection = collection
+    self.id = id
+    self.scope = scope
+    self.body = body
+    self.version = version
+    self.stamps = stamps
+    self.deleted = deleted
+    self.sequence = sequence
+  }
+}
+
+/// What a collection declares: exact-match indexes and whether it is searchable, and how to get
+/// their keys and text out of a body.
+public struct CollectionDefinition: Sendable {
+  /// What the extractor finds in a body.
+  public struct Extracted: Sendable {
+    public var keys: [(index: String, key: String)]
+    public var text: String?
+
+    public init(keys: [(index: String, key: String)] = [], text: String? = nil) {
+      self.keys = keys
+      self.text = text
+    }
+  }
+
+  public var name: String
+  public var indexes: Set<String>
+  public var searchable: Bool
+  /// Reads index keys and search text from a body; throwing refuses the write (and its batch).
+  public var extract: @Sendable ([UInt8]) throws -> Extracted
+
+  public init(
+    name: String, indexes: Set<String> = [], searchable: Bool = false,
+    extract: @escaping @Sendable ([UInt8]) throws -> Extracted = { _ in Extracted() }
+  ) {
+    self.name = name
+    self.indexes = indexes
+    self.searchable = searchable
+    self.extract = extract
+  }
+}
+
+/// The record store: collections of records with secondary indexes, Chinese-capable search, scope
+/// prefix queries and a change sequence, in one SQLite database.
+///
+/// Every write happens in a transaction and advances the store's change sequence in it; reading
+/// records by sequence is the change log that sync pulls from. (The log is compacted: a record
+/// appears once, at the sequence of its last write, which is what a puller needs.)
+public final class RecordStore: Sendable {
+  public let database: EncryptedDatabase
+  private let collections: [String: CollectionDefinition]
+
+  /// Opens the store on `database`, migrating its schema.
+  public init(database: EncryptedDatabase, collections: [CollectionDefinition]) throws {
+    self.database = database
+    self.collections = Dictionary(uniqueKeysWithValues: collections.map { ($0.name, $0) })
+    do { try Self.migrator.migrate(database.pool) } catch { throw EncryptedDatabase.mapError(error, path: database.path) }
+  }
+
+  static let migrator: DatabaseMigrator = {
+    var migrator = DatabaseMigrator()
+    migrator.registerMigration("records-v1") { db in
+      try db.execute(
+        sql: """
+          CREATE TABLE record (
+            rowid INTEGER PRIMARY KEY,
+            collection TEXT NOT NULL,
+            id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            body BLOB NOT NULL,
+            version BLOB NOT NULL,
+            stamps BLOB NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            sequence INTEGER NOT NULL,
+            UNIQUE (collection, id)
+          );
+          CREATE INDEX record_scope ON record (collection, scope);
+          CREATE UNIQUE INDEX record_sequence ON record (sequence);
+          CREATE TABLE record_key (
+            collection TEXT NOT NULL,
+            name TEXT NOT NULL,
+            key TEXT NOT NULL,
+            record INTEGER NOT NULL,
+            PRIMARY KEY (collection, name, key, record)
+          ) WITHOUT ROWID;
+          CREATE INDEX record_key_by_record ON record_key (record);
+          CREATE VIRTUAL TABLE record_text USING fts5 (text, tokenize = 'unicode61');
+          CREATE TABLE store_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+          INSERT INTO store_meta (name, value) VALUES ('sequence', 0);
+          """)
+    }
+    return migrator
+  }()
+
+  // MARK: Writing
+
+  /// Writes `records` (insert or replace by collection and id) in one transaction: all or none.
+  /// - Returns: the sequence assigned to each, in order.
+  /// - Throws: ``StorageError`` `.rejected` (nothing written) if a record's collection is unknown,
+  ///   its body cannot be indexed, or anything else fails.
+  @discardableResult
+  public func put(_ records: [StoredRecord]) throws -> [Int64] {
+    try database.write { db in try put(records, in: db) }
+  }
+
+  /// Writes `records` inside the caller's transaction.
+  public func put(_ records: [StoredRecord], in db: Database) throws -> [Int64] {
+    guard !records.isEmpty else { return [] }
+    var sequence = try nextSequence(db, reserving: records.count)
+    var assigned: [Int64] = []
+    assigned.reserveCapacity(records.count)
+    let upsert = try db.cachedStatement(
+      sql: """
+        INSERT INTO record (collection, id, scope, body, version, stamps, deleted, sequence)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (collection, id) DO UPDATE SET
+          scope = excluded.scope, body = excluded.body, version = excluded.version,
+          stamps = excluded.stamps, deleted = excluded.deleted, sequence = excluded.sequence
+        RETURNING rowid
+        """)
+    for record in records {
+      guard let definition = collections[record.collection] else {
+        throw StorageError(.rejected, "unknown collection \(record.collection)")
+      }
+      let extracted: CollectionDefinition.Extracted
+      do {
+        extracted = record.deleted ? .init() : try definition.extract(record.body)
+      } catch {
+        throw StorageError(.rejected, "record \(record.collection)/\(record.id) cannot be indexed: \(error)")
+      }
+      for key in extracted.keys where !definition.indexes.contains(key.index) {
+        throw StorageError(.rejected, "collection \(record.collection) has no index \(key.index)")
+      }
+      sequence += 1
+      let rowid = try Int64.fetchOne(
+        upsert,
+        arguments: [
+          record.collection, record.id, record.scope, Data(record.body), Data(record.version), Data(record.stamps),
+          record.deleted, sequence,
+        ])!
+      assigned.append(sequence)
+      if !definition.indexes.isEmpty {
+        try db.cachedStatement(sql: "DELETE FROM record_key WHERE record = ?").execute(arguments: [rowid])
+        let insertKey = try db.cachedStatement(
+          sql: "INSERT OR IGNORE INTO record_key (collection, name, key, record) VALUES (?, ?, ?, ?)")
+        for key in extracted.keys {
+          try insertKey.execute(arguments: [record.collection, key.index, key.key, rowid])
+        }
+      }
+      if definition.searchable {
+        try db.cachedStatement(sql: "DELETE FROM record_text WHERE rowid = ?").execute(arguments: [rowid])
+        if let text = extracted.text, !text.isEmpty {
+          try db.cachedStatement(sql: "INSERT INTO record_text (rowid, text) VALUES (?, ?)")
+            .execute(arguments: [rowid, SearchText.indexString(text)])
+        }
+      }
+    }
+    return assigned
+  }
+
+  /// Reserves `count` sequence numbers; returns the last one used before them.
+  private func nextSequence(_ db: Database, reserving count: Int) throws -> Int64 {
+    let current = try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_meta WHERE name = 'sequence'")) ?? 0
+    try db.cachedStatement(sql: "UPDATE store_meta SET value = ? WHERE name = 'sequence'")
+      .execute(arguments: [current + Int64(count)])
+    return current
+  }
+
+  // MARK: Reading
+
+  static let columns =
+    "record.collection, record.id, record.scope, record.body, record.version, record.stamps, record.deleted, record.sequence"
+
+  static func record(_ row: Row) -> StoredRecord {
+    StoredRecord(
+      collection: row[0], id: row[1], scope: row[2], body: [UInt8](row[3] as Data? ?? Data()),
+      version: [UInt8](row[4] as Data? ?? Data()), stamps: [UInt8](row[5] as Data? ?? Data()), deleted: row[6],
+      sequence: row[7])
+  }
+
+  /// The record `collection`/`id`, tombstones included.
+  public func get(_ collection: String, _ id: String) throws -> StoredRecord? {
+    try database.read { db in try get(collection, id, in: db) }
+  }
+
+  public func get(_ collection: String, _ id: String, in db: Database) throws -> StoredRecord? {
+    try Row.fetchOne(
+      db.cachedStatement(sql: "SELECT \(Self.columns) FROM record WHERE collection = ? AND id = ?"),
+      arguments: [collection, id]
+    ).map(Self.record)
+  }
+
+  /// Live records whose index `name` has exactly `key`.
+  public func find(_ collection: String, index name: String, key: String, limit: Int = 1000) throws -> [StoredRecord] {
+    try database.read { db in
+      try Row.fetchAll(
+        db.cachedStatement(
+          sql: """
+            SELECT \(Self.columns) FROM record_key JOIN record ON record.rowid = record_key.record
+            WHERE record_key.collection = ? AND record_key.name = ? AND record_key.key = ? AND NOT record.deleted
+            ORDER BY record.id LIMIT ?
+            """),
+        arguments: [collection, name, key, limit]
+      ).map(Self.record)
+    }
+  }
+
+  /// Live records of `collection` in the org subtree `scope` (the node itself and everything under
+  /// it), by id, after `afterID` for paging.
+  public func inScope(_ collection: String, scope: String, afterID: String = "", limit: Int = 1000) throws
+    -> [StoredRecord]
+  {
+    try database.read { db in
+      // "a/b" matches "a/b" and "a/b/…", not "a/bc": '/' is followed by '0' in byte order.
+      try Row.fetchAll(
+        db.cachedStatement(
+          sql: """
+            SELECT \(Self.columns) FROM record
+            WHERE collection = ? AND (scope = ? OR (scope >= ? AND scope < ?)) AND NOT deleted AND id > ?
+            ORDER BY id LIMIT ?
+            """),
+        arguments: [collection, scope, scope + "/", scope + "0", afterID, limit]
+      ).map(Self.record)
+    }
+  }
+
+  /// Records written after sequence `after`, in sequence order, tombstones included: the change log.
+  public func changes(after: Int64, limit: Int = 1000) throws -> [StoredRecord] {
+    try database.read { db in
+      try Row.fetchAll(
+        db.cachedStatement(sql: "SELECT \(Self.columns) FROM record WHERE sequence > ? ORDER BY sequence LIMIT ?"),
+        arguments: [after, limit]
+      ).map(Self.record)
+    }
+  }
+
+  /// The store's latest change sequence.
+  public func lastSequence() throws -> Int64 {
+    try database.read { db in try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = 'sequence'") ?? 0 }
+  }
+
+  /// Live records of a searchable `collection` whose text has every term of `query` (Chinese terms
+  /// of one or two characters included), best matches first.
+  public func search(_ collection: String, query: String, limit: Int = 100) throws -> [StoredRecord] {
+    guard let match = SearchText.matchExpression(query) else { return [] }
+    return try database.read { db in
+      try Row.fetchAll(
+        db.cachedStatement(
+          sql: """
+            SELECT \(Self.columns) FROM record_text JOIN record ON record.rowid = record_text.rowid
+            WHERE record_text MATCH ? AND record.collection = ? AND NOT record.deleted
+            ORDER BY rank LIMIT ?
+            """),
+        arguments: [match, collection, limit]
+      ).map(Self.record)
+    }
+  }
+}
