@@ -146,6 +146,15 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // The storage benchmark: the same workload on a plain and an encrypted file.
+    .executableTarget(
+      name: "eduhub-bench-storage",
+      dependencies: ["EduHubStorage", "EduHubCrypto", .product(name: "GRDB", package: "GRDB.swift")],
+      path: "Tools/bench-storage",
+      exclude: ["run"],
+      swiftSettings: swiftSettings
+    ),
+
     // Writes to an encrypted database until killed (for the crash tests).
     .executableTarget(
       name: "eduhub-storage-torture",

@@ -10,7 +10,9 @@
 // - pages are written whole; the pager reads the 100-byte header of page 1 on its own, so the page
 //   size is fixed per key and sub-page reads decrypt the whole page;
 // - the WAL has a 32-byte header; each frame is written as two calls (its 24-byte header, then the
-//   page) and read either as the page alone or, in recovery, as header and page in one call. Frame
+//   page) and read either as the page alone or, in recovery, as header and page in one call; a page
+//   rewritten within a transaction is overwritten in place, and the checksums of the frames after
+//   it are re-read (8 bytes inside a header) and rewritten. Frame
 //   headers stay plaintext (no user data: page number, sizes, salts, checksums); their checksum
 //   covers the plaintext page, which SQLite reads back through this shim;
 // - rollback journal records are a 4-byte page number, the page, a 4-byte checksum, each written
@@ -238,7 +240,9 @@ static int x_read(sqlite3_file *file, void *buffer, int amount, sqlite3_int64 of
     const int frame = WAL_FRAME_HEADER + P;
     int64_t index = (offset - WAL_HEADER) / frame;
     int within = (int)((offset - WAL_HEADER) % frame);
-    if (within == 0 && amount == WAL_FRAME_HEADER) return REAL(f)->pMethods->xRead(REAL(f), buffer, amount, offset);
+    // Frame headers are plaintext; SQLite also reads parts of one (the checksum, when it rewrites
+    // the checksums of frames overwritten within a transaction).
+    if (within + amount <= WAL_FRAME_HEADER) return REAL(f)->pMethods->xRead(REAL(f), buffer, amount, offset);
     if (within == WAL_FRAME_HEADER && amount == P) return read_unit(f, out, offset, index, index + 1);
     if (within == 0 && amount == frame) {
       int rc = REAL(f)->pMethods->xRead(REAL(f), out, WAL_FRAME_HEADER, offset);
@@ -275,8 +279,15 @@ static int x_write(sqlite3_file *file, const void *buffer, int amount, sqlite3_i
       int rc = check_layout(f, in);
       if (rc != SQLITE_OK) return rc;
     } else if (!f->layout_checked) {
-      sqlite3_log(SQLITE_IOERR_WRITE, "eduhub: %s written before its first page", f->db_path);
-      return SQLITE_IOERR_WRITE;
+      // This handle has not seen page 1 (a checkpoint may write pages whose page 1 this connection
+      // read from the WAL): read it from the file now. An empty file has no layout to check yet.
+      int rc = read_unit(f, f->scratch, 0, 1, 1);
+      if (rc == SQLITE_OK) {
+        rc = check_layout(f, f->scratch);
+      } else if (rc == SQLITE_IOERR_SHORT_READ) {
+        rc = SQLITE_OK;
+      }
+      if (rc != SQLITE_OK) return rc;
     }
     return write_unit(f, in, offset, index);
   }
@@ -285,7 +296,7 @@ static int x_write(sqlite3_file *file, const void *buffer, int amount, sqlite3_i
     const int frame = WAL_FRAME_HEADER + P;
     int64_t index = (offset - WAL_HEADER) / frame;
     int within = (int)((offset - WAL_HEADER) % frame);
-    if (within == 0 && amount == WAL_FRAME_HEADER) return REAL(f)->pMethods->xWrite(REAL(f), buffer, amount, offset);
+    if (within + amount <= WAL_FRAME_HEADER) return REAL(f)->pMethods->xWrite(REAL(f), buffer, amount, offset);
     if (within == WAL_FRAME_HEADER && amount == P) return write_unit(f, in, offset, index);
     sqlite3_log(SQLITE_IOERR_WRITE, "eduhub: unexpected WAL write to %s", f->db_path);
     return SQLITE_IOERR_WRITE;

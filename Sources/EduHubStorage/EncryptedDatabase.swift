@@ -61,6 +61,15 @@ public final class EncryptedDatabase: Sendable {
     }
   }
 
+  /// Opens (or creates) an UNENCRYPTED database with the same layout and settings but no key: for
+  /// the storage benchmark's baseline only. Never use it for node data.
+  public static func openUnencryptedForBenchmark(path: String) throws -> EncryptedDatabase {
+    let path = try canonicalPath(path)
+    var configuration = Configuration()
+    configuration.prepareDatabase { db in try db.execute(sql: pragmas) }
+    return EncryptedDatabase(path: path, pool: try DatabasePool(path: path, configuration: configuration))
+  }
+
   /// The configuration every connection gets: 40 reserved bytes per page for the nonce and tag
   /// (set before the first page is written), temporary data in memory, no memory mapping. It
   /// replaces any `prepareDatabase` of `base`.
@@ -69,7 +78,7 @@ public final class EncryptedDatabase: Sendable {
     configuration.prepareDatabase { db in
       var reserve = Int32(EDUHUB_VFS_RESERVE)
       _ = sqlite3_file_control(db.sqliteConnection, "main", SQLITE_FCNTL_RESERVE_BYTES, &reserve)
-      try db.execute(sql: "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0")
+      try db.execute(sql: pragmas)
     }
     return configuration
   }
@@ -85,7 +94,9 @@ public final class EncryptedDatabase: Sendable {
       return StorageError(.corrupted, "\(path) is corrupted: \(database.resultCode)")
     }
     if database.resultCode == .SQLITE_IOERR {
-      return StorageError(.corrupted, "\(path) cannot be read: it is damaged or not laid out for encryption")
+      return StorageError(
+        .corrupted,
+        "\(path) cannot be read or written (\(database.extendedResultCode)): it is damaged or not laid out for encryption")
     }
     return error
   }
@@ -123,6 +134,12 @@ public final class EncryptedDatabase: Sendable {
     return (base == "/" ? "" : base) + "/" + url.lastPathComponent
   }
 }
+
+/// Every connection's settings: temporary data in memory (never in a plaintext temp file), no
+/// memory mapping, a 32 MiB page cache (every page read from the file costs a decryption), and
+/// synchronous=NORMAL, which in WAL mode keeps every commit across a process crash (SIGKILL) and
+/// loses at most the last ones on power failure, never integrity.
+let pragmas = "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0; PRAGMA cache_size = -32768; PRAGMA synchronous = NORMAL"
 
 /// SQLITE_IOERR_DATA, the code the VFS returns for a page that does not authenticate.
 let SQLITE_IOERR_DATA_CODE: Int32 = 10 | (32 << 8)

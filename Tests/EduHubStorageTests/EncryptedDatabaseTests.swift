@@ -227,3 +227,28 @@ struct EncryptedDatabaseTests {
     #expect(lastCommitted >= 40)
   }
 }
+
+@Suite("The encrypted WAL under large transactions")
+struct LargeTransactionTests {
+  @Test("a transaction larger than the page cache (pages spilled and rewritten in the WAL) commits and reads back")
+  func spilledTransaction() throws {
+    let path = try temporaryDirectory() + "/node.sqlite"
+    let key = AEAD.makeKey()
+    let database = try EncryptedDatabase.open(path: path, key: .key(key), create: true)
+    try database.write { db in
+      // A tiny cache forces SQLite to spill pages to the WAL mid-transaction and, when it changes
+      // them again, to overwrite those frames and rewrite the checksums after them.
+      try db.execute(sql: "PRAGMA cache_size = 10")
+      try db.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+      for round in 0..<3 {
+        for id in 0..<3000 {
+          try db.execute(sql: "INSERT OR REPLACE INTO t (id, v) VALUES (?, ?)", arguments: [id, "round \(round) 学生 \(id)"])
+        }
+      }
+    }
+    try database.close()
+    let reopened = try EncryptedDatabase.open(path: path, key: .key(key))
+    #expect(try reopened.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM t WHERE v LIKE 'round 2%'") } == 3000)
+    #expect(try reopened.read { try String.fetchOne($0, sql: "PRAGMA integrity_check") } == "ok")
+  }
+}
