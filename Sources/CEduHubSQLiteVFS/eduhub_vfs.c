@@ -19,6 +19,8 @@
 //   and read separately; the journal header is one sector, reported as 512 bytes so that it can
 //   never be mistaken for a page;
 // - with POWERSAFE_OVERWRITE the WAL is never padded, so a page write is never split.
+// A frame header is held back until its page arrives and both go out in one write (half the
+// system calls); anything else that touches the file first writes a held header out.
 // The reserved bytes read back as zeros, so SQLite's WAL checksums (computed over whole pages as it
 // writes them) hold in recovery. The shared-memory WAL index holds no user data and is passed through. Memory-mapped I/O is off
 // for keyed files (version-2 I/O methods have no xFetch).
@@ -124,8 +126,10 @@ typedef struct EduhubFile {
   int page_size;
   int layout_checked;          // page 1 was seen with our page size and reserve
   unsigned char key[KEY_BYTES];
-  unsigned char *scratch;      // one page (plus a WAL frame header)
+  unsigned char *scratch;      // a WAL frame header and one page
   char *db_path;               // the database's path, for error reports
+  int header_pending;          // a WAL frame header waits in scratch for its page
+  sqlite3_int64 header_offset;
 } EduhubFile;
 
 #define REAL(f) (((EduhubFile *)(f))->real)
@@ -202,8 +206,17 @@ static int read_unit(EduhubFile *f, unsigned char *page, sqlite3_int64 offset, i
   return open_page(f, page, index, report);
 }
 
+// Writes a WAL frame header held back for its page (see x_write), before anything else touches the
+// file.
+static int flush_header(EduhubFile *f) {
+  if (!f->header_pending) return SQLITE_OK;
+  f->header_pending = 0;
+  return REAL(f)->pMethods->xWrite(REAL(f), f->scratch, WAL_FRAME_HEADER, f->header_offset);
+}
+
 static int x_close(sqlite3_file *file) {
   EduhubFile *f = (EduhubFile *)file;
+  flush_header(f);
   int rc = REAL(f)->pMethods ? REAL(f)->pMethods->xClose(REAL(f)) : SQLITE_OK;
   sodium_memzero(f->key, KEY_BYTES);
   if (f->scratch) {
@@ -219,6 +232,10 @@ static int x_close(sqlite3_file *file) {
 static int x_read(sqlite3_file *file, void *buffer, int amount, sqlite3_int64 offset) {
   EduhubFile *f = (EduhubFile *)file;
   const int P = f->page_size;
+  if (f->header_pending) {
+    int rc = flush_header(f);
+    if (rc != SQLITE_OK) return rc;
+  }
   unsigned char *out = buffer;
   switch (f->kind) {
   case KIND_DB: {
@@ -292,12 +309,31 @@ static int x_write(sqlite3_file *file, const void *buffer, int amount, sqlite3_i
     return write_unit(f, in, offset, index);
   }
   case KIND_WAL: {
-    if (offset < WAL_HEADER) return REAL(f)->pMethods->xWrite(REAL(f), buffer, amount, offset);
     const int frame = WAL_FRAME_HEADER + P;
-    int64_t index = (offset - WAL_HEADER) / frame;
-    int within = (int)((offset - WAL_HEADER) % frame);
+    int64_t index = offset < WAL_HEADER ? -1 : (offset - WAL_HEADER) / frame;
+    int within = offset < WAL_HEADER ? -1 : (int)((offset - WAL_HEADER) % frame);
+    if (f->header_pending && !(within == WAL_FRAME_HEADER && amount == P && offset == f->header_offset + WAL_FRAME_HEADER)) {
+      int rc = flush_header(f);
+      if (rc != SQLITE_OK) return rc;
+    }
+    if (offset < WAL_HEADER) return REAL(f)->pMethods->xWrite(REAL(f), buffer, amount, offset);
+    if (within == 0 && amount == WAL_FRAME_HEADER) {
+      // Hold the header back and write it with its page, which comes next: one write per frame.
+      memcpy(f->scratch, in, WAL_FRAME_HEADER);
+      f->header_pending = 1;
+      f->header_offset = offset;
+      return SQLITE_OK;
+    }
     if (within + amount <= WAL_FRAME_HEADER) return REAL(f)->pMethods->xWrite(REAL(f), buffer, amount, offset);
-    if (within == WAL_FRAME_HEADER && amount == P) return write_unit(f, in, offset, index);
+    if (within == WAL_FRAME_HEADER && amount == P) {
+      if (f->header_pending) {
+        // The held header is in scratch[0..24); seal the page right after it and write both.
+        f->header_pending = 0;
+        seal_page(f, in, f->scratch + WAL_FRAME_HEADER, index);
+        return REAL(f)->pMethods->xWrite(REAL(f), f->scratch, WAL_FRAME_HEADER + P, offset - WAL_FRAME_HEADER);
+      }
+      return write_unit(f, in, offset, index);
+    }
     sqlite3_log(SQLITE_IOERR_WRITE, "eduhub: unexpected WAL write to %s", f->db_path);
     return SQLITE_IOERR_WRITE;
   }
@@ -309,11 +345,23 @@ static int x_write(sqlite3_file *file, const void *buffer, int amount, sqlite3_i
   }
 }
 
-static int x_truncate(sqlite3_file *f, sqlite3_int64 size) { return REAL(f)->pMethods->xTruncate(REAL(f), size); }
-static int x_sync(sqlite3_file *f, int flags) { return REAL(f)->pMethods->xSync(REAL(f), flags); }
-static int x_file_size(sqlite3_file *f, sqlite3_int64 *size) { return REAL(f)->pMethods->xFileSize(REAL(f), size); }
+static int x_truncate(sqlite3_file *f, sqlite3_int64 size) {
+  int rc = flush_header((EduhubFile *)f);
+  return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xTruncate(REAL(f), size);
+}
+static int x_sync(sqlite3_file *f, int flags) {
+  int rc = flush_header((EduhubFile *)f);
+  return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+static int x_file_size(sqlite3_file *f, sqlite3_int64 *size) {
+  int rc = flush_header((EduhubFile *)f);
+  return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xFileSize(REAL(f), size);
+}
 static int x_lock(sqlite3_file *f, int lock) { return REAL(f)->pMethods->xLock(REAL(f), lock); }
-static int x_unlock(sqlite3_file *f, int lock) { return REAL(f)->pMethods->xUnlock(REAL(f), lock); }
+static int x_unlock(sqlite3_file *f, int lock) {
+  flush_header((EduhubFile *)f);
+  return REAL(f)->pMethods->xUnlock(REAL(f), lock);
+}
 static int x_check_reserved_lock(sqlite3_file *f, int *out) {
   return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
 }
@@ -325,6 +373,7 @@ static int x_file_control(sqlite3_file *file, int op, void *arg) {
     *(sqlite3_int64 *)arg = 0;
     return SQLITE_OK;
   }
+  flush_header(f);
   int rc = REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
   if (rc == SQLITE_OK && op == SQLITE_FCNTL_VFSNAME) {
     *(char **)arg = sqlite3_mprintf("eduhub/%z", *(char **)arg);

@@ -40,9 +40,10 @@ func body(_ index: Int) -> [UInt8] {
   return out
 }
 
+/// Records arrive as an import would send them, school by school (about 148 students a school):
+/// the first 10,000 are one school's scope, the rest spread over the county's other schools.
 func scope(_ index: Int) -> String {
-  // The first 10,000 records form one school's scope; the rest spread over the city.
-  index < scopeSize ? "511700/511702/5117020001" : "511700/5117\(String(format: "%02d", index % 8 + 2))/\(index % 1353)"
+  index < scopeSize ? "511700/511702/5117020001" : String(format: "511700/511702/51170%05d", 2 + (index - scopeSize) / 148)
 }
 
 let people = CollectionDefinition(name: "people", indexes: ["national_id"]) { body in
