@@ -1,7 +1,8 @@
 // An encrypting SQLite VFS shim, modelled on SQLite's ext/misc/cksumvfs.c.
 //
 // Every page of a keyed database — in the main file, in its WAL and in its rollback journal — is
-// encrypted with XChaCha20-Poly1305 (libsodium): a fresh random 24-byte nonce per write, the nonce
+// encrypted with XChaCha20-Poly1305 (libsodium): a fresh 24-byte nonce per write (random per file
+// handle, then counted), the nonce
 // and the 16-byte tag in the page's 40 reserved bytes, and the page's identity (file kind and page
 // or frame number) as associated data, so a page moved elsewhere does not authenticate. A wrong key
 // or a changed byte makes the read fail with SQLITE_IOERR_DATA; nothing is ever returned unverified.
@@ -128,6 +129,8 @@ typedef struct EduhubFile {
   unsigned char key[KEY_BYTES];
   unsigned char *scratch;      // a WAL frame header and one page
   char *db_path;               // the database's path, for error reports
+  unsigned char nonce_prefix[16]; // random per open file: nonces are prefix || counter
+  uint64_t nonce_counter;
   int header_pending;          // a WAL frame header waits in scratch for its page
   sqlite3_int64 header_offset;
 } EduhubFile;
@@ -148,7 +151,12 @@ static void seal_page(EduhubFile *f, const unsigned char *in, unsigned char *out
   associated_data(ad, f->kind, index);
   unsigned char *nonce = out + body;
   unsigned char *tag = nonce + NONCE_BYTES;
-  randombytes_buf(nonce, NONCE_BYTES);
+  // A fresh nonce without a system call per page: 16 random bytes drawn when the file was opened
+  // and a 64-bit counter. Two handles share a prefix with probability 2^-128 per pair; within a
+  // handle the counter never repeats.
+  memcpy(nonce, f->nonce_prefix, sizeof f->nonce_prefix);
+  uint64_t counter = ++f->nonce_counter;
+  for (int i = 0; i < 8; i++) nonce[16 + i] = (unsigned char)(counter >> (8 * i));
   unsigned long long tag_length = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt_detached(out, tag, &tag_length, in, (unsigned long long)body, ad,
                                                       sizeof ad, NULL, nonce, f->key);
@@ -437,6 +445,7 @@ static int x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, i
   }
   f->kind = kind;
   if (kind != KIND_PLAIN) {
+    randombytes_buf(f->nonce_prefix, sizeof f->nonce_prefix);
     f->scratch = sqlite3_malloc(f->page_size + WAL_FRAME_HEADER);
     f->db_path = sqlite3_mprintf("%s", database);
     if (!f->scratch || !f->db_path) {

@@ -99,14 +99,19 @@ public final class RecordStore: Sendable {
             sequence INTEGER NOT NULL,
             UNIQUE (collection, id)
           );
-          CREATE INDEX record_scope ON record (collection, scope);
+          CREATE INDEX record_scope ON record (collection, scope, id);
           CREATE UNIQUE INDEX record_sequence ON record (sequence);
-          CREATE TABLE record_key (
+          CREATE TABLE record_index (
+            id INTEGER PRIMARY KEY,
             collection TEXT NOT NULL,
             name TEXT NOT NULL,
+            UNIQUE (collection, name)
+          );
+          CREATE TABLE record_key (
+            index_id INTEGER NOT NULL,
             key TEXT NOT NULL,
             record INTEGER NOT NULL,
-            PRIMARY KEY (collection, name, key, record)
+            PRIMARY KEY (index_id, key, record)
           ) WITHOUT ROWID;
           CREATE INDEX record_key_by_record ON record_key (record);
           CREATE VIRTUAL TABLE record_text USING fts5 (text, tokenize = 'unicode61');
@@ -148,10 +153,11 @@ public final class RecordStore: Sendable {
         """)
     let deleteKeys = try db.cachedStatement(sql: "DELETE FROM record_key WHERE record = ?")
     let insertKey = try db.cachedStatement(
-      sql: "INSERT OR IGNORE INTO record_key (collection, name, key, record) VALUES (?, ?, ?, ?)")
+      sql: "INSERT OR IGNORE INTO record_key (index_id, key, record) VALUES (?, ?, ?)")
     let deleteText = try db.cachedStatement(sql: "DELETE FROM record_text WHERE rowid = ?")
     let insertText = try db.cachedStatement(sql: "INSERT INTO record_text (rowid, text) VALUES (?, ?)")
     var definition: CollectionDefinition?
+    var indexIDs: [String: Int64] = [:]
     for record in records {
       if definition?.name != record.collection {
         guard let found = collections[record.collection] else {
@@ -187,11 +193,11 @@ public final class RecordStore: Sendable {
       if !definition.indexes.isEmpty {
         try run(deleteKeys.sqliteStatement, db) { sqlite3_bind_int64($0, 1, rowid) }
         for key in extracted.keys {
+          let indexID = try self.indexID(record.collection, key.index, in: db, cache: &indexIDs)
           try run(insertKey.sqliteStatement, db) { statement in
-            bind(statement, 1, record.collection)
-            bind(statement, 2, key.index)
-            bind(statement, 3, key.key)
-            sqlite3_bind_int64(statement, 4, rowid)
+            sqlite3_bind_int64(statement, 1, indexID)
+            bind(statement, 2, key.key)
+            sqlite3_bind_int64(statement, 3, rowid)
           }
         }
       }
@@ -206,6 +212,22 @@ public final class RecordStore: Sendable {
       }
     }
     return assigned
+  }
+
+  /// The small integer that stands for an index in `record_key` (so each entry is a few bytes,
+  /// not the collection's and index's names again), created on first use.
+  /// Cached per call only: an id made in a transaction that rolls back must not outlive it.
+  private func indexID(
+    _ collection: String, _ name: String, in db: Database, cache: inout [String: Int64]
+  ) throws -> Int64 {
+    let cacheKey = collection + "\u{0}" + name
+    if let id = cache[cacheKey] { return id }
+    try db.execute(
+      sql: "INSERT OR IGNORE INTO record_index (collection, name) VALUES (?, ?)", arguments: [collection, name])
+    let id = try Int64.fetchOne(
+      db, sql: "SELECT id FROM record_index WHERE collection = ? AND name = ?", arguments: [collection, name])!
+    cache[cacheKey] = id
+    return id
   }
 
   private func run(_ handle: OpaquePointer, _ db: Database, _ bindings: (OpaquePointer) -> Void) throws {
@@ -260,8 +282,10 @@ public final class RecordStore: Sendable {
       try Row.fetchAll(
         db.cachedStatement(
           sql: """
-            SELECT \(Self.columns) FROM record_key JOIN record ON record.rowid = record_key.record
-            WHERE record_key.collection = ? AND record_key.name = ? AND record_key.key = ? AND NOT record.deleted
+            SELECT \(Self.columns) FROM record_index
+            JOIN record_key ON record_key.index_id = record_index.id
+            JOIN record ON record.rowid = record_key.record
+            WHERE record_index.collection = ? AND record_index.name = ? AND record_key.key = ? AND NOT record.deleted
             ORDER BY record.id LIMIT ?
             """),
         arguments: [collection, name, key, limit]
@@ -270,20 +294,22 @@ public final class RecordStore: Sendable {
   }
 
   /// Live records of `collection` in the org subtree `scope` (the node itself and everything under
-  /// it), by id, after `afterID` for paging.
-  public func inScope(_ collection: String, scope: String, afterID: String = "", limit: Int = 1000) throws
+  /// it), ordered by scope path then id; pass the last record of a page as `after` for the next.
+  public func inScope(_ collection: String, scope: String, after: StoredRecord? = nil, limit: Int = 1000) throws
     -> [StoredRecord]
   {
     try database.read { db in
-      // "a/b" matches "a/b" and "a/b/…", not "a/bc": '/' is followed by '0' in byte order.
+      // "a/b" matches "a/b" and "a/b/…", not "a/bc": '/' is followed by '0' in byte order. The
+      // (collection, scope, id) index serves both the range and the order.
       try Row.fetchAll(
         db.cachedStatement(
           sql: """
             SELECT \(Self.columns) FROM record
-            WHERE collection = ? AND (scope = ? OR (scope >= ? AND scope < ?)) AND NOT deleted AND id > ?
-            ORDER BY id LIMIT ?
+            WHERE collection = ? AND (scope = ? OR (scope >= ? AND scope < ?)) AND NOT deleted
+              AND (scope, id) > (?, ?)
+            ORDER BY scope, id LIMIT ?
             """),
-        arguments: [collection, scope, scope + "/", scope + "0", afterID, limit]
+        arguments: [collection, scope, scope + "/", scope + "0", after?.scope ?? "", after?.id ?? "", limit]
       ).map(Self.record)
     }
   }

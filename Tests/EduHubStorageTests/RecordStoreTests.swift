@@ -80,7 +80,9 @@ struct RecordStoreTests {
     #expect(try store.inScope("orgs", scope: "511700/511702").map(\.scope) == ["511700/511702", "511700/511702/5117020001"])
     #expect(try store.inScope("orgs", scope: "511700").count == 5)
     let page = try store.inScope("orgs", scope: "511700", limit: 2)
-    #expect(try store.inScope("orgs", scope: "511700", afterID: page.last!.id).count == 3)
+    #expect(page.map(\.scope) == ["511700", "511700/511702"])
+    let rest = try store.inScope("orgs", scope: "511700", after: page.last!)
+    #expect(rest.map(\.scope) == ["511700/511702/5117020001", "511700/5117020", "511700/511703/5117030001"])
   }
 
   @Test("a batch with a bad record writes nothing")
@@ -96,5 +98,18 @@ struct RecordStoreTests {
     }
     try store.put(good)
     #expect(try store.changes(after: 0).count == 50)
+  }
+}
+
+@Suite("The record store after a failed batch")
+struct RecordStoreRollbackTests {
+  @Test("an index first used in a batch that failed still works in the next batch")
+  func indexAfterRollback() throws {
+    let store = try makeStore()
+    let bad = StoredRecord(collection: "people", id: "bad", scope: "511700", body: Array("no separators".utf8))
+    let first = StoredRecord(collection: "people", id: "a", scope: "511700", body: person("王芳", "111"))
+    #expect(throws: StorageError.self) { try store.put([first, bad]) }
+    try store.put([first])
+    #expect(try store.find("people", index: "national_id", key: "111").map(\.id) == ["a"])
   }
 }

@@ -95,12 +95,12 @@ func run(_ database: EncryptedDatabase) throws -> [Phase] {
   }
   let scan = try measure {
     var seen = 0
-    var after = ""
+    var after: StoredRecord?
     while true {
-      let page = try store.inScope("people", scope: "511700/511702/5117020001", afterID: after, limit: 1000)
+      let page = try store.inScope("people", scope: "511700/511702/5117020001", after: after, limit: 1000)
       guard let last = page.last else { break }
       seen += page.count
-      after = last.id
+      after = last
     }
     precondition(seen == scopeSize, "the scope holds \(scopeSize) records, saw \(seen)")
     return seen
