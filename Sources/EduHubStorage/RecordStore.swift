@@ -116,6 +116,19 @@ public final class RecordStore: Sendable {
           CREATE INDEX record_key_by_record ON record_key (record);
           CREATE VIRTUAL TABLE record_text USING fts5 (text, tokenize = 'unicode61');
           CREATE TABLE store_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+          CREATE TABLE conflict (
+            id INTEGER PRIMARY KEY,
+            collection TEXT NOT NULL,
+            record_id TEXT NOT NULL,
+            field INTEGER NOT NULL,
+            losing_value BLOB NOT NULL,
+            losing_stamp BLOB NOT NULL,
+            winning_stamp BLOB NOT NULL,
+            local_version BLOB NOT NULL,
+            remote_version BLOB NOT NULL,
+            sequence INTEGER NOT NULL
+          );
+          CREATE INDEX conflict_record ON conflict (collection, record_id);
           INSERT INTO store_meta (name, value) VALUES ('sequence', 0);
           """)
     }
@@ -321,6 +334,80 @@ public final class RecordStore: Sendable {
         db.cachedStatement(sql: "SELECT \(Self.columns) FROM record WHERE sequence > ? ORDER BY sequence LIMIT ?"),
         arguments: [after, limit]
       ).map(Self.record)
+    }
+  }
+
+  // MARK: Metadata and conflicts
+
+  /// A value the store keeps for its owner (the replica's clock, cursors), read in `db`.
+  public func meta(_ name: String, in db: Database) throws -> [UInt8]? {
+    try Data.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = ?", arguments: [name]).map { [UInt8]($0) }
+  }
+
+  /// Sets a metadata value in the caller's transaction.
+  public func setMeta(_ name: String, _ value: [UInt8], in db: Database) throws {
+    try db.execute(
+      sql: "INSERT INTO store_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+      arguments: [name, Data(value)])
+  }
+
+  /// A field value that lost a merge, with both versions' vectors: kept so nothing disappears unseen.
+  public struct Conflict: Sendable, Hashable {
+    public var collection: String
+    public var recordID: String
+    public var field: Int
+    public var losingValue: [UInt8]
+    public var losingStamp: [UInt8]
+    public var winningStamp: [UInt8]
+    public var localVersion: [UInt8]
+    public var remoteVersion: [UInt8]
+    /// The store's change sequence when it was logged.
+    public var sequence: Int64
+
+    public init(
+      collection: String, recordID: String, field: Int, losingValue: [UInt8], losingStamp: [UInt8],
+      winningStamp: [UInt8], localVersion: [UInt8], remoteVersion: [UInt8], sequence: Int64
+    ) {
+      self.collection = collection
+      self.recordID = recordID
+      self.field = field
+      self.losingValue = losingValue
+      self.losingStamp = losingStamp
+      self.winningStamp = winningStamp
+      self.localVersion = localVersion
+      self.remoteVersion = remoteVersion
+      self.sequence = sequence
+    }
+  }
+
+  /// Logs a conflict in the caller's transaction.
+  public func logConflict(_ conflict: Conflict, in db: Database) throws {
+    try db.execute(
+      sql: """
+        INSERT INTO conflict (collection, record_id, field, losing_value, losing_stamp, winning_stamp,
+          local_version, remote_version, sequence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+      arguments: [
+        conflict.collection, conflict.recordID, conflict.field, Data(conflict.losingValue), Data(conflict.losingStamp),
+        Data(conflict.winningStamp), Data(conflict.localVersion), Data(conflict.remoteVersion), conflict.sequence,
+      ])
+  }
+
+  /// Logged conflicts, oldest first.
+  public func conflicts(limit: Int = 1000) throws -> [Conflict] {
+    try database.read { db in
+      try Row.fetchAll(
+        db,
+        sql: """
+          SELECT collection, record_id, field, losing_value, losing_stamp, winning_stamp, local_version,
+            remote_version, sequence FROM conflict ORDER BY id LIMIT ?
+          """, arguments: [limit]
+      ).map { row in
+        Conflict(
+          collection: row[0], recordID: row[1], field: row[2], losingValue: [UInt8](row[3] as Data),
+          losingStamp: [UInt8](row[4] as Data), winningStamp: [UInt8](row[5] as Data),
+          localVersion: [UInt8](row[6] as Data), remoteVersion: [UInt8](row[7] as Data), sequence: row[8])
+      }
     }
   }
 

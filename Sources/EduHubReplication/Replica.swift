@@ -1,0 +1,168 @@
+import EduHubStorage
+import GRDB
+
+/// A node's replicated store: local writes are stamped (hybrid clock, version vector, per-field
+/// stamps) and versions from other nodes are reconciled: dominated ones skipped, newer ones taken,
+/// concurrent ones merged field by field with the losing values logged as conflicts.
+///
+/// The clock's last stamp is kept in the store, in the same transaction as the writes it stamped,
+/// so a restarted node never reuses a stamp.
+public final class Replica: Sendable {
+  public let nodeID: String
+  public let store: RecordStore
+  public let clock: HybridLogicalClock
+
+  static let clockKey = "replica.hlc"
+
+  /// - Parameter wallClock: milliseconds since 1970 (injected by tests).
+  public init(
+    nodeID: String, store: RecordStore,
+    wallClock: @escaping @Sendable () -> UInt64 = HybridLogicalClock.systemMilliseconds
+  ) throws {
+    self.nodeID = nodeID
+    self.store = store
+    let last = try store.database.read { db in try store.meta(Self.clockKey, in: db) }
+    let resumed = last.map { bytes in
+      HLCTimestamp(rawValue: bytes.reduce(0) { $0 << 8 | UInt64($1) })
+    } ?? .zero
+    self.clock = HybridLogicalClock(resumingAfter: resumed, wallClock: wallClock)
+  }
+
+  /// A local change to one record.
+  public struct Write: Sendable {
+    public var collection: String
+    public var id: String
+    public var scope: String
+    /// The new protobuf body; nil deletes the record.
+    public var body: [UInt8]?
+
+    public init(collection: String, id: String, scope: String, body: [UInt8]?) {
+      self.collection = collection
+      self.id = id
+      self.scope = scope
+      self.body = body
+    }
+  }
+
+  /// Applies local writes in one transaction: each changed field gets a fresh stamp, the record's
+  /// vector counts one more write by this node.
+  /// - Throws: ``StorageError`` or ``WireFieldsError`` (a body that is not protobuf); nothing is
+  ///   written then.
+  @discardableResult
+  public func write(_ writes: [Write]) throws -> [StoredRecord] {
+    try store.database.write { db in
+      var records: [StoredRecord] = []
+      for write in writes {
+        let existing = try store.get(write.collection, write.id, in: db)
+        let old = try existing.map { try WireFields(parsing: $0.body) } ?? WireFields()
+        let new = try write.body.map { try WireFields(parsing: $0) } ?? WireFields()
+        var vector = try existing.map { try ReplicationEncoding.decodeVector($0.version) } ?? VersionVector()
+        var stamps = try existing.map { try ReplicationEncoding.decodeStamps($0.stamps) } ?? [:]
+        vector.increment(nodeID)
+        let stamp = FieldStamp(time: clock.now(), node: nodeID, counter: vector[nodeID])
+        for number in Set(old.fields.keys).union(new.fields.keys) where old[number] != new[number] {
+          stamps[number] = stamp
+        }
+        let deleted = write.body == nil
+        if deleted != (existing?.deleted ?? false) || existing == nil {
+          stamps[RecordVersion.deletionField] = stamp
+        }
+        records.append(
+          StoredRecord(
+            collection: write.collection, id: write.id, scope: write.scope,
+            body: deleted ? (existing?.body ?? []) : new.joined(), version: ReplicationEncoding.encode(vector),
+            stamps: ReplicationEncoding.encode(stamps), deleted: deleted))
+      }
+      let sequences = try store.put(records, in: db)
+      try saveClock(db)
+      return zip(records, sequences).map { record, sequence in
+        var record = record
+        record.sequence = sequence
+        return record
+      }
+    }
+  }
+
+  /// What applying remote versions did.
+  public struct ApplyOutcome: Sendable, Hashable {
+    public var skipped = 0
+    public var fastForwarded = 0
+    public var merged = 0
+    public var conflicts = 0
+  }
+
+  /// Reconciles versions received from another node, in one transaction.
+  /// - Throws: ``ClockError`` for stamps too far in the future, ``WireFieldsError`` for malformed
+  ///   bodies or metadata, ``StorageError``; nothing is written then.
+  @discardableResult
+  public func apply(_ remote: [StoredRecord]) throws -> ApplyOutcome {
+    try store.database.write { db in
+      var outcome = ApplyOutcome()
+      var writes: [StoredRecord] = []
+      var pendingConflicts: [RecordStore.Conflict] = []
+      for incoming in remote {
+        let remoteVersion = try version(of: incoming)
+        if let newest = remoteVersion.stamps.values.max() { try clock.observe(newest.time) }
+        guard let local = try store.get(incoming.collection, incoming.id, in: db) else {
+          writes.append(incoming)
+          outcome.fastForwarded += 1
+          continue
+        }
+        let localVersion = try version(of: local)
+        switch remoteVersion.compare(localVersion) {
+        case .equal, .before:
+          outcome.skipped += 1
+        case .after:
+          writes.append(incoming)
+          outcome.fastForwarded += 1
+        case .concurrent:
+          let result = try Merge.merge(localVersion, remoteVersion)
+          let remoteNewest = remoteVersion.stamps.values.max()
+          let localNewest = localVersion.stamps.values.max()
+          // The scope follows the version written last, so every node picks the same.
+          let remoteIsNewer: Bool
+          switch (remoteNewest, localNewest) {
+          case let (remote?, local?): remoteIsNewer = local < remote
+          case (_?, nil): remoteIsNewer = true
+          default: remoteIsNewer = false
+          }
+          let scope = remoteIsNewer ? incoming.scope : local.scope
+          writes.append(
+            StoredRecord(
+              collection: incoming.collection, id: incoming.id, scope: scope, body: result.version.body,
+              version: ReplicationEncoding.encode(result.version.vector),
+              stamps: ReplicationEncoding.encode(result.version.stamps), deleted: result.version.deleted))
+          outcome.merged += 1
+          for conflict in result.conflicts {
+            pendingConflicts.append(
+              RecordStore.Conflict(
+                collection: incoming.collection, recordID: incoming.id, field: conflict.field,
+                losingValue: conflict.losingValue, losingStamp: ReplicationEncoding.encode([conflict.field: conflict.losingStamp]),
+                winningStamp: ReplicationEncoding.encode([conflict.field: conflict.winningStamp]),
+                localVersion: local.version, remoteVersion: incoming.version, sequence: 0))
+          }
+        }
+      }
+      let sequences = try store.put(writes, in: db)
+      let last = sequences.last ?? 0
+      for var conflict in pendingConflicts {
+        conflict.sequence = last
+        try store.logConflict(conflict, in: db)
+      }
+      outcome.conflicts = pendingConflicts.count
+      try saveClock(db)
+      return outcome
+    }
+  }
+
+  func version(of record: StoredRecord) throws -> RecordVersion {
+    RecordVersion(
+      body: record.body, vector: try ReplicationEncoding.decodeVector(record.version),
+      stamps: try ReplicationEncoding.decodeStamps(record.stamps), deleted: record.deleted)
+  }
+
+  private func saveClock(_ db: Database) throws {
+    let raw = clock.last.rawValue
+    try store.setMeta(Self.clockKey, (0..<8).reversed().map { UInt8(truncatingIfNeeded: raw >> (8 * $0)) }, in: db)
+  }
+}
