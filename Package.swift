@@ -123,6 +123,8 @@ let package = Package(
       name: "eduhub",
       dependencies: [
         "EduHubNode",
+        "EduHubStorage",
+        "EduHubCrypto",
         "EduHubRPC",
         "EduHubAPI",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -186,7 +188,10 @@ let package = Package(
     ),
     .testTarget(
       name: "EduHubNodeTests",
-      dependencies: ["EduHubNode", "EduHubAPI", "EduHubRPC", "eduhub"],
+      dependencies: [
+        "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubCrypto", "eduhub",
+        .product(name: "GRDB", package: "GRDB.swift"),
+      ],
       swiftSettings: swiftSettings
     ),
   ],

@@ -1,4 +1,6 @@
 import Foundation
+import EduHubStorage
+import GRDB
 
 #if canImport(Glibc)
   import Glibc
@@ -120,4 +122,33 @@ func run(_ arguments: [String]) throws -> (status: Int32, output: String, errors
   let err = errors.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
   return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}
+
+@Suite("eduhub keygen and rekey")
+struct RekeyCommandTests {
+  @Test("rekey moves a database to a new key file; keygen refuses to overwrite")
+  func rekey() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-cli-\(UUID())").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let old = directory + "/old.key"
+    let new = directory + "/new.key"
+    #expect(try run(["keygen", old]).status == 0)
+    #expect(try run(["keygen", new]).status == 0)
+    #expect(try run(["keygen", new]).status != 0)
+    let path = directory + "/node.sqlite"
+    let database = try EncryptedDatabase.open(path: path, key: .keyFile(old), create: true)
+    try database.write { db in
+      try db.execute(sql: "CREATE TABLE t (v TEXT)")
+      for index in 0..<100 { try db.execute(sql: "INSERT INTO t (v) VALUES (?)", arguments: ["学生\(index)"]) }
+    }
+    try database.close()
+    let result = try run(["rekey", path, "--key-file", old, "--new-key-file", new])
+    #expect(result.status == 0, "\(result.errors)")
+    let reopened = try EncryptedDatabase.open(path: path, key: .keyFile(new))
+    #expect(try reopened.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM t") } == 100)
+    try reopened.close()
+    let wrong = try run(["rekey", path, "--key-file", old, "--new-key-file", new])
+    #expect(wrong.status != 0)
+    #expect(wrong.errors.contains("the key does not open"))
+  }
 }
