@@ -69,17 +69,7 @@ public enum ReplicationEncoding {
   }
 
   static func readVarint(_ bytes: [UInt8], _ index: inout Int) throws(WireFieldsError) -> UInt64 {
-    var result: UInt64 = 0
-    var shift: UInt64 = 0
-    let start = index
-    while index < bytes.count, shift < 64 {
-      let byte = bytes[index]
-      index += 1
-      result |= UInt64(byte & 0x7F) << shift
-      if byte & 0x80 == 0 { return result }
-      shift += 7
-    }
-    throw WireFieldsError(offset: start, reason: "truncated varint")
+    try WireFields.varint(bytes, &index)
   }
 
   static func readString(_ bytes: [UInt8], _ index: inout Int) throws(WireFieldsError) -> String {

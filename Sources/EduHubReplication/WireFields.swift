@@ -49,7 +49,7 @@ public struct WireFields: Sendable, Hashable {
     return out
   }
 
-  private static func varint(_ bytes: [UInt8], _ index: inout Int) throws(WireFieldsError) -> UInt64 {
+  static func varint(_ bytes: [UInt8], _ index: inout Int) throws(WireFieldsError) -> UInt64 {
     var result: UInt64 = 0
     var shift: UInt64 = 0
     let start = index

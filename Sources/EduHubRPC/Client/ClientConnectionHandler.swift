@@ -225,30 +225,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
   func flush() {
     guard let session, let context, !closing else { return }
-    var out: ByteBuffer?
-    var wrote = false
-    while context.channel.isWritable {
-      var chunk: UnsafePointer<UInt8>?
-      let length = nghttp2_session_mem_send(session, &chunk)
-      if length < 0 {
-        teardown(RPCError(.internalError, "HTTP/2 send failed: \(Nghttp2Error(code: length))"))
-        context.close(promise: nil)
-        return
-      }
-      guard length > 0, let chunk else { break }
-      if out == nil { out = context.channel.allocator.buffer(capacity: max(length, 4096)) }
-      out!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: length))
-      if out!.readableBytes >= 64 * 1024 {
-        context.write(wrapOutboundOut(out!), promise: nil)
-        out = nil
-        wrote = true
-      }
+    if case .failed(let error) = sendPendingOutput(of: session, to: context) {
+      teardown(RPCError(.internalError, "HTTP/2 send failed: \(error)"))
+      context.close(promise: nil)
+      return
     }
-    if let out, out.readableBytes > 0 {
-      context.write(wrapOutboundOut(out), promise: nil)
-      wrote = true
-    }
-    if wrote { context.flush() }
     if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0 {
       markUnusable()
       closing = true

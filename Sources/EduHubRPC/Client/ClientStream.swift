@@ -168,14 +168,7 @@ final class ClientStream: @unchecked Sendable {
       }
     } catch {
       connection.consumeStream(id, bytes.count)
-      switch error {
-      case .tooLarge(let announced, let limit):
-        return abort(RPCError(.resourceExhausted, "response message of \(announced) bytes exceeds the limit of \(limit) bytes"))
-      case .compressed:
-        return abort(RPCError(.internalError, "compressed response without grpc-encoding"))
-      case .badFlag(let flag):
-        return abort(RPCError(.internalError, "invalid message flag \(flag)"))
-      }
+      return abort(error.status("response"))
     }
     if accepting && unconsumedBytes == 0 {
       connection.consumeStream(id, bytes.count)

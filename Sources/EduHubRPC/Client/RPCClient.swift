@@ -67,7 +67,7 @@ public final class RPCClient: Sendable {
       do {
         result = try await run(stream, on: handler) { try await promise.futureResult.get() }
         break
-      } catch let error as RPCError where stream.isRetryable && attempt < 3 && !Task.isCancelled {
+      } catch let error as RPCError where stream.isRetryable && attempt < 4 && !Task.isCancelled {
         // Never seen by the server (its connection was going away, or it refused the stream):
         // safe to send again, on a fresh connection if need be.
         _ = error
@@ -180,11 +180,12 @@ public final class RPCClient: Sendable {
     }
     let step = state.withLock { state -> Step in
       switch state {
-      case .ready(let channel, let handler):
+      case .ready(let channel, let handler) where channel.isActive:
         return .ready(channel, handler)
       case .connecting(let future):
         return .wait(future)
-      case .idle, .closed:
+      case .idle, .closed, .ready:
+        // A ready connection whose channel is no longer active is replaced at once.
         let promise = group.any().makePromise(of: ClientConnectionHandler.self)
         state = .connecting(promise.futureResult)
         return .connect(promise)

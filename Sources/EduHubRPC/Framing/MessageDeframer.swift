@@ -72,3 +72,17 @@ struct MessageDeframer {
     return message
   }
 }
+
+extension MessageDeframer.Failure {
+  /// The status a call ends with; `what` names the side ("request" or "response").
+  func status(_ what: String) -> RPCError {
+    switch self {
+    case .tooLarge(let announced, let limit):
+      return RPCError(.resourceExhausted, "\(what) message of \(announced) bytes exceeds the limit of \(limit) bytes")
+    case .compressed:
+      return RPCError(.internalError, "compressed \(what) message without grpc-encoding")
+    case .badFlag(let flag):
+      return RPCError(.internalError, "invalid message flag \(flag)")
+    }
+  }
+}

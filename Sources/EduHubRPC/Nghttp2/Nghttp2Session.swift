@@ -1,4 +1,5 @@
 import CEduHubNghttp2
+import NIOCore
 
 /// An error from libnghttp2, with its own text.
 struct Nghttp2Error: Error, CustomStringConvertible {
@@ -25,6 +26,42 @@ struct HTTP2Settings {
     }
     return nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
   }
+}
+
+/// What moving a session's output into a channel did.
+enum SessionOutput {
+  /// Bytes were written (and flushed) or not.
+  case sent(wrote: Bool)
+  /// nghttp2 failed; the connection must close.
+  case failed(Nghttp2Error)
+}
+
+/// Moves whatever nghttp2 has to send into `channel` while the channel accepts it, in buffers of
+/// up to 64 KiB, then flushes once. (`nghttp2_session_mem_send` returns a pointer into its own
+/// buffer, so one copy is unavoidable.)
+func sendPendingOutput(of session: OpaquePointer, to context: ChannelHandlerContext) -> SessionOutput {
+  let channel = context.channel
+  var out: ByteBuffer?
+  var wrote = false
+  while channel.isWritable {
+    var chunk: UnsafePointer<UInt8>?
+    let length = nghttp2_session_mem_send(session, &chunk)
+    if length < 0 { return .failed(Nghttp2Error(code: length)) }
+    guard length > 0, let chunk else { break }
+    if out == nil { out = channel.allocator.buffer(capacity: max(length, 4096)) }
+    out!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: length))
+    if out!.readableBytes >= 64 * 1024 {
+      context.write(NIOAny(out!), promise: nil)
+      out = nil
+      wrote = true
+    }
+  }
+  if let out, out.readableBytes > 0 {
+    context.write(NIOAny(out), promise: nil)
+    wrote = true
+  }
+  if wrote { context.flush() }
+  return .sent(wrote: wrote)
 }
 
 /// Creates a nghttp2 session with the options both roles use: window updates are ours to send (so a

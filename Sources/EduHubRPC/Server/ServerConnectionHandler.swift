@@ -157,33 +157,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   /// Moves whatever nghttp2 has to send into the channel, while the channel accepts it.
   func flush() {
     guard let session, let context, !closing else { return }
-    let channel = context.channel
-    var out: ByteBuffer?
-    var wrote = false
-    while channel.isWritable {
-      var chunk: UnsafePointer<UInt8>?
-      let length = nghttp2_session_mem_send(session, &chunk)
-      if length < 0 {
-        logger.debug("HTTP/2 send failed", metadata: ["h2.error": "\(Nghttp2Error(code: length))"])
-        closeNow()
-        return
-      }
-      guard length > 0, let chunk else { break }
-      if out == nil { out = channel.allocator.buffer(capacity: max(length, 4096)) }
-      out!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: length))
-      if out!.readableBytes >= 64 * 1024 {
-        context.write(wrapOutboundOut(out!), promise: nil)
-        out = nil
-        wrote = true
-      }
-    }
-    if let out, out.readableBytes > 0 {
-      context.write(wrapOutboundOut(out), promise: nil)
-      wrote = true
-    }
-    if wrote {
-      context.flush()
-      poller?.activity()
+    switch sendPendingOutput(of: session, to: context) {
+    case .failed(let error):
+      logger.debug("HTTP/2 send failed", metadata: ["h2.error": "\(error)"])
+      closeNow()
+      return
+    case .sent(let wrote):
+      if wrote { poller?.activity() }
     }
     if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0 {
       closeNow()

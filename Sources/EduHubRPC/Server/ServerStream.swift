@@ -173,14 +173,7 @@ final class ServerStream: @unchecked Sendable {
       }
     } catch {
       connection.consumeStream(id, bytes.count)
-      switch error {
-      case .tooLarge(let announced, let limit):
-        return fail(RPCError(.resourceExhausted, "request message of \(announced) bytes exceeds the limit of \(limit) bytes"))
-      case .compressed:
-        return fail(RPCError(.internalError, "compressed message without grpc-encoding"))
-      case .badFlag(let flag):
-        return fail(RPCError(.internalError, "invalid message flag \(flag)"))
-      }
+      return fail(error.status("request"))
     }
     if accepting && unconsumedBytes == 0 {
       connection.consumeStream(id, bytes.count)
