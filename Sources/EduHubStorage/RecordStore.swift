@@ -113,7 +113,6 @@ public final class RecordStore: Sendable {
             record INTEGER NOT NULL,
             PRIMARY KEY (index_id, key, record)
           ) WITHOUT ROWID;
-          CREATE INDEX record_key_by_record ON record_key (record);
           CREATE VIRTUAL TABLE record_text USING fts5 (text, tokenize = 'unicode61');
           CREATE TABLE store_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
           CREATE TABLE conflict (
@@ -155,16 +154,12 @@ public final class RecordStore: Sendable {
     var sequence = try nextSequence(db, reserving: records.count)
     var assigned: [Int64] = []
     assigned.reserveCapacity(records.count)
-    let upsert = try db.cachedStatement(
-      sql: """
-        INSERT INTO record (collection, id, scope, body, version, stamps, deleted, sequence)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT (collection, id) DO UPDATE SET
-          scope = excluded.scope, body = excluded.body, version = excluded.version,
-          stamps = excluded.stamps, deleted = excluded.deleted, sequence = excluded.sequence
-        RETURNING rowid
-        """)
-    let deleteKeys = try db.cachedStatement(sql: "DELETE FROM record_key WHERE record = ?")
+    let lookup = try db.cachedStatement(sql: "SELECT rowid, body, deleted FROM record WHERE collection = ? AND id = ?")
+    let insert = try db.cachedStatement(
+      sql: "INSERT INTO record (collection, id, scope, body, version, stamps, deleted, sequence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    let update = try db.cachedStatement(
+      sql: "UPDATE record SET scope = ?, body = ?, version = ?, stamps = ?, deleted = ?, sequence = ? WHERE rowid = ?")
+    let deleteKey = try db.cachedStatement(sql: "DELETE FROM record_key WHERE index_id = ? AND key = ? AND record = ?")
     let insertKey = try db.cachedStatement(
       sql: "INSERT OR IGNORE INTO record_key (index_id, key, record) VALUES (?, ?, ?)")
     let deleteText = try db.cachedStatement(sql: "DELETE FROM record_text WHERE rowid = ?")
@@ -189,22 +184,64 @@ public final class RecordStore: Sendable {
         throw StorageError(.rejected, "collection \(record.collection) has no index \(key.index)")
       }
       sequence += 1
-      let handle = upsert.sqliteStatement
-      sqlite3_reset(handle)
-      bind(handle, 1, record.collection)
-      bind(handle, 2, record.id)
-      bind(handle, 3, record.scope)
-      bind(handle, 4, record.body)
-      bind(handle, 5, record.version)
-      bind(handle, 6, record.stamps)
-      sqlite3_bind_int64(handle, 7, record.deleted ? 1 : 0)
-      sqlite3_bind_int64(handle, 8, sequence)
-      guard sqlite3_step(handle) == SQLITE_ROW else { throw stepError(db, handle) }
-      let rowid = sqlite3_column_int64(handle, 0)
-      guard sqlite3_step(handle) == SQLITE_DONE else { throw stepError(db, handle) }
+
+      // The record as it is now, if any: its index entries are recomputed from its body, so no
+      // index from entries back to records is needed (one b-tree less per write).
+      let found = lookup.sqliteStatement
+      sqlite3_reset(found)
+      bind(found, 1, record.collection)
+      bind(found, 2, record.id)
+      var existing: (rowid: Int64, body: [UInt8], deleted: Bool)?
+      switch sqlite3_step(found) {
+      case SQLITE_ROW:
+        let length = Int(sqlite3_column_bytes(found, 1))
+        let body = sqlite3_column_blob(found, 1).map { [UInt8](UnsafeRawBufferPointer(start: $0, count: length)) } ?? []
+        existing = (sqlite3_column_int64(found, 0), body, sqlite3_column_int64(found, 2) != 0)
+      case SQLITE_DONE:
+        break
+      default:
+        throw stepError(db, found)
+      }
+      sqlite3_reset(found)
+
+      let rowid: Int64
+      if let existing {
+        rowid = existing.rowid
+        try run(update.sqliteStatement, db) { statement in
+          bind(statement, 1, record.scope)
+          bind(statement, 2, record.body)
+          bind(statement, 3, record.version)
+          bind(statement, 4, record.stamps)
+          sqlite3_bind_int64(statement, 5, record.deleted ? 1 : 0)
+          sqlite3_bind_int64(statement, 6, sequence)
+          sqlite3_bind_int64(statement, 7, rowid)
+        }
+        if !definition.indexes.isEmpty, !existing.deleted {
+          let old = (try? definition.extract(existing.body))?.keys ?? []
+          for key in old {
+            let indexID = try self.indexID(record.collection, key.index, in: db, cache: &indexIDs)
+            try run(deleteKey.sqliteStatement, db) { statement in
+              sqlite3_bind_int64(statement, 1, indexID)
+              bind(statement, 2, key.key)
+              sqlite3_bind_int64(statement, 3, rowid)
+            }
+          }
+        }
+      } else {
+        try run(insert.sqliteStatement, db) { statement in
+          bind(statement, 1, record.collection)
+          bind(statement, 2, record.id)
+          bind(statement, 3, record.scope)
+          bind(statement, 4, record.body)
+          bind(statement, 5, record.version)
+          bind(statement, 6, record.stamps)
+          sqlite3_bind_int64(statement, 7, record.deleted ? 1 : 0)
+          sqlite3_bind_int64(statement, 8, sequence)
+        }
+        rowid = sqlite3_last_insert_rowid(db.sqliteConnection)
+      }
       assigned.append(sequence)
       if !definition.indexes.isEmpty {
-        try run(deleteKeys.sqliteStatement, db) { sqlite3_bind_int64($0, 1, rowid) }
         for key in extracted.keys {
           let indexID = try self.indexID(record.collection, key.index, in: db, cache: &indexIDs)
           try run(insertKey.sqliteStatement, db) { statement in
@@ -215,7 +252,7 @@ public final class RecordStore: Sendable {
         }
       }
       if definition.searchable {
-        try run(deleteText.sqliteStatement, db) { sqlite3_bind_int64($0, 1, rowid) }
+        if existing != nil { try run(deleteText.sqliteStatement, db) { sqlite3_bind_int64($0, 1, rowid) } }
         if let text = extracted.text, !text.isEmpty {
           try run(insertText.sqliteStatement, db) { statement in
             sqlite3_bind_int64(statement, 1, rowid)
@@ -311,20 +348,28 @@ public final class RecordStore: Sendable {
   public func inScope(_ collection: String, scope: String, after: StoredRecord? = nil, limit: Int = 1000) throws
     -> [StoredRecord]
   {
-    try database.read { db in
-      // "a/b" matches "a/b" and "a/b/…", not "a/bc": '/' is followed by '0' in byte order. The
-      // (collection, scope, id) index serves both the range and the order.
-      try Row.fetchAll(
-        db.cachedStatement(
-          sql: """
-            SELECT \(Self.columns) FROM record
-            WHERE collection = ? AND (scope = ? OR (scope >= ? AND scope < ?)) AND NOT deleted
-              AND (scope, id) > (?, ?)
-            ORDER BY scope, id LIMIT ?
-            """),
-        arguments: [collection, scope, scope + "/", scope + "0", after?.scope ?? "", after?.id ?? "", limit]
-      ).map(Self.record)
-    }
+    try database.read { db in try inScope(collection, scope: scope, after: after, limit: limit, in: db) }
+  }
+
+  /// `inScope` inside the caller's read (one consistent snapshot across pages).
+  public func inScope(
+    _ collection: String, scope: String, after: StoredRecord? = nil, limit: Int = 1000, in db: Database
+  ) throws -> [StoredRecord] {
+    // "a/b" matches "a/b" and "a/b/…", not "a/bc": '/' is followed by '0' in byte order, so the
+    // subtree lies in [a/b, a/b0), less the neighbours such as "a/b-x" that the second test drops.
+    // The bounds are plain ranges on scope (with a row value alone SQLite would start the index
+    // scan at the collection's first entry), starting at the previous page's scope.
+    let lower = max(scope, after?.scope ?? scope)
+    return try Row.fetchAll(
+      db.cachedStatement(
+        sql: """
+          SELECT \(Self.columns) FROM record
+          WHERE collection = ? AND scope >= ? AND scope < ? AND (scope = ? OR scope >= ?)
+            AND (scope, id) > (?, ?) AND NOT deleted
+          ORDER BY scope, id LIMIT ?
+          """),
+      arguments: [collection, lower, scope + "0", scope, scope + "/", after?.scope ?? "", after?.id ?? "", limit]
+    ).map(Self.record)
   }
 
   /// Records written after sequence `after`, in sequence order, tombstones included: the change log.

@@ -94,13 +94,17 @@ func run(_ database: EncryptedDatabase) throws -> [Phase] {
     return reads
   }
   let scan = try measure {
-    var seen = 0
-    var after: StoredRecord?
-    while true {
-      let page = try store.inScope("people", scope: "511700/511702/5117020001", after: after, limit: 1000)
-      guard let last = page.last else { break }
-      seen += page.count
-      after = last
+    // One read transaction, paged: a consistent snapshot, as an export or a sync pull reads it.
+    let seen = try database.read { db in
+      var seen = 0
+      var after: StoredRecord?
+      while true {
+        let page = try store.inScope("people", scope: "511700/511702/5117020001", after: after, limit: 1000, in: db)
+        guard let last = page.last else { break }
+        seen += page.count
+        after = last
+      }
+      return seen
     }
     precondition(seen == scopeSize, "the scope holds \(scopeSize) records, saw \(seen)")
     return seen
