@@ -75,6 +75,13 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // Field-level privacy of minors' data: ID numbers, age classes, masking and pseudonyms.
+    .target(
+      name: "EduHubPrivacy",
+      dependencies: ["EduHubCrypto"],
+      swiftSettings: swiftSettings
+    ),
+
     // gRPC wire protocol over libnghttp2 and SwiftNIO. Knows nothing of education.
     .target(
       name: "EduHubRPC",
@@ -179,6 +186,11 @@ let package = Package(
         .product(name: "PropertyBased", package: "swift-property-based"),
         .product(name: "GRDB", package: "GRDB.swift"),
       ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "EduHubPrivacyTests",
+      dependencies: ["EduHubPrivacy", "EduHubCrypto"],
       swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -1,0 +1,86 @@
+import EduHubCrypto
+
+/// How a value is shown to a reader that may not see it in clear. The kinds match
+/// `eduhub.common.v1.MaskingKind`.
+public enum MaskingKind: Sendable, Hashable, CaseIterable {
+  case none, name, phone, nationalID, address, birthDate, email, freeText, redact
+}
+
+/// Field masking, one function per kind. Every function returns a value that reveals less than
+/// the input and is stable for the same input (so masked lists can still be compared).
+public enum Masking {
+  /// `张三丰` → `张**`, `Wang Fang` → `W*** ****`: the first character (the surname for Chinese
+  /// names) stays, every other letter becomes `*`.
+  public static func name(_ value: String) -> String {
+    guard let first = value.first else { return "" }
+    return String(first) + String(value.dropFirst().map { $0 == " " ? " " : "*" })
+  }
+
+  /// `13812345663` → `138****5663`; shorter numbers keep at most their last two digits.
+  public static func phone(_ value: String) -> String {
+    let characters = Array(value)
+    if characters.count >= 11 {
+      return String(characters.prefix(3)) + String(repeating: "*", count: characters.count - 7)
+        + String(characters.suffix(4))
+    }
+    if characters.count <= 2 { return String(repeating: "*", count: characters.count) }
+    return String(repeating: "*", count: characters.count - 2) + String(characters.suffix(2))
+  }
+
+  /// A keyed pseudonym of an ID number: `ID-` and 16 base-32 characters, the same for the same
+  /// number and key, unrelated across keys. Never a partial number: with the birth date in view the
+  /// remaining digits would be guessable.
+  public static func nationalID(_ value: String, key: SecretBytes) throws -> String {
+    "ID-" + (try pseudonym(value.uppercased(), key: key, length: 16))
+  }
+
+  /// An address down to its county: the text up to and including the first 县, 区 or 市 after a
+  /// province or city (`四川省达州市通川区朝阳街12号` → `四川省达州市通川区`); unknown forms are removed.
+  public static func address(_ value: String) -> String {
+    let characters = Array(value)
+    // The city (prefecture) ends at the first 市 or 盟, or at a 州 not followed by 市 (an autonomous
+    // prefecture, 凉山彝族自治州); the county at the next 县, 区, 市 or 旗.
+    var cityEnd: Int?
+    for (index, character) in characters.enumerated() {
+      if character == "市" || character == "盟"
+        || (character == "州" && (index + 1 == characters.count || characters[index + 1] != "市"))
+      {
+        cityEnd = index
+        break
+      }
+    }
+    guard let cityEnd else { return "" }
+    for index in (cityEnd + 1)..<characters.count where "县区市旗".contains(characters[index]) {
+      return String(characters[...index])
+    }
+    return ""
+  }
+
+  /// A birth date down to its year.
+  public static func birthDate(_ date: CivilDate) -> String { "\(date.year)" }
+
+  /// `wangfang@example.cn` → `w***@example.cn`.
+  public static func email(_ value: String) -> String {
+    guard let at = value.firstIndex(of: "@"), at > value.startIndex else { return "***" }
+    return String(value[value.startIndex]) + "***" + String(value[at...])
+  }
+
+  /// A keyed pseudonym: `length` base-32 characters of keyed BLAKE2b, stable per key.
+  public static func pseudonym(_ value: String, key: SecretBytes, length: Int = 16) throws -> String {
+    let digest = try KeyedHash.hash(Array(value.utf8), key: key, length: 32)
+    let alphabet = Array("ABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+    var bits: UInt64 = 0
+    var count = 0
+    var out = ""
+    for byte in digest {
+      bits = bits << 8 | UInt64(byte)
+      count += 8
+      while count >= 5, out.count < length {
+        count -= 5
+        out.append(alphabet[Int((bits >> UInt64(count)) & 31)])
+      }
+      if out.count == length { break }
+    }
+    return out
+  }
+}
