@@ -38,6 +38,17 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
   return false
 }
 
+/// A database of `secrets`, checkpointed into the main file and closed, ready to be damaged.
+func closedDatabaseOfPeople() throws -> (path: String, key: SecretBytes) {
+  let path = try temporaryDirectory() + "/node.sqlite"
+  let key = AEAD.makeKey()
+  let database = try EncryptedDatabase.open(path: path, key: .key(key), create: true)
+  try database.write(fillPeople)
+  try database.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+  try database.close()
+  return (path, key)
+}
+
 /// Which of the secrets appear in clear in any of `files`.
 func leakedSecrets(in files: [String]) -> [String] {
   let contents = files.compactMap { FileManager.default.contents(atPath: $0).map { [UInt8]($0) } }
@@ -101,12 +112,7 @@ struct EncryptedDatabaseTests {
 
   @Test("one flipped byte in a page is reported as that page's corruption, never as wrong rows")
   func tamperedPage() throws {
-    let path = try temporaryDirectory() + "/node.sqlite"
-    let key = AEAD.makeKey()
-    let database = try EncryptedDatabase.open(path: path, key: .key(key), create: true)
-    try database.write(fillPeople)
-    try database.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-    try database.close()
+    let (path, key) = try closedDatabaseOfPeople()
     // Flip one byte in the middle of page 3.
     let handle = try #require(FileHandle(forUpdatingAtPath: path))
     try handle.seek(toOffset: UInt64(2 * EncryptedDatabase.pageSize + 1000))
@@ -126,12 +132,7 @@ struct EncryptedDatabaseTests {
 
   @Test("a truncated file is reported as corrupted")
   func truncated() throws {
-    let path = try temporaryDirectory() + "/node.sqlite"
-    let key = AEAD.makeKey()
-    let database = try EncryptedDatabase.open(path: path, key: .key(key), create: true)
-    try database.write(fillPeople)
-    try database.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-    try database.close()
+    let (path, key) = try closedDatabaseOfPeople()
     truncate(path, off_t(EncryptedDatabase.pageSize + EncryptedDatabase.pageSize / 2))
     do {
       let reopened = try EncryptedDatabase.open(path: path, key: .key(key))
