@@ -67,10 +67,9 @@ public final class RPCClient: Sendable {
       do {
         result = try await run(stream, on: handler) { try await promise.futureResult.get() }
         break
-      } catch let error as RPCError where stream.isRetryable && attempt < 4 && !Task.isCancelled {
+      } catch is RPCError where stream.isRetryable && attempt < 4 && !Task.isCancelled {
         // Never seen by the server (its connection was going away, or it refused the stream):
         // safe to send again, on a fresh connection if need be.
-        _ = error
         continue
       }
     }

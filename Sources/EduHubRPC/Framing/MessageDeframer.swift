@@ -25,9 +25,6 @@ struct MessageDeframer {
     self.buffer = ByteBuffer()
   }
 
-  /// Bytes received but not yet part of a whole message.
-  var pendingBytes: Int { buffer.readableBytes }
-
   /// Whether a message was started and not finished.
   var hasPartialMessage: Bool { buffer.readableBytes > 0 }
 

@@ -4,24 +4,9 @@ import SwiftProtobuf
 /// Writes gRPC length-prefixed messages.
 enum MessageFramer {
   /// The binary encoding of `message`, prefixed with the 5-byte gRPC message header, in one buffer.
-  static func frame(_ message: some Message, allocator: ByteBufferAllocator = ByteBufferAllocator())
-    throws -> ByteBuffer
-  {
-    var bytes: FramedBytes = try message.serializedBytes()
-    _ = allocator
+  static func frame(_ message: some Message) throws -> ByteBuffer {
+    let bytes: FramedBytes = try message.serializedBytes()
     return bytes.take()
-  }
-
-  /// Prefixes already serialized bytes.
-  static func frame(serialized: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator())
-    -> ByteBuffer
-  {
-    var out = allocator.buffer(capacity: serialized.readableBytes + 5)
-    out.writeInteger(UInt8(0))
-    out.writeInteger(UInt32(serialized.readableBytes))
-    var serialized = serialized
-    out.writeBuffer(&serialized)
-    return out
   }
 }
 

@@ -38,8 +38,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   private var resetBudget: Double = 0
   private var resetBudgetUpdated = NIODeadline.now()
 
-  /// Called once when the connection ends (for the server's registry).
-  var onClose: (() -> Void)?
 
   /// The connection's socket, for the busy poller.
   private let descriptor: Int32
@@ -328,10 +326,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     if let session {
       nghttp2_session_del(session)
       self.session = nil
-    }
-    if let onClose {
-      self.onClose = nil
-      onClose()
     }
   }
 

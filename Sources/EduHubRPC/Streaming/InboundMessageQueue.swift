@@ -49,9 +49,6 @@ final class InboundMessageQueue: Sendable {
     return accepting
   }
 
-  /// Whether the reader keeps up, so received bytes may be acknowledged at once.
-  var isAccepting: Bool { state.withLock { !$0.paused } }
-
   /// Ends the stream: the reader gets the queued messages, then nil (or `error` thrown).
   func finish(_ error: RPCError? = nil) {
     let waiter = state.withLock { state -> CheckedContinuation<ByteBuffer?, any Error>? in
