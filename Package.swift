@@ -17,6 +17,8 @@ let package = Package(
     .library(name: "EduHubCrypto", targets: ["EduHubCrypto"]),
     .library(name: "EduHubStorage", targets: ["EduHubStorage"]),
     .library(name: "EduHubReplication", targets: ["EduHubReplication"]),
+    .library(name: "EduHubPrivacy", targets: ["EduHubPrivacy"]),
+    .library(name: "EduHubIdentity", targets: ["EduHubIdentity"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -78,7 +80,21 @@ let package = Package(
     // Field-level privacy of minors' data: ID numbers, age classes, masking and pseudonyms.
     .target(
       name: "EduHubPrivacy",
-      dependencies: ["EduHubCrypto"],
+      dependencies: ["EduHubCrypto", "EduHubStorage", "EduHubAPI"],
+      swiftSettings: swiftSettings
+    ),
+
+    // The identity service: org tree, people, accounts, login, tokens, roles, audit, data generator.
+    .target(
+      name: "EduHubIdentity",
+      dependencies: [
+        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubReplication", "EduHubPrivacy",
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: swiftSettings
     ),
 
@@ -115,6 +131,11 @@ let package = Package(
       dependencies: [
         "EduHubRPC",
         "EduHubAPI",
+        "EduHubIdentity",
+        "EduHubStorage",
+        "EduHubReplication",
+        "EduHubCrypto",
+        "EduHubPrivacy",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -190,7 +211,17 @@ let package = Package(
     ),
     .testTarget(
       name: "EduHubPrivacyTests",
-      dependencies: ["EduHubPrivacy", "EduHubCrypto"],
+      dependencies: ["EduHubPrivacy", "EduHubCrypto", "EduHubAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "EduHubIdentityTests",
+      dependencies: [
+        "EduHubIdentity", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto",
+        "EduHubPrivacy", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       swiftSettings: swiftSettings
     ),
     .testTarget(

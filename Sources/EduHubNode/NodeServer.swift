@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubIdentity
 import EduHubRPC
 import Logging
 import NIOCore
@@ -92,14 +93,23 @@ public final class NodeServer: Service, Sendable {
 extension NodeServer {
   /// Runs a node until SIGTERM or SIGINT, then drains it: the `eduhub serve` main loop.
   /// - Parameter eventLoops: event-loop threads; nil uses NIO's shared group (one per core).
-  public static func serve(_ configuration: NodeServerConfiguration, eventLoops: Int? = nil, logger: Logger)
-    async throws
-  {
+  /// - Parameter services: the node's services besides Node, Health and Reflection.
+  public static func serve(
+    _ configuration: NodeServerConfiguration, services: [any RPCService] = [], eventLoops: Int? = nil, logger: Logger
+  ) async throws {
     let loops: any EventLoopGroup =
       eventLoops.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) } ?? MultiThreadedEventLoopGroup.singleton
-    let node = NodeServer(configuration: configuration, group: loops, logger: logger)
+    let node = NodeServer(configuration: configuration, services: services, group: loops, logger: logger)
     let group = ServiceGroup(
       services: [node], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
     try await group.run()
+  }
+}
+
+extension OpenNode {
+  /// The node's services and, with them, the authenticator every call but the public ones passes.
+  public func services(configuration: inout ServerConfiguration) -> [any RPCService] {
+    configuration.interceptor = Authenticator(identity: identity)
+    return [identity]
   }
 }

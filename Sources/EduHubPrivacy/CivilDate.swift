@@ -16,6 +16,9 @@ public struct CivilDate: Sendable, Hashable, Comparable, CustomStringConvertible
 
   static func isLeap(_ year: Int) -> Bool { (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 }
 
+  /// Days in `month` of `year`.
+  public static func daysIn(month: Int, year: Int) -> Int { days(in: month, of: year) }
+
   static func days(in month: Int, of year: Int) -> Int {
     switch month {
     case 2: return isLeap(year) ? 29 : 28
@@ -64,5 +67,23 @@ extension Int64 {
   fileprivate func dividedFloor(by divisor: Int64) -> Int64 {
     let quotient = self / divisor
     return (self % divisor != 0 && (self < 0) != (divisor < 0)) ? quotient - 1 : quotient
+  }
+}
+
+extension CivilDate {
+  /// Parses `YYYY-MM-DD`; nil for anything else or a day that does not exist.
+  public init?(iso text: some StringProtocol) {
+    let bytes = Array(text.utf8)
+    guard bytes.count == 10, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-") else { return nil }
+    func number(_ range: Range<Int>) -> Int? {
+      var value = 0
+      for index in range {
+        guard bytes[index] >= 0x30, bytes[index] <= 0x39 else { return nil }
+        value = value * 10 + Int(bytes[index] - 0x30)
+      }
+      return value
+    }
+    guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10) else { return nil }
+    self.init(year: year, month: month, day: day)
   }
 }

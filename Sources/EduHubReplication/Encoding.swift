@@ -1,3 +1,5 @@
+import EduHubStorage
+
 /// Compact binary forms of vectors and stamps for the record store (varints and length-prefixed
 /// UTF-8, in canonical order, so equal values encode to equal bytes).
 public enum ReplicationEncoding {
@@ -54,12 +56,7 @@ public enum ReplicationEncoding {
   }
 
   static func appendVarint(_ value: UInt64, to out: inout [UInt8]) {
-    var value = value
-    while value >= 0x80 {
-      out.append(UInt8(value & 0x7F) | 0x80)
-      value >>= 7
-    }
-    out.append(UInt8(value))
+    WireFields.appendVarint(value, to: &out)
   }
 
   static func appendString(_ string: String, to out: inout [UInt8]) {

@@ -1,3 +1,5 @@
+import EduHubStorage
+
 /// Deterministic field-level merge of two versions of one record.
 ///
 /// Each field (by protobuf field number, split from the wire bytes; a repeated field is one unit)

@@ -50,7 +50,13 @@ public final class Replica: Sendable {
   ///   written then.
   @discardableResult
   public func write(_ writes: [Write]) throws -> [StoredRecord] {
-    try store.database.write { db in
+    try store.database.write { db in try write(writes, in: db) }
+  }
+
+  /// `write` inside the caller's transaction (so a service can check and write atomically).
+  @discardableResult
+  public func write(_ writes: [Write], in db: Database) throws -> [StoredRecord] {
+    do {
       var records: [StoredRecord] = []
       for write in writes {
         let existing = try store.get(write.collection, write.id, in: db)

@@ -93,7 +93,7 @@ public final class EncryptedDatabase: Sendable {
   }
 
   /// Maps SQLite's errors for damaged pages to a clear `StorageError`; others pass through.
-  static func mapError(_ error: any Error, path: String) -> any Error {
+  public static func mapError(_ error: any Error, path: String) -> any Error {
     guard let database = error as? DatabaseError else { return error }
     if database.extendedResultCode.rawValue == SQLITE_IOERR_DATA_CODE {
       let page = eduhub_vfs_last_bad_page(path)

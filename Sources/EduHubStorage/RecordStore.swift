@@ -328,8 +328,14 @@ public final class RecordStore: Sendable {
 
   /// Live records whose index `name` has exactly `key`.
   public func find(_ collection: String, index name: String, key: String, limit: Int = 1000) throws -> [StoredRecord] {
-    try database.read { db in
-      try Row.fetchAll(
+    try database.read { db in try find(collection, index: name, key: key, limit: limit, in: db) }
+  }
+
+  /// `find` inside the caller's read or transaction.
+  public func find(
+    _ collection: String, index name: String, key: String, limit: Int = 1000, in db: Database
+  ) throws -> [StoredRecord] {
+    try Row.fetchAll(
         db.cachedStatement(
           sql: """
             SELECT \(Self.columns) FROM record_index
@@ -340,7 +346,6 @@ public final class RecordStore: Sendable {
             """),
         arguments: [collection, name, key, limit]
       ).map(Self.record)
-    }
   }
 
   /// Live records of `collection` in the org subtree `scope` (the node itself and everything under
@@ -464,8 +469,13 @@ public final class RecordStore: Sendable {
   /// Live records of a searchable `collection` whose text has every term of `query` (Chinese terms
   /// of one or two characters included), best matches first.
   public func search(_ collection: String, query: String, limit: Int = 100) throws -> [StoredRecord] {
+    try database.read { db in try search(collection, query: query, limit: limit, in: db) }
+  }
+
+  /// `search` inside the caller's read.
+  public func search(_ collection: String, query: String, limit: Int = 100, in db: Database) throws -> [StoredRecord] {
     guard let match = SearchText.matchExpression(query) else { return [] }
-    return try database.read { db in
+    return try {
       try Row.fetchAll(
         db.cachedStatement(
           sql: """
@@ -475,7 +485,7 @@ public final class RecordStore: Sendable {
             """),
         arguments: [match, collection, limit]
       ).map(Self.record)
-    }
+    }()
   }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EduHubNode
+import EduHubIdentity
 import EduHubRPC
 import Logging
 import NIOCore
@@ -26,7 +27,10 @@ extension EduHubCommand {
     @Option(help: "PEM private key for TLS (needs --tls-cert).")
     var tlsKey: String?
 
-    @Option(help: "This node's id.")
+    @Option(help: "The node's data directory (eduhub init): serves Identity from it and requires tokens.")
+    var data: String?
+
+    @Option(help: "This node's id (without --data).")
     var nodeID: String = "central"
 
     @Option(help: "The org subtree this node holds, e.g. 511700/511702 (empty for the whole region).")
@@ -65,10 +69,25 @@ extension EduHubCommand {
 
     func run() async throws {
       global.bootstrapLogging()
-      let configuration = try makeConfiguration()
+      var configuration = try makeConfiguration()
+      let logger = Logger(label: "eduhub.node")
+      var open: OpenNode?
+      var services: [any RPCService] = []
+      if let data {
+        do {
+          let node = try NodeData.load(data).open(logger: logger)
+          configuration.identity = node.data.identity
+          services = node.services(configuration: &configuration.rpc)
+          open = node
+        } catch let error as NodeDataError {
+          throw FailureMessage(text: error.message)
+        }
+      }
       do {
-        try await NodeServer.serve(configuration, eventLoops: eventLoops, logger: Logger(label: "eduhub.node"))
+        try await NodeServer.serve(configuration, services: services, eventLoops: eventLoops, logger: logger)
+        await open?.close()
       } catch let error as RPCError {
+        await open?.close()
         throw FailureMessage(text: error.message)
       }
     }

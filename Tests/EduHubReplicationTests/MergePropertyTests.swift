@@ -1,3 +1,4 @@
+import EduHubStorage
 import EduHubReplication
 import PropertyBased
 import Synchronization

@@ -32,5 +32,8 @@ public struct ServerConfiguration: Sendable {
   /// halves the latency of back-to-back calls.
   public var busyPollBudget: TimeAmount? = .microseconds(50)
 
+  /// Runs before every call's handler (authentication): may refuse the call or name its caller.
+  public var interceptor: (any ServerInterceptor)?
+
   public init() {}
 }

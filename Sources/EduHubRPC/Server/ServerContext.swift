@@ -17,6 +17,8 @@ public struct ServerContext: Sendable {
   public var deadline: NIODeadline? { call.deadline }
   /// The peer's address, as `ipv4:127.0.0.1:50000` or `ipv6:[::1]:50000`.
   public var peer: String { call.connection.connectionInfo.peer }
+  /// What the server's interceptor made of the caller's credentials, if an interceptor is set.
+  public var principal: (any Sendable)? { call.principal }
   /// Whether the connection is protected by TLS.
   public var isSecure: Bool { call.connection.connectionInfo.isSecure }
 

@@ -31,6 +31,8 @@ final class ServerStream: @unchecked Sendable {
   /// The request's custom metadata (read by handlers through `ServerContext`).
   private(set) var metadata = RPCMetadata()
   private var headerBytes = 0
+  /// Who the configured interceptor says the caller is (read by handlers through `ServerContext`).
+  private(set) var principal: (any Sendable)?
 
   // Request body.
   private var deframer: MessageDeframer?
@@ -126,6 +128,13 @@ final class ServerStream: @unchecked Sendable {
     guard isPost else { return fail(RPCError(.unimplemented, "gRPC calls use the POST method")) }
     guard let method else {
       return fail(RPCError(.unimplemented, "unknown method \(unknownPath ?? "")"))
+    }
+    if let interceptor = connection.configuration.interceptor {
+      do {
+        principal = try interceptor.intercept(ServerCallHead(method: method.descriptor, metadata: metadata, peer: connection.connectionInfo.peer))
+      } catch {
+        return fail(RPCError.from(error))
+      }
     }
     if let timeoutNanos, let loop = connection.eventLoop {
       let when = NIODeadline.now() + .nanoseconds(min(timeoutNanos, Int64.max / 2))

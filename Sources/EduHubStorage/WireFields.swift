@@ -49,7 +49,19 @@ public struct WireFields: Sendable, Hashable {
     return out
   }
 
-  static func varint(_ bytes: [UInt8], _ index: inout Int) throws(WireFieldsError) -> UInt64 {
+  /// Appends `value` as a protobuf varint.
+  @inline(__always)
+  public static func appendVarint(_ value: UInt64, to out: inout [UInt8]) {
+    var value = value
+    while value >= 0x80 {
+      out.append(UInt8(value & 0x7F) | 0x80)
+      value >>= 7
+    }
+    out.append(UInt8(value))
+  }
+
+  /// Reads a varint at `index`, advancing it.
+  public static func varint(_ bytes: [UInt8], _ index: inout Int) throws(WireFieldsError) -> UInt64 {
     var result: UInt64 = 0
     var shift: UInt64 = 0
     let start = index
@@ -68,5 +80,10 @@ public struct WireFields: Sendable, Hashable {
 public struct WireFieldsError: Error, Sendable, Hashable, CustomStringConvertible {
   public let offset: Int
   public let reason: String
+
+  public init(offset: Int, reason: String) {
+    self.offset = offset
+    self.reason = reason
+  }
   public var description: String { "malformed protobuf at byte \(offset): \(reason)" }
 }

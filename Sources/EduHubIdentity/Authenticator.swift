@@ -1,0 +1,82 @@
+import EduHubAPI
+import EduHubRPC
+import Synchronization
+
+/// The server interceptor that turns `authorization: Bearer <token>` into a ``Caller``.
+///
+/// Verification (an Ed25519 check and a few reads) is cached by token, so a hot caller pays it once;
+/// a cached caller is resolved again after any change to roles, sessions or accounts on this node
+/// (the service's epoch), and never outlives its token.
+public final class Authenticator: ServerInterceptor {
+  /// Methods callable without a token.
+  public static let publicMethods: Set<String> = [
+    Eduhub_Identity_V1_IdentityService.Method.login.path,
+    Eduhub_Identity_V1_IdentityService.Method.refresh.path,
+    Eduhub_Identity_V1_IdentityService.Method.activateAccount.path,
+    Grpc_Health_V1_Health.Method.check.path,
+    Grpc_Health_V1_Health.Method.watch.path,
+  ]
+
+  struct Entry {
+    let caller: Caller
+    let expiresAt: Int64
+    let epoch: UInt64
+  }
+
+  let identity: IdentityService
+  let publicMethods: Set<String>
+  private let cache = Mutex<[String: Entry]>([:])
+  static let cacheLimit = 100_000
+
+  public init(identity: IdentityService, publicMethods: Set<String> = Authenticator.publicMethods) {
+    self.identity = identity
+    self.publicMethods = publicMethods
+  }
+
+  public func intercept(_ call: ServerCallHead) throws -> (any Sendable)? {
+    if publicMethods.contains(call.method.path) { return nil }
+    guard let header = call.metadata["authorization"] else {
+      throw refuse(call, "this method needs an access token (authorization: Bearer …)")
+    }
+    guard header.hasPrefix("Bearer ") || header.hasPrefix("bearer ") else {
+      throw refuse(call, "the authorization header must be a Bearer token")
+    }
+    let token = String(header.dropFirst(7))
+    return try caller(for: token, peer: call.peer, method: call.method.path)
+  }
+
+  /// The caller a token stands for.
+  public func caller(for token: String, peer: String, method: String = "") throws -> Caller {
+    let now = identity.nowSeconds
+    let epoch = identity.epoch.load(ordering: .relaxed)
+    if let entry = cache.withLock({ $0[token] }), entry.expiresAt > now, entry.epoch == epoch {
+      return entry.caller
+    }
+    let claims: AccessClaims
+    do {
+      claims = try identity.tokens.verify(token, now: now)
+    } catch {
+      throw refuse(peer: peer, method: method, error.reason)
+    }
+    let caller: Caller
+    do {
+      caller = try identity.resolveCaller(claims)
+    } catch let error as RPCError {
+      throw refuse(peer: peer, method: method, error.message, actor: claims.subject)
+    }
+    cache.withLock { cache in
+      if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
+      cache[token] = Entry(caller: caller, expiresAt: claims.expiresAt, epoch: epoch)
+    }
+    return caller
+  }
+
+  private func refuse(_ call: ServerCallHead, _ reason: String) -> RPCError {
+    refuse(peer: call.peer, method: call.method.path, reason)
+  }
+
+  private func refuse(peer: String, method: String, _ reason: String, actor: String = "anonymous") -> RPCError {
+    identity.audit.record(.init(actor: actor, action: "auth.token", target: method, outcome: "denied", detail: reason, peer: peer, timeMs: identity.nowMs()))
+    return RPCError(.unauthenticated, reason)
+  }
+}

@@ -1,0 +1,69 @@
+import EduHubAPI
+import EduHubPrivacy
+import EduHubRPC
+
+/// An authenticated caller, as the authenticator resolved it from an access token.
+public struct Caller: Sendable {
+  public struct HeldRole: Sendable, Hashable {
+    public var grantID: String
+    public var role: Eduhub_Identity_V1_Role
+    /// The org path the role is held on (the subtree it covers).
+    public var scope: String
+    public var permissions: Set<Permission>
+  }
+
+  public var accountID: String
+  public var username: String
+  public var personID: String
+  /// The org path of the caller's own person record (for audit and defaults).
+  public var homeScope: String
+  public var roles: [HeldRole]
+  /// People the caller is a bound guardian of.
+  public var children: Set<String>
+  /// The node that issued the token, and the login session it belongs to.
+  public var issuer: String
+  public var sessionID: String
+
+  /// Whether the caller holds `permission` on a subtree covering the org at `path`.
+  public func can(_ permission: Permission, at path: String) -> Bool {
+    roles.contains { $0.permissions.contains(permission) && Self.covers($0.scope, path) }
+  }
+
+  /// Whether the caller holds `permission` anywhere.
+  public func holdsAnywhere(_ permission: Permission) -> Bool {
+    roles.contains { $0.permissions.contains(permission) }
+  }
+
+  /// The scopes on which the caller holds `permission`.
+  public func scopes(for permission: Permission) -> [String] {
+    roles.filter { $0.permissions.contains(permission) }.map(\.scope)
+  }
+
+  static func covers(_ scope: String, _ path: String) -> Bool {
+    scope.isEmpty || path == scope || path.hasPrefix(scope + "/")
+  }
+
+  /// The privacy reader this caller is for the person `personID`: the person themself, a bound
+  /// guardian, or staff with their grants.
+  public func reader(for personID: String) -> Reader {
+    if !self.personID.isEmpty && personID == self.personID { return .person(subject: accountID, personID: personID) }
+    if children.contains(personID) { return .guardian(subject: accountID, children: children) }
+    return .staff(subject: accountID, grants: grants)
+  }
+
+  /// The caller's grants in the privacy policy's terms.
+  public var grants: [Grant] {
+    roles.flatMap { role in role.permissions.map { Grant(permission: $0.rawValue, scope: role.scope) } }
+  }
+}
+
+extension ServerContext {
+  /// The authenticated caller of this call.
+  /// - Throws: UNAUTHENTICATED when the call carries no valid token (public methods have none).
+  public func caller() throws -> Caller {
+    guard let caller = principal as? Caller else {
+      throw RPCError(.unauthenticated, "this method needs an access token (authorization: Bearer …)")
+    }
+    return caller
+  }
+}

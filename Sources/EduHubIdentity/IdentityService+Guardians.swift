@@ -1,0 +1,89 @@
+import SwiftProtobuf
+import EduHubAPI
+import EduHubRPC
+import EduHubStorage
+import GRDB
+
+extension IdentityService {
+  static func bindingID(guardian: String, child: String) -> String { guardian + ":" + child }
+
+  /// Checks a binding's two people and returns the child's org path.
+  func checkBinding(guardianID: String, childID: String, in db: Database) throws -> String {
+    guard let guardian = try live(IdentityCollections.person, guardianID, in: db) else {
+      throw RPCError(.notFound, "no guardian \(guardianID)")
+    }
+    guard let child = try live(IdentityCollections.person, childID, in: db) else {
+      throw RPCError(.notFound, "no child \(childID)")
+    }
+    guard try guardian.decode(Eduhub_Identity_V1_Person.self).kind == .guardian else {
+      throw RPCError(.failedPrecondition, "person \(guardianID) is not a guardian")
+    }
+    guard try child.decode(Eduhub_Identity_V1_Person.self).kind == .student else {
+      throw RPCError(.failedPrecondition, "person \(childID) is not a student")
+    }
+    return child.scope
+  }
+
+  public func bindGuardian(_ request: Eduhub_Identity_V1_BindGuardianRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Identity_V1_GuardianBinding
+  {
+    let binding = request.binding
+    try Validate.identifier(binding.guardianID, "guardian_id")
+    try Validate.identifier(binding.childID, "child_id")
+    try Validate.text(binding.relation, "relation", maxLength: 16)
+    let action = "identity.BindGuardian"
+    try transaction { db in
+      let path = try checkBinding(guardianID: binding.guardianID, childID: binding.childID, in: db)
+      try require(.peopleWrite, at: path, caller, action, target: binding.childID, peer: peer)
+      let id = Self.bindingID(guardian: binding.guardianID, child: binding.childID)
+      if try live(IdentityCollections.guardianship, id, in: db) != nil {
+        throw RPCError(.alreadyExists, "\(binding.guardianID) is already bound to \(binding.childID)")
+      }
+      try put(IdentityCollections.guardianship, id, scope: path, binding, in: db)
+      try audit.append(.init(actor: caller.actor, action: action, target: id, peer: peer, timeMs: nowMs()), in: db)
+    }
+    invalidateCallers()
+    return binding
+  }
+
+  public func unbindGuardian(_ request: Eduhub_Identity_V1_UnbindGuardianRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Identity_V1_GuardianBinding
+  {
+    try Validate.identifier(request.guardianID, "guardian_id")
+    try Validate.identifier(request.childID, "child_id")
+    let action = "identity.UnbindGuardian"
+    let id = Self.bindingID(guardian: request.guardianID, child: request.childID)
+    let binding = try transaction { db in
+      guard let record = try live(IdentityCollections.guardianship, id, in: db) else {
+        throw RPCError(.notFound, "\(request.guardianID) is not bound to \(request.childID)")
+      }
+      try require(.peopleWrite, at: record.scope, caller, action, target: request.childID, peer: peer)
+      try delete(record, in: db)
+      try audit.append(.init(actor: caller.actor, action: action, target: id, peer: peer, timeMs: nowMs()), in: db)
+      return try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
+    }
+    invalidateCallers()
+    return binding
+  }
+
+  public func listGuardianships(_ request: Eduhub_Identity_V1_ListGuardianshipsRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Identity_V1_ListGuardianshipsResponse
+  {
+    guard request.childID.isEmpty != request.guardianID.isEmpty else {
+      throw Validate.invalid("give exactly one of child_id and guardian_id")
+    }
+    let byChild = !request.childID.isEmpty
+    let personID = byChild ? request.childID : request.guardianID
+    try Validate.identifier(personID, byChild ? "child_id" : "guardian_id")
+    return try reading { db in
+      guard let person = try live(IdentityCollections.person, personID, in: db), mayRead(person, caller) else {
+        throw denied(caller, "identity.ListGuardianships", target: personID, peer: peer, "person \(personID) is not readable by this caller, or does not exist")
+      }
+      var response = Eduhub_Identity_V1_ListGuardianshipsResponse()
+      let records = try store.find(
+        IdentityCollections.guardianship, index: byChild ? "child" : "guardian", key: personID, limit: 1000, in: db)
+      response.bindings = try records.map { try $0.decode(Eduhub_Identity_V1_GuardianBinding.self) }
+      return response
+    }
+  }
+}

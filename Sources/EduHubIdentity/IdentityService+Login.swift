@@ -1,0 +1,274 @@
+import SwiftProtobuf
+import EduHubAPI
+import EduHubCrypto
+import EduHubRPC
+import EduHubStorage
+import GRDB
+
+extension IdentityService {
+  /// The one answer to every failed login: the same for an unknown login, a wrong password, a
+  /// locked or an inactive account, so a caller cannot tell which accounts exist.
+  static let loginFailed = RPCError(.unauthenticated, "login failed: wrong login or password, or the account is locked")
+
+  /// Counts a failure on `account`: locks it, with a lock that doubles, after the threshold.
+  func countFailure(_ account: inout Eduhub_Identity_V1_AccountRecord) {
+    account.failedLogins += 1
+    let over = Int64(account.failedLogins - configuration.lockoutThreshold)
+    if over >= 0 {
+      let seconds = min(configuration.lockoutMaximum, configuration.lockoutBase << min(over, 20))
+      account.lockedUntilMs = nowMs() + seconds * 1000
+    }
+  }
+
+  /// Opens a session for `account` and issues its first token pair.
+  func openSession(for account: Eduhub_Identity_V1_AccountRecord, scope: String, audience: String, in db: Database) throws
+    -> Eduhub_Identity_V1_TokenPair
+  {
+    var session = Eduhub_Identity_V1_SessionRecord()
+    session.id = Self.newID("S")
+    session.accountID = account.id
+    session.createdMs = nowMs()
+    session.expiresMs = session.createdMs + configuration.sessionLifetime * 1000
+    session.audience = audience
+    let secret = Base64URL.encode(Random.bytes(32))
+    session.refreshHash = Self.secretDigest(secret)
+    try put(IdentityCollections.session, session.id, scope: scope, session, in: db)
+    return tokenPair(session: session, secret: secret)
+  }
+
+  func tokenPair(session: Eduhub_Identity_V1_SessionRecord, secret: String) -> Eduhub_Identity_V1_TokenPair {
+    let issued = tokens.issue(subject: session.accountID, sessionID: session.id, audience: session.audience.isEmpty ? nil : session.audience, now: nowSeconds)
+    var pair = Eduhub_Identity_V1_TokenPair()
+    pair.accessToken = issued.token
+    pair.accessExpiresMs = issued.claims.expiresAt * 1000
+    pair.refreshToken = session.id + "." + secret
+    pair.refreshExpiresMs = session.expiresMs
+    pair.accountID = session.accountID
+    return pair
+  }
+
+  public func login(_ request: Eduhub_Identity_V1_LoginRequest, peer: String) async throws -> Eduhub_Identity_V1_TokenPair {
+    guard !request.login.isEmpty, request.login.utf8.count <= 64, request.password.utf8.count <= 1024 else {
+      throw Validate.invalid("login is 1 to 64 characters and password at most 1,024 bytes")
+    }
+    if !request.audience.isEmpty { try Validate.identifier(request.audience, "audience", maxLength: 64) }
+    let action = "identity.Login"
+    let found = try reading { db in try account(login: request.login, in: db) }
+    let hash = found.flatMap { $0.1.passwordHash.isEmpty ? nil : $0.1.passwordHash }
+    // Always one Argon2id verification, against a decoy when there is no hash: equal timing.
+    let matches = try await hasher.verify(request.password, hash: hash)
+    guard let (_, _) = found else {
+      audit.record(.init(actor: "anonymous", action: action, target: "unknown login", outcome: "failed", peer: peer, timeMs: nowMs()))
+      throw Self.loginFailed
+    }
+    let outcome = try transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
+      // Read again inside the transaction: concurrent failures all count.
+      guard let (record, current) = try account(found!.0.id, in: db) else { return .failure(Self.loginFailed) }
+      var account = current
+      let locked = account.lockedUntilMs > nowMs()
+      guard matches, !locked, account.state == .active else {
+        var detail = locked ? "locked" : (matches ? "not active" : "wrong password")
+        if !locked && !matches {
+          countFailure(&account)
+          if account.lockedUntilMs > nowMs() { detail += "; locked" }
+          try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+        }
+        try audit.append(.init(actor: account.id, action: action, target: account.id, outcome: "failed", detail: detail, peer: peer, timeMs: nowMs()), in: db)
+        return .failure(Self.loginFailed)
+      }
+      if account.failedLogins != 0 || account.lockedUntilMs != 0 {
+        account.failedLogins = 0
+        account.lockedUntilMs = 0
+        try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+      }
+      let pair = try openSession(for: account, scope: record.scope, audience: request.audience, in: db)
+      try audit.append(.init(actor: account.id, action: action, target: account.id, peer: peer, timeMs: nowMs()), in: db)
+      return .success(pair)
+    }
+    return try outcome.get()
+  }
+
+  public func activateAccount(_ request: Eduhub_Identity_V1_ActivateAccountRequest, peer: String) async throws
+    -> Eduhub_Identity_V1_TokenPair
+  {
+    guard !request.username.isEmpty, request.username.utf8.count <= 64, request.code.utf8.count <= 64 else {
+      throw Validate.invalid("username and code are required")
+    }
+    if let problem = PasswordRules.problem(with: request.newPassword, username: request.username) {
+      throw Validate.invalid(problem)
+    }
+    let action = "identity.ActivateAccount"
+    let failed = RPCError(.unauthenticated, "activation failed: wrong username or code, or the code has expired")
+    // Hash first (slow, off the loops); the code is checked in the transaction that stores it.
+    let hash = try await hasher.hash(request.newPassword)
+    let outcome = try transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
+      guard let (record, current) = try account(username: request.username, in: db) else {
+        audit.record(.init(actor: "anonymous", action: action, target: "unknown login", outcome: "failed", peer: peer, timeMs: nowMs()))
+        return .failure(failed)
+      }
+      var account = current
+      let valid =
+        !account.activationHash.isEmpty && account.activationExpiresMs > nowMs() && account.lockedUntilMs <= nowMs()
+        && account.state != .disabled
+        && ConstantTime.equals(Array(Self.secretDigest(request.code.uppercased()).utf8), Array(account.activationHash.utf8))
+      guard valid else {
+        if account.lockedUntilMs <= nowMs() { countFailure(&account) }
+        try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+        try audit.append(.init(actor: account.id, action: action, target: account.id, outcome: "failed", peer: peer, timeMs: nowMs()), in: db)
+        return .failure(failed)
+      }
+      account.passwordHash = hash
+      account.state = .active
+      account.activationHash = ""
+      account.activationExpiresMs = 0
+      account.failedLogins = 0
+      account.lockedUntilMs = 0
+      account.sessionsNotBeforeMs = nowMs()
+      try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+      _ = try revokeSessions(of: account.id, except: nil, reason: "password reset", in: db)
+      let pair = try openSession(for: account, scope: record.scope, audience: "", in: db)
+      try audit.append(.init(actor: account.id, action: action, target: account.id, peer: peer, timeMs: nowMs()), in: db)
+      return .success(pair)
+    }
+    invalidateCallers()
+    return try outcome.get()
+  }
+
+  public func refresh(_ request: Eduhub_Identity_V1_RefreshRequest, peer: String) throws -> Eduhub_Identity_V1_TokenPair {
+    let failed = RPCError(.unauthenticated, "the refresh token is not valid")
+    let parts = request.refreshToken.split(separator: ".", omittingEmptySubsequences: false)
+    guard request.refreshToken.utf8.count <= 200, parts.count == 2 else { throw failed }
+    let sessionID = String(parts[0])
+    let presented = Self.secretDigest(String(parts[1]))
+    let action = "identity.Refresh"
+    var revokedFamily = false
+    let outcome = try transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
+      guard let record = try live(IdentityCollections.session, sessionID, in: db) else { return .failure(failed) }
+      var session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
+      if ConstantTime.equals(Array(presented.utf8), Array(session.refreshHash.utf8)) {
+        guard !session.revoked, session.expiresMs > nowMs() else { return .failure(failed) }
+        guard let (_, account) = try account(session.accountID, in: db), account.state == .active else { return .failure(failed) }
+        session.rotatedHashes.append(session.refreshHash)
+        if session.rotatedHashes.count > 32 { session.rotatedHashes.removeFirst(session.rotatedHashes.count - 32) }
+        let secret = Base64URL.encode(Random.bytes(32))
+        session.refreshHash = Self.secretDigest(secret)
+        try put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
+        try audit.append(.init(actor: session.accountID, action: action, target: session.id, peer: peer, timeMs: nowMs()), in: db)
+        return .success(tokenPair(session: session, secret: secret))
+      }
+      if session.rotatedHashes.contains(where: { ConstantTime.equals(Array(presented.utf8), Array($0.utf8)) }) {
+        // A rotated token came back: someone holds a copy. End the whole family.
+        if !session.revoked {
+          session.revoked = true
+          session.revokedReason = "refresh token reuse"
+          try put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
+          revokedFamily = true
+        }
+        try audit.append(
+          .init(actor: session.accountID, action: action, target: session.id, outcome: "denied", detail: "reuse of a rotated refresh token; session revoked", peer: peer, timeMs: nowMs()),
+          in: db)
+      }
+      return .failure(failed)
+    }
+    if revokedFamily { invalidateCallers() }
+    return try outcome.get()
+  }
+
+  public func logout(caller: Caller, peer: String) throws -> Eduhub_Identity_V1_LogoutResponse {
+    try transaction { db in
+      if let record = try live(IdentityCollections.session, caller.sessionID, in: db) {
+        var session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
+        session.revoked = true
+        session.revokedReason = "logout"
+        try put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
+      }
+      try audit.append(.init(actor: caller.actor, action: "identity.Logout", target: caller.sessionID, peer: peer, timeMs: nowMs()), in: db)
+    }
+    invalidateCallers()
+    return Eduhub_Identity_V1_LogoutResponse()
+  }
+
+  public func changePassword(_ request: Eduhub_Identity_V1_ChangePasswordRequest, caller: Caller, peer: String) async throws
+    -> Eduhub_Identity_V1_ChangePasswordResponse
+  {
+    guard request.oldPassword.utf8.count <= 1024 else { throw Validate.invalid("old_password is at most 1,024 bytes") }
+    if let problem = PasswordRules.problem(with: request.newPassword, username: caller.username) { throw Validate.invalid(problem) }
+    let action = "identity.ChangePassword"
+    guard let (_, current) = try reading({ db in try account(caller.accountID, in: db) }) else {
+      throw RPCError(.unauthenticated, "the account no longer exists")
+    }
+    guard try await hasher.verify(request.oldPassword, hash: current.passwordHash.isEmpty ? nil : current.passwordHash) else {
+      audit.record(.init(actor: caller.actor, action: action, target: caller.accountID, outcome: "failed", detail: "wrong old password", peer: peer, timeMs: nowMs()))
+      throw RPCError(.permissionDenied, "the old password is wrong")
+    }
+    let hash = try await hasher.hash(request.newPassword)
+    let ended = try transaction { db -> Int32 in
+      guard let (record, found) = try account(caller.accountID, in: db) else { throw RPCError(.unauthenticated, "the account no longer exists") }
+      var account = found
+      account.passwordHash = hash
+      try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+      let ended = try revokeSessions(of: account.id, except: caller.sessionID, reason: "password changed", in: db)
+      try audit.append(.init(actor: caller.actor, action: action, target: account.id, detail: "\(ended) other sessions ended", peer: peer, timeMs: nowMs()), in: db)
+      return ended
+    }
+    invalidateCallers()
+    var response = Eduhub_Identity_V1_ChangePasswordResponse()
+    response.endedSessions = ended
+    return response
+  }
+
+  public func whoAmI(caller: Caller) -> Eduhub_Identity_V1_WhoAmIResponse {
+    var response = Eduhub_Identity_V1_WhoAmIResponse()
+    response.accountID = caller.accountID
+    response.username = caller.username
+    response.personID = caller.personID
+    response.issuer = caller.issuer
+    response.sessionID = caller.sessionID
+    response.grants = caller.roles.map { held in
+      var grant = Eduhub_Identity_V1_RoleGrant()
+      grant.id = held.grantID
+      grant.accountID = caller.accountID
+      grant.role = held.role
+      grant.orgPath = held.scope
+      grant.orgCode = String(held.scope.split(separator: "/").last ?? "")
+      grant.permissions = held.permissions.map(\.rawValue).sorted()
+      return grant
+    }
+    return response
+  }
+
+  /// Resolves a verified token's caller: the account must be active, the session live, and the
+  /// token issued after the account's last "end every session".
+  func resolveCaller(_ claims: AccessClaims) throws -> Caller {
+    let unauthenticated = { (reason: String) in RPCError(.unauthenticated, reason) }
+    return try reading { db in
+      guard let (accountRecord, account) = try account(claims.subject, in: db), account.state == .active else {
+        throw unauthenticated("the token's account is not active")
+      }
+      guard claims.issuedAt * 1000 >= account.sessionsNotBeforeMs - 999 else {
+        throw unauthenticated("the token's session was ended")
+      }
+      guard let sessionRecord = try live(IdentityCollections.session, claims.sessionID, in: db) else {
+        throw unauthenticated("the token's session is unknown")
+      }
+      let session = try sessionRecord.decode(Eduhub_Identity_V1_SessionRecord.self)
+      guard !session.revoked, session.accountID == account.id, session.expiresMs > nowMs() else {
+        throw unauthenticated("the token's session was ended")
+      }
+      var roles: [Caller.HeldRole] = []
+      for record in try store.find(IdentityCollections.roleGrant, index: "account", key: account.id, limit: 1000, in: db) {
+        let grant = try record.decode(Eduhub_Identity_V1_RoleGrant.self)
+        roles.append(.init(grantID: grant.id, role: grant.role, scope: record.scope, permissions: Roles.permissions(of: grant.role)))
+      }
+      var children: Set<String> = []
+      if !account.personID.isEmpty {
+        for record in try store.find(IdentityCollections.guardianship, index: "guardian", key: account.personID, limit: 1000, in: db) {
+          children.insert(try record.decode(Eduhub_Identity_V1_GuardianBinding.self).childID)
+        }
+      }
+      return Caller(
+        accountID: account.id, username: account.username, personID: account.personID, homeScope: accountRecord.scope,
+        roles: roles, children: children, issuer: claims.issuer, sessionID: session.id)
+    }
+  }
+}

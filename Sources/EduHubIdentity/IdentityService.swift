@@ -1,0 +1,185 @@
+import EduHubAPI
+import EduHubCrypto
+import EduHubPrivacy
+import EduHubRPC
+import EduHubReplication
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+import Synchronization
+
+/// How Identity behaves: lifetimes, password hashing cost, lockout.
+public struct IdentityConfiguration: Sendable {
+  /// Access token lifetime, seconds.
+  public var accessTokenLifetime: Int64 = 900
+  /// A login session's absolute lifetime (refresh tokens cannot extend it), seconds.
+  public var sessionLifetime: Int64 = 30 * 86_400
+  /// Argon2id cost; OWASP's minimum is m = 19 MiB, t = 2.
+  public var passwordLimits = PasswordHash.Limits.owaspMinimum
+  /// Threads that hash passwords (off the event loops).
+  public var hashingThreads = max(1, ProcessInfo.processInfo.activeProcessorCount - 1)
+  /// Failed logins before an account locks, and the first and longest lock.
+  public var lockoutThreshold: Int32 = 5
+  public var lockoutBase: Int64 = 30
+  public var lockoutMaximum: Int64 = 3600
+  /// How long an activation or reset code is valid, seconds.
+  public var activationLifetime: Int64 = 7 * 86_400
+
+  public init() {}
+}
+
+/// The identity service: org tree, people, guardians, accounts, login and tokens, roles, audit.
+///
+/// Every record lives in the replicated record store; every mutation is written with its audit event
+/// in one transaction; every method checks the caller's permission on the target's org path.
+public final class IdentityService: Sendable {
+  public let nodeID: String
+  public let replica: Replica
+  public var store: RecordStore { replica.store }
+  public let audit: AuditLog
+  public let tokens: AccessTokens
+  public let hasher: PasswordHasher
+  public let configuration: IdentityConfiguration
+  let personMasker: RecordMasker
+  let delivery: any CodeDelivery
+  let nowMs: @Sendable () -> Int64
+  /// Bumped by every change that can alter a resolved caller (roles, sessions, accounts,
+  /// guardianships): cached callers from an older epoch are resolved again.
+  let epoch = Atomic<UInt64>(0)
+  let nodeKeys = KeyRing()
+
+  public init(
+    nodeID: String, replica: Replica, audit: AuditLog, signingKey: SigningKey, pseudonymKey: SecretBytes,
+    delivery: any CodeDelivery, configuration: IdentityConfiguration = IdentityConfiguration(),
+    nowMs: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+  ) throws {
+    self.nodeID = nodeID
+    self.replica = replica
+    self.audit = audit
+    self.configuration = configuration
+    self.delivery = delivery
+    self.nowMs = nowMs
+    self.hasher = try PasswordHasher(limits: configuration.passwordLimits, threads: configuration.hashingThreads)
+    self.personMasker = RecordMasker(
+      classified: Eduhub_Identity_V1_Person.classifiedFields, pseudonymKey: pseudonymKey)
+    let store = replica.store
+    let keys = nodeKeys
+    self.tokens = AccessTokens(
+      nodeID: nodeID, signingKey: signingKey, lifetimeSeconds: configuration.accessTokenLifetime
+    ) { id in
+      if let key = keys.keys.withLock({ $0[id] }) { return key }
+      guard let record = try? store.get(IdentityCollections.nodeKey, id), !record.deleted,
+        let key = try? Eduhub_Identity_V1_NodeKeyRecord(serializedBytes: record.body).publicKey, key.count == 32
+      else { return nil }
+      keys.keys.withLock { $0[id] = [UInt8](key) }
+      return [UInt8](key)
+    }
+    // Publish this node's public key so every node that replicates it can verify our tokens.
+    let existing = try store.get(IdentityCollections.nodeKey, nodeID)
+    let known = existing.flatMap { try? Eduhub_Identity_V1_NodeKeyRecord(serializedBytes: $0.body) }
+    if known?.publicKey != Data(signingKey.publicKey) {
+      var record = Eduhub_Identity_V1_NodeKeyRecord()
+      record.nodeID = nodeID
+      record.publicKey = Data(signingKey.publicKey)
+      record.createdMs = nowMs()
+      try replica.write([.init(collection: IdentityCollections.nodeKey, id: nodeID, scope: "", body: try record.serializedBytes())])
+    }
+  }
+
+  /// Stops the hashing threads and writes pending audit events.
+  public func shutdown() async {
+    await hasher.shutdown()
+    try? audit.flush()
+  }
+
+  var nowSeconds: Int64 { nowMs() / 1000 }
+
+  // MARK: Permission checks
+
+  /// Audits a refusal and returns the error to throw.
+  func denied(
+    _ caller: Caller, _ action: String, target: String, peer: String, _ message: String
+  ) -> RPCError {
+    audit.record(.init(actor: caller.actor, action: action, target: target, outcome: "denied", detail: message, peer: peer, timeMs: nowMs()))
+    return RPCError(.permissionDenied, message)
+  }
+
+  /// Throws PERMISSION_DENIED (audited) unless `caller` holds `permission` on `path`.
+  func require(
+    _ permission: Permission, at path: String, _ caller: Caller, _ action: String, target: String, peer: String
+  ) throws {
+    guard caller.can(permission, at: path) else {
+      throw denied(caller, action, target: target, peer: peer, "\(permission.rawValue) is needed on \(target)")
+    }
+  }
+
+  // MARK: Storage helpers
+
+  /// Runs `body` in one write transaction; storage failures become INTERNAL/UNAVAILABLE.
+  func transaction<T>(_ body: (Database) throws -> T) throws -> T {
+    do {
+      return try store.database.write(body)
+    } catch let error as RPCError {
+      throw error
+    } catch let error as StorageError where error.code == .corrupted {
+      throw RPCError(.dataLoss, "the database is damaged: \(error.message)")
+    } catch let error as BinaryDecodingError {
+      throw RPCError(.dataLoss, "a stored record cannot be read: \(error)")
+    } catch {
+      throw RPCError(.internalError, "storage failed")
+    }
+  }
+
+  /// Reads in one snapshot; storage failures become INTERNAL.
+  func reading<T>(_ body: (Database) throws -> T) throws -> T {
+    do {
+      return try store.database.read(body)
+    } catch let error as RPCError {
+      throw error
+    } catch {
+      throw RPCError(.internalError, "storage failed")
+    }
+  }
+
+  func put(_ collection: String, _ id: String, scope: String, _ message: some Message, in db: Database) throws {
+    try replica.write([.init(collection: collection, id: id, scope: scope, body: try message.serializedBytes())], in: db)
+  }
+
+  func delete(_ record: StoredRecord, in db: Database) throws {
+    try replica.write([.init(collection: record.collection, id: record.id, scope: record.scope, body: nil)], in: db)
+  }
+
+  func live(_ collection: String, _ id: String, in db: Database) throws -> StoredRecord? {
+    guard !id.isEmpty, let record = try store.get(collection, id, in: db), !record.deleted else { return nil }
+    return record
+  }
+
+  /// The path of org `code`, or NOT_FOUND.
+  func orgPath(_ code: String, in db: Database) throws -> String {
+    guard let record = try live(IdentityCollections.org, code, in: db) else {
+      throw RPCError(.notFound, "no org \(code.prefix(40))")
+    }
+    return record.scope
+  }
+
+  func invalidateCallers() { epoch.add(1, ordering: .relaxed) }
+}
+
+extension Caller {
+  /// How the audit log names the caller.
+  var actor: String { accountID.isEmpty ? "anonymous" : accountID }
+
+  /// The node's operator at its console (the `eduhub` command): every permission everywhere.
+  public static func `operator`(name: String) -> Caller {
+    Caller(
+      accountID: "operator:\(name)", username: name, personID: "", homeScope: "",
+      roles: [HeldRole(grantID: "", role: .cityAdmin, scope: "", permissions: Set(Permission.allCases))],
+      children: [], issuer: "", sessionID: "")
+  }
+}
+
+/// Public keys of nodes, cached from their replicated `node_key` records.
+final class KeyRing: Sendable {
+  let keys = Mutex<[String: [UInt8]]>([:])
+}

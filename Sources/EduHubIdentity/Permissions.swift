@@ -1,0 +1,64 @@
+import EduHubAPI
+
+/// What a caller may do. A permission is held on an org subtree through a role grant.
+public enum Permission: String, Sendable, Hashable, CaseIterable {
+  case orgRead = "org.read"
+  case orgWrite = "org.write"
+  /// Read people, masked where the reader is not an owner.
+  case peopleRead = "people.read"
+  /// Read people in clear: the privacy policy's owner permission (own school staff).
+  case peopleReadClear = "people.read.clear"
+  case peopleWrite = "people.write"
+  /// Create accounts, end their sessions, start resets.
+  case accountsManage = "accounts.manage"
+  /// Grant and revoke roles (only roles whose permissions the granter holds there).
+  case rolesGrant = "roles.grant"
+  case auditRead = "audit.read"
+  case catalogRead = "catalog.read"
+}
+
+/// The built-in roles and their permissions.
+public enum Roles {
+  public static func permissions(of role: Eduhub_Identity_V1_Role) -> Set<Permission> {
+    switch role {
+    case .cityAdmin, .countyAdmin:
+      // Administrators of a city or county see people masked: clear reads belong to the child's school.
+      return [.orgRead, .orgWrite, .peopleRead, .peopleWrite, .accountsManage, .rolesGrant]
+    case .schoolAdmin:
+      return [.orgRead, .peopleRead, .peopleReadClear, .peopleWrite, .accountsManage, .rolesGrant]
+    case .teacher:
+      return [.orgRead, .peopleRead, .peopleReadClear]
+    case .student, .guardian:
+      return [.orgRead]
+    case .dataConsumer:
+      return [.orgRead, .catalogRead]
+    case .auditor:
+      return [.orgRead, .auditRead]
+    case .unspecified, .UNRECOGNIZED:
+      return []
+    }
+  }
+
+  /// The role's name as operators type it (`county-admin`).
+  public static func name(of role: Eduhub_Identity_V1_Role) -> String {
+    switch role {
+    case .cityAdmin: return "city-admin"
+    case .countyAdmin: return "county-admin"
+    case .schoolAdmin: return "school-admin"
+    case .teacher: return "teacher"
+    case .student: return "student"
+    case .guardian: return "guardian"
+    case .dataConsumer: return "data-consumer"
+    case .auditor: return "auditor"
+    case .unspecified, .UNRECOGNIZED: return "unspecified"
+    }
+  }
+
+  /// The role named `name` (as `name(of:)` writes it).
+  public static func role(named name: String) -> Eduhub_Identity_V1_Role? {
+    let all: [Eduhub_Identity_V1_Role] = [
+      .cityAdmin, .countyAdmin, .schoolAdmin, .teacher, .student, .guardian, .dataConsumer, .auditor,
+    ]
+    return all.first { Self.name(of: $0) == name }
+  }
+}

@@ -1,0 +1,126 @@
+import EduHubCrypto
+import EduHubIdentity
+import EduHubReplication
+import EduHubStorage
+import Foundation
+import Logging
+
+/// A node's data directory: its identity, its key store and its encrypted database.
+///
+///     node.json        id, scope and role (no secrets)
+///     keys/node.key    Ed25519 seed: signs the node's access tokens
+///     keys/db.key      the database key
+///     keys/audit.key   keys the audit log's hash chain
+///     keys/pseudonym.key  keys pseudonyms of ID numbers (never stored in the database)
+///     eduhub.db        the encrypted record store (+ -wal, -shm, .eduhub-key)
+///
+/// Key files are created 0600 in a 0700 directory and refused if others can read them.
+public struct NodeData: Sendable {
+  public let directory: String
+  public let identity: NodeIdentity
+
+  public var databasePath: String { directory + "/eduhub.db" }
+  var keysDirectory: String { directory + "/keys" }
+  func keyPath(_ name: String) -> String { keysDirectory + "/" + name + ".key" }
+
+  /// What `node.json` holds.
+  struct Manifest: Codable {
+    var nodeID: String
+    var scope: String
+    var role: String
+  }
+
+  /// Creates a new node's directory: keys, manifest and an empty database.
+  /// - Throws: ``NodeDataError`` if the directory already holds a node.
+  @discardableResult
+  public static func initialize(at directory: String, identity: NodeIdentity) throws -> NodeData {
+    let manager = FileManager.default
+    let data = NodeData(directory: directory, identity: identity)
+    if manager.fileExists(atPath: directory + "/node.json") {
+      throw NodeDataError("\(directory) already holds a node")
+    }
+    do {
+      try manager.createDirectory(atPath: data.keysDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+      try manager.setAttributes([.posixPermissions: 0o700], ofItemAtPath: directory)
+      for name in ["node", "db", "audit", "pseudonym"] where !manager.fileExists(atPath: data.keyPath(name)) {
+        try KeyFile.create(at: data.keyPath(name), key: SecretBytes(randomCount: 32))
+      }
+      let database = try EncryptedDatabase.open(path: data.databasePath, key: .keyFile(data.keyPath("db")), create: true)
+      try database.close()
+      let manifest = Manifest(nodeID: identity.nodeID, scope: identity.scope, role: identity.role.rawValue)
+      let json = try JSONEncoder().encode(manifest)
+      try json.write(to: URL(fileURLWithPath: directory + "/node.json"), options: .atomic)
+    } catch let error as NodeDataError {
+      throw error
+    } catch let error as CryptoError {
+      throw NodeDataError("cannot create the node's keys: \(error.message)")
+    } catch let error as StorageError {
+      throw NodeDataError(error.message)
+    } catch {
+      throw NodeDataError("cannot create \(directory): \(error.localizedDescription)")
+    }
+    return data
+  }
+
+  /// Reads an initialized node's directory.
+  public static func load(_ directory: String) throws -> NodeData {
+    let manifest: Manifest
+    do {
+      let json = try Data(contentsOf: URL(fileURLWithPath: directory + "/node.json"))
+      manifest = try JSONDecoder().decode(Manifest.self, from: json)
+    } catch {
+      throw NodeDataError("\(directory) holds no node (run eduhub init --data \(directory) first)")
+    }
+    guard let role = NodeIdentity.Role(rawValue: manifest.role) else { throw NodeDataError("node.json names an unknown role") }
+    return NodeData(directory: directory, identity: NodeIdentity(nodeID: manifest.nodeID, scope: manifest.scope, role: role))
+  }
+
+  /// Reads one of the node's keys.
+  public func key(_ name: String) throws -> SecretBytes {
+    do { return try KeyFile.read(from: keyPath(name)) } catch { throw NodeDataError("cannot read the \(name) key: \(error.message)") }
+  }
+
+  /// Opens the node's database, replica, audit log and identity service.
+  public func open(
+    delivery: (any CodeDelivery)? = nil, identityConfiguration: IdentityConfiguration = IdentityConfiguration(),
+    logger: Logger
+  ) throws -> OpenNode {
+    do {
+      let database = try EncryptedDatabase.open(path: databasePath, key: .keyFile(keyPath("db")))
+      let store = try RecordStore(database: database, collections: IdentityCollections.all)
+      let replica = try Replica(nodeID: identity.nodeID, store: store)
+      let audit = try AuditLog(database: database, key: try key("audit"))
+      let identityService = try IdentityService(
+        nodeID: identity.nodeID, replica: replica, audit: audit, signingKey: try SigningKey(seed: try key("node")),
+        pseudonymKey: try key("pseudonym"), delivery: delivery ?? OutboxCodeDelivery(logger: logger),
+        configuration: identityConfiguration)
+      return OpenNode(data: self, database: database, replica: replica, audit: audit, identity: identityService)
+    } catch let error as StorageError {
+      throw NodeDataError(error.message)
+    } catch let error as CryptoError {
+      throw NodeDataError(error.message)
+    }
+  }
+}
+
+/// A node's open storage and services.
+public struct OpenNode: Sendable {
+  public let data: NodeData
+  public let database: EncryptedDatabase
+  public let replica: Replica
+  public let audit: AuditLog
+  public let identity: IdentityService
+
+  /// Flushes the audit log, stops the hashing threads and closes the database.
+  public func close() async {
+    await identity.shutdown()
+    try? database.close()
+  }
+}
+
+/// Why a node's directory cannot be used. Safe to print.
+public struct NodeDataError: Error, Sendable, CustomStringConvertible {
+  public let message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}

@@ -1,0 +1,217 @@
+import ArgumentParser
+import EduHubAPI
+import EduHubIdentity
+import EduHubNode
+import EduHubRPC
+import Foundation
+import Logging
+
+/// The node directory option of the commands that work on a node's data.
+struct DataOptions: ParsableArguments {
+  @Option(help: "The node's data directory (see eduhub init).")
+  var data: String
+
+  /// Opens the node's storage and services with quiet logging.
+  func open(logger: Logger = Logger(label: "eduhub.cli")) throws -> OpenNode {
+    do {
+      return try NodeData.load(data).open(logger: logger)
+    } catch let error as NodeDataError {
+      throw FailureMessage(text: error.message)
+    }
+  }
+}
+
+/// Runs `body` as the node's operator; RPC errors become one-line failures.
+func asOperator<T>(_ node: OpenNode, _ body: (Caller) async throws -> T) async throws -> T {
+  let name = ProcessInfo.processInfo.environment["USER"] ?? "console"
+  do {
+    let result = try await body(.operator(name: name))
+    await node.close()
+    return result
+  } catch let error as RPCError {
+    await node.close()
+    throw FailureMessage(text: error.message)
+  }
+}
+
+extension EduHubCommand {
+  struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Create a node's data directory: its keys and its encrypted database.")
+
+    @Option(help: "The directory to create.")
+    var data: String
+
+    @Option(help: "This node's id.")
+    var nodeID: String = "central"
+
+    @Option(help: "The org subtree this node holds, e.g. 511700/511702 (empty for the whole region).")
+    var scope: String = ""
+
+    @Option(help: "The node's role: central, county or school.")
+    var role: String = "central"
+
+    func run() throws {
+      guard let role = NodeIdentity.Role(rawValue: role) else { throw ValidationError("--role must be central, county or school") }
+      do {
+        try NodeData.initialize(at: data, identity: NodeIdentity(nodeID: nodeID, scope: scope, role: role))
+      } catch let error as NodeDataError {
+        throw FailureMessage(text: error.message)
+      }
+      print("initialized node \(nodeID) in \(data)")
+    }
+  }
+
+  struct Seed: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Write a synthetic Dazhou into a node: orgs, schools, students, guardians, teachers.",
+      discussion: "small: 14 schools, about 1,900 people. city: 1,353 schools, about 2.8 million people.")
+
+    @OptionGroup var node: DataOptions
+
+    @Option(help: "small or city.")
+    var scale: String = "small"
+
+    @Option(help: "Seed of the generator (the same seed writes the same people).")
+    var seed: UInt64 = 2026
+
+    func run() async throws {
+      guard let scale = CitySeeder.Scale(rawValue: scale) else { throw ValidationError("--scale must be small or city") }
+      let open = try node.open()
+      let seeder = CitySeeder(scale: scale, seed: seed)
+      let start = Date()
+      let expected = seeder.expectedPeople
+      let interactive = isatty(STDERR_FILENO) != 0
+      var lastShown = Date.distantPast
+      let summary = try await asOperator(open) { _ in
+        try seeder.run(into: open.identity) { summary in
+          let now = Date()
+          guard now.timeIntervalSince(lastShown) > (interactive ? 0.2 : 5) else { return }
+          lastShown = now
+          let percent = min(100, summary.people * 100 / max(1, expected))
+          let bar = String(repeating: "#", count: percent / 4) + String(repeating: ".", count: 25 - percent / 4)
+          let line = String(
+            format: "seed [%@] %3d%%  %d schools, %d people, %.0f s", bar, percent, summary.schools, summary.people,
+            now.timeIntervalSince(start))
+          FileHandle.standardError.write(Data(((interactive ? "\r" : "") + line + (interactive ? "" : "\n")).utf8))
+        }
+      }
+      if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+      let seconds = Date().timeIntervalSince(start)
+      print(
+        String(
+          format: "seeded %d orgs (%d schools), %d students, %d teachers, %d guardians, %d bindings in %.1f s (%.0f people/s)",
+          summary.orgs, summary.schools, summary.students, summary.teachers, summary.guardians, summary.bindings, seconds,
+          Double(summary.people) / max(seconds, 0.001)))
+    }
+  }
+
+  struct User: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Add an account with a password and a role (the first city admin, operators).",
+      discussion: """
+        Runs as the node's operator at its console. The password comes from an environment variable, \
+        never the command line. Other people's accounts are created through CreateAccount and \
+        activated by their owners with a one-time code.
+        """)
+
+    @OptionGroup var node: DataOptions
+
+    @Option(help: "The new account's username.")
+    var username: String
+
+    @Option(help: "The name of an environment variable holding the password.")
+    var passwordEnv: String
+
+    @Option(help: "The role to grant: city-admin, county-admin, school-admin, teacher, auditor, …")
+    var role: String?
+
+    @Option(help: "The org code the account belongs to and the role is granted on.")
+    var org: String = CitySeeder.cityCode
+
+    @Option(help: "The person the account belongs to (optional).")
+    var person: String = ""
+
+    func run() async throws {
+      guard let password = ProcessInfo.processInfo.environment[passwordEnv], !password.isEmpty else {
+        throw FailureMessage(text: "the environment variable \(passwordEnv) holds no password")
+      }
+      let grantedRole = try role.map { name in
+        guard let role = Roles.role(named: name) else { throw ValidationError("unknown role \(name)") }
+        return role
+      }
+      let open = try node.open()
+      let account = try await asOperator(open) { caller in
+        let account = try await open.identity.createActiveAccount(
+          username: username, password: password, personID: person, orgCode: org, caller: caller)
+        if let grantedRole {
+          var request = Eduhub_Identity_V1_GrantRoleRequest()
+          request.accountID = account.id
+          request.role = grantedRole
+          request.orgCode = org
+          _ = try open.identity.grantRole(request, caller: caller, peer: "console")
+        }
+        return account
+      }
+      print("created account \(account.username) (\(account.id))" + (role.map { " with role \($0) on \(org)" } ?? ""))
+    }
+  }
+
+  struct Grant: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Grant a role on an org subtree to an account.")
+
+    @OptionGroup var node: DataOptions
+
+    @Option(help: "The account's username.")
+    var username: String
+
+    @Option(help: "The role: city-admin, county-admin, school-admin, teacher, student, guardian, data-consumer, auditor.")
+    var role: String
+
+    @Option(help: "The org code the role is held on.")
+    var org: String
+
+    func run() async throws {
+      guard let role = Roles.role(named: role) else { throw ValidationError("unknown role \(self.role)") }
+      let open = try node.open()
+      let grant = try await asOperator(open) { caller in
+        guard let accountID = try open.identity.accountID(username: username) else {
+          throw RPCError(.notFound, "no account \(username)")
+        }
+        var request = Eduhub_Identity_V1_GrantRoleRequest()
+        request.accountID = accountID
+        request.role = role
+        request.orgCode = org
+        return try open.identity.grantRole(request, caller: caller, peer: "console")
+      }
+      print("granted \(self.role) on \(grant.orgPath) to \(username) (grant \(grant.id))")
+    }
+  }
+
+  struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Check the audit log.", subcommands: [Verify.self])
+
+    struct Verify: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(
+        abstract: "Recompute the audit log's hash chain; exit 1 if an entry was changed, inserted or removed.")
+
+      @OptionGroup var node: DataOptions
+
+      func run() async throws {
+        let open = try node.open()
+        let result: AuditLog.Verification
+        do { result = try open.audit.verify() } catch {
+          await open.close()
+          throw FailureMessage(text: "cannot read the audit log: \(error)")
+        }
+        await open.close()
+        if let broken = result.brokenAt {
+          print("audit log BROKEN at entry \(broken): \(result.reason ?? "")")
+          throw ExitCode(1)
+        }
+        print("audit log intact: \(result.entries) entries")
+      }
+    }
+  }
+}

@@ -1,0 +1,99 @@
+"""Identity through a real `eduhub serve --data` node with a seeded city, from Python grpcio."""
+import os
+import subprocess
+import tempfile
+
+import grpc
+import pytest
+
+from conftest import Node, _binary
+
+STUDENT = "S5117020001-0001"
+SCHOOL = "5117020001"
+PASSWORD = "interop horse battery staple"
+
+
+def eduhub(*args, env=None):
+    result = subprocess.run([str(_binary()), *args], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def seeded_node(stubs):
+    data = tempfile.mkdtemp(prefix="eduhub-interop-data-") + "/node"
+    eduhub("init", "--data", data, "--node-id", "interop")
+    eduhub("seed", "--data", data, "--scale", "small")
+    env = {"EDUHUB_TEST_PASSWORD": PASSWORD}
+    eduhub("user", "--data", data, "--username", "teacher1", "--password-env", "EDUHUB_TEST_PASSWORD",
+           "--role", "teacher", "--org", SCHOOL, "--person", "T5117020001-001", env=env)
+    eduhub("user", "--data", data, "--username", "county1", "--password-env", "EDUHUB_TEST_PASSWORD",
+           "--role", "county-admin", "--org", "511702", env=env)
+    node = Node("--data", data)
+    yield node
+    assert node.stop() == 0, node.output()
+    verify = subprocess.run([str(_binary()), "audit", "verify", "--data", data], capture_output=True, text=True)
+    assert verify.returncode == 0 and "intact" in verify.stdout, verify.stdout + verify.stderr
+
+
+@pytest.fixture
+def identity(stubs, seeded_node):
+    from eduhub.identity.v1 import identity_pb2_grpc
+    with grpc.insecure_channel(seeded_node.address) as channel:
+        yield identity_pb2_grpc.IdentityServiceStub(channel)
+
+
+def login(identity, username):
+    from eduhub.identity.v1 import identity_pb2
+    pair = identity.Login(identity_pb2.LoginRequest(login=username, password=PASSWORD), timeout=30)
+    assert pair.access_token.startswith("v4.public.")
+    return [("authorization", "Bearer " + pair.access_token)]
+
+
+def test_login_then_get_person_clear_for_own_school_teacher(identity):
+    from eduhub.identity.v1 import identity_pb2
+    person = identity.GetPerson(identity_pb2.GetPersonRequest(id=STUDENT), metadata=login(identity, "teacher1"))
+    assert person.id == STUDENT
+    assert not person.masked
+    assert len(person.national_id) == 18 and person.national_id[6:10] == person.birth_date[:4]
+    assert len(person.name) >= 2 and "*" not in person.name
+    assert person.org_path.endswith("/" + SCHOOL)
+
+
+def test_the_same_minor_masked_for_a_county_official(identity):
+    from eduhub.identity.v1 import identity_pb2
+    clear = identity.GetPerson(identity_pb2.GetPersonRequest(id=STUDENT), metadata=login(identity, "teacher1"))
+    masked = identity.GetPerson(identity_pb2.GetPersonRequest(id=STUDENT), metadata=login(identity, "county1"))
+    assert masked.masked
+    assert masked.name == clear.name[0] + "*" * (len(clear.name) - 1)
+    assert masked.birth_date == clear.birth_date[:4]
+    assert masked.national_id.startswith("ID-") and clear.national_id[6:] not in masked.national_id
+    # A first-grader is under 14: contact details are removed, not just shortened.
+    assert clear.address and masked.address == ""
+    assert clear.ethnicity and masked.ethnicity == ""
+
+
+def test_no_token_is_unauthenticated(identity):
+    from eduhub.identity.v1 import identity_pb2
+    with pytest.raises(grpc.RpcError) as error:
+        identity.GetPerson(identity_pb2.GetPersonRequest(id=STUDENT))
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_wrong_password_and_unknown_user_look_the_same(identity):
+    from eduhub.identity.v1 import identity_pb2
+    errors = []
+    for login_name in ["teacher1", "nobody-here"]:
+        with pytest.raises(grpc.RpcError) as error:
+            identity.Login(identity_pb2.LoginRequest(login=login_name, password="not the password"), timeout=30)
+        errors.append((error.value.code(), error.value.details()))
+    assert errors[0] == errors[1]
+    assert errors[0][0] == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_other_school_is_denied(identity):
+    from eduhub.identity.v1 import identity_pb2
+    with pytest.raises(grpc.RpcError) as error:
+        identity.GetPerson(identity_pb2.GetPersonRequest(id="S5117030001-0001"), metadata=login(identity, "teacher1"))
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
