@@ -60,6 +60,12 @@ public struct CitySeeder: Sendable {
   /// running summary.
   @discardableResult
   public func run(into identity: IdentityService, progress: (Summary) -> Void = { _ in }) throws -> Summary {
+    try run(into: identity.replica, progress: progress)
+  }
+
+  /// Writes the city straight into `replica`.
+  @discardableResult
+  public func run(into replica: Replica, progress: (Summary) -> Void = { _ in }) throws -> Summary {
     var random = SplitMix64(seed: seed)
     var summary = Summary()
     let city = org(Self.cityCode, "达州市", .city, parent: "")
@@ -69,7 +75,7 @@ public struct CitySeeder: Sendable {
     // Schools per county, by weight, summing to the total.
     var schoolCounts = Self.counties.map { max(1, Int(Double(totalSchools) * $0.weight)) }
     schoolCounts[schoolCounts.count - 1] += totalSchools - schoolCounts.reduce(0, +)
-    try identity.replica.write(writes)
+    try replica.write(writes)
     let studentsPerSchool = Double(targetStudents) / Double(totalSchools)
     let teachersPerSchool = Double(targetTeachers) / Double(totalSchools)
     for (countyIndex, county) in Self.counties.enumerated() {
@@ -86,7 +92,7 @@ public struct CitySeeder: Sendable {
         orgs.append(write(IdentityCollections.org, code, countyPath + "/" + code, town))
         summary.orgs += 1
       }
-      try identity.replica.write(orgs)
+      try replica.write(orgs)
       for schoolIndex in 0..<schoolCounts[countyIndex] {
         let town = towns[schoolIndex % towns.count]
         let level = Self.level(for: schoolIndex, &random)
@@ -104,7 +110,7 @@ public struct CitySeeder: Sendable {
         try people(
           school: code, path: path, county: county, level: level, students: students, teachers: teachers,
           random: &random, batch: &batch, summary: &summary)
-        try identity.replica.write(batch)
+        try replica.write(batch)
         progress(summary)
       }
     }

@@ -80,15 +80,20 @@ public struct NodeData: Sendable {
     do { return try KeyFile.read(from: keyPath(name)) } catch { throw NodeDataError("cannot read the \(name) key: \(error.message)") }
   }
 
+  /// Opens the node's encrypted database and its replica (for tools that write records directly).
+  public func openReplica() throws -> (EncryptedDatabase, Replica) {
+    let database = try EncryptedDatabase.open(path: databasePath, key: .keyFile(keyPath("db")))
+    let store = try RecordStore(database: database, collections: IdentityCollections.all)
+    return (database, try Replica(nodeID: identity.nodeID, store: store))
+  }
+
   /// Opens the node's database, replica, audit log and identity service.
   public func open(
     delivery: (any CodeDelivery)? = nil, identityConfiguration: IdentityConfiguration = IdentityConfiguration(),
     logger: Logger
   ) throws -> OpenNode {
     do {
-      let database = try EncryptedDatabase.open(path: databasePath, key: .keyFile(keyPath("db")))
-      let store = try RecordStore(database: database, collections: IdentityCollections.all)
-      let replica = try Replica(nodeID: identity.nodeID, store: store)
+      let (database, replica) = try openReplica()
       let audit = try AuditLog(database: database, key: try key("audit"))
       let identityService = try IdentityService(
         nodeID: identity.nodeID, replica: replica, audit: audit, signingKey: try SigningKey(seed: try key("node")),

@@ -1,0 +1,174 @@
+import EduHubAPI
+import EduHubCrypto
+import EduHubIdentity
+import EduHubNode
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// Captures one-time codes as a person's phone would receive them.
+final class CapturingDelivery: CodeDelivery {
+  let sent = Mutex<[String: String]>([:])
+
+  func deliver(code: String, to phone: String, purpose: String) throws {
+    sent.withLock { $0[phone] = code }
+  }
+
+  func code(for phone: String) -> String? { sent.withLock { $0[phone] } }
+}
+
+/// A seeded node serving Identity on 127.0.0.1 with a real encrypted database in a temporary
+/// directory, and clients for it.
+final class IdentityWorld: Sendable {
+  static let password = "correct horse battery staple"
+  /// A primary school of Tongchuan with its first student and first teacher (seeded).
+  static let school = "5117020001"
+  static let student = "S5117020001-0001"
+  static let teacher = "T5117020001-001"
+  /// A school of Dachuan.
+  static let otherSchool = "5117030001"
+  static let otherStudent = "S5117030001-0001"
+
+  let directory: String
+  let node: OpenNode
+  let server: RPCServer
+  let port: Int
+  let delivery: CapturingDelivery
+  let rpc: RPCClient
+
+  private init(directory: String, node: OpenNode, server: RPCServer, port: Int, delivery: CapturingDelivery) {
+    self.directory = directory
+    self.node = node
+    self.server = server
+    self.port = port
+    self.delivery = delivery
+    self.rpc = RPCClient(host: "127.0.0.1", port: port)
+  }
+
+  /// Production rules with a short lockout and a cheap Argon2id: the tests check behaviour, and
+  /// two dozen worlds hashing at OWASP's cost in parallel would starve the other suites' timers.
+  static func testConfiguration() -> IdentityConfiguration {
+    var configuration = IdentityConfiguration()
+    configuration.lockoutBase = 2
+    configuration.passwordLimits = PasswordHash.Limits(opsLimit: 1, memLimit: 256 * 1024)
+    return configuration
+  }
+
+  /// A node directory made once per test run (seeded or not); each world starts from a copy.
+  static let emptyTemplate = Result { try makeTemplate(seed: false) }
+  static let seededTemplate = Result { try makeTemplate(seed: true) }
+
+  static func makeTemplate(seed: Bool) throws -> String {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-template-\(UUID().uuidString)").path
+    let data = try NodeData.initialize(at: directory, identity: NodeIdentity(nodeID: "test-central", scope: "", role: .central))
+    let (database, replica) = try data.openReplica()
+    if seed { try CitySeeder(scale: .small).run(into: replica) }
+    try database.close()
+    return directory
+  }
+
+  static func start(
+    seed: Bool = true, configuration: IdentityConfiguration = testConfiguration()
+  ) async throws -> IdentityWorld {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-identity-\(UUID().uuidString)").path
+    try FileManager.default.copyItem(atPath: try seed ? seededTemplate.get() : emptyTemplate.get(), toPath: directory)
+    var logger = Logger(label: "test.identity")
+    logger.logLevel = .warning
+    let delivery = CapturingDelivery()
+    let node = try NodeData.load(directory).open(delivery: delivery, identityConfiguration: configuration, logger: logger)
+    var rpc = ServerConfiguration()
+    rpc.busyPollBudget = nil
+    rpc.shutdownGracePeriod = .seconds(5)
+    let services = node.services(configuration: &rpc)
+    let server = RPCServer(services: services, configuration: rpc, logger: logger)
+    let address = try await server.start(host: "127.0.0.1", port: 0)
+    return IdentityWorld(directory: directory, node: node, server: server, port: address.port ?? 0, delivery: delivery)
+  }
+
+  var identity: IdentityService { node.identity }
+  var client: Eduhub_Identity_V1_IdentityService.Client { .init(rpc) }
+
+  func stop() async {
+    await rpc.close()
+    await server.shutdownGracefully()
+    await node.close()
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  /// An active account with `role` on `org` (created by the operator), returning its id.
+  @discardableResult
+  func account(
+    _ username: String, role: Eduhub_Identity_V1_Role? = nil, org: String = CitySeeder.cityCode, person: String = ""
+  ) async throws -> String {
+    let account = try await identity.createActiveAccount(
+      username: username, password: Self.password, personID: person, orgCode: org, caller: .operator(name: "test"))
+    if let role {
+      var request = Eduhub_Identity_V1_GrantRoleRequest()
+      request.accountID = account.id
+      request.role = role
+      request.orgCode = org
+      _ = try identity.grantRole(request, caller: .operator(name: "test"), peer: "test")
+    }
+    return account.id
+  }
+
+  func login(_ username: String, password: String = IdentityWorld.password) async throws -> Eduhub_Identity_V1_TokenPair {
+    var request = Eduhub_Identity_V1_LoginRequest()
+    request.login = username
+    request.password = password
+    return try await client.login(request)
+  }
+
+  /// Call options carrying `username`'s access token.
+  func options(_ username: String) async throws -> CallOptions {
+    bearer(try await login(username).accessToken)
+  }
+
+  func bearer(_ token: String) -> CallOptions {
+    CallOptions(metadata: ["authorization": .string("Bearer " + token)])
+  }
+
+  /// The audit events of `action`, oldest first.
+  func auditEvents(action: String) throws -> [Eduhub_Identity_V1_AuditEvent] {
+    try node.audit.events(after: 0, action: action, limit: 10_000)
+  }
+}
+
+/// Runs `body` with a started world and always stops it.
+func withWorld<R>(
+  seed: Bool = true, configuration: IdentityConfiguration = IdentityWorld.testConfiguration(),
+  _ body: (IdentityWorld) async throws -> R
+) async throws -> R {
+  let world = try await IdentityWorld.start(seed: seed, configuration: configuration)
+  do {
+    let result = try await body(world)
+    await world.stop()
+    return result
+  } catch {
+    await world.stop()
+    throw error
+  }
+}
+
+/// Expects `body` to fail with `code`; returns the error's message.
+@discardableResult
+func expectStatus(
+  _ code: RPCError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> some Any
+) async -> String {
+  do {
+    _ = try await body()
+    Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
+    return ""
+  } catch let error as RPCError {
+    #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation)
+    return error.message
+  } catch {
+    Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
+    return ""
+  }
+}
