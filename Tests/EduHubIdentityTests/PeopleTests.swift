@@ -236,4 +236,63 @@ struct PeopleTests {
       await expectStatus(.failedPrecondition) { try await world.client.bindGuardian(bind, options: options) }
     }
   }
+
+  @Test("a masked reader may not filter by ID or phone, sort by birth date or search names; an owner may")
+  func inferenceRefused() async throws {
+    try await withWorld { world in
+      try await world.account("tongchuan", role: .countyAdmin, org: "511702")
+      try await world.account("principal", role: .schoolAdmin, org: IdentityWorld.school)
+      let county = try await world.options("tongchuan")
+      var get = Eduhub_Identity_V1_GetPersonRequest()
+      get.id = IdentityWorld.student
+      let principal = try await world.options("principal")
+      let clear = try await world.client.getPerson(get, options: principal)
+
+      var byID = Eduhub_Identity_V1_ListPeopleRequest()
+      byID.orgCode = "511702"
+      byID.nationalID = clear.nationalID
+      await expectStatus(.permissionDenied) { try await world.client.listPeople(byID, options: county) }
+      var byPhone = Eduhub_Identity_V1_ListPeopleRequest()
+      byPhone.orgCode = "511702"
+      byPhone.phone = "13812345663"
+      await expectStatus(.permissionDenied) { try await world.client.listPeople(byPhone, options: county) }
+      var byBirth = Eduhub_Identity_V1_ListPeopleRequest()
+      byBirth.orgCode = "511702"
+      byBirth.sort = .birthDate
+      await expectStatus(.permissionDenied) { try await world.client.listPeople(byBirth, options: county) }
+      var search = Eduhub_Identity_V1_SearchPeopleRequest()
+      search.query = String(clear.name.prefix(2))
+      await expectStatus(.permissionDenied) { try await world.client.searchPeople(search, options: county) }
+      try world.node.audit.flush()
+      #expect(try world.auditEvents(action: "identity.ListPeople").filter { $0.outcome == "denied" }.count == 3)
+
+      // The child's own school sees these fields in clear, so it may query by them.
+      byID.orgCode = IdentityWorld.school
+      #expect(try await world.client.listPeople(byID, options: principal).people.map(\.id) == [IdentityWorld.student])
+      byBirth.orgCode = IdentityWorld.school
+      byBirth.page.pageSize = 1000
+      let sorted = try await world.client.listPeople(byBirth, options: principal).people.map(\.birthDate)
+      #expect(sorted == sorted.sorted() && !sorted.isEmpty)
+    }
+  }
+
+  @Test("a clear read of a minor's sensitive fields is audited: who, whose, which fields")
+  func clearReadAudited() async throws {
+    try await withWorld { world in
+      let teacher = try await world.account("teacher1", role: .teacher, org: IdentityWorld.school, person: IdentityWorld.teacher)
+      try await world.account("tongchuan", role: .countyAdmin, org: "511702")
+      var get = Eduhub_Identity_V1_GetPersonRequest()
+      get.id = IdentityWorld.student
+      _ = try await world.client.getPerson(get, options: try await world.options("teacher1"))
+      _ = try await world.client.getPerson(get, options: try await world.options("tongchuan"))
+      let reads = try world.auditEvents(action: "privacy.clear-read")
+      #expect(reads.count == 1)
+      #expect(reads.first?.actor == teacher && reads.first?.target == IdentityWorld.student)
+      #expect(reads.first?.detail.contains("national_id") == true && reads.first?.detail.contains("name") == true)
+      // An adult teacher read by a colleague is not audited as a minor's data.
+      get.id = "T5117020001-002"
+      _ = try await world.client.getPerson(get, options: try await world.options("teacher1"))
+      #expect(try world.auditEvents(action: "privacy.clear-read").count == 1)
+    }
+  }
 }

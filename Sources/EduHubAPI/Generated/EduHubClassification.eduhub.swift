@@ -2,6 +2,13 @@
 // options of every EduHub message.
 // swift-format-ignore-file
 
+extension Eduhub_Identity_V1_Org: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 2, name: "name", sensitivity: 1, masking: 1),
+    ClassifiedField(number: 8, name: "address", sensitivity: 1, masking: 1),
+  ]
+}
+
 extension Eduhub_Identity_V1_Person: ClassifiedMessage {
   public static let classifiedFields: [ClassifiedField] = [
     ClassifiedField(number: 3, name: "name", sensitivity: 3, masking: 2),
@@ -15,6 +22,13 @@ extension Eduhub_Identity_V1_Person: ClassifiedMessage {
   ]
 }
 
+extension Eduhub_Identity_V1_ListPeopleRequest: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 5, name: "national_id", sensitivity: 4, masking: 4),
+    ClassifiedField(number: 6, name: "phone", sensitivity: 3, masking: 3),
+  ]
+}
+
 extension Eduhub_Identity_V1_GuardianBinding: ClassifiedMessage {
   public static let classifiedFields: [ClassifiedField] = [
     ClassifiedField(number: 3, name: "relation", sensitivity: 2, masking: 1),
@@ -24,6 +38,25 @@ extension Eduhub_Identity_V1_GuardianBinding: ClassifiedMessage {
 extension Eduhub_Identity_V1_Account: ClassifiedMessage {
   public static let classifiedFields: [ClassifiedField] = [
     ClassifiedField(number: 3, name: "phone", sensitivity: 3, masking: 3),
+  ]
+}
+
+extension Eduhub_Identity_V1_ActivateAccountRequest: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 3, name: "new_password", sensitivity: 4, masking: 9),
+  ]
+}
+
+extension Eduhub_Identity_V1_LoginRequest: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 2, name: "password", sensitivity: 4, masking: 9),
+  ]
+}
+
+extension Eduhub_Identity_V1_ChangePasswordRequest: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 1, name: "old_password", sensitivity: 4, masking: 9),
+    ClassifiedField(number: 2, name: "new_password", sensitivity: 4, masking: 9),
   ]
 }
 
@@ -62,13 +95,13 @@ public enum EduHubClassification {
     ],
     "eduhub.identity.v1.Org": [
       ClassifiedField(number: 1, name: "code", sensitivity: 0, masking: 0),
-      ClassifiedField(number: 2, name: "name", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "name", sensitivity: 1, masking: 1),
       ClassifiedField(number: 3, name: "kind", sensitivity: 0, masking: 0),
       ClassifiedField(number: 4, name: "parent_code", sensitivity: 0, masking: 0),
       ClassifiedField(number: 5, name: "path", sensitivity: 0, masking: 0),
       ClassifiedField(number: 6, name: "division_code", sensitivity: 0, masking: 0),
       ClassifiedField(number: 7, name: "school_level", sensitivity: 0, masking: 0),
-      ClassifiedField(number: 8, name: "address", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "address", sensitivity: 1, masking: 1),
     ],
     "eduhub.identity.v1.CreateOrgRequest": [
       ClassifiedField(number: 1, name: "org", sensitivity: 0, masking: 0),
@@ -124,8 +157,8 @@ public enum EduHubClassification {
       ClassifiedField(number: 2, name: "kind", sensitivity: 0, masking: 0),
       ClassifiedField(number: 3, name: "grade", sensitivity: 0, masking: 0),
       ClassifiedField(number: 4, name: "class_name", sensitivity: 0, masking: 0),
-      ClassifiedField(number: 5, name: "national_id", sensitivity: 0, masking: 0),
-      ClassifiedField(number: 6, name: "phone", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "national_id", sensitivity: 4, masking: 4),
+      ClassifiedField(number: 6, name: "phone", sensitivity: 3, masking: 3),
       ClassifiedField(number: 7, name: "sort", sensitivity: 0, masking: 0),
       ClassifiedField(number: 8, name: "page", sensitivity: 0, masking: 0),
     ],
@@ -196,11 +229,11 @@ public enum EduHubClassification {
     "eduhub.identity.v1.ActivateAccountRequest": [
       ClassifiedField(number: 1, name: "username", sensitivity: 0, masking: 0),
       ClassifiedField(number: 2, name: "code", sensitivity: 0, masking: 0),
-      ClassifiedField(number: 3, name: "new_password", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "new_password", sensitivity: 4, masking: 9),
     ],
     "eduhub.identity.v1.LoginRequest": [
       ClassifiedField(number: 1, name: "login", sensitivity: 0, masking: 0),
-      ClassifiedField(number: 2, name: "password", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "password", sensitivity: 4, masking: 9),
       ClassifiedField(number: 3, name: "audience", sensitivity: 0, masking: 0),
     ],
     "eduhub.identity.v1.TokenPair": [
@@ -218,8 +251,8 @@ public enum EduHubClassification {
     "eduhub.identity.v1.LogoutResponse": [
     ],
     "eduhub.identity.v1.ChangePasswordRequest": [
-      ClassifiedField(number: 1, name: "old_password", sensitivity: 0, masking: 0),
-      ClassifiedField(number: 2, name: "new_password", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 1, name: "old_password", sensitivity: 4, masking: 9),
+      ClassifiedField(number: 2, name: "new_password", sensitivity: 4, masking: 9),
     ],
     "eduhub.identity.v1.ChangePasswordResponse": [
       ClassifiedField(number: 1, name: "ended_sessions", sensitivity: 0, masking: 0),
