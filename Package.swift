@@ -185,6 +185,18 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // The masking benchmark: ListPeople pages with masking on and off.
+    .executableTarget(
+      name: "eduhub-bench-identity",
+      dependencies: [
+        "EduHubIdentity", "EduHubNode", "EduHubAPI", "EduHubCrypto", .product(name: "Logging", package: "swift-log"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      path: "Tools/bench-identity",
+      exclude: ["run"],
+      swiftSettings: swiftSettings
+    ),
+
     // Writes to an encrypted database until killed (for the crash tests).
     .executableTarget(
       name: "eduhub-storage-torture",

@@ -1,6 +1,9 @@
 import EduHubAPI
 import EduHubRPC
 import Synchronization
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// The server interceptor that turns `authorization: Bearer <token>` into a ``Caller``.
 ///
@@ -23,14 +26,43 @@ public final class Authenticator: ServerInterceptor {
     let epoch: UInt64
   }
 
+  /// The last header a thread saw and what it resolved to: a caller who sends the same token call
+  /// after call (every client does) is recognised by one string comparison, with no hashing of the
+  /// token and no lock.
+  final class ThreadSlot {
+    var header = ""
+    var entry: Entry?
+  }
+
   let identity: IdentityService
   let publicMethods: Set<String>
   private let cache = Mutex<[String: Entry]>([:])
   static let cacheLimit = 100_000
+  private let slotKey: pthread_key_t
 
   public init(identity: IdentityService, publicMethods: Set<String> = Authenticator.publicMethods) {
     self.identity = identity
     self.publicMethods = publicMethods
+    var key = pthread_key_t()
+    pthread_key_create(&key) { slot in
+      #if canImport(Glibc)
+        if let slot { Unmanaged<ThreadSlot>.fromOpaque(slot).release() }
+      #else
+        Unmanaged<ThreadSlot>.fromOpaque(slot).release()
+      #endif
+    }
+    slotKey = key
+  }
+
+  deinit {
+    pthread_key_delete(slotKey)
+  }
+
+  private func threadSlot() -> ThreadSlot {
+    if let raw = pthread_getspecific(slotKey) { return Unmanaged<ThreadSlot>.fromOpaque(raw).takeUnretainedValue() }
+    let slot = ThreadSlot()
+    pthread_setspecific(slotKey, Unmanaged.passRetained(slot).toOpaque())
+    return slot
   }
 
   public func intercept(_ call: ServerCallHead) throws -> (any Sendable)? {
@@ -41,8 +73,19 @@ public final class Authenticator: ServerInterceptor {
     guard header.hasPrefix("Bearer ") || header.hasPrefix("bearer ") else {
       throw refuse(call, "the authorization header must be a Bearer token")
     }
+    let slot = threadSlot()
+    if let entry = slot.entry, slot.header == header, entry.expiresAt > identity.nowSeconds,
+      entry.epoch == identity.epoch.load(ordering: .relaxed)
+    {
+      return entry.caller
+    }
     let token = String(header.dropFirst(7))
-    return try caller(for: token, peer: call.peer, method: call.method.path)
+    let resolved = try caller(for: token, peer: call.peer, method: call.method.path)
+    if let entry = cache.withLock({ $0[token] }) {
+      slot.header = header
+      slot.entry = entry
+    }
+    return resolved
   }
 
   /// The caller a token stands for.

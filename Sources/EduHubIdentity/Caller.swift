@@ -10,6 +10,13 @@ public struct Caller: Sendable {
     /// The org path the role is held on (the subtree it covers).
     public var scope: String
     public var permissions: Set<Permission>
+
+    public init(grantID: String, role: Eduhub_Identity_V1_Role, scope: String, permissions: Set<Permission>? = nil) {
+      self.grantID = grantID
+      self.role = role
+      self.scope = scope
+      self.permissions = permissions ?? Roles.permissions(of: role)
+    }
   }
 
   public var accountID: String
@@ -17,12 +24,29 @@ public struct Caller: Sendable {
   public var personID: String
   /// The org path of the caller's own person record (for audit and defaults).
   public var homeScope: String
-  public var roles: [HeldRole]
+  public let roles: [HeldRole]
+  /// The caller's grants in the privacy policy's terms (worked out once: every masked read uses them).
+  public let grants: [Grant]
   /// People the caller is a bound guardian of.
   public var children: Set<String>
   /// The node that issued the token, and the login session it belongs to.
   public var issuer: String
   public var sessionID: String
+
+  public init(
+    accountID: String, username: String, personID: String, homeScope: String, roles: [HeldRole],
+    children: Set<String>, issuer: String, sessionID: String
+  ) {
+    self.accountID = accountID
+    self.username = username
+    self.personID = personID
+    self.homeScope = homeScope
+    self.roles = roles
+    self.grants = roles.flatMap { role in role.permissions.map { Grant(permission: $0.rawValue, scope: role.scope) } }
+    self.children = children
+    self.issuer = issuer
+    self.sessionID = sessionID
+  }
 
   /// Whether the caller holds `permission` on a subtree covering the org at `path`.
   public func can(_ permission: Permission, at path: String) -> Bool {
@@ -51,10 +75,6 @@ public struct Caller: Sendable {
     return .staff(subject: accountID, grants: grants)
   }
 
-  /// The caller's grants in the privacy policy's terms.
-  public var grants: [Grant] {
-    roles.flatMap { role in role.permissions.map { Grant(permission: $0.rawValue, scope: role.scope) } }
-  }
 }
 
 extension ServerContext {

@@ -108,3 +108,22 @@ extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
     try listAuditEvents(request, caller: try context.caller(), peer: context.peer)
   }
 }
+
+/// The methods a node registers for Identity: the generated ones, with GetPerson answered from the
+/// stored bytes (masked on the wire format, then sent without a decode and re-encode).
+public struct IdentityEndpoints: RPCService {
+  public let service: IdentityService
+
+  public init(_ service: IdentityService) { self.service = service }
+
+  public var methods: [RPCMethod] {
+    let service = self.service
+    return service.methods.map { method in
+      guard method.descriptor == Eduhub_Identity_V1_IdentityService.Method.getPerson else { return method }
+      return .inlineUnaryEncoded(Eduhub_Identity_V1_IdentityService.Method.getPerson) {
+        (request: Eduhub_Identity_V1_GetPersonRequest, context) in
+        try service.getPersonBytes(request, caller: try context.caller(), peer: context.peer)
+      }
+    }
+  }
+}

@@ -31,22 +31,43 @@ extension IdentityService {
   /// The person as `caller` may see them: masked per field by the privacy policy; clear reads of a
   /// minor's sensitive fields are audited.
   func view(_ record: StoredRecord, for caller: Caller, peer: String, on today: CivilDate) throws -> Eduhub_Identity_V1_Person {
-    let result: RecordMasker.Result
-    do {
-      result = try personMasker.mask(record.body, personID: record.id, scope: record.scope, for: caller.reader(for: record.id), on: today)
-    } catch {
-      throw RPCError(.dataLoss, "person \(record.id) cannot be read")
+    try Eduhub_Identity_V1_Person(serializedBytes: viewBytes(record, for: caller, peer: peer, on: today))
+  }
+
+  /// `view` as protobuf bytes: the masked stored body with `org_path` and `masked` appended (a
+  /// field that comes again later in a message replaces the earlier one, so a stale stored value
+  /// cannot win).
+  func viewBytes(_ record: StoredRecord, for caller: Caller, peer: String, on today: CivilDate) throws -> [UInt8] {
+    var body: [UInt8]
+    var changed = false
+    if configuration.maskingEnabled {
+      let result: RecordMasker.Result
+      do {
+        result = try personMasker.mask(record.body, personID: record.id, scope: record.scope, for: caller.reader(for: record.id), on: today)
+      } catch {
+        throw RPCError(.dataLoss, "person \(record.id) cannot be read")
+      }
+      body = result.body
+      changed = result.changed
+      if !result.auditedFields.isEmpty {
+        audit.record(
+          .init(
+            actor: caller.actor, action: "privacy.clear-read", target: record.id,
+            detail: result.auditedFields.map(\.name).joined(separator: ","), peer: peer, timeMs: nowMs()))
+      }
+    } else {
+      body = record.body
     }
-    var person = try Eduhub_Identity_V1_Person(serializedBytes: result.body)
-    person.orgPath = record.scope
-    person.masked = result.changed
-    if !result.auditedFields.isEmpty {
-      audit.record(
-        .init(
-          actor: caller.actor, action: "privacy.clear-read", target: record.id,
-          detail: result.auditedFields.map(\.name).joined(separator: ","), peer: peer, timeMs: nowMs()))
+    let path = Array(record.scope.utf8)
+    body.reserveCapacity(body.count + path.count + 8)
+    WireFields.appendVarint(12 << 3 | 2, to: &body)
+    WireFields.appendVarint(UInt64(path.count), to: &body)
+    body += path
+    if changed {
+      WireFields.appendVarint(17 << 3, to: &body)
+      body.append(1)
     }
-    return person
+    return body
   }
 
   /// Checks that the org can hold this kind of person and returns its path.
@@ -103,9 +124,16 @@ extension IdentityService {
   public func getPerson(_ request: Eduhub_Identity_V1_GetPersonRequest, caller: Caller, peer: String) throws
     -> Eduhub_Identity_V1_Person
   {
+    try Eduhub_Identity_V1_Person(serializedBytes: getPersonBytes(request, caller: caller, peer: peer))
+  }
+
+  /// GetPerson as protobuf bytes (what the RPC sends).
+  public func getPersonBytes(_ request: Eduhub_Identity_V1_GetPersonRequest, caller: Caller, peer: String) throws
+    -> [UInt8]
+  {
     try Validate.identifier(request.id, "id")
     let record: StoredRecord?
-    do { record = try store.get(IdentityCollections.person, request.id) } catch { throw RPCError(.internalError, "storage failed") }
+    do { record = try store.pointGet(IdentityCollections.person, request.id) } catch { throw RPCError(.internalError, "storage failed") }
     // The same answer for "absent" and "not yours": ids do not reveal who exists elsewhere.
     guard let record, !record.deleted, mayRead(record, caller) else {
       if let record, !record.deleted {
@@ -113,7 +141,7 @@ extension IdentityService {
       }
       throw RPCError(.permissionDenied, "person \(request.id) is not readable by this caller, or does not exist")
     }
-    return try view(record, for: caller, peer: peer, on: today)
+    return try viewBytes(record, for: caller, peer: peer, on: today)
   }
 
   public func updatePerson(_ request: Eduhub_Identity_V1_UpdatePersonRequest, caller: Caller, peer: String) throws

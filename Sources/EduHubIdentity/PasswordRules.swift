@@ -1,5 +1,8 @@
 import EduHubCrypto
 import NIOPosix
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// NIST SP 800-63B's rules: length only (8 to 128 characters, no composition rules), and not a
 /// commonly used or breached password, nor the username itself.
@@ -38,16 +41,29 @@ public final class PasswordHasher: Sendable {
 
   public func hash(_ password: String) async throws -> String {
     let limits = self.limits
-    return try await pool.runIfActive { try PasswordHash.hash(password, limits: limits) }
+    return try await pool.runIfActive {
+      Self.yieldToServing()
+      return try PasswordHash.hash(password, limits: limits)
+    }
   }
 
   /// Verifies `password` against `hash`, or against the decoy when there is no hash.
   public func verify(_ password: String, hash: String?) async throws -> Bool {
     let decoy = self.decoy
     return try await pool.runIfActive {
+      Self.yieldToServing()
       let matches = PasswordHash.verify(password, hash: hash ?? decoy)
       return hash != nil && matches
     }
+  }
+
+  /// Lowers the hashing thread's scheduling priority (nice 10): a storm of logins then takes the
+  /// CPU the event loops leave, instead of delaying every other call by a hash's 50 ms.
+  private static func yieldToServing() {
+    #if os(Linux)
+      // On Linux the nice value is per thread, and who = 0 names the calling thread.
+      _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+    #endif
   }
 
   public func shutdown() async {

@@ -73,7 +73,12 @@ extension Int64 {
 extension CivilDate {
   /// Parses `YYYY-MM-DD`; nil for anything else or a day that does not exist.
   public init?(iso text: some StringProtocol) {
-    let bytes = Array(text.utf8)
+    self.init(isoBytes: Array(text.utf8))
+  }
+
+  /// Parses `YYYY-MM-DD` from UTF-8 bytes.
+  public init?(isoBytes: some RandomAccessCollection<UInt8>) {
+    let bytes = Array(isoBytes)
     guard bytes.count == 10, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-") else { return nil }
     func number(_ range: Range<Int>) -> Int? {
       var value = 0

@@ -12,19 +12,29 @@ public enum Masking {
   /// `张三丰` → `张**`, `Wang Fang` → `W*** ****`: the first character (the surname for Chinese
   /// names) stays, every other letter becomes `*`.
   public static func name(_ value: String) -> String {
-    guard let first = value.first else { return "" }
-    return String(first) + String(value.dropFirst().map { $0 == " " ? " " : "*" })
+    // By scalar: names are letters and CJK ideographs, where a scalar is a character.
+    var scalars = value.unicodeScalars.makeIterator()
+    guard let first = scalars.next() else { return "" }
+    var out = String.UnicodeScalarView()
+    out.append(first)
+    while let scalar = scalars.next() { out.append(scalar == " " ? " " : "*") }
+    return String(out)
   }
 
   /// `13812345663` → `138****5663`; shorter numbers keep at most their last two digits.
   public static func phone(_ value: String) -> String {
-    let characters = Array(value)
+    let characters = Array(value.unicodeScalars)
+    var out = String.UnicodeScalarView()
     if characters.count >= 11 {
-      return String(characters.prefix(3)) + String(repeating: "*", count: characters.count - 7)
-        + String(characters.suffix(4))
+      out.append(contentsOf: characters.prefix(3))
+      out.append(contentsOf: repeatElement("*", count: characters.count - 7))
+      out.append(contentsOf: characters.suffix(4))
+      return String(out)
     }
     if characters.count <= 2 { return String(repeating: "*", count: characters.count) }
-    return String(repeating: "*", count: characters.count - 2) + String(characters.suffix(2))
+    out.append(contentsOf: repeatElement("*", count: characters.count - 2))
+    out.append(contentsOf: characters.suffix(2))
+    return String(out)
   }
 
   /// A keyed pseudonym of an ID number: `ID-` and 16 base-32 characters, the same for the same
@@ -37,7 +47,7 @@ public enum Masking {
   /// An address down to its county: the text up to and including the first 县, 区 or 市 after a
   /// province or city (`四川省达州市通川区朝阳街12号` → `四川省达州市通川区`); unknown forms are removed.
   public static func address(_ value: String) -> String {
-    let characters = Array(value)
+    let characters = Array(value.unicodeScalars)
     // The city (prefecture) ends at the first 市 or 盟, or at a 州 not followed by 市 (an autonomous
     // prefecture, 凉山彝族自治州); the county at the next 县, 区, 市 or 旗.
     var cityEnd: Int?
@@ -50,8 +60,11 @@ public enum Masking {
       }
     }
     guard let cityEnd else { return "" }
-    for index in (cityEnd + 1)..<characters.count where "县区市旗".contains(characters[index]) {
-      return String(characters[...index])
+    for index in (cityEnd + 1)..<characters.count
+    where characters[index] == "县" || characters[index] == "区" || characters[index] == "市" || characters[index] == "旗" {
+      var out = String.UnicodeScalarView()
+      out.append(contentsOf: characters[...index])
+      return String(out)
     }
     return ""
   }

@@ -115,6 +115,13 @@ public struct PrivacyPolicy: Sendable {
   public func decide(_ reader: Reader, _ subject: DataSubject, _ field: FieldPolicy, on today: CivilDate)
     -> FieldDecision
   {
+    decide(
+      reader, field, owner: isOwner(reader, of: subject),
+      age: AgeClass.of(birthDate: subject.birthDate, nationalID: subject.nationalID, on: today))
+  }
+
+  /// `decide` with the reader's ownership and the subject's age class worked out once per record.
+  public func decide(_ reader: Reader, _ field: FieldPolicy, owner: Bool, age: AgeClass) -> FieldDecision {
     if field.sensitivity <= .internal || field.masking == .none { return .clear }
     if case .consumer = reader {
       switch field.masking {
@@ -123,8 +130,7 @@ public struct PrivacyPolicy: Sendable {
       default: return .removed
       }
     }
-    if isOwner(reader, of: subject) { return .clear }
-    let age = AgeClass.of(birthDate: subject.birthDate, nationalID: subject.nationalID, on: today)
+    if owner { return .clear }
     let harder = age == .child || age == .unknown || field.sensitivity == .highlySensitive
     switch field.masking {
     case .nationalID: return .pseudonymized

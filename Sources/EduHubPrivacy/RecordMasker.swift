@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubCrypto
 import EduHubStorage
+import Synchronization
 
 extension FieldPolicy {
   /// The policy of a field as its .proto classification declares it; nil for an unclassified one.
@@ -28,22 +29,30 @@ extension FieldPolicy {
 /// personal, so RPC responses, sync batches and subscriptions all mask through this one function.
 ///
 /// The person's birth date and ID number (the fields classified with those masking kinds) decide
-/// their age class at the moment of reading.
+/// their age class at the moment of reading. A record is walked once to find them (and which
+/// classified fields it has), and rewritten only if the reader may not see all of it.
 public struct RecordMasker: Sendable {
   public let policy: PrivacyPolicy
-  private let fields: [Int: FieldPolicy]
-  private let birthDateField: Int?
-  private let nationalIDField: Int?
+  /// Classified fields by number (numbers are small: a flat table).
+  private let table: [FieldPolicy?]
+  private let classified: [FieldPolicy]
+  private let birthDateField: Int
+  private let nationalIDField: Int
   private let pseudonymKey: SecretBytes
+  /// Region pseudonyms already computed (a keyed hash each), by ID number.
+  private let pseudonyms = PseudonymCache()
 
   /// - Parameters:
   ///   - classified: the message's generated `classifiedFields`.
   ///   - pseudonymKey: the node's pseudonym key (from its key store, never the database).
   public init(classified: [ClassifiedField], policy: PrivacyPolicy = PrivacyPolicy(), pseudonymKey: SecretBytes) {
-    let policies = classified.compactMap(FieldPolicy.init)
-    self.fields = Dictionary(policies.map { ($0.number, $0) }, uniquingKeysWith: { first, _ in first })
-    self.birthDateField = policies.first { $0.masking == .birthDate }?.number
-    self.nationalIDField = policies.first { $0.masking == .nationalID }?.number
+    let policies = classified.compactMap(FieldPolicy.init).filter { $0.number > 0 && $0.number < 4096 }
+    var table = [FieldPolicy?](repeating: nil, count: (policies.map(\.number).max() ?? 0) + 1)
+    for field in policies where table[field.number] == nil { table[field.number] = field }
+    self.table = table
+    self.classified = policies
+    self.birthDateField = policies.first { $0.masking == .birthDate }?.number ?? -1
+    self.nationalIDField = policies.first { $0.masking == .nationalID }?.number ?? -1
     self.policy = policy
     self.pseudonymKey = pseudonymKey
   }
@@ -58,19 +67,34 @@ public struct RecordMasker: Sendable {
     public var auditedFields: [FieldPolicy]
   }
 
+  /// What one walk of a body finds.
+  private struct Scan {
+    var birthDate: CivilDate?
+    var nationalID: String?
+    /// Classified field numbers present in the body, as bits (table numbers are below 64 in
+    /// practice; larger ones are always treated as present).
+    var present: UInt64 = 0
+
+    func has(_ number: Int) -> Bool { number >= 64 || present & (1 << UInt64(number)) != 0 }
+  }
+
+  private func scan(_ body: [UInt8]) throws(WireFieldsError) -> Scan {
+    var found = Scan()
+    try Self.forEachField(body) { number, wireType, value, _ in
+      guard number < table.count, table[number] != nil else { return }
+      if number < 64 { found.present |= 1 << UInt64(number) }
+      guard wireType == 2 else { return }
+      if number == birthDateField { found.birthDate = CivilDate(isoBytes: value) }
+      if number == nationalIDField { found.nationalID = String(decoding: value, as: UTF8.self) }
+    }
+    return found
+  }
+
   /// The person a body is about: its id, the org path it belongs to, and the birth date and ID number
   /// found in the body.
   public func subject(of body: [UInt8], personID: String, scope: String) throws(WireFieldsError) -> DataSubject {
-    var birthDate: CivilDate?
-    var nationalID: String?
-    if birthDateField != nil || nationalIDField != nil {
-      try Self.forEachField(body) { number, wireType, value in
-        guard wireType == 2 else { return }
-        if number == birthDateField { birthDate = CivilDate(iso: String(decoding: value, as: UTF8.self)) }
-        if number == nationalIDField { nationalID = String(decoding: value, as: UTF8.self) }
-      }
-    }
-    return DataSubject(personID: personID, scope: scope, birthDate: birthDate, nationalID: nationalID)
+    let found = try scan(body)
+    return DataSubject(personID: personID, scope: scope, birthDate: found.birthDate, nationalID: found.nationalID)
   }
 
   /// Masks `body` (a record of person `personID` in org `scope`) for `reader` on `today`.
@@ -78,54 +102,71 @@ public struct RecordMasker: Sendable {
   public func mask(_ body: [UInt8], personID: String, scope: String, for reader: Reader, on today: CivilDate) throws
     -> Result
   {
-    let subject = try subject(of: body, personID: personID, scope: scope)
-    var decisions: [Int: FieldDecision] = [:]
-    var audited: [FieldPolicy] = []
+    let found = try scan(body)
+    let subject = DataSubject(personID: personID, scope: scope, birthDate: found.birthDate, nationalID: found.nationalID)
+    let age = AgeClass.of(birthDate: found.birthDate, nationalID: found.nationalID, on: today)
+    let owner = policy.isOwner(reader, of: subject)
     var anyHidden = false
-    for (number, field) in fields {
-      let decision = policy.decide(reader, subject, field, on: today)
-      decisions[number] = decision
-      if decision != .clear { anyHidden = true }
+    var audited: [FieldPolicy] = []
+    for field in classified where found.has(field.number) {
+      if policy.decide(reader, field, owner: owner, age: age) != .clear {
+        anyHidden = true
+      } else if age.isMinor && field.sensitivity >= .sensitive {
+        audited.append(field)
+      }
     }
-    // Audit only fields actually present in the body.
-    var present = Set<Int>()
-    var changed = false
+    guard anyHidden else { return Result(body: body, changed: false, auditedFields: audited) }
+
     var out: [UInt8] = []
-    if anyHidden { out.reserveCapacity(body.count) }
+    out.reserveCapacity(body.count)
     var consumerKey: SecretBytes?
     try Self.forEachField(body) { number, wireType, value, raw in
-      let decision = decisions[number] ?? .clear
-      if decision == .clear {
-        present.insert(number)
-        if anyHidden { out += raw }
+      guard number < table.count, let field = table[number] else {
+        out += raw
         return
       }
-      changed = true
-      guard wireType == 2, let field = fields[number] else { return }
-      let text = String(decoding: value, as: UTF8.self)
+      let decision = policy.decide(reader, field, owner: owner, age: age)
+      if decision == .clear {
+        out += raw
+        return
+      }
+      guard wireType == 2 else { return }
       let shown: String?
       switch decision {
-      case .clear: shown = text
+      case .clear: shown = nil
       case .removed: shown = nil
-      case .masked: shown = Self.masked(text, field.masking)
+      case .masked: shown = Self.masked(value, field.masking)
       case .pseudonymized:
+        let text = String(decoding: value, as: UTF8.self)
         if case .consumer(let id) = reader {
           if consumerKey == nil { consumerKey = SecretBytes(try KeyedHash.hash(Array("consumer:\(id)".utf8), key: pseudonymKey)) }
           shown = try Masking.nationalID(text, key: consumerKey!)
+        } else if let cached = pseudonyms.get(text) {
+          shown = cached
         } else {
-          shown = try Masking.nationalID(text, key: pseudonymKey)
+          let pseudonym = try Masking.nationalID(text, key: pseudonymKey)
+          pseudonyms.set(text, pseudonym)
+          shown = pseudonym
         }
       }
       guard let shown, !shown.isEmpty else { return }
       WireFields.appendVarint(UInt64(number) << 3 | 2, to: &out)
-      let utf8 = Array(shown.utf8)
-      WireFields.appendVarint(UInt64(utf8.count), to: &out)
-      out += utf8
+      var shownText = shown
+      shownText.withUTF8 { utf8 in
+        WireFields.appendVarint(UInt64(utf8.count), to: &out)
+        out.append(contentsOf: utf8)
+      }
     }
-    for number in present {
-      if let field = fields[number], policy.requiresAudit(.clear, subject, field, on: today) { audited.append(field) }
+    return Result(body: out, changed: true, auditedFields: audited)
+  }
+
+  /// The masked form of a value for `kind`; nil removes it.
+  static func masked(_ value: ArraySlice<UInt8>, _ kind: MaskingKind) -> String? {
+    if kind == .birthDate {
+      // Validated as a date, then down to its year.
+      return CivilDate(isoBytes: value).map(Masking.birthDate)
     }
-    return Result(body: anyHidden ? out : body, changed: changed, auditedFields: audited.sorted { $0.number < $1.number })
+    return masked(String(decoding: value, as: UTF8.self), kind)
   }
 
   /// The masked form of `text` for `kind`; nil removes it.
@@ -141,28 +182,16 @@ public struct RecordMasker: Sendable {
     }
   }
 
-  private static func forEachField(
-    _ body: [UInt8], _ visit: (Int, UInt64, ArraySlice<UInt8>) throws -> Void
-  ) throws(WireFieldsError) {
-    do {
-      try forEachField(body) { number, wireType, value, _ in try visit(number, wireType, value) }
-    } catch let error as WireFieldsError {
-      throw error
-    } catch {
-      throw WireFieldsError(offset: 0, reason: "\(error)")
-    }
-  }
-
   /// Calls `visit` with each field's number, wire type, value bytes (length-delimited fields) and
   /// raw bytes (tag included).
   private static func forEachField(
     _ body: [UInt8], _ visit: (Int, UInt64, ArraySlice<UInt8>, ArraySlice<UInt8>) throws -> Void
-  ) throws {
+  ) throws(WireFieldsError) {
     var index = 0
     while index < body.count {
       let start = index
       let key = try WireFields.varint(body, &index)
-      let number = Int(key >> 3)
+      let number = Int(truncatingIfNeeded: key >> 3)
       var valueStart = index
       switch key & 7 {
       case 0: _ = try WireFields.varint(body, &index)
@@ -176,7 +205,29 @@ public struct RecordMasker: Sendable {
       default: throw WireFieldsError(offset: start, reason: "wire type \(key & 7)")
       }
       guard index <= body.count else { throw WireFieldsError(offset: start, reason: "field past the end") }
-      try visit(number, key & 7, body[valueStart..<index], body[start..<index])
+      do {
+        try visit(number, key & 7, body[valueStart..<index], body[start..<index])
+      } catch let error as WireFieldsError {
+        throw error
+      } catch {
+        throw WireFieldsError(offset: start, reason: "\(error)")
+      }
+    }
+  }
+}
+
+/// A bounded map from ID numbers to their region pseudonyms: lists and repeated reads of the same
+/// people skip the keyed hash. Emptied when full (simple, and bounded).
+final class PseudonymCache: Sendable {
+  private let entries = Mutex<[String: String]>([:])
+  static let limit = 100_000
+
+  func get(_ id: String) -> String? { entries.withLock { $0[id] } }
+
+  func set(_ id: String, _ pseudonym: String) {
+    entries.withLock { entries in
+      if entries.count >= Self.limit { entries.removeAll(keepingCapacity: true) }
+      entries[id] = pseudonym
     }
   }
 }

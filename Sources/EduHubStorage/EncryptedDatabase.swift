@@ -12,12 +12,15 @@ public final class EncryptedDatabase: Sendable {
 
   /// The database's full path.
   public let path: String
-  /// The pool; every access goes through it.
+  /// The pool; every access but point reads goes through it.
   public let pool: DatabasePool
+  /// Per-thread connections for point reads on hot paths (see `PointReader`).
+  let pointReader: PointReader
 
   private init(path: String, pool: DatabasePool) {
     self.path = path
     self.pool = pool
+    self.pointReader = PointReader(path: path)
   }
 
   /// Opens (or, with `create`, creates) the database at `path` with the key from `source`.
@@ -122,6 +125,7 @@ public final class EncryptedDatabase: Sendable {
 
   /// Closes the pool; afterwards the files can be moved or deleted.
   public func close() throws {
+    pointReader.close()
     try pool.close()
   }
 

@@ -326,6 +326,13 @@ public final class RecordStore: Sendable {
     ).map(Self.record)
   }
 
+  /// The record `collection`/`id`, tombstones included, read on the calling thread through its own
+  /// connection: for hot paths on event loops, where a hand-off to a pool's reader costs more than
+  /// the read (see `PointReader`).
+  public func pointGet(_ collection: String, _ id: String) throws -> StoredRecord? {
+    try database.pointReader.get(collection, id)
+  }
+
   /// Live records whose index `name` has exactly `key`.
   public func find(_ collection: String, index name: String, key: String, limit: Int = 1000) throws -> [StoredRecord] {
     try database.read { db in try find(collection, index: name, key: key, limit: limit, in: db) }

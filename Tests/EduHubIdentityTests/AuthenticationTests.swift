@@ -136,7 +136,8 @@ struct AuthenticationTests {
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
       }
       // Interleaved, so load from other tests falls on both alike; medians of four each (below
-      // the lockout threshold).
+      // the lockout threshold). Without the decoy hash an unknown login would be ~100x faster, so
+      // wide bounds still catch it on a busy machine.
       var unknownTimes: [Double] = []
       var wrongTimes: [Double] = []
       for _ in 0..<4 {
@@ -145,7 +146,7 @@ struct AuthenticationTests {
       }
       let unknown = unknownTimes.sorted()[2]
       let wrong = wrongTimes.sorted()[2]
-      #expect(unknown / wrong > 0.4 && unknown / wrong < 2.5, "unknown \(unknown) s, wrong password \(wrong) s")
+      #expect(unknown / wrong > 0.33 && unknown / wrong < 3, "unknown \(unknown) s, wrong password \(wrong) s")
     }
   }
 

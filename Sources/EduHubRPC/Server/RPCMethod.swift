@@ -70,6 +70,26 @@ public final class RPCMethod: Sendable {
       })
   }
 
+  /// An inline unary method whose handler returns its response already serialized (protobuf bytes,
+  /// e.g. a stored record with a field or two appended): no decoding and re-encoding of a message
+  /// the handler already holds as bytes.
+  public static func inlineUnaryEncoded<Request: Message>(
+    _ descriptor: RPCMethodDescriptor,
+    _ handler: @escaping @Sendable (Request, ServerContext) throws -> [UInt8]
+  ) -> RPCMethod {
+    RPCMethod(
+      descriptor: descriptor,
+      handler: .inline { buffer, context in
+        let request = try MessageCoding.decode(Request.self, from: buffer)
+        let bytes = try handler(request, context)
+        var framed = ByteBufferAllocator().buffer(capacity: bytes.count + 5)
+        framed.writeInteger(UInt8(0))
+        framed.writeInteger(UInt32(truncatingIfNeeded: bytes.count))
+        framed.writeBytes(bytes)
+        return framed
+      })
+  }
+
   /// A unary method whose handler runs as a task, so it may await slow work.
   public static func unary<Request: Message, Response: Message>(
     _ descriptor: RPCMethodDescriptor,

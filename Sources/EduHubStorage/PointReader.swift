@@ -1,0 +1,131 @@
+import Foundation
+import GRDB
+import GRDBSQLite
+import Synchronization
+
+/// Point reads by (collection, id) for hot paths that run on event loops.
+///
+/// GRDB's pool hands each read to a reader's dispatch queue, and under load that hand-off parks the
+/// calling thread on a futex: a context switch per read, which costs more than the read. Here each
+/// thread that reads gets a connection of its own (kept in thread-local storage), with one prepared
+/// statement: no queue, no lock, no switch. Each read is its own short read transaction, so it sees
+/// every committed write. The connections go through the same encrypting VFS with the same key.
+final class PointReader: @unchecked Sendable {
+  /// One thread's connection and statement.
+  final class Connection: @unchecked Sendable {
+    let db: OpaquePointer
+    let statement: OpaquePointer
+
+    init(db: OpaquePointer, statement: OpaquePointer) {
+      self.db = db
+      self.statement = statement
+    }
+
+    func close() {
+      sqlite3_finalize(statement)
+      sqlite3_close_v2(db)
+    }
+  }
+
+  private let path: String
+  private var key = pthread_key_t()
+  /// Every connection opened, so `close` can close them; nil once closed.
+  private let connections = Mutex<[Connection]?>([])
+
+  init(path: String) {
+    self.path = path
+    // The thread-local slot holds an unretained pointer; `connections` owns them.
+    pthread_key_create(&key, nil)
+  }
+
+  /// The record `collection`/`id` (tombstones included), read on the calling thread.
+  func get(_ collection: String, _ id: String) throws -> StoredRecord? {
+    let connection = try current()
+    let statement = connection.statement
+    sqlite3_reset(statement)
+    defer {
+      sqlite3_reset(statement)
+      sqlite3_clear_bindings(statement)
+    }
+    bindText(statement, 1, collection)
+    bindText(statement, 2, id)
+    switch sqlite3_step(statement) {
+    case SQLITE_ROW:
+      return StoredRecord(
+        collection: collection, id: id, scope: columnText(statement, 0), body: columnBlob(statement, 1),
+        version: columnBlob(statement, 2), stamps: columnBlob(statement, 3), deleted: sqlite3_column_int64(statement, 4) != 0,
+        sequence: sqlite3_column_int64(statement, 5))
+    case SQLITE_DONE:
+      return nil
+    default:
+      let code = sqlite3_extended_errcode(connection.db)
+      let message = String(cString: sqlite3_errmsg(connection.db))
+      throw EncryptedDatabase.mapError(DatabaseError(resultCode: ResultCode(rawValue: code), message: message), path: path)
+    }
+  }
+
+  private func current() throws -> Connection {
+    if let raw = pthread_getspecific(key) {
+      return Unmanaged<Connection>.fromOpaque(raw).takeUnretainedValue()
+    }
+    var db: OpaquePointer?
+    guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK, let db else {
+      if let db { sqlite3_close_v2(db) }
+      throw StorageError(.io, "cannot open \(path) for reading")
+    }
+    sqlite3_busy_timeout(db, 5000)
+    // A small cache: point reads of hot records; the pool's readers hold the big ones.
+    sqlite3_exec(db, "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0; PRAGMA cache_size = -8192", nil, nil, nil)
+    var statement: OpaquePointer?
+    let sql = "SELECT scope, body, version, stamps, deleted, sequence FROM record WHERE collection = ? AND id = ?"
+    guard sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) == SQLITE_OK,
+      let statement
+    else {
+      sqlite3_close_v2(db)
+      throw StorageError(.io, "cannot prepare a point read of \(path)")
+    }
+    let connection = Connection(db: db, statement: statement)
+    let registered = connections.withLock { list -> Bool in
+      guard list != nil else { return false }
+      list!.append(connection)
+      return true
+    }
+    guard registered else {
+      connection.close()
+      throw StorageError(.io, "\(path) is closed")
+    }
+    pthread_setspecific(key, Unmanaged.passUnretained(connection).toOpaque())
+    return connection
+  }
+
+  /// Closes every thread's connection. Call when no thread reads any more (the node has stopped).
+  func close() {
+    let all = connections.withLock { list -> [Connection] in
+      defer { list = nil }
+      return list ?? []
+    }
+    for connection in all { connection.close() }
+  }
+
+  private func bindText(_ statement: OpaquePointer, _ index: Int32, _ text: String) {
+    var text = text
+    text.withUTF8 { utf8 in
+      let base = UnsafeRawPointer(utf8.baseAddress) ?? UnsafeRawPointer(bitPattern: 1)!
+      _ = sqlite3_bind_text(
+        statement, index, base.assumingMemoryBound(to: CChar.self), Int32(utf8.count),
+        unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+    }
+  }
+
+  private func columnText(_ statement: OpaquePointer, _ index: Int32) -> String {
+    guard let text = sqlite3_column_text(statement, index) else { return "" }
+    let count = Int(sqlite3_column_bytes(statement, index))
+    return String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)
+  }
+
+  private func columnBlob(_ statement: OpaquePointer, _ index: Int32) -> [UInt8] {
+    let count = Int(sqlite3_column_bytes(statement, index))
+    guard count > 0, let blob = sqlite3_column_blob(statement, index) else { return [] }
+    return [UInt8](UnsafeRawBufferPointer(start: blob, count: count))
+  }
+}
