@@ -223,7 +223,9 @@ let package = Package(
     ),
     .testTarget(
       name: "EduHubPrivacyTests",
-      dependencies: ["EduHubPrivacy", "EduHubCrypto", "EduHubAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+      dependencies: [
+        "EduHubPrivacy", "EduHubCrypto", "EduHubAPI", "EduHubStorage", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       swiftSettings: swiftSettings
     ),
     .testTarget(

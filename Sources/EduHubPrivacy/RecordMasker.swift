@@ -160,6 +160,27 @@ public struct RecordMasker: Sendable {
     return Result(body: out, changed: true, auditedFields: audited)
   }
 
+  /// Masks a batch of stored records of this message type (whose ids are the people's ids) for
+  /// `reader`: what a sync batch to a node, or a subscription, sends. Tombstones pass unchanged.
+  /// - Returns: the records as the reader may see them, and per record the fields read in clear
+  ///   that the audit log must record.
+  public func mask(_ records: [StoredRecord], for reader: Reader, on today: CivilDate) throws
+    -> (records: [StoredRecord], audited: [(recordID: String, fields: [FieldPolicy])])
+  {
+    var out: [StoredRecord] = []
+    out.reserveCapacity(records.count)
+    var audited: [(recordID: String, fields: [FieldPolicy])] = []
+    for var record in records {
+      if !record.deleted {
+        let result = try mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today)
+        record.body = result.body
+        if !result.auditedFields.isEmpty { audited.append((record.id, result.auditedFields)) }
+      }
+      out.append(record)
+    }
+    return (out, audited)
+  }
+
   /// The masked form of a value for `kind`; nil removes it.
   static func masked(_ value: ArraySlice<UInt8>, _ kind: MaskingKind) -> String? {
     if kind == .birthDate {

@@ -17,10 +17,7 @@ struct KeyOptions: ParsableArguments {
     case let (file?, nil):
       return .keyFile(file)
     case let (nil, variable?):
-      guard let passphrase = ProcessInfo.processInfo.environment[variable], !passphrase.isEmpty else {
-        throw FailureMessage(text: "the environment variable \(variable) holds no passphrase")
-      }
-      return .passphrase(passphrase)
+      return .passphrase(try environmentSecret(variable, "passphrase"))
     default:
       throw FailureMessage(text: "give exactly one of --key-file and --passphrase-env")
     }

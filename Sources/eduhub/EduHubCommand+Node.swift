@@ -133,9 +133,7 @@ extension EduHubCommand {
     var person: String = ""
 
     func run() async throws {
-      guard let password = ProcessInfo.processInfo.environment[passwordEnv], !password.isEmpty else {
-        throw FailureMessage(text: "the environment variable \(passwordEnv) holds no password")
-      }
+      let password = try environmentSecret(passwordEnv, "password")
       let grantedRole = try role.map { name in
         guard let role = Roles.role(named: name) else { throw ValidationError("unknown role \(name)") }
         return role

@@ -29,6 +29,9 @@ extension EduHubCommand {
     @Option(help: "PEM file of the CA that signed the node's certificate (implies TLS).")
     var tlsCA: String?
 
+    @Option(help: "The name of an environment variable holding an access token (nodes with data need one).")
+    var tokenEnv: String?
+
     func validate() throws {
       do { _ = try NodeAddress(parsing: address) } catch { throw ValidationError("\(error)") }
       guard count >= 0 else { throw ValidationError("--count must not be negative") }
@@ -40,16 +43,14 @@ extension EduHubCommand {
 
     func run() async throws {
       let target = try NodeAddress(parsing: address)
-      var tls: ClientTLSConfiguration?
-      if tlsCA != nil || target.secure {
-        do { tls = try ClientTLSConfiguration(caFile: tlsCA) } catch let error as RPCError {
-          throw FailureMessage(text: error.message)
-        }
-      }
-      let rpc = RPCClient(host: target.host, port: target.port, tls: tls)
+      let rpc = try connect(target, tlsCA: tlsCA)
       defer { Task { await rpc.close() } }
       let node = Eduhub_Node_V1_NodeService.Client(rpc)
-      let options = CallOptions(timeout: .milliseconds(Int64(timeout * 1000)))
+      var metadata = RPCMetadata()
+      if let tokenEnv {
+        metadata.add("authorization", "Bearer " + (try environmentSecret(tokenEnv, "token")))
+      }
+      let options = CallOptions(timeout: .milliseconds(Int64(timeout * 1000)), metadata: metadata)
       do {
         let info = try await node.info(options: options)
         print(
@@ -73,3 +74,4 @@ extension EduHubCommand {
     }
   }
 }
+

@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubCrypto
 import EduHubPrivacy
+import EduHubStorage
 import Foundation
 import SwiftProtobuf
 import Testing
@@ -147,5 +148,22 @@ struct RecordMaskerTests {
         #expect(field.masking != .unspecified && field.masking != .none, "\(message).\(field.name)")
       }
     }
+  }
+
+  @Test("a sync batch to a school node: its own school's children clear, another school's masked")
+  func syncBatch() throws {
+    let child = Self.person(born: "2015-03-07", nationalID: "511702201503070020")
+    let body: [UInt8] = try child.serializedBytes()
+    let records = [
+      StoredRecord(collection: "person", id: "stu-1", scope: school, body: body),
+      StoredRecord(collection: "person", id: "stu-2", scope: otherSchool, body: body),
+      StoredRecord(collection: "person", id: "stu-3", scope: otherSchool, body: body, deleted: true),
+    ]
+    let (masked, audited) = try masker.mask(records, for: schoolNode, on: today)
+    #expect(masked[0].body == body)
+    let other = try Eduhub_Identity_V1_Person(serializedBytes: masked[1].body)
+    #expect(other.name == "张**" && other.nationalID.hasPrefix("ID-") && other.phone.isEmpty)
+    #expect(masked[2] == records[2])
+    #expect(audited.map { $0.recordID } == ["stu-1"])
   }
 }

@@ -1,0 +1,103 @@
+import EduHubStorage
+import Foundation
+import GRDB
+import Testing
+
+/// `eduhub init | seed | user | grant | audit verify` on a real data directory, as an operator runs them.
+@Suite("Node data commands", .serialized)
+struct NodeDataCommandTests {
+  func withEnvironment(_ name: String, _ value: String, _ body: () throws -> Void) throws {
+    setenv(name, value, 1)
+    defer { unsetenv(name) }
+    try body()
+  }
+
+  @Test("init, seed, user and grant build a node; init refuses to overwrite; keys are private")
+  func buildANode() throws {
+    let data = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-node-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: data) }
+    #expect(try run(["init", "--data", data, "--node-id", "county-511702", "--scope", "511700/511702", "--role", "county"]).status == 0)
+    let again = try run(["init", "--data", data])
+    #expect(again.status != 0 && again.errors.contains("already holds a node"))
+    let attributes = try FileManager.default.attributesOfItem(atPath: data + "/keys/node.key")
+    #expect((attributes[.posixPermissions] as? Int) == 0o600)
+
+    let seeded = try run(["seed", "--data", data, "--scale", "small"])
+    #expect(seeded.status == 0, "\(seeded.errors)")
+    #expect(seeded.output.contains("14 schools"))
+    try withEnvironment("EDUHUB_TEST_PW", "a long enough passphrase") { () throws in
+      let user = try run(["user", "--data", data, "--username", "admin", "--password-env", "EDUHUB_TEST_PW", "--role", "city-admin"])
+      #expect(user.status == 0, "\(user.errors)")
+      let duplicate = try run(["user", "--data", data, "--username", "admin", "--password-env", "EDUHUB_TEST_PW"])
+      #expect(duplicate.status != 0 && duplicate.errors.contains("taken"))
+      let weak = try run(["user", "--data", data, "--username", "weak", "--password-env", "EDUHUB_TEST_PW_MISSING"])
+      #expect(weak.status != 0 && weak.errors.contains("holds no password"))
+    }
+    let granted = try run(["grant", "--data", data, "--username", "admin", "--role", "auditor", "--org", "511700"])
+    #expect(granted.status == 0, "\(granted.errors)")
+    let unknownRole = try run(["grant", "--data", data, "--username", "admin", "--role", "king", "--org", "511700"])
+    #expect(unknownRole.status != 0)
+    let verified = try run(["audit", "verify", "--data", data])
+    #expect(verified.status == 0 && verified.output.contains("intact"))
+    // No personal data in the database file in the clear.
+    let raw = try Data(contentsOf: URL(fileURLWithPath: data + "/eduhub.db"))
+    #expect(raw.range(of: Data("四川省达州市".utf8)) == nil)
+  }
+
+  @Test("audit verify exits 1 when an entry was changed behind the node's back")
+  func auditTampering() throws {
+    let data = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-node-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: data) }
+    #expect(try run(["init", "--data", data]).status == 0)
+    #expect(try run(["seed", "--data", data]).status == 0)
+    try withEnvironment("EDUHUB_TEST_PW", "a long enough passphrase") { () throws in
+      #expect(try run(["user", "--data", data, "--username", "admin", "--password-env", "EDUHUB_TEST_PW", "--role", "city-admin"]).status == 0)
+    }
+    // Someone with the database key (but not the audit key) edits the log.
+    let database = try EncryptedDatabase.open(path: data + "/eduhub.db", key: .keyFile(data + "/keys/db.key"))
+    try database.write { db in try db.execute(sql: "UPDATE audit_event SET actor = 'someone-else' WHERE sequence = 1") }
+    try database.close()
+    let verified = try run(["audit", "verify", "--data", data])
+    #expect(verified.status == 1)
+    #expect(verified.output.contains("BROKEN at entry 1"))
+  }
+
+  @Test("a node with data refuses Ping without a token; eduhub ping --token-env passes one")
+  func pingNeedsAToken() throws {
+    let data = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-node-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: data) }
+    #expect(try run(["init", "--data", data]).status == 0)
+    try withEnvironment("EDUHUB_TEST_PW", "a long enough passphrase") { () throws in
+      #expect(try run(["user", "--data", data, "--username", "admin", "--password-env", "EDUHUB_TEST_PW", "--org", "EDU"]).status != 0)
+      #expect(try run(["seed", "--data", data]).status == 0)
+      #expect(try run(["user", "--data", data, "--username", "admin", "--password-env", "EDUHUB_TEST_PW"]).status == 0)
+    }
+    let port = Int.random(in: 40000..<60000)
+    let server = Process()
+    server.executableURL = binary
+    server.arguments = ["serve", "--data", data, "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
+    try server.run()
+    defer { if server.isRunning { server.terminate() } }
+    var token = ""
+    try withEnvironment("EDUHUB_TEST_PW", "a long enough passphrase") { () throws in
+      for _ in 0..<100 {
+        let login = try run(["login", "127.0.0.1:\(port)", "--login", "admin", "--password-env", "EDUHUB_TEST_PW"])
+        if login.status == 0 {
+          token = login.output.trimmingCharacters(in: .whitespacesAndNewlines)
+          break
+        }
+        usleep(100_000)
+      }
+    }
+    #expect(token.hasPrefix("v4.public."))
+    let refused = try run(["ping", "127.0.0.1:\(port)", "--count", "1"])
+    #expect(refused.status != 0 && refused.errors.contains("UNAUTHENTICATED"))
+    try withEnvironment("EDUHUB_TEST_TOKEN", token) { () throws in
+      let pinged = try run(["ping", "127.0.0.1:\(port)", "--count", "1", "--token-env", "EDUHUB_TEST_TOKEN"])
+      #expect(pinged.status == 0, "\(pinged.errors)")
+    }
+    server.terminate()
+    server.waitUntilExit()
+    #expect(server.terminationStatus == 0)
+  }
+}
