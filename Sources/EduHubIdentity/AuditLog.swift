@@ -23,6 +23,12 @@ public final class AuditLog: Sendable {
     public var peer: String
     public var timeMs: Int64
 
+    /// The same event but for its time.
+    func sameEvent(as other: Entry) -> Bool {
+      actor == other.actor && action == other.action && target == other.target && outcome == other.outcome
+        && detail == other.detail && peer == other.peer
+    }
+
     public init(
       actor: String, action: String, target: String = "", outcome: String = "ok", detail: String = "",
       peer: String = "", timeMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000)
@@ -39,7 +45,7 @@ public final class AuditLog: Sendable {
 
   let database: EncryptedDatabase
   private let key: SecretBytes
-  private let pending = Mutex<(entries: [Entry], flushScheduled: Bool)>(([], false))
+  private let pending = Mutex<(entries: [(entry: Entry, count: Int)], flushScheduled: Bool)>(([], false))
 
   static let migrator: DatabaseMigrator = {
     var migrator = DatabaseMigrator()
@@ -90,10 +96,16 @@ public final class AuditLog: Sendable {
   }
 
   /// Records `entry` soon, batched with others (reads and denials must not each cost a transaction).
-  /// ``flush()`` writes what is pending; listing events flushes first.
+  /// An entry identical to the one recorded just before it (the same caller reading the same
+  /// record again and again, within one flush) is counted on it, `×N` in its detail, rather than
+  /// written again. ``flush()`` writes what is pending; listing events flushes first.
   public func record(_ entry: Entry) {
     let schedule = pending.withLock { state -> Bool in
-      state.entries.append(entry)
+      if let last = state.entries.last, last.entry.sameEvent(as: entry) {
+        state.entries[state.entries.count - 1].count += 1
+        return false
+      }
+      state.entries.append((entry, 1))
       if state.flushScheduled { return false }
       state.flushScheduled = true
       return true
@@ -107,7 +119,7 @@ public final class AuditLog: Sendable {
 
   /// Writes every pending entry now.
   public func flush() throws {
-    let entries = pending.withLock { state -> [Entry] in
+    let entries = pending.withLock { state -> [(entry: Entry, count: Int)] in
       defer {
         state.entries = []
         state.flushScheduled = false
@@ -116,7 +128,13 @@ public final class AuditLog: Sendable {
     }
     guard !entries.isEmpty else { return }
     do {
-      try database.write { db in for entry in entries { try append(entry, in: db) } }
+      try database.write { db in
+        for (entry, count) in entries {
+          var written = entry
+          if count > 1 { written.detail += (written.detail.isEmpty ? "" : " ") + "×\(count)" }
+          try append(written, in: db)
+        }
+      }
     } catch {
       // Put them back first so a later flush retries: an audit event is never dropped silently.
       pending.withLock { $0.entries.insert(contentsOf: entries, at: 0) }

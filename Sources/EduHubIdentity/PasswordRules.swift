@@ -1,5 +1,6 @@
 import EduHubCrypto
 import NIOPosix
+import Synchronization
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -31,6 +32,9 @@ public final class PasswordHasher: Sendable {
   /// A hash of a random password, verified against when the account does not exist so an unknown
   /// login costs the same time as a wrong password.
   private let decoy: String
+  /// Argon2id verifications run so far (an unknown login must cost one, like a wrong password).
+  public var verifications: Int { verified.load(ordering: .relaxed) }
+  private let verified = Atomic<Int>(0)
 
   public init(limits: PasswordHash.Limits, threads: Int) throws {
     self.limits = limits
@@ -50,6 +54,7 @@ public final class PasswordHasher: Sendable {
   /// Verifies `password` against `hash`, or against the decoy when there is no hash.
   public func verify(_ password: String, hash: String?) async throws -> Bool {
     let decoy = self.decoy
+    verified.add(1, ordering: .relaxed)
     return try await pool.runIfActive {
       Self.yieldToServing()
       let matches = PasswordHash.verify(password, hash: hash ?? decoy)

@@ -77,18 +77,21 @@ extension CivilDate {
   }
 
   /// Parses `YYYY-MM-DD` from UTF-8 bytes.
-  public init?(isoBytes: some RandomAccessCollection<UInt8>) {
-    let bytes = Array(isoBytes)
-    guard bytes.count == 10, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-") else { return nil }
-    func number(_ range: Range<Int>) -> Int? {
-      var value = 0
-      for index in range {
-        guard bytes[index] >= 0x30, bytes[index] <= 0x39 else { return nil }
-        value = value * 10 + Int(bytes[index] - 0x30)
+  public init?<Bytes: RandomAccessCollection<UInt8>>(isoBytes bytes: Bytes) {
+    guard bytes.count == 10 else { return nil }
+    var year = 0
+    var month = 0
+    var day = 0
+    for (offset, byte) in bytes.enumerated() {
+      switch offset {
+      case 4, 7:
+        guard byte == UInt8(ascii: "-") else { return nil }
+      default:
+        guard byte >= 0x30, byte <= 0x39 else { return nil }
+        let digit = Int(byte - 0x30)
+        if offset < 4 { year = year * 10 + digit } else if offset < 7 { month = month * 10 + digit } else { day = day * 10 + digit }
       }
-      return value
     }
-    guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10) else { return nil }
     self.init(year: year, month: month, day: day)
   }
 }

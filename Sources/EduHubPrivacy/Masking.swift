@@ -96,4 +96,41 @@ public enum Masking {
     }
     return out
   }
+
+  // MARK: On UTF-8 bytes (the masker's hot path: no String is made)
+
+  /// `name` on UTF-8 bytes, appended to `out`: the first scalar, then `*` for every other scalar
+  /// (spaces kept).
+  static func appendName(_ value: ArraySlice<UInt8>, to out: inout [UInt8]) {
+    var index = value.startIndex
+    guard index < value.endIndex else { return }
+    // The first scalar: its lead byte and continuation bytes.
+    repeat {
+      out.append(value[index])
+      index += 1
+    } while index < value.endIndex && value[index] & 0xC0 == 0x80
+    while index < value.endIndex {
+      let byte = value[index]
+      if byte & 0xC0 != 0x80 { out.append(byte == 0x20 ? 0x20 : UInt8(ascii: "*")) }
+      index += 1
+    }
+  }
+
+  /// `phone` on bytes for an all-ASCII number (nil otherwise, for the String path).
+  static func appendPhone(_ value: ArraySlice<UInt8>, to out: inout [UInt8]) -> Bool {
+    guard value.allSatisfy({ $0 < 0x80 }) else { return false }
+    let count = value.count
+    let star = UInt8(ascii: "*")
+    if count >= 11 {
+      out.append(contentsOf: value.prefix(3))
+      out.append(contentsOf: repeatElement(star, count: count - 7))
+      out.append(contentsOf: value.suffix(4))
+    } else if count <= 2 {
+      out.append(contentsOf: repeatElement(star, count: count))
+    } else {
+      out.append(contentsOf: repeatElement(star, count: count - 2))
+      out.append(contentsOf: value.suffix(2))
+    }
+    return true
+  }
 }

@@ -120,44 +120,82 @@ public struct RecordMasker: Sendable {
     var out: [UInt8] = []
     out.reserveCapacity(body.count)
     var consumerKey: SecretBytes?
-    try Self.forEachField(body) { number, wireType, value, raw in
+    var index = 0
+    while index < body.count {
+      let start = index
+      let key = try WireFields.varint(body, &index)
+      let number = Int(truncatingIfNeeded: key >> 3)
+      var valueStart = index
+      switch key & 7 {
+      case 0: _ = try WireFields.varint(body, &index)
+      case 1: index += 8
+      case 2:
+        let length = try WireFields.varint(body, &index)
+        guard length <= UInt64(body.count - index) else { throw WireFieldsError(offset: start, reason: "length past the end") }
+        valueStart = index
+        index += Int(length)
+      case 5: index += 4
+      default: throw WireFieldsError(offset: start, reason: "wire type \(key & 7)")
+      }
+      guard index <= body.count else { throw WireFieldsError(offset: start, reason: "field past the end") }
       guard number < table.count, let field = table[number] else {
-        out += raw
-        return
+        out.append(contentsOf: body[start..<index])
+        continue
       }
       let decision = policy.decide(reader, field, owner: owner, age: age)
       if decision == .clear {
-        out += raw
-        return
+        out.append(contentsOf: body[start..<index])
+        continue
       }
-      guard wireType == 2 else { return }
-      let shown: String?
+      // Only strings are masked; anything else hidden is left out.
+      guard key & 7 == 2 else { continue }
+      let value = body[valueStart..<index]
+      let shown: [UInt8]
       switch decision {
-      case .clear: shown = nil
-      case .removed: shown = nil
-      case .masked: shown = Self.masked(value, field.masking)
+      case .clear, .removed:
+        continue
+      case .masked:
+        shown = Self.maskedBytes(value, field.masking)
       case .pseudonymized:
         let text = String(decoding: value, as: UTF8.self)
         if case .consumer(let id) = reader {
           if consumerKey == nil { consumerKey = SecretBytes(try KeyedHash.hash(Array("consumer:\(id)".utf8), key: pseudonymKey)) }
-          shown = try Masking.nationalID(text, key: consumerKey!)
+          shown = Array(try Masking.nationalID(text, key: consumerKey!).utf8)
         } else if let cached = pseudonyms.get(text) {
           shown = cached
         } else {
-          let pseudonym = try Masking.nationalID(text, key: pseudonymKey)
+          let pseudonym = Array(try Masking.nationalID(text, key: pseudonymKey).utf8)
           pseudonyms.set(text, pseudonym)
           shown = pseudonym
         }
       }
-      guard let shown, !shown.isEmpty else { return }
+      guard !shown.isEmpty else { continue }
       WireFields.appendVarint(UInt64(number) << 3 | 2, to: &out)
-      var shownText = shown
-      shownText.withUTF8 { utf8 in
-        WireFields.appendVarint(UInt64(utf8.count), to: &out)
-        out.append(contentsOf: utf8)
-      }
+      WireFields.appendVarint(UInt64(shown.count), to: &out)
+      out.append(contentsOf: shown)
     }
     return Result(body: out, changed: true, auditedFields: audited)
+  }
+
+  /// The masked bytes of a value for `kind`; empty removes it. Names, phones and dates are masked
+  /// on the bytes; the rest through their String functions.
+  static func maskedBytes(_ value: ArraySlice<UInt8>, _ kind: MaskingKind) -> [UInt8] {
+    var out: [UInt8] = []
+    switch kind {
+    case .name:
+      out.reserveCapacity(value.count)
+      Masking.appendName(value, to: &out)
+      return out
+    case .phone:
+      if Masking.appendPhone(value, to: &out) { return out }
+    case .birthDate:
+      // Validated as a date, then down to its year.
+      guard CivilDate(isoBytes: value) != nil else { return [] }
+      return Array(value.prefix(4))
+    default:
+      break
+    }
+    return Array((masked(String(decoding: value, as: UTF8.self), kind) ?? "").utf8)
   }
 
   /// Masks a batch of stored records of this message type (whose ids are the people's ids) for
@@ -179,15 +217,6 @@ public struct RecordMasker: Sendable {
       out.append(record)
     }
     return (out, audited)
-  }
-
-  /// The masked form of a value for `kind`; nil removes it.
-  static func masked(_ value: ArraySlice<UInt8>, _ kind: MaskingKind) -> String? {
-    if kind == .birthDate {
-      // Validated as a date, then down to its year.
-      return CivilDate(isoBytes: value).map(Masking.birthDate)
-    }
-    return masked(String(decoding: value, as: UTF8.self), kind)
   }
 
   /// The masked form of `text` for `kind`; nil removes it.
@@ -240,12 +269,12 @@ public struct RecordMasker: Sendable {
 /// A bounded map from ID numbers to their region pseudonyms: lists and repeated reads of the same
 /// people skip the keyed hash. Emptied when full (simple, and bounded).
 final class PseudonymCache: Sendable {
-  private let entries = Mutex<[String: String]>([:])
+  private let entries = Mutex<[String: [UInt8]]>([:])
   static let limit = 100_000
 
-  func get(_ id: String) -> String? { entries.withLock { $0[id] } }
+  func get(_ id: String) -> [UInt8]? { entries.withLock { $0[id] } }
 
-  func set(_ id: String, _ pseudonym: String) {
+  func set(_ id: String, _ pseudonym: [UInt8]) {
     entries.withLock { entries in
       if entries.count >= Self.limit { entries.removeAll(keepingCapacity: true) }
       entries[id] = pseudonym

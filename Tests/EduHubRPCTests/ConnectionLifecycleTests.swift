@@ -78,12 +78,13 @@ struct ConnectionLifecycleTests {
   func idleTimeoutAndReconnect() async throws {
     var configuration = testServerConfiguration()
     configuration.keepaliveInterval = .milliseconds(50)
-    configuration.idleTimeout = .milliseconds(300)
+    // Long enough that a loaded machine still sees the connection open right after the call.
+    configuration.idleTimeout = .milliseconds(1500)
     try await withHarness(configuration: configuration) { harness in
       let client = harness.client()
       _ = try await client.unary(EchoService.unary, request: bytes("one"), responseType: Bytes.self)
       #expect(harness.server.connectionCount == 1)
-      try await eventually(timeout: .seconds(3)) { harness.server.connectionCount == 0 }
+      try await eventually(timeout: .seconds(8)) { harness.server.connectionCount == 0 }
       // The client notices and reconnects for the next call.
       let reply = try await client.unary(EchoService.unary, request: bytes("two"), responseType: Bytes.self)
       #expect(reply.value == Data("two".utf8))
