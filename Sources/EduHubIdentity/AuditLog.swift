@@ -23,12 +23,6 @@ public final class AuditLog: Sendable {
     public var peer: String
     public var timeMs: Int64
 
-    /// The same event but for its time.
-    func sameEvent(as other: Entry) -> Bool {
-      actor == other.actor && action == other.action && target == other.target && outcome == other.outcome
-        && detail == other.detail && peer == other.peer
-    }
-
     public init(
       actor: String, action: String, target: String = "", outcome: String = "ok", detail: String = "",
       peer: String = "", timeMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000)
@@ -45,7 +39,28 @@ public final class AuditLog: Sendable {
 
   let database: EncryptedDatabase
   private let key: SecretBytes
-  private let pending = Mutex<(entries: [(entry: Entry, count: Int)], flushScheduled: Bool)>(([], false))
+  private struct Pending {
+    var entries: [(entry: Entry, count: Int)] = []
+    /// Where each distinct event stands in `entries`.
+    var index: [EventKey: Int] = [:]
+    var flushScheduled = false
+  }
+
+  /// An event without its time: what makes two records of it the same.
+  private struct EventKey: Hashable {
+    let actor, action, target, outcome, detail, peer: String
+
+    init(_ entry: Entry) {
+      actor = entry.actor
+      action = entry.action
+      target = entry.target
+      outcome = entry.outcome
+      detail = entry.detail
+      peer = entry.peer
+    }
+  }
+
+  private let pending = Mutex(Pending())
 
   static let migrator: DatabaseMigrator = {
     var migrator = DatabaseMigrator()
@@ -96,15 +111,16 @@ public final class AuditLog: Sendable {
   }
 
   /// Records `entry` soon, batched with others (reads and denials must not each cost a transaction).
-  /// An entry identical to the one recorded just before it (the same caller reading the same
-  /// record again and again, within one flush) is counted on it, `×N` in its detail, rather than
-  /// written again. ``flush()`` writes what is pending; listing events flushes first.
+  /// An entry identical to one already pending (the same caller reading the same record again and
+  /// again, within one flush) is counted on it, `×N` in its detail, rather than written again. ``flush()`` writes what is pending; listing events flushes first.
   public func record(_ entry: Entry) {
+    let key = EventKey(entry)
     let schedule = pending.withLock { state -> Bool in
-      if let last = state.entries.last, last.entry.sameEvent(as: entry) {
-        state.entries[state.entries.count - 1].count += 1
+      if let index = state.index[key] {
+        state.entries[index].count += 1
         return false
       }
+      state.index[key] = state.entries.count
       state.entries.append((entry, 1))
       if state.flushScheduled { return false }
       state.flushScheduled = true
@@ -120,10 +136,7 @@ public final class AuditLog: Sendable {
   /// Writes every pending entry now.
   public func flush() throws {
     let entries = pending.withLock { state -> [(entry: Entry, count: Int)] in
-      defer {
-        state.entries = []
-        state.flushScheduled = false
-      }
+      defer { state = Pending() }
       return state.entries
     }
     guard !entries.isEmpty else { return }
@@ -137,7 +150,11 @@ public final class AuditLog: Sendable {
       }
     } catch {
       // Put them back first so a later flush retries: an audit event is never dropped silently.
-      pending.withLock { $0.entries.insert(contentsOf: entries, at: 0) }
+      pending.withLock { state in
+        state.entries.insert(contentsOf: entries, at: 0)
+        state.index = [:]
+        for (position, pending) in state.entries.enumerated() { state.index[EventKey(pending.entry)] = position }
+      }
       throw error
     }
   }

@@ -70,7 +70,8 @@ public struct RecordMasker: Sendable {
   /// What one walk of a body finds.
   private struct Scan {
     var birthDate: CivilDate?
-    var nationalID: String?
+    /// Where the ID number's bytes are in the body.
+    var nationalID: Range<Int>?
     /// Classified field numbers present in the body, as bits (table numbers are below 64 in
     /// practice; larger ones are always treated as present).
     var present: UInt64 = 0
@@ -78,14 +79,32 @@ public struct RecordMasker: Sendable {
     func has(_ number: Int) -> Bool { number >= 64 || present & (1 << UInt64(number)) != 0 }
   }
 
+  /// One walk of `body`: which classified fields it has, and the birth date and ID number.
   private func scan(_ body: [UInt8]) throws(WireFieldsError) -> Scan {
     var found = Scan()
-    try Self.forEachField(body) { number, wireType, value, _ in
-      guard number < table.count, table[number] != nil else { return }
+    var index = 0
+    while index < body.count {
+      let start = index
+      let key = try WireFields.varint(body, &index)
+      let number = Int(truncatingIfNeeded: key >> 3)
+      var valueStart = index
+      switch key & 7 {
+      case 0: _ = try WireFields.varint(body, &index)
+      case 1: index += 8
+      case 2:
+        let length = try WireFields.varint(body, &index)
+        guard length <= UInt64(body.count - index) else { throw WireFieldsError(offset: start, reason: "length past the end") }
+        valueStart = index
+        index += Int(length)
+      case 5: index += 4
+      default: throw WireFieldsError(offset: start, reason: "wire type \(key & 7)")
+      }
+      guard index <= body.count else { throw WireFieldsError(offset: start, reason: "field past the end") }
+      guard number < table.count, table[number] != nil else { continue }
       if number < 64 { found.present |= 1 << UInt64(number) }
-      guard wireType == 2 else { return }
-      if number == birthDateField { found.birthDate = CivilDate(isoBytes: value) }
-      if number == nationalIDField { found.nationalID = String(decoding: value, as: UTF8.self) }
+      guard key & 7 == 2 else { continue }
+      if number == birthDateField { found.birthDate = CivilDate(isoBytes: body[valueStart..<index]) }
+      if number == nationalIDField { found.nationalID = valueStart..<index }
     }
     return found
   }
@@ -94,7 +113,9 @@ public struct RecordMasker: Sendable {
   /// found in the body.
   public func subject(of body: [UInt8], personID: String, scope: String) throws(WireFieldsError) -> DataSubject {
     let found = try scan(body)
-    return DataSubject(personID: personID, scope: scope, birthDate: found.birthDate, nationalID: found.nationalID)
+    return DataSubject(
+      personID: personID, scope: scope, birthDate: found.birthDate,
+      nationalID: found.nationalID.map { String(decoding: body[$0], as: UTF8.self) })
   }
 
   /// Masks `body` (a record of person `personID` in org `scope`) for `reader` on `today`.
@@ -103,8 +124,10 @@ public struct RecordMasker: Sendable {
     -> Result
   {
     let found = try scan(body)
-    let subject = DataSubject(personID: personID, scope: scope, birthDate: found.birthDate, nationalID: found.nationalID)
-    let age = AgeClass.of(birthDate: found.birthDate, nationalID: found.nationalID, on: today)
+    // The ID number is read only when there is no birth date to tell the age.
+    let nationalID = found.birthDate == nil ? found.nationalID.map { String(decoding: body[$0], as: UTF8.self) } : nil
+    let subject = DataSubject(personID: personID, scope: scope, birthDate: found.birthDate, nationalID: nationalID)
+    let age = AgeClass.of(birthDate: found.birthDate, nationalID: nationalID, on: today)
     let owner = policy.isOwner(reader, of: subject)
     var anyHidden = false
     var audited: [FieldPolicy] = []
@@ -118,7 +141,8 @@ public struct RecordMasker: Sendable {
     guard anyHidden else { return Result(body: body, changed: false, auditedFields: audited) }
 
     var out: [UInt8] = []
-    out.reserveCapacity(body.count)
+    // Room for what callers append (an org path, a flag) without a second allocation.
+    out.reserveCapacity(body.count + 96)
     var consumerKey: SecretBytes?
     var index = 0
     while index < body.count {
@@ -157,15 +181,14 @@ public struct RecordMasker: Sendable {
       case .masked:
         shown = Self.maskedBytes(value, field.masking)
       case .pseudonymized:
-        let text = String(decoding: value, as: UTF8.self)
         if case .consumer(let id) = reader {
           if consumerKey == nil { consumerKey = SecretBytes(try KeyedHash.hash(Array("consumer:\(id)".utf8), key: pseudonymKey)) }
-          shown = Array(try Masking.nationalID(text, key: consumerKey!).utf8)
-        } else if let cached = pseudonyms.get(text) {
+          shown = Array(try Masking.nationalID(String(decoding: value, as: UTF8.self), key: consumerKey!).utf8)
+        } else if let cached = pseudonyms.get(value) {
           shown = cached
         } else {
-          let pseudonym = Array(try Masking.nationalID(text, key: pseudonymKey).utf8)
-          pseudonyms.set(text, pseudonym)
+          let pseudonym = Array(try Masking.nationalID(String(decoding: value, as: UTF8.self), key: pseudonymKey).utf8)
+          pseudonyms.set(value, pseudonym)
           shown = pseudonym
         }
       }
@@ -231,53 +254,34 @@ public struct RecordMasker: Sendable {
     case .nationalID, .freeText, .redact: return nil
     }
   }
-
-  /// Calls `visit` with each field's number, wire type, value bytes (length-delimited fields) and
-  /// raw bytes (tag included).
-  private static func forEachField(
-    _ body: [UInt8], _ visit: (Int, UInt64, ArraySlice<UInt8>, ArraySlice<UInt8>) throws -> Void
-  ) throws(WireFieldsError) {
-    var index = 0
-    while index < body.count {
-      let start = index
-      let key = try WireFields.varint(body, &index)
-      let number = Int(truncatingIfNeeded: key >> 3)
-      var valueStart = index
-      switch key & 7 {
-      case 0: _ = try WireFields.varint(body, &index)
-      case 1: index += 8
-      case 2:
-        let length = try WireFields.varint(body, &index)
-        guard length <= UInt64(body.count - index) else { throw WireFieldsError(offset: start, reason: "length past the end") }
-        valueStart = index
-        index += Int(length)
-      case 5: index += 4
-      default: throw WireFieldsError(offset: start, reason: "wire type \(key & 7)")
-      }
-      guard index <= body.count else { throw WireFieldsError(offset: start, reason: "field past the end") }
-      do {
-        try visit(number, key & 7, body[valueStart..<index], body[start..<index])
-      } catch let error as WireFieldsError {
-        throw error
-      } catch {
-        throw WireFieldsError(offset: start, reason: "\(error)")
-      }
-    }
-  }
 }
 
 /// A bounded map from ID numbers to their region pseudonyms: lists and repeated reads of the same
-/// people skip the keyed hash. Emptied when full (simple, and bounded).
+/// people skip the keyed hash. Looked up by the number's bytes (an FNV-1a hash, then the bytes
+/// compared), so a hit allocates nothing. Emptied when full (simple, and bounded).
 final class PseudonymCache: Sendable {
-  private let entries = Mutex<[String: [UInt8]]>([:])
+  private let entries = Mutex<[UInt64: (id: [UInt8], pseudonym: [UInt8])]>([:])
   static let limit = 100_000
 
-  func get(_ id: String) -> [UInt8]? { entries.withLock { $0[id] } }
+  private static func hash(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+    return hash
+  }
 
-  func set(_ id: String, _ pseudonym: [UInt8]) {
+  func get(_ id: ArraySlice<UInt8>) -> [UInt8]? {
+    let key = Self.hash(id)
+    return entries.withLock { entries in
+      guard let entry = entries[key], entry.id.elementsEqual(id) else { return nil }
+      return entry.pseudonym
+    }
+  }
+
+  func set(_ id: ArraySlice<UInt8>, _ pseudonym: [UInt8]) {
+    let key = Self.hash(id)
     entries.withLock { entries in
       if entries.count >= Self.limit { entries.removeAll(keepingCapacity: true) }
-      entries[id] = pseudonym
+      entries[key] = (Array(id), pseudonym)
     }
   }
 }

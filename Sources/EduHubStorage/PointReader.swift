@@ -28,14 +28,17 @@ final class PointReader: @unchecked Sendable {
   }
 
   private let path: String
-  private var key = pthread_key_t()
+  /// Unique for the process's lifetime (never reused, unlike an object's address), so a thread's
+  /// connection to a closed database is never taken for one to a new database.
+  private let id: Int
   /// Every connection opened, so `close` can close them; nil once closed.
   private let connections = Mutex<[Connection]?>([])
 
+  private static let nextID = Atomic<Int>(0)
+
   init(path: String) {
     self.path = path
-    // The thread-local slot holds an unretained pointer; `connections` owns them.
-    pthread_key_create(&key, nil)
+    self.id = Self.nextID.add(1, ordering: .relaxed).newValue
   }
 
   /// The record `collection`/`id` (tombstones included), read on the calling thread.
@@ -65,9 +68,8 @@ final class PointReader: @unchecked Sendable {
   }
 
   private func current() throws -> Connection {
-    if let raw = pthread_getspecific(key) {
-      return Unmanaged<Connection>.fromOpaque(raw).takeUnretainedValue()
-    }
+    let slots = ThreadConnections.current
+    if let connection = slots.byReader[id] { return connection }
     var db: OpaquePointer?
     guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK, let db else {
       if let db { sqlite3_close_v2(db) }
@@ -94,7 +96,7 @@ final class PointReader: @unchecked Sendable {
       connection.close()
       throw StorageError(.io, "\(path) is closed")
     }
-    pthread_setspecific(key, Unmanaged.passUnretained(connection).toOpaque())
+    slots.byReader[id] = connection
     return connection
   }
 
@@ -105,6 +107,9 @@ final class PointReader: @unchecked Sendable {
       return list ?? []
     }
     for connection in all { connection.close() }
+    // This thread's entry goes now; other threads' entries for this reader are never looked up
+    // again (ids are not reused) and are dropped with their thread.
+    ThreadConnections.current.byReader[id] = nil
   }
 
   private func bindText(_ statement: OpaquePointer, _ index: Int32, _ text: String) {
@@ -127,5 +132,30 @@ final class PointReader: @unchecked Sendable {
     let count = Int(sqlite3_column_bytes(statement, index))
     guard count > 0, let blob = sqlite3_column_blob(statement, index) else { return [] }
     return [UInt8](UnsafeRawBufferPointer(start: blob, count: count))
+  }
+}
+
+/// A thread's point-read connections, by reader id, in one process-wide thread-local slot (a key
+/// per database would run out of pthread keys in a process that opens many databases).
+final class ThreadConnections {
+  var byReader: [Int: PointReader.Connection] = [:]
+
+  private static let key: pthread_key_t = {
+    var key = pthread_key_t()
+    let result = pthread_key_create(&key) { raw in
+      #if canImport(Glibc)
+        guard let raw else { return }
+      #endif
+      Unmanaged<ThreadConnections>.fromOpaque(raw).release()
+    }
+    precondition(result == 0, "no thread-local storage key for point reads")
+    return key
+  }()
+
+  static var current: ThreadConnections {
+    if let raw = pthread_getspecific(key) { return Unmanaged<ThreadConnections>.fromOpaque(raw).takeUnretainedValue() }
+    let slots = ThreadConnections()
+    pthread_setspecific(key, Unmanaged.passRetained(slots).toOpaque())
+    return slots
   }
 }
