@@ -125,6 +125,17 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // Node-to-node sync: enrollment and authentication of downstream nodes (pull and push next).
+    .target(
+      name: "EduHubSync",
+      dependencies: [
+        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity",
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+
     // Composition of a node: configuration, standard services, the server's life cycle.
     .target(
       name: "EduHubNode",
@@ -132,6 +143,7 @@ let package = Package(
         "EduHubRPC",
         "EduHubAPI",
         "EduHubIdentity",
+        "EduHubSync",
         "EduHubStorage",
         "EduHubReplication",
         "EduHubCrypto",
@@ -155,6 +167,8 @@ let package = Package(
         "EduHubCrypto",
         "EduHubRPC",
         "EduHubAPI",
+        "EduHubIdentity",
+        "EduHubSync",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -231,8 +245,8 @@ let package = Package(
     .testTarget(
       name: "EduHubIdentityTests",
       dependencies: [
-        "EduHubIdentity", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto",
-        "EduHubPrivacy", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+        "EduHubIdentity", "EduHubSync", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubReplication",
+        "EduHubCrypto", "EduHubPrivacy", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],

@@ -63,6 +63,8 @@ public struct AccessTokens: Sendable {
   let publicKeys: @Sendable (String) -> [UInt8]?
   public let lifetime: Int64
   public let audience: String
+  /// This node's public key (what other nodes verify its tokens with).
+  public var publicKey: [UInt8] { signingKey.publicKey }
 
   public init(
     nodeID: String, signingKey: SigningKey, lifetimeSeconds: Int64 = 900, audience: String = "eduhub",

@@ -16,6 +16,9 @@ public final class Authenticator: ServerInterceptor {
     Eduhub_Identity_V1_IdentityService.Method.login.path,
     Eduhub_Identity_V1_IdentityService.Method.refresh.path,
     Eduhub_Identity_V1_IdentityService.Method.activateAccount.path,
+    Eduhub_Sync_V1_SyncService.Method.enroll.path,
+    Eduhub_Sync_V1_SyncService.Method.challenge.path,
+    Eduhub_Sync_V1_SyncService.Method.authenticate.path,
     Grpc_Health_V1_Health.Method.check.path,
     Grpc_Health_V1_Health.Method.watch.path,
   ]

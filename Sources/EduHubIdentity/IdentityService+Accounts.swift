@@ -12,7 +12,7 @@ extension IdentityService {
 
   /// The digest a one-time code or refresh secret is kept as (they are random, so no key or salt
   /// is needed; only the digest is stored).
-  static func secretDigest(_ secret: String) -> String { hex(KeyedHash.digest(Array(secret.utf8))) }
+  package static func secretDigest(_ secret: String) -> String { hex(KeyedHash.digest(Array(secret.utf8))) }
 
   func account(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Identity_V1_AccountRecord)? {
     guard let record = try live(IdentityCollections.account, id, in: db) else { return nil }

@@ -4,6 +4,7 @@ import EduHubCrypto
 import EduHubRPC
 import EduHubStorage
 import GRDB
+import Synchronization
 
 extension IdentityService {
   /// The one answer to every failed login: the same for an unknown login, a wrong password, a
@@ -18,6 +19,25 @@ extension IdentityService {
       let seconds = min(configuration.lockoutMaximum, configuration.lockoutBase << min(over, 20))
       account.lockedUntilMs = nowMs() + seconds * 1000
     }
+  }
+
+  /// Opens a session for a principal that is not an account (a node), with no refresh token: it
+  /// authenticates again when the access token expires. Returns the access token.
+  package func openSession(subject: String, scope: String, in db: Database) throws -> (token: String, claims: AccessClaims) {
+    var session = Eduhub_Identity_V1_SessionRecord()
+    session.id = Self.newID("S")
+    session.accountID = subject
+    session.createdMs = nowMs()
+    session.expiresMs = session.createdMs + configuration.accessTokenLifetime * 1000
+    try put(IdentityCollections.session, session.id, scope: scope, session, in: db)
+    return tokens.issue(subject: subject, sessionID: session.id, now: nowSeconds)
+  }
+
+  /// Whether `sessionID` is a live session of `subject`.
+  package func sessionIsLive(_ sessionID: String, of subject: String, in db: Database) throws -> Bool {
+    guard let record = try live(IdentityCollections.session, sessionID, in: db) else { return false }
+    let session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
+    return !session.revoked && session.accountID == subject && session.expiresMs > nowMs()
   }
 
   /// Opens a session for `account` and issues its first token pair.
@@ -241,6 +261,9 @@ extension IdentityService {
   /// token issued after the account's last "end every session".
   func resolveCaller(_ claims: AccessClaims) throws -> Caller {
     let unauthenticated = { (reason: String) in RPCError(.unauthenticated, reason) }
+    if let resolver = principalResolvers.withLock({ $0.first { claims.subject.hasPrefix($0.prefix) } }) {
+      return try resolver.resolve(claims)
+    }
     return try reading { db in
       guard let (accountRecord, account) = try account(claims.subject, in: db), account.state == .active else {
         throw unauthenticated("the token's account is not active")

@@ -15,7 +15,7 @@ extension IdentityService {
     "class_name", "title", "subjects",
   ]
 
-  static func newID(_ prefix: String) -> String {
+  package static func newID(_ prefix: String) -> String {
     prefix + Base64URL.encode(Random.bytes(9)).replacingOccurrences(of: "_", with: "0").replacingOccurrences(of: "-", with: "1")
   }
 

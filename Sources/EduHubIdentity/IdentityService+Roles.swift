@@ -16,7 +16,9 @@ extension IdentityService {
   /// there, and every permission of the role there too (nobody grants more than they hold).
   func requireGrantable(_ role: Eduhub_Identity_V1_Role, at path: String, _ caller: Caller, _ action: String, target: String, peer: String) throws {
     try require(.rolesGrant, at: path, caller, action, target: target, peer: peer)
-    for permission in Roles.permissions(of: role) where !caller.can(permission, at: path) {
+    let needed = Roles.permissions(of: role)
+    // In a fixed order, so the message names the same missing permission every time.
+    for permission in Permission.allCases where needed.contains(permission) && !caller.can(permission, at: path) {
       throw denied(caller, action, target: target, peer: peer, "granting \(Roles.name(of: role)) needs \(permission.rawValue) on \(target)")
     }
   }
@@ -27,6 +29,7 @@ extension IdentityService {
     try Validate.identifier(request.accountID, "account_id")
     try Validate.identifier(request.orgCode, "org_code", maxLength: 32)
     guard !Roles.permissions(of: request.role).isEmpty else { throw Validate.invalid("role is required") }
+    guard request.role != .node else { throw Validate.invalid("ROLE_NODE comes with a node's enrollment, not with GrantRole") }
     let action = "identity.GrantRole"
     let record = try transaction { db -> StoredRecord in
       let path = try orgPath(request.orgCode, in: db)

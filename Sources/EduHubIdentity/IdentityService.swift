@@ -45,11 +45,13 @@ public final class IdentityService: Sendable {
   public let configuration: IdentityConfiguration
   let personMasker: RecordMasker
   let delivery: any CodeDelivery
-  let nowMs: @Sendable () -> Int64
+  package let nowMs: @Sendable () -> Int64
   /// Bumped by every change that can alter a resolved caller (roles, sessions, accounts,
   /// guardianships): cached callers from an older epoch are resolved again.
   let epoch = Atomic<UInt64>(0)
   let nodeKeys = KeyRing()
+  /// Who a token's subject is when it is not an account (`node:…`): resolvers other services add.
+  let principalResolvers = Mutex<[(prefix: String, resolve: @Sendable (AccessClaims) throws -> Caller)]>([])
 
   public init(
     nodeID: String, replica: Replica, audit: AuditLog, signingKey: SigningKey, pseudonymKey: SecretBytes,
@@ -95,12 +97,12 @@ public final class IdentityService: Sendable {
     try? audit.flush()
   }
 
-  var nowSeconds: Int64 { nowMs() / 1000 }
+  package var nowSeconds: Int64 { nowMs() / 1000 }
 
   // MARK: Permission checks
 
   /// Audits a refusal and returns the error to throw.
-  func denied(
+  package func denied(
     _ caller: Caller, _ action: String, target: String, peer: String, _ message: String
   ) -> RPCError {
     audit.record(.init(actor: caller.actor, action: action, target: target, outcome: "denied", detail: message, peer: peer, timeMs: nowMs()))
@@ -108,7 +110,7 @@ public final class IdentityService: Sendable {
   }
 
   /// Throws PERMISSION_DENIED (audited) unless `caller` holds `permission` on `path`.
-  func require(
+  package func require(
     _ permission: Permission, at path: String, _ caller: Caller, _ action: String, target: String, peer: String
   ) throws {
     guard caller.can(permission, at: path) else {
@@ -119,7 +121,7 @@ public final class IdentityService: Sendable {
   // MARK: Storage helpers
 
   /// Runs `body` in one write transaction; storage failures become INTERNAL/UNAVAILABLE.
-  func transaction<T>(_ body: (Database) throws -> T) throws -> T {
+  package func transaction<T>(_ body: (Database) throws -> T) throws -> T {
     do {
       return try store.database.write(body)
     } catch let error as RPCError {
@@ -134,7 +136,7 @@ public final class IdentityService: Sendable {
   }
 
   /// Reads in one snapshot; storage failures become INTERNAL.
-  func reading<T>(_ body: (Database) throws -> T) throws -> T {
+  package func reading<T>(_ body: (Database) throws -> T) throws -> T {
     do {
       return try store.database.read(body)
     } catch let error as RPCError {
@@ -144,33 +146,38 @@ public final class IdentityService: Sendable {
     }
   }
 
-  func put(_ collection: String, _ id: String, scope: String, _ message: some Message, in db: Database) throws {
+  package func put(_ collection: String, _ id: String, scope: String, _ message: some Message, in db: Database) throws {
     try replica.write([.init(collection: collection, id: id, scope: scope, body: try message.serializedBytes())], in: db)
   }
 
-  func delete(_ record: StoredRecord, in db: Database) throws {
+  package func delete(_ record: StoredRecord, in db: Database) throws {
     try replica.write([.init(collection: record.collection, id: record.id, scope: record.scope, body: nil)], in: db)
   }
 
-  func live(_ collection: String, _ id: String, in db: Database) throws -> StoredRecord? {
+  package func live(_ collection: String, _ id: String, in db: Database) throws -> StoredRecord? {
     guard !id.isEmpty, let record = try store.get(collection, id, in: db), !record.deleted else { return nil }
     return record
   }
 
   /// The path of org `code`, or NOT_FOUND.
-  func orgPath(_ code: String, in db: Database) throws -> String {
+  package func orgPath(_ code: String, in db: Database) throws -> String {
     guard let record = try live(IdentityCollections.org, code, in: db) else {
       throw RPCError(.notFound, "no org \(code.prefix(40))")
     }
     return record.scope
   }
 
-  func invalidateCallers() { epoch.add(1, ordering: .relaxed) }
+  package func invalidateCallers() { epoch.add(1, ordering: .relaxed) }
+
+  /// Lets tokens whose subject starts with `prefix` (e.g. `node:`) resolve through `resolve`.
+  package func registerPrincipals(prefix: String, _ resolve: @escaping @Sendable (AccessClaims) throws -> Caller) {
+    principalResolvers.withLock { $0.append((prefix, resolve)) }
+  }
 }
 
 extension Caller {
   /// How the audit log names the caller.
-  var actor: String { accountID.isEmpty ? "anonymous" : accountID }
+  package var actor: String { accountID.isEmpty ? "anonymous" : accountID }
 
   /// The node's operator at its console (the `eduhub` command): every permission everywhere.
   public static func `operator`(name: String) -> Caller {

@@ -15,6 +15,11 @@ public enum Permission: String, Sendable, Hashable, CaseIterable {
   case rolesGrant = "roles.grant"
   case auditRead = "audit.read"
   case catalogRead = "catalog.read"
+  /// Register, list and revoke downstream nodes in a subtree.
+  case nodesManage = "nodes.manage"
+  /// A node's own: pull changes of its scope, push its writes.
+  case syncPull = "sync.pull"
+  case syncPush = "sync.push"
 }
 
 /// The built-in roles and their permissions.
@@ -23,7 +28,7 @@ public enum Roles {
     switch role {
     case .cityAdmin, .countyAdmin:
       // Administrators of a city or county see people masked: clear reads belong to the child's school.
-      return [.orgRead, .orgWrite, .peopleRead, .peopleWrite, .accountsManage, .rolesGrant]
+      return [.orgRead, .orgWrite, .peopleRead, .peopleWrite, .accountsManage, .rolesGrant, .nodesManage]
     case .schoolAdmin:
       return [.orgRead, .peopleRead, .peopleReadClear, .peopleWrite, .accountsManage, .rolesGrant]
     case .teacher:
@@ -34,6 +39,9 @@ public enum Roles {
       return [.orgRead, .catalogRead]
     case .auditor:
       return [.orgRead, .auditRead]
+    case .node:
+      // A node with clearance also holds people.read.clear (added when it authenticates).
+      return [.orgRead, .peopleRead, .syncPull, .syncPush]
     case .unspecified, .UNRECOGNIZED:
       return []
     }
@@ -50,6 +58,7 @@ public enum Roles {
     case .guardian: return "guardian"
     case .dataConsumer: return "data-consumer"
     case .auditor: return "auditor"
+    case .node: return "node"
     case .unspecified, .UNRECOGNIZED: return "unspecified"
     }
   }

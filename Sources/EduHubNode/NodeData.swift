@@ -2,6 +2,7 @@ import EduHubCrypto
 import EduHubIdentity
 import EduHubReplication
 import EduHubStorage
+import EduHubSync
 import Foundation
 import Logging
 
@@ -83,7 +84,7 @@ public struct NodeData: Sendable {
   /// Opens the node's encrypted database and its replica (for tools that write records directly).
   public func openReplica() throws -> (EncryptedDatabase, Replica) {
     let database = try EncryptedDatabase.open(path: databasePath, key: .keyFile(keyPath("db")))
-    let store = try RecordStore(database: database, collections: IdentityCollections.all)
+    let store = try RecordStore(database: database, collections: IdentityCollections.all + SyncCollections.all)
     return (database, try Replica(nodeID: identity.nodeID, store: store))
   }
 
@@ -99,7 +100,9 @@ public struct NodeData: Sendable {
         nodeID: identity.nodeID, replica: replica, audit: audit, signingKey: try SigningKey(seed: try key("node")),
         pseudonymKey: try key("pseudonym"), delivery: delivery ?? OutboxCodeDelivery(logger: logger),
         configuration: identityConfiguration)
-      return OpenNode(data: self, database: database, replica: replica, audit: audit, identity: identityService)
+      return OpenNode(
+        data: self, database: database, replica: replica, audit: audit, identity: identityService,
+        sync: SyncService(identity: identityService))
     } catch let error as StorageError {
       throw NodeDataError(error.message)
     } catch let error as CryptoError {
@@ -115,6 +118,7 @@ public struct OpenNode: Sendable {
   public let replica: Replica
   public let audit: AuditLog
   public let identity: IdentityService
+  public let sync: SyncService
 
   /// Flushes the audit log, stops the hashing threads and closes the database.
   public func close() async {

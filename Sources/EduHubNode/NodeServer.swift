@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubIdentity
+import EduHubSync
 import EduHubRPC
 import Logging
 import NIOCore
@@ -110,6 +111,6 @@ extension OpenNode {
   /// The node's services and, with them, the authenticator every call but the public ones passes.
   public func services(configuration: inout ServerConfiguration) -> [any RPCService] {
     configuration.interceptor = Authenticator(identity: identity)
-    return [IdentityEndpoints(identity)]
+    return [IdentityEndpoints(identity), sync]
   }
 }

@@ -133,6 +133,16 @@ final class IdentityWorld: Sendable {
     CallOptions(metadata: ["authorization": .string("Bearer " + token)])
   }
 
+  /// How many times `action` happened with `outcome`: repeated identical events are written once
+  /// with `×N` in their detail.
+  func auditCount(action: String, outcome: String) throws -> Int {
+    try auditEvents(action: action).filter { $0.outcome == outcome }.reduce(0) { total, event in
+      guard let mark = event.detail.range(of: "×", options: .backwards), let count = Int(event.detail[mark.upperBound...])
+      else { return total + 1 }
+      return total + count
+    }
+  }
+
   /// The audit events of `action`, oldest first.
   func auditEvents(action: String) throws -> [Eduhub_Identity_V1_AuditEvent] {
     try node.audit.events(after: 0, action: action, limit: 10_000)

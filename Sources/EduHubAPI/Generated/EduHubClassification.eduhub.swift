@@ -75,6 +75,12 @@ extension Eduhub_Identity_V1_SessionRecord: ClassifiedMessage {
   ]
 }
 
+extension Eduhub_Sync_V1_SyncNodeRecord: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 2, name: "enrollment_hash", sensitivity: 4, masking: 9),
+  ]
+}
+
 /// Every field of every EduHub message, by the message's full proto name; unclassified fields
 /// have sensitivity `.unspecified`.
 public enum EduHubClassification {
@@ -372,6 +378,66 @@ public enum EduHubClassification {
     ],
     "eduhub.node.v1.PingResponse": [
       ClassifiedField(number: 1, name: "payload", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.SyncNodeRecord": [
+      ClassifiedField(number: 1, name: "node", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "enrollment_hash", sensitivity: 4, masking: 9),
+      ClassifiedField(number: 3, name: "enrollment_expires_ms", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.SyncNode": [
+      ClassifiedField(number: 1, name: "id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "scope", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "clearance", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "state", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "public_key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "created_by", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "created_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "enrolled_ms", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.CreateNodeRequest": [
+      ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "clearance", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.CreateNodeResponse": [
+      ClassifiedField(number: 1, name: "node", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "enrollment_token", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "enrollment_expires_ms", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.EnrollRequest": [
+      ClassifiedField(number: 1, name: "enrollment_token", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "public_key", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.EnrollResponse": [
+      ClassifiedField(number: 1, name: "node", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "upstream_node_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "upstream_public_key", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.ChallengeRequest": [
+      ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.ChallengeResponse": [
+      ClassifiedField(number: 1, name: "challenge", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "expires_ms", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.AuthenticateRequest": [
+      ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "challenge", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "signature", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.AuthenticateResponse": [
+      ClassifiedField(number: 1, name: "access_token", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "expires_ms", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.ListNodesRequest": [
+      ClassifiedField(number: 1, name: "org_code", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.ListNodesResponse": [
+      ClassifiedField(number: 1, name: "nodes", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.RevokeNodeRequest": [
+      ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),
     ],
   ]
 }

@@ -320,6 +320,9 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
   case guardian // = 6
   case dataConsumer // = 7
   case auditor // = 8
+
+  /// A downstream node (granted by enrollment, never by GrantRole): syncs its scope at its clearance.
+  case node // = 9
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -337,6 +340,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     case 6: self = .guardian
     case 7: self = .dataConsumer
     case 8: self = .auditor
+    case 9: self = .node
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -352,6 +356,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     case .guardian: return 6
     case .dataConsumer: return 7
     case .auditor: return 8
+    case .node: return 9
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -367,6 +372,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     .guardian,
     .dataConsumer,
     .auditor,
+    .node,
   ]
 
 }
@@ -1358,7 +1364,7 @@ nonisolated extension Eduhub_Identity_V1_AccountState: SwiftProtobuf._ProtoNameP
 }
 
 nonisolated extension Eduhub_Identity_V1_Role: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_CITY_ADMIN\0\u{1}ROLE_COUNTY_ADMIN\0\u{1}ROLE_SCHOOL_ADMIN\0\u{1}ROLE_TEACHER\0\u{1}ROLE_STUDENT\0\u{1}ROLE_GUARDIAN\0\u{1}ROLE_DATA_CONSUMER\0\u{1}ROLE_AUDITOR\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_CITY_ADMIN\0\u{1}ROLE_COUNTY_ADMIN\0\u{1}ROLE_SCHOOL_ADMIN\0\u{1}ROLE_TEACHER\0\u{1}ROLE_STUDENT\0\u{1}ROLE_GUARDIAN\0\u{1}ROLE_DATA_CONSUMER\0\u{1}ROLE_AUDITOR\0\u{1}ROLE_NODE\0")
 }
 
 nonisolated extension Eduhub_Identity_V1_Org: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -1,0 +1,254 @@
+import EduHubAPI
+import EduHubCrypto
+import EduHubIdentity
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+
+/// The sync service of a node: its downstream nodes' enrollment and authentication (the pull and
+/// push of changes come next, on the same identities).
+///
+/// A node's access token has the subject `node:<id>`; the caller it resolves to holds the `node`
+/// role on the node's scope, with `people.read.clear` there only if its clearance is clear.
+public final class SyncService: Sendable {
+  public let identity: IdentityService
+  let challenges = NodeChallenges()
+  /// How long an enrollment token is valid.
+  static let enrollmentLifetimeMs: Int64 = 86_400_000
+
+  public init(identity: IdentityService) {
+    self.identity = identity
+    identity.registerPrincipals(prefix: "node:") { [weak self] claims in
+      guard let self else { throw RPCError(.unauthenticated, "the node service is gone") }
+      return try self.caller(for: claims)
+    }
+  }
+
+  static func subject(_ nodeID: String) -> String { "node:" + nodeID }
+
+  func node(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Sync_V1_SyncNodeRecord)? {
+    guard let record = try identity.live(SyncCollections.node, id, in: db) else { return nil }
+    return (record, try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body))
+  }
+
+  static func publicNode(_ record: StoredRecord, _ stored: Eduhub_Sync_V1_SyncNodeRecord) -> Eduhub_Sync_V1_SyncNode {
+    var node = stored.node
+    node.scope = record.scope
+    return node
+  }
+
+  static func validID(_ id: String, _ field: String) throws {
+    guard (1...40).contains(id.utf8.count),
+      id.utf8.allSatisfy({ byte in
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+          || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+      })
+    else { throw RPCError(.invalidArgument, "\(field) must be 1 to 40 letters, digits, '-' or '_'") }
+  }
+
+  // MARK: Enrollment
+
+  public func createNode(_ request: Eduhub_Sync_V1_CreateNodeRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Sync_V1_CreateNodeResponse
+  {
+    try Self.validID(request.nodeID, "node_id")
+    try Self.validID(request.orgCode, "org_code")
+    guard request.clearance == .clear || request.clearance == .masked else {
+      throw RPCError(.invalidArgument, "clearance must be CLEARANCE_CLEAR or CLEARANCE_MASKED")
+    }
+    guard request.nodeID != identity.nodeID else { throw RPCError(.invalidArgument, "a node cannot enroll itself") }
+    let action = "sync.CreateNode"
+    let secret = Base64URL.encode(Random.bytes(32))
+    return try identity.transaction { db in
+      let path = try identity.orgPath(request.orgCode, in: db)
+      try identity.require(.nodesManage, at: path, caller, action, target: request.orgCode, peer: peer)
+      if try identity.store.get(SyncCollections.node, request.nodeID, in: db) != nil {
+        throw RPCError(.alreadyExists, "node \(request.nodeID) already exists")
+      }
+      var stored = Eduhub_Sync_V1_SyncNodeRecord()
+      stored.node.id = request.nodeID
+      stored.node.orgCode = request.orgCode
+      stored.node.clearance = request.clearance
+      stored.node.state = .pending
+      stored.node.createdBy = caller.accountID
+      stored.node.createdMs = identity.nowMs()
+      stored.enrollmentHash = IdentityService.secretDigest(secret)
+      stored.enrollmentExpiresMs = identity.nowMs() + Self.enrollmentLifetimeMs
+      try identity.put(SyncCollections.node, request.nodeID, scope: path, stored, in: db)
+      try identity.audit.append(
+        .init(actor: caller.actor, action: action, target: request.nodeID, detail: "scope \(path), \(request.clearance)", peer: peer, timeMs: identity.nowMs()),
+        in: db)
+      var response = Eduhub_Sync_V1_CreateNodeResponse()
+      response.node = stored.node
+      response.node.scope = path
+      response.enrollmentToken = request.nodeID + "." + secret
+      response.enrollmentExpiresMs = stored.enrollmentExpiresMs
+      return response
+    }
+  }
+
+  public func enroll(_ request: Eduhub_Sync_V1_EnrollRequest, peer: String) throws -> Eduhub_Sync_V1_EnrollResponse {
+    let failed = RPCError(.unauthenticated, "enrollment failed: the token is wrong, used or expired")
+    let parts = request.enrollmentToken.split(separator: ".", omittingEmptySubsequences: false)
+    guard request.enrollmentToken.utf8.count <= 200, parts.count == 2 else { throw failed }
+    guard request.publicKey.count == SigningKey.publicKeyBytes else {
+      throw RPCError(.invalidArgument, "public_key must be an Ed25519 public key of 32 bytes")
+    }
+    let nodeID = String(parts[0])
+    let digest = IdentityService.secretDigest(String(parts[1]))
+    let action = "sync.Enroll"
+    let outcome = try identity.transaction { db -> Result<Eduhub_Sync_V1_EnrollResponse, RPCError> in
+      guard let (record, found) = try node(nodeID, in: db) else {
+        identity.audit.record(.init(actor: "anonymous", action: action, target: "unknown node", outcome: "failed", peer: peer, timeMs: identity.nowMs()))
+        return .failure(failed)
+      }
+      var stored = found
+      guard stored.node.state == .pending, stored.enrollmentExpiresMs > identity.nowMs(),
+        ConstantTime.equals(Array(digest.utf8), Array(stored.enrollmentHash.utf8))
+      else {
+        try identity.audit.append(.init(actor: Self.subject(nodeID), action: action, target: nodeID, outcome: "failed", peer: peer, timeMs: identity.nowMs()), in: db)
+        return .failure(failed)
+      }
+      stored.node.publicKey = request.publicKey
+      stored.node.state = .active
+      stored.node.enrolledMs = identity.nowMs()
+      stored.enrollmentHash = ""
+      stored.enrollmentExpiresMs = 0
+      try identity.put(SyncCollections.node, nodeID, scope: record.scope, stored, in: db)
+      try identity.audit.append(.init(actor: Self.subject(nodeID), action: action, target: nodeID, peer: peer, timeMs: identity.nowMs()), in: db)
+      var response = Eduhub_Sync_V1_EnrollResponse()
+      response.node = Self.publicNode(record, stored)
+      response.upstreamNodeID = identity.nodeID
+      response.upstreamPublicKey = Data(identity.tokens.publicKey)
+      return .success(response)
+    }
+    return try outcome.get()
+  }
+
+  // MARK: Authentication
+
+  public func challenge(_ request: Eduhub_Sync_V1_ChallengeRequest) throws -> Eduhub_Sync_V1_ChallengeResponse {
+    try Self.validID(request.nodeID, "node_id")
+    // A challenge for any id: whether a node exists is not told to whoever asks.
+    guard let issued = challenges.issue(for: request.nodeID, now: identity.nowMs()) else {
+      throw RPCError(.resourceExhausted, "too many challenges outstanding; retry shortly")
+    }
+    var response = Eduhub_Sync_V1_ChallengeResponse()
+    response.challenge = Data(issued.challenge)
+    response.expiresMs = issued.expiresMs
+    return response
+  }
+
+  public func authenticate(_ request: Eduhub_Sync_V1_AuthenticateRequest, peer: String) throws
+    -> Eduhub_Sync_V1_AuthenticateResponse
+  {
+    try Self.validID(request.nodeID, "node_id")
+    let failed = RPCError(.unauthenticated, "node authentication failed")
+    let action = "sync.Authenticate"
+    let redeemed = challenges.redeem([UInt8](request.challenge), for: request.nodeID, now: identity.nowMs())
+    let outcome = try identity.transaction { db -> Result<Eduhub_Sync_V1_AuthenticateResponse, RPCError> in
+      guard redeemed, let (record, stored) = try node(request.nodeID, in: db), stored.node.state == .active,
+        SigningKey.verify(
+          signature: [UInt8](request.signature), of: NodeChallenges.signedBytes([UInt8](request.challenge)),
+          publicKey: [UInt8](stored.node.publicKey))
+      else {
+        identity.audit.record(
+          .init(actor: Self.subject(request.nodeID), action: action, target: request.nodeID, outcome: "failed", peer: peer, timeMs: identity.nowMs()))
+        return .failure(failed)
+      }
+      let issued = try identity.openSession(subject: Self.subject(request.nodeID), scope: record.scope, in: db)
+      try identity.audit.append(.init(actor: Self.subject(request.nodeID), action: action, target: request.nodeID, peer: peer, timeMs: identity.nowMs()), in: db)
+      var response = Eduhub_Sync_V1_AuthenticateResponse()
+      response.accessToken = issued.token
+      response.expiresMs = issued.claims.expiresAt * 1000
+      return .success(response)
+    }
+    return try outcome.get()
+  }
+
+  /// The caller a node's token stands for: the `node` role on its scope, clear reads there only
+  /// with clearance; refused once the node is revoked or its session ended.
+  func caller(for claims: AccessClaims) throws -> Caller {
+    let nodeID = String(claims.subject.dropFirst("node:".count))
+    return try identity.reading { db in
+      guard let (record, stored) = try node(nodeID, in: db), stored.node.state == .active else {
+        throw RPCError(.unauthenticated, "the token's node is not active")
+      }
+      guard try identity.sessionIsLive(claims.sessionID, of: claims.subject, in: db) else {
+        throw RPCError(.unauthenticated, "the token's session was ended")
+      }
+      var permissions = Roles.permissions(of: .node)
+      if stored.node.clearance == .clear { permissions.insert(.peopleReadClear) }
+      return Caller(
+        accountID: claims.subject, username: nodeID, personID: "", homeScope: record.scope,
+        roles: [.init(grantID: "", role: .node, scope: record.scope, permissions: permissions)], children: [],
+        issuer: claims.issuer, sessionID: claims.sessionID)
+    }
+  }
+
+  // MARK: Administration
+
+  public func listNodes(_ request: Eduhub_Sync_V1_ListNodesRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Sync_V1_ListNodesResponse
+  {
+    try Self.validID(request.orgCode, "org_code")
+    return try identity.reading { db in
+      let path = try identity.orgPath(request.orgCode, in: db)
+      try identity.require(.nodesManage, at: path, caller, "sync.ListNodes", target: request.orgCode, peer: peer)
+      var response = Eduhub_Sync_V1_ListNodesResponse()
+      for record in try identity.store.inScope(SyncCollections.node, scope: path, limit: 10_000, in: db) {
+        response.nodes.append(Self.publicNode(record, try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)))
+      }
+      return response
+    }
+  }
+
+  public func revokeNode(_ request: Eduhub_Sync_V1_RevokeNodeRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Sync_V1_SyncNode
+  {
+    try Self.validID(request.nodeID, "node_id")
+    let action = "sync.RevokeNode"
+    let revoked = try identity.transaction { db in
+      guard let (record, found) = try self.node(request.nodeID, in: db) else {
+        throw RPCError(.notFound, "no node \(request.nodeID)")
+      }
+      try identity.require(.nodesManage, at: record.scope, caller, action, target: request.nodeID, peer: peer)
+      var stored = found
+      stored.node.state = .revoked
+      stored.enrollmentHash = ""
+      try identity.put(SyncCollections.node, request.nodeID, scope: record.scope, stored, in: db)
+      try identity.audit.append(.init(actor: caller.actor, action: action, target: request.nodeID, peer: peer, timeMs: identity.nowMs()), in: db)
+      return Self.publicNode(record, stored)
+    }
+    identity.invalidateCallers()
+    return revoked
+  }
+}
+
+extension SyncService: Eduhub_Sync_V1_SyncService.Handler {
+  public func createNode(request: Eduhub_Sync_V1_CreateNodeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_CreateNodeResponse {
+    try createNode(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func enroll(request: Eduhub_Sync_V1_EnrollRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_EnrollResponse {
+    try enroll(request, peer: context.peer)
+  }
+
+  public func challenge(request: Eduhub_Sync_V1_ChallengeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_ChallengeResponse {
+    try challenge(request)
+  }
+
+  public func authenticate(request: Eduhub_Sync_V1_AuthenticateRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_AuthenticateResponse {
+    try authenticate(request, peer: context.peer)
+  }
+
+  public func listNodes(request: Eduhub_Sync_V1_ListNodesRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_ListNodesResponse {
+    try listNodes(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func revokeNode(request: Eduhub_Sync_V1_RevokeNodeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_SyncNode {
+    try revokeNode(request, caller: try context.caller(), peer: context.peer)
+  }
+}
