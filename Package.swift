@@ -129,7 +129,7 @@ let package = Package(
     .target(
       name: "EduHubSync",
       dependencies: [
-        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity",
+        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubReplication",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],

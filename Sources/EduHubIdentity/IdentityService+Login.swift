@@ -21,25 +21,6 @@ extension IdentityService {
     }
   }
 
-  /// Opens a session for a principal that is not an account (a node), with no refresh token: it
-  /// authenticates again when the access token expires. Returns the access token.
-  package func openSession(subject: String, scope: String, in db: Database) throws -> (token: String, claims: AccessClaims) {
-    var session = Eduhub_Identity_V1_SessionRecord()
-    session.id = Self.newID("S")
-    session.accountID = subject
-    session.createdMs = nowMs()
-    session.expiresMs = session.createdMs + configuration.accessTokenLifetime * 1000
-    try put(IdentityCollections.session, session.id, scope: scope, session, in: db)
-    return tokens.issue(subject: subject, sessionID: session.id, now: nowSeconds)
-  }
-
-  /// Whether `sessionID` is a live session of `subject`.
-  package func sessionIsLive(_ sessionID: String, of subject: String, in db: Database) throws -> Bool {
-    guard let record = try live(IdentityCollections.session, sessionID, in: db) else { return false }
-    let session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
-    return !session.revoked && session.accountID == subject && session.expiresMs > nowMs()
-  }
-
   /// Opens a session for `account` and issues its first token pair.
   func openSession(for account: Eduhub_Identity_V1_AccountRecord, scope: String, audience: String, in db: Database) throws
     -> Eduhub_Identity_V1_TokenPair

@@ -19,7 +19,7 @@ extension IdentityService {
     prefix + Base64URL.encode(Random.bytes(9)).replacingOccurrences(of: "_", with: "0").replacingOccurrences(of: "-", with: "1")
   }
 
-  var today: CivilDate { CivilDate(chinaTimeAt: nowSeconds) }
+  package var today: CivilDate { CivilDate(chinaTimeAt: nowSeconds) }
 
   /// Whether `caller` may read `record` (a person) at all: staff with people.read on its org, the
   /// person themself, a bound guardian.

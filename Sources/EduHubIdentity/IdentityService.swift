@@ -44,6 +44,8 @@ public final class IdentityService: Sendable {
   public let hasher: PasswordHasher
   public let configuration: IdentityConfiguration
   let personMasker: RecordMasker
+  /// Keys pseudonyms (from the node's key store).
+  let pseudonymKey: SecretBytes
   let delivery: any CodeDelivery
   package let nowMs: @Sendable () -> Int64
   /// Bumped by every change that can alter a resolved caller (roles, sessions, accounts,
@@ -67,6 +69,7 @@ public final class IdentityService: Sendable {
     self.hasher = try PasswordHasher(limits: configuration.passwordLimits, threads: configuration.hashingThreads)
     self.personMasker = RecordMasker(
       classified: Eduhub_Identity_V1_Person.classifiedFields, pseudonymKey: pseudonymKey)
+    self.pseudonymKey = pseudonymKey
     let store = replica.store
     let keys = nodeKeys
     self.tokens = AccessTokens(
@@ -168,6 +171,15 @@ public final class IdentityService: Sendable {
   }
 
   package func invalidateCallers() { epoch.add(1, ordering: .relaxed) }
+
+  /// A masker for records of a message with these classified fields, keyed with this node's
+  /// pseudonym key.
+  package func masker(for classified: [ClassifiedField]) -> RecordMasker {
+    RecordMasker(classified: classified, pseudonymKey: pseudonymKey)
+  }
+
+  /// The masker of Person records.
+  package var peopleMasker: RecordMasker { personMasker }
 
   /// Lets tokens whose subject starts with `prefix` (e.g. `node:`) resolve through `resolve`.
   package func registerPrincipals(prefix: String, _ resolve: @escaping @Sendable (AccessClaims) throws -> Caller) {

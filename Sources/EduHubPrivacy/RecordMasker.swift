@@ -221,6 +221,22 @@ public struct RecordMasker: Sendable {
     return Array((masked(String(decoding: value, as: UTF8.self), kind) ?? "").utf8)
   }
 
+  /// The numbers of the fields of `body` that `reader` does not see in clear.
+  public func hiddenFields(_ body: [UInt8], personID: String, scope: String, for reader: Reader, on today: CivilDate)
+    throws -> Set<Int>
+  {
+    let found = try scan(body)
+    let nationalID = found.birthDate == nil ? found.nationalID.map { String(decoding: body[$0], as: UTF8.self) } : nil
+    let subject = DataSubject(personID: personID, scope: scope, birthDate: found.birthDate, nationalID: nationalID)
+    let age = AgeClass.of(birthDate: found.birthDate, nationalID: nationalID, on: today)
+    let owner = policy.isOwner(reader, of: subject)
+    var hidden = Set<Int>()
+    for field in classified where found.has(field.number) && policy.decide(reader, field, owner: owner, age: age) != .clear {
+      hidden.insert(field.number)
+    }
+    return hidden
+  }
+
   /// Masks a batch of stored records of this message type (whose ids are the people's ids) for
   /// `reader`: what a sync batch to a node, or a subscription, sends. Tombstones pass unchanged.
   /// - Returns: the records as the reader may see them, and per record the fields read in clear

@@ -102,7 +102,13 @@ public final class Replica: Sendable {
   ///   bodies or metadata, ``StorageError``; nothing is written then.
   @discardableResult
   public func apply(_ remote: [StoredRecord]) throws -> ApplyOutcome {
-    try store.database.write { db in
+    try store.database.write { db in try apply(remote, in: db) }
+  }
+
+  /// `apply` inside the caller's transaction (so a sync cursor commits with the batch it covers).
+  @discardableResult
+  public func apply(_ remote: [StoredRecord], in db: Database) throws -> ApplyOutcome {
+    do {
       var outcome = ApplyOutcome()
       var writes: [StoredRecord] = []
       var pendingConflicts: [RecordStore.Conflict] = []

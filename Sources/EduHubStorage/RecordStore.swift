@@ -131,6 +131,20 @@ public final class RecordStore: Sendable {
           INSERT INTO store_meta (name, value) VALUES ('sequence', 0);
           """)
     }
+    migrator.registerMigration("records-v2-scope-exits") { db in
+      // A record that leaves a scope (moved, or evicted from a node) leaves a mark here in the
+      // write's own sequence, so nodes holding the old scope learn to drop it.
+      try db.execute(
+        sql: """
+          CREATE TABLE scope_exit (
+            sequence INTEGER PRIMARY KEY,
+            collection TEXT NOT NULL,
+            id TEXT NOT NULL,
+            old_scope TEXT NOT NULL,
+            new_scope TEXT NOT NULL
+          );
+          """)
+    }
     return migrator
   }()
 
@@ -154,7 +168,9 @@ public final class RecordStore: Sendable {
     var sequence = try nextSequence(db, reserving: records.count)
     var assigned: [Int64] = []
     assigned.reserveCapacity(records.count)
-    let lookup = try db.cachedStatement(sql: "SELECT rowid, body, deleted FROM record WHERE collection = ? AND id = ?")
+    let lookup = try db.cachedStatement(sql: "SELECT rowid, body, deleted, scope FROM record WHERE collection = ? AND id = ?")
+    let logExit = try db.cachedStatement(
+      sql: "INSERT INTO scope_exit (sequence, collection, id, old_scope, new_scope) VALUES (?, ?, ?, ?, ?)")
     let insert = try db.cachedStatement(
       sql: "INSERT INTO record (collection, id, scope, body, version, stamps, deleted, sequence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
     let update = try db.cachedStatement(
@@ -191,12 +207,16 @@ public final class RecordStore: Sendable {
       sqlite3_reset(found)
       bind(found, 1, record.collection)
       bind(found, 2, record.id)
-      var existing: (rowid: Int64, body: [UInt8], deleted: Bool)?
+      var existing: (rowid: Int64, body: [UInt8], deleted: Bool, scope: String)?
       switch sqlite3_step(found) {
       case SQLITE_ROW:
         let length = Int(sqlite3_column_bytes(found, 1))
         let body = sqlite3_column_blob(found, 1).map { [UInt8](UnsafeRawBufferPointer(start: $0, count: length)) } ?? []
-        existing = (sqlite3_column_int64(found, 0), body, sqlite3_column_int64(found, 2) != 0)
+        let scopeLength = Int(sqlite3_column_bytes(found, 3))
+        let scope = sqlite3_column_text(found, 3).map {
+          String(decoding: UnsafeBufferPointer(start: $0, count: scopeLength), as: UTF8.self)
+        } ?? ""
+        existing = (sqlite3_column_int64(found, 0), body, sqlite3_column_int64(found, 2) != 0, scope)
       case SQLITE_DONE:
         break
       default:
@@ -207,6 +227,15 @@ public final class RecordStore: Sendable {
       let rowid: Int64
       if let existing {
         rowid = existing.rowid
+        if existing.scope != record.scope {
+          try run(logExit.sqliteStatement, db) { statement in
+            sqlite3_bind_int64(statement, 1, sequence)
+            bind(statement, 2, record.collection)
+            bind(statement, 3, record.id)
+            bind(statement, 4, existing.scope)
+            bind(statement, 5, record.scope)
+          }
+        }
         try run(update.sqliteStatement, db) { statement in
           bind(statement, 1, record.scope)
           bind(statement, 2, record.body)
@@ -392,6 +421,97 @@ public final class RecordStore: Sendable {
         arguments: [after, limit]
       ).map(Self.record)
     }
+  }
+
+  // MARK: Sync
+
+  /// Whether the org path `path` lies in the subtree `scope` ("" is the whole tree; records with
+  /// an empty path are global and lie in every subtree).
+  public static func inScope(_ path: String, _ scope: String) -> Bool {
+    scope.isEmpty || path.isEmpty || path == scope || path.hasPrefix(scope + "/")
+  }
+
+  /// The SQL condition "scope is in the subtree `scope`, or global (empty)", and its arguments.
+  static func scopeCondition(_ column: String, _ scope: String) -> (sql: String, arguments: [String]) {
+    if scope.isEmpty { return ("1", []) }
+    return ("(\(column) = '' OR \(column) = ? OR (\(column) >= ? AND \(column) < ?))", [scope, scope + "/", scope + "0"])
+  }
+
+  /// Records of the subtree `scope` (and global ones) written after sequence `after`, in sequence
+  /// order, tombstones included: what a node holding that scope pulls.
+  public func changes(after: Int64, inScope scope: String, limit: Int, in db: Database) throws -> [StoredRecord] {
+    let condition = Self.scopeCondition("scope", scope)
+    var arguments: [any DatabaseValueConvertible] = [after]
+    arguments += condition.arguments.map { $0 as any DatabaseValueConvertible }
+    arguments.append(limit)
+    return try Row.fetchAll(
+      db.cachedStatement(
+        sql: "SELECT \(Self.columns) FROM record WHERE sequence > ? AND \(condition.sql) ORDER BY sequence LIMIT ?"),
+      arguments: StatementArguments(arguments)
+    ).map(Self.record)
+  }
+
+  /// A record that left a scope: moved elsewhere, or evicted from this node.
+  public struct ScopeExit: Sendable, Hashable {
+    public var sequence: Int64
+    public var collection: String
+    public var id: String
+    public var oldScope: String
+    public var newScope: String
+  }
+
+  /// Records that left the subtree `scope` after sequence `after` and up to `through`.
+  public func exits(after: Int64, through: Int64, fromScope scope: String, in db: Database) throws -> [ScopeExit] {
+    let condition = Self.scopeCondition("old_scope", scope)
+    var arguments: [any DatabaseValueConvertible] = [after, through]
+    arguments += condition.arguments.map { $0 as any DatabaseValueConvertible }
+    return try Row.fetchAll(
+      db.cachedStatement(
+        sql: """
+          SELECT sequence, collection, id, old_scope, new_scope FROM scope_exit
+          WHERE sequence > ? AND sequence <= ? AND \(condition.sql) ORDER BY sequence
+          """),
+      arguments: StatementArguments(arguments)
+    ).map { row in
+      ScopeExit(sequence: row[0], collection: row[1], id: row[2], oldScope: row[3], newScope: row[4])
+    }.filter { !Self.inScope($0.newScope, scope) || $0.newScope == Self.evictedScope }
+  }
+
+  /// Removes a record that left this node's scope (it still exists elsewhere): no tombstone, but a
+  /// scope exit in the change sequence, so this node's own downstream nodes drop it too.
+  public func evict(_ collection: String, _ id: String, in db: Database) throws {
+    guard let rowid = try Int64.fetchOne(
+      db, sql: "SELECT rowid FROM record WHERE collection = ? AND id = ?", arguments: [collection, id]),
+      let record = try get(collection, id, in: db)
+    else { return }
+    let sequence = try nextSequence(db, reserving: 1) + 1
+    // Index entries are found from the body, as in `put` (there is no index from records to them).
+    if let definition = collections[collection], !definition.indexes.isEmpty, !record.deleted {
+      var cache: [String: Int64] = [:]
+      for key in (try? definition.extract(record.body))?.keys ?? [] {
+        let indexID = try indexID(collection, key.index, in: db, cache: &cache)
+        try db.execute(
+          sql: "DELETE FROM record_key WHERE index_id = ? AND key = ? AND record = ?", arguments: [indexID, key.key, rowid])
+      }
+    }
+    if collections[collection]?.searchable == true {
+      try db.execute(sql: "DELETE FROM record_text WHERE rowid = ?", arguments: [rowid])
+    }
+    try db.execute(sql: "DELETE FROM record WHERE rowid = ?", arguments: [rowid])
+    try db.execute(
+      sql: "INSERT INTO scope_exit (sequence, collection, id, old_scope, new_scope) VALUES (?, ?, ?, ?, ?)",
+      arguments: [sequence, collection, id, record.scope, Self.evictedScope])
+  }
+
+  /// The scope an evicted record is logged as having moved to: inside no subtree.
+  public static let evictedScope = "\u{1}evicted"
+
+  /// The names of the collections, sorted (the order a first sync walks them in).
+  public var collectionNames: [String] { collections.keys.sorted() }
+
+  /// The store's latest change sequence, read in `db`.
+  public func lastSequence(in db: Database) throws -> Int64 {
+    try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = 'sequence'") ?? 0
   }
 
   // MARK: Metadata and conflicts

@@ -6,6 +6,7 @@ import EduHubStorage
 import Foundation
 import GRDB
 import SwiftProtobuf
+import Synchronization
 
 /// The sync service of a node: its downstream nodes' enrollment and authentication (the pull and
 /// push of changes come next, on the same identities).
@@ -15,6 +16,9 @@ import SwiftProtobuf
 public final class SyncService: Sendable {
   public let identity: IdentityService
   let challenges = NodeChallenges()
+  /// Nodes' login sessions, by id: kept here, not in the replicated store (they mean something
+  /// only to this node; a node simply authenticates again after a restart).
+  let sessions = Mutex<[String: (nodeID: String, expiresMs: Int64)]>([:])
   /// How long an enrollment token is valid.
   static let enrollmentLifetimeMs: Int64 = 86_400_000
 
@@ -158,7 +162,14 @@ public final class SyncService: Sendable {
           .init(actor: Self.subject(request.nodeID), action: action, target: request.nodeID, outcome: "failed", peer: peer, timeMs: identity.nowMs()))
         return .failure(failed)
       }
-      let issued = try identity.openSession(subject: Self.subject(request.nodeID), scope: record.scope, in: db)
+      _ = record
+      let sessionID = IdentityService.newID("N")
+      let issued = identity.tokens.issue(subject: Self.subject(request.nodeID), sessionID: sessionID, now: identity.nowSeconds)
+      let now = identity.nowMs()
+      sessions.withLock { sessions in
+        sessions = sessions.filter { $0.value.expiresMs > now }
+        sessions[sessionID] = (request.nodeID, issued.claims.expiresAt * 1000)
+      }
       try identity.audit.append(.init(actor: Self.subject(request.nodeID), action: action, target: request.nodeID, peer: peer, timeMs: identity.nowMs()), in: db)
       var response = Eduhub_Sync_V1_AuthenticateResponse()
       response.accessToken = issued.token
@@ -176,7 +187,8 @@ public final class SyncService: Sendable {
       guard let (record, stored) = try node(nodeID, in: db), stored.node.state == .active else {
         throw RPCError(.unauthenticated, "the token's node is not active")
       }
-      guard try identity.sessionIsLive(claims.sessionID, of: claims.subject, in: db) else {
+      let now = identity.nowMs()
+      guard let session = sessions.withLock({ $0[claims.sessionID] }), session.nodeID == nodeID, session.expiresMs > now else {
         throw RPCError(.unauthenticated, "the token's session was ended")
       }
       var permissions = Roles.permissions(of: .node)
@@ -222,6 +234,7 @@ public final class SyncService: Sendable {
       try identity.audit.append(.init(actor: caller.actor, action: action, target: request.nodeID, peer: peer, timeMs: identity.nowMs()), in: db)
       return Self.publicNode(record, stored)
     }
+    sessions.withLock { sessions in sessions = sessions.filter { $0.value.nodeID != request.nodeID } }
     identity.invalidateCallers()
     return revoked
   }

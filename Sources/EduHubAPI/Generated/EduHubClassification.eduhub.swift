@@ -384,6 +384,15 @@ public enum EduHubClassification {
       ClassifiedField(number: 2, name: "enrollment_hash", sensitivity: 4, masking: 9),
       ClassifiedField(number: 3, name: "enrollment_expires_ms", sensitivity: 0, masking: 0),
     ],
+    "eduhub.sync.v1.PullCursor": [
+      ClassifiedField(number: 1, name: "scope", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "snapshot_sequence", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "snapshot_part", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "snapshot_after_scope", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "snapshot_after_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "snapshot_done", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "sequence", sensitivity: 0, masking: 0),
+    ],
     "eduhub.sync.v1.SyncNode": [
       ClassifiedField(number: 1, name: "id", sensitivity: 0, masking: 0),
       ClassifiedField(number: 2, name: "org_code", sensitivity: 0, masking: 0),
@@ -438,6 +447,43 @@ public enum EduHubClassification {
     ],
     "eduhub.sync.v1.RevokeNodeRequest": [
       ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.SyncRecord": [
+      ClassifiedField(number: 1, name: "collection", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "scope", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "body", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "version", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "stamps", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "deleted", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.Eviction": [
+      ClassifiedField(number: 1, name: "collection", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "id", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.PullRequest": [
+      ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "cursor", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "max_records", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "max_bytes", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.PullBatch": [
+      ClassifiedField(number: 1, name: "records", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "evictions", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "cursor", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "caught_up", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.PushRequest": [
+      ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "records", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "through_sequence", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.PushResponse": [
+      ClassifiedField(number: 1, name: "acknowledged_sequence", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "applied", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "skipped", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "merged", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "conflicts", sensitivity: 0, masking: 0),
     ],
   ]
 }

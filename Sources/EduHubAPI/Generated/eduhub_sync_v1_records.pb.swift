@@ -48,6 +48,34 @@ public nonisolated struct Eduhub_Sync_V1_SyncNodeRecord: Sendable {
   fileprivate var _node: Eduhub_Sync_V1_SyncNode? = nil
 }
 
+/// Where a pull stands (the opaque cursor of PullBatch).
+public nonisolated struct Eduhub_Sync_V1_PullCursor: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The scope the cursor is for: a node whose scope changed starts again.
+  public var scope: String = String()
+
+  /// First sync: the upstream's change sequence when it began, and the walk's position.
+  public var snapshotSequence: Int64 = 0
+
+  public var snapshotPart: Int32 = 0
+
+  public var snapshotAfterScope: String = String()
+
+  public var snapshotAfterID: String = String()
+
+  public var snapshotDone: Bool = false
+
+  /// Afterwards: the upstream's change sequence reached.
+  public var sequence: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "eduhub.sync.v1"
@@ -91,6 +119,66 @@ nonisolated extension Eduhub_Sync_V1_SyncNodeRecord: SwiftProtobuf.Message, Swif
     if lhs._node != rhs._node {return false}
     if lhs.enrollmentHash != rhs.enrollmentHash {return false}
     if lhs.enrollmentExpiresMs != rhs.enrollmentExpiresMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_PullCursor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PullCursor"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scope\0\u{3}snapshot_sequence\0\u{3}snapshot_part\0\u{3}snapshot_after_scope\0\u{3}snapshot_after_id\0\u{3}snapshot_done\0\u{1}sequence\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.scope) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.snapshotSequence) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.snapshotPart) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.snapshotAfterScope) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.snapshotAfterID) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.snapshotDone) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.sequence) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.scope.isEmpty {
+      try visitor.visitSingularStringField(value: self.scope, fieldNumber: 1)
+    }
+    if self.snapshotSequence != 0 {
+      try visitor.visitSingularInt64Field(value: self.snapshotSequence, fieldNumber: 2)
+    }
+    if self.snapshotPart != 0 {
+      try visitor.visitSingularInt32Field(value: self.snapshotPart, fieldNumber: 3)
+    }
+    if !self.snapshotAfterScope.isEmpty {
+      try visitor.visitSingularStringField(value: self.snapshotAfterScope, fieldNumber: 4)
+    }
+    if !self.snapshotAfterID.isEmpty {
+      try visitor.visitSingularStringField(value: self.snapshotAfterID, fieldNumber: 5)
+    }
+    if self.snapshotDone != false {
+      try visitor.visitSingularBoolField(value: self.snapshotDone, fieldNumber: 6)
+    }
+    if self.sequence != 0 {
+      try visitor.visitSingularInt64Field(value: self.sequence, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_PullCursor, rhs: Eduhub_Sync_V1_PullCursor) -> Bool {
+    if lhs.scope != rhs.scope {return false}
+    if lhs.snapshotSequence != rhs.snapshotSequence {return false}
+    if lhs.snapshotPart != rhs.snapshotPart {return false}
+    if lhs.snapshotAfterScope != rhs.snapshotAfterScope {return false}
+    if lhs.snapshotAfterID != rhs.snapshotAfterID {return false}
+    if lhs.snapshotDone != rhs.snapshotDone {return false}
+    if lhs.sequence != rhs.sequence {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -15,8 +15,10 @@ public enum Eduhub_Sync_V1_SyncService {
     public static let authenticate = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "Authenticate")
     public static let listNodes = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "ListNodes")
     public static let revokeNode = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "RevokeNode")
+    public static let pull = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "Pull")
+    public static let push = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "Push")
     /// Every method, in declaration order.
-    public static let all: [RPCMethodDescriptor] = [createNode, enroll, challenge, authenticate, listNodes, revokeNode]
+    public static let all: [RPCMethodDescriptor] = [createNode, enroll, challenge, authenticate, listNodes, revokeNode, pull, push]
   }
 
   /// Implement to serve SyncService; register the value with the server.
@@ -31,6 +33,11 @@ public enum Eduhub_Sync_V1_SyncService {
     func listNodes(request: Eduhub_Sync_V1_ListNodesRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_ListNodesResponse
     /// Ends a node's access at once: its tokens stop working on the next call.
     func revokeNode(request: Eduhub_Sync_V1_RevokeNodeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_SyncNode
+    /// The changes of the caller node's scope after its cursor, masked for its clearance, in batches
+    /// bounded in records and bytes: a first sync walks the scope, later ones the change sequence.
+    func pull(request: Eduhub_Sync_V1_PullRequest, response: RPCWriter<Eduhub_Sync_V1_PullBatch>, context: ServerContext) async throws
+    /// The caller node's own writes; each message is applied (and acknowledged) as one transaction.
+    func push(requests: RPCStream<Eduhub_Sync_V1_PushRequest>, context: ServerContext) async throws -> Eduhub_Sync_V1_PushResponse
   }
 
   /// A typed client of SyncService.
@@ -66,6 +73,17 @@ public enum Eduhub_Sync_V1_SyncService {
     public func revokeNode(_ request: Eduhub_Sync_V1_RevokeNodeRequest = Eduhub_Sync_V1_RevokeNodeRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Sync_V1_SyncNode {
       try await rpc.unary(Method.revokeNode, request: request, options: options)
     }
+
+    /// The changes of the caller node's scope after its cursor, masked for its clearance, in batches
+    /// bounded in records and bytes: a first sync walks the scope, later ones the change sequence.
+    public func pull<Result: Sendable>(_ request: Eduhub_Sync_V1_PullRequest = Eduhub_Sync_V1_PullRequest(), options: CallOptions = CallOptions(), _ body: (RPCStream<Eduhub_Sync_V1_PullBatch>) async throws -> Result) async throws -> Result {
+      try await rpc.serverStreaming(Method.pull, request: request, options: options, body)
+    }
+
+    /// The caller node's own writes; each message is applied (and acknowledged) as one transaction.
+    public func push(options: CallOptions = CallOptions(), _ body: (RPCWriter<Eduhub_Sync_V1_PushRequest>) async throws -> Void) async throws -> Eduhub_Sync_V1_PushResponse {
+      try await rpc.clientStreaming(Method.push, options: options, body)
+    }
   }
 }
 
@@ -78,6 +96,8 @@ extension Eduhub_Sync_V1_SyncService.Handler {
       .unary(Eduhub_Sync_V1_SyncService.Method.authenticate) { try await self.authenticate(request: $0, context: $1) },
       .unary(Eduhub_Sync_V1_SyncService.Method.listNodes) { try await self.listNodes(request: $0, context: $1) },
       .unary(Eduhub_Sync_V1_SyncService.Method.revokeNode) { try await self.revokeNode(request: $0, context: $1) },
+      .serverStreaming(Eduhub_Sync_V1_SyncService.Method.pull) { try await self.pull(request: $0, response: $1, context: $2) },
+      .clientStreaming(Eduhub_Sync_V1_SyncService.Method.push) { try await self.push(requests: $0, context: $1) },
     ]
   }
 }

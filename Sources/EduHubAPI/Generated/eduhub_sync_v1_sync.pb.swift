@@ -330,6 +330,127 @@ public nonisolated struct Eduhub_Sync_V1_RevokeNodeRequest: Sendable {
   public init() {}
 }
 
+/// One record as replication moves it: the body as the receiving node may see it, and its version.
+public nonisolated struct Eduhub_Sync_V1_SyncRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var collection: String = String()
+
+  public var id: String = String()
+
+  public var scope: String = String()
+
+  public var body: Data = Data()
+
+  /// The version vector and per-field stamps (opaque outside replication).
+  public var version: Data = Data()
+
+  public var stamps: Data = Data()
+
+  public var deleted: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A record that left the puller's scope (moved elsewhere): drop it, it was not deleted.
+public nonisolated struct Eduhub_Sync_V1_Eviction: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var collection: String = String()
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Sync_V1_PullRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: String = String()
+
+  /// Where the last pull ended, as its last batch said (empty: from the beginning). Opaque.
+  public var cursor: Data = Data()
+
+  /// Per batch: at most this many records (default 1,000, at most 10,000) and bytes of bodies
+  /// (default 1 MiB, at most 4 MiB).
+  public var maxRecords: Int32 = 0
+
+  public var maxBytes: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Sync_V1_PullBatch: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var records: [Eduhub_Sync_V1_SyncRecord] = []
+
+  public var evictions: [Eduhub_Sync_V1_Eviction] = []
+
+  /// Where the next pull starts once this batch is applied: store it with the batch.
+  public var cursor: Data = Data()
+
+  /// The last batch of the stream: nothing newer remained in the puller's scope.
+  public var caughtUp: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Sync_V1_PushRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: String = String()
+
+  /// The pusher's own writes, in its change order.
+  public var records: [Eduhub_Sync_V1_SyncRecord] = []
+
+  /// The pusher's change sequence this message reaches.
+  public var throughSequence: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Sync_V1_PushResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The highest through_sequence applied: the pusher's cursor moves there.
+  public var acknowledgedSequence: Int64 = 0
+
+  public var applied: Int64 = 0
+
+  public var skipped: Int64 = 0
+
+  public var merged: Int64 = 0
+
+  public var conflicts: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "eduhub.sync.v1"
@@ -800,6 +921,281 @@ nonisolated extension Eduhub_Sync_V1_RevokeNodeRequest: SwiftProtobuf.Message, S
 
   public static func ==(lhs: Eduhub_Sync_V1_RevokeNodeRequest, rhs: Eduhub_Sync_V1_RevokeNodeRequest) -> Bool {
     if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_SyncRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SyncRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}collection\0\u{1}id\0\u{1}scope\0\u{1}body\0\u{1}version\0\u{1}stamps\0\u{1}deleted\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.collection) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.scope) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.version) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.stamps) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.deleted) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.collection.isEmpty {
+      try visitor.visitSingularStringField(value: self.collection, fieldNumber: 1)
+    }
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 2)
+    }
+    if !self.scope.isEmpty {
+      try visitor.visitSingularStringField(value: self.scope, fieldNumber: 3)
+    }
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 4)
+    }
+    if !self.version.isEmpty {
+      try visitor.visitSingularBytesField(value: self.version, fieldNumber: 5)
+    }
+    if !self.stamps.isEmpty {
+      try visitor.visitSingularBytesField(value: self.stamps, fieldNumber: 6)
+    }
+    if self.deleted != false {
+      try visitor.visitSingularBoolField(value: self.deleted, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_SyncRecord, rhs: Eduhub_Sync_V1_SyncRecord) -> Bool {
+    if lhs.collection != rhs.collection {return false}
+    if lhs.id != rhs.id {return false}
+    if lhs.scope != rhs.scope {return false}
+    if lhs.body != rhs.body {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.stamps != rhs.stamps {return false}
+    if lhs.deleted != rhs.deleted {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_Eviction: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Eviction"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}collection\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.collection) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.collection.isEmpty {
+      try visitor.visitSingularStringField(value: self.collection, fieldNumber: 1)
+    }
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_Eviction, rhs: Eduhub_Sync_V1_Eviction) -> Bool {
+    if lhs.collection != rhs.collection {return false}
+    if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PullRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}cursor\0\u{3}max_records\0\u{3}max_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.cursor) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.maxRecords) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.maxBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    }
+    if !self.cursor.isEmpty {
+      try visitor.visitSingularBytesField(value: self.cursor, fieldNumber: 2)
+    }
+    if self.maxRecords != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxRecords, fieldNumber: 3)
+    }
+    if self.maxBytes != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxBytes, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_PullRequest, rhs: Eduhub_Sync_V1_PullRequest) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.cursor != rhs.cursor {return false}
+    if lhs.maxRecords != rhs.maxRecords {return false}
+    if lhs.maxBytes != rhs.maxBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_PullBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PullBatch"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{1}evictions\0\u{1}cursor\0\u{3}caught_up\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.evictions) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.cursor) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.caughtUp) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.records.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.records, fieldNumber: 1)
+    }
+    if !self.evictions.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.evictions, fieldNumber: 2)
+    }
+    if !self.cursor.isEmpty {
+      try visitor.visitSingularBytesField(value: self.cursor, fieldNumber: 3)
+    }
+    if self.caughtUp != false {
+      try visitor.visitSingularBoolField(value: self.caughtUp, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_PullBatch, rhs: Eduhub_Sync_V1_PullBatch) -> Bool {
+    if lhs.records != rhs.records {return false}
+    if lhs.evictions != rhs.evictions {return false}
+    if lhs.cursor != rhs.cursor {return false}
+    if lhs.caughtUp != rhs.caughtUp {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_PushRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PushRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}records\0\u{3}through_sequence\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.throughSequence) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    }
+    if !self.records.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.records, fieldNumber: 2)
+    }
+    if self.throughSequence != 0 {
+      try visitor.visitSingularInt64Field(value: self.throughSequence, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_PushRequest, rhs: Eduhub_Sync_V1_PushRequest) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.records != rhs.records {return false}
+    if lhs.throughSequence != rhs.throughSequence {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_PushResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PushResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}acknowledged_sequence\0\u{1}applied\0\u{1}skipped\0\u{1}merged\0\u{1}conflicts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.acknowledgedSequence) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.applied) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.skipped) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.merged) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.conflicts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.acknowledgedSequence != 0 {
+      try visitor.visitSingularInt64Field(value: self.acknowledgedSequence, fieldNumber: 1)
+    }
+    if self.applied != 0 {
+      try visitor.visitSingularInt64Field(value: self.applied, fieldNumber: 2)
+    }
+    if self.skipped != 0 {
+      try visitor.visitSingularInt64Field(value: self.skipped, fieldNumber: 3)
+    }
+    if self.merged != 0 {
+      try visitor.visitSingularInt64Field(value: self.merged, fieldNumber: 4)
+    }
+    if self.conflicts != 0 {
+      try visitor.visitSingularInt64Field(value: self.conflicts, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_PushResponse, rhs: Eduhub_Sync_V1_PushResponse) -> Bool {
+    if lhs.acknowledgedSequence != rhs.acknowledgedSequence {return false}
+    if lhs.applied != rhs.applied {return false}
+    if lhs.skipped != rhs.skipped {return false}
+    if lhs.merged != rhs.merged {return false}
+    if lhs.conflicts != rhs.conflicts {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,178 @@
+import EduHubAPI
+import EduHubCrypto
+import EduHubIdentity
+import EduHubRPC
+import EduHubReplication
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+
+/// What one sync with the upstream did.
+public struct SyncReport: Sendable, Hashable, CustomStringConvertible {
+  public var batches = 0
+  public var pulled = 0
+  public var evicted = 0
+  public var pulledFastForwarded = 0
+  public var pulledMerged = 0
+  public var conflicts = 0
+  public var pushed = 0
+  public var pushMerged = 0
+
+  public var description: String {
+    "pulled \(pulled) records in \(batches) batches (\(pulledFastForwarded) new or newer, \(pulledMerged) merged, "
+      + "\(conflicts) conflicts), evicted \(evicted), pushed \(pushed) (\(pushMerged) merged upstream)"
+  }
+}
+
+/// The downstream side of sync: authenticates to the upstream with the node's key, pulls the
+/// changes of its scope batch by batch (each applied with its cursor in one transaction, so an
+/// interrupted sync resumes where it stopped), then pushes its own writes.
+public final class SyncClient: Sendable {
+  public let nodeID: String
+  let signingKey: SigningKey
+  public let replica: Replica
+  let upstream: RPCClient
+
+  static let pullCursorKey = "sync.upstream.pull-cursor"
+  static let pushCursorKey = "sync.upstream.pushed"
+  static let lastSyncKey = "sync.upstream.last-sync"
+
+  public init(nodeID: String, signingKey: SigningKey, replica: Replica, upstream: RPCClient) {
+    self.nodeID = nodeID
+    self.signingKey = signingKey
+    self.replica = replica
+    self.upstream = upstream
+  }
+
+  var store: RecordStore { replica.store }
+
+  /// A fresh access token from the upstream: a signed challenge.
+  public func authenticate() async throws -> String {
+    let sync = Eduhub_Sync_V1_SyncService.Client(upstream)
+    var ask = Eduhub_Sync_V1_ChallengeRequest()
+    ask.nodeID = nodeID
+    let challenge = try await sync.challenge(ask).challenge
+    var answer = Eduhub_Sync_V1_AuthenticateRequest()
+    answer.nodeID = nodeID
+    answer.challenge = challenge
+    answer.signature = Data(signingKey.sign(NodeChallenges.signedBytes([UInt8](challenge))))
+    return try await sync.authenticate(answer).accessToken
+  }
+
+  /// Pulls, then pushes. Safe to run again at any time: nothing is repeated or lost.
+  @discardableResult
+  public func syncOnce(batchRecords: Int = 1000) async throws -> SyncReport {
+    let token = try await authenticate()
+    let options = CallOptions(metadata: ["authorization": .string("Bearer " + token)])
+    var report = SyncReport()
+    try await pull(options: options, batchRecords: batchRecords, into: &report)
+    try await push(options: options, batchRecords: batchRecords, into: &report)
+    let now = Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)
+    try store.database.write { db in try store.setMeta(Self.lastSyncKey, now, in: db) }
+    return report
+  }
+
+  func pull(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws {
+    var request = Eduhub_Sync_V1_PullRequest()
+    request.nodeID = nodeID
+    request.maxRecords = Int32(batchRecords)
+    let replica = self.replica
+    let store = self.store
+    request.cursor = Data(try store.database.read { db in try store.meta(Self.pullCursorKey, in: db) } ?? [])
+    report = try await Eduhub_Sync_V1_SyncService.Client(upstream).pull(request, options: options) { batches in
+      var report = report
+      for try await batch in batches {
+        let records = batch.records.map(SyncService.stored)
+        let outcome = try store.database.write { db -> Replica.ApplyOutcome in
+          let outcome = try replica.apply(records, in: db)
+          for eviction in batch.evictions { try store.evict(eviction.collection, eviction.id, in: db) }
+          // The cursor commits with the batch it covers: a crash never skips or repeats work.
+          try store.setMeta(Self.pullCursorKey, [UInt8](batch.cursor), in: db)
+          return outcome
+        }
+        report.batches += 1
+        report.pulled += records.count
+        report.evicted += batch.evictions.count
+        report.pulledFastForwarded += outcome.fastForwarded
+        report.pulledMerged += outcome.merged
+        report.conflicts += outcome.conflicts
+      }
+      return report
+    }
+  }
+
+  /// This node's own writes after what the upstream acknowledged: records whose version vector
+  /// has an entry of this node (what arrived from upstream untouched is not sent back).
+  func pendingWrites(after: Int64, limit: Int) throws -> (records: [StoredRecord], through: Int64) {
+    try store.database.read { db in
+      let changes = try store.changes(after: after, inScope: "", limit: limit, in: db)
+      var own: [StoredRecord] = []
+      for record in changes where !record.scope.isEmpty {
+        let vector = try ReplicationEncoding.decodeVector(record.version)
+        if vector[nodeID] > 0 { own.append(record) }
+      }
+      return (own, changes.last?.sequence ?? after)
+    }
+  }
+
+  /// How many of this node's writes wait for the next push.
+  public func pendingCount() throws -> Int {
+    var after = try pushedCursor()
+    var count = 0
+    while true {
+      let (records, through) = try pendingWrites(after: after, limit: 10_000)
+      count += records.count
+      guard through > after else { return count }
+      after = through
+    }
+  }
+
+  func pushedCursor() throws -> Int64 {
+    try store.database.read { db in
+      try store.meta(Self.pushCursorKey, in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+    }
+  }
+
+  func push(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws {
+    var after = try pushedCursor()
+    while true {
+      let (records, through) = try pendingWrites(after: after, limit: batchRecords)
+      guard through > after else { return }
+      var request = Eduhub_Sync_V1_PushRequest()
+      request.nodeID = nodeID
+      request.records = records.map(SyncService.wire)
+      request.throughSequence = through
+      let response = try await Eduhub_Sync_V1_SyncService.Client(upstream).push(options: options) { writer in
+        try await writer.write(request)
+      }
+      let acknowledged = Array(String(response.acknowledgedSequence).utf8)
+      try store.database.write { db in try store.setMeta(Self.pushCursorKey, acknowledged, in: db) }
+      report.pushed += records.count
+      report.pushMerged += Int(response.merged)
+      after = response.acknowledgedSequence
+    }
+  }
+
+  /// A node's sync state, for `eduhub status`.
+  public struct Status: Sendable {
+    public var lastSyncMs: Int64?
+    public var pulledThrough: Int64?
+    public var firstSyncDone: Bool
+    public var pushedThrough: Int64
+    public var pendingWrites: Int
+    public var conflicts: Int
+  }
+
+  public func status() throws -> Status {
+    let (last, cursor) = try store.database.read { db in
+      (try store.meta(Self.lastSyncKey, in: db), try store.meta(Self.pullCursorKey, in: db))
+    }
+    let decoded = try cursor.map { try Eduhub_Sync_V1_PullCursor(serializedBytes: $0) }
+    return Status(
+      lastSyncMs: last.flatMap { Int64(String(decoding: $0, as: UTF8.self)) },
+      pulledThrough: decoded.map { $0.snapshotDone ? $0.sequence : $0.snapshotSequence },
+      firstSyncDone: decoded?.snapshotDone ?? false, pushedThrough: try pushedCursor(), pendingWrites: try pendingCount(),
+      conflicts: try store.conflicts(limit: 100_000).count)
+  }
+}

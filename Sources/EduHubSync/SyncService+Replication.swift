@@ -1,0 +1,269 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubPrivacy
+import EduHubRPC
+import EduHubReplication
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+
+/// Which collections carry classified fields, with their tables: what a batch is masked by.
+enum ReplicatedClassification {
+  static let tables: [String: [ClassifiedField]] = [
+    IdentityCollections.person: Eduhub_Identity_V1_Person.classifiedFields,
+    IdentityCollections.account: Eduhub_Identity_V1_AccountRecord.classifiedFields,
+    IdentityCollections.session: Eduhub_Identity_V1_SessionRecord.classifiedFields,
+    IdentityCollections.guardianship: Eduhub_Identity_V1_GuardianBinding.classifiedFields,
+    SyncCollections.node: Eduhub_Sync_V1_SyncNodeRecord.classifiedFields,
+  ]
+}
+
+extension SyncService {
+  static let defaultBatchRecords = 1000
+  static let defaultBatchBytes = 1 << 20
+
+  /// The node a call comes from, which must be the node it names.
+  func callingNode(_ caller: Caller, named nodeID: String, _ action: String, peer: String) throws -> String {
+    try Self.validID(nodeID, "node_id")
+    guard caller.accountID == Self.subject(nodeID), caller.roles.contains(where: { $0.role == .node }) else {
+      // A node presenting another node's token, or a person calling a node's method.
+      throw identity.denied(caller, action, target: nodeID, peer: peer, "only node \(nodeID) itself may call this for it")
+    }
+    return caller.homeScope
+  }
+
+  func maskers() -> [String: RecordMasker] {
+    ReplicatedClassification.tables.mapValues { identity.masker(for: $0) }
+  }
+
+  static func wire(_ record: StoredRecord) -> Eduhub_Sync_V1_SyncRecord {
+    var out = Eduhub_Sync_V1_SyncRecord()
+    out.collection = record.collection
+    out.id = record.id
+    out.scope = record.scope
+    out.body = Data(record.body)
+    out.version = Data(record.version)
+    out.stamps = Data(record.stamps)
+    out.deleted = record.deleted
+    return out
+  }
+
+  static func stored(_ record: Eduhub_Sync_V1_SyncRecord) -> StoredRecord {
+    StoredRecord(
+      collection: record.collection, id: record.id, scope: record.scope, body: [UInt8](record.body),
+      version: [UInt8](record.version), stamps: [UInt8](record.stamps), deleted: record.deleted)
+  }
+
+  // MARK: Pull
+
+  public func pull(
+    _ request: Eduhub_Sync_V1_PullRequest, caller: Caller, peer: String,
+    send: (Eduhub_Sync_V1_PullBatch) async throws -> Void
+  ) async throws {
+    let action = "sync.Pull"
+    let scope = try callingNode(caller, named: request.nodeID, action, peer: peer)
+    guard !scope.isEmpty else { throw RPCError(.failedPrecondition, "a node of the whole region has no upstream to pull from") }
+    guard request.maxRecords >= 0, request.maxBytes >= 0 else {
+      throw RPCError(.invalidArgument, "max_records and max_bytes may not be negative")
+    }
+    let maxRecords = request.maxRecords == 0 ? Self.defaultBatchRecords : min(Int(request.maxRecords), 10_000)
+    let maxBytes = request.maxBytes == 0 ? Self.defaultBatchBytes : min(Int(request.maxBytes), 4 << 20)
+    var cursor = Eduhub_Sync_V1_PullCursor()
+    if !request.cursor.isEmpty {
+      do { cursor = try Eduhub_Sync_V1_PullCursor(serializedBytes: request.cursor) } catch {
+        throw RPCError(.invalidArgument, "cursor is not one this node gave")
+      }
+    }
+    if request.cursor.isEmpty || cursor.scope != scope {
+      // A first sync, or the node's scope changed: walk the scope from the start.
+      cursor = Eduhub_Sync_V1_PullCursor()
+      cursor.scope = scope
+      cursor.snapshotSequence = try identity.reading { db in try identity.store.lastSequence(in: db) }
+    }
+    let maskers = maskers()
+    let reader = Reader.staff(subject: caller.accountID, grants: caller.grants)
+    let today = identity.today
+    var sent = 0
+    while true {
+      try Task.checkCancellation()
+      let (batch, next, caughtUp) = try identity.reading { db in
+        try readBatch(from: cursor, scope: scope, maxRecords: maxRecords, maxBytes: maxBytes, in: db)
+      }
+      var out = Eduhub_Sync_V1_PullBatch()
+      for record in batch.records {
+        var record = record
+        if !record.deleted, let masker = maskers[record.collection] {
+          do {
+            record.body = try masker.mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today).body
+          } catch {
+            throw RPCError(.dataLoss, "record \(record.collection)/\(record.id) cannot be read")
+          }
+        }
+        out.records.append(Self.wire(record))
+      }
+      out.evictions = batch.exits.map { exit in
+        var eviction = Eduhub_Sync_V1_Eviction()
+        eviction.collection = exit.collection
+        eviction.id = exit.id
+        return eviction
+      }
+      cursor = next
+      let cursorBytes: [UInt8] = try cursor.serializedBytes()
+      out.cursor = Data(cursorBytes)
+      out.caughtUp = caughtUp
+      sent += out.records.count
+      try await send(out)
+      if caughtUp { break }
+    }
+    identity.audit.record(.init(actor: caller.actor, action: action, target: request.nodeID, detail: "\(sent) records", peer: peer, timeMs: identity.nowMs()))
+  }
+
+  struct PullPage {
+    var records: [StoredRecord] = []
+    var exits: [RecordStore.ScopeExit] = []
+    var bytes = 0
+  }
+
+  /// The next batch after `cursor`, read in one snapshot, and the cursor after it.
+  func readBatch(from start: Eduhub_Sync_V1_PullCursor, scope: String, maxRecords: Int, maxBytes: Int, in db: Database)
+    throws -> (PullPage, Eduhub_Sync_V1_PullCursor, caughtUp: Bool)
+  {
+    var cursor = start
+    var page = PullPage()
+    let store = identity.store
+    if !cursor.snapshotDone {
+      // The walk: each collection's global records (empty scope), then its records in the scope,
+      // by (scope, id). Records changed after the walk began come with the change sequence.
+      let collections = store.collectionNames
+      walk: while page.records.count < maxRecords, page.bytes < maxBytes, Int(cursor.snapshotPart) < collections.count * 2 {
+        let part = Int(cursor.snapshotPart)
+        let collection = collections[part / 2]
+        let global = part % 2 == 0
+        let after: StoredRecord? =
+          cursor.snapshotAfterID.isEmpty
+          ? nil : StoredRecord(collection: collection, id: cursor.snapshotAfterID, scope: cursor.snapshotAfterScope, body: [])
+        let want = maxRecords - page.records.count
+        let found = try store.inScope(collection, scope: global ? "" : scope, after: after, limit: want, in: db)
+        for record in found {
+          cursor.snapshotAfterScope = record.scope
+          cursor.snapshotAfterID = record.id
+          if record.sequence <= cursor.snapshotSequence && (!global || record.scope.isEmpty) {
+            page.records.append(record)
+            page.bytes += record.body.count
+            if page.bytes >= maxBytes && record.id != found.last?.id { break walk }
+          }
+        }
+        if found.count < want {
+          cursor.snapshotPart += 1
+          cursor.snapshotAfterScope = ""
+          cursor.snapshotAfterID = ""
+        }
+      }
+      if Int(cursor.snapshotPart) >= collections.count * 2 {
+        cursor.snapshotDone = true
+        cursor.sequence = cursor.snapshotSequence
+      }
+      return (page, cursor, false)
+    }
+    let changes = try store.changes(after: cursor.sequence, inScope: scope, limit: maxRecords, in: db)
+    var through = cursor.sequence
+    var caughtUp = changes.count < maxRecords
+    for record in changes {
+      page.records.append(record)
+      page.bytes += record.body.count
+      through = record.sequence
+      if page.bytes >= maxBytes && record.sequence != changes.last?.sequence {
+        caughtUp = false
+        break
+      }
+    }
+    if caughtUp { through = max(through, try store.lastSequence(in: db)) }
+    page.exits = try store.exits(after: cursor.sequence, through: through, fromScope: scope, in: db)
+    cursor.sequence = through
+    return (page, cursor, caughtUp)
+  }
+
+  // MARK: Push
+
+  public func push(
+    _ requests: some AsyncSequence<Eduhub_Sync_V1_PushRequest, any Error>, caller: Caller, peer: String
+  ) async throws -> Eduhub_Sync_V1_PushResponse {
+    let action = "sync.Push"
+    var response = Eduhub_Sync_V1_PushResponse()
+    let maskers = maskers()
+    let reader = Reader.staff(subject: caller.accountID, grants: caller.grants)
+    for try await request in requests {
+      let scope = try callingNode(caller, named: request.nodeID, action, peer: peer)
+      guard request.records.count <= 10_000 else {
+        throw RPCError(.invalidArgument, "at most 10,000 records a push message")
+      }
+      for record in request.records where !RecordStore.inScope(record.scope, scope) || record.scope.isEmpty {
+        throw identity.denied(
+          caller, action, target: "\(record.collection)/\(record.id)", peer: peer,
+          "record \(record.collection)/\(record.id) lies outside node \(request.nodeID)'s scope")
+      }
+      let today = identity.today
+      let outcome = try identity.transaction { db -> Replica.ApplyOutcome in
+        var sanitized: [StoredRecord] = []
+        for incoming in request.records {
+          let record = Self.stored(incoming)
+          guard let local = try identity.store.get(record.collection, record.id, in: db) else {
+            sanitized.append(record)
+            continue
+          }
+          // A record may not leave the node's scope through a push either.
+          guard RecordStore.inScope(local.scope, scope), !local.scope.isEmpty else {
+            throw identity.denied(caller, action, target: "\(record.collection)/\(record.id)", peer: peer, "record \(record.collection)/\(record.id) lies outside node \(request.nodeID)'s scope")
+          }
+          guard let masker = maskers[record.collection], !local.deleted else {
+            sanitized.append(record)
+            continue
+          }
+          // Fields the node only ever saw masked keep this node's values and stamps: a masked
+          // value pushed back must never overwrite the real one.
+          let hidden = try masker.hiddenFields(local.body, personID: local.id, scope: local.scope, for: reader, on: today)
+          sanitized.append(hidden.isEmpty ? record : try Self.keeping(hidden, of: local, in: record))
+        }
+        let outcome = try identity.replica.apply(sanitized, in: db)
+        try identity.store.setMeta("sync.pushed.\(request.nodeID)", Array(String(request.throughSequence).utf8), in: db)
+        return outcome
+      }
+      response.acknowledgedSequence = request.throughSequence
+      response.applied += Int64(outcome.fastForwarded)
+      response.skipped += Int64(outcome.skipped)
+      response.merged += Int64(outcome.merged)
+      response.conflicts += Int64(outcome.conflicts)
+    }
+    identity.audit.record(
+      .init(actor: caller.actor, action: action, target: caller.username,
+            detail: "\(response.applied) applied, \(response.merged) merged, \(response.conflicts) conflicts", peer: peer, timeMs: identity.nowMs()))
+    return response
+  }
+
+  /// `incoming` with the fields `numbers` (values and stamps) taken from `local`.
+  static func keeping(_ numbers: Set<Int>, of local: StoredRecord, in incoming: StoredRecord) throws -> StoredRecord {
+    var fields = try WireFields(parsing: incoming.body)
+    let localFields = try WireFields(parsing: local.body)
+    var stamps = try ReplicationEncoding.decodeStamps(incoming.stamps)
+    let localStamps = try ReplicationEncoding.decodeStamps(local.stamps)
+    for number in numbers {
+      fields[number] = localFields[number]
+      stamps[number] = localStamps[number]
+    }
+    var record = incoming
+    record.body = fields.joined()
+    record.stamps = ReplicationEncoding.encode(stamps)
+    return record
+  }
+}
+
+extension SyncService {
+  public func pull(request: Eduhub_Sync_V1_PullRequest, response: RPCWriter<Eduhub_Sync_V1_PullBatch>, context: ServerContext) async throws {
+    try await pull(request, caller: try context.caller(), peer: context.peer) { batch in try await response.write(batch) }
+  }
+
+  public func push(requests: RPCStream<Eduhub_Sync_V1_PushRequest>, context: ServerContext) async throws -> Eduhub_Sync_V1_PushResponse {
+    try await push(requests, caller: try context.caller(), peer: context.peer)
+  }
+}

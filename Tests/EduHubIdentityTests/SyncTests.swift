@@ -1,0 +1,175 @@
+import EduHubAPI
+import EduHubCrypto
+import EduHubIdentity
+import EduHubNode
+import EduHubRPC
+import EduHubReplication
+import EduHubStorage
+import EduHubSync
+import Foundation
+import Logging
+import SwiftProtobuf
+import Testing
+
+/// A county node enrolled with the world's central node, with its own encrypted database.
+struct CountyNode {
+  let directory: String
+  let node: OpenNode
+  let client: SyncClient
+
+  static func enroll(in world: IdentityWorld, id: String = "county-511702", org: String = "511702", clearance: Eduhub_Sync_V1_Clearance) async throws -> CountyNode {
+    try await world.account("city-\(id)", role: .cityAdmin)
+    var create = Eduhub_Sync_V1_CreateNodeRequest()
+    create.nodeID = id
+    create.orgCode = org
+    create.clearance = clearance
+    let sync = Eduhub_Sync_V1_SyncService.Client(world.rpc)
+    let created = try await sync.createNode(create, options: try await world.options("city-\(id)"))
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-county-\(UUID().uuidString)").path
+    let data = try NodeData.initialize(at: directory, identity: NodeIdentity(nodeID: id, scope: created.node.scope, role: .county))
+    let key = try SigningKey(seed: try data.key("node"))
+    var enroll = Eduhub_Sync_V1_EnrollRequest()
+    enroll.enrollmentToken = created.enrollmentToken
+    enroll.publicKey = Data(key.publicKey)
+    _ = try await sync.enroll(enroll)
+    var logger = Logger(label: "test.county")
+    logger.logLevel = .warning
+    var configuration = IdentityWorld.testConfiguration()
+    configuration.hashingThreads = 1
+    let node = try data.open(identityConfiguration: configuration, logger: logger)
+    return CountyNode(directory: directory, node: node, client: SyncClient(nodeID: id, signingKey: key, replica: node.replica, upstream: world.rpc))
+  }
+
+  func close() async {
+    await node.close()
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  var store: RecordStore { node.replica.store }
+
+  func person(_ id: String) throws -> Eduhub_Identity_V1_Person? {
+    try store.get(IdentityCollections.person, id).flatMap { $0.deleted ? nil : try Eduhub_Identity_V1_Person(serializedBytes: $0.body) }
+  }
+}
+
+/// Writes `change` to person `id` on `replica`, as a local edit.
+func edit(_ replica: Replica, _ id: String, _ change: (inout Eduhub_Identity_V1_Person) -> Void) throws {
+  let record = try #require(try replica.store.get(IdentityCollections.person, id))
+  var person = try Eduhub_Identity_V1_Person(serializedBytes: record.body)
+  change(&person)
+  try replica.write([.init(collection: IdentityCollections.person, id: id, scope: record.scope, body: try person.serializedBytes())])
+}
+
+@Suite("Sync between central and a county node over loopback")
+struct SyncTests {
+  @Test("first sync brings exactly the county's records; syncing again changes nothing")
+  func firstSync() async throws {
+    try await withWorld { world in
+      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      let report = try await county.client.syncOnce(batchRecords: 97)
+      let expected = try world.identity.store.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000)
+      let got = try county.store.inScope(IdentityCollections.person, scope: "511700", limit: 100_000)
+      #expect(Set(got.map(\.id)) == Set(expected.map(\.id)))
+      #expect(got.allSatisfy { $0.scope.hasPrefix("511700/511702/") })
+      #expect(report.batches > 3)
+      // Global records (every node's public key) come too; the other county's people do not.
+      #expect(try county.store.get(IdentityCollections.nodeKey, "test-central") != nil)
+      #expect(try county.person(IdentityWorld.otherStudent) == nil)
+      // Clear clearance: the child as central holds her.
+      #expect(try county.person(IdentityWorld.student) == (try world.identity.store.get(IdentityCollections.person, IdentityWorld.student)).flatMap { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
+      let again = try await county.client.syncOnce()
+      #expect(again.pulledFastForwarded == 0 && again.pulledMerged == 0 && again.pushed == 0)
+      await county.close()
+    }
+  }
+
+  @Test("edits on both sides travel both ways; the same field edited on both is merged and logged")
+  func editsBothWays() async throws {
+    try await withWorld { world in
+      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      try await county.client.syncOnce()
+      // An offline edit at the county, another at central, on different fields.
+      try edit(county.node.replica, IdentityWorld.student) { $0.phone = "13900000001" }
+      try edit(world.identity.replica, IdentityWorld.student) { $0.address = "四川省达州市通川区新街1号" }
+      let report = try await county.client.syncOnce()
+      #expect(report.pushed == 1)
+      for person in [try county.person(IdentityWorld.student), try world.identity.store.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) }] {
+        #expect(person?.phone == "13900000001" && person?.address == "四川省达州市通川区新街1号")
+      }
+      // The same field on both: one value wins everywhere, the other is kept in a conflict log.
+      try edit(county.node.replica, IdentityWorld.student) { $0.className = "county-class" }
+      try edit(world.identity.replica, IdentityWorld.student) { $0.className = "central-class" }
+      try await county.client.syncOnce()
+      try await county.client.syncOnce()
+      let atCounty = try #require(try county.person(IdentityWorld.student))
+      let atCentral = try #require(try world.identity.store.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
+      #expect(atCounty == atCentral)
+      let conflicts = try county.store.conflicts() + world.identity.store.conflicts()
+      #expect(conflicts.contains { $0.recordID == IdentityWorld.student && $0.field == 14 })
+      await county.close()
+    }
+  }
+
+  @Test("a student who moves to another county is evicted from the old county's node")
+  func scopeMove() async throws {
+    try await withWorld { world in
+      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      try await county.client.syncOnce()
+      #expect(try county.person("S5117020001-0002") != nil)
+      var update = Eduhub_Identity_V1_UpdatePersonRequest()
+      update.person.id = "S5117020001-0002"
+      update.person.orgCode = IdentityWorld.otherSchool
+      update.updateMask = ["org_code"]
+      _ = try world.identity.updatePerson(update, caller: .operator(name: "test"), peer: "test")
+      let report = try await county.client.syncOnce()
+      #expect(report.evicted >= 1)
+      #expect(try county.person("S5117020001-0002") == nil)
+      #expect(try world.identity.store.get(IdentityCollections.person, "S5117020001-0002")?.deleted == false)
+      await county.close()
+    }
+  }
+
+  @Test("a masked node sees its people masked and cannot overwrite real values by pushing back")
+  func maskedNode() async throws {
+    try await withWorld { world in
+      let county = try await CountyNode.enroll(in: world, clearance: .masked)
+      try await county.client.syncOnce()
+      let seen = try #require(try county.person(IdentityWorld.student))
+      #expect(seen.nationalID.hasPrefix("ID-"))
+      // The county edits a field it may see (the class); the record it pushes carries masked values.
+      try edit(county.node.replica, IdentityWorld.student) { $0.className = "9班" }
+      try await county.client.syncOnce()
+      let central = try #require(try world.identity.store.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
+      #expect(central.className == "9班")
+      #expect(!central.nationalID.hasPrefix("ID-") && central.nationalID.count == 18 && !central.name.contains("*"))
+      await county.close()
+    }
+  }
+
+  @Test("a node pushing outside its scope or pulling as another node is refused and audited")
+  func scopeEnforced() async throws {
+    try await withWorld { world in
+      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      let token = try await county.client.authenticate()
+      let options = world.bearer(token)
+      let sync = Eduhub_Sync_V1_SyncService.Client(world.rpc)
+      var push = Eduhub_Sync_V1_PushRequest()
+      push.nodeID = "county-511702"
+      var record = Eduhub_Sync_V1_SyncRecord()
+      record.collection = IdentityCollections.person
+      record.id = IdentityWorld.otherStudent
+      record.scope = "511700/511703/511703001/5117030001"
+      record.body = Data(try world.identity.store.get(IdentityCollections.person, IdentityWorld.otherStudent)?.body ?? [])
+      push.records = [record]
+      push.throughSequence = 1
+      await expectStatus(.permissionDenied) { try await sync.push(options: options) { try await $0.write(push) } }
+      var pull = Eduhub_Sync_V1_PullRequest()
+      pull.nodeID = "county-511703"
+      await expectStatus(.permissionDenied) { try await sync.pull(pull, options: options) { stream in for try await _ in stream {} } }
+      try world.node.audit.flush()
+      #expect(try world.auditCount(action: "sync.Push", outcome: "denied") == 1)
+      #expect(try world.auditCount(action: "sync.Pull", outcome: "denied") == 1)
+      await county.close()
+    }
+  }
+}
