@@ -19,6 +19,8 @@ import Logging
 public struct NodeData: Sendable {
   public let directory: String
   public let identity: NodeIdentity
+  /// The node this one syncs with (`HOST:PORT`), if any.
+  public let upstream: String?
 
   public var databasePath: String { directory + "/eduhub.db" }
   var keysDirectory: String { directory + "/keys" }
@@ -29,14 +31,15 @@ public struct NodeData: Sendable {
     var nodeID: String
     var scope: String
     var role: String
+    var upstream: String?
   }
 
   /// Creates a new node's directory: keys, manifest and an empty database.
   /// - Throws: ``NodeDataError`` if the directory already holds a node.
   @discardableResult
-  public static func initialize(at directory: String, identity: NodeIdentity) throws -> NodeData {
+  public static func initialize(at directory: String, identity: NodeIdentity, upstream: String? = nil) throws -> NodeData {
     let manager = FileManager.default
-    let data = NodeData(directory: directory, identity: identity)
+    let data = NodeData(directory: directory, identity: identity, upstream: upstream)
     if manager.fileExists(atPath: directory + "/node.json") {
       throw NodeDataError("\(directory) already holds a node")
     }
@@ -48,7 +51,7 @@ public struct NodeData: Sendable {
       }
       let database = try EncryptedDatabase.open(path: data.databasePath, key: .keyFile(data.keyPath("db")), create: true)
       try database.close()
-      let manifest = Manifest(nodeID: identity.nodeID, scope: identity.scope, role: identity.role.rawValue)
+      let manifest = Manifest(nodeID: identity.nodeID, scope: identity.scope, role: identity.role.rawValue, upstream: upstream)
       let json = try JSONEncoder().encode(manifest)
       try json.write(to: URL(fileURLWithPath: directory + "/node.json"), options: .atomic)
     } catch let error as NodeDataError {
@@ -73,7 +76,9 @@ public struct NodeData: Sendable {
       throw NodeDataError("\(directory) holds no node (run eduhub init --data \(directory) first)")
     }
     guard let role = NodeIdentity.Role(rawValue: manifest.role) else { throw NodeDataError("node.json names an unknown role") }
-    return NodeData(directory: directory, identity: NodeIdentity(nodeID: manifest.nodeID, scope: manifest.scope, role: role))
+    return NodeData(
+      directory: directory, identity: NodeIdentity(nodeID: manifest.nodeID, scope: manifest.scope, role: role),
+      upstream: manifest.upstream)
   }
 
   /// Reads one of the node's keys.
@@ -132,4 +137,18 @@ public struct NodeDataError: Error, Sendable, CustomStringConvertible {
   public let message: String
   public init(_ message: String) { self.message = message }
   public var description: String { message }
+}
+
+extension NodeData {
+  /// The same node with its scope set (after enrollment tells it), written to `node.json`.
+  public func withScope(_ scope: String) throws -> NodeData {
+    let manifest = Manifest(nodeID: identity.nodeID, scope: scope, role: identity.role.rawValue, upstream: upstream)
+    do {
+      try JSONEncoder().encode(manifest).write(to: URL(fileURLWithPath: directory + "/node.json"), options: .atomic)
+    } catch {
+      throw NodeDataError("cannot write \(directory)/node.json: \(error.localizedDescription)")
+    }
+    return NodeData(
+      directory: directory, identity: NodeIdentity(nodeID: identity.nodeID, scope: scope, role: identity.role), upstream: upstream)
+  }
 }

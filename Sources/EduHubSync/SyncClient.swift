@@ -34,6 +34,9 @@ public final class SyncClient: Sendable {
   public let replica: Replica
   let upstream: RPCClient
 
+  /// The connection to the upstream.
+  public var upstreamRPC: RPCClient { upstream }
+
   static let pullCursorKey = "sync.upstream.pull-cursor"
   static let pushCursorKey = "sync.upstream.pushed"
   static let lastSyncKey = "sync.upstream.last-sync"

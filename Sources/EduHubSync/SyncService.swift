@@ -153,7 +153,7 @@ public final class SyncService: Sendable {
     let action = "sync.Authenticate"
     let redeemed = challenges.redeem([UInt8](request.challenge), for: request.nodeID, now: identity.nowMs())
     let outcome = try identity.transaction { db -> Result<Eduhub_Sync_V1_AuthenticateResponse, RPCError> in
-      guard redeemed, let (record, stored) = try node(request.nodeID, in: db), stored.node.state == .active,
+      guard redeemed, let (_, stored) = try node(request.nodeID, in: db), stored.node.state == .active,
         SigningKey.verify(
           signature: [UInt8](request.signature), of: NodeChallenges.signedBytes([UInt8](request.challenge)),
           publicKey: [UInt8](stored.node.publicKey))
@@ -162,7 +162,6 @@ public final class SyncService: Sendable {
           .init(actor: Self.subject(request.nodeID), action: action, target: request.nodeID, outcome: "failed", peer: peer, timeMs: identity.nowMs()))
         return .failure(failed)
       }
-      _ = record
       let sessionID = IdentityService.newID("N")
       let issued = identity.tokens.issue(subject: Self.subject(request.nodeID), sessionID: sessionID, now: identity.nowSeconds)
       let now = identity.nowMs()

@@ -35,7 +35,7 @@ func asOperator<T>(_ node: OpenNode, _ body: (Caller) async throws -> T) async t
 }
 
 extension EduHubCommand {
-  struct Init: ParsableCommand {
+  struct Init: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Create a node's data directory: its keys and its encrypted database.")
 
@@ -51,14 +51,38 @@ extension EduHubCommand {
     @Option(help: "The node's role: central, county or school.")
     var role: String = "central"
 
-    func run() throws {
+    @Option(help: "The upstream node to enroll with and sync with, HOST:PORT (needs --enroll).")
+    var upstream: String?
+
+    @Option(help: "The one-time enrollment token from the upstream's `eduhub node create`.")
+    var enroll: String?
+
+    func validate() throws {
+      if (upstream == nil) != (enroll == nil) { throw ValidationError("--upstream and --enroll go together") }
+    }
+
+    func run() async throws {
       guard let role = NodeIdentity.Role(rawValue: role) else { throw ValidationError("--role must be central, county or school") }
+      // An enrolled node's id is the one its token was made for.
+      let id = enroll.map { String($0.prefix { $0 != "." }) } ?? nodeID
+      let created: NodeData
       do {
-        try NodeData.initialize(at: data, identity: NodeIdentity(nodeID: nodeID, scope: scope, role: role))
+        created = try NodeData.initialize(at: data, identity: NodeIdentity(nodeID: id, scope: scope, role: role), upstream: upstream)
       } catch let error as NodeDataError {
         throw FailureMessage(text: error.message)
       }
-      print("initialized node \(nodeID) in \(data)")
+      guard let upstream, let enroll else {
+        print("initialized node \(id) in \(data)")
+        return
+      }
+      do {
+        let enrolled = try await EduHubCommand.enrollNode(created, upstream: upstream, token: enroll)
+        print("initialized node \(id) in \(data), enrolled with \(upstream) for \(enrolled.identity.scope)")
+      } catch {
+        // Nothing half-made stays behind: the command can simply be run again.
+        try? FileManager.default.removeItem(atPath: data)
+        throw error
+      }
     }
   }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import EduHubNode
 import EduHubIdentity
+import EduHubSync
 import EduHubRPC
 import Logging
 import NIOCore
@@ -29,6 +30,9 @@ extension EduHubCommand {
 
     @Option(help: "The node's data directory (eduhub init): serves Identity from it and requires tokens.")
     var data: String?
+
+    @Option(help: "With --data and an upstream: sync this often (e.g. 30s, 5m, 1h), with jittered backoff when the upstream is unreachable.")
+    var syncEvery: String?
 
     @Option(help: "This node's id (without --data).")
     var nodeID: String = "central"
@@ -65,6 +69,10 @@ extension EduHubCommand {
         throw ValidationError("--event-loops must be from 1 to 256")
       }
       guard (0...100_000).contains(busyPollUs) else { throw ValidationError("--busy-poll-us must be from 0 to 100000") }
+      if let syncEvery {
+        guard data != nil else { throw ValidationError("--sync-every needs --data") }
+        guard Self.seconds(syncEvery) != nil else { throw ValidationError("--sync-every takes a duration such as 30s, 5m or 1h") }
+      }
     }
 
     func run() async throws {
@@ -83,12 +91,50 @@ extension EduHubCommand {
           throw FailureMessage(text: error.message)
         }
       }
+      var syncing: Task<Void, Never>?
+      if let open, let syncEvery, let seconds = Self.seconds(syncEvery) {
+        guard let client = try syncClient(for: open) else {
+          throw FailureMessage(text: "--sync-every: node \(open.data.identity.nodeID) has no upstream")
+        }
+        syncing = Task { await Self.syncPeriodically(client, every: seconds, logger: logger) }
+      }
+      defer { syncing?.cancel() }
       do {
         try await NodeServer.serve(configuration, services: services, eventLoops: eventLoops, logger: logger)
+        syncing?.cancel()
         await open?.close()
       } catch let error as RPCError {
         await open?.close()
         throw FailureMessage(text: error.message)
+      }
+    }
+
+    /// `30s`, `5m`, `1h` or plain seconds.
+    static func seconds(_ text: String) -> Double? {
+      let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+      if let unit = text.last, let factor = units[unit], let value = Double(text.dropLast()), value > 0 { return value * factor }
+      if let value = Double(text), value > 0 { return value }
+      return nil
+    }
+
+    /// Syncs now and then every `seconds` (±10%); after failures, retries sooner with a doubling,
+    /// jittered backoff (5 s, 10 s, … up to the interval), while the node serves from its replica.
+    static func syncPeriodically(_ client: SyncClient, every seconds: Double, logger: Logger) async {
+      var failures = 0
+      while !Task.isCancelled {
+        do {
+          let report = try await client.syncOnce()
+          failures = 0
+          logger.info("synced with upstream", metadata: ["sync.report": "\(report)"])
+        } catch is CancellationError {
+          return
+        } catch {
+          failures += 1
+          logger.warning("sync failed; serving from the replica and retrying", metadata: ["error": "\(error)", "failures": "\(failures)"])
+        }
+        let base = failures == 0 ? seconds : min(seconds, 5 * Double(1 << min(failures - 1, 10)))
+        let delay = base * Double.random(in: 0.9...1.1)
+        try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
       }
     }
 

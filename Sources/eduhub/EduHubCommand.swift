@@ -14,7 +14,10 @@ struct EduHubCommand: AsyncParsableCommand {
       orders. See README.md for a tour.
       """,
     version: EduHubVersion.current,
-    subcommands: [Serve.self, Init.self, Seed.self, User.self, Grant.self, Audit.self, Login.self, Ping.self, Keygen.self, Rekey.self]
+    subcommands: [
+      Serve.self, Init.self, Seed.self, User.self, Grant.self, Node.self, Sync.self, Status.self, Audit.self, Login.self, Ping.self,
+      Keygen.self, Rekey.self,
+    ]
   )
 }
 

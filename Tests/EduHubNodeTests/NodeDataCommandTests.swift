@@ -100,4 +100,52 @@ struct NodeDataCommandTests {
     server.waitUntilExit()
     #expect(server.terminationStatus == 0)
   }
+
+  @Test("a county node enrolls with central, syncs its county, reports its status, and fails clearly when central is down")
+  func enrollAndSync() throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-tiers-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let central = root + "/central"
+    let county = root + "/county"
+    #expect(try run(["init", "--data", central]).status == 0)
+    #expect(try run(["seed", "--data", central]).status == 0)
+    let created = try run(["node", "create", "--data", central, "--node-id", "county-511702", "--org", "511702"])
+    #expect(created.status == 0, "\(created.errors)")
+    let token = try #require(created.output.split(separator: "\n").last.map(String.init))
+    #expect(token.hasPrefix("county-511702."))
+
+    let port = Int.random(in: 40000..<60000)
+    let server = Process()
+    server.executableURL = binary
+    server.arguments = ["serve", "--data", central, "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
+    try server.run()
+    defer { if server.isRunning { server.terminate() } }
+    var enrolled: (status: Int32, output: String, errors: String)?
+    for _ in 0..<100 {
+      let attempt = try run(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(port)", "--enroll", token])
+      if attempt.status == 0 || !attempt.errors.contains("UNAVAILABLE") {
+        enrolled = attempt
+        break
+      }
+      usleep(100_000)
+    }
+    #expect(enrolled?.status == 0, "\(enrolled?.errors ?? "")")
+    #expect(enrolled?.output.contains("for 511700/511702") == true)
+    // The token was used: a second enrollment is refused and leaves nothing behind.
+    let again = try run(["init", "--data", root + "/again", "--upstream", "127.0.0.1:\(port)", "--enroll", token])
+    #expect(again.status != 0 && again.errors.contains("UNAUTHENTICATED"))
+    #expect(!FileManager.default.fileExists(atPath: root + "/again"))
+
+    let synced = try run(["sync", "--data", county])
+    #expect(synced.status == 0, "\(synced.errors)")
+    #expect(synced.output.hasPrefix("pulled "))
+    let status = try run(["status", "--data", county])
+    #expect(status.output.contains("first sync done"))
+    #expect(status.output.contains("0 writes wait"))
+
+    server.terminate()
+    server.waitUntilExit()
+    let offline = try run(["sync", "--data", county])
+    #expect(offline.status != 0 && offline.errors.contains("UNAVAILABLE"))
+  }
 }

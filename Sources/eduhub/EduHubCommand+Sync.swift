@@ -1,0 +1,174 @@
+import ArgumentParser
+import EduHubAPI
+import EduHubCrypto
+import EduHubIdentity
+import EduHubNode
+import EduHubRPC
+import EduHubReplication
+import EduHubStorage
+import EduHubSync
+import Foundation
+import Logging
+import SwiftProtobuf
+
+extension EduHubCommand {
+  struct Node: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Manage downstream nodes of this node.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(
+        abstract: "Register a downstream node and print its one-time enrollment token (valid a day).",
+        discussion: "Give the token to `eduhub init --upstream … --enroll TOKEN` on the new node's machine.")
+
+      @OptionGroup var node: DataOptions
+
+      @Option(help: "The new node's id.")
+      var nodeID: String
+
+      @Option(help: "The org code whose subtree the node holds.")
+      var org: String
+
+      @Option(help: "clear (personal fields in clear) or masked.")
+      var clearance: String = "clear"
+
+      func run() async throws {
+        let level: Eduhub_Sync_V1_Clearance
+        switch clearance {
+        case "clear": level = .clear
+        case "masked": level = .masked
+        default: throw ValidationError("--clearance must be clear or masked")
+        }
+        let open = try node.open()
+        let created = try await asOperator(open) { caller in
+          var request = Eduhub_Sync_V1_CreateNodeRequest()
+          request.nodeID = nodeID
+          request.orgCode = org
+          request.clearance = level
+          return try open.sync.createNode(request, caller: caller, peer: "console")
+        }
+        print("node \(created.node.id) holds \(created.node.scope) (\(clearance)); enrollment token:")
+        print(created.enrollmentToken)
+      }
+    }
+  }
+
+  struct Sync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Sync this node with its upstream now: pull its scope's changes, push its own writes.")
+
+    @OptionGroup var node: DataOptions
+
+    @Flag(help: "Sync once and exit (the default; `eduhub serve --sync-every` syncs periodically).")
+    var once = false
+
+    func run() async throws {
+      let open = try node.open()
+      guard let client = try syncClient(for: open) else {
+        await open.close()
+        throw FailureMessage(text: "node \(open.data.identity.nodeID) has no upstream")
+      }
+      do {
+        let report = try await client.syncOnce()
+        await client.upstreamClient.close()
+        await open.close()
+        print(report)
+      } catch let error as RPCError {
+        await client.upstreamClient.close()
+        await open.close()
+        throw FailureMessage(text: "sync with \(open.data.upstream ?? ""): \(error.code): \(error.message)")
+      }
+    }
+  }
+
+  struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Show a node's identity, upstream, last sync, cursors, pending writes and conflicts.")
+
+    @OptionGroup var node: DataOptions
+
+    func run() async throws {
+      let open = try node.open()
+      let data = open.data
+      print("node \(data.identity.nodeID) (\(data.identity.role.rawValue)) scope \"\(data.identity.scope)\"")
+      guard let client = try syncClient(for: open) else {
+        print("no upstream")
+        await open.close()
+        return
+      }
+      let status = try client.status()
+      await client.upstreamClient.close()
+      await open.close()
+      print("upstream \(data.upstream ?? "")")
+      if let last = status.lastSyncMs {
+        print("last sync \(chinaTime(last))")
+      } else {
+        print("never synced")
+      }
+      print("first sync \(status.firstSyncDone ? "done" : "not finished"); pulled through upstream sequence \(status.pulledThrough ?? 0)")
+      print("pushed through local sequence \(status.pushedThrough); \(status.pendingWrites) writes wait for the next push")
+      print("\(status.conflicts) conflicts logged")
+    }
+  }
+}
+
+/// The node's client of its upstream, if it has one.
+func syncClient(for node: OpenNode) throws -> SyncClient? {
+  guard let upstream = node.data.upstream else { return nil }
+  let address: NodeAddress
+  do { address = try NodeAddress(parsing: upstream) } catch { throw FailureMessage(text: "node.json: \(error)") }
+  let rpc = try connect(address, tlsCA: nil)
+  let key: SigningKey
+  do { key = try SigningKey(seed: try node.data.key("node")) } catch { throw FailureMessage(text: "\(error)") }
+  return SyncClient(nodeID: node.data.identity.nodeID, signingKey: key, replica: node.replica, upstream: rpc)
+}
+
+/// `2026-11-30 14:05:00` in China time.
+func chinaTime(_ milliseconds: Int64) -> String {
+  let formatter = DateFormatter()
+  formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
+  formatter.timeZone = TimeZone(identifier: "Asia/Shanghai")
+  return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000)) + " (Asia/Shanghai)"
+}
+
+/// Enrolls a freshly initialized node with its upstream: registers its public key, learns its scope,
+/// keeps the upstream's key (to verify its tokens).
+extension EduHubCommand {
+  static func enrollNode(_ data: NodeData, upstream: String, token: String) async throws -> NodeData {
+    try await enrollWithUpstream(data, upstream: upstream, token: token)
+  }
+}
+
+func enrollWithUpstream(_ data: NodeData, upstream: String, token: String) async throws -> NodeData {
+  let address: NodeAddress
+  do { address = try NodeAddress(parsing: upstream) } catch { throw FailureMessage(text: "\(error)") }
+  let rpc = try connect(address, tlsCA: nil)
+  let key: SigningKey
+  do { key = try SigningKey(seed: try data.key("node")) } catch { throw FailureMessage(text: "\(error)") }
+  var request = Eduhub_Sync_V1_EnrollRequest()
+  request.enrollmentToken = token
+  request.publicKey = Data(key.publicKey)
+  let response: Eduhub_Sync_V1_EnrollResponse
+  do {
+    response = try await Eduhub_Sync_V1_SyncService.Client(rpc).enroll(request, options: CallOptions(timeout: .seconds(30)))
+    await rpc.close()
+  } catch let error as RPCError {
+    await rpc.close()
+    throw FailureMessage(text: "enrollment with \(upstream): \(error.code): \(error.message)")
+  }
+  let enrolled = try data.withScope(response.node.scope)
+  let (database, replica) = try enrolled.openReplica()
+  var upstreamKey = Eduhub_Identity_V1_NodeKeyRecord()
+  upstreamKey.nodeID = response.upstreamNodeID
+  upstreamKey.publicKey = response.upstreamPublicKey
+  try replica.write([
+    .init(collection: IdentityCollections.nodeKey, id: response.upstreamNodeID, scope: "", body: try upstreamKey.serializedBytes())
+  ])
+  try database.close()
+  return enrolled
+}
+
+extension SyncClient {
+  /// The client's connection to the upstream (closed by the command when done).
+  var upstreamClient: RPCClient { upstreamRPC }
+}
