@@ -40,6 +40,7 @@ public final class SyncClient: Sendable {
   static let pullCursorKey = "sync.upstream.pull-cursor"
   static let pushCursorKey = "sync.upstream.pushed"
   static let lastSyncKey = "sync.upstream.last-sync"
+  static let pulledRangesKey = "sync.upstream.pulled-ranges"
 
   public init(nodeID: String, signingKey: SigningKey, replica: Replica, upstream: RPCClient) {
     self.nodeID = nodeID
@@ -63,14 +64,15 @@ public final class SyncClient: Sendable {
     return try await sync.authenticate(answer).accessToken
   }
 
-  /// Pulls, then pushes. Safe to run again at any time: nothing is repeated or lost.
+  /// Pushes, then pulls (so what the upstream merged of this node's writes comes straight back).
+  /// Safe to run again at any time, or to interrupt: nothing is repeated or lost.
   @discardableResult
   public func syncOnce(batchRecords: Int = 1000) async throws -> SyncReport {
     let token = try await authenticate()
     let options = CallOptions(metadata: ["authorization": .string("Bearer " + token)])
     var report = SyncReport()
-    try await pull(options: options, batchRecords: batchRecords, into: &report)
     try await push(options: options, batchRecords: batchRecords, into: &report)
+    try await pull(options: options, batchRecords: batchRecords, into: &report)
     let now = Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)
     try store.database.write { db in try store.setMeta(Self.lastSyncKey, now, in: db) }
     return report
@@ -88,8 +90,15 @@ public final class SyncClient: Sendable {
       for try await batch in batches {
         let records = batch.records.map(SyncService.stored)
         let outcome = try store.database.write { db -> Replica.ApplyOutcome in
+          let before = try store.lastSequence(in: db)
           let outcome = try replica.apply(records, in: db)
           for eviction in batch.evictions { try store.evict(eviction.collection, eviction.id, in: db) }
+          let after = try store.lastSequence(in: db)
+          if after > before {
+            var ranges = PulledRanges(decoding: try store.meta(Self.pulledRangesKey, in: db) ?? [])
+            ranges.add((before + 1)...after)
+            try store.setMeta(Self.pulledRangesKey, ranges.encoded, in: db)
+          }
           // The cursor commits with the batch it covers: a crash never skips or repeats work.
           try store.setMeta(Self.pullCursorKey, [UInt8](batch.cursor), in: db)
           return outcome
@@ -105,17 +114,21 @@ public final class SyncClient: Sendable {
     }
   }
 
-  /// This node's own writes after what the upstream acknowledged: records whose version vector
-  /// has an entry of this node (what arrived from upstream untouched is not sent back).
+  /// What the upstream does not have yet, after what it acknowledged: every change but those a pull
+  /// brought as they are. A record merged here during a pull carries this node's entry in its
+  /// vector and goes up too; records this node's own downstream nodes pushed go up (three tiers).
   func pendingWrites(after: Int64, limit: Int) throws -> (records: [StoredRecord], through: Int64) {
     try store.database.read { db in
+      let ranges = PulledRanges(decoding: try store.meta(Self.pulledRangesKey, in: db) ?? [])
       let changes = try store.changes(after: after, inScope: "", limit: limit, in: db)
-      var own: [StoredRecord] = []
+      var pending: [StoredRecord] = []
       for record in changes where !record.scope.isEmpty {
-        let vector = try ReplicationEncoding.decodeVector(record.version)
-        if vector[nodeID] > 0 { own.append(record) }
+        if ranges.contains(record.sequence) {
+          guard try ReplicationEncoding.decodeVector(record.version)[nodeID] > 0 else { continue }
+        }
+        pending.append(record)
       }
-      return (own, changes.last?.sequence ?? after)
+      return (pending, changes.last?.sequence ?? after)
     }
   }
 
@@ -150,7 +163,12 @@ public final class SyncClient: Sendable {
         try await writer.write(request)
       }
       let acknowledged = Array(String(response.acknowledgedSequence).utf8)
-      try store.database.write { db in try store.setMeta(Self.pushCursorKey, acknowledged, in: db) }
+      try store.database.write { db in
+        try store.setMeta(Self.pushCursorKey, acknowledged, in: db)
+        var ranges = PulledRanges(decoding: try store.meta(Self.pulledRangesKey, in: db) ?? [])
+        ranges.drop(through: response.acknowledgedSequence)
+        try store.setMeta(Self.pulledRangesKey, ranges.encoded, in: db)
+      }
       report.pushed += records.count
       report.pushMerged += Int(response.merged)
       after = response.acknowledgedSequence

@@ -220,10 +220,27 @@ extension SyncService {
             sanitized.append(record)
             continue
           }
-          // Fields the node only ever saw masked keep this node's values and stamps: a masked
-          // value pushed back must never overwrite the real one.
+          // Fields the pushing node sees masked keep this node's values and stamps, unless the new
+          // value was written by a node that sees them in clear (a school relayed by its county):
+          // a masked value pushed back must never overwrite the real one.
           let hidden = try masker.hiddenFields(local.body, personID: local.id, scope: local.scope, for: reader, on: today)
-          sanitized.append(hidden.isEmpty ? record : try Self.keeping(hidden, of: local, in: record))
+          if hidden.isEmpty {
+            sanitized.append(record)
+          } else {
+            let stamps = try ReplicationEncoding.decodeStamps(record.stamps)
+            let localStamps = try ReplicationEncoding.decodeStamps(local.stamps)
+            var keep = Set<Int>()
+            for number in hidden {
+              // An unchanged stamp means the pusher holds this node's value, masked: keep ours.
+              guard let stamp = stamps[number], stamp != localStamps[number],
+                try clearWriter(stamp.node, for: local.scope, in: db)
+              else {
+                keep.insert(number)
+                continue
+              }
+            }
+            sanitized.append(keep.isEmpty ? record : try Self.keeping(keep, of: local, in: record))
+          }
         }
         let outcome = try identity.replica.apply(sanitized, in: db)
         try identity.store.setMeta("sync.pushed.\(request.nodeID)", Array(String(request.throughSequence).utf8), in: db)
@@ -239,6 +256,14 @@ extension SyncService {
       .init(actor: caller.actor, action: action, target: caller.username,
             detail: "\(response.applied) applied, \(response.merged) merged, \(response.conflicts) conflicts", peer: peer, timeMs: identity.nowMs()))
     return response
+  }
+
+  /// Whether `writer` (a node id, as field stamps name them) sees a record at `path` in clear: this
+  /// node itself, or an active downstream node with clear clearance whose scope holds it.
+  func clearWriter(_ writer: String, for path: String, in db: Database) throws -> Bool {
+    if writer == identity.nodeID { return true }
+    guard let (record, stored) = try node(writer, in: db), stored.node.state == .active else { return false }
+    return stored.node.clearance == .clear && RecordStore.inScope(path, record.scope) && !record.scope.isEmpty
   }
 
   /// `incoming` with the fields `numbers` (values and stamps) taken from `local`.
