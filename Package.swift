@@ -247,6 +247,7 @@ let package = Package(
       dependencies: [
         "EduHubIdentity", "EduHubSync", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubReplication",
         "EduHubCrypto", "EduHubPrivacy", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],

@@ -53,12 +53,17 @@ struct CountyNode {
   }
 }
 
-/// Writes `change` to person `id` on `replica`, as a local edit.
+/// Writes `change` to person `id` on `replica`, as a local edit: read, changed and written in one
+/// transaction, as the services do (a sync applying between a read and a write would otherwise be
+/// overwritten).
 func edit(_ replica: Replica, _ id: String, _ change: (inout Eduhub_Identity_V1_Person) -> Void) throws {
-  let record = try #require(try replica.store.get(IdentityCollections.person, id))
-  var person = try Eduhub_Identity_V1_Person(serializedBytes: record.body)
-  change(&person)
-  try replica.write([.init(collection: IdentityCollections.person, id: id, scope: record.scope, body: try person.serializedBytes())])
+  try replica.store.database.write { db in
+    let record = try #require(try replica.store.get(IdentityCollections.person, id, in: db))
+    var person = try Eduhub_Identity_V1_Person(serializedBytes: record.body)
+    change(&person)
+    try replica.write(
+      [.init(collection: IdentityCollections.person, id: id, scope: record.scope, body: try person.serializedBytes())], in: db)
+  }
 }
 
 @Suite("Sync between central and a county node over loopback")
