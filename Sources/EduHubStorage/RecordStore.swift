@@ -588,6 +588,30 @@ public final class RecordStore: Sendable {
     }
   }
 
+  /// Logged conflicts of records in the subtree `scope`, newest first, with each record's scope.
+  public func conflicts(inScope scope: String, limit: Int, in db: Database) throws -> [(conflict: Conflict, scope: String)] {
+    let condition = Self.scopeCondition("record.scope", scope)
+    var arguments: [any DatabaseValueConvertible] = condition.arguments.map { $0 as any DatabaseValueConvertible }
+    arguments.append(limit)
+    return try Row.fetchAll(
+      db,
+      sql: """
+        SELECT conflict.collection, conflict.record_id, conflict.field, conflict.losing_value, conflict.losing_stamp,
+          conflict.winning_stamp, conflict.local_version, conflict.remote_version, conflict.sequence, record.scope
+        FROM conflict JOIN record ON record.collection = conflict.collection AND record.id = conflict.record_id
+        WHERE \(condition.sql) ORDER BY conflict.id DESC LIMIT ?
+        """, arguments: StatementArguments(arguments)
+    ).map { row in
+      (
+        Conflict(
+          collection: row[0], recordID: row[1], field: row[2], losingValue: [UInt8](row[3] as Data),
+          losingStamp: [UInt8](row[4] as Data), winningStamp: [UInt8](row[5] as Data),
+          localVersion: [UInt8](row[6] as Data), remoteVersion: [UInt8](row[7] as Data), sequence: row[8]),
+        row[9]
+      )
+    }
+  }
+
   /// The store's latest change sequence.
   public func lastSequence() throws -> Int64 {
     try database.read { db in try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = 'sequence'") ?? 0 }

@@ -266,6 +266,34 @@ extension SyncService {
     return stored.node.clearance == .clear && RecordStore.inScope(path, record.scope) && !record.scope.isEmpty
   }
 
+  // MARK: Conflicts
+
+  public func listConflicts(_ request: Eduhub_Sync_V1_ListConflictsRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Sync_V1_ListConflictsResponse
+  {
+    try Self.validID(request.orgCode, "org_code")
+    guard request.limit >= 0 else { throw RPCError(.invalidArgument, "limit may not be negative") }
+    let limit = request.limit == 0 ? 100 : min(Int(request.limit), 1000)
+    return try identity.reading { db in
+      let path = try identity.orgPath(request.orgCode, in: db)
+      try identity.require(.nodesManage, at: path, caller, "sync.ListConflicts", target: request.orgCode, peer: peer)
+      var response = Eduhub_Sync_V1_ListConflictsResponse()
+      for (conflict, scope) in try identity.store.conflicts(inScope: path, limit: limit, in: db) {
+        var out = Eduhub_Sync_V1_Conflict()
+        out.collection = conflict.collection
+        out.recordID = conflict.recordID
+        out.scope = scope
+        out.field = Int32(conflict.field)
+        out.losingValue = Data(conflict.losingValue)
+        out.losingNode = (try? ReplicationEncoding.decodeStamps(conflict.losingStamp).values.first?.node) ?? ""
+        out.winningNode = (try? ReplicationEncoding.decodeStamps(conflict.winningStamp).values.first?.node) ?? ""
+        out.sequence = conflict.sequence
+        response.conflicts.append(out)
+      }
+      return response
+    }
+  }
+
   /// `incoming` with the fields `numbers` (values and stamps) taken from `local`.
   static func keeping(_ numbers: Set<Int>, of local: StoredRecord, in incoming: StoredRecord) throws -> StoredRecord {
     var fields = try WireFields(parsing: incoming.body)
@@ -290,5 +318,9 @@ extension SyncService {
 
   public func push(requests: RPCStream<Eduhub_Sync_V1_PushRequest>, context: ServerContext) async throws -> Eduhub_Sync_V1_PushResponse {
     try await push(requests, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func listConflicts(request: Eduhub_Sync_V1_ListConflictsRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_ListConflictsResponse {
+    try listConflicts(request, caller: try context.caller(), peer: context.peer)
   }
 }

@@ -92,6 +92,7 @@ struct SyncTests {
   @Test("edits on both sides travel both ways; the same field edited on both is merged and logged")
   func editsBothWays() async throws {
     try await withWorld { world in
+      try await world.account("tongchuan-teacher", role: .teacher, org: IdentityWorld.school)
       let county = try await CountyNode.enroll(in: world, clearance: .clear)
       try await county.client.syncOnce()
       // An offline edit at the county, another at central, on different fields.
@@ -112,6 +113,17 @@ struct SyncTests {
       #expect(atCounty == atCentral)
       let conflicts = try county.store.conflicts() + world.identity.store.conflicts()
       #expect(conflicts.contains { $0.recordID == IdentityWorld.student && $0.field == 14 })
+      // An admin lists them through the RPC.
+      var list = Eduhub_Sync_V1_ListConflictsRequest()
+      list.orgCode = "511702"
+      try await world.account("conflict-admin", role: .countyAdmin, org: "511702")
+      let listed = try await Eduhub_Sync_V1_SyncService.Client(world.rpc).listConflicts(list, options: try await world.options("conflict-admin"))
+      if try !world.identity.store.conflicts().isEmpty {
+        #expect(listed.conflicts.contains { $0.recordID == IdentityWorld.student && $0.field == 14 && $0.scope.hasPrefix("511700/511702/") })
+      }
+      await expectStatus(.permissionDenied) {
+        try await Eduhub_Sync_V1_SyncService.Client(world.rpc).listConflicts(list, options: try await world.options("tongchuan-teacher"))
+      }
       await county.close()
     }
   }

@@ -485,5 +485,22 @@ public enum EduHubClassification {
       ClassifiedField(number: 4, name: "merged", sensitivity: 0, masking: 0),
       ClassifiedField(number: 5, name: "conflicts", sensitivity: 0, masking: 0),
     ],
+    "eduhub.sync.v1.ListConflictsRequest": [
+      ClassifiedField(number: 1, name: "org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "limit", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.Conflict": [
+      ClassifiedField(number: 1, name: "collection", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "record_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "scope", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "field", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "losing_value", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "losing_node", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "winning_node", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "sequence", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.ListConflictsResponse": [
+      ClassifiedField(number: 1, name: "conflicts", sensitivity: 0, masking: 0),
+    ],
   ]
 }

@@ -17,8 +17,9 @@ public enum Eduhub_Sync_V1_SyncService {
     public static let revokeNode = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "RevokeNode")
     public static let pull = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "Pull")
     public static let push = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "Push")
+    public static let listConflicts = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "ListConflicts")
     /// Every method, in declaration order.
-    public static let all: [RPCMethodDescriptor] = [createNode, enroll, challenge, authenticate, listNodes, revokeNode, pull, push]
+    public static let all: [RPCMethodDescriptor] = [createNode, enroll, challenge, authenticate, listNodes, revokeNode, pull, push, listConflicts]
   }
 
   /// Implement to serve SyncService; register the value with the server.
@@ -38,6 +39,8 @@ public enum Eduhub_Sync_V1_SyncService {
     func pull(request: Eduhub_Sync_V1_PullRequest, response: RPCWriter<Eduhub_Sync_V1_PullBatch>, context: ServerContext) async throws
     /// The caller node's own writes; each message is applied (and acknowledged) as one transaction.
     func push(requests: RPCStream<Eduhub_Sync_V1_PushRequest>, context: ServerContext) async throws -> Eduhub_Sync_V1_PushResponse
+    /// Values that lost merges on this node, for an admin with nodes.manage on the subtree.
+    func listConflicts(request: Eduhub_Sync_V1_ListConflictsRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_ListConflictsResponse
   }
 
   /// A typed client of SyncService.
@@ -84,6 +87,11 @@ public enum Eduhub_Sync_V1_SyncService {
     public func push(options: CallOptions = CallOptions(), _ body: (RPCWriter<Eduhub_Sync_V1_PushRequest>) async throws -> Void) async throws -> Eduhub_Sync_V1_PushResponse {
       try await rpc.clientStreaming(Method.push, options: options, body)
     }
+
+    /// Values that lost merges on this node, for an admin with nodes.manage on the subtree.
+    public func listConflicts(_ request: Eduhub_Sync_V1_ListConflictsRequest = Eduhub_Sync_V1_ListConflictsRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Sync_V1_ListConflictsResponse {
+      try await rpc.unary(Method.listConflicts, request: request, options: options)
+    }
   }
 }
 
@@ -98,6 +106,7 @@ extension Eduhub_Sync_V1_SyncService.Handler {
       .unary(Eduhub_Sync_V1_SyncService.Method.revokeNode) { try await self.revokeNode(request: $0, context: $1) },
       .serverStreaming(Eduhub_Sync_V1_SyncService.Method.pull) { try await self.pull(request: $0, response: $1, context: $2) },
       .clientStreaming(Eduhub_Sync_V1_SyncService.Method.push) { try await self.push(requests: $0, context: $1) },
+      .unary(Eduhub_Sync_V1_SyncService.Method.listConflicts) { try await self.listConflicts(request: $0, context: $1) },
     ]
   }
 }

@@ -451,6 +451,63 @@ public nonisolated struct Eduhub_Sync_V1_PushResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Eduhub_Sync_V1_ListConflictsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Conflicts of records in this org's subtree.
+  public var orgCode: String = String()
+
+  /// At most this many, newest first (default 100, at most 1,000).
+  public var limit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A field value that lost a merge of concurrent edits, kept so nothing disappears unseen.
+public nonisolated struct Eduhub_Sync_V1_Conflict: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var collection: String = String()
+
+  public var recordID: String = String()
+
+  public var scope: String = String()
+
+  public var field: Int32 = 0
+
+  /// The losing value's protobuf field bytes (tag included).
+  public var losingValue: Data = Data()
+
+  /// Which node wrote the losing and the winning value.
+  public var losingNode: String = String()
+
+  public var winningNode: String = String()
+
+  public var sequence: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Sync_V1_ListConflictsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var conflicts: [Eduhub_Sync_V1_Conflict] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "eduhub.sync.v1"
@@ -1195,6 +1252,136 @@ nonisolated extension Eduhub_Sync_V1_PushResponse: SwiftProtobuf.Message, SwiftP
     if lhs.applied != rhs.applied {return false}
     if lhs.skipped != rhs.skipped {return false}
     if lhs.merged != rhs.merged {return false}
+    if lhs.conflicts != rhs.conflicts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_ListConflictsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListConflictsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}org_code\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orgCode) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.orgCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgCode, fieldNumber: 1)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_ListConflictsRequest, rhs: Eduhub_Sync_V1_ListConflictsRequest) -> Bool {
+    if lhs.orgCode != rhs.orgCode {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_Conflict: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Conflict"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}collection\0\u{3}record_id\0\u{1}scope\0\u{1}field\0\u{3}losing_value\0\u{3}losing_node\0\u{3}winning_node\0\u{1}sequence\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.collection) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.recordID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.scope) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.field) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.losingValue) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.losingNode) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.winningNode) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.sequence) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.collection.isEmpty {
+      try visitor.visitSingularStringField(value: self.collection, fieldNumber: 1)
+    }
+    if !self.recordID.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordID, fieldNumber: 2)
+    }
+    if !self.scope.isEmpty {
+      try visitor.visitSingularStringField(value: self.scope, fieldNumber: 3)
+    }
+    if self.field != 0 {
+      try visitor.visitSingularInt32Field(value: self.field, fieldNumber: 4)
+    }
+    if !self.losingValue.isEmpty {
+      try visitor.visitSingularBytesField(value: self.losingValue, fieldNumber: 5)
+    }
+    if !self.losingNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.losingNode, fieldNumber: 6)
+    }
+    if !self.winningNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.winningNode, fieldNumber: 7)
+    }
+    if self.sequence != 0 {
+      try visitor.visitSingularInt64Field(value: self.sequence, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_Conflict, rhs: Eduhub_Sync_V1_Conflict) -> Bool {
+    if lhs.collection != rhs.collection {return false}
+    if lhs.recordID != rhs.recordID {return false}
+    if lhs.scope != rhs.scope {return false}
+    if lhs.field != rhs.field {return false}
+    if lhs.losingValue != rhs.losingValue {return false}
+    if lhs.losingNode != rhs.losingNode {return false}
+    if lhs.winningNode != rhs.winningNode {return false}
+    if lhs.sequence != rhs.sequence {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_ListConflictsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListConflictsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}conflicts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.conflicts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.conflicts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.conflicts, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_ListConflictsResponse, rhs: Eduhub_Sync_V1_ListConflictsResponse) -> Bool {
     if lhs.conflicts != rhs.conflicts {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
