@@ -503,6 +503,27 @@ public final class RecordStore: Sendable {
       arguments: [sequence, collection, id, record.scope, Self.evictedScope])
   }
 
+  /// Live records of `collection`, wherever they lie, by scope and id.
+  public func records(_ collection: String, limit: Int, in db: Database) throws -> [StoredRecord] {
+    try Row.fetchAll(
+      db.cachedStatement(sql: "SELECT \(Self.columns) FROM record WHERE collection = ? AND NOT deleted ORDER BY scope, id LIMIT ?"),
+      arguments: [collection, limit]
+    ).map(Self.record)
+  }
+
+  /// Tombstones written after sequence `after`, oldest first.
+  public func tombstones(after: Int64, limit: Int, in db: Database) throws -> [StoredRecord] {
+    try Row.fetchAll(
+      db.cachedStatement(sql: "SELECT \(Self.columns) FROM record WHERE deleted AND sequence > ? ORDER BY sequence LIMIT ?"),
+      arguments: [after, limit]
+    ).map(Self.record)
+  }
+
+  /// Forgets a tombstone for good, once every node that needed it has it (or it is too old).
+  public func purge(_ collection: String, _ id: String, in db: Database) throws {
+    try db.execute(sql: "DELETE FROM record WHERE collection = ? AND id = ? AND deleted", arguments: [collection, id])
+  }
+
   /// The scope an evicted record is logged as having moved to: inside no subtree.
   public static let evictedScope = "\u{1}evicted"
 

@@ -18,6 +18,8 @@ public struct SyncReport: Sendable, Hashable, CustomStringConvertible {
   public var conflicts = 0
   public var pushed = 0
   public var pushMerged = 0
+  /// The upstream had collected deletions this node never saw: it dropped its scope and synced anew.
+  public var resynced = false
 
   public var description: String {
     "pulled \(pulled) records in \(batches) batches (\(pulledFastForwarded) new or newer, \(pulledMerged) merged, "
@@ -72,22 +74,34 @@ public final class SyncClient: Sendable {
     let options = CallOptions(metadata: ["authorization": .string("Bearer " + token)])
     var report = SyncReport()
     try await push(options: options, batchRecords: batchRecords, into: &report)
-    try await pull(options: options, batchRecords: batchRecords, into: &report)
+    if try await pull(options: options, batchRecords: batchRecords, into: &report) {
+      // Told to resync (away too long): drop the scope's records (its own writes went up just
+      // now) and pull everything again.
+      try resetForResync()
+      report.resynced = true
+      _ = try await pull(options: options, batchRecords: batchRecords, into: &report)
+    }
     let now = Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)
     try store.database.write { db in try store.setMeta(Self.lastSyncKey, now, in: db) }
     return report
   }
 
-  func pull(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws {
+  /// Pulls until caught up. Returns true if the upstream said to resync.
+  func pull(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws -> Bool {
     var request = Eduhub_Sync_V1_PullRequest()
     request.nodeID = nodeID
     request.maxRecords = Int32(batchRecords)
     let replica = self.replica
     let store = self.store
     request.cursor = Data(try store.database.read { db in try store.meta(Self.pullCursorKey, in: db) } ?? [])
+    var resync = false
     report = try await Eduhub_Sync_V1_SyncService.Client(upstream).pull(request, options: options) { batches in
       var report = report
       for try await batch in batches {
+        if batch.resync {
+          resync = true
+          break
+        }
         let records = batch.records.map(SyncService.stored)
         let outcome = try store.database.write { db -> Replica.ApplyOutcome in
           let before = try store.lastSequence(in: db)
@@ -111,6 +125,30 @@ public final class SyncClient: Sendable {
         report.conflicts += outcome.conflicts
       }
       return report
+    }
+    return resync
+  }
+
+  /// Drops every record of this node's scope (not the global ones) and its pull state, logging
+  /// each as an exit so this node's own downstream nodes drop them too.
+  func resetForResync() throws {
+    try store.database.write { db in
+      for collection in store.collectionNames {
+        while true {
+          let page = try store.records(collection, limit: 1000, in: db).filter { !$0.scope.isEmpty }
+          guard !page.isEmpty else { break }
+          for record in page { try store.evict(record.collection, record.id, in: db) }
+        }
+      }
+      var after: Int64 = 0
+      while true {
+        let tombstones = try store.tombstones(after: after, limit: 1000, in: db)
+        guard let last = tombstones.last else { break }
+        after = last.sequence
+        for record in tombstones where !record.scope.isEmpty { try store.evict(record.collection, record.id, in: db) }
+      }
+      try store.setMeta(Self.pullCursorKey, [], in: db)
+      try store.setMeta(Self.pulledRangesKey, [], in: db)
     }
   }
 

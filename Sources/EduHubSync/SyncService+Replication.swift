@@ -81,6 +81,19 @@ extension SyncService {
       cursor.scope = scope
       cursor.snapshotSequence = try identity.reading { db in try identity.store.lastSequence(in: db) }
     }
+    if cursor.snapshotDone {
+      // The node has applied everything through its cursor: what tombstones can be collected.
+      try recordPulled(request.nodeID, through: cursor.sequence)
+      if cursor.sequence < (try identity.reading { db in try gcHorizon(in: db) }) {
+        // Deletions it never saw are gone: it must start again.
+        var resync = Eduhub_Sync_V1_PullBatch()
+        resync.resync = true
+        resync.caughtUp = true
+        try await send(resync)
+        identity.audit.record(.init(actor: caller.actor, action: action, target: request.nodeID, detail: "told to resync", peer: peer, timeMs: identity.nowMs()))
+        return
+      }
+    }
     let maskers = maskers()
     let reader = Reader.staff(subject: caller.accountID, grants: caller.grants)
     let today = identity.today

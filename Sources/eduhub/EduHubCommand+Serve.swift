@@ -98,10 +98,30 @@ extension EduHubCommand {
         }
         syncing = Task { await Self.syncPeriodically(client, every: seconds, logger: logger) }
       }
-      defer { syncing?.cancel() }
+      // Tombstones every downstream node has, or older than 30 days, are collected hourly.
+      let collecting = open.map { node in
+        Task {
+          while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(3600))
+            do {
+              let result = try node.sync.collectTombstones()
+              if result.purged > 0 {
+                logger.info("collected tombstones", metadata: ["purged": "\(result.purged)", "expired": "\(result.expired)"])
+              }
+            } catch {
+              logger.warning("tombstone collection failed", metadata: ["error": "\(error)"])
+            }
+          }
+        }
+      }
+      defer {
+        syncing?.cancel()
+        collecting?.cancel()
+      }
       do {
         try await NodeServer.serve(configuration, services: services, eventLoops: eventLoops, logger: logger)
         syncing?.cancel()
+        collecting?.cancel()
         await open?.close()
       } catch let error as RPCError {
         await open?.close()

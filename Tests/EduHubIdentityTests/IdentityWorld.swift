@@ -4,6 +4,7 @@ import EduHubIdentity
 import EduHubNode
 import EduHubRPC
 import EduHubStorage
+import EduHubSync
 import Foundation
 import Logging
 import NIOCore
@@ -91,6 +92,7 @@ final class IdentityWorld: Sendable {
   }
 
   var identity: IdentityService { node.identity }
+  var openSync: SyncService { node.sync }
   var client: Eduhub_Identity_V1_IdentityService.Client { .init(rpc) }
 
   func stop() async {

@@ -246,4 +246,41 @@ struct SyncTests {
       await county.close()
     }
   }
+
+  @Test("deletes travel as tombstones, are collected once every node has them, and a node away too long resyncs")
+  func tombstones() async throws {
+    try await withWorld { world in
+      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      try await county.client.syncOnce()
+      let gone = "S5117020001-0004"
+      let record = try #require(try world.identity.store.get(IdentityCollections.person, gone))
+      try world.identity.replica.write([.init(collection: IdentityCollections.person, id: gone, scope: record.scope, body: nil)])
+      // The county has not pulled it yet: the tombstone stays.
+      #expect(try county.node.sync.collectTombstones().purged == 0)
+      #expect(try world.openSync.collectTombstones().purged == 0)
+      try await county.client.syncOnce()
+      #expect(try county.store.get(IdentityCollections.person, gone)?.deleted == true)
+      // The next pull tells central the county applied it: now it can go.
+      try await county.client.syncOnce()
+      #expect(try world.openSync.collectTombstones().purged == 1)
+      #expect(try world.identity.store.get(IdentityCollections.person, gone) == nil)
+
+      // Another delete, collected for age before the county pulled it: the county must resync.
+      let second = "S5117020001-0005"
+      let secondRecord = try #require(try world.identity.store.get(IdentityCollections.person, second))
+      try world.identity.replica.write([.init(collection: IdentityCollections.person, id: second, scope: secondRecord.scope, body: nil)])
+      // And an offline write at the county, which must survive the resync.
+      try edit(county.node.replica, "S5117020001-0006") { $0.className = "offline-edit" }
+      #expect(try world.openSync.collectTombstones(retentionMs: -1).expired == 1)
+      let report = try await county.client.syncOnce()
+      #expect(report.resynced)
+      #expect(try county.person(second) == nil)
+      #expect(try county.person("S5117020001-0006")?.className == "offline-edit")
+      #expect(try county.person(IdentityWorld.student) != nil)
+      let expected = try world.identity.store.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000).map(\.id)
+      let got = try county.store.inScope(IdentityCollections.person, scope: "511700", limit: 100_000).map(\.id)
+      #expect(Set(got) == Set(expected))
+      await county.close()
+    }
+  }
 }

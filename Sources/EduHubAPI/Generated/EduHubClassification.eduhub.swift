@@ -472,6 +472,7 @@ public enum EduHubClassification {
       ClassifiedField(number: 2, name: "evictions", sensitivity: 0, masking: 0),
       ClassifiedField(number: 3, name: "cursor", sensitivity: 0, masking: 0),
       ClassifiedField(number: 4, name: "caught_up", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "resync", sensitivity: 0, masking: 0),
     ],
     "eduhub.sync.v1.PushRequest": [
       ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),

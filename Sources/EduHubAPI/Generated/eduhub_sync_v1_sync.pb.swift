@@ -407,6 +407,10 @@ public nonisolated struct Eduhub_Sync_V1_PullBatch: Sendable {
   /// The last batch of the stream: nothing newer remained in the puller's scope.
   public var caughtUp: Bool = false
 
+  /// The puller was away longer than deletions are kept: it must drop what it holds of its scope
+  /// and sync from the beginning (it pushes its own writes first, so none is lost).
+  public var resync: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1125,7 +1129,7 @@ nonisolated extension Eduhub_Sync_V1_PullRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Eduhub_Sync_V1_PullBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{1}evictions\0\u{1}cursor\0\u{3}caught_up\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{1}evictions\0\u{1}cursor\0\u{3}caught_up\0\u{1}resync\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1137,6 +1141,7 @@ nonisolated extension Eduhub_Sync_V1_PullBatch: SwiftProtobuf.Message, SwiftProt
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.evictions) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.cursor) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.caughtUp) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.resync) }()
       default: break
       }
     }
@@ -1155,6 +1160,9 @@ nonisolated extension Eduhub_Sync_V1_PullBatch: SwiftProtobuf.Message, SwiftProt
     if self.caughtUp != false {
       try visitor.visitSingularBoolField(value: self.caughtUp, fieldNumber: 4)
     }
+    if self.resync != false {
+      try visitor.visitSingularBoolField(value: self.resync, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1163,6 +1171,7 @@ nonisolated extension Eduhub_Sync_V1_PullBatch: SwiftProtobuf.Message, SwiftProt
     if lhs.evictions != rhs.evictions {return false}
     if lhs.cursor != rhs.cursor {return false}
     if lhs.caughtUp != rhs.caughtUp {return false}
+    if lhs.resync != rhs.resync {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

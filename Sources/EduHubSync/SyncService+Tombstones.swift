@@ -1,0 +1,78 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubReplication
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+
+/// Deletions are tombstones until every downstream node has pulled them, or until they are older
+/// than the retention period; a node whose cursor is older than a tombstone collected that way is
+/// told to resync.
+extension SyncService {
+  static let gcHorizonKey = "sync.gc.horizon"
+  static func pulledKey(_ nodeID: String) -> String { "sync.pulled." + nodeID }
+
+  /// The sequence through which `nodeID` has applied this node's changes (from its last pull).
+  func pulledThrough(_ nodeID: String, in db: Database) throws -> Int64? {
+    try identity.store.meta(Self.pulledKey(nodeID), in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
+  }
+
+  func recordPulled(_ nodeID: String, through sequence: Int64) throws {
+    try identity.transaction { db in
+      try identity.store.setMeta(Self.pulledKey(nodeID), Array(String(sequence).utf8), in: db)
+    }
+  }
+
+  /// The highest sequence of a tombstone collected before some node had it: cursors below it
+  /// must resync.
+  func gcHorizon(in db: Database) throws -> Int64 {
+    try identity.store.meta(Self.gcHorizonKey, in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+  }
+
+  /// What one collection pass did.
+  public struct TombstoneCollection: Sendable, Hashable {
+    public var purged = 0
+    /// Of those, purged for age before every node had them.
+    public var expired = 0
+  }
+
+  /// Purges tombstones that every active downstream node whose scope holds them has pulled, and
+  /// those older than `retentionMs` whatever the nodes did (raising the horizon below which nodes
+  /// must resync).
+  @discardableResult
+  public func collectTombstones(retentionMs: Int64 = 30 * 86_400_000) throws -> TombstoneCollection {
+    let now = identity.nowMs()
+    return try identity.transaction { db in
+      var nodes: [(scope: String, pulled: Int64)] = []
+      for record in try identity.store.records(SyncCollections.node, limit: 100_000, in: db) {
+        let stored = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)
+        guard stored.node.state == .active else { continue }
+        nodes.append((record.scope, try pulledThrough(stored.node.id, in: db) ?? 0))
+      }
+      var result = TombstoneCollection()
+      var horizon = try gcHorizon(in: db)
+      var after: Int64 = 0
+      while true {
+        let batch = try identity.store.tombstones(after: after, limit: 1000, in: db)
+        guard let last = batch.last else { break }
+        after = last.sequence
+        for tombstone in batch {
+          let holders = nodes.filter { tombstone.scope.isEmpty || RecordStore.inScope(tombstone.scope, $0.scope) }
+          let everyoneHasIt = holders.allSatisfy { $0.pulled >= tombstone.sequence }
+          let deletedAt = (try? ReplicationEncoding.decodeStamps(tombstone.stamps))?[RecordVersion.deletionField]?.time.milliseconds
+          let expired = deletedAt.map { now - Int64($0) > retentionMs } ?? false
+          guard everyoneHasIt || expired else { continue }
+          try identity.store.purge(tombstone.collection, tombstone.id, in: db)
+          result.purged += 1
+          if !everyoneHasIt {
+            result.expired += 1
+            horizon = max(horizon, tombstone.sequence)
+          }
+        }
+      }
+      try identity.store.setMeta(Self.gcHorizonKey, Array(String(horizon).utf8), in: db)
+      return result
+    }
+  }
+}
