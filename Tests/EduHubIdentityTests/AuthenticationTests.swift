@@ -152,10 +152,12 @@ struct AuthenticationTests {
         unknownTimes.append(await seconds("nobody.at.all"))
         wrongTimes.append(await seconds("teacher1"))
       }
-      // The fastest of each: load from other tests only ever adds time.
+      // The fastest of each: load from other tests only ever adds time. Without the decoy an unknown
+      // login would cost ~0.1 ms against tens for a hash: a factor of ten either way still shows
+      // it on a machine busy with the other suites (the verification count above is exact).
       let unknown = unknownTimes.min()!
       let wrong = wrongTimes.min()!
-      #expect(unknown / wrong > 0.25 && unknown / wrong < 4, "unknown \(unknown) s, wrong password \(wrong) s")
+      #expect(unknown / wrong > 0.1 && unknown / wrong < 10, "unknown \(unknown) s, wrong password \(wrong) s")
     }
   }
 
