@@ -68,6 +68,7 @@ public struct CitySeeder: Sendable {
   public func run(into replica: Replica, progress: (Summary) -> Void = { _ in }) throws -> Summary {
     var random = SplitMix64(seed: seed)
     var summary = Summary()
+    var issued: [String: Int] = [:]
     let city = org(Self.cityCode, "达州市", .city, parent: "")
     var writes: [Replica.Write] = [write(IdentityCollections.org, Self.cityCode, Self.cityCode, city)]
     writes.append(write(IdentityCollections.org, "EDU-511700", "511700/EDU-511700", org("EDU-511700", "达州市教育局", .bureau, parent: Self.cityCode)))
@@ -109,7 +110,7 @@ public struct CitySeeder: Sendable {
         let teachers = max(2, Int(teachersPerSchool * Self.sizeFactor(level) * (0.8 + Double(random.next(41)) / 100)))
         try people(
           school: code, path: path, county: county, level: level, students: students, teachers: teachers,
-          random: &random, batch: &batch, summary: &summary)
+          random: &random, issued: &issued, batch: &batch, summary: &summary)
         try replica.write(batch)
         progress(summary)
       }
@@ -119,7 +120,8 @@ public struct CitySeeder: Sendable {
 
   private func people(
     school: String, path: String, county: (code: String, name: String, weight: Double), level: Eduhub_Identity_V1_SchoolLevel,
-    students: Int, teachers: Int, random: inout SplitMix64, batch: inout [Replica.Write], summary: inout Summary
+    students: Int, teachers: Int, random: inout SplitMix64, issued: inout [String: Int], batch: inout [Replica.Write],
+    summary: inout Summary
   ) throws {
     let grades = Self.grades(level)
     let address = { (random: inout SplitMix64) in
@@ -138,7 +140,7 @@ public struct CitySeeder: Sendable {
       // Grade g in the school year starting in September Y: born from 1 Sep (Y-6-g) to 31 Aug (Y-5-g).
       let birth = Self.birthDate(grade: Int(grade), schoolYear: schoolYear, &random)
       student.birthDate = birth.description
-      student.nationalID = Self.nationalID(region: county.code, birth: birth, male: student.gender == .male, &random)
+      student.nationalID = Self.nationalID(region: county.code, birth: birth, male: student.gender == .male, issued: &issued)
       student.ethnicity = random.next(100) < 97 ? "汉族" : ["土家族", "回族", "苗族", "彝族"][random.next(4)]
       student.address = address(&random)
       student.orgCode = school
@@ -162,7 +164,7 @@ public struct CitySeeder: Sendable {
           guardian.gender = father ? .male : .female
           let born = Self.adultBirthDate(childBorn: birth, &random)
           guardian.birthDate = born.description
-          guardian.nationalID = Self.nationalID(region: county.code, birth: born, male: father, &random)
+          guardian.nationalID = Self.nationalID(region: county.code, birth: born, male: father, issued: &issued)
           guardian.phone = Names.phone(&random)
           guardian.address = student.address
           guardian.orgCode = school
@@ -191,7 +193,7 @@ public struct CitySeeder: Sendable {
       teacher.gender = random.next(100) < 65 ? .female : .male
       let born = CivilDate(year: schoolYear - 23 - random.next(37), month: random.next(12) + 1, day: random.next(28) + 1)!
       teacher.birthDate = born.description
-      teacher.nationalID = Self.nationalID(region: county.code, birth: born, male: teacher.gender == .male, &random)
+      teacher.nationalID = Self.nationalID(region: county.code, birth: born, male: teacher.gender == .male, issued: &issued)
       teacher.phone = Names.phone(&random)
       teacher.address = address(&random)
       teacher.orgCode = school
@@ -270,9 +272,17 @@ public struct CitySeeder: Sendable {
   }
 
   /// A valid 18-digit ID number: region, birth date, sequence (odd for men), check character.
-  static func nationalID(region: String, birth: CivilDate, male: Bool, _ random: inout SplitMix64) -> String {
-    var sequence = random.next(500) * 2
+  /// Sequences count up per region, day and sex (as a registry office assigns them), so no two
+  /// people share a number; `issued` remembers how many each has given.
+  static func nationalID(region: String, birth: CivilDate, male: Bool, issued: inout [String: Int]) -> String {
+    let key = region + birth.description + (male ? "m" : "f")
+    let count = issued[key, default: 0]
+    issued[key] = count + 1
+    // 500 of each sex a day and region; beyond that (never at these sizes) the region's next code.
+    let regionCode = count < 500 ? region : String(Int(region)! + count / 500)
+    var sequence = (count % 500) * 2
     if male { sequence += 1 }
+    let region = regionCode
     let body = region + String(format: "%04d%02d%02d%03d", birth.year, birth.month, birth.day, sequence)
     let check = NationalID.checkCharacter(body.utf8.map { Int($0 - 0x30) })
     return body + String(UnicodeScalar(check))

@@ -183,7 +183,10 @@ extension IdentityService {
       if path != record.scope {
         try require(.peopleWrite, at: path, caller, action, target: person.orgCode, peer: peer)
       }
-      try checkUnique(person, in: db)
+      // Only a changed number is checked: an update of other fields never trips over old data.
+      if person.nationalID != (try record.decode(Eduhub_Identity_V1_Person.self)).nationalID {
+        try checkUnique(person, in: db)
+      }
       try put(IdentityCollections.person, person.id, scope: path, person, in: db)
       if path != record.scope {
         // The person's account and their bindings as a child follow them to the new org.

@@ -62,6 +62,13 @@ extension EduHubCommand {
     @Flag(help: "Sync once and exit (the default; `eduhub serve --sync-every` syncs periodically).")
     var once = false
 
+    @Option(help: "Records per batch (1 to 10000).")
+    var batchRecords: Int = 1000
+
+    func validate() throws {
+      guard (1...10_000).contains(batchRecords) else { throw ValidationError("--batch-records must be from 1 to 10000") }
+    }
+
     func run() async throws {
       let open = try node.open()
       guard let client = try syncClient(for: open) else {
@@ -69,10 +76,13 @@ extension EduHubCommand {
         throw FailureMessage(text: "node \(open.data.identity.nodeID) has no upstream")
       }
       do {
-        let report = try await client.syncOnce()
+        let start = ContinuousClock.now
+        let report = try await client.syncOnce(batchRecords: batchRecords)
+        let elapsed = ContinuousClock.now - start
         await client.upstreamClient.close()
         await open.close()
-        print(report)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print("\(report) in \(String(format: "%.3f", seconds)) s")
       } catch let error as RPCError {
         await client.upstreamClient.close()
         await open.close()

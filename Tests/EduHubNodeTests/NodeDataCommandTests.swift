@@ -138,7 +138,7 @@ struct NodeDataCommandTests {
 
     let synced = try run(["sync", "--data", county])
     #expect(synced.status == 0, "\(synced.errors)")
-    #expect(synced.output.hasPrefix("pulled "))
+    #expect(synced.output.hasPrefix("pulled ") && synced.output.hasSuffix(" s\n"))
     let status = try run(["status", "--data", county])
     #expect(status.output.contains("first sync done"))
     #expect(status.output.contains("0 writes wait"))
