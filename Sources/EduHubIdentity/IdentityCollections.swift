@@ -14,35 +14,37 @@ public enum IdentityCollections {
 
   public static var all: [CollectionDefinition] {
     [
+      // Keys are read straight from the wire (field numbers of identity.proto): a sync applies
+      // hundreds of thousands of records, and a full decode of each costs more than its insert.
       CollectionDefinition(name: org, indexes: ["parent"]) { body in
-        let org = try Eduhub_Identity_V1_Org(serializedBytes: body)
-        return .init(keys: [("parent", org.parentCode)])
+        let fields = try WireFields.strings(body, [4])
+        return .init(keys: [("parent", fields[4] ?? "")])
       },
       CollectionDefinition(name: person, indexes: ["org", "national_id", "phone"], searchable: true) { body in
-        let person = try Eduhub_Identity_V1_Person(serializedBytes: body)
-        var keys: [(index: String, key: String)] = [("org", person.orgCode)]
-        if !person.nationalID.isEmpty { keys.append(("national_id", person.nationalID)) }
-        if !person.phone.isEmpty { keys.append(("phone", person.phone)) }
-        return .init(keys: keys, text: person.name)
+        // 3 name, 6 national_id, 8 phone, 11 org_code.
+        let fields = try WireFields.strings(body, [3, 6, 8, 11])
+        var keys: [(index: String, key: String)] = [("org", fields[11] ?? "")]
+        if let id = fields[6], !id.isEmpty { keys.append(("national_id", id)) }
+        if let phone = fields[8], !phone.isEmpty { keys.append(("phone", phone)) }
+        return .init(keys: keys, text: fields[3] ?? "")
       },
       CollectionDefinition(name: guardianship, indexes: ["guardian", "child"]) { body in
-        let binding = try Eduhub_Identity_V1_GuardianBinding(serializedBytes: body)
-        return .init(keys: [("guardian", binding.guardianID), ("child", binding.childID)])
+        let fields = try WireFields.strings(body, [1, 2])
+        return .init(keys: [("guardian", fields[1] ?? ""), ("child", fields[2] ?? "")])
       },
       CollectionDefinition(name: account, indexes: ["username", "phone", "person"]) { body in
-        let account = try Eduhub_Identity_V1_AccountRecord(serializedBytes: body)
-        var keys: [(index: String, key: String)] = [("username", account.username.lowercased())]
-        if !account.phone.isEmpty { keys.append(("phone", account.phone)) }
-        if !account.personID.isEmpty { keys.append(("person", account.personID)) }
+        // 2 username, 3 phone, 4 person_id.
+        let fields = try WireFields.strings(body, [2, 3, 4])
+        var keys: [(index: String, key: String)] = [("username", (fields[2] ?? "").lowercased())]
+        if let phone = fields[3], !phone.isEmpty { keys.append(("phone", phone)) }
+        if let person = fields[4], !person.isEmpty { keys.append(("person", person)) }
         return .init(keys: keys)
       },
       CollectionDefinition(name: session, indexes: ["account"]) { body in
-        let session = try Eduhub_Identity_V1_SessionRecord(serializedBytes: body)
-        return .init(keys: [("account", session.accountID)])
+        .init(keys: [("account", try WireFields.strings(body, [2])[2] ?? "")])
       },
       CollectionDefinition(name: roleGrant, indexes: ["account"]) { body in
-        let grant = try Eduhub_Identity_V1_RoleGrant(serializedBytes: body)
-        return .init(keys: [("account", grant.accountID)])
+        .init(keys: [("account", try WireFields.strings(body, [2])[2] ?? "")])
       },
       CollectionDefinition(name: nodeKey),
     ]

@@ -118,6 +118,11 @@ public final class EncryptedDatabase: Sendable {
     do { return try pool.write(body) } catch { throw Self.mapError(error, path: path) }
   }
 
+  /// Runs `body` on the writer outside a transaction (pragmas, checkpoints).
+  public func writeWithoutTransaction<T>(_ body: (Database) throws -> T) throws -> T {
+    do { return try pool.writeWithoutTransaction(body) } catch { throw Self.mapError(error, path: path) }
+  }
+
   /// Runs `body` on a reader, mapping damaged-page errors to `StorageError`.
   public func read<T>(_ body: (Database) throws -> T) throws -> T {
     do { return try pool.read(body) } catch { throw Self.mapError(error, path: path) }

@@ -348,11 +348,35 @@ public final class RecordStore: Sendable {
     try database.read { db in try get(collection, id, in: db) }
   }
 
+  /// Bound straight to SQLite's statement (as `put` is): replication looks up every record it
+  /// applies, and GRDB's row decoding would cost more than the lookup.
   public func get(_ collection: String, _ id: String, in db: Database) throws -> StoredRecord? {
-    try Row.fetchOne(
-      db.cachedStatement(sql: "SELECT \(Self.columns) FROM record WHERE collection = ? AND id = ?"),
-      arguments: [collection, id]
-    ).map(Self.record)
+    let statement = try db.cachedStatement(
+      sql: "SELECT scope, body, version, stamps, deleted, sequence FROM record WHERE collection = ? AND id = ?"
+    ).sqliteStatement
+    sqlite3_reset(statement)
+    defer { sqlite3_reset(statement) }
+    bind(statement, 1, collection)
+    bind(statement, 2, id)
+    switch sqlite3_step(statement) {
+    case SQLITE_ROW:
+      func blob(_ index: Int32) -> [UInt8] {
+        let count = Int(sqlite3_column_bytes(statement, index))
+        guard count > 0, let pointer = sqlite3_column_blob(statement, index) else { return [] }
+        return [UInt8](UnsafeRawBufferPointer(start: pointer, count: count))
+      }
+      let scopeLength = Int(sqlite3_column_bytes(statement, 0))
+      let scope = sqlite3_column_text(statement, 0).map {
+        String(decoding: UnsafeBufferPointer(start: $0, count: scopeLength), as: UTF8.self)
+      } ?? ""
+      return StoredRecord(
+        collection: collection, id: id, scope: scope, body: blob(1), version: blob(2), stamps: blob(3),
+        deleted: sqlite3_column_int64(statement, 4) != 0, sequence: sqlite3_column_int64(statement, 5))
+    case SQLITE_DONE:
+      return nil
+    default:
+      throw stepError(db, statement)
+    }
   }
 
   /// The record `collection`/`id`, tombstones included, read on the calling thread through its own
