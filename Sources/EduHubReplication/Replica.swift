@@ -95,6 +95,14 @@ public final class Replica: Sendable {
     public var fastForwarded = 0
     public var merged = 0
     public var conflicts = 0
+    /// The records merged (collection, id): they now hold writes the sender lacks.
+    public var mergedRecords: [MergedRecord] = []
+  }
+
+  /// A record a merge changed.
+  public struct MergedRecord: Sendable, Hashable {
+    public var collection: String
+    public var id: String
   }
 
   /// Reconciles versions received from another node, in one transaction.
@@ -145,6 +153,7 @@ public final class Replica: Sendable {
               version: ReplicationEncoding.encode(result.version.vector),
               stamps: ReplicationEncoding.encode(result.version.stamps), deleted: result.version.deleted))
           outcome.merged += 1
+          outcome.mergedRecords.append(MergedRecord(collection: incoming.collection, id: incoming.id))
           for conflict in result.conflicts {
             pendingConflicts.append(
               RecordStore.Conflict(

@@ -43,6 +43,8 @@ public final class SyncClient: Sendable {
   static let pushCursorKey = "sync.upstream.pushed"
   static let lastSyncKey = "sync.upstream.last-sync"
   static let pulledRangesKey = "sync.upstream.pulled-ranges"
+  /// Records merged during pulls, to push whatever their sequence.
+  static let mustPushKey = "sync.upstream.must-push"
 
   public init(nodeID: String, signingKey: SigningKey, replica: Replica, upstream: RPCClient) {
     self.nodeID = nodeID
@@ -107,11 +109,26 @@ public final class SyncClient: Sendable {
           let before = try store.lastSequence(in: db)
           let outcome = try replica.apply(records, in: db)
           for eviction in batch.evictions { try store.evict(eviction.collection, eviction.id, in: db) }
+          if !outcome.mergedRecords.isEmpty {
+            var list = String(decoding: try store.meta(Self.mustPushKey, in: db) ?? [], as: UTF8.self)
+            for merged in outcome.mergedRecords where !merged.collection.isEmpty {
+              list += merged.collection + "\t" + merged.id + "\n"
+            }
+            try store.setMeta(Self.mustPushKey, Array(list.utf8), in: db)
+          }
           let after = try store.lastSequence(in: db)
           if after > before {
-            var ranges = PulledRanges(decoding: try store.meta(Self.pulledRangesKey, in: db) ?? [])
-            ranges.add((before + 1)...after)
-            try store.setMeta(Self.pulledRangesKey, ranges.encoded, in: db)
+            let pushed = try store.meta(Self.pushCursorKey, in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+            if pushed >= before {
+              // Everything before this batch went up already: the push cursor simply moves past it
+              // (so a later push does not walk what a first sync brought). Records merged here
+              // hold writes the upstream lacks: they are listed to go up with the next push.
+              try store.setMeta(Self.pushCursorKey, Array(String(after).utf8), in: db)
+            } else {
+              var ranges = PulledRanges(decoding: try store.meta(Self.pulledRangesKey, in: db) ?? [])
+              ranges.add((before + 1)...after)
+              try store.setMeta(Self.pulledRangesKey, ranges.encoded, in: db)
+            }
           }
           // The cursor commits with the batch it covers: a crash never skips or repeats work.
           try store.setMeta(Self.pullCursorKey, [UInt8](batch.cursor), in: db)
@@ -188,7 +205,37 @@ public final class SyncClient: Sendable {
     }
   }
 
+  /// The records merged during pulls that must go up (their current versions).
+  func mustPush() throws -> [StoredRecord] {
+    try store.database.read { db in
+      let list = String(decoding: try store.meta(Self.mustPushKey, in: db) ?? [], as: UTF8.self)
+      var seen = Set<String>()
+      var records: [StoredRecord] = []
+      for line in list.split(separator: "\n") where seen.insert(String(line)).inserted {
+        let parts = line.split(separator: "\t", maxSplits: 1)
+        guard parts.count == 2, let record = try store.get(String(parts[0]), String(parts[1]), in: db),
+          !record.scope.isEmpty
+        else { continue }
+        records.append(record)
+      }
+      return records
+    }
+  }
+
   func push(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws {
+    let merged = try mustPush()
+    if !merged.isEmpty {
+      var request = Eduhub_Sync_V1_PushRequest()
+      request.nodeID = nodeID
+      request.records = merged.map(SyncService.wire)
+      request.throughSequence = try pushedCursor()
+      let response = try await Eduhub_Sync_V1_SyncService.Client(upstream).push(options: options) { writer in
+        try await writer.write(request)
+      }
+      try store.database.write { db in try store.setMeta(Self.mustPushKey, [], in: db) }
+      report.pushed += merged.count
+      report.pushMerged += Int(response.merged)
+    }
     var after = try pushedCursor()
     while true {
       let (records, through) = try pendingWrites(after: after, limit: batchRecords)
