@@ -20,10 +20,11 @@ public enum IdentityCollections {
         let fields = try WireFields.strings(body, [4])
         return .init(keys: [("parent", fields[4] ?? "")])
       },
-      CollectionDefinition(name: person, indexes: ["org", "national_id", "phone"], searchable: true) { body in
-        // 3 name, 6 national_id, 8 phone, 11 org_code.
-        let fields = try WireFields.strings(body, [3, 6, 8, 11])
-        var keys: [(index: String, key: String)] = [("org", fields[11] ?? "")]
+      // People of an org are found by its path (the scope index), so no index by org code.
+      CollectionDefinition(name: person, indexes: ["national_id", "phone"], searchable: true) { body in
+        // 3 name, 6 national_id, 8 phone.
+        let fields = try WireFields.strings(body, [3, 6, 8])
+        var keys: [(index: String, key: String)] = []
         if let id = fields[6], !id.isEmpty { keys.append(("national_id", id)) }
         if let phone = fields[8], !phone.isEmpty { keys.append(("phone", phone)) }
         return .init(keys: keys, text: fields[3] ?? "")

@@ -71,7 +71,7 @@ public final class SyncClient: Sendable {
   /// Pushes, then pulls (so what the upstream merged of this node's writes comes straight back).
   /// Safe to run again at any time, or to interrupt: nothing is repeated or lost.
   @discardableResult
-  public func syncOnce(batchRecords: Int = 1000) async throws -> SyncReport {
+  public func syncOnce(batchRecords: Int = 5000) async throws -> SyncReport {
     let token = try await authenticate()
     let options = CallOptions(metadata: ["authorization": .string("Bearer " + token)])
     var report = SyncReport()
@@ -93,6 +93,8 @@ public final class SyncClient: Sendable {
     var request = Eduhub_Sync_V1_PullRequest()
     request.nodeID = nodeID
     request.maxRecords = Int32(batchRecords)
+    // Big batches: each is one transaction here, and a first sync of a county is hundreds of them.
+    request.maxBytes = 4 << 20
     let replica = self.replica
     let store = self.store
     request.cursor = Data(try store.database.read { db in try store.meta(Self.pullCursorKey, in: db) } ?? [])

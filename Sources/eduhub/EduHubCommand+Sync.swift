@@ -62,8 +62,8 @@ extension EduHubCommand {
     @Flag(help: "Sync once and exit (the default; `eduhub serve --sync-every` syncs periodically).")
     var once = false
 
-    @Option(help: "Records per batch (1 to 10000).")
-    var batchRecords: Int = 1000
+    @Option(help: "Records per batch (1 to 10000); each batch is applied in one transaction.")
+    var batchRecords: Int = 5000
 
     func validate() throws {
       guard (1...10_000).contains(batchRecords) else { throw ValidationError("--batch-records must be from 1 to 10000") }
