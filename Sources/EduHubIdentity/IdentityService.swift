@@ -78,7 +78,14 @@ public final class IdentityService: Sendable {
       if let key = keys.keys.withLock({ $0[id] }) { return key }
       guard let record = try? store.get(IdentityCollections.nodeKey, id), !record.deleted,
         let key = try? Eduhub_Identity_V1_NodeKeyRecord(serializedBytes: record.body).publicKey, key.count == 32
-      else { return nil }
+      else {
+        // Not a published key: perhaps a node enrolled here (asked each time, never cached, so a
+        // revoked node's tokens stop verifying at once).
+        for provider in keys.providers.withLock({ $0 }) {
+          if let key = provider(id) { return key }
+        }
+        return nil
+      }
       keys.keys.withLock { $0[id] = [UInt8](key) }
       return [UInt8](key)
     }
@@ -181,6 +188,11 @@ public final class IdentityService: Sendable {
   /// The masker of Person records.
   package var peopleMasker: RecordMasker { personMasker }
 
+  /// Adds a source of node public keys for verifying tokens those nodes issued.
+  package func registerKeyProvider(_ provider: @escaping @Sendable (String) -> [UInt8]?) {
+    nodeKeys.providers.withLock { $0.append(provider) }
+  }
+
   /// Lets tokens whose subject starts with `prefix` (e.g. `node:`) resolve through `resolve`.
   package func registerPrincipals(prefix: String, _ resolve: @escaping @Sendable (AccessClaims) throws -> Caller) {
     principalResolvers.withLock { $0.append((prefix, resolve)) }
@@ -203,4 +215,6 @@ extension Caller {
 /// Public keys of nodes, cached from their replicated `node_key` records.
 final class KeyRing: Sendable {
   let keys = Mutex<[String: [UInt8]]>([:])
+  /// Other sources of nodes' public keys (the sync service's enrolled nodes).
+  let providers = Mutex<[@Sendable (String) -> [UInt8]?]>([])
 }

@@ -28,6 +28,15 @@ public final class SyncService: Sendable {
       guard let self else { throw RPCError(.unauthenticated, "the node service is gone") }
       return try self.caller(for: claims)
     }
+    // Tokens a downstream node issued to its own users verify here with its enrolled key.
+    let store = identity.store
+    identity.registerKeyProvider { id in
+      guard let record = try? store.get(SyncCollections.node, id), !record.deleted,
+        let stored = try? Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body), stored.node.state == .active,
+        stored.node.publicKey.count == 32
+      else { return nil }
+      return [UInt8](stored.node.publicKey)
+    }
   }
 
   static func subject(_ nodeID: String) -> String { "node:" + nodeID }

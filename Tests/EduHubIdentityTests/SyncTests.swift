@@ -283,4 +283,27 @@ struct SyncTests {
       await county.close()
     }
   }
+
+  @Test("a token the county issued verifies at central with the county's enrolled key, until it is revoked")
+  func countyTokensAtCentral() async throws {
+    try await withWorld { world in
+      try await world.account("teacher.tc", role: .teacher, org: IdentityWorld.school, person: IdentityWorld.teacher)
+      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      try await county.client.syncOnce()
+      // The teacher logs in at the county node (its replica holds the account and its hash).
+      var login = Eduhub_Identity_V1_LoginRequest()
+      login.login = "teacher.tc"
+      login.password = IdentityWorld.password
+      let pair = try await county.node.identity.login(login, peer: "test")
+      // The session travels up with the next sync; central then accepts the county's token.
+      try await county.client.syncOnce()
+      let who = try await world.client.whoAmI(options: world.bearer(pair.accessToken))
+      #expect(who.issuer == "county-511702" && who.username == "teacher.tc")
+      var revoke = Eduhub_Sync_V1_RevokeNodeRequest()
+      revoke.nodeID = "county-511702"
+      _ = try world.openSync.revokeNode(revoke, caller: .operator(name: "test"), peer: "test")
+      await expectStatus(.unauthenticated) { try await world.client.whoAmI(options: world.bearer(pair.accessToken)) }
+      await county.close()
+    }
+  }
 }

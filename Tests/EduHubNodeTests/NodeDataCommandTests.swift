@@ -148,4 +148,66 @@ struct NodeDataCommandTests {
     let offline = try run(["sync", "--data", county])
     #expect(offline.status != 0 && offline.errors.contains("UNAVAILABLE"))
   }
+
+  @Test("a sync killed with SIGKILL mid-batch resumes where it stopped and ends identical to central")
+  func killedMidSync() throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-kill-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let central = root + "/central"
+    let county = root + "/county"
+    #expect(try run(["init", "--data", central]).status == 0)
+    #expect(try run(["seed", "--data", central]).status == 0)
+    let created = try run(["node", "create", "--data", central, "--node-id", "county-511781", "--org", "511781"])
+    let token = try #require(created.output.split(separator: "\n").last.map(String.init))
+    let port = Int.random(in: 40000..<60000)
+    let server = Process()
+    server.executableURL = binary
+    server.arguments = ["serve", "--data", central, "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
+    try server.run()
+    defer { if server.isRunning { server.terminate() } }
+    var enrolled = false
+    for _ in 0..<100 where !enrolled {
+      let attempt = try run(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(port)", "--enroll", token])
+      enrolled = attempt.status == 0
+      if !enrolled { usleep(100_000) }
+    }
+    #expect(enrolled)
+    // One record a batch (Wanyuan has the most schools of the small city), so the first sync takes
+    // long enough to be killed in the middle of it.
+    let syncing = Process()
+    syncing.executableURL = binary
+    syncing.arguments = ["sync", "--data", county, "--batch-records", "1"]
+    syncing.standardOutput = FileHandle.nullDevice
+    syncing.standardError = FileHandle.nullDevice
+    try syncing.run()
+    usleep(UInt32.random(in: 200_000...500_000))
+    kill(syncing.processIdentifier, SIGKILL)
+    syncing.waitUntilExit()
+    #expect(syncing.terminationReason == .uncaughtSignal)
+    let resumed = try run(["sync", "--data", county])
+    #expect(resumed.status == 0, "\(resumed.errors)")
+    let again = try run(["sync", "--data", county])
+    #expect(again.output.contains("(0 new or newer, 0 merged"), "\(again.output)")
+    server.terminate()
+    server.waitUntilExit()
+
+    func records(_ directory: String) throws -> Set<String> {
+      let database = try EncryptedDatabase.open(path: directory + "/eduhub.db", key: .keyFile(directory + "/keys/db.key"))
+      defer { try? database.close() }
+      return try database.read { db in
+        Set(
+          try Row.fetchAll(
+            db,
+            sql: """
+              SELECT collection, id, hex(body), hex(version) FROM record
+              WHERE (scope = '511700/511781' OR scope LIKE '511700/511781/%') AND NOT deleted
+                AND collection IN ('person', 'guardianship', 'org')
+              """
+          ).map { row in "\(row[0] as String)/\(row[1] as String)/\(row[2] as String)/\(row[3] as String)" })
+      }
+    }
+    let atCentral = try records(central)
+    #expect(atCentral.count > 500)
+    #expect(try records(county) == atCentral)
+  }
 }
