@@ -76,9 +76,14 @@ public final class SyncClient: Sendable {
     let options = CallOptions(metadata: ["authorization": .string("Bearer " + token)])
     var report = SyncReport()
     try await push(options: options, batchRecords: batchRecords, into: &report)
-    if try await pull(options: options, batchRecords: batchRecords, into: &report) {
-      // Told to resync (away too long): drop the scope's records (its own writes went up just
-      // now) and pull everything again.
+    if let reason = try await pull(options: options, batchRecords: batchRecords, into: &report) {
+      if reason == .upstreamRolledBack {
+        // The upstream lost what it had since its backup: every write this node and its own
+        // downstream nodes made goes up again (the upstream skips what it has). Records that only
+        // came from the upstream are not sent: that would bring back deletes.
+        try await pushAll(options: options, batchRecords: batchRecords, into: &report)
+      }
+      // Then drop the scope's records (this node's writes went up) and pull everything anew.
       try resetForResync()
       report.resynced = true
       _ = try await pull(options: options, batchRecords: batchRecords, into: &report)
@@ -88,8 +93,10 @@ public final class SyncClient: Sendable {
     return report
   }
 
-  /// Pulls until caught up. Returns true if the upstream said to resync.
-  func pull(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws -> Bool {
+  enum ResyncReason { case expired, upstreamRolledBack }
+
+  /// Pulls until caught up. Returns why, if the upstream said to resync.
+  func pull(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws -> ResyncReason? {
     var request = Eduhub_Sync_V1_PullRequest()
     request.nodeID = nodeID
     request.maxRecords = Int32(batchRecords)
@@ -98,12 +105,12 @@ public final class SyncClient: Sendable {
     let replica = self.replica
     let store = self.store
     request.cursor = Data(try store.database.read { db in try store.meta(Self.pullCursorKey, in: db) } ?? [])
-    var resync = false
+    var resync: ResyncReason?
     report = try await Eduhub_Sync_V1_SyncService.Client(upstream).pull(request, options: options) { batches in
       var report = report
       for try await batch in batches {
         if batch.resync {
-          resync = true
+          resync = batch.upstreamRolledBack ? .upstreamRolledBack : .expired
           break
         }
         let records = batch.records.map(SyncService.stored)
@@ -204,6 +211,42 @@ public final class SyncClient: Sendable {
   func pushedCursor() throws -> Int64 {
     try store.database.read { db in
       try store.meta(Self.pushCursorKey, in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+    }
+  }
+
+  /// After an upstream's rollback: pushes every record written by this node or by a node enrolled
+  /// below it (their ids are in the version vectors).
+  func pushAll(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws {
+    let ownScope = try store.database.read { db in try store.get(SyncCollections.node, nodeID, in: db)?.scope } ?? ""
+    let writers: Set<String> = try store.database.read { db in
+      var ids: Set<String> = [nodeID]
+      for record in try store.records(SyncCollections.node, limit: 100_000, in: db)
+      where record.id != nodeID && !ownScope.isEmpty && RecordStore.inScope(record.scope, ownScope) {
+        ids.insert(record.id)
+      }
+      return ids
+    }
+    var after: Int64 = 0
+    while true {
+      let (records, through) = try store.database.read { db -> ([StoredRecord], Int64) in
+        let changes = try store.changes(after: after, inScope: "", limit: batchRecords, in: db)
+        let mine = try changes.filter { record in
+          guard !record.scope.isEmpty else { return false }
+          return try ReplicationEncoding.decodeVector(record.version).entries.contains { writers.contains($0.node) }
+        }
+        return (mine, changes.last?.sequence ?? after)
+      }
+      guard through > after else { break }
+      var request = Eduhub_Sync_V1_PushRequest()
+      request.nodeID = nodeID
+      request.records = records.map(SyncService.wire)
+      request.throughSequence = try pushedCursor()
+      let response = try await Eduhub_Sync_V1_SyncService.Client(upstream).push(options: options) { writer in
+        try await writer.write(request)
+      }
+      report.pushed += records.count
+      report.pushMerged += Int(response.merged)
+      after = through
     }
   }
 

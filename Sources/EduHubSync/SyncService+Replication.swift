@@ -75,11 +75,27 @@ extension SyncService {
         throw RPCError(.invalidArgument, "cursor is not one this node gave")
       }
     }
+    let storeID = try storeID()
+    let last = try identity.reading { db in try identity.store.lastSequence(in: db) }
+    if !request.cursor.isEmpty, cursor.storeID != storeID || cursor.sequence > last || cursor.snapshotSequence > last {
+      // The cursor is ahead of this store, or from another one: this node was restored from a
+      // backup or re-created. What the puller pushed since may be gone here: it must push
+      // everything again and start over, rather than diverge in silence.
+      var resync = Eduhub_Sync_V1_PullBatch()
+      resync.resync = true
+      resync.upstreamRolledBack = true
+      resync.caughtUp = true
+      try await send(resync)
+      identity.audit.record(
+        .init(actor: caller.actor, action: action, target: request.nodeID, detail: "told to resync: cursor ahead of this store", peer: peer, timeMs: identity.nowMs()))
+      return
+    }
     if request.cursor.isEmpty || cursor.scope != scope {
       // A first sync, or the node's scope changed: walk the scope from the start.
       cursor = Eduhub_Sync_V1_PullCursor()
       cursor.scope = scope
-      cursor.snapshotSequence = try identity.reading { db in try identity.store.lastSequence(in: db) }
+      cursor.snapshotSequence = last
+      cursor.storeID = storeID
     }
     if cursor.snapshotDone {
       // The node has applied everything through its cursor: what tombstones can be collected.

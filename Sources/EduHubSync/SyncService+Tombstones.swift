@@ -11,6 +11,18 @@ import SwiftProtobuf
 /// told to resync.
 extension SyncService {
   static let gcHorizonKey = "sync.gc.horizon"
+  static let storeIDKey = "sync.store-id"
+
+  /// This store's identity, made once: a cursor from another store (the database was re-created)
+  /// cannot be trusted.
+  func storeID() throws -> String {
+    try identity.transaction { db in
+      if let id = try identity.store.meta(Self.storeIDKey, in: db) { return String(decoding: id, as: UTF8.self) }
+      let id = IdentityService.newID("store-")
+      try identity.store.setMeta(Self.storeIDKey, Array(id.utf8), in: db)
+      return id
+    }
+  }
   static func pulledKey(_ nodeID: String) -> String { "sync.pulled." + nodeID }
 
   /// The sequence through which `nodeID` has applied this node's changes (from its last pull).

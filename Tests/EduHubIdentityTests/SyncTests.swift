@@ -306,4 +306,72 @@ struct SyncTests {
       await county.close()
     }
   }
+
+  @Test("an upstream restored from a backup tells its node to resync; the node's writes go up again")
+  func upstreamRollback() async throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-rollback-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let centralDirectory = root + "/central"
+    try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(atPath: try IdentityWorld.seededTemplate.get(), toPath: centralDirectory)
+    var logger = Logger(label: "test.rollback")
+    logger.logLevel = .warning
+    func startCentral() async throws -> (OpenNode, RPCServer, Int) {
+      let node = try NodeData.load(centralDirectory).open(identityConfiguration: IdentityWorld.testConfiguration(), logger: logger)
+      var configuration = ServerConfiguration()
+      configuration.busyPollBudget = nil
+      let server = RPCServer(services: node.services(configuration: &configuration), configuration: configuration, logger: logger)
+      let port = try await server.start(host: "127.0.0.1", port: 0).port ?? 0
+      return (node, server, port)
+    }
+    func stop(_ central: (OpenNode, RPCServer, Int)) async {
+      await central.1.shutdownGracefully()
+      await central.0.close()
+    }
+    var central = try await startCentral()
+    var create = Eduhub_Sync_V1_CreateNodeRequest()
+    create.nodeID = "county-511702"
+    create.orgCode = "511702"
+    create.clearance = .clear
+    let created = try central.0.sync.createNode(create, caller: .operator(name: "test"), peer: "test")
+    let countyData = try NodeData.initialize(
+      at: root + "/county", identity: NodeIdentity(nodeID: "county-511702", scope: created.node.scope, role: .county))
+    let key = try SigningKey(seed: try countyData.key("node"))
+    var rpc = RPCClient(host: "127.0.0.1", port: central.2)
+    var enroll = Eduhub_Sync_V1_EnrollRequest()
+    enroll.enrollmentToken = created.enrollmentToken
+    enroll.publicKey = Data(key.publicKey)
+    _ = try await Eduhub_Sync_V1_SyncService.Client(rpc).enroll(enroll)
+    let (countyDatabase, county) = try countyData.openReplica()
+    try await SyncClient(nodeID: "county-511702", signingKey: key, replica: county, upstream: rpc).syncOnce()
+
+    // Central is backed up here, then the county writes and syncs.
+    await rpc.close()
+    await stop(central)
+    try FileManager.default.copyItem(atPath: centralDirectory, toPath: root + "/backup")
+    central = try await startCentral()
+    rpc = RPCClient(host: "127.0.0.1", port: central.2)
+    try edit(county, IdentityWorld.student) { $0.phone = "13988887777" }
+    try await SyncClient(nodeID: "county-511702", signingKey: key, replica: county, upstream: rpc).syncOnce()
+    #expect(try central.0.replica.store.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body).phone } == "13988887777")
+
+    // Central is restored from the backup: the county's write is gone there.
+    await rpc.close()
+    await stop(central)
+    try FileManager.default.removeItem(atPath: centralDirectory)
+    try FileManager.default.copyItem(atPath: root + "/backup", toPath: centralDirectory)
+    central = try await startCentral()
+    rpc = RPCClient(host: "127.0.0.1", port: central.2)
+    let report = try await SyncClient(nodeID: "county-511702", signingKey: key, replica: county, upstream: rpc).syncOnce()
+    #expect(report.resynced)
+    let restored = try central.0.replica.store.get(IdentityCollections.person, IdentityWorld.student)
+    #expect(try restored.map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body).phone } == "13988887777")
+    let expected = try central.0.replica.store.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000)
+    let got = try county.store.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000)
+    #expect(Set(got.map(\.id)) == Set(expected.map(\.id)))
+    #expect(Set(got.map(\.body)) == Set(expected.map(\.body)))
+    await rpc.close()
+    await stop(central)
+    try countyDatabase.close()
+  }
 }

@@ -392,6 +392,7 @@ public enum EduHubClassification {
       ClassifiedField(number: 5, name: "snapshot_after_id", sensitivity: 0, masking: 0),
       ClassifiedField(number: 6, name: "snapshot_done", sensitivity: 0, masking: 0),
       ClassifiedField(number: 7, name: "sequence", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "store_id", sensitivity: 0, masking: 0),
     ],
     "eduhub.sync.v1.SyncNode": [
       ClassifiedField(number: 1, name: "id", sensitivity: 0, masking: 0),
@@ -473,6 +474,7 @@ public enum EduHubClassification {
       ClassifiedField(number: 3, name: "cursor", sensitivity: 0, masking: 0),
       ClassifiedField(number: 4, name: "caught_up", sensitivity: 0, masking: 0),
       ClassifiedField(number: 5, name: "resync", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "upstream_rolled_back", sensitivity: 0, masking: 0),
     ],
     "eduhub.sync.v1.PushRequest": [
       ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),

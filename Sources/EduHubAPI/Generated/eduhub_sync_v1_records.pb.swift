@@ -71,6 +71,9 @@ public nonisolated struct Eduhub_Sync_V1_PullCursor: Sendable {
   /// Afterwards: the upstream's change sequence reached.
   public var sequence: Int64 = 0
 
+  /// The upstream store the cursor is for: a different store (re-created) means start again.
+  public var storeID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -126,7 +129,7 @@ nonisolated extension Eduhub_Sync_V1_SyncNodeRecord: SwiftProtobuf.Message, Swif
 
 nonisolated extension Eduhub_Sync_V1_PullCursor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullCursor"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scope\0\u{3}snapshot_sequence\0\u{3}snapshot_part\0\u{3}snapshot_after_scope\0\u{3}snapshot_after_id\0\u{3}snapshot_done\0\u{1}sequence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scope\0\u{3}snapshot_sequence\0\u{3}snapshot_part\0\u{3}snapshot_after_scope\0\u{3}snapshot_after_id\0\u{3}snapshot_done\0\u{1}sequence\0\u{3}store_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -141,6 +144,7 @@ nonisolated extension Eduhub_Sync_V1_PullCursor: SwiftProtobuf.Message, SwiftPro
       case 5: try { try decoder.decodeSingularStringField(value: &self.snapshotAfterID) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.snapshotDone) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.sequence) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.storeID) }()
       default: break
       }
     }
@@ -168,6 +172,9 @@ nonisolated extension Eduhub_Sync_V1_PullCursor: SwiftProtobuf.Message, SwiftPro
     if self.sequence != 0 {
       try visitor.visitSingularInt64Field(value: self.sequence, fieldNumber: 7)
     }
+    if !self.storeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.storeID, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -179,6 +186,7 @@ nonisolated extension Eduhub_Sync_V1_PullCursor: SwiftProtobuf.Message, SwiftPro
     if lhs.snapshotAfterID != rhs.snapshotAfterID {return false}
     if lhs.snapshotDone != rhs.snapshotDone {return false}
     if lhs.sequence != rhs.sequence {return false}
+    if lhs.storeID != rhs.storeID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -407,9 +407,14 @@ public nonisolated struct Eduhub_Sync_V1_PullBatch: Sendable {
   /// The last batch of the stream: nothing newer remained in the puller's scope.
   public var caughtUp: Bool = false
 
-  /// The puller was away longer than deletions are kept: it must drop what it holds of its scope
-  /// and sync from the beginning (it pushes its own writes first, so none is lost).
+  /// The puller must drop what it holds of its scope and sync from the beginning, having pushed
+  /// all its writes again: it was away longer than deletions are kept, or this upstream was rolled
+  /// back (restored from a backup) or replaced since the puller's cursor.
   public var resync: Bool = false
+
+  /// With resync: the reason is this upstream's rollback (not the puller's absence), so the puller
+  /// pushes again every write it and its own downstream nodes made.
+  public var upstreamRolledBack: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1129,7 +1134,7 @@ nonisolated extension Eduhub_Sync_V1_PullRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Eduhub_Sync_V1_PullBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{1}evictions\0\u{1}cursor\0\u{3}caught_up\0\u{1}resync\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{1}evictions\0\u{1}cursor\0\u{3}caught_up\0\u{1}resync\0\u{3}upstream_rolled_back\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1142,6 +1147,7 @@ nonisolated extension Eduhub_Sync_V1_PullBatch: SwiftProtobuf.Message, SwiftProt
       case 3: try { try decoder.decodeSingularBytesField(value: &self.cursor) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.caughtUp) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.resync) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.upstreamRolledBack) }()
       default: break
       }
     }
@@ -1163,6 +1169,9 @@ nonisolated extension Eduhub_Sync_V1_PullBatch: SwiftProtobuf.Message, SwiftProt
     if self.resync != false {
       try visitor.visitSingularBoolField(value: self.resync, fieldNumber: 5)
     }
+    if self.upstreamRolledBack != false {
+      try visitor.visitSingularBoolField(value: self.upstreamRolledBack, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1172,6 +1181,7 @@ nonisolated extension Eduhub_Sync_V1_PullBatch: SwiftProtobuf.Message, SwiftProt
     if lhs.cursor != rhs.cursor {return false}
     if lhs.caughtUp != rhs.caughtUp {return false}
     if lhs.resync != rhs.resync {return false}
+    if lhs.upstreamRolledBack != rhs.upstreamRolledBack {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
