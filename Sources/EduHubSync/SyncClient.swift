@@ -305,6 +305,16 @@ public final class SyncClient: Sendable {
     }
   }
 
+  /// Asks the upstream how it sees this node (needs the upstream to be reachable).
+  public func handshake() async throws -> Eduhub_Sync_V1_HandshakeResponse {
+    let token = try await authenticate()
+    var request = Eduhub_Sync_V1_HandshakeRequest()
+    request.nodeID = nodeID
+    request.cursor = Data(try store.database.read { db in try store.meta(Self.pullCursorKey, in: db) } ?? [])
+    return try await Eduhub_Sync_V1_SyncService.Client(upstream).handshake(
+      request, options: CallOptions(timeout: .seconds(10), metadata: ["authorization": .string("Bearer " + token)]))
+  }
+
   /// A node's sync state, for `eduhub status`.
   public struct Status: Sendable {
     public var lastSyncMs: Int64?

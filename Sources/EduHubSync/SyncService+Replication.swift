@@ -295,6 +295,39 @@ extension SyncService {
     return stored.node.clearance == .clear && RecordStore.inScope(path, record.scope) && !record.scope.isEmpty
   }
 
+  // MARK: Handshake
+
+  public func handshake(_ request: Eduhub_Sync_V1_HandshakeRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Sync_V1_HandshakeResponse
+  {
+    let scope = try callingNode(caller, named: request.nodeID, "sync.Handshake", peer: peer)
+    var cursor = Eduhub_Sync_V1_PullCursor()
+    if !request.cursor.isEmpty {
+      do { cursor = try Eduhub_Sync_V1_PullCursor(serializedBytes: request.cursor) } catch {
+        throw RPCError(.invalidArgument, "cursor is not one this node gave")
+      }
+    }
+    let storeID = try storeID()
+    return try identity.reading { db in
+      var response = Eduhub_Sync_V1_HandshakeResponse()
+      response.upstreamNodeID = identity.nodeID
+      response.storeID = storeID
+      response.lastSequence = try identity.store.lastSequence(in: db)
+      response.scope = scope
+      response.clearance = try node(request.nodeID, in: db)?.1.node.clearance ?? .unspecified
+      response.pulledThrough = try pulledThrough(request.nodeID, in: db) ?? 0
+      response.acknowledgedPush = try identity.store.meta("sync.pushed.\(request.nodeID)", in: db)
+        .flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+      if !request.cursor.isEmpty {
+        let horizon = try gcHorizon(in: db)
+        let rolledBack =
+          cursor.storeID != storeID || cursor.sequence > response.lastSequence || cursor.snapshotSequence > response.lastSequence
+        response.resyncNeeded = rolledBack || (cursor.snapshotDone && cursor.sequence < horizon)
+      }
+      return response
+    }
+  }
+
   // MARK: Conflicts
 
   public func listConflicts(_ request: Eduhub_Sync_V1_ListConflictsRequest, caller: Caller, peer: String) throws
@@ -347,6 +380,10 @@ extension SyncService {
 
   public func push(requests: RPCStream<Eduhub_Sync_V1_PushRequest>, context: ServerContext) async throws -> Eduhub_Sync_V1_PushResponse {
     try await push(requests, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func handshake(request: Eduhub_Sync_V1_HandshakeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_HandshakeResponse {
+    try handshake(request, caller: try context.caller(), peer: context.peer)
   }
 
   public func listConflicts(request: Eduhub_Sync_V1_ListConflictsRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_ListConflictsResponse {

@@ -107,6 +107,15 @@ extension EduHubCommand {
         return
       }
       let status = try client.status()
+      let upstreamView: String
+      do {
+        let seen = try await client.handshake()
+        upstreamView =
+          "upstream \(seen.upstreamNodeID) is at sequence \(seen.lastSequence); it has this node pulled through "
+          + "\(seen.pulledThrough)\(seen.resyncNeeded ? "; the next sync will RESYNC" : "")"
+      } catch {
+        upstreamView = "upstream unreachable (\(error)); serving from the replica"
+      }
       await client.upstreamClient.close()
       await open.close()
       print("upstream \(data.upstream ?? "")")
@@ -118,6 +127,7 @@ extension EduHubCommand {
       print("first sync \(status.firstSyncDone ? "done" : "not finished"); pulled through upstream sequence \(status.pulledThrough ?? 0)")
       print("pushed through local sequence \(status.pushedThrough); \(status.pendingWrites) writes wait for the next push")
       print("\(status.conflicts) conflicts logged")
+      print(upstreamView)
     }
   }
 }

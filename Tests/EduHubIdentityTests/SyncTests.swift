@@ -85,6 +85,9 @@ struct SyncTests {
       #expect(try county.person(IdentityWorld.student) == (try world.identity.store.get(IdentityCollections.person, IdentityWorld.student)).flatMap { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
       let again = try await county.client.syncOnce()
       #expect(again.pulledFastForwarded == 0 && again.pulledMerged == 0 && again.pushed == 0)
+      let seen = try await county.client.handshake()
+      #expect(seen.upstreamNodeID == "test-central" && seen.scope == "511700/511702" && seen.clearance == .clear)
+      #expect(!seen.resyncNeeded && seen.pulledThrough > 0 && seen.lastSequence >= seen.pulledThrough)
       await county.close()
     }
   }

@@ -488,6 +488,20 @@ public enum EduHubClassification {
       ClassifiedField(number: 4, name: "merged", sensitivity: 0, masking: 0),
       ClassifiedField(number: 5, name: "conflicts", sensitivity: 0, masking: 0),
     ],
+    "eduhub.sync.v1.HandshakeRequest": [
+      ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "cursor", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sync.v1.HandshakeResponse": [
+      ClassifiedField(number: 1, name: "upstream_node_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "store_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "last_sequence", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "scope", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "clearance", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "pulled_through", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "acknowledged_push", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "resync_needed", sensitivity: 0, masking: 0),
+    ],
     "eduhub.sync.v1.ListConflictsRequest": [
       ClassifiedField(number: 1, name: "org_code", sensitivity: 0, masking: 0),
       ClassifiedField(number: 2, name: "limit", sensitivity: 0, masking: 0),

@@ -15,11 +15,12 @@ public enum Eduhub_Sync_V1_SyncService {
     public static let authenticate = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "Authenticate")
     public static let listNodes = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "ListNodes")
     public static let revokeNode = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "RevokeNode")
+    public static let handshake = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "Handshake")
     public static let pull = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "Pull")
     public static let push = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "Push")
     public static let listConflicts = RPCMethodDescriptor(service: "eduhub.sync.v1.SyncService", method: "ListConflicts")
     /// Every method, in declaration order.
-    public static let all: [RPCMethodDescriptor] = [createNode, enroll, challenge, authenticate, listNodes, revokeNode, pull, push, listConflicts]
+    public static let all: [RPCMethodDescriptor] = [createNode, enroll, challenge, authenticate, listNodes, revokeNode, handshake, pull, push, listConflicts]
   }
 
   /// Implement to serve SyncService; register the value with the server.
@@ -34,6 +35,8 @@ public enum Eduhub_Sync_V1_SyncService {
     func listNodes(request: Eduhub_Sync_V1_ListNodesRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_ListNodesResponse
     /// Ends a node's access at once: its tokens stop working on the next call.
     func revokeNode(request: Eduhub_Sync_V1_RevokeNodeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_SyncNode
+    /// Who is syncing with whom, and where both stand.
+    func handshake(request: Eduhub_Sync_V1_HandshakeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_HandshakeResponse
     /// The changes of the caller node's scope after its cursor, masked for its clearance, in batches
     /// bounded in records and bytes: a first sync walks the scope, later ones the change sequence.
     func pull(request: Eduhub_Sync_V1_PullRequest, response: RPCWriter<Eduhub_Sync_V1_PullBatch>, context: ServerContext) async throws
@@ -77,6 +80,11 @@ public enum Eduhub_Sync_V1_SyncService {
       try await rpc.unary(Method.revokeNode, request: request, options: options)
     }
 
+    /// Who is syncing with whom, and where both stand.
+    public func handshake(_ request: Eduhub_Sync_V1_HandshakeRequest = Eduhub_Sync_V1_HandshakeRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Sync_V1_HandshakeResponse {
+      try await rpc.unary(Method.handshake, request: request, options: options)
+    }
+
     /// The changes of the caller node's scope after its cursor, masked for its clearance, in batches
     /// bounded in records and bytes: a first sync walks the scope, later ones the change sequence.
     public func pull<Result: Sendable>(_ request: Eduhub_Sync_V1_PullRequest = Eduhub_Sync_V1_PullRequest(), options: CallOptions = CallOptions(), _ body: (RPCStream<Eduhub_Sync_V1_PullBatch>) async throws -> Result) async throws -> Result {
@@ -104,6 +112,7 @@ extension Eduhub_Sync_V1_SyncService.Handler {
       .unary(Eduhub_Sync_V1_SyncService.Method.authenticate) { try await self.authenticate(request: $0, context: $1) },
       .unary(Eduhub_Sync_V1_SyncService.Method.listNodes) { try await self.listNodes(request: $0, context: $1) },
       .unary(Eduhub_Sync_V1_SyncService.Method.revokeNode) { try await self.revokeNode(request: $0, context: $1) },
+      .unary(Eduhub_Sync_V1_SyncService.Method.handshake) { try await self.handshake(request: $0, context: $1) },
       .serverStreaming(Eduhub_Sync_V1_SyncService.Method.pull) { try await self.pull(request: $0, response: $1, context: $2) },
       .clientStreaming(Eduhub_Sync_V1_SyncService.Method.push) { try await self.push(requests: $0, context: $1) },
       .unary(Eduhub_Sync_V1_SyncService.Method.listConflicts) { try await self.listConflicts(request: $0, context: $1) },

@@ -460,6 +460,52 @@ public nonisolated struct Eduhub_Sync_V1_PushResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Eduhub_Sync_V1_HandshakeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: String = String()
+
+  /// The node's pull cursor as it stands (empty before its first sync).
+  public var cursor: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// How the upstream sees the node, before any data moves.
+public nonisolated struct Eduhub_Sync_V1_HandshakeResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var upstreamNodeID: String = String()
+
+  /// The upstream's store and its latest change sequence.
+  public var storeID: String = String()
+
+  public var lastSequence: Int64 = 0
+
+  /// The node's scope and clearance here.
+  public var scope: String = String()
+
+  public var clearance: Eduhub_Sync_V1_Clearance = .unspecified
+
+  /// How far the node has pulled (from its last pull), and the highest push message applied.
+  public var pulledThrough: Int64 = 0
+
+  public var acknowledgedPush: Int64 = 0
+
+  /// The cursor given cannot continue: the node must resync (see PullBatch.resync).
+  public var resyncNeeded: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Eduhub_Sync_V1_ListConflictsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1272,6 +1318,106 @@ nonisolated extension Eduhub_Sync_V1_PushResponse: SwiftProtobuf.Message, SwiftP
     if lhs.skipped != rhs.skipped {return false}
     if lhs.merged != rhs.merged {return false}
     if lhs.conflicts != rhs.conflicts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_HandshakeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HandshakeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}cursor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.cursor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    }
+    if !self.cursor.isEmpty {
+      try visitor.visitSingularBytesField(value: self.cursor, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_HandshakeRequest, rhs: Eduhub_Sync_V1_HandshakeRequest) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.cursor != rhs.cursor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_HandshakeResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HandshakeResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}upstream_node_id\0\u{3}store_id\0\u{3}last_sequence\0\u{1}scope\0\u{1}clearance\0\u{3}pulled_through\0\u{3}acknowledged_push\0\u{3}resync_needed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.upstreamNodeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.storeID) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.lastSequence) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.scope) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.clearance) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.pulledThrough) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.acknowledgedPush) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.resyncNeeded) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.upstreamNodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.upstreamNodeID, fieldNumber: 1)
+    }
+    if !self.storeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.storeID, fieldNumber: 2)
+    }
+    if self.lastSequence != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastSequence, fieldNumber: 3)
+    }
+    if !self.scope.isEmpty {
+      try visitor.visitSingularStringField(value: self.scope, fieldNumber: 4)
+    }
+    if self.clearance != .unspecified {
+      try visitor.visitSingularEnumField(value: self.clearance, fieldNumber: 5)
+    }
+    if self.pulledThrough != 0 {
+      try visitor.visitSingularInt64Field(value: self.pulledThrough, fieldNumber: 6)
+    }
+    if self.acknowledgedPush != 0 {
+      try visitor.visitSingularInt64Field(value: self.acknowledgedPush, fieldNumber: 7)
+    }
+    if self.resyncNeeded != false {
+      try visitor.visitSingularBoolField(value: self.resyncNeeded, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_HandshakeResponse, rhs: Eduhub_Sync_V1_HandshakeResponse) -> Bool {
+    if lhs.upstreamNodeID != rhs.upstreamNodeID {return false}
+    if lhs.storeID != rhs.storeID {return false}
+    if lhs.lastSequence != rhs.lastSequence {return false}
+    if lhs.scope != rhs.scope {return false}
+    if lhs.clearance != rhs.clearance {return false}
+    if lhs.pulledThrough != rhs.pulledThrough {return false}
+    if lhs.acknowledgedPush != rhs.acknowledgedPush {return false}
+    if lhs.resyncNeeded != rhs.resyncNeeded {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
