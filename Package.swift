@@ -262,7 +262,7 @@ let package = Package(
       name: "EduHubNodeTests",
       dependencies: [
         "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubCrypto", "eduhub",
-        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       swiftSettings: swiftSettings
     ),

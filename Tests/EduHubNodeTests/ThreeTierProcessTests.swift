@@ -1,0 +1,116 @@
+import EduHubAPI
+import EduHubRPC
+import Foundation
+import SwiftProtobuf
+import Testing
+
+/// Central, a county and a school as three `eduhub serve` processes on loopback.
+@Suite("Three tiers as separate processes", .serialized)
+struct ThreeTierProcessTests {
+  final class Node {
+    let process = Process()
+    let port = Int.random(in: 40000..<60000)
+
+    init(data: String, extra: [String] = []) throws {
+      process.executableURL = binary
+      process.arguments = ["serve", "--data", data, "--listen", "127.0.0.1:\(port)", "--log-level", "error"] + extra
+      process.standardOutput = FileHandle.nullDevice
+      process.standardError = FileHandle.nullDevice
+      try process.run()
+    }
+
+    func stop() -> Int32 {
+      process.terminate()
+      process.waitUntilExit()
+      return process.terminationStatus
+    }
+  }
+
+  /// Runs `arguments` until it succeeds (a node still starting answers UNAVAILABLE).
+  func retrying(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+    var last = (status: Int32(1), output: "", errors: "")
+    for _ in 0..<100 {
+      last = try run(arguments)
+      if last.status == 0 || !last.errors.contains("UNAVAILABLE") { return last }
+      usleep(100_000)
+    }
+    return last
+  }
+
+  @Test("a write at central reaches the school and a write at the school reaches central, through the county")
+  func converge() async throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-3tier-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let (central, county, school) = (root + "/central", root + "/county", root + "/school")
+    setenv("EDUHUB_3TIER_PW", "three tier passphrase", 1)
+    defer { unsetenv("EDUHUB_3TIER_PW") }
+    #expect(try run(["init", "--data", central]).status == 0)
+    #expect(try run(["seed", "--data", central]).status == 0)
+    for (user, role, org) in [("admin", "city-admin", "511700"), ("principal", "school-admin", "5117030001")] {
+      #expect(try run(["user", "--data", central, "--username", user, "--password-env", "EDUHUB_3TIER_PW", "--role", role, "--org", org]).status == 0)
+    }
+    let countyToken = try #require(
+      try run(["node", "create", "--data", central, "--node-id", "county-511703", "--org", "511703"]).output.split(separator: "\n").last)
+    let centralNode = try Node(data: central)
+    defer { _ = centralNode.stop() }
+    #expect(try retrying(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(centralNode.port)", "--enroll", String(countyToken)]).status == 0)
+    #expect(try run(["sync", "--data", county]).status == 0)
+    let schoolToken = try #require(
+      try run(["node", "create", "--data", county, "--node-id", "school-5117030001", "--org", "5117030001"]).output.split(separator: "\n").last)
+    let countyNode = try Node(data: county, extra: ["--sync-every", "1s"])
+    defer { _ = countyNode.stop() }
+    #expect(try retrying(["init", "--data", school, "--role", "school", "--upstream", "127.0.0.1:\(countyNode.port)", "--enroll", String(schoolToken)]).status == 0)
+    #expect(try run(["sync", "--data", school]).status == 0)
+    let schoolNode = try Node(data: school, extra: ["--sync-every", "1s"])
+    defer { _ = schoolNode.stop() }
+
+    func client(_ node: Node) -> Eduhub_Identity_V1_IdentityService.Client {
+      .init(RPCClient(host: "127.0.0.1", port: node.port))
+    }
+    func login(_ node: Node, _ user: String) async throws -> CallOptions {
+      var request = Eduhub_Identity_V1_LoginRequest()
+      request.login = user
+      request.password = "three tier passphrase"
+      var lastError: (any Error)?
+      for _ in 0..<100 {
+        do {
+          let pair = try await client(node).login(request, options: CallOptions(timeout: .seconds(30)))
+          return CallOptions(timeout: .seconds(10), metadata: ["authorization": .string("Bearer " + pair.accessToken)])
+        } catch {
+          lastError = error
+          try await Task.sleep(for: .milliseconds(100))
+        }
+      }
+      throw lastError!
+    }
+    func setClass(_ node: Node, _ options: CallOptions, _ id: String, _ value: String) async throws {
+      var update = Eduhub_Identity_V1_UpdatePersonRequest()
+      update.person.id = id
+      update.person.className = value
+      update.updateMask = ["class_name"]
+      _ = try await client(node).updatePerson(update, options: options)
+    }
+    func className(_ node: Node, _ options: CallOptions, _ id: String) async throws -> String {
+      var get = Eduhub_Identity_V1_GetPersonRequest()
+      get.id = id
+      return try await client(node).getPerson(get, options: options).className
+    }
+
+    let admin = try await login(centralNode, "admin")
+    // The principal's account replicated down: the school logs her in from its own replica.
+    let principal = try await login(schoolNode, "principal")
+    try await setClass(centralNode, admin, "S5117030001-0002", "from central")
+    try await setClass(schoolNode, principal, "S5117030001-0003", "from the school")
+    var down = "", up = ""
+    for _ in 0..<150 where down != "from central" || up != "from the school" {
+      try await Task.sleep(for: .milliseconds(200))
+      down = try await className(schoolNode, principal, "S5117030001-0002")
+      up = try await className(centralNode, admin, "S5117030001-0003")
+    }
+    #expect(down == "from central")
+    #expect(up == "from the school")
+    #expect(schoolNode.stop() == 0)
+    #expect(countyNode.stop() == 0)
+    #expect(centralNode.stop() == 0)
+  }
+}
