@@ -350,6 +350,8 @@ extension SyncService {
         out.losingNode = (try? ReplicationEncoding.decodeStamps(conflict.losingStamp).values.first?.node) ?? ""
         out.winningNode = (try? ReplicationEncoding.decodeStamps(conflict.winningStamp).values.first?.node) ?? ""
         out.sequence = conflict.sequence
+        out.localVersion = Data(conflict.localVersion)
+        out.remoteVersion = Data(conflict.remoteVersion)
         response.conflicts.append(out)
       }
       return response

@@ -123,6 +123,7 @@ struct SyncTests {
       let listed = try await Eduhub_Sync_V1_SyncService.Client(world.rpc).listConflicts(list, options: try await world.options("conflict-admin"))
       if try !world.identity.store.conflicts().isEmpty {
         #expect(listed.conflicts.contains { $0.recordID == IdentityWorld.student && $0.field == 14 && $0.scope.hasPrefix("511700/511702/") })
+        #expect(listed.conflicts.allSatisfy { !$0.localVersion.isEmpty && !$0.remoteVersion.isEmpty && !$0.losingNode.isEmpty })
       }
       await expectStatus(.permissionDenied) {
         try await Eduhub_Sync_V1_SyncService.Client(world.rpc).listConflicts(list, options: try await world.options("tongchuan-teacher"))

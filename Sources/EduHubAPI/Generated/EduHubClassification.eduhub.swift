@@ -515,6 +515,8 @@ public enum EduHubClassification {
       ClassifiedField(number: 6, name: "losing_node", sensitivity: 0, masking: 0),
       ClassifiedField(number: 7, name: "winning_node", sensitivity: 0, masking: 0),
       ClassifiedField(number: 8, name: "sequence", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "local_version", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 10, name: "remote_version", sensitivity: 0, masking: 0),
     ],
     "eduhub.sync.v1.ListConflictsResponse": [
       ClassifiedField(number: 1, name: "conflicts", sensitivity: 0, masking: 0),

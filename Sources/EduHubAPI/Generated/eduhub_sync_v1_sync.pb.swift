@@ -546,6 +546,11 @@ public nonisolated struct Eduhub_Sync_V1_Conflict: Sendable {
 
   public var sequence: Int64 = 0
 
+  /// Both versions' vectors (the replication encoding), as they met.
+  public var localVersion: Data = Data()
+
+  public var remoteVersion: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1460,7 +1465,7 @@ nonisolated extension Eduhub_Sync_V1_ListConflictsRequest: SwiftProtobuf.Message
 
 nonisolated extension Eduhub_Sync_V1_Conflict: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Conflict"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}collection\0\u{3}record_id\0\u{1}scope\0\u{1}field\0\u{3}losing_value\0\u{3}losing_node\0\u{3}winning_node\0\u{1}sequence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}collection\0\u{3}record_id\0\u{1}scope\0\u{1}field\0\u{3}losing_value\0\u{3}losing_node\0\u{3}winning_node\0\u{1}sequence\0\u{3}local_version\0\u{3}remote_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1476,6 +1481,8 @@ nonisolated extension Eduhub_Sync_V1_Conflict: SwiftProtobuf.Message, SwiftProto
       case 6: try { try decoder.decodeSingularStringField(value: &self.losingNode) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.winningNode) }()
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.sequence) }()
+      case 9: try { try decoder.decodeSingularBytesField(value: &self.localVersion) }()
+      case 10: try { try decoder.decodeSingularBytesField(value: &self.remoteVersion) }()
       default: break
       }
     }
@@ -1506,6 +1513,12 @@ nonisolated extension Eduhub_Sync_V1_Conflict: SwiftProtobuf.Message, SwiftProto
     if self.sequence != 0 {
       try visitor.visitSingularInt64Field(value: self.sequence, fieldNumber: 8)
     }
+    if !self.localVersion.isEmpty {
+      try visitor.visitSingularBytesField(value: self.localVersion, fieldNumber: 9)
+    }
+    if !self.remoteVersion.isEmpty {
+      try visitor.visitSingularBytesField(value: self.remoteVersion, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1518,6 +1531,8 @@ nonisolated extension Eduhub_Sync_V1_Conflict: SwiftProtobuf.Message, SwiftProto
     if lhs.losingNode != rhs.losingNode {return false}
     if lhs.winningNode != rhs.winningNode {return false}
     if lhs.sequence != rhs.sequence {return false}
+    if lhs.localVersion != rhs.localVersion {return false}
+    if lhs.remoteVersion != rhs.remoteVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
