@@ -84,27 +84,13 @@ public struct RecordMasker: Sendable {
     var found = Scan()
     var index = 0
     while index < body.count {
-      let start = index
-      let key = try WireFields.varint(body, &index)
-      let number = Int(truncatingIfNeeded: key >> 3)
-      var valueStart = index
-      switch key & 7 {
-      case 0: _ = try WireFields.varint(body, &index)
-      case 1: index += 8
-      case 2:
-        let length = try WireFields.varint(body, &index)
-        guard length <= UInt64(body.count - index) else { throw WireFieldsError(offset: start, reason: "length past the end") }
-        valueStart = index
-        index += Int(length)
-      case 5: index += 4
-      default: throw WireFieldsError(offset: start, reason: "wire type \(key & 7)")
-      }
-      guard index <= body.count else { throw WireFieldsError(offset: start, reason: "field past the end") }
+      let field = try WireFields.nextField(body, &index)
+      let number = field.number
       guard number < table.count, table[number] != nil else { continue }
       if number < 64 { found.present |= 1 << UInt64(number) }
-      guard key & 7 == 2 else { continue }
-      if number == birthDateField { found.birthDate = CivilDate(isoBytes: body[valueStart..<index]) }
-      if number == nationalIDField { found.nationalID = valueStart..<index }
+      guard field.wireType == 2 else { continue }
+      if number == birthDateField { found.birthDate = CivilDate(isoBytes: body[field.value]) }
+      if number == nationalIDField { found.nationalID = field.value }
     }
     return found
   }
@@ -146,34 +132,20 @@ public struct RecordMasker: Sendable {
     var consumerKey: SecretBytes?
     var index = 0
     while index < body.count {
-      let start = index
-      let key = try WireFields.varint(body, &index)
-      let number = Int(truncatingIfNeeded: key >> 3)
-      var valueStart = index
-      switch key & 7 {
-      case 0: _ = try WireFields.varint(body, &index)
-      case 1: index += 8
-      case 2:
-        let length = try WireFields.varint(body, &index)
-        guard length <= UInt64(body.count - index) else { throw WireFieldsError(offset: start, reason: "length past the end") }
-        valueStart = index
-        index += Int(length)
-      case 5: index += 4
-      default: throw WireFieldsError(offset: start, reason: "wire type \(key & 7)")
-      }
-      guard index <= body.count else { throw WireFieldsError(offset: start, reason: "field past the end") }
+      let wire = try WireFields.nextField(body, &index)
+      let number = wire.number
       guard number < table.count, let field = table[number] else {
-        out.append(contentsOf: body[start..<index])
+        out.append(contentsOf: body[wire.raw])
         continue
       }
       let decision = policy.decide(reader, field, owner: owner, age: age)
       if decision == .clear {
-        out.append(contentsOf: body[start..<index])
+        out.append(contentsOf: body[wire.raw])
         continue
       }
       // Only strings are masked; anything else hidden is left out.
-      guard key & 7 == 2 else { continue }
-      let value = body[valueStart..<index]
+      guard wire.wireType == 2 else { continue }
+      let value = body[wire.value]
       let shown: [UInt8]
       switch decision {
       case .clear, .removed:

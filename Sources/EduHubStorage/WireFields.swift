@@ -15,21 +15,11 @@ public struct WireFields: Sendable, Hashable {
     var index = 0
     while index < bytes.count {
       let start = index
-      let key = try Self.varint(bytes, &index)
-      let number = Int(key >> 3)
-      guard number > 0, number <= 536_870_911 else { throw WireFieldsError(offset: start, reason: "field number \(number)") }
-      switch key & 7 {
-      case 0: _ = try Self.varint(bytes, &index)
-      case 1: index += 8
-      case 2:
-        let length = try Self.varint(bytes, &index)
-        guard length <= UInt64(bytes.count - index) else { throw WireFieldsError(offset: start, reason: "length past the end") }
-        index += Int(length)
-      case 5: index += 4
-      default: throw WireFieldsError(offset: start, reason: "wire type \(key & 7)")
+      let field = try Self.nextField(bytes, &index)
+      guard field.number > 0, field.number <= 536_870_911 else {
+        throw WireFieldsError(offset: start, reason: "field number \(field.number)")
       }
-      guard index <= bytes.count else { throw WireFieldsError(offset: start, reason: "field past the end") }
-      fields[number, default: []].append(contentsOf: bytes[start..<index])
+      fields[field.number, default: []].append(contentsOf: bytes[field.raw])
     }
     self.fields = fields
   }
@@ -96,24 +86,47 @@ extension WireFields {
     var found: [Int: String] = [:]
     var index = 0
     while index < bytes.count {
-      let start = index
-      let key = try varint(bytes, &index)
-      let number = Int(truncatingIfNeeded: key >> 3)
-      switch key & 7 {
-      case 0: _ = try varint(bytes, &index)
-      case 1: index += 8
-      case 2:
-        let length = try varint(bytes, &index)
-        guard length <= UInt64(bytes.count - index) else { throw WireFieldsError(offset: start, reason: "length past the end") }
-        if numbers.contains(number) {
-          found[number] = String(decoding: bytes[index..<index + Int(length)], as: UTF8.self)
-        }
-        index += Int(length)
-      case 5: index += 4
-      default: throw WireFieldsError(offset: start, reason: "wire type \(key & 7)")
+      let field = try nextField(bytes, &index)
+      if field.wireType == 2, numbers.contains(field.number) {
+        found[field.number] = String(decoding: bytes[field.value], as: UTF8.self)
       }
-      guard index <= bytes.count else { throw WireFieldsError(offset: start, reason: "field past the end") }
     }
     return found
+  }
+
+}
+
+extension WireFields {
+  /// One field as the wire has it.
+  public struct Field {
+    public let number: Int
+    public let wireType: UInt64
+    /// The whole field, tag included.
+    public let raw: Range<Int>
+    /// The value's bytes (for length-delimited fields, without the length).
+    public let value: Range<Int>
+  }
+
+  /// The field starting at `index` (which moves past it).
+  /// - Throws: ``WireFieldsError`` for bytes that are not a protobuf message.
+  @inline(__always)
+  public static func nextField(_ bytes: [UInt8], _ index: inout Int) throws(WireFieldsError) -> Field {
+    let start = index
+    let key = try varint(bytes, &index)
+    let number = Int(truncatingIfNeeded: key >> 3)
+    var valueStart = index
+    switch key & 7 {
+    case 0: _ = try varint(bytes, &index)
+    case 1: index += 8
+    case 2:
+      let length = try varint(bytes, &index)
+      guard length <= UInt64(bytes.count - index) else { throw WireFieldsError(offset: start, reason: "length past the end") }
+      valueStart = index
+      index += Int(length)
+    case 5: index += 4
+    default: throw WireFieldsError(offset: start, reason: "wire type \(key & 7)")
+    }
+    guard index <= bytes.count else { throw WireFieldsError(offset: start, reason: "field past the end") }
+    return Field(number: number, wireType: key & 7, raw: start..<index, value: valueStart..<index)
   }
 }

@@ -198,56 +198,28 @@ struct SyncTests {
   @Test("three tiers: a school's write reaches central through its county, central's reaches the school")
   func threeTiers() async throws {
     try await withWorld { world in
-      let county = try await CountyNode.enroll(in: world, clearance: .clear)
-      try await county.client.syncOnce()
-      // The county serves its own downstream nodes.
-      var configuration = ServerConfiguration()
-      configuration.busyPollBudget = nil
-      let countyServer = RPCServer(
-        services: county.node.services(configuration: &configuration), configuration: configuration,
-        logger: Logger(label: "test.county-server"))
-      let countyPort = try await countyServer.start(host: "127.0.0.1", port: 0).port ?? 0
-      var create = Eduhub_Sync_V1_CreateNodeRequest()
-      create.nodeID = "school-5117020001"
-      create.orgCode = IdentityWorld.school
-      create.clearance = .clear
-      let created = try county.node.sync.createNode(create, caller: .operator(name: "county"), peer: "console")
-      let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-school-\(UUID().uuidString)").path
-      defer { try? FileManager.default.removeItem(atPath: directory) }
-      let data = try NodeData.initialize(at: directory, identity: NodeIdentity(nodeID: create.nodeID, scope: created.node.scope, role: .school))
-      let key = try SigningKey(seed: try data.key("node"))
-      let countyRPC = RPCClient(host: "127.0.0.1", port: countyPort)
-      var enroll = Eduhub_Sync_V1_EnrollRequest()
-      enroll.enrollmentToken = created.enrollmentToken
-      enroll.publicKey = Data(key.publicKey)
-      _ = try await Eduhub_Sync_V1_SyncService.Client(countyRPC).enroll(enroll)
-      let (schoolDatabase, schoolReplica) = try data.openReplica()
-      let school = SyncClient(nodeID: create.nodeID, signingKey: key, replica: schoolReplica, upstream: countyRPC)
-      try await school.syncOnce()
+      let tiers = try await ThreeTiers.start(world)
+      let schoolReplica = tiers.school.replica
       #expect(try schoolReplica.store.get(IdentityCollections.person, IdentityWorld.student) != nil)
       #expect(try schoolReplica.store.get(IdentityCollections.person, "S5117030001-0001") == nil)
 
       // Up: the school changes a phone; school -> county -> central.
       try edit(schoolReplica, IdentityWorld.student) { $0.phone = "13911112222" }
-      try await school.syncOnce()
-      try await county.client.syncOnce()
+      try await tiers.school.syncOnce()
+      try await tiers.county.client.syncOnce()
       let atCentral = try #require(try world.identity.store.get(IdentityCollections.person, IdentityWorld.student))
       #expect(try Eduhub_Identity_V1_Person(serializedBytes: atCentral.body).phone == "13911112222")
       // Down: central changes a class; central -> county -> school.
       try edit(world.identity.replica, "S5117020001-0003") { $0.className = "7班" }
-      try await county.client.syncOnce()
-      try await school.syncOnce()
+      try await tiers.county.client.syncOnce()
+      try await tiers.school.syncOnce()
       let atSchool = try #require(try schoolReplica.store.get(IdentityCollections.person, "S5117020001-0003"))
       #expect(try Eduhub_Identity_V1_Person(serializedBytes: atSchool.body).className == "7班")
       // Everything settles: another round changes nothing anywhere.
-      let quiet = try await county.client.syncOnce()
-      let quietSchool = try await school.syncOnce()
+      let quiet = try await tiers.county.client.syncOnce()
+      let quietSchool = try await tiers.school.syncOnce()
       #expect(quiet.pushed == 0 && quiet.pulledFastForwarded == 0 && quietSchool.pushed == 0 && quietSchool.pulledFastForwarded == 0)
-
-      await countyRPC.close()
-      await countyServer.shutdownGracefully()
-      try schoolDatabase.close()
-      await county.close()
+      await tiers.stop()
     }
   }
 

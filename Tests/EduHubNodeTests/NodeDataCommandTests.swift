@@ -3,6 +3,17 @@ import Foundation
 import GRDB
 import Testing
 
+/// Runs `eduhub` with `arguments` until it succeeds (a node still starting answers UNAVAILABLE).
+func retrying(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+  var last = (status: Int32(1), output: "", errors: "")
+  for _ in 0..<100 {
+    last = try run(arguments)
+    if last.status == 0 || !last.errors.contains("UNAVAILABLE") { return last }
+    usleep(100_000)
+  }
+  return last
+}
+
 /// `eduhub init | seed | user | grant | audit verify` on a real data directory, as an operator runs them.
 @Suite("Node data commands", .serialized)
 struct NodeDataCommandTests {
@@ -120,17 +131,9 @@ struct NodeDataCommandTests {
     server.arguments = ["serve", "--data", central, "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
     try server.run()
     defer { if server.isRunning { server.terminate() } }
-    var enrolled: (status: Int32, output: String, errors: String)?
-    for _ in 0..<100 {
-      let attempt = try run(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(port)", "--enroll", token])
-      if attempt.status == 0 || !attempt.errors.contains("UNAVAILABLE") {
-        enrolled = attempt
-        break
-      }
-      usleep(100_000)
-    }
-    #expect(enrolled?.status == 0, "\(enrolled?.errors ?? "")")
-    #expect(enrolled?.output.contains("for 511700/511702") == true)
+    let enrolled = try retrying(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(port)", "--enroll", token])
+    #expect(enrolled.status == 0, "\(enrolled.errors)")
+    #expect(enrolled.output.contains("for 511700/511702"))
     // The token was used: a second enrollment is refused and leaves nothing behind.
     let again = try run(["init", "--data", root + "/again", "--upstream", "127.0.0.1:\(port)", "--enroll", token])
     #expect(again.status != 0 && again.errors.contains("UNAUTHENTICATED"))
@@ -165,13 +168,7 @@ struct NodeDataCommandTests {
     server.arguments = ["serve", "--data", central, "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
     try server.run()
     defer { if server.isRunning { server.terminate() } }
-    var enrolled = false
-    for _ in 0..<100 where !enrolled {
-      let attempt = try run(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(port)", "--enroll", token])
-      enrolled = attempt.status == 0
-      if !enrolled { usleep(100_000) }
-    }
-    #expect(enrolled)
+    #expect(try retrying(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(port)", "--enroll", token]).status == 0)
     // One record a batch (Wanyuan has the most schools of the small city), so the first sync takes
     // long enough to be killed in the middle of it.
     let syncing = Process()

@@ -26,17 +26,6 @@ struct ThreeTierProcessTests {
     }
   }
 
-  /// Runs `arguments` until it succeeds (a node still starting answers UNAVAILABLE).
-  func retrying(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-    var last = (status: Int32(1), output: "", errors: "")
-    for _ in 0..<100 {
-      last = try run(arguments)
-      if last.status == 0 || !last.errors.contains("UNAVAILABLE") { return last }
-      usleep(100_000)
-    }
-    return last
-  }
-
   @Test("a write at central reaches the school and a write at the school reaches central, through the county")
   func converge() async throws {
     let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-3tier-\(UUID())").path
