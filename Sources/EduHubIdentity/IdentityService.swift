@@ -185,6 +185,9 @@ public final class IdentityService: Sendable {
     RecordMasker(classified: classified, pseudonymKey: pseudonymKey)
   }
 
+  /// The node's pseudonym key (handed to nodes enrolling below this one, so pseudonyms agree).
+  package var regionPseudonymKey: SecretBytes { pseudonymKey }
+
   /// The masker of Person records.
   package var peopleMasker: RecordMasker { personMasker }
 

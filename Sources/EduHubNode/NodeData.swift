@@ -140,6 +140,16 @@ public struct NodeDataError: Error, Sendable, CustomStringConvertible {
 }
 
 extension NodeData {
+  /// Replaces one of the node's keys (the region's pseudonym key, received at enrollment).
+  public func replaceKey(_ name: String, with key: SecretBytes) throws {
+    do {
+      try? FileManager.default.removeItem(atPath: keyPath(name))
+      try KeyFile.create(at: keyPath(name), key: key)
+    } catch {
+      throw NodeDataError("cannot write the \(name) key: \(error.message)")
+    }
+  }
+
   /// The same node with its scope set (after enrollment tells it), written to `node.json`.
   public func withScope(_ scope: String) throws -> NodeData {
     let manifest = Manifest(nodeID: identity.nodeID, scope: scope, role: identity.role.rawValue, upstream: upstream)

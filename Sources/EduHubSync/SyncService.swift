@@ -135,6 +135,7 @@ public final class SyncService: Sendable {
       response.node = Self.publicNode(record, stored)
       response.upstreamNodeID = identity.nodeID
       response.upstreamPublicKey = Data(identity.tokens.publicKey)
+      response.pseudonymKey = identity.regionPseudonymKey.withUnsafeBytes { Data($0) }
       return .success(response)
     }
     return try outcome.get()

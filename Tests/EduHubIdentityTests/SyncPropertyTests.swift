@@ -44,7 +44,8 @@ struct ThreeTiers {
     var enroll = Eduhub_Sync_V1_EnrollRequest()
     enroll.enrollmentToken = created.enrollmentToken
     enroll.publicKey = Data(key.publicKey)
-    _ = try await Eduhub_Sync_V1_SyncService.Client(rpc).enroll(enroll)
+    let enrolled = try await Eduhub_Sync_V1_SyncService.Client(rpc).enroll(enroll)
+    try data.replaceKey("pseudonym", with: SecretBytes(enrolled.pseudonymKey))
     let (database, replica) = try data.openReplica()
     let school = SyncClient(nodeID: create.nodeID, signingKey: key, replica: replica, upstream: rpc)
     try await school.syncOnce()

@@ -32,7 +32,8 @@ struct CountyNode {
     var enroll = Eduhub_Sync_V1_EnrollRequest()
     enroll.enrollmentToken = created.enrollmentToken
     enroll.publicKey = Data(key.publicKey)
-    _ = try await sync.enroll(enroll)
+    let enrolled = try await sync.enroll(enroll)
+    try data.replaceKey("pseudonym", with: SecretBytes(enrolled.pseudonymKey))
     var logger = Logger(label: "test.county")
     logger.logLevel = .warning
     var configuration = IdentityWorld.testConfiguration()
@@ -85,6 +86,15 @@ struct SyncTests {
       #expect(try county.person(IdentityWorld.student) == (try world.identity.store.get(IdentityCollections.person, IdentityWorld.student)).flatMap { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
       let again = try await county.client.syncOnce()
       #expect(again.pulledFastForwarded == 0 && again.pulledMerged == 0 && again.pushed == 0)
+      // A county official sees the same pseudonym on either node (the region's key came with enrollment).
+      let official = Caller(
+        accountID: "official", username: "official", personID: "", homeScope: "511700/511702",
+        roles: [.init(grantID: "g", role: .countyAdmin, scope: "511700/511702")], children: [], issuer: "test", sessionID: "s")
+      var get = Eduhub_Identity_V1_GetPersonRequest()
+      get.id = IdentityWorld.student
+      let atCentral = try world.identity.getPerson(get, caller: official, peer: "test")
+      let atCounty = try county.node.identity.getPerson(get, caller: official, peer: "test")
+      #expect(atCentral.nationalID.hasPrefix("ID-") && atCentral.nationalID == atCounty.nationalID)
       let seen = try await county.client.handshake()
       #expect(seen.upstreamNodeID == "test-central" && seen.scope == "511700/511702" && seen.clearance == .clear)
       #expect(!seen.resyncNeeded && seen.pulledThrough > 0 && seen.lastSequence >= seen.pulledThrough)

@@ -134,6 +134,11 @@ struct NodeDataCommandTests {
     let enrolled = try retrying(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(port)", "--enroll", token])
     #expect(enrolled.status == 0, "\(enrolled.errors)")
     #expect(enrolled.output.contains("for 511700/511702"))
+    // The region's pseudonym key came with the enrollment (and is private on disk).
+    #expect(
+      FileManager.default.contents(atPath: county + "/keys/pseudonym.key")
+        == FileManager.default.contents(atPath: central + "/keys/pseudonym.key"))
+    #expect((try FileManager.default.attributesOfItem(atPath: county + "/keys/pseudonym.key")[.posixPermissions] as? Int) == 0o600)
     // The token was used: a second enrollment is refused and leaves nothing behind.
     let again = try run(["init", "--data", root + "/again", "--upstream", "127.0.0.1:\(port)", "--enroll", token])
     #expect(again.status != 0 && again.errors.contains("UNAUTHENTICATED"))

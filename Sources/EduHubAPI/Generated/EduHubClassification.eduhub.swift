@@ -81,6 +81,12 @@ extension Eduhub_Sync_V1_SyncNodeRecord: ClassifiedMessage {
   ]
 }
 
+extension Eduhub_Sync_V1_EnrollResponse: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 4, name: "pseudonym_key", sensitivity: 4, masking: 9),
+  ]
+}
+
 /// Every field of every EduHub message, by the message's full proto name; unclassified fields
 /// have sensitivity `.unspecified`.
 public enum EduHubClassification {
@@ -423,6 +429,7 @@ public enum EduHubClassification {
       ClassifiedField(number: 1, name: "node", sensitivity: 0, masking: 0),
       ClassifiedField(number: 2, name: "upstream_node_id", sensitivity: 0, masking: 0),
       ClassifiedField(number: 3, name: "upstream_public_key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "pseudonym_key", sensitivity: 4, masking: 9),
     ],
     "eduhub.sync.v1.ChallengeRequest": [
       ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),

@@ -228,6 +228,11 @@ public nonisolated struct Eduhub_Sync_V1_EnrollResponse: Sendable {
 
   public var upstreamPublicKey: Data = Data()
 
+  /// The region's pseudonym key, so every node shows the same pseudonym for the same ID number
+  /// (and a consumer gets the same one from any node). Kept in the node's key store only; enroll
+  /// over TLS outside loopback.
+  public var pseudonymKey: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -771,7 +776,7 @@ nonisolated extension Eduhub_Sync_V1_EnrollRequest: SwiftProtobuf.Message, Swift
 
 nonisolated extension Eduhub_Sync_V1_EnrollResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".EnrollResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}upstream_node_id\0\u{3}upstream_public_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}upstream_node_id\0\u{3}upstream_public_key\0\u{3}pseudonym_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -782,6 +787,7 @@ nonisolated extension Eduhub_Sync_V1_EnrollResponse: SwiftProtobuf.Message, Swif
       case 1: try { try decoder.decodeSingularMessageField(value: &self._node) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.upstreamNodeID) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.upstreamPublicKey) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.pseudonymKey) }()
       default: break
       }
     }
@@ -801,6 +807,9 @@ nonisolated extension Eduhub_Sync_V1_EnrollResponse: SwiftProtobuf.Message, Swif
     if !self.upstreamPublicKey.isEmpty {
       try visitor.visitSingularBytesField(value: self.upstreamPublicKey, fieldNumber: 3)
     }
+    if !self.pseudonymKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.pseudonymKey, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -808,6 +817,7 @@ nonisolated extension Eduhub_Sync_V1_EnrollResponse: SwiftProtobuf.Message, Swif
     if lhs._node != rhs._node {return false}
     if lhs.upstreamNodeID != rhs.upstreamNodeID {return false}
     if lhs.upstreamPublicKey != rhs.upstreamPublicKey {return false}
+    if lhs.pseudonymKey != rhs.pseudonymKey {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
