@@ -3,13 +3,29 @@ import Foundation
 import GRDB
 import Testing
 
-/// Runs `eduhub` with `arguments` until it succeeds (a node still starting answers UNAVAILABLE).
+/// A port nothing listens on now (the kernel's pick), for a node about to be started.
+func freePort() -> Int {
+  let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  defer { close(descriptor) }
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  address.sin_port = 0
+  var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+  _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) } }
+  _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) } }
+  return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Runs `eduhub` with `arguments` until it succeeds, for up to a minute: a node still starting
+/// (slowly, on a machine busy with the other suites) answers UNAVAILABLE.
 func retrying(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
   var last = (status: Int32(1), output: "", errors: "")
-  for _ in 0..<100 {
+  let deadline = Date().addingTimeInterval(60)
+  while Date() < deadline {
     last = try run(arguments)
-    if last.status == 0 || !last.errors.contains("UNAVAILABLE") { return last }
-    usleep(100_000)
+    if last.status == 0 || !(last.errors.contains("UNAVAILABLE") || last.errors.contains("DEADLINE_EXCEEDED")) { return last }
+    usleep(200_000)
   }
   return last
 }
@@ -83,7 +99,7 @@ struct NodeDataCommandTests {
       #expect(try run(["seed", "--data", data]).status == 0)
       #expect(try run(["user", "--data", data, "--username", "admin", "--password-env", "EDUHUB_TEST_PW"]).status == 0)
     }
-    let port = Int.random(in: 40000..<60000)
+    let port = freePort()
     let server = Process()
     server.executableURL = binary
     server.arguments = ["serve", "--data", data, "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
@@ -125,7 +141,7 @@ struct NodeDataCommandTests {
     let token = try #require(created.output.split(separator: "\n").last.map(String.init))
     #expect(token.hasPrefix("county-511702."))
 
-    let port = Int.random(in: 40000..<60000)
+    let port = freePort()
     let server = Process()
     server.executableURL = binary
     server.arguments = ["serve", "--data", central, "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
@@ -167,13 +183,14 @@ struct NodeDataCommandTests {
     #expect(try run(["seed", "--data", central]).status == 0)
     let created = try run(["node", "create", "--data", central, "--node-id", "county-511781", "--org", "511781"])
     let token = try #require(created.output.split(separator: "\n").last.map(String.init))
-    let port = Int.random(in: 40000..<60000)
+    let port = freePort()
     let server = Process()
     server.executableURL = binary
     server.arguments = ["serve", "--data", central, "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
     try server.run()
     defer { if server.isRunning { server.terminate() } }
-    #expect(try retrying(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(port)", "--enroll", token]).status == 0)
+    let enrolled = try retrying(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(port)", "--enroll", token])
+    try #require(enrolled.status == 0, "\(enrolled.errors)")
     // One record a batch (Wanyuan has the most schools of the small city), so the first sync takes
     // long enough to be killed in the middle of it.
     let syncing = Process()

@@ -9,7 +9,7 @@ import Testing
 struct ThreeTierProcessTests {
   final class Node {
     let process = Process()
-    let port = Int.random(in: 40000..<60000)
+    let port = freePort()
 
     init(data: String, extra: [String] = []) throws {
       process.executableURL = binary
@@ -42,13 +42,15 @@ struct ThreeTierProcessTests {
       try run(["node", "create", "--data", central, "--node-id", "county-511703", "--org", "511703"]).output.split(separator: "\n").last)
     let centralNode = try Node(data: central)
     defer { _ = centralNode.stop() }
-    #expect(try retrying(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(centralNode.port)", "--enroll", String(countyToken)]).status == 0)
+    let countyEnrolled = try retrying(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(centralNode.port)", "--enroll", String(countyToken)])
+    try #require(countyEnrolled.status == 0, "\(countyEnrolled.errors)")
     #expect(try run(["sync", "--data", county]).status == 0)
     let schoolToken = try #require(
       try run(["node", "create", "--data", county, "--node-id", "school-5117030001", "--org", "5117030001"]).output.split(separator: "\n").last)
     let countyNode = try Node(data: county, extra: ["--sync-every", "1s"])
     defer { _ = countyNode.stop() }
-    #expect(try retrying(["init", "--data", school, "--role", "school", "--upstream", "127.0.0.1:\(countyNode.port)", "--enroll", String(schoolToken)]).status == 0)
+    let schoolEnrolled = try retrying(["init", "--data", school, "--role", "school", "--upstream", "127.0.0.1:\(countyNode.port)", "--enroll", String(schoolToken)])
+    try #require(schoolEnrolled.status == 0, "\(schoolEnrolled.errors)")
     #expect(try run(["sync", "--data", school]).status == 0)
     let schoolNode = try Node(data: school, extra: ["--sync-every", "1s"])
     defer { _ = schoolNode.stop() }
