@@ -227,10 +227,22 @@ extension SyncService {
       guard request.records.count <= 10_000 else {
         throw RPCError(.invalidArgument, "at most 10,000 records a push message")
       }
-      for record in request.records where !RecordStore.inScope(record.scope, scope) || record.scope.isEmpty {
-        throw identity.denied(
-          caller, action, target: "\(record.collection)/\(record.id)", peer: peer,
-          "record \(record.collection)/\(record.id) lies outside node \(request.nodeID)'s scope")
+      let known = Set(identity.store.collectionNames)
+      for record in request.records {
+        guard known.contains(record.collection) else {
+          throw RPCError(.invalidArgument, "unknown collection \(record.collection.prefix(40))")
+        }
+        guard RecordStore.inScope(record.scope, scope), !record.scope.isEmpty else {
+          throw identity.denied(
+            caller, action, target: "\(record.collection)/\(record.id)", peer: peer,
+            "record \(record.collection)/\(record.id) lies outside node \(request.nodeID)'s scope")
+        }
+        // A node manages the nodes below it, never its own registration (its clearance, its key).
+        guard !(record.collection == SyncCollections.node && record.id == request.nodeID) else {
+          throw identity.denied(
+            caller, action, target: "\(record.collection)/\(record.id)", peer: peer,
+            "a node cannot change its own registration")
+        }
       }
       let today = identity.today
       let outcome = try identity.transaction { db -> Replica.ApplyOutcome in

@@ -195,11 +195,26 @@ struct SyncTests {
       push.records = [record]
       push.throughSequence = 1
       await expectStatus(.permissionDenied) { try await sync.push(options: options) { try await $0.write(push) } }
+      // Nor may it raise its own clearance by pushing its registration.
+      let ownRecord = try #require(try world.identity.store.get(SyncCollections.node, "county-511702"))
+      var own = Eduhub_Sync_V1_SyncRecord()
+      own.collection = SyncCollections.node
+      own.id = "county-511702"
+      own.scope = ownRecord.scope
+      own.body = Data(ownRecord.body)
+      own.version = Data(ownRecord.version)
+      own.stamps = Data(ownRecord.stamps)
+      push.records = [own]
+      await expectStatus(.permissionDenied) { try await sync.push(options: options) { try await $0.write(push) } }
+      record.collection = "no_such_collection"
+      record.scope = ownRecord.scope
+      push.records = [record]
+      await expectStatus(.invalidArgument) { try await sync.push(options: options) { try await $0.write(push) } }
       var pull = Eduhub_Sync_V1_PullRequest()
       pull.nodeID = "county-511703"
       await expectStatus(.permissionDenied) { try await sync.pull(pull, options: options) { stream in for try await _ in stream {} } }
       try world.node.audit.flush()
-      #expect(try world.auditCount(action: "sync.Push", outcome: "denied") == 1)
+      #expect(try world.auditCount(action: "sync.Push", outcome: "denied") == 2)
       #expect(try world.auditCount(action: "sync.Pull", outcome: "denied") == 1)
       await county.close()
     }

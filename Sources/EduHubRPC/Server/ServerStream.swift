@@ -296,7 +296,9 @@ final class ServerStream: @unchecked Sendable {
 
   /// Ends the call with `status` (nil for OK) after any queued messages.
   func finish(_ status: RPCError?) {
-    guard state != .done, !isClosed else { return }
+    // The first status decided is the call's: a handler that returns after its deadline failed
+    // the call (it was cancelled) must not turn DEADLINE_EXCEEDED into OK before the trailers go.
+    guard state != .done, !isClosed, !statusReady else { return }
     deadlineTimer?.cancel()
     self.status = status
     statusReady = true
