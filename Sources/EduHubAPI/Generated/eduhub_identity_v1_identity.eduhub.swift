@@ -3,6 +3,7 @@
 
 import EduHubRPC
 
+/// The region's identity service: org tree, people, accounts, login and tokens, roles, audit.
 public enum Eduhub_Identity_V1_IdentityService {
   /// The fully qualified service name.
   public static let name = "eduhub.identity.v1.IdentityService"
@@ -41,12 +42,10 @@ public enum Eduhub_Identity_V1_IdentityService {
 
   /// Implement to serve IdentityService; register the value with the server.
   public protocol Handler: RPCService {
-    /// Org tree.
     func createOrg(request: Eduhub_Identity_V1_CreateOrgRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_Org
     func getOrg(request: Eduhub_Identity_V1_GetOrgRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_Org
     func moveOrg(request: Eduhub_Identity_V1_MoveOrgRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_Org
     func listOrgs(request: Eduhub_Identity_V1_ListOrgsRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_ListOrgsResponse
-    /// People.
     func createPerson(request: Eduhub_Identity_V1_CreatePersonRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_Person
     /// One person, masked for the caller.
     func getPerson(request: Eduhub_Identity_V1_GetPersonRequest, context: ServerContext) throws -> Eduhub_Identity_V1_Person
@@ -58,7 +57,6 @@ public enum Eduhub_Identity_V1_IdentityService {
     func bindGuardian(request: Eduhub_Identity_V1_BindGuardianRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_GuardianBinding
     func unbindGuardian(request: Eduhub_Identity_V1_UnbindGuardianRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_GuardianBinding
     func listGuardianships(request: Eduhub_Identity_V1_ListGuardianshipsRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_ListGuardianshipsResponse
-    /// Accounts and sessions.
     func createAccount(request: Eduhub_Identity_V1_CreateAccountRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_CreateAccountResponse
     func activateAccount(request: Eduhub_Identity_V1_ActivateAccountRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_TokenPair
     func login(request: Eduhub_Identity_V1_LoginRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_TokenPair
@@ -68,11 +66,9 @@ public enum Eduhub_Identity_V1_IdentityService {
     func endSessions(request: Eduhub_Identity_V1_EndSessionsRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_EndSessionsResponse
     func startReset(request: Eduhub_Identity_V1_StartResetRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_StartResetResponse
     func whoAmI(request: Eduhub_Identity_V1_WhoAmIRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_WhoAmIResponse
-    /// Roles.
     func grantRole(request: Eduhub_Identity_V1_GrantRoleRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_RoleGrant
     func revokeRole(request: Eduhub_Identity_V1_RevokeRoleRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_RevokeRoleResponse
     func listRoleGrants(request: Eduhub_Identity_V1_ListRoleGrantsRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_ListRoleGrantsResponse
-    /// Audit.
     func listAuditEvents(request: Eduhub_Identity_V1_ListAuditEventsRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_ListAuditEventsResponse
   }
 
@@ -82,7 +78,6 @@ public enum Eduhub_Identity_V1_IdentityService {
 
     public init(_ rpc: RPCClient) { self.rpc = rpc }
 
-    /// Org tree.
     public func createOrg(_ request: Eduhub_Identity_V1_CreateOrgRequest = Eduhub_Identity_V1_CreateOrgRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Identity_V1_Org {
       try await rpc.unary(Method.createOrg, request: request, options: options)
     }
@@ -99,7 +94,6 @@ public enum Eduhub_Identity_V1_IdentityService {
       try await rpc.unary(Method.listOrgs, request: request, options: options)
     }
 
-    /// People.
     public func createPerson(_ request: Eduhub_Identity_V1_CreatePersonRequest = Eduhub_Identity_V1_CreatePersonRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Identity_V1_Person {
       try await rpc.unary(Method.createPerson, request: request, options: options)
     }
@@ -138,7 +132,6 @@ public enum Eduhub_Identity_V1_IdentityService {
       try await rpc.unary(Method.listGuardianships, request: request, options: options)
     }
 
-    /// Accounts and sessions.
     public func createAccount(_ request: Eduhub_Identity_V1_CreateAccountRequest = Eduhub_Identity_V1_CreateAccountRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Identity_V1_CreateAccountResponse {
       try await rpc.unary(Method.createAccount, request: request, options: options)
     }
@@ -175,7 +168,6 @@ public enum Eduhub_Identity_V1_IdentityService {
       try await rpc.unary(Method.whoAmI, request: request, options: options)
     }
 
-    /// Roles.
     public func grantRole(_ request: Eduhub_Identity_V1_GrantRoleRequest = Eduhub_Identity_V1_GrantRoleRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Identity_V1_RoleGrant {
       try await rpc.unary(Method.grantRole, request: request, options: options)
     }
@@ -188,7 +180,6 @@ public enum Eduhub_Identity_V1_IdentityService {
       try await rpc.unary(Method.listRoleGrants, request: request, options: options)
     }
 
-    /// Audit.
     public func listAuditEvents(_ request: Eduhub_Identity_V1_ListAuditEventsRequest = Eduhub_Identity_V1_ListAuditEventsRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Identity_V1_ListAuditEventsResponse {
       try await rpc.unary(Method.listAuditEvents, request: request, options: options)
     }
