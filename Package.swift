@@ -136,6 +136,17 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // The data catalog: resources, search with facets, follow (first step of issue 8).
+    .target(
+      name: "EduHubCatalog",
+      dependencies: [
+        "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy",
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+
     // Composition of a node: configuration, standard services, the server's life cycle.
     .target(
       name: "EduHubNode",
@@ -144,6 +155,7 @@ let package = Package(
         "EduHubAPI",
         "EduHubIdentity",
         "EduHubSync",
+        "EduHubCatalog",
         "EduHubStorage",
         "EduHubReplication",
         "EduHubCrypto",
@@ -245,7 +257,8 @@ let package = Package(
     .testTarget(
       name: "EduHubIdentityTests",
       dependencies: [
-        "EduHubIdentity", "EduHubSync", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubReplication",
+        "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage",
+        "EduHubReplication",
         "EduHubCrypto", "EduHubPrivacy", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PropertyBased", package: "swift-property-based"),
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),

@@ -15,6 +15,8 @@ public enum Permission: String, Sendable, Hashable, CaseIterable {
   case rolesGrant = "roles.grant"
   case auditRead = "audit.read"
   case catalogRead = "catalog.read"
+  /// Publish, update and retire catalog resources of a subtree.
+  case catalogPublish = "catalog.publish"
   /// Register, list and revoke downstream nodes in a subtree.
   case nodesManage = "nodes.manage"
   /// A node's own: pull changes of its scope, push its writes.
@@ -28,11 +30,16 @@ public enum Roles {
     switch role {
     case .cityAdmin, .countyAdmin:
       // Administrators of a city or county see people masked: clear reads belong to the child's school.
-      return [.orgRead, .orgWrite, .peopleRead, .peopleWrite, .accountsManage, .rolesGrant, .nodesManage]
+      return [
+        .orgRead, .orgWrite, .peopleRead, .peopleWrite, .accountsManage, .rolesGrant, .nodesManage, .catalogRead,
+        .catalogPublish,
+      ]
     case .schoolAdmin:
-      return [.orgRead, .peopleRead, .peopleReadClear, .peopleWrite, .accountsManage, .rolesGrant]
+      return [.orgRead, .peopleRead, .peopleReadClear, .peopleWrite, .accountsManage, .rolesGrant, .catalogRead]
     case .teacher:
-      return [.orgRead, .peopleRead, .peopleReadClear]
+      return [.orgRead, .peopleRead, .peopleReadClear, .catalogRead]
+    case .dataSteward:
+      return [.orgRead, .catalogRead, .catalogPublish]
     case .student, .guardian:
       return [.orgRead]
     case .dataConsumer:
@@ -59,6 +66,7 @@ public enum Roles {
     case .dataConsumer: return "data-consumer"
     case .auditor: return "auditor"
     case .node: return "node"
+    case .dataSteward: return "data-steward"
     case .unspecified, .UNRECOGNIZED: return "unspecified"
     }
   }
@@ -66,7 +74,7 @@ public enum Roles {
   /// The role named `name` (as `name(of:)` writes it).
   public static func role(named name: String) -> Eduhub_Identity_V1_Role? {
     let all: [Eduhub_Identity_V1_Role] = [
-      .cityAdmin, .countyAdmin, .schoolAdmin, .teacher, .student, .guardian, .dataConsumer, .auditor,
+      .cityAdmin, .countyAdmin, .schoolAdmin, .teacher, .student, .guardian, .dataConsumer, .auditor, .dataSteward,
     ]
     return all.first { Self.name(of: $0) == name }
   }

@@ -1,3 +1,4 @@
+import EduHubCatalog
 import EduHubCrypto
 import EduHubIdentity
 import EduHubReplication
@@ -89,7 +90,7 @@ public struct NodeData: Sendable {
   /// Opens the node's encrypted database and its replica (for tools that write records directly).
   public func openReplica() throws -> (EncryptedDatabase, Replica) {
     let database = try EncryptedDatabase.open(path: databasePath, key: .keyFile(keyPath("db")))
-    let store = try RecordStore(database: database, collections: IdentityCollections.all + SyncCollections.all)
+    let store = try RecordStore(database: database, collections: IdentityCollections.all + SyncCollections.all + CatalogCollections.all)
     return (database, try Replica(nodeID: identity.nodeID, store: store))
   }
 
@@ -107,7 +108,7 @@ public struct NodeData: Sendable {
         configuration: identityConfiguration)
       return OpenNode(
         data: self, database: database, replica: replica, audit: audit, identity: identityService,
-        sync: SyncService(identity: identityService))
+        sync: SyncService(identity: identityService), catalog: CatalogService(identity: identityService))
     } catch let error as StorageError {
       throw NodeDataError(error.message)
     } catch let error as CryptoError {
@@ -124,6 +125,7 @@ public struct OpenNode: Sendable {
   public let audit: AuditLog
   public let identity: IdentityService
   public let sync: SyncService
+  public let catalog: CatalogService
 
   /// Flushes the audit log, stops the hashing threads and closes the database.
   public func close() async {

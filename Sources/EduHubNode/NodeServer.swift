@@ -111,6 +111,6 @@ extension OpenNode {
   /// The node's services and, with them, the authenticator every call but the public ones passes.
   public func services(configuration: inout ServerConfiguration) -> [any RPCService] {
     configuration.interceptor = Authenticator(identity: identity)
-    return [IdentityEndpoints(identity), sync]
+    return [IdentityEndpoints(identity), sync, catalog]
   }
 }

@@ -30,6 +30,8 @@ def seeded_node(stubs):
            "--role", "teacher", "--org", SCHOOL, "--person", "T5117020001-001", env=env)
     eduhub("user", "--data", data, "--username", "county1", "--password-env", "EDUHUB_TEST_PASSWORD",
            "--role", "county-admin", "--org", "511702", env=env)
+    eduhub("user", "--data", data, "--username", "steward1", "--password-env", "EDUHUB_TEST_PASSWORD",
+           "--role", "data-steward", "--org", "511702", env=env)
     node = Node("--data", data)
     yield node
     assert node.stop() == 0, node.output()
@@ -97,3 +99,29 @@ def test_other_school_is_denied(identity):
     with pytest.raises(grpc.RpcError) as error:
         identity.GetPerson(identity_pb2.GetPersonRequest(id="S5117030001-0001"), metadata=login(identity, "teacher1"))
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_catalog_publish_search_detail(stubs, seeded_node):
+    from eduhub.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+    from eduhub.common.v1 import options_pb2
+    from eduhub.identity.v1 import identity_pb2_grpc
+    with grpc.insecure_channel(seeded_node.address) as channel:
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+        steward = login(identity, "steward1")
+        resource = catalog_pb2.Resource(
+            code="interop-students", name="学生基础数据", summary="通川区学生学籍", theme="student",
+            type=catalog_pb2.RESOURCE_TYPE_TABLE, publishing_system="学籍系统", responsible_org_code="511702",
+            exchange_forms=["接口"], sharing_class=catalog_pb2.SHARING_CLASS_CONDITIONAL,
+            opening_class=catalog_pb2.OPENING_CLASS_NOT_OPEN, update_cycle="每日",
+            fields=[catalog_pb2.SchemaField(name="name", type=catalog_pb2.FIELD_TYPE_STRING, description="姓名",
+                                            sensitivity=options_pb2.SENSITIVITY_SENSITIVE,
+                                            masking=options_pb2.MASKING_KIND_NAME)])
+        published = catalog.PublishResource(catalog_pb2.PublishResourceRequest(resource=resource), metadata=steward)
+        assert published.responsible_org_path == "511700/511702"
+        teacher = login(identity, "teacher1")
+        found = catalog.SearchResources(catalog_pb2.SearchResourcesRequest(query="学生"), metadata=teacher)
+        assert [r.code for r in found.resources] == ["interop-students"]
+        assert {f.filter for f in found.facets} >= {"theme", "publishing_system"}
+        detail = catalog.GetResource(catalog_pb2.GetResourceRequest(code="interop-students"), metadata=teacher)
+        assert detail.fields[0].masking == options_pb2.MASKING_KIND_NAME and detail.views == 1

@@ -91,6 +91,86 @@ extension Eduhub_Sync_V1_EnrollResponse: ClassifiedMessage {
 /// have sensitivity `.unspecified`.
 public enum EduHubClassification {
   public static let allFields: [String: [ClassifiedField]] = [
+    "eduhub.catalog.v1.SchemaField": [
+      ClassifiedField(number: 1, name: "name", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "type", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "description", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "sensitivity", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "masking", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.Resource": [
+      ClassifiedField(number: 1, name: "code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "name", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "summary", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "theme", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "type", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "publishing_system", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "responsible_org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "responsible_org_path", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "exchange_forms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 10, name: "sharing_class", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 11, name: "opening_class", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 12, name: "update_cycle", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 13, name: "updated_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 14, name: "row_count", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 15, name: "fields", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 16, name: "views", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 17, name: "follows", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 18, name: "subscriptions", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 19, name: "retired", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 20, name: "followed", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.PublishResourceRequest": [
+      ClassifiedField(number: 1, name: "resource", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.UpdateResourceRequest": [
+      ClassifiedField(number: 1, name: "resource", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.RetireResourceRequest": [
+      ClassifiedField(number: 1, name: "code", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.GetResourceRequest": [
+      ClassifiedField(number: 1, name: "code", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.SearchResourcesRequest": [
+      ClassifiedField(number: 1, name: "query", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "publishing_system", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "type", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "theme", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "exchange_form", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "sharing_class", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "followed_by_me", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "include_retired", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 10, name: "sort", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 11, name: "page", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.Facet": [
+      ClassifiedField(number: 1, name: "filter", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "counts", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.Facet.CountsEntry": [
+      ClassifiedField(number: 1, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "value", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.SearchResourcesResponse": [
+      ClassifiedField(number: 1, name: "resources", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "total", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "facets", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "page", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.FollowRequest": [
+      ClassifiedField(number: 1, name: "code", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.FollowResponse": [
+      ClassifiedField(number: 1, name: "following", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "follows", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.ListFollowedRequest": [
+    ],
+    "eduhub.catalog.v1.ListFollowedResponse": [
+      ClassifiedField(number: 1, name: "resources", sensitivity: 0, masking: 0),
+    ],
     "eduhub.common.v1.FieldPrivacy": [
       ClassifiedField(number: 1, name: "sensitivity", sensitivity: 0, masking: 0),
       ClassifiedField(number: 2, name: "masking", sensitivity: 0, masking: 0),

@@ -323,6 +323,9 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
 
   /// A downstream node (granted by enrollment, never by GrantRole): syncs its scope at its clearance.
   case node // = 9
+
+  /// Publishes and maintains the data catalog's resources of its org subtree.
+  case dataSteward // = 10
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -341,6 +344,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     case 7: self = .dataConsumer
     case 8: self = .auditor
     case 9: self = .node
+    case 10: self = .dataSteward
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -357,6 +361,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     case .dataConsumer: return 7
     case .auditor: return 8
     case .node: return 9
+    case .dataSteward: return 10
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -373,6 +378,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     .dataConsumer,
     .auditor,
     .node,
+    .dataSteward,
   ]
 
 }
@@ -1364,7 +1370,7 @@ nonisolated extension Eduhub_Identity_V1_AccountState: SwiftProtobuf._ProtoNameP
 }
 
 nonisolated extension Eduhub_Identity_V1_Role: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_CITY_ADMIN\0\u{1}ROLE_COUNTY_ADMIN\0\u{1}ROLE_SCHOOL_ADMIN\0\u{1}ROLE_TEACHER\0\u{1}ROLE_STUDENT\0\u{1}ROLE_GUARDIAN\0\u{1}ROLE_DATA_CONSUMER\0\u{1}ROLE_AUDITOR\0\u{1}ROLE_NODE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_CITY_ADMIN\0\u{1}ROLE_COUNTY_ADMIN\0\u{1}ROLE_SCHOOL_ADMIN\0\u{1}ROLE_TEACHER\0\u{1}ROLE_STUDENT\0\u{1}ROLE_GUARDIAN\0\u{1}ROLE_DATA_CONSUMER\0\u{1}ROLE_AUDITOR\0\u{1}ROLE_NODE\0\u{1}ROLE_DATA_STEWARD\0")
 }
 
 nonisolated extension Eduhub_Identity_V1_Org: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -1,0 +1,235 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubPrivacy
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+import Synchronization
+
+/// The record-store collections of the catalog.
+public enum CatalogCollections {
+  public static let resource = "catalog_resource"
+  public static let follow = "catalog_follow"
+
+  public static var all: [CollectionDefinition] {
+    [
+      CollectionDefinition(name: resource, searchable: true) { body in
+        let resource = try Eduhub_Catalog_V1_Resource(serializedBytes: body)
+        // Everything a consumer might type: names, words of the summary, the code, the schema.
+        let text = ([resource.name, resource.summary, resource.code, resource.theme, resource.publishingSystem]
+          + resource.fields.flatMap { [$0.name, $0.description_p] }).joined(separator: " ")
+        return .init(text: text)
+      },
+      CollectionDefinition(name: follow, indexes: ["account"]) { body in
+        .init(keys: [("account", try WireFields.strings(body, [1])[1] ?? "")])
+      },
+    ]
+  }
+}
+
+/// The data catalog (first step): resources, detail, search with facets, follow.
+public final class CatalogService: Sendable {
+  public let identity: IdentityService
+  /// Views counted today, one per viewer and resource (kept in memory: a restart may count again).
+  private let viewed = Mutex<(day: String, seen: Set<String>)>(("", []))
+
+  public init(identity: IdentityService) { self.identity = identity }
+
+  static func validate(_ resource: Eduhub_Catalog_V1_Resource) throws {
+    func invalid(_ message: String) -> RPCError { RPCError(.invalidArgument, message) }
+    guard (1...64).contains(resource.code.utf8.count),
+      resource.code.utf8.allSatisfy({ byte in
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+          || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+      })
+    else { throw invalid("code must be 1 to 64 letters, digits, '-', '_' or '.'") }
+    func text(_ value: String, _ field: String, _ limit: Int, required: Bool = false) throws {
+      if required && value.trimmingCharacters(in: .whitespaces).isEmpty { throw invalid("\(field) is required") }
+      guard value.count <= limit else { throw invalid("\(field) has at most \(limit) characters") }
+      guard !value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\n" }) else {
+        throw invalid("\(field) may not contain control characters")
+      }
+    }
+    try text(resource.name, "name", 100, required: true)
+    try text(resource.summary, "summary", 2000)
+    try text(resource.theme, "theme", 32)
+    try text(resource.publishingSystem, "publishing_system", 100)
+    try text(resource.updateCycle, "update_cycle", 32)
+    guard [.table, .api, .file].contains(resource.type) else { throw invalid("type is required") }
+    guard [.unconditional, .conditional, .notShared].contains(resource.sharingClass) else { throw invalid("sharing_class is required") }
+    guard [.unconditional, .conditional, .notOpen].contains(resource.openingClass) else { throw invalid("opening_class is required") }
+    guard resource.exchangeForms.count <= 10 else { throw invalid("at most 10 exchange forms") }
+    for form in resource.exchangeForms { try text(form, "exchange form", 32, required: true) }
+    guard resource.fields.count <= 500 else { throw invalid("at most 500 fields") }
+    var names = Set<String>()
+    for field in resource.fields {
+      try text(field.name, "field name", 64, required: true)
+      try text(field.description_p, "field description", 500)
+      guard names.insert(field.name).inserted else { throw invalid("field \(field.name) appears twice") }
+      guard field.type != .unspecified, case .some = Optional(field.type) else { throw invalid("field \(field.name) needs a type") }
+      if field.sensitivity.rawValue >= 3, field.masking == .unspecified || field.masking == .none {
+        throw invalid("field \(field.name) is personal: it needs a masking kind")
+      }
+    }
+    guard resource.rowCount >= 0 else { throw invalid("row_count may not be negative") }
+  }
+
+  func stored(_ code: String, in db: Database) throws -> (StoredRecord, Eduhub_Catalog_V1_Resource)? {
+    guard let record = try identity.live(CatalogCollections.resource, code, in: db) else { return nil }
+    var resource = try Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
+    resource.responsibleOrgPath = record.scope
+    return (record, resource)
+  }
+
+  /// Whether `caller` may know the resource exists: shared ones are visible to every reader of the
+  /// catalog; not-shared ones only inside the caller's own subtree.
+  func visible(_ resource: Eduhub_Catalog_V1_Resource, path: String, to caller: Caller) -> Bool {
+    guard caller.holdsAnywhere(.catalogRead) || caller.holdsAnywhere(.catalogPublish) else { return false }
+    return resource.sharingClass != .notShared || caller.can(.orgRead, at: path)
+  }
+
+  static func writable(_ resource: Eduhub_Catalog_V1_Resource) -> Eduhub_Catalog_V1_Resource {
+    var copy = resource
+    copy.responsibleOrgPath = ""
+    copy.followed = false
+    return copy
+  }
+
+  public func publish(_ request: Eduhub_Catalog_V1_PublishResourceRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Catalog_V1_Resource
+  {
+    var resource = request.resource
+    try Self.validate(resource)
+    let action = "catalog.PublishResource"
+    return try identity.transaction { db in
+      let path = try identity.orgPath(resource.responsibleOrgCode, in: db)
+      try identity.require(.catalogPublish, at: path, caller, action, target: resource.code, peer: peer)
+      if try identity.store.get(CatalogCollections.resource, resource.code, in: db) != nil {
+        throw RPCError(.alreadyExists, "resource \(resource.code) already exists")
+      }
+      resource.views = 0
+      resource.follows = 0
+      resource.subscriptions = 0
+      resource.retired = false
+      resource.updatedMs = identity.nowMs()
+      try identity.put(CatalogCollections.resource, resource.code, scope: path, Self.writable(resource), in: db)
+      try identity.audit.append(.init(actor: caller.actor, action: action, target: resource.code, peer: peer, timeMs: identity.nowMs()), in: db)
+      resource.responsibleOrgPath = path
+      return resource
+    }
+  }
+
+  public func update(_ request: Eduhub_Catalog_V1_UpdateResourceRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Catalog_V1_Resource
+  {
+    try Self.validate(request.resource)
+    let action = "catalog.UpdateResource"
+    return try identity.transaction { db in
+      guard let (record, old) = try stored(request.resource.code, in: db), visible(old, path: record.scope, to: caller) else {
+        throw RPCError(.notFound, "no resource \(request.resource.code)")
+      }
+      try identity.require(.catalogPublish, at: record.scope, caller, action, target: old.code, peer: peer)
+      var resource = request.resource
+      // The org, the counters and the retirement are not an update's to change.
+      resource.responsibleOrgCode = old.responsibleOrgCode
+      resource.views = old.views
+      resource.follows = old.follows
+      resource.subscriptions = old.subscriptions
+      resource.retired = old.retired
+      resource.updatedMs = identity.nowMs()
+      try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
+      try identity.audit.append(.init(actor: caller.actor, action: action, target: resource.code, peer: peer, timeMs: identity.nowMs()), in: db)
+      resource.responsibleOrgPath = record.scope
+      return resource
+    }
+  }
+
+  public func retire(_ request: Eduhub_Catalog_V1_RetireResourceRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Catalog_V1_Resource
+  {
+    let action = "catalog.RetireResource"
+    return try identity.transaction { db in
+      guard let (record, old) = try stored(request.code, in: db), visible(old, path: record.scope, to: caller) else {
+        throw RPCError(.notFound, "no resource \(request.code.prefix(64))")
+      }
+      try identity.require(.catalogPublish, at: record.scope, caller, action, target: old.code, peer: peer)
+      var resource = old
+      resource.retired = true
+      resource.updatedMs = identity.nowMs()
+      try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
+      try identity.audit.append(.init(actor: caller.actor, action: action, target: resource.code, peer: peer, timeMs: identity.nowMs()), in: db)
+      return resource
+    }
+  }
+
+  /// The codes `caller` follows.
+  func followed(by caller: Caller, in db: Database) throws -> Set<String> {
+    Set(
+      try identity.store.find(CatalogCollections.follow, index: "account", key: caller.accountID, limit: 10_000, in: db)
+        .map { String($0.id.prefix { $0 != "|" }) })
+  }
+
+  public func get(_ request: Eduhub_Catalog_V1_GetResourceRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Catalog_V1_Resource
+  {
+    let day = String(identity.today.description)
+    let firstView = viewed.withLock { state -> Bool in
+      if state.day != day { state = (day, []) }
+      return state.seen.insert(request.code + "|" + caller.accountID).inserted
+    }
+    return try identity.transaction { db in
+      guard let (record, found) = try stored(request.code, in: db), visible(found, path: record.scope, to: caller) else {
+        throw RPCError(.notFound, "no resource \(request.code.prefix(64))")
+      }
+      var resource = found
+      if firstView {
+        resource.views += 1
+        try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
+      }
+      resource.followed = try followed(by: caller, in: db).contains(resource.code)
+      return resource
+    }
+  }
+
+  public func follow(_ code: String, _ on: Bool, caller: Caller, peer: String) throws -> Eduhub_Catalog_V1_FollowResponse {
+    try identity.transaction { db in
+      guard let (record, found) = try stored(code, in: db), visible(found, path: record.scope, to: caller) else {
+        throw RPCError(.notFound, "no resource \(code.prefix(64))")
+      }
+      let id = code + "|" + caller.accountID
+      let existing = try identity.live(CatalogCollections.follow, id, in: db)
+      var resource = found
+      if on, existing == nil {
+        var mark = Eduhub_Catalog_V1_FollowRequest()
+        mark.code = caller.accountID  // field 1 carries the follower (the index key)
+        try identity.put(CatalogCollections.follow, id, scope: record.scope, mark, in: db)
+        resource.follows += 1
+      } else if !on, let existing {
+        try identity.delete(existing, in: db)
+        resource.follows = max(0, resource.follows - 1)
+      }
+      if (on && existing == nil) || (!on && existing != nil) {
+        try identity.put(CatalogCollections.resource, code, scope: record.scope, Self.writable(resource), in: db)
+      }
+      var response = Eduhub_Catalog_V1_FollowResponse()
+      response.following = on
+      response.follows = resource.follows
+      return response
+    }
+  }
+
+  public func listFollowed(caller: Caller) throws -> Eduhub_Catalog_V1_ListFollowedResponse {
+    try identity.reading { db in
+      var response = Eduhub_Catalog_V1_ListFollowedResponse()
+      for code in try followed(by: caller, in: db).sorted() {
+        guard let (record, resource) = try stored(code, in: db), visible(resource, path: record.scope, to: caller) else { continue }
+        var shown = resource
+        shown.followed = true
+        response.resources.append(shown)
+      }
+      return response
+    }
+  }
+}

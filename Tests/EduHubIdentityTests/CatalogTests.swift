@@ -1,0 +1,176 @@
+import EduHubAPI
+import EduHubCatalog
+import EduHubIdentity
+import EduHubNode
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import Testing
+
+@Suite("Data catalog: publish, search with facets and Chinese text, detail, follow, visibility")
+struct CatalogTests {
+  static func resource(
+    _ code: String, _ name: String, org: String, theme: String = "student", type: Eduhub_Catalog_V1_ResourceType = .table,
+    system: String = "学籍系统", sharing: Eduhub_Catalog_V1_SharingClass = .conditional, summary: String = ""
+  ) -> Eduhub_Catalog_V1_PublishResourceRequest {
+    var request = Eduhub_Catalog_V1_PublishResourceRequest()
+    request.resource.code = code
+    request.resource.name = name
+    request.resource.summary = summary
+    request.resource.theme = theme
+    request.resource.type = type
+    request.resource.publishingSystem = system
+    request.resource.responsibleOrgCode = org
+    request.resource.exchangeForms = ["接口"]
+    request.resource.sharingClass = sharing
+    request.resource.openingClass = .notOpen
+    request.resource.updateCycle = "每日"
+    var field = Eduhub_Catalog_V1_SchemaField()
+    field.name = "student_name"
+    field.type = .string
+    field.description_p = "学生姓名"
+    field.sensitivity = .sensitive
+    field.masking = .name
+    request.resource.fields = [field]
+    return request
+  }
+
+  func catalog(_ world: IdentityWorld) -> Eduhub_Catalog_V1_CatalogService.Client { .init(world.rpc) }
+
+  @Test("a steward publishes; readers find it by two- and one-character Chinese terms, read it, follow it")
+  func publishSearchDetailFollow() async throws {
+    try await withWorld { world in
+      try await world.account("steward", role: .dataSteward, org: "511702")
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      let steward = try await world.options("steward")
+      let published = try await catalog(world).publishResource(
+        Self.resource("stu-basic", "学生基础数据", org: "511702", summary: "通川区学生学籍与成绩"), options: steward)
+      #expect(published.responsibleOrgPath == "511700/511702" && published.updatedMs > 0)
+      _ = try await catalog(world).publishResource(Self.resource("teacher-data", "教师数据", org: "511702", theme: "teacher"), options: steward)
+      let teacher = try await world.options("teacher1")
+      for query in ["学生", "成绩", "学", "stu-basic", "学生 基础"] {
+        var search = Eduhub_Catalog_V1_SearchResourcesRequest()
+        search.query = query
+        let found = try await catalog(world).searchResources(search, options: teacher)
+        #expect(found.resources.first?.code == "stu-basic", "\(query)")
+      }
+      var get = Eduhub_Catalog_V1_GetResourceRequest()
+      get.code = "stu-basic"
+      _ = try await catalog(world).getResource(get, options: teacher)
+      let again = try await catalog(world).getResource(get, options: teacher)
+      #expect(again.views == 1 && again.fields.first?.masking == .name)
+      var follow = Eduhub_Catalog_V1_FollowRequest()
+      follow.code = "stu-basic"
+      #expect(try await catalog(world).follow(follow, options: teacher).follows == 1)
+      #expect(try await catalog(world).follow(follow, options: teacher).follows == 1)
+      #expect(try await catalog(world).getResource(get, options: teacher).followed)
+      var mine = Eduhub_Catalog_V1_SearchResourcesRequest()
+      mine.followedByMe = true
+      #expect(try await catalog(world).searchResources(mine, options: teacher).resources.map(\.code) == ["stu-basic"])
+      #expect(try await catalog(world).listFollowed(options: teacher).resources.map(\.code) == ["stu-basic"])
+      #expect(try await catalog(world).unfollow(follow, options: teacher).follows == 0)
+      #expect(try await catalog(world).listFollowed(options: teacher).resources.isEmpty)
+    }
+  }
+
+  @Test("filters and facets; sorting; retired resources stay readable but leave default searches")
+  func filtersFacetsRetire() async throws {
+    try await withWorld { world in
+      try await world.account("city-steward", role: .dataSteward, org: "511700")
+      let steward = try await world.options("city-steward")
+      for request in [
+        Self.resource("a", "学生成绩", org: "511702", theme: "evaluation", system: "考试系统"),
+        Self.resource("b", "学生安全", org: "511703", theme: "safety", type: .api, system: "安全系统"),
+        Self.resource("c", "学生招生", org: "511703", theme: "enrollment", system: "考试系统"),
+      ] {
+        _ = try await catalog(world).publishResource(request, options: steward)
+      }
+      var search = Eduhub_Catalog_V1_SearchResourcesRequest()
+      search.query = "学生"
+      let all = try await catalog(world).searchResources(search, options: steward)
+      #expect(all.total == 3)
+      let systems = all.facets.first { $0.filter == "publishing_system" }?.counts ?? [:]
+      #expect(systems == ["考试系统": 2, "安全系统": 1])
+      #expect(all.facets.first { $0.filter == "org_code" }?.counts == ["511702": 1, "511703": 2])
+      search.publishingSystem = "考试系统"
+      #expect(Set(try await catalog(world).searchResources(search, options: steward).resources.map(\.code)) == ["a", "c"])
+      search.publishingSystem = ""
+      search.orgCode = "511703"
+      search.type = .api
+      #expect(try await catalog(world).searchResources(search, options: steward).resources.map(\.code) == ["b"])
+      search = Eduhub_Catalog_V1_SearchResourcesRequest()
+      search.page.pageSize = 2
+      let first = try await catalog(world).searchResources(search, options: steward)
+      search.page.pageToken = first.page.nextPageToken
+      let second = try await catalog(world).searchResources(search, options: steward)
+      #expect(first.resources.count == 2 && second.resources.count == 1 && second.page.nextPageToken.isEmpty)
+      search.page.pageToken = "bogus"
+      await expectStatus(.invalidArgument) { try await catalog(world).searchResources(search, options: steward) }
+
+      var retire = Eduhub_Catalog_V1_RetireResourceRequest()
+      retire.code = "c"
+      #expect(try await catalog(world).retireResource(retire, options: steward).retired)
+      var plain = Eduhub_Catalog_V1_SearchResourcesRequest()
+      plain.query = "招生"
+      #expect(try await catalog(world).searchResources(plain, options: steward).resources.isEmpty)
+      plain.includeRetired = true
+      #expect(try await catalog(world).searchResources(plain, options: steward).resources.map(\.code) == ["c"])
+    }
+  }
+
+  @Test("not-shared resources are invisible outside their subtree (NOT_FOUND); other orgs' stewards cannot change them")
+  func visibilityAndStewardship() async throws {
+    try await withWorld { world in
+      try await world.account("dachuan-steward", role: .dataSteward, org: "511703")
+      try await world.account("tongchuan-steward", role: .dataSteward, org: "511702")
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      let dachuan = try await world.options("dachuan-steward")
+      _ = try await catalog(world).publishResource(Self.resource("secret", "内部学生名单", org: "511703", sharing: .notShared), options: dachuan)
+      _ = try await catalog(world).publishResource(Self.resource("shared", "共享学生统计", org: "511703", sharing: .unconditional), options: dachuan)
+      let teacher = try await world.options("teacher1")
+      var get = Eduhub_Catalog_V1_GetResourceRequest()
+      get.code = "secret"
+      await expectStatus(.notFound) { try await catalog(world).getResource(get, options: teacher) }
+      var search = Eduhub_Catalog_V1_SearchResourcesRequest()
+      search.query = "学生"
+      #expect(try await catalog(world).searchResources(search, options: teacher).resources.map(\.code) == ["shared"])
+      #expect(try await catalog(world).searchResources(search, options: dachuan).total == 2)
+
+      let tongchuan = try await world.options("tongchuan-steward")
+      var update = Eduhub_Catalog_V1_UpdateResourceRequest()
+      update.resource = Self.resource("shared", "改名", org: "511703").resource
+      await expectStatus(.permissionDenied) { try await catalog(world).updateResource(update, options: tongchuan) }
+      update.resource.code = "secret"
+      await expectStatus(.notFound) { try await catalog(world).updateResource(update, options: tongchuan) }
+      await expectStatus(.permissionDenied) {
+        try await catalog(world).publishResource(Self.resource("x", "别人的", org: "511703"), options: tongchuan)
+      }
+      update.resource = Self.resource("shared", "共享学生统计（新）", org: "511702").resource
+      let updated = try await catalog(world).updateResource(update, options: dachuan)
+      #expect(updated.name == "共享学生统计（新）" && updated.responsibleOrgCode == "511703")
+      #expect(try world.auditEvents(action: "catalog.UpdateResource").contains { $0.outcome == "denied" })
+    }
+  }
+
+  @Test("bad definitions are refused with a clear message and nothing written")
+  func badInput() async throws {
+    try await withWorld { world in
+      try await world.account("steward", role: .dataSteward, org: "511702")
+      let steward = try await world.options("steward")
+      var noName = Self.resource("n1", "", org: "511702")
+      await expectStatus(.invalidArgument) { try await catalog(world).publishResource(noName, options: steward) }
+      noName = Self.resource("bad code!", "x", org: "511702")
+      await expectStatus(.invalidArgument) { try await catalog(world).publishResource(noName, options: steward) }
+      var unmasked = Self.resource("n2", "学生", org: "511702")
+      unmasked.resource.fields[0].masking = .none
+      let message = await expectStatus(.invalidArgument) { try await catalog(world).publishResource(unmasked, options: steward) }
+      #expect(message.contains("masking"))
+      await expectStatus(.notFound) { try await catalog(world).publishResource(Self.resource("n3", "x", org: "999999"), options: steward) }
+      _ = try await catalog(world).publishResource(Self.resource("n4", "学生", org: "511702"), options: steward)
+      await expectStatus(.alreadyExists) { try await catalog(world).publishResource(Self.resource("n4", "again", org: "511702"), options: steward) }
+      for code in ["n1", "n2", "n3"] {
+        #expect(try world.identity.store.get(CatalogCollections.resource, code) == nil)
+      }
+    }
+  }
+}
