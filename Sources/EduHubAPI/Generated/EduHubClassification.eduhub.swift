@@ -2,6 +2,18 @@
 // options of every EduHub message.
 // swift-format-ignore-file
 
+extension Eduhub_Catalog_V1_SchemaField: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 1, name: "name", sensitivity: 1, masking: 1),
+  ]
+}
+
+extension Eduhub_Catalog_V1_Resource: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 2, name: "name", sensitivity: 1, masking: 1),
+  ]
+}
+
 extension Eduhub_Identity_V1_Org: ClassifiedMessage {
   public static let classifiedFields: [ClassifiedField] = [
     ClassifiedField(number: 2, name: "name", sensitivity: 1, masking: 1),
@@ -92,7 +104,7 @@ extension Eduhub_Sync_V1_EnrollResponse: ClassifiedMessage {
 public enum EduHubClassification {
   public static let allFields: [String: [ClassifiedField]] = [
     "eduhub.catalog.v1.SchemaField": [
-      ClassifiedField(number: 1, name: "name", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 1, name: "name", sensitivity: 1, masking: 1),
       ClassifiedField(number: 2, name: "type", sensitivity: 0, masking: 0),
       ClassifiedField(number: 3, name: "description", sensitivity: 0, masking: 0),
       ClassifiedField(number: 4, name: "sensitivity", sensitivity: 0, masking: 0),
@@ -100,7 +112,7 @@ public enum EduHubClassification {
     ],
     "eduhub.catalog.v1.Resource": [
       ClassifiedField(number: 1, name: "code", sensitivity: 0, masking: 0),
-      ClassifiedField(number: 2, name: "name", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "name", sensitivity: 1, masking: 1),
       ClassifiedField(number: 3, name: "summary", sensitivity: 0, masking: 0),
       ClassifiedField(number: 4, name: "theme", sensitivity: 0, masking: 0),
       ClassifiedField(number: 5, name: "type", sensitivity: 0, masking: 0),
