@@ -181,6 +181,7 @@ let package = Package(
         "EduHubAPI",
         "EduHubIdentity",
         "EduHubSync",
+        "EduHubCatalog",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),

@@ -64,7 +64,7 @@ struct CommandLineTests {
 
   @Test("serve answers ping, refuses a second bind of its port, and exits 0 on SIGTERM")
   func serveAndPing() throws {
-    let port = Int.random(in: 40000..<60000)
+    let port = freePort()
     let server = Process()
     server.executableURL = binary
     server.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--node-id", "school-1", "--role", "school"]
@@ -73,16 +73,9 @@ struct CommandLineTests {
     server.standardError = serverErrors
     try server.run()
     defer { if server.isRunning { server.terminate() } }
-    var pinged: (status: Int32, output: String, errors: String)?
-    for _ in 0..<100 {
-      let attempt = try run(["ping", "127.0.0.1:\(port)", "--count", "2"])
-      if attempt.status == 0 {
-        pinged = attempt
-        break
-      }
-      Thread.sleep(forTimeInterval: 0.1)
-    }
-    let output = try #require(pinged).output
+    let pinged = try retrying(["ping", "127.0.0.1:\(port)", "--count", "2"])
+    try #require(pinged.status == 0, "\(pinged.errors)")
+    let output = pinged.output
     #expect(output.hasPrefix("node school-1 (school) scope \"\" version"))
     #expect(output.contains("ping 2: 100 bytes"))
 

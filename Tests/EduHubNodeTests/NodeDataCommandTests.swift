@@ -229,4 +229,34 @@ struct NodeDataCommandTests {
     #expect(atCentral.count > 500)
     #expect(try records(county) == atCentral)
   }
+
+  @Test("eduhub catalog publish reads a JSON definition; catalog search finds it by a two-character term")
+  func catalogCommands() throws {
+    let data = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-catalog-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: data) }
+    #expect(try run(["init", "--data", data]).status == 0)
+    #expect(try run(["seed", "--data", data]).status == 0)
+    let definition = data + "/resource.json"
+    try Data(
+      """
+      {"code": "teacher-data", "name": "教师基础数据", "theme": "teacher", "type": "RESOURCE_TYPE_TABLE",
+       "publishingSystem": "人事系统", "responsibleOrgCode": "511702", "exchangeForms": ["接口"],
+       "sharingClass": "SHARING_CLASS_UNCONDITIONAL", "openingClass": "OPENING_CLASS_NOT_OPEN",
+       "fields": [{"name": "phone", "type": "FIELD_TYPE_STRING", "description": "手机号",
+                   "sensitivity": "SENSITIVITY_SENSITIVE", "masking": "MASKING_KIND_PHONE"}]}
+      """.utf8
+    ).write(to: URL(fileURLWithPath: definition))
+    let published = try run(["catalog", "publish", "--data", data, definition])
+    #expect(published.status == 0, "\(published.errors)")
+    #expect(published.output.contains("published teacher-data"))
+    let again = try run(["catalog", "publish", "--data", data, definition])
+    #expect(again.status != 0 && again.errors.contains("already exists"))
+    let found = try run(["catalog", "search", "--data", data, "教师"])
+    #expect(found.output.contains("teacher-data"))
+    let byField = try run(["catalog", "search", "--data", data, "手机"])
+    #expect(byField.output.contains("teacher-data"))
+    try Data("{\"code\": 5}".utf8).write(to: URL(fileURLWithPath: definition))
+    let bad = try run(["catalog", "publish", "--data", data, definition])
+    #expect(bad.status != 0 && bad.errors.contains("is not a resource definition"))
+  }
 }
