@@ -12,7 +12,7 @@ import SwiftProtobuf
 /// school by school, so memory stays bounded whatever the scale.
 public struct CitySeeder: Sendable {
   public enum Scale: String, Sendable, CaseIterable {
-    /// 7 counties, 14 towns, 14 schools, about 1,900 people: for tests and the demo.
+    /// 7 counties, 14 towns, 14 schools, about 3,100 people: for tests and the demo.
     case small
     /// 1,353 schools, about 916,000 students, 60,000 teachers and 1.8 million guardians.
     case city

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EduHubAPI
+import EduHubCatalog
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
@@ -89,7 +90,7 @@ extension EduHubCommand {
   struct Seed: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Write a synthetic Dazhou into a node: orgs, schools, students, guardians, teachers.",
-      discussion: "small: 14 schools, about 1,900 people. city: 1,353 schools, about 2.8 million people.")
+      discussion: "small: 14 schools, about 3,100 people. city: 1,353 schools, about 2.7 million people. Both publish the bureau's data resources to the catalog.")
 
     @OptionGroup var node: DataOptions
 
@@ -107,8 +108,8 @@ extension EduHubCommand {
       let expected = seeder.expectedPeople
       let interactive = isatty(STDERR_FILENO) != 0
       var lastShown = Date.distantPast
-      let summary = try await asOperator(open) { _ in
-        try seeder.run(into: open.identity) { summary in
+      let (summary, resources) = try await asOperator(open) { _ in
+        let summary = try seeder.run(into: open.identity) { summary in
           let now = Date()
           guard now.timeIntervalSince(lastShown) > (interactive ? 0.2 : 5) else { return }
           lastShown = now
@@ -119,6 +120,8 @@ extension EduHubCommand {
             now.timeIntervalSince(start))
           FileHandle.standardError.write(Data(((interactive ? "\r" : "") + line + (interactive ? "" : "\n")).utf8))
         }
+        // The bureau's data resources, for the catalog.
+        return (summary, try CatalogSeeder.run(into: open.replica))
       }
       if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
       let seconds = Date().timeIntervalSince(start)
@@ -127,6 +130,7 @@ extension EduHubCommand {
           format: "seeded %d orgs (%d schools), %d students, %d teachers, %d guardians, %d bindings in %.1f s (%.0f people/s)",
           summary.orgs, summary.schools, summary.students, summary.teachers, summary.guardians, summary.bindings, seconds,
           Double(summary.people) / max(seconds, 0.001)))
+      print("published \(resources) catalog resources")
     }
   }
 

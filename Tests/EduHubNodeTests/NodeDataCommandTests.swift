@@ -253,6 +253,8 @@ struct NodeDataCommandTests {
     #expect(again.status != 0 && again.errors.contains("already exists"))
     let found = try run(["catalog", "search", "--data", data, "教师"])
     #expect(found.output.contains("teacher-data"))
+    // The seed published the bureau's resources too.
+    #expect(try run(["catalog", "search", "--data", data, "学籍"]).output.contains("dz.student.basic"))
     let byField = try run(["catalog", "search", "--data", data, "手机"])
     #expect(byField.output.contains("teacher-data"))
     try Data("{\"code\": 5}".utf8).write(to: URL(fileURLWithPath: definition))
