@@ -13,15 +13,9 @@ extension CatalogService {
     -> Eduhub_Catalog_V1_SearchResourcesResponse
   {
     guard request.query.count <= 100 else { throw RPCError(.invalidArgument, "query has at most 100 characters") }
-    let size = request.page.pageSize == 0 ? 20 : Int(min(max(request.page.pageSize, 0), 200))
-    guard request.page.pageSize >= 0 else { throw RPCError(.invalidArgument, "page_size may not be negative") }
-    var offset = 0
-    if !request.page.pageToken.isEmpty {
-      guard request.page.pageToken.hasPrefix("o"), let value = Int(request.page.pageToken.dropFirst()), value >= 0 else {
-        throw RPCError(.invalidArgument, "page_token is not valid")
-      }
-      offset = value
-    }
+    let size = try Validate.pageSize(request.page.pageSize, default: 20, maximum: 200)
+    let offset = Int(try PageToken.parse(request.page.pageToken, parts: 1)?[0] ?? "0") ?? -1
+    guard offset >= 0 else { throw RPCError(.invalidArgument, "page_token is not valid") }
     return try identity.reading { db in
       let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
       let records: [StoredRecord]
@@ -60,7 +54,7 @@ extension CatalogService {
         if request.query.trimmingCharacters(in: .whitespaces).isEmpty { matched.sort { ($0.name, $0.code) < ($1.name, $1.code) } }
       }
       response.resources = Array(matched.dropFirst(offset).prefix(size))
-      if offset + size < matched.count { response.page.nextPageToken = "o\(offset + size)" }
+      if offset + size < matched.count { response.page.nextPageToken = PageToken.make(["\(offset + size)"]) }
       return response
     }
   }

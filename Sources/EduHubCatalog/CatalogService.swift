@@ -38,7 +38,8 @@ public final class CatalogService: Sendable {
   public init(identity: IdentityService) { self.identity = identity }
 
   static func validate(_ resource: Eduhub_Catalog_V1_Resource) throws {
-    func invalid(_ message: String) -> RPCError { RPCError(.invalidArgument, message) }
+    let invalid = Validate.invalid
+    // Codes are identifiers that may also carry dots (dz.student.basic).
     guard (1...64).contains(resource.code.utf8.count),
       resource.code.utf8.allSatisfy({ byte in
         (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
@@ -46,11 +47,7 @@ public final class CatalogService: Sendable {
       })
     else { throw invalid("code must be 1 to 64 letters, digits, '-', '_' or '.'") }
     func text(_ value: String, _ field: String, _ limit: Int, required: Bool = false) throws {
-      if required && value.trimmingCharacters(in: .whitespaces).isEmpty { throw invalid("\(field) is required") }
-      guard value.count <= limit else { throw invalid("\(field) has at most \(limit) characters") }
-      guard !value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\n" }) else {
-        throw invalid("\(field) may not contain control characters")
-      }
+      try Validate.text(value, field, maxLength: limit, required: required, multiline: true)
     }
     try text(resource.name, "name", 100, required: true)
     try text(resource.summary, "summary", 2000)

@@ -82,21 +82,23 @@ public final class Authenticator: ServerInterceptor {
     {
       return entry.caller
     }
-    let token = String(header.dropFirst(7))
-    let resolved = try caller(for: token, peer: call.peer, method: call.method.path)
-    if let entry = cache.withLock({ $0[token] }) {
-      slot.header = header
-      slot.entry = entry
-    }
-    return resolved
+    let entry = try entry(for: String(header.dropFirst(7)), peer: call.peer, method: call.method.path)
+    slot.header = header
+    slot.entry = entry
+    return entry.caller
   }
 
   /// The caller a token stands for.
   public func caller(for token: String, peer: String, method: String = "") throws -> Caller {
+    try entry(for: token, peer: peer, method: method).caller
+  }
+
+  /// The cached (or freshly verified and cached) entry of a token.
+  func entry(for token: String, peer: String, method: String) throws -> Entry {
     let now = identity.nowSeconds
     let epoch = identity.epoch.load(ordering: .relaxed)
     if let entry = cache.withLock({ $0[token] }), entry.expiresAt > now, entry.epoch == epoch {
-      return entry.caller
+      return entry
     }
     let claims: AccessClaims
     do {
@@ -110,11 +112,12 @@ public final class Authenticator: ServerInterceptor {
     } catch let error as RPCError {
       throw refuse(peer: peer, method: method, error.message, actor: claims.subject)
     }
+    let entry = Entry(caller: caller, expiresAt: claims.expiresAt, epoch: epoch)
     cache.withLock { cache in
       if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
-      cache[token] = Entry(caller: caller, expiresAt: claims.expiresAt, epoch: epoch)
+      cache[token] = entry
     }
-    return caller
+    return entry
   }
 
   private func refuse(_ call: ServerCallHead, _ reason: String) -> RPCError {

@@ -6,11 +6,11 @@ import EduHubRPC
 
 /// Input checks shared by the methods: every message is hostile until checked, and the error says
 /// which field is wrong without echoing personal values.
-enum Validate {
-  static func invalid(_ message: String) -> RPCError { RPCError(.invalidArgument, message) }
+package enum Validate {
+  package static func invalid(_ message: String) -> RPCError { RPCError(.invalidArgument, message) }
 
   /// An identifier: 1 to `maxLength` letters, digits, '-' or '_'.
-  static func identifier(_ value: String, _ field: String, maxLength: Int = 40) throws {
+  package static func identifier(_ value: String, _ field: String, maxLength: Int = 40) throws {
     guard !value.isEmpty else { throw invalid("\(field) is required") }
     guard value.utf8.count <= maxLength,
       value.utf8.allSatisfy({ byte in
@@ -20,11 +20,14 @@ enum Validate {
     else { throw invalid("\(field) must be 1 to \(maxLength) letters, digits, '-' or '_'") }
   }
 
-  /// Free text of at most `maxLength` characters, without control characters.
-  static func text(_ value: String, _ field: String, maxLength: Int, required: Bool = false) throws {
+  /// Free text of at most `maxLength` characters, without control characters (but line breaks
+  /// where `multiline`).
+  package static func text(
+    _ value: String, _ field: String, maxLength: Int, required: Bool = false, multiline: Bool = false
+  ) throws {
     if required && value.trimmingCharacters(in: .whitespaces).isEmpty { throw invalid("\(field) is required") }
     guard value.count <= maxLength else { throw invalid("\(field) has at most \(maxLength) characters") }
-    guard !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+    guard !value.unicodeScalars.contains(where: { ($0.value < 0x20 || $0.value == 0x7F) && !(multiline && $0 == "\n") }) else {
       throw invalid("\(field) may not contain control characters")
     }
   }
@@ -96,19 +99,19 @@ enum Validate {
     }
   }
 
-  static func pageSize(_ requested: Int32, default defaultSize: Int, maximum: Int) throws -> Int {
+  package static func pageSize(_ requested: Int32, default defaultSize: Int, maximum: Int) throws -> Int {
     guard requested >= 0 else { throw invalid("page_size may not be negative") }
     return requested == 0 ? defaultSize : min(Int(requested), maximum)
   }
 }
 
 /// Page tokens: the position after which the next page starts, base64url of its parts.
-enum PageToken {
-  static func make(_ parts: [String]) -> String {
+package enum PageToken {
+  package static func make(_ parts: [String]) -> String {
     Base64URL.encode(Array(parts.joined(separator: "\u{0}").utf8))
   }
 
-  static func parse(_ token: String, parts count: Int) throws -> [String]? {
+  package static func parse(_ token: String, parts count: Int) throws -> [String]? {
     guard !token.isEmpty else { return nil }
     guard token.utf8.count <= 512, let bytes = Base64URL.decode(token) else {
       throw RPCError(.invalidArgument, "page_token is not valid")

@@ -25,7 +25,7 @@ extension SyncService {
 
   /// The node a call comes from, which must be the node it names.
   func callingNode(_ caller: Caller, named nodeID: String, _ action: String, peer: String) throws -> String {
-    try Self.validID(nodeID, "node_id")
+    try Validate.identifier(nodeID, "node_id")
     guard caller.accountID == Self.subject(nodeID), caller.roles.contains(where: { $0.role == .node }) else {
       // A node presenting another node's token, or a person calling a node's method.
       throw identity.denied(caller, action, target: nodeID, peer: peer, "only node \(nodeID) itself may call this for it")
@@ -345,7 +345,7 @@ extension SyncService {
   public func listConflicts(_ request: Eduhub_Sync_V1_ListConflictsRequest, caller: Caller, peer: String) throws
     -> Eduhub_Sync_V1_ListConflictsResponse
   {
-    try Self.validID(request.orgCode, "org_code")
+    try Validate.identifier(request.orgCode, "org_code")
     guard request.limit >= 0 else { throw RPCError(.invalidArgument, "limit may not be negative") }
     let limit = request.limit == 0 ? 100 : min(Int(request.limit), 1000)
     return try identity.reading { db in

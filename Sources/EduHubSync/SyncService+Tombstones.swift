@@ -5,6 +5,7 @@ import EduHubStorage
 import Foundation
 import GRDB
 import SwiftProtobuf
+import Synchronization
 
 /// Deletions are tombstones until every downstream node has pulled them, or until they are older
 /// than the retention period; a node whose cursor is older than a tombstone collected that way is
@@ -16,12 +17,16 @@ extension SyncService {
   /// This store's identity, made once: a cursor from another store (the database was re-created)
   /// cannot be trusted.
   func storeID() throws -> String {
-    try identity.transaction { db in
+    // Asked on every pull: read (or made) once, then kept.
+    if let known = knownStoreID.withLock({ $0 }) { return known }
+    let id = try identity.transaction { db -> String in
       if let id = try identity.store.meta(Self.storeIDKey, in: db) { return String(decoding: id, as: UTF8.self) }
       let id = IdentityService.newID("store-")
       try identity.store.setMeta(Self.storeIDKey, Array(id.utf8), in: db)
       return id
     }
+    knownStoreID.withLock { $0 = id }
+    return id
   }
   static func pulledKey(_ nodeID: String) -> String { "sync.pulled." + nodeID }
 

@@ -19,6 +19,8 @@ public final class SyncService: Sendable {
   /// Nodes' login sessions, by id: kept here, not in the replicated store (they mean something
   /// only to this node; a node simply authenticates again after a restart).
   let sessions = Mutex<[String: (nodeID: String, expiresMs: Int64)]>([:])
+  /// This store's identity once read (see `storeID()`).
+  let knownStoreID = Mutex<String?>(nil)
   /// How long an enrollment token is valid.
   static let enrollmentLifetimeMs: Int64 = 86_400_000
 
@@ -52,22 +54,13 @@ public final class SyncService: Sendable {
     return node
   }
 
-  static func validID(_ id: String, _ field: String) throws {
-    guard (1...40).contains(id.utf8.count),
-      id.utf8.allSatisfy({ byte in
-        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-          || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
-      })
-    else { throw RPCError(.invalidArgument, "\(field) must be 1 to 40 letters, digits, '-' or '_'") }
-  }
-
   // MARK: Enrollment
 
   public func createNode(_ request: Eduhub_Sync_V1_CreateNodeRequest, caller: Caller, peer: String) throws
     -> Eduhub_Sync_V1_CreateNodeResponse
   {
-    try Self.validID(request.nodeID, "node_id")
-    try Self.validID(request.orgCode, "org_code")
+    try Validate.identifier(request.nodeID, "node_id")
+    try Validate.identifier(request.orgCode, "org_code")
     guard request.clearance == .clear || request.clearance == .masked else {
       throw RPCError(.invalidArgument, "clearance must be CLEARANCE_CLEAR or CLEARANCE_MASKED")
     }
@@ -144,7 +137,7 @@ public final class SyncService: Sendable {
   // MARK: Authentication
 
   public func challenge(_ request: Eduhub_Sync_V1_ChallengeRequest) throws -> Eduhub_Sync_V1_ChallengeResponse {
-    try Self.validID(request.nodeID, "node_id")
+    try Validate.identifier(request.nodeID, "node_id")
     // A challenge for any id: whether a node exists is not told to whoever asks.
     guard let issued = challenges.issue(for: request.nodeID, now: identity.nowMs()) else {
       throw RPCError(.resourceExhausted, "too many challenges outstanding; retry shortly")
@@ -158,7 +151,7 @@ public final class SyncService: Sendable {
   public func authenticate(_ request: Eduhub_Sync_V1_AuthenticateRequest, peer: String) throws
     -> Eduhub_Sync_V1_AuthenticateResponse
   {
-    try Self.validID(request.nodeID, "node_id")
+    try Validate.identifier(request.nodeID, "node_id")
     let failed = RPCError(.unauthenticated, "node authentication failed")
     let action = "sync.Authenticate"
     let redeemed = challenges.redeem([UInt8](request.challenge), for: request.nodeID, now: identity.nowMs())
@@ -214,7 +207,7 @@ public final class SyncService: Sendable {
   public func listNodes(_ request: Eduhub_Sync_V1_ListNodesRequest, caller: Caller, peer: String) throws
     -> Eduhub_Sync_V1_ListNodesResponse
   {
-    try Self.validID(request.orgCode, "org_code")
+    try Validate.identifier(request.orgCode, "org_code")
     return try identity.reading { db in
       let path = try identity.orgPath(request.orgCode, in: db)
       try identity.require(.nodesManage, at: path, caller, "sync.ListNodes", target: request.orgCode, peer: peer)
@@ -229,7 +222,7 @@ public final class SyncService: Sendable {
   public func revokeNode(_ request: Eduhub_Sync_V1_RevokeNodeRequest, caller: Caller, peer: String) throws
     -> Eduhub_Sync_V1_SyncNode
   {
-    try Self.validID(request.nodeID, "node_id")
+    try Validate.identifier(request.nodeID, "node_id")
     let action = "sync.RevokeNode"
     let revoked = try identity.transaction { db in
       guard let (record, found) = try self.node(request.nodeID, in: db) else {
