@@ -50,14 +50,11 @@ final class PointReader: @unchecked Sendable {
       sqlite3_reset(statement)
       sqlite3_clear_bindings(statement)
     }
-    bindText(statement, 1, collection)
-    bindText(statement, 2, id)
+    bind(statement, 1, collection)
+    bind(statement, 2, id)
     switch sqlite3_step(statement) {
     case SQLITE_ROW:
-      return StoredRecord(
-        collection: collection, id: id, scope: columnText(statement, 0), body: columnBlob(statement, 1),
-        version: columnBlob(statement, 2), stamps: columnBlob(statement, 3), deleted: sqlite3_column_int64(statement, 4) != 0,
-        sequence: sqlite3_column_int64(statement, 5))
+      return storedRecord(statement, collection: collection, id: id)
     case SQLITE_DONE:
       return nil
     default:
@@ -110,28 +107,6 @@ final class PointReader: @unchecked Sendable {
     // This thread's entry goes now; other threads' entries for this reader are never looked up
     // again (ids are not reused) and are dropped with their thread.
     ThreadConnections.current.byReader[id] = nil
-  }
-
-  private func bindText(_ statement: OpaquePointer, _ index: Int32, _ text: String) {
-    var text = text
-    text.withUTF8 { utf8 in
-      let base = UnsafeRawPointer(utf8.baseAddress) ?? UnsafeRawPointer(bitPattern: 1)!
-      _ = sqlite3_bind_text(
-        statement, index, base.assumingMemoryBound(to: CChar.self), Int32(utf8.count),
-        unsafeBitCast(-1, to: sqlite3_destructor_type.self))
-    }
-  }
-
-  private func columnText(_ statement: OpaquePointer, _ index: Int32) -> String {
-    guard let text = sqlite3_column_text(statement, index) else { return "" }
-    let count = Int(sqlite3_column_bytes(statement, index))
-    return String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)
-  }
-
-  private func columnBlob(_ statement: OpaquePointer, _ index: Int32) -> [UInt8] {
-    let count = Int(sqlite3_column_bytes(statement, index))
-    guard count > 0, let blob = sqlite3_column_blob(statement, index) else { return [] }
-    return [UInt8](UnsafeRawBufferPointer(start: blob, count: count))
   }
 }
 

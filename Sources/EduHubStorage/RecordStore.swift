@@ -210,13 +210,9 @@ public final class RecordStore: Sendable {
       var existing: (rowid: Int64, body: [UInt8], deleted: Bool, scope: String)?
       switch sqlite3_step(found) {
       case SQLITE_ROW:
-        let length = Int(sqlite3_column_bytes(found, 1))
-        let body = sqlite3_column_blob(found, 1).map { [UInt8](UnsafeRawBufferPointer(start: $0, count: length)) } ?? []
-        let scopeLength = Int(sqlite3_column_bytes(found, 3))
-        let scope = sqlite3_column_text(found, 3).map {
-          String(decoding: UnsafeBufferPointer(start: $0, count: scopeLength), as: UTF8.self)
-        } ?? ""
-        existing = (sqlite3_column_int64(found, 0), body, sqlite3_column_int64(found, 2) != 0, scope)
+        existing = (
+          sqlite3_column_int64(found, 0), columnBlob(found, 1), sqlite3_column_int64(found, 2) != 0, columnText(found, 3)
+        )
       case SQLITE_DONE:
         break
       default:
@@ -360,18 +356,7 @@ public final class RecordStore: Sendable {
     bind(statement, 2, id)
     switch sqlite3_step(statement) {
     case SQLITE_ROW:
-      func blob(_ index: Int32) -> [UInt8] {
-        let count = Int(sqlite3_column_bytes(statement, index))
-        guard count > 0, let pointer = sqlite3_column_blob(statement, index) else { return [] }
-        return [UInt8](UnsafeRawBufferPointer(start: pointer, count: count))
-      }
-      let scopeLength = Int(sqlite3_column_bytes(statement, 0))
-      let scope = sqlite3_column_text(statement, 0).map {
-        String(decoding: UnsafeBufferPointer(start: $0, count: scopeLength), as: UTF8.self)
-      } ?? ""
-      return StoredRecord(
-        collection: collection, id: id, scope: scope, body: blob(1), version: blob(2), stamps: blob(3),
-        deleted: sqlite3_column_int64(statement, 4) != 0, sequence: sqlite3_column_int64(statement, 5))
+      return storedRecord(statement, collection: collection, id: id)
     case SQLITE_DONE:
       return nil
     default:
@@ -683,28 +668,4 @@ public final class RecordStore: Sendable {
       ).map(Self.record)
     }()
   }
-}
-
-nonisolated(unsafe) private let emptyText: UnsafeMutablePointer<CChar> = {
-  let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
-  pointer.initialize(to: 0)
-  return pointer
-}()
-
-/// SQLite copies the bytes (SQLITE_TRANSIENT): Swift's buffers only live for the call.
-nonisolated(unsafe) private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
-
-@inline(__always)
-private func bind(_ statement: OpaquePointer, _ index: Int32, _ text: String) {
-  var text = text
-  text.withUTF8 { utf8 in
-    // An empty string still needs a non-null pointer, or SQLite would bind NULL.
-    let base = UnsafeRawPointer(utf8.baseAddress) ?? UnsafeRawPointer(emptyText)
-    _ = sqlite3_bind_text(statement, index, base.assumingMemoryBound(to: CChar.self), Int32(utf8.count), transient)
-  }
-}
-
-@inline(__always)
-private func bind(_ statement: OpaquePointer, _ index: Int32, _ bytes: [UInt8]) {
-  bytes.withUnsafeBytes { sqlite3_bind_blob(statement, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count), transient) }
 }
