@@ -15,25 +15,34 @@ public enum CatalogCollections {
 
   public static var all: [CollectionDefinition] {
     [
-      CollectionDefinition(name: resource, searchable: true) { body in
-        let resource = try Eduhub_Catalog_V1_Resource(serializedBytes: body)
-        // Everything a consumer might type: names, words of the summary, the code, the schema.
-        let text = ([resource.name, resource.summary, resource.code, resource.theme, resource.publishingSystem]
-          + resource.fields.flatMap { [$0.name, $0.description_p] }).joined(separator: " ")
-        return .init(text: text)
+      // Searched in memory (CatalogIndex), which catches up through the change index.
+      CollectionDefinition(name: resource, indexesChanges: true) { body in
+        // A body that is not a resource is refused here rather than when search reads it.
+        _ = try Eduhub_Catalog_V1_Resource(serializedBytes: body)
+        return .init()
       },
       CollectionDefinition(name: follow, indexes: ["account"]) { body in
         .init(keys: [("account", try WireFields.strings(body, [1])[1] ?? "")])
       },
+      // Rows of ingested datasets (see DatasetSchema): found by id prefix, so no index.
+      CollectionDefinition(name: DatasetSchema.rowCollection),
     ]
   }
 }
 
-/// The data catalog (first step): resources, detail, search with facets, follow.
+/// The data catalog: resources and their datasets, detail with a masked sample and a manual,
+/// search with facets, follow.
 public final class CatalogService: Sendable {
   public let identity: IdentityService
   /// Views counted today, one per viewer and resource (kept in memory: a restart may count again).
   private let viewed = Mutex<(day: String, seen: Set<String>)>(("", []))
+  /// The resources in memory for search.
+  let index = CatalogIndex()
+  /// Search orders kept for their later pages, by id.
+  let snapshots = Mutex<[String: SearchSnapshot]>([:])
+
+  /// Rows shown in a resource's detail.
+  static let sampleRows = 5
 
   public init(identity: IdentityService) { self.identity = identity }
 
@@ -91,6 +100,8 @@ public final class CatalogService: Sendable {
     var copy = resource
     copy.responsibleOrgPath = ""
     copy.followed = false
+    copy.sample = []
+    copy.clearManual()
     return copy
   }
 
@@ -105,6 +116,13 @@ public final class CatalogService: Sendable {
       try identity.require(.catalogPublish, at: path, caller, action, target: resource.code, peer: peer)
       if try identity.store.get(CatalogCollections.resource, resource.code, in: db) != nil {
         throw RPCError(.alreadyExists, "resource \(resource.code) already exists")
+      }
+      try Self.prepareDataset(&resource, old: nil, responsiblePath: path) { try identity.orgPath($0, in: db) }
+      // Row counts of datasets are the store's to tell; a file or API resource declares its own.
+      switch resource.dataset.source {
+      case .view(let view): resource.rowCount = try countView(view, in: db)
+      case .ingested: resource.rowCount = 0
+      case nil: break
       }
       resource.views = 0
       resource.follows = 0
@@ -135,6 +153,9 @@ public final class CatalogService: Sendable {
       resource.follows = old.follows
       resource.subscriptions = old.subscriptions
       resource.retired = old.retired
+      if resource.dataset.source != nil { resource.rowCount = old.rowCount }
+      try Self.prepareDataset(&resource, old: old, responsiblePath: record.scope) { try identity.orgPath($0, in: db) }
+      if case .view(let view) = resource.dataset.source { resource.rowCount = try countView(view, in: db) }
       resource.updatedMs = identity.nowMs()
       try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
       try identity.audit.append(.init(actor: caller.actor, action: action, target: resource.code, peer: peer, timeMs: identity.nowMs()), in: db)
@@ -186,6 +207,9 @@ public final class CatalogService: Sendable {
         try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
       }
       resource.followed = try followed(by: caller, in: db).contains(resource.code)
+      // A few rows as this caller would get them (masked), and how to get them.
+      resource.sample = try rows(of: resource, scope: record.scope, after: nil, limit: Self.sampleRows, caller: caller, peer: peer, in: db).rows
+      resource.manual = CatalogManual.make(for: resource)
       return resource
     }
   }

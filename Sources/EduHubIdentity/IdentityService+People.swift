@@ -23,14 +23,14 @@ extension IdentityService {
 
   /// Whether `caller` may read `record` (a person) at all: staff with people.read on its org, the
   /// person themself, a bound guardian.
-  func mayRead(_ record: StoredRecord, _ caller: Caller) -> Bool {
+  package func mayRead(_ record: StoredRecord, _ caller: Caller) -> Bool {
     caller.can(.peopleRead, at: record.scope) || (!caller.personID.isEmpty && record.id == caller.personID)
       || caller.children.contains(record.id)
   }
 
   /// The person as `caller` may see them: masked per field by the privacy policy; clear reads of a
   /// minor's sensitive fields are audited.
-  func view(_ record: StoredRecord, for caller: Caller, peer: String, on today: CivilDate) throws -> Eduhub_Identity_V1_Person {
+  package func view(_ record: StoredRecord, for caller: Caller, peer: String, on today: CivilDate) throws -> Eduhub_Identity_V1_Person {
     try Eduhub_Identity_V1_Person(serializedBytes: viewBytes(record, for: caller, peer: peer, on: today))
   }
 

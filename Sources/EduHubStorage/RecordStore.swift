@@ -51,16 +51,21 @@ public struct CollectionDefinition: Sendable {
   public var name: String
   public var indexes: Set<String>
   public var searchable: Bool
+  /// Keep an index of the collection's own changes (`changes(of:after:)`), for readers that hold
+  /// the whole collection in memory and catch up on what changed. (A partial index: writes to other
+  /// collections do not pay for it.)
+  public var indexesChanges: Bool
   /// Reads index keys and search text from a body; throwing refuses the write (and its batch).
   public var extract: @Sendable ([UInt8]) throws -> Extracted
 
   public init(
-    name: String, indexes: Set<String> = [], searchable: Bool = false,
+    name: String, indexes: Set<String> = [], searchable: Bool = false, indexesChanges: Bool = false,
     extract: @escaping @Sendable ([UInt8]) throws -> Extracted = { _ in Extracted() }
   ) {
     self.name = name
     self.indexes = indexes
     self.searchable = searchable
+    self.indexesChanges = indexesChanges
     self.extract = extract
   }
 }
@@ -79,7 +84,24 @@ public final class RecordStore: Sendable {
   public init(database: EncryptedDatabase, collections: [CollectionDefinition]) throws {
     self.database = database
     self.collections = Dictionary(uniqueKeysWithValues: collections.map { ($0.name, $0) })
-    do { try Self.migrator.migrate(database.pool) } catch { throw EncryptedDatabase.mapError(error, path: database.path) }
+    do {
+      try Self.migrator.migrate(database.pool)
+      let tracked = collections.filter(\.indexesChanges).map(\.name)
+      if !tracked.isEmpty {
+        try database.pool.write { db in
+          for name in tracked {
+            try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(Self.changeIndex(name)) ON record (sequence) WHERE collection = '\(name)'")
+          }
+        }
+      }
+    } catch { throw EncryptedDatabase.mapError(error, path: database.path) }
+  }
+
+  /// The name of a collection's change index. Collection names are the program's own, never input;
+  /// the check keeps them identifiers, as they are spelled into SQL.
+  static func changeIndex(_ collection: String) -> String {
+    precondition(collection.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || $0 == UInt8(ascii: "_") }, "collection names are identifiers")
+    return "record_changes_\(collection)"
   }
 
   static let migrator: DatabaseMigrator = {
@@ -420,6 +442,47 @@ public final class RecordStore: Sendable {
           """),
       arguments: [collection, lower, scope + "0", scope, scope + "/", after?.scope ?? "", after?.id ?? "", limit]
     ).map(Self.record)
+  }
+
+  /// Live records of `collection` whose id starts with `prefix`, by id, after the id `after`.
+  public func withPrefix(
+    _ collection: String, idPrefix prefix: String, after: String? = nil, limit: Int, in db: Database
+  ) throws -> [StoredRecord] {
+    // Ids are compared as UTF-8 bytes: every id that starts with `prefix` lies below prefix + the
+    // last code point.
+    try Row.fetchAll(
+      db.cachedStatement(
+        sql: """
+          SELECT \(Self.columns) FROM record
+          WHERE collection = ? AND id >= ? AND id > ? AND id < ? AND NOT deleted ORDER BY id LIMIT ?
+          """),
+      arguments: [collection, prefix, after ?? "", prefix + "\u{10FFFF}", limit]
+    ).map(Self.record)
+  }
+
+  /// Records of `collection` (which must index its changes) written after sequence `after`, in
+  /// sequence order, tombstones included; and the ids that left this node's store since (evicted).
+  public func changes(of collection: String, after: Int64, in db: Database) throws
+    -> (records: [StoredRecord], evicted: [(sequence: Int64, id: String)])
+  {
+    guard collections[collection]?.indexesChanges == true else {
+      throw StorageError(.rejected, "collection \(collection) does not index its changes")
+    }
+    // The collection is spelled into the SQL: the planner uses a partial index only when the
+    // query's condition names the same constant.
+    let records = try Row.fetchAll(
+      db.cachedStatement(
+        sql: """
+          SELECT \(Self.columns) FROM record INDEXED BY \(Self.changeIndex(collection))
+          WHERE collection = '\(collection)' AND sequence > ? ORDER BY sequence
+          """),
+      arguments: [after]
+    ).map(Self.record)
+    let evicted = try Row.fetchAll(
+      db.cachedStatement(sql: "SELECT sequence, id FROM scope_exit WHERE sequence > ? AND collection = ? AND new_scope = ?"),
+      arguments: [after, collection, Self.evictedScope]
+    ).map { row in (sequence: row[0] as Int64, id: row[1] as String) }
+    return (records, evicted)
   }
 
   /// Records written after sequence `after`, in sequence order, tombstones included: the change log.

@@ -106,24 +106,15 @@ extension EduHubCommand {
       let seeder = CitySeeder(scale: scale, seed: seed)
       let start = Date()
       let expected = seeder.expectedPeople
-      let interactive = isatty(STDERR_FILENO) != 0
-      var lastShown = Date.distantPast
+      let bar = ProgressBar(label: "seed", total: expected)
       let (summary, resources) = try await asOperator(open) { _ in
         let summary = try seeder.run(into: open.identity) { summary in
-          let now = Date()
-          guard now.timeIntervalSince(lastShown) > (interactive ? 0.2 : 5) else { return }
-          lastShown = now
-          let percent = min(100, summary.people * 100 / max(1, expected))
-          let bar = String(repeating: "#", count: percent / 4) + String(repeating: ".", count: 25 - percent / 4)
-          let line = String(
-            format: "seed [%@] %3d%%  %d schools, %d people, %.0f s", bar, percent, summary.schools, summary.people,
-            now.timeIntervalSince(start))
-          FileHandle.standardError.write(Data(((interactive ? "\r" : "") + line + (interactive ? "" : "\n")).utf8))
+          bar.show(summary.people, detail: "\(summary.schools) schools, \(summary.people) people")
         }
         // The bureau's data resources, for the catalog.
-        return (summary, try CatalogSeeder.run(into: open.replica))
+        return (summary, try CatalogSeeder.run(into: open.catalog))
       }
-      if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+      bar.finish()
       let seconds = Date().timeIntervalSince(start)
       print(
         String(

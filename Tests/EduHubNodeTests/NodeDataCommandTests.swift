@@ -230,7 +230,7 @@ struct NodeDataCommandTests {
     #expect(try records(county) == atCentral)
   }
 
-  @Test("eduhub catalog publish reads a JSON definition; catalog search finds it by a two-character term")
+  @Test("eduhub catalog publish reads YAML and JSON; catalog import streams a CSV file; catalog search finds it")
   func catalogCommands() throws {
     let data = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-catalog-\(UUID())").path
     defer { try? FileManager.default.removeItem(atPath: data) }
@@ -239,7 +239,7 @@ struct NodeDataCommandTests {
     let definition = data + "/resource.json"
     try Data(
       """
-      {"code": "teacher-data", "name": "教师基础数据", "theme": "teacher", "type": "RESOURCE_TYPE_TABLE",
+      {"code": "teacher-data", "name": "教师基础数据", "theme": "teacher", "type": "RESOURCE_TYPE_FILE",
        "publishingSystem": "人事系统", "responsibleOrgCode": "511702", "exchangeForms": ["接口"],
        "sharingClass": "SHARING_CLASS_UNCONDITIONAL", "openingClass": "OPENING_CLASS_NOT_OPEN",
        "fields": [{"name": "phone", "type": "FIELD_TYPE_STRING", "description": "手机号",
@@ -253,12 +253,54 @@ struct NodeDataCommandTests {
     #expect(again.status != 0 && again.errors.contains("already exists"))
     let found = try run(["catalog", "search", "--data", data, "教师"])
     #expect(found.output.contains("teacher-data"))
-    // The seed published the bureau's resources too.
+    // The seed published the bureau's resources too, with their datasets.
     #expect(try run(["catalog", "search", "--data", data, "学籍"]).output.contains("dz.student.basic"))
     let byField = try run(["catalog", "search", "--data", data, "手机"])
     #expect(byField.output.contains("teacher-data"))
     try Data("{\"code\": 5}".utf8).write(to: URL(fileURLWithPath: definition))
     let bad = try run(["catalog", "publish", "--data", data, definition])
     #expect(bad.status != 0 && bad.errors.contains("is not a resource definition"))
+
+    // YAML, an ingested table, and a CSV file with a bad row in the middle.
+    let yaml = data + "/canteen.yaml"
+    try Data(
+      """
+      code: tc.canteen.inspection
+      name: 食堂卫生检查
+      summary: 学校食堂卫生检查结果
+      theme: safety
+      type: RESOURCE_TYPE_TABLE
+      publishing_system: 食品安全平台
+      responsible_org_code: "511702"
+      exchange_forms: [数据库]
+      sharing_class: SHARING_CLASS_UNCONDITIONAL
+      opening_class: OPENING_CLASS_NOT_OPEN
+      update_cycle: 每月
+      fields:
+        - {name: school_code, type: FIELD_TYPE_STRING, description: 学校标识码}
+        - {name: inspected_on, type: FIELD_TYPE_DATE, description: 检查日期}
+        - {name: score, type: FIELD_TYPE_INTEGER, description: 得分}
+      dataset:
+        ingested: {key_fields: [school_code, inspected_on]}
+      """.utf8
+    ).write(to: URL(fileURLWithPath: yaml))
+    let fromYAML = try run(["catalog", "publish", "--data", data, yaml])
+    #expect(fromYAML.status == 0, "\(fromYAML.errors)")
+    let csv = data + "/canteen.csv"
+    try Data(
+      """
+      school_code,inspected_on,score
+      5117020001,2026-03-01,95
+      5117020002,2026-03-01,ninety
+      "5117020003",2026-03-02,88
+
+      """.utf8
+    ).write(to: URL(fileURLWithPath: csv))
+    let imported = try run(["catalog", "import", "--data", data, "tc.canteen.inspection", csv])
+    #expect(imported.status == 2, "\(imported.errors)")
+    #expect(imported.output.contains("3 rows read: 2 upserted, 0 deleted, 1 rejected; tc.canteen.inspection holds 2 rows"))
+    #expect(imported.output.contains("line 3") && imported.output.contains("score is not an integer"))
+    let missing = try run(["catalog", "import", "--data", data, "tc.canteen.inspection", data + "/nope.csv"])
+    #expect(missing.status != 0 && missing.errors.contains("cannot read"))
   }
 }

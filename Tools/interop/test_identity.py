@@ -1,4 +1,5 @@
 """Identity through a real `eduhub serve --data` node with a seeded city, from Python grpcio."""
+import json
 import os
 import subprocess
 import tempfile
@@ -109,6 +110,7 @@ def test_catalog_publish_search_detail(stubs, seeded_node):
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
         steward = login(identity, "steward1")
+        # An ingested table of the district: published, then rows streamed (one of them bad).
         resource = catalog_pb2.Resource(
             code="interop-students", name="学生基础数据", summary="通川区学生学籍", theme="student",
             type=catalog_pb2.RESOURCE_TYPE_TABLE, publishing_system="学籍系统", responsible_org_code="511702",
@@ -116,9 +118,23 @@ def test_catalog_publish_search_detail(stubs, seeded_node):
             opening_class=catalog_pb2.OPENING_CLASS_NOT_OPEN, update_cycle="每日",
             fields=[catalog_pb2.SchemaField(name="name", type=catalog_pb2.FIELD_TYPE_STRING, description="姓名",
                                             sensitivity=options_pb2.SENSITIVITY_SENSITIVE,
-                                            masking=options_pb2.MASKING_KIND_NAME)])
+                                            masking=options_pb2.MASKING_KIND_NAME),
+                    catalog_pb2.SchemaField(name="student_id", type=catalog_pb2.FIELD_TYPE_STRING, description="学号"),
+                    catalog_pb2.SchemaField(name="grade", type=catalog_pb2.FIELD_TYPE_INTEGER, description="年级")],
+            dataset=catalog_pb2.Dataset(ingested=catalog_pb2.IngestedSource(key_fields=["student_id"])))
         published = catalog.PublishResource(catalog_pb2.PublishResourceRequest(resource=resource), metadata=steward)
         assert published.responsible_org_path == "511700/511702"
+
+        def rows():
+            yield catalog_pb2.IngestRowsRequest(resource_code="interop-students", columns=["student_id", "name", "grade"])
+            yield catalog_pb2.IngestRowsRequest(rows=[
+                catalog_pb2.IngestRow(values=[catalog_pb2.Value(text="A1"), catalog_pb2.Value(text="王芳"), catalog_pb2.Value(integer=3)]),
+                catalog_pb2.IngestRow(values=[catalog_pb2.Value(text="A2"), catalog_pb2.Value(text="李雷"), catalog_pb2.Value(text="三")]),
+                catalog_pb2.IngestRow(values=[catalog_pb2.Value(text="A3"), catalog_pb2.Value(text="韩梅"), catalog_pb2.Value(text="5")]),
+            ])
+        ingested = catalog.IngestRows(rows(), metadata=steward)
+        assert (ingested.received, ingested.upserted, ingested.rejected, ingested.row_count) == (3, 2, 1, 2)
+        assert ingested.errors[0].row == 2 and "grade" in ingested.errors[0].message
         teacher = login(identity, "teacher1")
         found = catalog.SearchResources(catalog_pb2.SearchResourcesRequest(query="学生"), metadata=teacher)
         # The seed published the bureau's resources too; ours is among the matches.
@@ -127,3 +143,11 @@ def test_catalog_publish_search_detail(stubs, seeded_node):
         assert {f.filter for f in found.facets} >= {"theme", "publishing_system"}
         detail = catalog.GetResource(catalog_pb2.GetResourceRequest(code="interop-students"), metadata=teacher)
         assert detail.fields[0].masking == options_pb2.MASKING_KIND_NAME and detail.views == 1
+        # A teacher of a school is not the district's owner: the sample is masked; the manual is there.
+        assert [row.key for row in detail.sample] == ["A1", "A3"]
+        assert detail.sample[0].values[0].text == "王*" and detail.sample[0].masked
+        assert detail.sample[0].values[2].integer == 3
+        assert detail.manual.method == "/eduhub.catalog.v1.CatalogService/ReadRows"
+        assert json.loads(detail.manual.request_example)["code"] == "interop-students"
+        page = catalog.ReadRows(catalog_pb2.ReadRowsRequest(code="interop-students"), metadata=steward)
+        assert list(page.columns) == ["name", "student_id", "grade"] and len(page.rows) == 2

@@ -8,6 +8,18 @@ extension Eduhub_Catalog_V1_SchemaField: ClassifiedMessage {
   ]
 }
 
+extension Eduhub_Catalog_V1_Value: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 2, name: "text", sensitivity: 1, masking: 1),
+  ]
+}
+
+extension Eduhub_Catalog_V1_ManualField: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 1, name: "name", sensitivity: 1, masking: 1),
+  ]
+}
+
 extension Eduhub_Catalog_V1_Resource: ClassifiedMessage {
   public static let classifiedFields: [ClassifiedField] = [
     ClassifiedField(number: 2, name: "name", sensitivity: 1, masking: 1),
@@ -109,6 +121,55 @@ public enum EduHubClassification {
       ClassifiedField(number: 3, name: "description", sensitivity: 0, masking: 0),
       ClassifiedField(number: 4, name: "sensitivity", sensitivity: 0, masking: 0),
       ClassifiedField(number: 5, name: "masking", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "max_length", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "required", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "column", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.ViewSource": [
+      ClassifiedField(number: 1, name: "collection", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "person_kind", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "org_code", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.IngestedSource": [
+      ClassifiedField(number: 1, name: "key_fields", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.Dataset": [
+      ClassifiedField(number: 1, name: "view", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "ingested", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.Value": [
+      ClassifiedField(number: 1, name: "null", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "text", sensitivity: 1, masking: 1),
+      ClassifiedField(number: 3, name: "integer", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "decimal", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "date", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "timestamp_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "boolean", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.DataRow": [
+      ClassifiedField(number: 1, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "values", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "masked", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.ManualField": [
+      ClassifiedField(number: 1, name: "name", sensitivity: 1, masking: 1),
+      ClassifiedField(number: 2, name: "type", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "required", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "description", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.ManualStatus": [
+      ClassifiedField(number: 1, name: "code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "meaning", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.Manual": [
+      ClassifiedField(number: 1, name: "function", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "protocol", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "method", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "request_fields", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "response_fields", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "request_example", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "response_example", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "statuses", sensitivity: 0, masking: 0),
     ],
     "eduhub.catalog.v1.Resource": [
       ClassifiedField(number: 1, name: "code", sensitivity: 0, masking: 0),
@@ -131,6 +192,9 @@ public enum EduHubClassification {
       ClassifiedField(number: 18, name: "subscriptions", sensitivity: 0, masking: 0),
       ClassifiedField(number: 19, name: "retired", sensitivity: 0, masking: 0),
       ClassifiedField(number: 20, name: "followed", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 21, name: "dataset", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 22, name: "sample", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 23, name: "manual", sensitivity: 0, masking: 0),
     ],
     "eduhub.catalog.v1.PublishResourceRequest": [
       ClassifiedField(number: 1, name: "resource", sensitivity: 0, masking: 0),
@@ -156,6 +220,7 @@ public enum EduHubClassification {
       ClassifiedField(number: 9, name: "include_retired", sensitivity: 0, masking: 0),
       ClassifiedField(number: 10, name: "sort", sensitivity: 0, masking: 0),
       ClassifiedField(number: 11, name: "page", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 12, name: "exact", sensitivity: 0, masking: 0),
     ],
     "eduhub.catalog.v1.Facet": [
       ClassifiedField(number: 1, name: "filter", sensitivity: 0, masking: 0),
@@ -179,6 +244,38 @@ public enum EduHubClassification {
       ClassifiedField(number: 2, name: "follows", sensitivity: 0, masking: 0),
     ],
     "eduhub.catalog.v1.ListFollowedRequest": [
+    ],
+    "eduhub.catalog.v1.IngestRowsRequest": [
+      ClassifiedField(number: 1, name: "resource_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "columns", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "rows", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.IngestRow": [
+      ClassifiedField(number: 1, name: "values", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "delete", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.RowError": [
+      ClassifiedField(number: 1, name: "row", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "message", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.IngestRowsResponse": [
+      ClassifiedField(number: 1, name: "received", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "upserted", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "deleted", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "rejected", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "errors", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "row_count", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.ReadRowsRequest": [
+      ClassifiedField(number: 1, name: "code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "key_prefix", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "page", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.ReadRowsResponse": [
+      ClassifiedField(number: 1, name: "columns", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "rows", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "page", sensitivity: 0, masking: 0),
     ],
     "eduhub.catalog.v1.ListFollowedResponse": [
       ClassifiedField(number: 1, name: "resources", sensitivity: 0, masking: 0),

@@ -18,8 +18,10 @@ public enum Eduhub_Catalog_V1_CatalogService {
     public static let follow = RPCMethodDescriptor(service: "eduhub.catalog.v1.CatalogService", method: "Follow")
     public static let unfollow = RPCMethodDescriptor(service: "eduhub.catalog.v1.CatalogService", method: "Unfollow")
     public static let listFollowed = RPCMethodDescriptor(service: "eduhub.catalog.v1.CatalogService", method: "ListFollowed")
+    public static let ingestRows = RPCMethodDescriptor(service: "eduhub.catalog.v1.CatalogService", method: "IngestRows")
+    public static let readRows = RPCMethodDescriptor(service: "eduhub.catalog.v1.CatalogService", method: "ReadRows")
     /// Every method, in declaration order.
-    public static let all: [RPCMethodDescriptor] = [publishResource, updateResource, retireResource, getResource, searchResources, follow, unfollow, listFollowed]
+    public static let all: [RPCMethodDescriptor] = [publishResource, updateResource, retireResource, getResource, searchResources, follow, unfollow, listFollowed, ingestRows, readRows]
   }
 
   /// Implement to serve CatalogService; register the value with the server.
@@ -35,6 +37,12 @@ public enum Eduhub_Catalog_V1_CatalogService {
     func follow(request: Eduhub_Catalog_V1_FollowRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_FollowResponse
     func unfollow(request: Eduhub_Catalog_V1_FollowRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_FollowResponse
     func listFollowed(request: Eduhub_Catalog_V1_ListFollowedRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_ListFollowedResponse
+    /// The publishing system (data steward of the responsible org) sends rows of an ingested table:
+    /// each valid row is upserted or deleted by key; invalid ones are reported and not written.
+    func ingestRows(requests: RPCStream<Eduhub_Catalog_V1_IngestRowsRequest>, context: ServerContext) async throws -> Eduhub_Catalog_V1_IngestRowsResponse
+    /// The rows of a table resource in key order, masked for the caller: for readers of the
+    /// responsible org's subtree (other consumers get data through SharingService's grants).
+    func readRows(request: Eduhub_Catalog_V1_ReadRowsRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_ReadRowsResponse
   }
 
   /// A typed client of CatalogService.
@@ -77,6 +85,18 @@ public enum Eduhub_Catalog_V1_CatalogService {
     public func listFollowed(_ request: Eduhub_Catalog_V1_ListFollowedRequest = Eduhub_Catalog_V1_ListFollowedRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Catalog_V1_ListFollowedResponse {
       try await rpc.unary(Method.listFollowed, request: request, options: options)
     }
+
+    /// The publishing system (data steward of the responsible org) sends rows of an ingested table:
+    /// each valid row is upserted or deleted by key; invalid ones are reported and not written.
+    public func ingestRows(options: CallOptions = CallOptions(), _ body: (RPCWriter<Eduhub_Catalog_V1_IngestRowsRequest>) async throws -> Void) async throws -> Eduhub_Catalog_V1_IngestRowsResponse {
+      try await rpc.clientStreaming(Method.ingestRows, options: options, body)
+    }
+
+    /// The rows of a table resource in key order, masked for the caller: for readers of the
+    /// responsible org's subtree (other consumers get data through SharingService's grants).
+    public func readRows(_ request: Eduhub_Catalog_V1_ReadRowsRequest = Eduhub_Catalog_V1_ReadRowsRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Catalog_V1_ReadRowsResponse {
+      try await rpc.unary(Method.readRows, request: request, options: options)
+    }
   }
 }
 
@@ -91,6 +111,8 @@ extension Eduhub_Catalog_V1_CatalogService.Handler {
       .unary(Eduhub_Catalog_V1_CatalogService.Method.follow) { try await self.follow(request: $0, context: $1) },
       .unary(Eduhub_Catalog_V1_CatalogService.Method.unfollow) { try await self.unfollow(request: $0, context: $1) },
       .unary(Eduhub_Catalog_V1_CatalogService.Method.listFollowed) { try await self.listFollowed(request: $0, context: $1) },
+      .clientStreaming(Eduhub_Catalog_V1_CatalogService.Method.ingestRows) { try await self.ingestRows(requests: $0, context: $1) },
+      .unary(Eduhub_Catalog_V1_CatalogService.Method.readRows) { try await self.readRows(request: $0, context: $1) },
     ]
   }
 }

@@ -11,9 +11,11 @@
 /// The data catalog: what data resources the region has, described well enough that a consumer
 /// knows what it gets before asking for it. (Who gets it, and how, is SharingService.)
 ///
-/// First step: resources with their government-catalog metadata and schema, publish, update and
-/// retire by the data steward of the responsible org, detail, search with filters, facets and
-/// Chinese text, follow. Datasets, samples and manuals come next.
+/// Resources with their government-catalog metadata and schema, published, updated and retired by
+/// the data steward of the responsible org; datasets behind table resources (views over built-in
+/// collections, or rows a publishing system ingests by client streaming); detail with a masked
+/// sample and a manual generated from the definition; search with filters, facets and Chinese text;
+/// follow.
 
 import SwiftProtobuf
 
@@ -273,6 +275,254 @@ public nonisolated struct Eduhub_Catalog_V1_SchemaField: Sendable {
 
   public var masking: Eduhub_Common_V1_MaskingKind = .unspecified
 
+  /// Longest value in characters (strings) accepted by ingestion; 0: 1,000.
+  public var maxLength: Int32 = 0
+
+  /// A row without a value for it is refused (key fields are always required).
+  public var required: Bool = false
+
+  /// Output only: the field's stable position in stored rows (kept across updates by name).
+  public var column: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A view over one of the built-in collections: its rows are read where they live, so they are
+/// masked, replicated and kept current like the records themselves.
+public nonisolated struct Eduhub_Catalog_V1_ViewSource: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The collection: "person" (people of the org tree).
+  public var collection: String = String()
+
+  /// People of this kind only: "student", "teacher", "staff", "guardian"; empty: every kind.
+  public var personKind: String = String()
+
+  /// The org subtree the rows come from (within the responsible org's); empty: the responsible org.
+  public var orgCode: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Rows a publishing system sends (IngestRows): upserted and deleted by a declared key.
+public nonisolated struct Eduhub_Catalog_V1_IngestedSource: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The schema fields whose values, together, name a row.
+  public var keyFields: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What backs a table resource.
+public nonisolated struct Eduhub_Catalog_V1_Dataset: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var source: Eduhub_Catalog_V1_Dataset.OneOf_Source? = nil
+
+  public var view: Eduhub_Catalog_V1_ViewSource {
+    get {
+      if case .view(let v)? = source {return v}
+      return Eduhub_Catalog_V1_ViewSource()
+    }
+    set {source = .view(newValue)}
+  }
+
+  public var ingested: Eduhub_Catalog_V1_IngestedSource {
+    get {
+      if case .ingested(let v)? = source {return v}
+      return Eduhub_Catalog_V1_IngestedSource()
+    }
+    set {source = .ingested(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Source: Equatable, Sendable {
+    case view(Eduhub_Catalog_V1_ViewSource)
+    case ingested(Eduhub_Catalog_V1_IngestedSource)
+
+  }
+
+  public init() {}
+}
+
+/// One typed value of a row. A value masked for the reader arrives as `text` (张*, 2012, ...).
+public nonisolated struct Eduhub_Catalog_V1_Value: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Eduhub_Catalog_V1_Value.OneOf_Kind? = nil
+
+  /// Absent (SQL NULL).
+  public var null: Bool {
+    get {
+      if case .null(let v)? = kind {return v}
+      return false
+    }
+    set {kind = .null(newValue)}
+  }
+
+  public var text: String {
+    get {
+      if case .text(let v)? = kind {return v}
+      return String()
+    }
+    set {kind = .text(newValue)}
+  }
+
+  public var integer: Int64 {
+    get {
+      if case .integer(let v)? = kind {return v}
+      return 0
+    }
+    set {kind = .integer(newValue)}
+  }
+
+  /// A decimal number as text ("12.50"): no binary rounding.
+  public var decimal: String {
+    get {
+      if case .decimal(let v)? = kind {return v}
+      return String()
+    }
+    set {kind = .decimal(newValue)}
+  }
+
+  /// YYYY-MM-DD.
+  public var date: String {
+    get {
+      if case .date(let v)? = kind {return v}
+      return String()
+    }
+    set {kind = .date(newValue)}
+  }
+
+  /// Milliseconds since 1970-01-01 UTC.
+  public var timestampMs: Int64 {
+    get {
+      if case .timestampMs(let v)? = kind {return v}
+      return 0
+    }
+    set {kind = .timestampMs(newValue)}
+  }
+
+  public var boolean: Bool {
+    get {
+      if case .boolean(let v)? = kind {return v}
+      return false
+    }
+    set {kind = .boolean(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Kind: Equatable, Sendable {
+    /// Absent (SQL NULL).
+    case null(Bool)
+    case text(String)
+    case integer(Int64)
+    /// A decimal number as text ("12.50"): no binary rounding.
+    case decimal(String)
+    /// YYYY-MM-DD.
+    case date(String)
+    /// Milliseconds since 1970-01-01 UTC.
+    case timestampMs(Int64)
+    case boolean(Bool)
+
+  }
+
+  public init() {}
+}
+
+/// One row of a dataset as a reader sees it: values in the order of the resource's fields.
+public nonisolated struct Eduhub_Catalog_V1_DataRow: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var key: String = String()
+
+  public var values: [Eduhub_Catalog_V1_Value] = []
+
+  /// True when at least one value was masked, pseudonymised or removed for this reader.
+  public var masked: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// How to get the data: generated from the resource's definition, so it never drifts from it.
+public nonisolated struct Eduhub_Catalog_V1_ManualField: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var type: String = String()
+
+  public var required: Bool = false
+
+  public var description_p: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Catalog_V1_ManualStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var code: String = String()
+
+  public var meaning: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Catalog_V1_Manual: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// What the resource provides.
+  public var function: String = String()
+
+  /// "gRPC (HTTP/2, protobuf)"; empty when the data is not served by this system.
+  public var `protocol`: String = String()
+
+  /// The method path, e.g. /eduhub.catalog.v1.CatalogService/ReadRows.
+  public var method: String = String()
+
+  public var requestFields: [Eduhub_Catalog_V1_ManualField] = []
+
+  public var responseFields: [Eduhub_Catalog_V1_ManualField] = []
+
+  /// Examples in proto3 JSON.
+  public var requestExample: String = String()
+
+  public var responseExample: String = String()
+
+  public var statuses: [Eduhub_Catalog_V1_ManualStatus] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -390,6 +640,32 @@ public nonisolated struct Eduhub_Catalog_V1_Resource: @unchecked Sendable {
     set {_uniqueStorage()._followed = newValue}
   }
 
+  /// Table resources: where the rows come from (required for type TABLE).
+  public var dataset: Eduhub_Catalog_V1_Dataset {
+    get {_storage._dataset ?? Eduhub_Catalog_V1_Dataset()}
+    set {_uniqueStorage()._dataset = newValue}
+  }
+  /// Returns true if `dataset` has been explicitly set.
+  public var hasDataset: Bool {_storage._dataset != nil}
+  /// Clears the value of `dataset`. Subsequent reads from it will return its default value.
+  public mutating func clearDataset() {_uniqueStorage()._dataset = nil}
+
+  /// Output only (GetResource): a few rows, masked for the caller.
+  public var sample: [Eduhub_Catalog_V1_DataRow] {
+    get {_storage._sample}
+    set {_uniqueStorage()._sample = newValue}
+  }
+
+  /// Output only (GetResource): how to get the data.
+  public var manual: Eduhub_Catalog_V1_Manual {
+    get {_storage._manual ?? Eduhub_Catalog_V1_Manual()}
+    set {_uniqueStorage()._manual = newValue}
+  }
+  /// Returns true if `manual` has been explicitly set.
+  public var hasManual: Bool {_storage._manual != nil}
+  /// Clears the value of `manual`. Subsequent reads from it will return its default value.
+  public mutating func clearManual() {_uniqueStorage()._manual = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -492,6 +768,8 @@ public nonisolated struct Eduhub_Catalog_V1_SearchResourcesRequest: Sendable {
 
   public var sort: Eduhub_Catalog_V1_ResourceSort = .relevance
 
+  /// Page tokens keep the order of the first page: a resource published or changed while a client
+  /// pages is neither repeated nor skipped (tokens last 10 minutes, then fall back to the position).
   public var page: Eduhub_Common_V1_PageRequest {
     get {_page ?? Eduhub_Common_V1_PageRequest()}
     set {_page = newValue}
@@ -500,6 +778,10 @@ public nonisolated struct Eduhub_Catalog_V1_SearchResourcesRequest: Sendable {
   public var hasPage: Bool {self._page != nil}
   /// Clears the value of `page`. Subsequent reads from it will return its default value.
   public mutating func clearPage() {self._page = nil}
+
+  /// True: the query must occur as written. False (default): each word must match, Chinese words
+  /// and longer terms also approximately (most of their character pairs).
+  public var exact: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -586,6 +868,134 @@ public nonisolated struct Eduhub_Catalog_V1_ListFollowedRequest: Sendable {
   public init() {}
 }
 
+/// A stream of rows for one ingested resource. The first message names the resource and the
+/// columns (schema field names) in the order of each row's values; later messages carry rows only.
+public nonisolated struct Eduhub_Catalog_V1_IngestRowsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var resourceCode: String = String()
+
+  public var columns: [String] = []
+
+  public var rows: [Eduhub_Catalog_V1_IngestRow] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Catalog_V1_IngestRow: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// In the order of `columns`; the key columns are required. Values may be typed or `text`, which
+  /// is parsed by the declared type (as a CSV file has it).
+  public var values: [Eduhub_Catalog_V1_Value] = []
+
+  /// Delete the row with this key (only key values needed).
+  public var delete: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A row that was not written, by its position in the stream (1-based).
+public nonisolated struct Eduhub_Catalog_V1_RowError: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var row: Int64 = 0
+
+  public var key: String = String()
+
+  public var message: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Catalog_V1_IngestRowsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var received: Int64 = 0
+
+  public var upserted: Int64 = 0
+
+  public var deleted: Int64 = 0
+
+  public var rejected: Int64 = 0
+
+  /// The first 1,000 errors.
+  public var errors: [Eduhub_Catalog_V1_RowError] = []
+
+  /// Rows the resource holds now.
+  public var rowCount: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Catalog_V1_ReadRowsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var code: String = String()
+
+  /// Rows whose key starts with this (empty: all).
+  public var keyPrefix: String = String()
+
+  public var page: Eduhub_Common_V1_PageRequest {
+    get {_page ?? Eduhub_Common_V1_PageRequest()}
+    set {_page = newValue}
+  }
+  /// Returns true if `page` has been explicitly set.
+  public var hasPage: Bool {self._page != nil}
+  /// Clears the value of `page`. Subsequent reads from it will return its default value.
+  public mutating func clearPage() {self._page = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _page: Eduhub_Common_V1_PageRequest? = nil
+}
+
+public nonisolated struct Eduhub_Catalog_V1_ReadRowsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The resource's field names, in the order of each row's values.
+  public var columns: [String] = []
+
+  public var rows: [Eduhub_Catalog_V1_DataRow] = []
+
+  public var page: Eduhub_Common_V1_PageResponse {
+    get {_page ?? Eduhub_Common_V1_PageResponse()}
+    set {_page = newValue}
+  }
+  /// Returns true if `page` has been explicitly set.
+  public var hasPage: Bool {self._page != nil}
+  /// Clears the value of `page`. Subsequent reads from it will return its default value.
+  public mutating func clearPage() {self._page = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _page: Eduhub_Common_V1_PageResponse? = nil
+}
+
 public nonisolated struct Eduhub_Catalog_V1_ListFollowedResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -624,7 +1034,7 @@ nonisolated extension Eduhub_Catalog_V1_ResourceSort: SwiftProtobuf._ProtoNamePr
 
 nonisolated extension Eduhub_Catalog_V1_SchemaField: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SchemaField"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}description\0\u{1}sensitivity\0\u{1}masking\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}description\0\u{1}sensitivity\0\u{1}masking\0\u{3}max_length\0\u{1}required\0\u{1}column\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -637,6 +1047,9 @@ nonisolated extension Eduhub_Catalog_V1_SchemaField: SwiftProtobuf.Message, Swif
       case 3: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
       case 4: try { try decoder.decodeSingularEnumField(value: &self.sensitivity) }()
       case 5: try { try decoder.decodeSingularEnumField(value: &self.masking) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.maxLength) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.required) }()
+      case 8: try { try decoder.decodeSingularInt32Field(value: &self.column) }()
       default: break
       }
     }
@@ -658,6 +1071,15 @@ nonisolated extension Eduhub_Catalog_V1_SchemaField: SwiftProtobuf.Message, Swif
     if self.masking != .unspecified {
       try visitor.visitSingularEnumField(value: self.masking, fieldNumber: 5)
     }
+    if self.maxLength != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxLength, fieldNumber: 6)
+    }
+    if self.required != false {
+      try visitor.visitSingularBoolField(value: self.required, fieldNumber: 7)
+    }
+    if self.column != 0 {
+      try visitor.visitSingularInt32Field(value: self.column, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -667,6 +1089,448 @@ nonisolated extension Eduhub_Catalog_V1_SchemaField: SwiftProtobuf.Message, Swif
     if lhs.description_p != rhs.description_p {return false}
     if lhs.sensitivity != rhs.sensitivity {return false}
     if lhs.masking != rhs.masking {return false}
+    if lhs.maxLength != rhs.maxLength {return false}
+    if lhs.required != rhs.required {return false}
+    if lhs.column != rhs.column {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_ViewSource: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ViewSource"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}collection\0\u{3}person_kind\0\u{3}org_code\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.collection) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.personKind) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.orgCode) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.collection.isEmpty {
+      try visitor.visitSingularStringField(value: self.collection, fieldNumber: 1)
+    }
+    if !self.personKind.isEmpty {
+      try visitor.visitSingularStringField(value: self.personKind, fieldNumber: 2)
+    }
+    if !self.orgCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgCode, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_ViewSource, rhs: Eduhub_Catalog_V1_ViewSource) -> Bool {
+    if lhs.collection != rhs.collection {return false}
+    if lhs.personKind != rhs.personKind {return false}
+    if lhs.orgCode != rhs.orgCode {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_IngestedSource: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IngestedSource"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_fields\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.keyFields) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keyFields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.keyFields, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_IngestedSource, rhs: Eduhub_Catalog_V1_IngestedSource) -> Bool {
+    if lhs.keyFields != rhs.keyFields {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_Dataset: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Dataset"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}view\0\u{1}ingested\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Eduhub_Catalog_V1_ViewSource?
+        var hadOneofValue = false
+        if let current = self.source {
+          hadOneofValue = true
+          if case .view(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.source = .view(v)
+        }
+      }()
+      case 2: try {
+        var v: Eduhub_Catalog_V1_IngestedSource?
+        var hadOneofValue = false
+        if let current = self.source {
+          hadOneofValue = true
+          if case .ingested(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.source = .ingested(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.source {
+    case .view?: try {
+      guard case .view(let v)? = self.source else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .ingested?: try {
+      guard case .ingested(let v)? = self.source else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_Dataset, rhs: Eduhub_Catalog_V1_Dataset) -> Bool {
+    if lhs.source != rhs.source {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_Value: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Value"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}null\0\u{1}text\0\u{1}integer\0\u{1}decimal\0\u{1}date\0\u{3}timestamp_ms\0\u{1}boolean\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .null(v)
+        }
+      }()
+      case 2: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .text(v)
+        }
+      }()
+      case 3: try {
+        var v: Int64?
+        try decoder.decodeSingularInt64Field(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .integer(v)
+        }
+      }()
+      case 4: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .decimal(v)
+        }
+      }()
+      case 5: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .date(v)
+        }
+      }()
+      case 6: try {
+        var v: Int64?
+        try decoder.decodeSingularInt64Field(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .timestampMs(v)
+        }
+      }()
+      case 7: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .boolean(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.kind {
+    case .null?: try {
+      guard case .null(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 1)
+    }()
+    case .text?: try {
+      guard case .text(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    }()
+    case .integer?: try {
+      guard case .integer(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 3)
+    }()
+    case .decimal?: try {
+      guard case .decimal(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 4)
+    }()
+    case .date?: try {
+      guard case .date(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 5)
+    }()
+    case .timestampMs?: try {
+      guard case .timestampMs(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 6)
+    }()
+    case .boolean?: try {
+      guard case .boolean(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 7)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_Value, rhs: Eduhub_Catalog_V1_Value) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_DataRow: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DataRow"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}values\0\u{1}masked\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.values) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.masked) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 1)
+    }
+    if !self.values.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.values, fieldNumber: 2)
+    }
+    if self.masked != false {
+      try visitor.visitSingularBoolField(value: self.masked, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_DataRow, rhs: Eduhub_Catalog_V1_DataRow) -> Bool {
+    if lhs.key != rhs.key {return false}
+    if lhs.values != rhs.values {return false}
+    if lhs.masked != rhs.masked {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_ManualField: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ManualField"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}required\0\u{1}description\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.type) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.required) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.type.isEmpty {
+      try visitor.visitSingularStringField(value: self.type, fieldNumber: 2)
+    }
+    if self.required != false {
+      try visitor.visitSingularBoolField(value: self.required, fieldNumber: 3)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_ManualField, rhs: Eduhub_Catalog_V1_ManualField) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.required != rhs.required {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_ManualStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ManualStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}meaning\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.code) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.meaning) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.code.isEmpty {
+      try visitor.visitSingularStringField(value: self.code, fieldNumber: 1)
+    }
+    if !self.meaning.isEmpty {
+      try visitor.visitSingularStringField(value: self.meaning, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_ManualStatus, rhs: Eduhub_Catalog_V1_ManualStatus) -> Bool {
+    if lhs.code != rhs.code {return false}
+    if lhs.meaning != rhs.meaning {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_Manual: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Manual"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}function\0\u{1}protocol\0\u{1}method\0\u{3}request_fields\0\u{3}response_fields\0\u{3}request_example\0\u{3}response_example\0\u{1}statuses\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.function) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.`protocol`) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.method) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.requestFields) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.responseFields) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.requestExample) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.responseExample) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.statuses) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.function.isEmpty {
+      try visitor.visitSingularStringField(value: self.function, fieldNumber: 1)
+    }
+    if !self.`protocol`.isEmpty {
+      try visitor.visitSingularStringField(value: self.`protocol`, fieldNumber: 2)
+    }
+    if !self.method.isEmpty {
+      try visitor.visitSingularStringField(value: self.method, fieldNumber: 3)
+    }
+    if !self.requestFields.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.requestFields, fieldNumber: 4)
+    }
+    if !self.responseFields.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.responseFields, fieldNumber: 5)
+    }
+    if !self.requestExample.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestExample, fieldNumber: 6)
+    }
+    if !self.responseExample.isEmpty {
+      try visitor.visitSingularStringField(value: self.responseExample, fieldNumber: 7)
+    }
+    if !self.statuses.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.statuses, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_Manual, rhs: Eduhub_Catalog_V1_Manual) -> Bool {
+    if lhs.function != rhs.function {return false}
+    if lhs.`protocol` != rhs.`protocol` {return false}
+    if lhs.method != rhs.method {return false}
+    if lhs.requestFields != rhs.requestFields {return false}
+    if lhs.responseFields != rhs.responseFields {return false}
+    if lhs.requestExample != rhs.requestExample {return false}
+    if lhs.responseExample != rhs.responseExample {return false}
+    if lhs.statuses != rhs.statuses {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -674,7 +1538,7 @@ nonisolated extension Eduhub_Catalog_V1_SchemaField: SwiftProtobuf.Message, Swif
 
 nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Resource"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}name\0\u{1}summary\0\u{1}theme\0\u{1}type\0\u{3}publishing_system\0\u{3}responsible_org_code\0\u{3}responsible_org_path\0\u{3}exchange_forms\0\u{3}sharing_class\0\u{3}opening_class\0\u{3}update_cycle\0\u{3}updated_ms\0\u{3}row_count\0\u{1}fields\0\u{1}views\0\u{1}follows\0\u{1}subscriptions\0\u{1}retired\0\u{1}followed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}name\0\u{1}summary\0\u{1}theme\0\u{1}type\0\u{3}publishing_system\0\u{3}responsible_org_code\0\u{3}responsible_org_path\0\u{3}exchange_forms\0\u{3}sharing_class\0\u{3}opening_class\0\u{3}update_cycle\0\u{3}updated_ms\0\u{3}row_count\0\u{1}fields\0\u{1}views\0\u{1}follows\0\u{1}subscriptions\0\u{1}retired\0\u{1}followed\0\u{1}dataset\0\u{1}sample\0\u{1}manual\0")
 
   fileprivate class _StorageClass {
     var _code: String = String()
@@ -697,6 +1561,9 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
     var _subscriptions: Int64 = 0
     var _retired: Bool = false
     var _followed: Bool = false
+    var _dataset: Eduhub_Catalog_V1_Dataset? = nil
+    var _sample: [Eduhub_Catalog_V1_DataRow] = []
+    var _manual: Eduhub_Catalog_V1_Manual? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -727,6 +1594,9 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
       _subscriptions = source._subscriptions
       _retired = source._retired
       _followed = source._followed
+      _dataset = source._dataset
+      _sample = source._sample
+      _manual = source._manual
     }
   }
 
@@ -765,6 +1635,9 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
         case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._subscriptions) }()
         case 19: try { try decoder.decodeSingularBoolField(value: &_storage._retired) }()
         case 20: try { try decoder.decodeSingularBoolField(value: &_storage._followed) }()
+        case 21: try { try decoder.decodeSingularMessageField(value: &_storage._dataset) }()
+        case 22: try { try decoder.decodeRepeatedMessageField(value: &_storage._sample) }()
+        case 23: try { try decoder.decodeSingularMessageField(value: &_storage._manual) }()
         default: break
         }
       }
@@ -773,6 +1646,10 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
       if !_storage._code.isEmpty {
         try visitor.visitSingularStringField(value: _storage._code, fieldNumber: 1)
       }
@@ -833,6 +1710,15 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
       if _storage._followed != false {
         try visitor.visitSingularBoolField(value: _storage._followed, fieldNumber: 20)
       }
+      try { if let v = _storage._dataset {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      } }()
+      if !_storage._sample.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._sample, fieldNumber: 22)
+      }
+      try { if let v = _storage._manual {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -862,6 +1748,9 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
         if _storage._subscriptions != rhs_storage._subscriptions {return false}
         if _storage._retired != rhs_storage._retired {return false}
         if _storage._followed != rhs_storage._followed {return false}
+        if _storage._dataset != rhs_storage._dataset {return false}
+        if _storage._sample != rhs_storage._sample {return false}
+        if _storage._manual != rhs_storage._manual {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1001,7 +1890,7 @@ nonisolated extension Eduhub_Catalog_V1_GetResourceRequest: SwiftProtobuf.Messag
 
 nonisolated extension Eduhub_Catalog_V1_SearchResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SearchResourcesRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}query\0\u{3}org_code\0\u{3}publishing_system\0\u{1}type\0\u{1}theme\0\u{3}exchange_form\0\u{3}sharing_class\0\u{3}followed_by_me\0\u{3}include_retired\0\u{1}sort\0\u{1}page\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}query\0\u{3}org_code\0\u{3}publishing_system\0\u{1}type\0\u{1}theme\0\u{3}exchange_form\0\u{3}sharing_class\0\u{3}followed_by_me\0\u{3}include_retired\0\u{1}sort\0\u{1}page\0\u{1}exact\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1020,6 +1909,7 @@ nonisolated extension Eduhub_Catalog_V1_SearchResourcesRequest: SwiftProtobuf.Me
       case 9: try { try decoder.decodeSingularBoolField(value: &self.includeRetired) }()
       case 10: try { try decoder.decodeSingularEnumField(value: &self.sort) }()
       case 11: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.exact) }()
       default: break
       }
     }
@@ -1063,6 +1953,9 @@ nonisolated extension Eduhub_Catalog_V1_SearchResourcesRequest: SwiftProtobuf.Me
     try { if let v = self._page {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
     } }()
+    if self.exact != false {
+      try visitor.visitSingularBoolField(value: self.exact, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1078,6 +1971,7 @@ nonisolated extension Eduhub_Catalog_V1_SearchResourcesRequest: SwiftProtobuf.Me
     if lhs.includeRetired != rhs.includeRetired {return false}
     if lhs.sort != rhs.sort {return false}
     if lhs._page != rhs._page {return false}
+    if lhs.exact != rhs.exact {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1246,6 +2140,264 @@ nonisolated extension Eduhub_Catalog_V1_ListFollowedRequest: SwiftProtobuf.Messa
   }
 
   public static func ==(lhs: Eduhub_Catalog_V1_ListFollowedRequest, rhs: Eduhub_Catalog_V1_ListFollowedRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_IngestRowsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IngestRowsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}resource_code\0\u{1}columns\0\u{1}rows\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.resourceCode) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.columns) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.rows) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.resourceCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.resourceCode, fieldNumber: 1)
+    }
+    if !self.columns.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.columns, fieldNumber: 2)
+    }
+    if !self.rows.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.rows, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_IngestRowsRequest, rhs: Eduhub_Catalog_V1_IngestRowsRequest) -> Bool {
+    if lhs.resourceCode != rhs.resourceCode {return false}
+    if lhs.columns != rhs.columns {return false}
+    if lhs.rows != rhs.rows {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_IngestRow: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IngestRow"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}values\0\u{1}delete\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.values) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.delete) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.values.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.values, fieldNumber: 1)
+    }
+    if self.delete != false {
+      try visitor.visitSingularBoolField(value: self.delete, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_IngestRow, rhs: Eduhub_Catalog_V1_IngestRow) -> Bool {
+    if lhs.values != rhs.values {return false}
+    if lhs.delete != rhs.delete {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_RowError: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RowError"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}row\0\u{1}key\0\u{1}message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.row) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.row != 0 {
+      try visitor.visitSingularInt64Field(value: self.row, fieldNumber: 1)
+    }
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 2)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_RowError, rhs: Eduhub_Catalog_V1_RowError) -> Bool {
+    if lhs.row != rhs.row {return false}
+    if lhs.key != rhs.key {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_IngestRowsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IngestRowsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}received\0\u{1}upserted\0\u{1}deleted\0\u{1}rejected\0\u{1}errors\0\u{3}row_count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.received) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.upserted) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.deleted) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.rejected) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.errors) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.rowCount) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.received != 0 {
+      try visitor.visitSingularInt64Field(value: self.received, fieldNumber: 1)
+    }
+    if self.upserted != 0 {
+      try visitor.visitSingularInt64Field(value: self.upserted, fieldNumber: 2)
+    }
+    if self.deleted != 0 {
+      try visitor.visitSingularInt64Field(value: self.deleted, fieldNumber: 3)
+    }
+    if self.rejected != 0 {
+      try visitor.visitSingularInt64Field(value: self.rejected, fieldNumber: 4)
+    }
+    if !self.errors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.errors, fieldNumber: 5)
+    }
+    if self.rowCount != 0 {
+      try visitor.visitSingularInt64Field(value: self.rowCount, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_IngestRowsResponse, rhs: Eduhub_Catalog_V1_IngestRowsResponse) -> Bool {
+    if lhs.received != rhs.received {return false}
+    if lhs.upserted != rhs.upserted {return false}
+    if lhs.deleted != rhs.deleted {return false}
+    if lhs.rejected != rhs.rejected {return false}
+    if lhs.errors != rhs.errors {return false}
+    if lhs.rowCount != rhs.rowCount {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_ReadRowsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReadRowsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{3}key_prefix\0\u{1}page\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.code) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.keyPrefix) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.code.isEmpty {
+      try visitor.visitSingularStringField(value: self.code, fieldNumber: 1)
+    }
+    if !self.keyPrefix.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyPrefix, fieldNumber: 2)
+    }
+    try { if let v = self._page {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_ReadRowsRequest, rhs: Eduhub_Catalog_V1_ReadRowsRequest) -> Bool {
+    if lhs.code != rhs.code {return false}
+    if lhs.keyPrefix != rhs.keyPrefix {return false}
+    if lhs._page != rhs._page {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_ReadRowsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReadRowsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}columns\0\u{1}rows\0\u{1}page\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.columns) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.rows) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.columns.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.columns, fieldNumber: 1)
+    }
+    if !self.rows.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.rows, fieldNumber: 2)
+    }
+    try { if let v = self._page {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_ReadRowsResponse, rhs: Eduhub_Catalog_V1_ReadRowsResponse) -> Bool {
+    if lhs.columns != rhs.columns {return false}
+    if lhs.rows != rhs.rows {return false}
+    if lhs._page != rhs._page {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

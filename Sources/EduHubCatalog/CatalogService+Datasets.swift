@@ -1,0 +1,413 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubPrivacy
+import EduHubRPC
+import EduHubReplication
+import EduHubStorage
+import Foundation
+import GRDB
+
+extension CatalogService {
+  /// Checks and completes a table resource's dataset before it is stored: a view's fields typed and
+  /// classified from identity.proto and its org inside the responsible org's subtree; an ingested
+  /// dataset's key; every field's stable column. A schema change that would misread stored rows is
+  /// refused while the dataset holds rows.
+  static func prepareDataset(
+    _ resource: inout Eduhub_Catalog_V1_Resource, old: Eduhub_Catalog_V1_Resource?, responsiblePath: String,
+    orgPath: (String) throws -> String
+  ) throws {
+    let invalid = Validate.invalid
+    if let old, case .ingested = old.dataset.source, old.rowCount > 0 {
+      guard case .ingested = resource.dataset.source, resource.type == .table else {
+        throw RPCError(.failedPrecondition, "the dataset holds \(old.rowCount) rows: it stays an ingested table")
+      }
+    }
+    switch (resource.type, resource.dataset.source) {
+    case (.table, nil):
+      throw invalid("a table resource needs a dataset: a view (dataset.view) or ingested rows (dataset.ingested)")
+    case (.table, .view(var view)):
+      guard view.collection == PersonView.collection else {
+        throw invalid("a view reads the collection \"person\" (got \"\(view.collection.prefix(32))\")")
+      }
+      guard PersonView.kind(view.personKind) != nil else {
+        throw invalid("person_kind must be student, teacher, staff, guardian or empty")
+      }
+      if view.orgCode.isEmpty { view.orgCode = resource.responsibleOrgCode }
+      let path = try orgPath(view.orgCode)
+      guard RecordStore.inScope(path, responsiblePath), !path.isEmpty else {
+        throw invalid("the view's org must lie within the responsible org's subtree")
+      }
+      resource.dataset.view = view
+      resource.fields = try PersonView.normalize(resource.fields)
+    case (.table, .ingested(let ingested)):
+      guard !resource.fields.isEmpty else { throw invalid("an ingested dataset needs fields") }
+      guard (1...5).contains(ingested.keyFields.count) else { throw invalid("an ingested dataset needs 1 to 5 key fields") }
+      guard Set(ingested.keyFields).count == ingested.keyFields.count else { throw invalid("a key field appears twice") }
+      for key in ingested.keyFields {
+        guard let field = resource.fields.first(where: { $0.name == key }) else {
+          throw invalid("key field \(key.prefix(64)) is not a field of the resource")
+        }
+        guard [.string, .integer, .date].contains(field.type) else {
+          throw invalid("key field \(key.prefix(64)) must be a string, an integer or a date")
+        }
+      }
+      if let old, old.rowCount > 0 {
+        guard case .ingested(let before) = old.dataset.source, before.keyFields == ingested.keyFields else {
+          throw RPCError(.failedPrecondition, "the dataset holds \(old.rowCount) rows: its key cannot change")
+        }
+        for field in old.fields {
+          guard let now = resource.fields.first(where: { $0.name == field.name }), now.type == field.type else {
+            throw RPCError(
+              .failedPrecondition,
+              "the dataset holds \(old.rowCount) rows: field \(field.name) cannot be removed or change its type")
+          }
+        }
+      }
+    case (_, .some):
+      throw invalid("only table resources hold a dataset")
+    case (_, nil):
+      break
+    }
+    DatasetSchema.assignColumns(&resource, old: old)
+  }
+
+  // MARK: Ingest
+
+  /// Ingestion batches: rows are checked outside the write lock, then a batch is written in one
+  /// transaction (each row whole or not at all: a row is one record).
+  static let ingestBatch = 2_000
+
+  /// What the first message of an ingest stream settles.
+  struct IngestPlan {
+    let schema: DatasetSchema
+    let scope: String
+    /// For each column of the stream, the position of its field in the schema.
+    let positions: [Int]
+    /// Where each key field is among the stream's columns.
+    let keyColumns: [Int]
+    /// Whether the stream carries every field (rows then replace whole rows).
+    let complete: Bool
+  }
+
+  func ingestPlan(_ first: Eduhub_Catalog_V1_IngestRowsRequest, caller: Caller, peer: String) throws -> IngestPlan {
+    guard !first.resourceCode.isEmpty else {
+      throw Validate.invalid("the first message must name resource_code and the columns")
+    }
+    let action = "catalog.IngestRows"
+    return try identity.reading { db in
+      guard let (record, resource) = try stored(first.resourceCode, in: db), visible(resource, path: record.scope, to: caller) else {
+        throw RPCError(.notFound, "no resource \(first.resourceCode.prefix(64))")
+      }
+      try identity.require(.catalogPublish, at: record.scope, caller, action, target: resource.code, peer: peer)
+      guard case .ingested = resource.dataset.source else {
+        throw RPCError(.failedPrecondition, "resource \(resource.code) has no ingested dataset (its rows are not sent)")
+      }
+      guard !resource.retired else { throw RPCError(.failedPrecondition, "resource \(resource.code) is retired") }
+      let schema = DatasetSchema(resource)
+      var positions: [Int] = []
+      for column in first.columns {
+        guard let position = resource.fields.firstIndex(where: { $0.name == column }) else {
+          throw Validate.invalid("column \(column.prefix(64)) is not a field of \(resource.code)")
+        }
+        guard !positions.contains(position) else { throw Validate.invalid("column \(column.prefix(64)) appears twice") }
+        positions.append(position)
+      }
+      let keyColumns = try schema.keyPositions.map { key in
+        guard let column = positions.firstIndex(of: key) else {
+          throw Validate.invalid("the columns must include the key field \(resource.fields[key].name)")
+        }
+        return column
+      }
+      return IngestPlan(
+        schema: schema, scope: record.scope, positions: positions, keyColumns: keyColumns,
+        complete: positions.count == resource.fields.count)
+    }
+  }
+
+  /// A checked row, ready to write.
+  struct CheckedRow {
+    let stream: Int64
+    let key: String
+    /// nil: delete.
+    let values: [(column: Int32, text: String?)]?
+  }
+
+  /// Checks one row against the plan: its key, and each value against its field's type and limits.
+  static func check(_ row: Eduhub_Catalog_V1_IngestRow, _ plan: IngestPlan, position: Int64) throws(RowProblem) -> CheckedRow {
+    let fields = plan.schema.fields
+    guard row.values.count == plan.positions.count || (row.delete && row.values.count <= plan.positions.count) else {
+      throw RowProblem("the row has \(row.values.count) values for \(plan.positions.count) columns")
+    }
+    var keyParts: [String] = []
+    for column in plan.keyColumns {
+      let field = fields[plan.positions[column]]
+      guard column < row.values.count, let text = try DatasetSchema.canonical(row.values[column], for: field) else {
+        throw RowProblem("the key field \(field.name) is missing")
+      }
+      guard !text.unicodeScalars.contains(where: { $0 == "|" || $0.value < 0x20 }) else {
+        throw RowProblem("the key field \(field.name) may not contain '|' or control characters")
+      }
+      keyParts.append(text)
+    }
+    let key = keyParts.joined(separator: "|")
+    guard key.utf8.count <= DatasetSchema.maxKeyLength else {
+      throw RowProblem("the key is longer than \(DatasetSchema.maxKeyLength) bytes")
+    }
+    if row.delete { return CheckedRow(stream: position, key: key, values: nil) }
+    var values: [(column: Int32, text: String?)] = []
+    values.reserveCapacity(row.values.count)
+    for (index, value) in row.values.enumerated() {
+      let field = fields[plan.positions[index]]
+      let text = try DatasetSchema.canonical(value, for: field)
+      if text == nil, field.required { throw RowProblem("\(field.name) is required") }
+      values.append((field.column, text))
+    }
+    return CheckedRow(stream: position, key: key, values: values)
+  }
+
+  /// Receives an ingest stream: every row checked, valid ones written per batch, invalid ones
+  /// reported by position; the resource's row count and update time kept with each batch.
+  public func ingest(
+    _ requests: some AsyncSequence<Eduhub_Catalog_V1_IngestRowsRequest, any Error>, caller: Caller, peer: String
+  ) async throws -> Eduhub_Catalog_V1_IngestRowsResponse {
+    var response = Eduhub_Catalog_V1_IngestRowsResponse()
+    var plan: IngestPlan?
+    var batch: [CheckedRow] = []
+    batch.reserveCapacity(Self.ingestBatch)
+    func reject(_ position: Int64, _ key: String, _ message: String) {
+      response.rejected += 1
+      if response.errors.count < 1000 {
+        var error = Eduhub_Catalog_V1_RowError()
+        error.row = position
+        error.key = key
+        error.message = message
+        response.errors.append(error)
+      }
+    }
+    func flush(_ plan: IngestPlan) throws {
+      guard !batch.isEmpty else { return }
+      let outcome = try write(batch, plan)
+      response.upserted += outcome.upserted
+      response.deleted += outcome.deleted
+      response.rowCount = outcome.rowCount
+      for (position, key, message) in outcome.errors { reject(position, key, message) }
+      batch.removeAll(keepingCapacity: true)
+    }
+    for try await message in requests {
+      if let plan {
+        guard message.resourceCode.isEmpty || message.resourceCode == plan.schema.code else {
+          throw Validate.invalid("one stream ingests one resource")
+        }
+        guard message.columns.isEmpty || message.columns == plan.positions.map({ plan.schema.fields[$0].name }) else {
+          throw Validate.invalid("the columns are named once, in the first message")
+        }
+      } else {
+        plan = try ingestPlan(message, caller: caller, peer: peer)
+      }
+      guard let plan else { continue }
+      for row in message.rows {
+        response.received += 1
+        do {
+          batch.append(try Self.check(row, plan, position: response.received))
+        } catch {
+          reject(response.received, "", error.message)
+        }
+        if batch.count >= Self.ingestBatch { try flush(plan) }
+      }
+    }
+    guard let plan else { throw Validate.invalid("the stream carried no message: name resource_code and the columns") }
+    try flush(plan)
+    if response.received == 0 {
+      response.rowCount = try identity.reading { db in try stored(plan.schema.code, in: db)?.1.rowCount ?? 0 }
+    }
+    identity.audit.record(
+      .init(
+        actor: caller.actor, action: "catalog.IngestRows", target: plan.schema.code,
+        outcome: response.rejected == 0 ? "ok" : "partial",
+        detail: "\(response.upserted) upserted, \(response.deleted) deleted, \(response.rejected) rejected", peer: peer,
+        timeMs: identity.nowMs()))
+    return response
+  }
+
+  /// Writes one batch of checked rows in one transaction, with the resource's new row count.
+  func write(_ rows: [CheckedRow], _ plan: IngestPlan) throws
+    -> (upserted: Int64, deleted: Int64, rowCount: Int64, errors: [(Int64, String, String)])
+  {
+    let schema = plan.schema
+    return try identity.transaction { db in
+      // The resource as it is now: a concurrent update may have retired it or changed its schema.
+      guard let (record, resource) = try stored(schema.code, in: db), !resource.retired,
+        resource.fields.map(\.column) == schema.fields.map(\.column), resource.fields.map(\.type) == schema.fields.map(\.type)
+      else {
+        throw RPCError(.aborted, "resource \(schema.code) changed while rows were sent; send them again")
+      }
+      var upserted: Int64 = 0
+      var deleted: Int64 = 0
+      var delta: Int64 = 0
+      var errors: [(Int64, String, String)] = []
+      var writes: [Replica.Write] = []
+      writes.reserveCapacity(rows.count)
+      // A key may come twice in one batch: the later row wins, as it would across batches.
+      var pending: [String: Bool] = [:]
+      for row in rows {
+        let id = DatasetSchema.recordID(schema.code, row.key)
+        let existed: Bool
+        if let known = pending[id] {
+          existed = known
+        } else {
+          existed = try identity.store.get(DatasetSchema.rowCollection, id, in: db).map { !$0.deleted } ?? false
+        }
+        guard let values = row.values else {
+          guard existed else {
+            errors.append((row.stream, row.key, "no row with this key"))
+            continue
+          }
+          writes.append(.init(collection: DatasetSchema.rowCollection, id: id, scope: plan.scope, body: nil))
+          pending[id] = false
+          deleted += 1
+          delta -= 1
+          continue
+        }
+        var merged = values.compactMap { value in value.text.map { (column: value.column, text: $0) } }
+        if !plan.complete {
+          // Columns not sent keep their stored values; a new row must have every required field.
+          if existed, let old = try identity.store.get(DatasetSchema.rowCollection, id, in: db) {
+            let sent = Set(values.map(\.column))
+            let fields = try WireFields(parsing: old.body)
+            for field in schema.fields where !sent.contains(field.column) {
+              if let bytes = fields[DatasetSchema.fieldNumber(field.column)] {
+                merged.append((field.column, String(decoding: Self.lengthDelimitedValue(bytes), as: UTF8.self)))
+              }
+            }
+          } else if let missing = schema.fields.first(where: { field in field.required && !values.contains { $0.column == field.column } }) {
+            errors.append((row.stream, row.key, "\(missing.name) is required"))
+            continue
+          }
+        }
+        writes.append(
+          .init(collection: DatasetSchema.rowCollection, id: id, scope: plan.scope, body: schema.body(key: row.key, values: merged)))
+        pending[id] = true
+        upserted += 1
+        if !existed { delta += 1 }
+      }
+      try identity.replica.write(writes, in: db)
+      var updated = resource
+      updated.rowCount = max(0, resource.rowCount + delta)
+      updated.updatedMs = identity.nowMs()
+      try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(updated), in: db)
+      return (upserted, deleted, updated.rowCount, errors)
+    }
+  }
+
+  /// The value bytes of a field as `WireFields` keeps it (tag and length included).
+  static func lengthDelimitedValue(_ raw: [UInt8]) -> ArraySlice<UInt8> {
+    var index = 0
+    guard let field = try? WireFields.nextField(raw, &index) else { return [] }
+    return raw[field.value]
+  }
+
+  // MARK: Reading rows
+
+  /// Rows of `resource` in key order after `after` (a key), masked for `caller`.
+  func rows(
+    of resource: Eduhub_Catalog_V1_Resource, scope: String, after: String?, keyPrefix: String = "", limit: Int,
+    caller: Caller, peer: String, in db: Database
+  ) throws -> (rows: [Eduhub_Catalog_V1_DataRow], last: String?) {
+    let today = identity.today
+    switch resource.dataset.source {
+    case .view(let view):
+      let path = try identity.orgPath(view.orgCode, in: db)
+      let kind = PersonView.kind(view.personKind) ?? .unspecified
+      var out: [Eduhub_Catalog_V1_DataRow] = []
+      var cursor: StoredRecord?
+      if let after, let split = after.firstIndex(of: "\u{1F}") {
+        cursor = StoredRecord(collection: "", id: String(after[after.index(after: split)...]), scope: String(after[..<split]), body: [])
+      }
+      // Pages of people in the view's subtree, kept when of the view's kind.
+      while true {
+        let page = try identity.store.inScope(PersonView.collection, scope: path, after: cursor, limit: 1000, in: db)
+        for record in page {
+          cursor = record
+          guard PersonView.isKind(record.body, kind), record.id.hasPrefix(keyPrefix) else { continue }
+          out.append(PersonView.row(try identity.view(record, for: caller, peer: peer, on: today), fields: resource.fields))
+          if out.count == limit { return (out, record.scope + "\u{1F}" + record.id) }
+        }
+        if page.count < 1000 { return (out, nil) }
+      }
+    case .ingested:
+      let schema = DatasetSchema(resource)
+      let masker = identity.masker(for: schema.classified)
+      let prefix = DatasetSchema.recordID(resource.code, keyPrefix)
+      let page = try identity.store.withPrefix(
+        DatasetSchema.rowCollection, idPrefix: prefix, after: after.map { DatasetSchema.recordID(resource.code, $0) },
+        limit: limit + 1, in: db)
+      var out: [Eduhub_Catalog_V1_DataRow] = []
+      for record in page.prefix(limit) {
+        let key = String(record.id.dropFirst(resource.code.utf8.count + 1))
+        let result: RecordMasker.Result
+        do {
+          result = try masker.mask(record.body, personID: key, scope: record.scope, for: caller.reader(for: key), on: today)
+          out.append(try schema.row(result.body, masked: result.changed))
+        } catch {
+          throw RPCError(.dataLoss, "a row of \(resource.code) cannot be read")
+        }
+        if !result.auditedFields.isEmpty {
+          identity.audit.record(
+            .init(
+              actor: caller.actor, action: "privacy.clear-read", target: record.id,
+              detail: result.auditedFields.map(\.name).joined(separator: ","), peer: peer, timeMs: identity.nowMs()))
+        }
+      }
+      return (out, page.count > limit ? out.last?.key : nil)
+    case nil:
+      return ([], nil)
+    }
+  }
+
+  /// ReadRows: for readers of the responsible org's subtree (and, for a view over people, readers
+  /// of people there); the rows masked for the caller.
+  public func readRows(_ request: Eduhub_Catalog_V1_ReadRowsRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Catalog_V1_ReadRowsResponse
+  {
+    let size = try Validate.pageSize(request.page.pageSize, default: 100, maximum: 1000)
+    let after = try PageToken.parse(request.page.pageToken, parts: 1)?[0]
+    guard request.keyPrefix.utf8.count <= DatasetSchema.maxKeyLength else { throw Validate.invalid("key_prefix is too long") }
+    let action = "catalog.ReadRows"
+    return try identity.reading { db in
+      guard let (record, resource) = try stored(request.code, in: db), visible(resource, path: record.scope, to: caller) else {
+        throw RPCError(.notFound, "no resource \(request.code.prefix(64))")
+      }
+      guard resource.dataset.source != nil else {
+        throw RPCError(.failedPrecondition, "resource \(resource.code) holds no rows here (see its exchange forms)")
+      }
+      guard caller.can(.catalogRead, at: record.scope) || caller.can(.catalogPublish, at: record.scope) else {
+        throw identity.denied(
+          caller, action, target: resource.code, peer: peer,
+          "the rows of \(resource.code) are for readers of its org; other consumers ask for access (SharingService)")
+      }
+      if case .view(let view) = resource.dataset.source {
+        try identity.require(.peopleRead, at: try identity.orgPath(view.orgCode, in: db), caller, action, target: resource.code, peer: peer)
+      }
+      let page = try rows(of: resource, scope: record.scope, after: after, keyPrefix: request.keyPrefix, limit: size, caller: caller, peer: peer, in: db)
+      var response = Eduhub_Catalog_V1_ReadRowsResponse()
+      response.columns = resource.fields.map(\.name)
+      response.rows = page.rows
+      if let last = page.last { response.page.nextPageToken = PageToken.make([last]) }
+      return response
+    }
+  }
+
+  /// Rows a view holds now (people of its kind in its subtree), counted without decoding them.
+  func countView(_ view: Eduhub_Catalog_V1_ViewSource, in db: Database) throws -> Int64 {
+    let path = try identity.orgPath(view.orgCode, in: db)
+    let kind = PersonView.kind(view.personKind) ?? .unspecified
+    var count: Int64 = 0
+    var cursor: StoredRecord?
+    while true {
+      let page = try identity.store.inScope(PersonView.collection, scope: path, after: cursor, limit: 5000, in: db)
+      count += Int64(page.lazy.filter { PersonView.isKind($0.body, kind) }.count)
+      guard page.count == 5000 else { return count }
+      cursor = page.last
+    }
+  }
+}

@@ -1,0 +1,82 @@
+import EduHubStorage
+import Foundation
+
+/// What the seeded datasets are derived from: the students and teachers of each school, read
+/// from the wire without decoding people (a city has close to a million).
+struct SeededPeople {
+  struct School {
+    var students = 0
+    var teachers = 0
+    var classes = Set<String>()
+  }
+
+  var schools: [String: School] = [:]
+  /// Grade 9 students (ids), for the evaluation scores: at most 20,000.
+  var ninthGraders: [String] = []
+
+  static func read(_ store: RecordStore) throws -> SeededPeople {
+    var people = SeededPeople()
+    try store.database.read { db in
+      var cursor: StoredRecord?
+      while true {
+        let page = try store.inScope("person", scope: "", after: cursor, limit: 5000, in: db)
+        for record in page {
+          // 2 kind, 11 org_code, 13 grade, 14 class_name.
+          guard let fields = try? WireFields(parsing: record.body) else { continue }
+          let kind = fields[2].flatMap { varint($0) } ?? 0
+          let org = fields[11].map { text($0) } ?? ""
+          guard !org.isEmpty else { continue }
+          if kind == 1 {
+            let grade = fields[13].flatMap { varint($0) } ?? 0
+            people.schools[org, default: School()].students += 1
+            people.schools[org, default: School()].classes.insert("\(grade)/" + (fields[14].map { text($0) } ?? ""))
+            if grade == 9, people.ninthGraders.count < 20_000 { people.ninthGraders.append(record.id) }
+          } else if kind == 2 {
+            people.schools[org, default: School()].teachers += 1
+          }
+        }
+        guard page.count == 5000 else { break }
+        cursor = page.last
+      }
+    }
+    return people
+  }
+
+  /// A field's value as WireFields keeps it (tag, and length for strings, included).
+  static func varint(_ raw: [UInt8]) -> UInt64? {
+    var index = 0
+    guard let field = try? WireFields.nextField(raw, &index), field.wireType == 0 else { return nil }
+    var at = field.value.lowerBound
+    return try? WireFields.varint(raw, &at)
+  }
+
+  static func text(_ raw: [UInt8]) -> String {
+    String(decoding: CatalogService.lengthDelimitedValue(raw), as: UTF8.self)
+  }
+
+  static func schoolRows(_ people: SeededPeople) -> [[String]] {
+    people.schools.keys.sorted().map { code in
+      let school = people.schools[code] ?? School()
+      return [code, "2026", String(school.students), String(school.teachers), String(school.classes.count)]
+    }
+  }
+
+  static func scoreRows(_ people: SeededPeople) -> [[String]] {
+    var random = SystemRandomNumberGenerator()
+    return people.ninthGraders.flatMap { id in
+      ["语文", "数学", "英语"].map { subject in
+        [id, subject, String(format: "%.1f", Double.random(in: 45...120, using: &random)), "2026-06-18"]
+      }
+    }
+  }
+
+  static func inspectionRows(_ people: SeededPeople) -> [[String]] {
+    let hazards = ["消防通道堆放杂物", "教学楼护栏松动", "食堂燃气管道老化", "监控摄像头故障", "无隐患"]
+    return people.schools.keys.sorted().enumerated().flatMap { index, code in
+      [("2026-03-10", index), ("2026-09-08", index + 2)].map { date, pick in
+        let hazard = hazards[pick % hazards.count]
+        return [code, date, hazard, hazard == "无隐患" ? "无需整改" : (date.hasPrefix("2026-03") ? "已整改" : "整改中")]
+      }
+    }
+  }
+}
