@@ -229,6 +229,15 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // The catalog benchmark's client: publish, ingest over client streaming, search.
+    .executableTarget(
+      name: "eduhub-bench-catalog",
+      dependencies: ["EduHubAPI", "EduHubRPC"],
+      path: "Tools/bench-catalog",
+      exclude: ["run"],
+      swiftSettings: swiftSettings
+    ),
+
     // Writes to an encrypted database until killed (for the crash tests).
     .executableTarget(
       name: "eduhub-storage-torture",

@@ -26,10 +26,28 @@ final class CatalogIndex: Sendable {
     var scope: String
     /// Lowercased UTF-8 of the parts a query matches, by weight (name first).
     var texts: [(weight: Int, bytes: [UInt8])]
+    /// The resource's values of each facet but "followed by me", as numbers of `Facets.names`
+    /// (counting small integers per search, not hashing strings).
+    var facetValues: [[Int]]
+  }
+
+  /// Facet values by number: numbers are handed out once and never change, so an entry's numbers
+  /// stay valid in every later snapshot.
+  struct Facets: Sendable {
+    var names: [String] = []
+    var numbers: [String: Int] = [:]
+
+    mutating func number(_ value: String) -> Int {
+      if let known = numbers[value] { return known }
+      names.append(value)
+      numbers[value] = names.count - 1
+      return names.count - 1
+    }
   }
 
   private struct State {
     var entries: [String: Entry] = [:]
+    var facets = Facets()
     var sequence: Int64 = 0
   }
 
@@ -38,7 +56,7 @@ final class CatalogIndex: Sendable {
   /// Weights of the matched parts: a hit in the name counts most.
   static let nameWeight = 10, codeWeight = 8, labelWeight = 4, summaryWeight = 3, contentWeight = 2
 
-  static func entry(_ record: StoredRecord) throws -> Entry {
+  static func entry(_ record: StoredRecord, facets: inout Facets) throws -> Entry {
     var resource = try Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
     resource.responsibleOrgPath = record.scope
     func bytes(_ text: String) -> [UInt8] { Array(text.lowercased().utf8) }
@@ -49,27 +67,31 @@ final class CatalogIndex: Sendable {
         (nameWeight, bytes(resource.name)), (codeWeight, bytes(resource.code)),
         (labelWeight, bytes([resource.theme, resource.publishingSystem, resource.exchangeForms.joined(separator: " ")].joined(separator: " "))),
         (summaryWeight, bytes(resource.summary)), (contentWeight, bytes(content)),
-      ])
+      ],
+      facetValues: [
+        [resource.responsibleOrgCode], [resource.publishingSystem], ["\(resource.type)"], [resource.theme],
+        resource.exchangeForms, ["\(resource.sharingClass)"],
+      ].map { $0.filter { !$0.isEmpty }.map { facets.number($0) } })
   }
 
   /// The resources as of `db`'s snapshot (or newer), after applying what changed since last time.
-  func entries(store: RecordStore, collection: String, in db: Database) throws -> [String: Entry] {
+  func entries(store: RecordStore, collection: String, in db: Database) throws -> (entries: [String: Entry], facets: Facets) {
     let known = state.withLock { $0.sequence }
     let (records, evicted) = try store.changes(of: collection, after: known, in: db)
-    guard !records.isEmpty || !evicted.isEmpty else { return state.withLock { $0.entries } }
-    // Decoded outside the lock; applied in sequence order, skipping what a concurrent catch-up
-    // already applied.
-    var changes: [(sequence: Int64, code: String, entry: Entry?)] = try records.map { record in
-      (record.sequence, record.id, record.deleted ? nil : try Self.entry(record))
+    guard !records.isEmpty || !evicted.isEmpty else { return state.withLock { ($0.entries, $0.facets) } }
+    // Decoded under the lock (facet numbers are handed out there); applied in sequence order,
+    // skipping what a concurrent catch-up already applied.
+    var decoded: [(sequence: Int64, code: String, resource: StoredRecord?)] = records.map { record in
+      (record.sequence, record.id, record.deleted ? nil : record)
     }
-    changes += evicted.map { ($0.sequence, $0.id, nil) }
-    changes.sort { $0.sequence < $1.sequence }
-    return state.withLock { state in
-      for change in changes where change.sequence > state.sequence {
-        state.entries[change.code] = change.entry
+    decoded += evicted.map { ($0.sequence, $0.id, nil) }
+    decoded.sort { $0.sequence < $1.sequence }
+    return try state.withLock { state in
+      for change in decoded where change.sequence > state.sequence {
+        state.entries[change.code] = try change.resource.map { try Self.entry($0, facets: &state.facets) }
       }
-      state.sequence = max(state.sequence, changes.last?.sequence ?? 0)
-      return state.entries
+      state.sequence = max(state.sequence, decoded.last?.sequence ?? 0)
+      return (state.entries, state.facets)
     }
   }
 
@@ -143,16 +165,18 @@ final class CatalogIndex: Sendable {
   static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
     guard !needle.isEmpty else { return true }
     guard haystack.count >= needle.count else { return false }
-    // memchr to each candidate first byte, memcmp there (glibc's memmem is not exported to Swift).
+    // memchr to each candidate last byte, memcmp there (glibc's memmem is not exported to Swift).
+    // The last byte, because in Chinese UTF-8 the first bytes (E4…E9) recur every three bytes,
+    // while a last (continuation) byte is spread over 64 values.
     return haystack.withUnsafeBufferPointer { hay in
       needle.withUnsafeBufferPointer { pin in
         guard let base = hay.baseAddress, let pattern = pin.baseAddress else { return false }
-        let last = hay.count - pin.count
-        var start = 0
-        while start <= last {
-          guard let hit = memchr(base + start, Int32(pattern.pointee), last - start + 1) else { return false }
+        let tail = pin.count - 1
+        var start = tail
+        while start < hay.count {
+          guard let hit = memchr(base + start, Int32(pattern[tail]), hay.count - start) else { return false }
           let at = UnsafePointer<UInt8>(hit.assumingMemoryBound(to: UInt8.self)) - base
-          if memcmp(base + at, pattern, pin.count) == 0 { return true }
+          if memcmp(base + at - tail, pattern, pin.count) == 0 { return true }
           start = at + 1
         }
         return false

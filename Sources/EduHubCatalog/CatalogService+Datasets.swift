@@ -243,36 +243,39 @@ extension CatalogService {
       }
       var upserted: Int64 = 0
       var deleted: Int64 = 0
-      var delta: Int64 = 0
       var errors: [(Int64, String, String)] = []
       var writes: [Replica.Write] = []
       writes.reserveCapacity(rows.count)
-      // A key may come twice in one batch: the later row wins, as it would across batches.
-      var pending: [String: Bool] = [:]
+      // Whether each key is live as of the rows before it in this batch (a key may come twice: the
+      // later row wins, as it would across batches). Keys not here are looked up only when a row
+      // needs it (deletes, partial rows); the others learn it from the write itself.
+      var live: [String: Bool] = [:]
+      // Values of rows written earlier in this batch (not in the store until the batch is written).
+      var pendingValues: [String: [(column: Int32, text: String)]] = [:]
+      func isLive(_ id: String) throws -> Bool {
+        if let known = live[id] { return known }
+        return try identity.store.get(DatasetSchema.rowCollection, id, in: db).map { !$0.deleted } ?? false
+      }
       for row in rows {
         let id = DatasetSchema.recordID(schema.code, row.key)
-        let existed: Bool
-        if let known = pending[id] {
-          existed = known
-        } else {
-          existed = try identity.store.get(DatasetSchema.rowCollection, id, in: db).map { !$0.deleted } ?? false
-        }
         guard let values = row.values else {
-          guard existed else {
+          guard try isLive(id) else {
             errors.append((row.stream, row.key, "no row with this key"))
             continue
           }
           writes.append(.init(collection: DatasetSchema.rowCollection, id: id, scope: plan.scope, body: nil))
-          pending[id] = false
+          live[id] = false
+          pendingValues[id] = nil
           deleted += 1
-          delta -= 1
           continue
         }
         var merged = values.compactMap { value in value.text.map { (column: value.column, text: $0) } }
         if !plan.complete {
           // Columns not sent keep their stored values; a new row must have every required field.
-          if existed, let old = try identity.store.get(DatasetSchema.rowCollection, id, in: db) {
-            let sent = Set(values.map(\.column))
+          let sent = Set(values.map(\.column))
+          if let earlier = pendingValues[id] {
+            merged += earlier.filter { !sent.contains($0.column) }
+          } else if try isLive(id), let old = try identity.store.get(DatasetSchema.rowCollection, id, in: db) {
             let fields = try WireFields(parsing: old.body)
             for field in schema.fields where !sent.contains(field.column) {
               if let bytes = fields[DatasetSchema.fieldNumber(field.column)] {
@@ -286,11 +289,21 @@ extension CatalogService {
         }
         writes.append(
           .init(collection: DatasetSchema.rowCollection, id: id, scope: plan.scope, body: schema.body(key: row.key, values: merged)))
-        pending[id] = true
+        live[id] = true
+        if !plan.complete { pendingValues[id] = merged }
         upserted += 1
-        if !existed { delta += 1 }
       }
-      try identity.replica.write(writes, in: db)
+      var prior: [Bool] = []
+      try identity.replica.write(writes, in: db, prior: &prior)
+      // Live rows before and after, key by key in order: the row count's change.
+      var delta: Int64 = 0
+      var state: [String: Bool] = [:]
+      for (write, wasLive) in zip(writes, prior) {
+        let before = state[write.id] ?? wasLive
+        let after = write.body != nil
+        delta += (after ? 1 : 0) - (before ? 1 : 0)
+        state[write.id] = after
+      }
       var updated = resource
       updated.rowCount = max(0, resource.rowCount + delta)
       updated.updatedMs = identity.nowMs()

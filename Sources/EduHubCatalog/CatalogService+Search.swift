@@ -38,7 +38,7 @@ extension CatalogService {
     let fingerprint = Self.fingerprint((try? unpaged.serializedBytes()) ?? [])
     let now = identity.nowMs()
     return try identity.reading { db in
-      let entries = try index.entries(store: identity.store, collection: CatalogCollections.resource, in: db)
+      let (entries, facetNames) = try index.entries(store: identity.store, collection: CatalogCollections.resource, in: db)
       let mine = try followed(by: caller, in: db)
       var response = Eduhub_Catalog_V1_SearchResourcesResponse()
       let codes: [String]
@@ -48,7 +48,7 @@ extension CatalogService {
         response.facets = snapshot.facets
       } else {
         let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
-        let found = try match(request, entries: entries, orgPath: orgPath, followed: mine, caller: caller)
+        let found = try match(request, entries: entries, facetNames: facetNames, orgPath: orgPath, followed: mine, caller: caller)
         codes = found.codes
         response.total = Int64(codes.count)
         response.facets = found.facets
@@ -87,30 +87,28 @@ extension CatalogService {
       }
     }
 
-    func values(_ resource: Eduhub_Catalog_V1_Resource, followed: Bool) -> [String] {
-      switch self {
-      case .org: [resource.responsibleOrgCode]
-      case .system: [resource.publishingSystem]
-      case .type: ["\(resource.type)"]
-      case .theme: [resource.theme]
-      case .exchangeForm: resource.exchangeForms
-      case .sharingClass: ["\(resource.sharingClass)"]
-      case .followed: followed ? ["true"] : []
-      }
-    }
   }
 
   /// The codes of the matching resources in the requested order, and the facets.
   func match(
-    _ request: Eduhub_Catalog_V1_SearchResourcesRequest, entries: [String: CatalogIndex.Entry], orgPath: String?,
+    _ request: Eduhub_Catalog_V1_SearchResourcesRequest, entries: [String: CatalogIndex.Entry], facetNames: CatalogIndex.Facets,
+    orgPath: String?,
     followed mine: Set<String>, caller: Caller
   ) throws -> (codes: [String], facets: [Eduhub_Catalog_V1_Facet]) {
     let query = CatalogIndex.Query(request.query, exact: request.exact)
-    var counts = [[String: Int64]](repeating: [:], count: Filter.allCases.count)
+    var counts = [[Int64]](repeating: [Int64](repeating: 0, count: facetNames.names.count), count: Filter.allCases.count)
+    var followedCount: Int64 = 0
     var matched: [(entry: CatalogIndex.Entry, score: Int)] = []
+    // Visibility, hoisted: readers of the catalog see shared resources, and not-shared ones of
+    // their own subtrees.
+    guard caller.holdsAnywhere(.catalogRead) || caller.holdsAnywhere(.catalogPublish) else { return ([], []) }
+    let ownScopes = caller.scopes(for: .orgRead)
     for entry in entries.values {
       let resource = entry.resource
-      guard request.includeRetired || !resource.retired, visible(resource, path: entry.scope, to: caller) else { continue }
+      guard request.includeRetired || !resource.retired else { continue }
+      if resource.sharingClass == .notShared, !ownScopes.contains(where: { RecordStore.inScope(entry.scope, $0) }) {
+        continue
+      }
       let isFollowed = mine.contains(resource.code)
       // Which filter, if exactly one, turns the resource away: it still counts in that facet.
       var failing: Filter?
@@ -139,7 +137,11 @@ extension CatalogService {
         score = found
       }
       for filter in Filter.allCases where failing == nil || failing == filter {
-        for value in filter.values(resource, followed: isFollowed) where !value.isEmpty { counts[filter.rawValue][value, default: 0] += 1 }
+        if filter == .followed {
+          if isFollowed { followedCount += 1 }
+        } else {
+          for value in entry.facetValues[filter.rawValue] { counts[filter.rawValue][value] += 1 }
+        }
       }
       if failing == nil { matched.append((entry, score)) }
     }
@@ -156,7 +158,11 @@ extension CatalogService {
     let facets = Filter.allCases.map { filter in
       var facet = Eduhub_Catalog_V1_Facet()
       facet.filter = filter.name
-      facet.counts = counts[filter.rawValue]
+      if filter == .followed {
+        if followedCount > 0 { facet.counts = ["true": followedCount] }
+      } else {
+        for (number, count) in counts[filter.rawValue].enumerated() where count > 0 { facet.counts[facetNames.names[number]] = count }
+      }
       return facet
     }
     return (matched.map(\.entry.resource.code), facets)

@@ -56,10 +56,35 @@ public final class Replica: Sendable {
   /// `write` inside the caller's transaction (so a service can check and write atomically).
   @discardableResult
   public func write(_ writes: [Write], in db: Database) throws -> [StoredRecord] {
+    var prior: [Bool] = []
+    return try write(writes, in: db, prior: &prior)
+  }
+
+  /// `write`, also telling for each write whether its record was live before the call (one lookup
+  /// per record serves both: bulk writers count inserts without reading each record again).
+  @discardableResult
+  public func write(_ writes: [Write], in db: Database, prior: inout [Bool]) throws -> [StoredRecord] {
+    prior.removeAll(keepingCapacity: true)
+    prior.reserveCapacity(writes.count)
     do {
       var records: [StoredRecord] = []
       for write in writes {
         let existing = try store.get(write.collection, write.id, in: db)
+        prior.append(existing.map { !$0.deleted } ?? false)
+        if existing == nil, let body = write.body, let numbers = Self.ascendingFieldNumbers(body) {
+          // A new record whose fields are already in order (bulk inserts): every field is new, and
+          // the body is already what joining its fields would give.
+          var vector = VersionVector()
+          vector.increment(nodeID)
+          let stamp = FieldStamp(time: clock.now(), node: nodeID, counter: vector[nodeID])
+          var stamps: [Int: FieldStamp] = [RecordVersion.deletionField: stamp]
+          for number in numbers { stamps[number] = stamp }
+          records.append(
+            StoredRecord(
+              collection: write.collection, id: write.id, scope: write.scope, body: body,
+              version: ReplicationEncoding.encode(vector), stamps: ReplicationEncoding.encode(stamps)))
+          continue
+        }
         let old = try existing.map { try WireFields(parsing: $0.body) } ?? WireFields()
         let new = try write.body.map { try WireFields(parsing: $0) } ?? WireFields()
         var vector = try existing.map { try ReplicationEncoding.decodeVector($0.version) } ?? VersionVector()
@@ -87,6 +112,22 @@ public final class Replica: Sendable {
         return record
       }
     }
+  }
+
+  /// The field numbers of `body` if they never decrease (the order `WireFields.joined` writes);
+  /// nil otherwise, or for a malformed body (the general path then reports it).
+  static func ascendingFieldNumbers(_ body: [UInt8]) -> [Int]? {
+    var numbers: [Int] = []
+    var index = 0
+    while index < body.count {
+      guard let field = try? WireFields.nextField(body, &index), field.number > 0, field.number <= 536_870_911 else { return nil }
+      if let last = numbers.last {
+        guard field.number >= last else { return nil }
+        if field.number == last { continue }
+      }
+      numbers.append(field.number)
+    }
+    return numbers
   }
 
   /// What applying remote versions did.
