@@ -75,7 +75,7 @@ extension CatalogService {
 
   /// Ingestion batches: rows are checked outside the write lock, then a batch is written in one
   /// transaction (each row whole or not at all: a row is one record).
-  static let ingestBatch = 2_000
+  static let ingestBatch = 5_000
 
   /// What the first message of an ingest stream settles.
   struct IngestPlan {
@@ -184,39 +184,61 @@ extension CatalogService {
         response.errors.append(error)
       }
     }
-    func flush(_ plan: IngestPlan) throws {
-      guard !batch.isEmpty else { return }
-      let outcome = try write(batch, plan)
+    // One batch is written (on its own task) while the next is received and checked: the two
+    // halves of the work overlap on two cores. At most one write is in flight, and outcomes are
+    // taken in order.
+    var inFlight: Task<WriteOutcome, any Error>?
+    func settle() async throws {
+      guard let task = inFlight else { return }
+      inFlight = nil
+      let outcome = try await task.value
       response.upserted += outcome.upserted
       response.deleted += outcome.deleted
       response.rowCount = outcome.rowCount
       for (position, key, message) in outcome.errors { reject(position, key, message) }
-      batch.removeAll(keepingCapacity: true)
     }
-    for try await message in requests {
-      if let plan {
-        guard message.resourceCode.isEmpty || message.resourceCode == plan.schema.code else {
-          throw Validate.invalid("one stream ingests one resource")
+    func flush(_ plan: IngestPlan) async throws {
+      guard !batch.isEmpty else { return }
+      try await settle()
+      let rows = batch
+      batch.removeAll(keepingCapacity: true)
+      inFlight = Task { try self.write(rows, plan) }
+    }
+    func receive() async throws {
+      for try await message in requests {
+        if let plan {
+          guard message.resourceCode.isEmpty || message.resourceCode == plan.schema.code else {
+            throw Validate.invalid("one stream ingests one resource")
+          }
+          guard message.columns.isEmpty || message.columns == plan.positions.map({ plan.schema.fields[$0].name }) else {
+            throw Validate.invalid("the columns are named once, in the first message")
+          }
+        } else {
+          plan = try ingestPlan(message, caller: caller, peer: peer)
         }
-        guard message.columns.isEmpty || message.columns == plan.positions.map({ plan.schema.fields[$0].name }) else {
-          throw Validate.invalid("the columns are named once, in the first message")
+        guard let plan else { continue }
+        for row in message.rows {
+          response.received += 1
+          do {
+            batch.append(try Self.check(row, plan, position: response.received))
+          } catch {
+            reject(response.received, "", error.message)
+          }
+          if batch.count >= Self.ingestBatch { try await flush(plan) }
         }
-      } else {
-        plan = try ingestPlan(message, caller: caller, peer: peer)
       }
-      guard let plan else { continue }
-      for row in message.rows {
-        response.received += 1
-        do {
-          batch.append(try Self.check(row, plan, position: response.received))
-        } catch {
-          reject(response.received, "", error.message)
-        }
-        if batch.count >= Self.ingestBatch { try flush(plan) }
-      }
+    }
+    do {
+      try await receive()
+    } catch {
+      // A batch being written finishes (it is atomic) before the call ends with the error.
+      _ = try? await inFlight?.value
+      throw error
     }
     guard let plan else { throw Validate.invalid("the stream carried no message: name resource_code and the columns") }
-    try flush(plan)
+    try await flush(plan)
+    try await settle()
+    response.errors.sort { $0.row < $1.row }
     if response.received == 0 {
       response.rowCount = try identity.reading { db in try stored(plan.schema.code, in: db)?.1.rowCount ?? 0 }
     }
@@ -229,10 +251,11 @@ extension CatalogService {
     return response
   }
 
+  /// What writing one batch did.
+  typealias WriteOutcome = (upserted: Int64, deleted: Int64, rowCount: Int64, errors: [(Int64, String, String)])
+
   /// Writes one batch of checked rows in one transaction, with the resource's new row count.
-  func write(_ rows: [CheckedRow], _ plan: IngestPlan) throws
-    -> (upserted: Int64, deleted: Int64, rowCount: Int64, errors: [(Int64, String, String)])
-  {
+  func write(_ rows: [CheckedRow], _ plan: IngestPlan) throws -> WriteOutcome {
     let schema = plan.schema
     return try identity.transaction { db in
       // The resource as it is now: a concurrent update may have retired it or changed its schema.

@@ -39,6 +39,20 @@ public enum ReplicationEncoding {
     return out
   }
 
+  /// `encode` for a record whose fields all carry one stamp (a new record): no dictionary.
+  public static func encode(_ stamp: FieldStamp, forFields numbers: [Int]) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(numbers.count * (12 + stamp.node.utf8.count))
+    appendVarint(UInt64(numbers.count), to: &out)
+    for number in numbers.sorted() {
+      appendVarint(UInt64(number), to: &out)
+      appendVarint(stamp.time.rawValue, to: &out)
+      appendString(stamp.node, to: &out)
+      appendVarint(stamp.counter, to: &out)
+    }
+    return out
+  }
+
   public static func decodeStamps(_ bytes: [UInt8]) throws(WireFieldsError) -> [Int: FieldStamp] {
     var index = 0
     let count = try readVarint(bytes, &index)

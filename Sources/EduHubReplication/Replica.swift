@@ -68,21 +68,25 @@ public final class Replica: Sendable {
     prior.reserveCapacity(writes.count)
     do {
       var records: [StoredRecord] = []
+      var absent: [Bool] = []
+      var firstTime: Set<String> = []
       for write in writes {
         let existing = try store.get(write.collection, write.id, in: db)
         prior.append(existing.map { !$0.deleted } ?? false)
+        if existing != nil { firstTime.insert(write.collection + "\u{0}" + write.id) }
         if existing == nil, let body = write.body, let numbers = Self.ascendingFieldNumbers(body) {
           // A new record whose fields are already in order (bulk inserts): every field is new, and
           // the body is already what joining its fields would give.
           var vector = VersionVector()
           vector.increment(nodeID)
           let stamp = FieldStamp(time: clock.now(), node: nodeID, counter: vector[nodeID])
-          var stamps: [Int: FieldStamp] = [RecordVersion.deletionField: stamp]
-          for number in numbers { stamps[number] = stamp }
           records.append(
             StoredRecord(
               collection: write.collection, id: write.id, scope: write.scope, body: body,
-              version: ReplicationEncoding.encode(vector), stamps: ReplicationEncoding.encode(stamps)))
+              version: ReplicationEncoding.encode(vector),
+              stamps: ReplicationEncoding.encode(stamp, forFields: numbers + [RecordVersion.deletionField])))
+          // The store need not look for it either, unless the same id came earlier in this call.
+          absent.append(firstTime.insert(write.collection + "\u{0}" + write.id).inserted)
           continue
         }
         let old = try existing.map { try WireFields(parsing: $0.body) } ?? WireFields()
@@ -103,8 +107,10 @@ public final class Replica: Sendable {
             collection: write.collection, id: write.id, scope: write.scope,
             body: deleted ? (existing?.body ?? []) : new.joined(), version: ReplicationEncoding.encode(vector),
             stamps: ReplicationEncoding.encode(stamps), deleted: deleted))
+        absent.append(false)
+        firstTime.insert(write.collection + "\u{0}" + write.id)
       }
-      let sequences = try store.put(records, in: db)
+      let sequences = try store.put(records, in: db, absent: absent)
       try saveClock(db)
       return zip(records, sequences).map { record, sequence in
         var record = record

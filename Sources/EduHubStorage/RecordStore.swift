@@ -185,8 +185,12 @@ public final class RecordStore: Sendable {
   ///
   /// The loop binds values straight to SQLite's prepared statements (GRDB's handles): with GRDB's
   /// argument arrays, the dynamic casts and statement-cache lookups cost more than SQLite's work.
-  public func put(_ records: [StoredRecord], in db: Database) throws -> [Int64] {
+  ///
+  /// - Parameter absent: for each record, whether the caller knows it is not stored (and not
+  ///   earlier in `records`): then it is inserted without looking for it first.
+  public func put(_ records: [StoredRecord], in db: Database, absent: [Bool]? = nil) throws -> [Int64] {
     guard !records.isEmpty else { return [] }
+    precondition(absent == nil || absent?.count == records.count, "one absent flag per record")
     var sequence = try nextSequence(db, reserving: records.count)
     var assigned: [Int64] = []
     assigned.reserveCapacity(records.count)
@@ -204,7 +208,7 @@ public final class RecordStore: Sendable {
     let insertText = try db.cachedStatement(sql: "INSERT INTO record_text (rowid, text) VALUES (?, ?)")
     var definition: CollectionDefinition?
     var indexIDs: [String: Int64] = [:]
-    for record in records {
+    for (position, record) in records.enumerated() {
       if definition?.name != record.collection {
         guard let found = collections[record.collection] else {
           throw StorageError(.rejected, "unknown collection \(record.collection)")
@@ -230,17 +234,19 @@ public final class RecordStore: Sendable {
       bind(found, 1, record.collection)
       bind(found, 2, record.id)
       var existing: (rowid: Int64, body: [UInt8], deleted: Bool, scope: String)?
-      switch sqlite3_step(found) {
-      case SQLITE_ROW:
-        existing = (
-          sqlite3_column_int64(found, 0), columnBlob(found, 1), sqlite3_column_int64(found, 2) != 0, columnText(found, 3)
-        )
-      case SQLITE_DONE:
-        break
-      default:
-        throw stepError(db, found)
+      if absent?[position] != true {
+        switch sqlite3_step(found) {
+        case SQLITE_ROW:
+          existing = (
+            sqlite3_column_int64(found, 0), columnBlob(found, 1), sqlite3_column_int64(found, 2) != 0, columnText(found, 3)
+          )
+        case SQLITE_DONE:
+          break
+        default:
+          throw stepError(db, found)
+        }
+        sqlite3_reset(found)
       }
-      sqlite3_reset(found)
 
       let rowid: Int64
       if let existing {
