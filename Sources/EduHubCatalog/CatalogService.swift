@@ -38,6 +38,8 @@ public final class CatalogService: Sendable {
   private let viewed = Mutex<(day: String, seen: Set<String>)>(("", []))
   /// The resources in memory for search.
   let index = CatalogIndex()
+  /// When each view's row count was last recounted (in memory: a restart recounts on first read).
+  let viewCounted = Mutex<[String: Int64]>([:])
   /// Search orders kept for their later pages, by id.
   let snapshots = Mutex<[String: SearchSnapshot]>([:])
 
@@ -207,10 +209,39 @@ public final class CatalogService: Sendable {
         try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
       }
       resource.followed = try followed(by: caller, in: db).contains(resource.code)
+      if case .view = resource.dataset.source { recountLater(resource.code) }
       // A few rows as this caller would get them (masked), and how to get them.
       resource.sample = try rows(of: resource, scope: record.scope, after: nil, limit: Self.sampleRows, caller: caller, peer: peer, in: db).rows
       resource.manual = CatalogManual.make(for: resource)
       return resource
+    }
+  }
+
+  /// Recounts a view's rows in the background when its count is more than an hour old (people
+  /// come and go; counting a city's students takes about a second, too long for a detail call).
+  func recountLater(_ code: String) {
+    let now = identity.nowMs()
+    let due = viewCounted.withLock { counted -> Bool in
+      guard now - (counted[code] ?? 0) > 3_600_000 else { return false }
+      counted[code] = now
+      return true
+    }
+    guard due else { return }
+    Task.detached(priority: .background) { [self] in
+      do {
+        guard let (view, count) = try identity.reading({ db -> (Eduhub_Catalog_V1_ViewSource, Int64)? in
+          guard let (_, resource) = try stored(code, in: db), case .view(let view) = resource.dataset.source else { return nil }
+          return (view, try countView(view, in: db))
+        }) else { return }
+        try identity.transaction { db in
+          guard let (record, resource) = try stored(code, in: db), resource.dataset.view == view, resource.rowCount != count else { return }
+          var updated = resource
+          updated.rowCount = count
+          try identity.put(CatalogCollections.resource, code, scope: record.scope, Self.writable(updated), in: db)
+        }
+      } catch {
+        viewCounted.withLock { $0[code] = nil }  // try again on a later read
+      }
     }
   }
 

@@ -229,6 +229,24 @@ struct CatalogDatasetTests {
       } while !read.page.pageToken.isEmpty
       #expect(Set(keys) == Set(students.map(\.id)) && keys.count == students.count)
 
+      // A new pupil: a detail read recounts the view in the background (at most hourly).
+      var pupil = Eduhub_Identity_V1_CreatePersonRequest()
+      pupil.person.kind = .student
+      pupil.person.name = "新同学"
+      pupil.person.orgCode = IdentityWorld.school
+      pupil.person.grade = 1
+      pupil.person.className = "1班"
+      _ = try world.identity.createPerson(pupil, caller: .operator(name: "test"), peer: "test")
+      var get = Eduhub_Catalog_V1_GetResourceRequest()
+      get.code = "school.students"
+      var counted: Int64 = 0
+      for _ in 0..<100 {
+        counted = try await catalog(world).getResource(get, options: teacher).rowCount
+        if counted == Int64(students.count + 1) { break }
+        try await Task.sleep(for: .milliseconds(20))
+      }
+      #expect(counted == Int64(students.count + 1))
+
       var bad = request
       bad.resource.code = "bad.view"
       bad.resource.fields = [Self.field("password_hash", .string)]
