@@ -149,6 +149,17 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // Work orders: lifecycle as events, SLA clocks in working time, queues, statistics, Watch.
+    .target(
+      name: "EduHubWorkOrders",
+      dependencies: [
+        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubReplication",
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+
     // Composition of a node: configuration, standard services, the server's life cycle.
     .target(
       name: "EduHubNode",
@@ -158,6 +169,7 @@ let package = Package(
         "EduHubIdentity",
         "EduHubSync",
         "EduHubCatalog",
+        "EduHubWorkOrders",
         "EduHubStorage",
         "EduHubReplication",
         "EduHubCrypto",
@@ -272,7 +284,7 @@ let package = Package(
     .testTarget(
       name: "EduHubIdentityTests",
       dependencies: [
-        "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage",
+        "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage",
         "EduHubReplication",
         "EduHubCrypto", "EduHubPrivacy", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PropertyBased", package: "swift-property-based"),

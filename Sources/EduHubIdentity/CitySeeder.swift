@@ -307,7 +307,7 @@ public struct CitySeeder: Sendable {
 }
 
 /// A small, fast, seedable generator (SplitMix64): the seeder's output is the same on every run.
-public struct SplitMix64: Sendable {
+public struct SplitMix64: Sendable, RandomNumberGenerator {
   private var state: UInt64
 
   public init(seed: UInt64) { state = seed }

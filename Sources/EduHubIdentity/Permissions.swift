@@ -22,6 +22,12 @@ public enum Permission: String, Sendable, Hashable, CaseIterable {
   /// A node's own: pull changes of its scope, push its writes.
   case syncPull = "sync.pull"
   case syncPush = "sync.push"
+  /// Submit work orders (and act on one's own as their requester).
+  case ordersSubmit = "orders.submit"
+  /// Accept, assign, work on, resolve and reject the work orders of service orgs in a subtree.
+  case ordersHandle = "orders.handle"
+  /// Read every work order submitted in a subtree (and its statistics).
+  case ordersRead = "orders.read"
 }
 
 /// The built-in roles and their permissions.
@@ -32,20 +38,25 @@ public enum Roles {
       // Administrators of a city or county see people masked: clear reads belong to the child's school.
       return [
         .orgRead, .orgWrite, .peopleRead, .peopleWrite, .accountsManage, .rolesGrant, .nodesManage, .catalogRead,
-        .catalogPublish,
+        .catalogPublish, .ordersSubmit, .ordersHandle, .ordersRead,
       ]
     case .schoolAdmin:
-      return [.orgRead, .peopleRead, .peopleReadClear, .peopleWrite, .accountsManage, .rolesGrant, .catalogRead]
+      return [
+        .orgRead, .peopleRead, .peopleReadClear, .peopleWrite, .accountsManage, .rolesGrant, .catalogRead, .ordersSubmit,
+        .ordersRead,
+      ]
     case .teacher:
-      return [.orgRead, .peopleRead, .peopleReadClear, .catalogRead]
+      return [.orgRead, .peopleRead, .peopleReadClear, .catalogRead, .ordersSubmit]
     case .dataSteward:
-      return [.orgRead, .catalogRead, .catalogPublish]
+      return [.orgRead, .catalogRead, .catalogPublish, .ordersSubmit, .ordersHandle, .ordersRead]
+    case .dispatcher:
+      return [.orgRead, .ordersSubmit, .ordersHandle, .ordersRead]
     case .student, .guardian:
       return [.orgRead]
     case .dataConsumer:
-      return [.orgRead, .catalogRead]
+      return [.orgRead, .catalogRead, .ordersSubmit]
     case .auditor:
-      return [.orgRead, .auditRead]
+      return [.orgRead, .auditRead, .ordersRead]
     case .node:
       // A node with clearance also holds people.read.clear (added when it authenticates).
       return [.orgRead, .peopleRead, .syncPull, .syncPush]
@@ -67,6 +78,7 @@ public enum Roles {
     case .auditor: return "auditor"
     case .node: return "node"
     case .dataSteward: return "data-steward"
+    case .dispatcher: return "dispatcher"
     case .unspecified, .UNRECOGNIZED: return "unspecified"
     }
   }
@@ -75,6 +87,7 @@ public enum Roles {
   public static func role(named name: String) -> Eduhub_Identity_V1_Role? {
     let all: [Eduhub_Identity_V1_Role] = [
       .cityAdmin, .countyAdmin, .schoolAdmin, .teacher, .student, .guardian, .dataConsumer, .auditor, .dataSteward,
+      .dispatcher,
     ]
     return all.first { Self.name(of: $0) == name }
   }

@@ -4,6 +4,7 @@ import EduHubIdentity
 import EduHubReplication
 import EduHubStorage
 import EduHubSync
+import EduHubWorkOrders
 import Foundation
 import Logging
 
@@ -90,7 +91,7 @@ public struct NodeData: Sendable {
   /// Opens the node's encrypted database and its replica (for tools that write records directly).
   public func openReplica() throws -> (EncryptedDatabase, Replica) {
     let database = try EncryptedDatabase.open(path: databasePath, key: .keyFile(keyPath("db")))
-    let store = try RecordStore(database: database, collections: IdentityCollections.all + SyncCollections.all + CatalogCollections.all)
+    let store = try RecordStore(database: database, collections: IdentityCollections.all + SyncCollections.all + CatalogCollections.all + WorkOrderCollections.all)
     return (database, try Replica(nodeID: identity.nodeID, store: store))
   }
 
@@ -108,7 +109,8 @@ public struct NodeData: Sendable {
         configuration: identityConfiguration)
       return OpenNode(
         data: self, database: database, replica: replica, audit: audit, identity: identityService,
-        sync: SyncService(identity: identityService), catalog: CatalogService(identity: identityService))
+        sync: SyncService(identity: identityService), catalog: CatalogService(identity: identityService),
+        workOrders: WorkOrderService(identity: identityService))
     } catch let error as StorageError {
       throw NodeDataError(error.message)
     } catch let error as CryptoError {
@@ -126,6 +128,7 @@ public struct OpenNode: Sendable {
   public let identity: IdentityService
   public let sync: SyncService
   public let catalog: CatalogService
+  public let workOrders: WorkOrderService
 
   /// Flushes the audit log, stops the hashing threads and closes the database.
   public func close() async {

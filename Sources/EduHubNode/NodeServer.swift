@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubIdentity
 import EduHubSync
+import EduHubWorkOrders
 import EduHubRPC
 import Logging
 import NIOCore
@@ -111,6 +112,6 @@ extension OpenNode {
   /// The node's services and, with them, the authenticator every call but the public ones passes.
   public func services(configuration: inout ServerConfiguration) -> [any RPCService] {
     configuration.interceptor = Authenticator(identity: identity)
-    return [IdentityEndpoints(identity), sync, catalog]
+    return [IdentityEndpoints(identity), sync, catalog, workOrders]
   }
 }

@@ -79,6 +79,8 @@ public struct CollectionDefinition: Sendable {
 public final class RecordStore: Sendable {
   public let database: EncryptedDatabase
   private let collections: [String: CollectionDefinition]
+  /// Bumped after each commit that wrote a collection indexing its changes.
+  public let changed = ChangeSignal()
 
   /// Opens the store on `database`, migrating its schema.
   public init(database: EncryptedDatabase, collections: [CollectionDefinition]) throws {
@@ -208,6 +210,10 @@ public final class RecordStore: Sendable {
     let insertText = try db.cachedStatement(sql: "INSERT INTO record_text (rowid, text) VALUES (?, ?)")
     var definition: CollectionDefinition?
     var indexIDs: [String: Int64] = [:]
+    if records.contains(where: { collections[$0.collection]?.indexesChanges == true }) {
+      let signal = changed
+      db.afterNextTransaction(onCommit: { _ in signal.bump() })
+    }
     for (position, record) in records.enumerated() {
       if definition?.name != record.collection {
         guard let found = collections[record.collection] else {

@@ -111,6 +111,26 @@ extension Eduhub_Sync_V1_EnrollResponse: ClassifiedMessage {
   ]
 }
 
+extension Eduhub_Workorder_V1_WorkOrder: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 3, name: "title", sensitivity: 2, masking: 1),
+    ClassifiedField(number: 4, name: "description", sensitivity: 2, masking: 1),
+    ClassifiedField(number: 18, name: "feedback", sensitivity: 2, masking: 1),
+  ]
+}
+
+extension Eduhub_Workorder_V1_OrderEvent: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 10, name: "note", sensitivity: 2, masking: 1),
+  ]
+}
+
+extension Eduhub_Workorder_V1_ActRequest: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 4, name: "note", sensitivity: 2, masking: 1),
+  ]
+}
+
 /// Every field of every EduHub message, by the message's full proto name; unclassified fields
 /// have sensitivity `.unspecified`.
 public enum EduHubClassification {
@@ -716,6 +736,147 @@ public enum EduHubClassification {
     ],
     "eduhub.sync.v1.ListConflictsResponse": [
       ClassifiedField(number: 1, name: "conflicts", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.WorkOrder": [
+      ClassifiedField(number: 1, name: "id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "kind", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "title", sensitivity: 2, masking: 1),
+      ClassifiedField(number: 4, name: "description", sensitivity: 2, masking: 1),
+      ClassifiedField(number: 5, name: "priority", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "submitter", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "submitting_org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "service_org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "resource_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 10, name: "record_ref", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 11, name: "state", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 12, name: "assignee_org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 13, name: "assignee", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 14, name: "version", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 15, name: "created_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 16, name: "updated_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 17, name: "reopen_count", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 18, name: "feedback", sensitivity: 2, masking: 1),
+      ClassifiedField(number: 19, name: "sla", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 20, name: "watchers", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 21, name: "org_path", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.Sla": [
+      ClassifiedField(number: 1, name: "first_response_target_minutes", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "resolution_target_minutes", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "first_response_minutes", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "resolution_minutes", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "first_response_breached", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "resolution_breached", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "warning", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "paused", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "resolution_due_ms", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.OrderEvent": [
+      ClassifiedField(number: 1, name: "id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "order_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "action", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "from_state", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "to_state", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "actor", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "hlc", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "node", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "time_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 10, name: "note", sensitivity: 2, masking: 1),
+      ClassifiedField(number: 11, name: "assignee_org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 12, name: "assignee", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 13, name: "superseded", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 14, name: "superseded_reason", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.SubmitRequest": [
+      ClassifiedField(number: 1, name: "order", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.GetOrderRequest": [
+      ClassifiedField(number: 1, name: "id", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.OrderDetail": [
+      ClassifiedField(number: 1, name: "order", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "timeline", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.ActRequest": [
+      ClassifiedField(number: 1, name: "order_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "action", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "expected_version", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "note", sensitivity: 2, masking: 1),
+      ClassifiedField(number: 5, name: "assignee_org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "assignee", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.WatchOrderRequest": [
+      ClassifiedField(number: 1, name: "order_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "watch", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.ListOrdersRequest": [
+      ClassifiedField(number: 1, name: "queue", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "states", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "kind", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "priority", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "page", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.ListOrdersResponse": [
+      ClassifiedField(number: 1, name: "orders", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "total", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "page", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.WatchRequest": [
+      ClassifiedField(number: 1, name: "cursor", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.OrderChange": [
+      ClassifiedField(number: 1, name: "order", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "events", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "cursor", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.StatsRequest": [
+      ClassifiedField(number: 1, name: "org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "from_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "to_ms", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.Durations": [
+      ClassifiedField(number: 1, name: "count", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "median_minutes", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "p90_minutes", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.Stats": [
+      ClassifiedField(number: 1, name: "total", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "by_state", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "by_kind", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "by_priority", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "by_org", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "by_assignee", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "first_response", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "resolution", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "first_response_attainment", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 10, name: "resolution_attainment", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 11, name: "backlog_by_age", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 12, name: "reopen_rate", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.Stats.ByStateEntry": [
+      ClassifiedField(number: 1, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "value", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.Stats.ByKindEntry": [
+      ClassifiedField(number: 1, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "value", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.Stats.ByPriorityEntry": [
+      ClassifiedField(number: 1, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "value", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.Stats.ByOrgEntry": [
+      ClassifiedField(number: 1, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "value", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.Stats.ByAssigneeEntry": [
+      ClassifiedField(number: 1, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "value", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.Stats.BacklogByAgeEntry": [
+      ClassifiedField(number: 1, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "value", sensitivity: 0, masking: 0),
     ],
   ]
 }

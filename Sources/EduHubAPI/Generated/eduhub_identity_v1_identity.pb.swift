@@ -326,6 +326,9 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
 
   /// Publishes and maintains the data catalog's resources of its org subtree.
   case dataSteward // = 10
+
+  /// Dispatches and handles the work orders whose service org lies in its subtree.
+  case dispatcher // = 11
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -345,6 +348,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     case 8: self = .auditor
     case 9: self = .node
     case 10: self = .dataSteward
+    case 11: self = .dispatcher
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -362,6 +366,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     case .auditor: return 8
     case .node: return 9
     case .dataSteward: return 10
+    case .dispatcher: return 11
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -379,6 +384,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     .auditor,
     .node,
     .dataSteward,
+    .dispatcher,
   ]
 
 }
@@ -1370,7 +1376,7 @@ nonisolated extension Eduhub_Identity_V1_AccountState: SwiftProtobuf._ProtoNameP
 }
 
 nonisolated extension Eduhub_Identity_V1_Role: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_CITY_ADMIN\0\u{1}ROLE_COUNTY_ADMIN\0\u{1}ROLE_SCHOOL_ADMIN\0\u{1}ROLE_TEACHER\0\u{1}ROLE_STUDENT\0\u{1}ROLE_GUARDIAN\0\u{1}ROLE_DATA_CONSUMER\0\u{1}ROLE_AUDITOR\0\u{1}ROLE_NODE\0\u{1}ROLE_DATA_STEWARD\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_CITY_ADMIN\0\u{1}ROLE_COUNTY_ADMIN\0\u{1}ROLE_SCHOOL_ADMIN\0\u{1}ROLE_TEACHER\0\u{1}ROLE_STUDENT\0\u{1}ROLE_GUARDIAN\0\u{1}ROLE_DATA_CONSUMER\0\u{1}ROLE_AUDITOR\0\u{1}ROLE_NODE\0\u{1}ROLE_DATA_STEWARD\0\u{1}ROLE_DISPATCHER\0")
 }
 
 nonisolated extension Eduhub_Identity_V1_Org: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -1,0 +1,274 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+
+extension WorkOrderService {
+  /// Whether `caller` may read the order behind `summary`.
+  func mayRead(_ summary: OrderIndex.Summary, _ caller: Caller) -> Bool {
+    (!caller.accountID.isEmpty && (summary.submitter == caller.accountID || summary.assignee == caller.accountID))
+      || caller.can(.ordersRead, at: summary.path) || caller.can(.ordersHandle, at: summary.path)
+  }
+
+  /// Whether the order is in `caller`'s org queue: its service org or assignee org lies where the
+  /// caller handles orders.
+  func inOrgQueue(_ summary: OrderIndex.Summary, _ caller: Caller, paths: [String: String]) -> Bool {
+    let handled = caller.scopes(for: .ordersHandle)
+    return [summary.serviceOrg, summary.assigneeOrg].contains { org in
+      guard let path = paths[org] else { return false }
+      return handled.contains { RecordStore.inScope(path, $0) }
+    }
+  }
+
+  /// Org paths by code (for the org queue), read once per call.
+  func orgPaths(_ codes: Set<String>, in db: Database) throws -> [String: String] {
+    var paths: [String: String] = [:]
+    for code in codes where !code.isEmpty {
+      if let record = try identity.live(IdentityCollections.org, code, in: db) { paths[code] = record.scope }
+    }
+    return paths
+  }
+
+  public func list(_ request: Eduhub_Workorder_V1_ListOrdersRequest, caller: Caller) throws -> Eduhub_Workorder_V1_ListOrdersResponse {
+    let size = try Validate.pageSize(request.page.pageSize, default: 50, maximum: 500)
+    // Newest first by submission time (which never changes), so pages stay stable while orders move.
+    let after = try PageToken.parse(request.page.pageToken, parts: 2).map { parts -> (Int64, String) in
+      guard let ms = Int64(parts[0]) else { throw RPCError(.invalidArgument, "page_token is not valid") }
+      return (ms, parts[1])
+    }
+    return try identity.reading { db in
+      let all = try index.orders(self, in: db)
+      let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
+      let paths = request.queue == .myOrg ? try orgPaths(Set(all.values.flatMap { [$0.serviceOrg, $0.assigneeOrg] }), in: db) : [:]
+      let states = Set(request.states)
+      var matched = all.values.filter { summary in
+        guard mayRead(summary, caller) else { return false }
+        switch request.queue {
+        case .submittedByMe: guard summary.submitter == caller.accountID else { return false }
+        case .assignedToMe: guard summary.assignee == caller.accountID else { return false }
+        case .myOrg: guard inOrgQueue(summary, caller, paths: paths) else { return false }
+        case .watched: guard summary.watchers.contains(caller.accountID) else { return false }
+        default: break
+        }
+        if !states.isEmpty, !states.contains(summary.state) { return false }
+        if request.kind != .unspecified, summary.kind != request.kind { return false }
+        if request.priority != .unspecified, summary.priority != request.priority { return false }
+        if let orgPath, !RecordStore.inScope(summary.path, orgPath) { return false }
+        return true
+      }
+      matched.sort { ($0.createdMs, $0.id) > ($1.createdMs, $1.id) }
+      var response = Eduhub_Workorder_V1_ListOrdersResponse()
+      response.total = Int64(matched.count)
+      let start = after.map { after in matched.firstIndex { ($0.createdMs, $0.id) < after } ?? matched.count } ?? 0
+      let page = matched[start...].prefix(size)
+      let now = identity.nowMs()
+      for summary in page {
+        guard let (record, order, events) = try load(summary.id, in: db) else { continue }
+        response.orders.append(try view(record, order, events, now: now, in: db).order)
+      }
+      if let last = page.last, start + page.count < matched.count {
+        response.page.nextPageToken = PageToken.make(["\(last.createdMs)", last.id])
+      }
+      return response
+    }
+  }
+
+  // MARK: Statistics
+
+  public func stats(_ request: Eduhub_Workorder_V1_StatsRequest, caller: Caller) throws -> Eduhub_Workorder_V1_Stats {
+    try identity.reading { db in
+      let all = try index.orders(self, in: db)
+      let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
+      return Self.stats(all.values, now: identity.nowMs(), from: request.fromMs, to: request.toMs) { summary in
+        if let orgPath, !RecordStore.inScope(summary.path, orgPath) { return false }
+        return caller.can(.ordersRead, at: summary.path) || caller.can(.ordersHandle, at: summary.path)
+      }
+    }
+  }
+
+  /// The statistics of the orders `include` keeps, submitted in [from, to).
+  static func stats(
+    _ orders: some Sequence<OrderIndex.Summary>, now: Int64, from: Int64, to: Int64, include: (OrderIndex.Summary) -> Bool
+  ) -> Eduhub_Workorder_V1_Stats {
+    var stats = Eduhub_Workorder_V1_Stats()
+    var firstResponse: [Int64] = []
+    var resolution: [Int64] = []
+    var firstMet = 0, firstCounted = 0, resolutionMet = 0, resolutionCounted = 0, resolved = 0, reopened = 0
+    for summary in orders {
+      guard from == 0 || summary.createdMs >= from, to == 0 || summary.createdMs < to, include(summary) else { continue }
+      stats.total += 1
+      stats.byState[OrderMachine.name(summary.state), default: 0] += 1
+      stats.byKind[kindName(summary.kind), default: 0] += 1
+      stats.byPriority["P\(summary.priority.rawValue)", default: 0] += 1
+      let parts = summary.path.split(separator: "/")
+      stats.byOrg[String(parts.count >= 2 ? parts[1] : parts.first ?? ""), default: 0] += 1
+      if !summary.assignee.isEmpty { stats.byAssignee[summary.assignee, default: 0] += 1 }
+      if let minutes = summary.firstResponseMinutes {
+        firstResponse.append(minutes)
+        firstCounted += 1
+        if minutes <= summary.firstResponseTarget { firstMet += 1 }
+      } else if isOpen(summary.state), now > summary.firstResponseDueMs {
+        firstCounted += 1  // breached and still waiting
+      }
+      if let minutes = summary.resolutionMinutes, summary.state == .resolved || summary.state == .closed {
+        resolution.append(minutes)
+        resolutionCounted += 1
+        if minutes <= summary.resolutionTarget { resolutionMet += 1 }
+      } else if summary.resolutionMinutes == nil, now > summary.resolutionDueMs {
+        resolutionCounted += 1
+      } else if let minutes = summary.resolutionMinutes, summary.state == .waitingRequester, minutes > summary.resolutionTarget {
+        resolutionCounted += 1
+      }
+      if summary.everResolved {
+        resolved += 1
+        if summary.reopenCount > 0 { reopened += 1 }
+      }
+      if isOpen(summary.state) {
+        let days = (now - summary.createdMs) / 86_400_000
+        let bucket = days < 1 ? "<1d" : days < 3 ? "1-3d" : days < 7 ? "3-7d" : days < 30 ? "7-30d" : ">30d"
+        stats.backlogByAge[bucket, default: 0] += 1
+      }
+    }
+    stats.firstResponse = durations(&firstResponse)
+    stats.resolution = durations(&resolution)
+    stats.firstResponseAttainment = firstCounted == 0 ? 0 : Double(firstMet) / Double(firstCounted)
+    stats.resolutionAttainment = resolutionCounted == 0 ? 0 : Double(resolutionMet) / Double(resolutionCounted)
+    stats.reopenRate = resolved == 0 ? 0 : Double(reopened) / Double(resolved)
+    return stats
+  }
+
+  static func isOpen(_ state: Eduhub_Workorder_V1_OrderState) -> Bool {
+    ![.resolved, .closed, .rejected, .cancelled].contains(state)
+  }
+
+  /// Median and p90 (nearest rank) of `values`.
+  static func durations(_ values: inout [Int64]) -> Eduhub_Workorder_V1_Durations {
+    var out = Eduhub_Workorder_V1_Durations()
+    out.count = Int64(values.count)
+    guard !values.isEmpty else { return out }
+    values.sort()
+    func rank(_ p: Double) -> Int64 { values[max(0, Int((Double(values.count) * p).rounded(.up)) - 1)] }
+    out.medianMinutes = rank(0.5)
+    out.p90Minutes = rank(0.9)
+    return out
+  }
+
+  static func kindName(_ kind: Eduhub_Workorder_V1_OrderKind) -> String {
+    switch kind {
+    case .dataRequest: "DATA_REQUEST"
+    case .dataQuality: "DATA_QUALITY"
+    case .dataCorrection: "DATA_CORRECTION"
+    case .accessProblem: "ACCESS_PROBLEM"
+    case .safetyHazard: "SAFETY_HAZARD"
+    case .syncConflict: "SYNC_CONFLICT"
+    case .unspecified, .UNRECOGNIZED: "UNSPECIFIED"
+    }
+  }
+
+  // MARK: Watch
+
+  /// Streams changes of the orders `caller` watches, submitted, or is assigned (in person or as a
+  /// handler of the assignee org), from `request.cursor` (a store sequence) until the caller goes.
+  public func watch(_ request: Eduhub_Workorder_V1_WatchRequest, caller: Caller, send: (Eduhub_Workorder_V1_OrderChange) async throws -> Void)
+    async throws
+  {
+    var cursor: Int64
+    if request.cursor.isEmpty {
+      cursor = try identity.reading { db in try identity.store.lastSequence(in: db) }
+    } else {
+      guard let parsed = Int64(request.cursor), parsed >= 0 else { throw Validate.invalid("cursor is not valid") }
+      cursor = parsed
+    }
+    let signal = identity.store.changed
+    while !Task.isCancelled {
+      let generation = signal.generation
+      let (changes, through) = try identity.reading { db in try self.changes(after: cursor, for: caller, in: db) }
+      for change in changes { try await send(change) }
+      if through == cursor {
+        await signal.wait(after: generation, timeout: .seconds(1))
+      }
+      cursor = through
+    }
+  }
+
+  /// The changes after `cursor` relevant to `caller`, one per order, in the order of their last
+  /// change; and the sequence they run through.
+  func changes(after cursor: Int64, for caller: Caller, in db: Database) throws -> ([Eduhub_Workorder_V1_OrderChange], Int64) {
+    var through = cursor
+    var newEvents: [String: [Eduhub_Workorder_V1_OrderEvent]] = [:]
+    var lastSequence: [String: Int64] = [:]
+    for collection in [WorkOrderCollections.order, WorkOrderCollections.event, WorkOrderCollections.watch] {
+      let (records, _) = try identity.store.changes(of: collection, after: cursor, in: db)
+      for record in records {
+        through = max(through, record.sequence)
+        let orderID = collection == WorkOrderCollections.order ? record.id : String(record.id.prefix { $0 != "|" })
+        lastSequence[orderID] = max(lastSequence[orderID] ?? 0, record.sequence)
+        if collection == WorkOrderCollections.event, !record.deleted, let event = try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: record.body) {
+          newEvents[orderID, default: []].append(event)
+        }
+      }
+    }
+    let handled = caller.scopes(for: .ordersHandle)
+    let now = identity.nowMs()
+    var out: [(Int64, Eduhub_Workorder_V1_OrderChange)] = []
+    for (orderID, sequence) in lastSequence {
+      guard let (record, order, events) = try load(orderID, in: db) else { continue }
+      let (shown, derived) = try view(record, order, events, now: now, in: db)
+      guard mayRead(order, path: record.scope, assignee: derived.assignee, caller) else { continue }
+      var mine = order.submitter == caller.accountID || derived.assignee == caller.accountID
+        || shown.watchers.contains(caller.accountID)
+      if !mine, !handled.isEmpty {
+        for org in [derived.assigneeOrg, derived.serviceOrg] where !org.isEmpty {
+          guard let path = try identity.live(IdentityCollections.org, org, in: db)?.scope else { continue }
+          if handled.contains(where: { RecordStore.inScope(path, $0) }) { mine = true }
+        }
+      }
+      guard mine else { continue }
+      var change = Eduhub_Workorder_V1_OrderChange()
+      change.order = shown
+      let ids = Set((newEvents[orderID] ?? []).map(\.id))
+      change.events = derived.timeline.filter { ids.contains($0.id) }
+      change.cursor = String(sequence)
+      out.append((sequence, change))
+    }
+    out.sort { $0.0 < $1.0 }
+    // Each change carries the cursor of its own last write; the last one carries `through`, so a
+    // client resuming from it skips the irrelevant writes too.
+    var changes = out.map(\.1)
+    if !changes.isEmpty { changes[changes.count - 1].cursor = String(through) }
+    return (changes, through)
+  }
+}
+
+extension WorkOrderService: Eduhub_Workorder_V1_WorkOrderService.Handler {
+  public func submit(request: Eduhub_Workorder_V1_SubmitRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_WorkOrder {
+    try submit(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func getOrder(request: Eduhub_Workorder_V1_GetOrderRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_OrderDetail {
+    try get(request, caller: try context.caller())
+  }
+
+  public func act(request: Eduhub_Workorder_V1_ActRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_OrderDetail {
+    try act(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func setWatch(request: Eduhub_Workorder_V1_WatchOrderRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_WorkOrder {
+    try setWatch(request, caller: try context.caller())
+  }
+
+  public func listOrders(request: Eduhub_Workorder_V1_ListOrdersRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_ListOrdersResponse {
+    try list(request, caller: try context.caller())
+  }
+
+  public func watch(request: Eduhub_Workorder_V1_WatchRequest, response: RPCWriter<Eduhub_Workorder_V1_OrderChange>, context: ServerContext) async throws {
+    try await watch(request, caller: try context.caller()) { change in try await response.write(change) }
+  }
+
+  public func getStats(request: Eduhub_Workorder_V1_StatsRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_Stats {
+    try stats(request, caller: try context.caller())
+  }
+}

@@ -1,0 +1,292 @@
+import EduHubAPI
+import EduHubCrypto
+import EduHubIdentity
+import EduHubPrivacy
+import EduHubRPC
+import EduHubReplication
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+
+/// Work orders: submission, the lifecycle as immutable events, SLA clocks, queues, statistics,
+/// Watch. Every order and event is a replicated record; state is derived from the events.
+public final class WorkOrderService: Sendable {
+  public let identity: IdentityService
+  public let sla: SlaPolicy
+  /// How long after resolution the submitter may reopen (default 7 days).
+  public let reopenWindowMs: Int64
+  /// Orders in memory for queues and statistics.
+  let index: OrderIndex
+
+  public init(identity: IdentityService, sla: SlaPolicy = SlaPolicy(), reopenWindowMs: Int64 = 7 * 86_400_000) {
+    self.identity = identity
+    self.sla = sla
+    self.reopenWindowMs = reopenWindowMs
+    self.index = OrderIndex()
+  }
+
+  public typealias Order = Eduhub_Workorder_V1_WorkOrder
+  public typealias Event = Eduhub_Workorder_V1_OrderEvent
+
+  // MARK: Reading
+
+  /// The order and its events as stored, or nil.
+  func load(_ id: String, in db: Database) throws -> (record: StoredRecord, order: Order, events: [Event])? {
+    guard let record = try identity.live(WorkOrderCollections.order, id, in: db) else { return nil }
+    let order = try Order(serializedBytes: record.body)
+    let events = try identity.store.find(WorkOrderCollections.event, index: "order", key: id, limit: 100_000, in: db)
+      .map { try Event(serializedBytes: $0.body) }
+    return (record, order, events)
+  }
+
+  /// The order as derived from its events, with its clocks at `now`, and its watchers.
+  func view(_ record: StoredRecord, _ order: Order, _ events: [Event], now: Int64, in db: Database) throws
+    -> (order: Order, derived: OrderMachine.Derived)
+  {
+    let derived = OrderMachine.derive(order, events: events, reopenWindowMs: reopenWindowMs)
+    var shown = order
+    shown.state = derived.state
+    shown.serviceOrgCode = derived.serviceOrg
+    shown.assigneeOrgCode = derived.assigneeOrg
+    shown.assignee = derived.assignee
+    shown.version = derived.version
+    shown.updatedMs = derived.updatedMs
+    shown.reopenCount = derived.reopenCount
+    shown.feedback = derived.feedback
+    shown.sla = sla.clocks(order, derived, now: now)
+    shown.orgPath = record.scope
+    shown.watchers = try identity.store.find(WorkOrderCollections.watch, index: "order", key: order.id, limit: 1000, in: db)
+      .compactMap { try? Event(serializedBytes: $0.body).actor }
+    return (shown, derived)
+  }
+
+  /// Whether `caller` may read the order: its submitter, its assignee, or a reader or handler of
+  /// the submitting org's subtree.
+  func mayRead(_ order: Order, path: String, assignee: String, _ caller: Caller) -> Bool {
+    (!caller.accountID.isEmpty && (order.submitter == caller.accountID || assignee == caller.accountID))
+      || caller.can(.ordersRead, at: path) || caller.can(.ordersHandle, at: path)
+  }
+
+  public func get(_ request: Eduhub_Workorder_V1_GetOrderRequest, caller: Caller) throws -> Eduhub_Workorder_V1_OrderDetail {
+    try identity.reading { db in
+      guard let (record, order, events) = try load(request.id, in: db) else {
+        throw RPCError(.notFound, "no work order \(request.id.prefix(64))")
+      }
+      let (shown, derived) = try view(record, order, events, now: identity.nowMs(), in: db)
+      guard mayRead(order, path: record.scope, assignee: derived.assignee, caller) else {
+        throw RPCError(.notFound, "no work order \(request.id.prefix(64))")
+      }
+      var detail = Eduhub_Workorder_V1_OrderDetail()
+      detail.order = shown
+      detail.timeline = derived.timeline
+      return detail
+    }
+  }
+
+  // MARK: Submitting
+
+  /// A new order id: the day and random letters, unique across nodes without asking anyone.
+  func newID() -> String {
+    let day = identity.today
+    let random = Random.bytes(6).map { String(format: "%02X", $0) }.joined()
+    return String(format: "WO-%04d%02d%02d-", day.year, day.month, day.day) + random
+  }
+
+  public func submit(_ request: Eduhub_Workorder_V1_SubmitRequest, caller: Caller, peer: String) throws -> Order {
+    var order = request.order
+    let action = "workorder.Submit"
+    guard [.dataRequest, .dataQuality, .dataCorrection, .accessProblem, .safetyHazard, .syncConflict].contains(order.kind) else {
+      throw Validate.invalid("kind is required")
+    }
+    guard [.p1, .p2, .p3, .p4].contains(order.priority) else { throw Validate.invalid("priority must be P1 to P4") }
+    try Validate.text(order.title, "title", maxLength: 200, required: true)
+    try Validate.text(order.description_p, "description", maxLength: 10_000, multiline: true)
+    try Validate.text(order.resourceCode, "resource_code", maxLength: 64)
+    try Validate.text(order.recordRef, "record_ref", maxLength: 200)
+    if order.submittingOrgCode.isEmpty {
+      // The caller's own org, else the org where the caller may submit.
+      let home = caller.homeScope.isEmpty ? caller.scopes(for: .ordersSubmit).first ?? "" : caller.homeScope
+      order.submittingOrgCode = home.split(separator: "/").last.map(String.init) ?? ""
+    }
+    guard !order.submittingOrgCode.isEmpty else { throw Validate.invalid("submitting_org_code is required") }
+    return try identity.transaction { db in
+      let path = try identity.orgPath(order.submittingOrgCode, in: db)
+      try identity.require(.ordersSubmit, at: path, caller, action, target: order.submittingOrgCode, peer: peer)
+      if order.serviceOrgCode.isEmpty { order.serviceOrgCode = try defaultServiceOrg(path, in: db) }
+      let servicePath = try identity.orgPath(order.serviceOrgCode, in: db)
+      guard RecordStore.inScope(path, servicePath) else {
+        throw Validate.invalid("the service org must contain the submitting org (it is handled above or at it)")
+      }
+      order.id = newID()
+      order.submitter = caller.accountID.isEmpty ? caller.actor : caller.accountID
+      order.createdMs = identity.nowMs()
+      // Derived fields are never stored.
+      for clear: (inout Order) -> Void in [
+        { $0.state = .unspecified }, { $0.assigneeOrgCode = "" }, { $0.assignee = "" }, { $0.version = 0 },
+        { $0.updatedMs = 0 }, { $0.reopenCount = 0 }, { $0.feedback = "" }, { $0.clearSla() }, { $0.watchers = [] },
+        { $0.orgPath = "" },
+      ] { clear(&order) }
+      try identity.put(WorkOrderCollections.order, order.id, scope: path, order, in: db)
+      // The submitter watches what they submit.
+      try setWatch(order.id, account: order.submitter, on: true, scope: path, in: db)
+      try identity.audit.append(
+        .init(actor: caller.actor, action: action, target: order.id, peer: peer, timeMs: identity.nowMs()), in: db)
+      guard let (record, stored, events) = try load(order.id, in: db) else { throw RPCError(.internalError, "storage failed") }
+      return try view(record, stored, events, now: identity.nowMs(), in: db).order
+    }
+  }
+
+  /// The county of the path (its second element), else the city (its first).
+  func defaultServiceOrg(_ path: String, in db: Database) throws -> String {
+    let parts = path.split(separator: "/").map(String.init)
+    return parts.count >= 2 ? parts[1] : parts.first ?? ""
+  }
+
+  func setWatch(_ orderID: String, account: String, on: Bool, scope: String, in db: Database) throws {
+    let id = orderID + "|" + account
+    let existing = try identity.live(WorkOrderCollections.watch, id, in: db)
+    if on, existing == nil {
+      var mark = Event()
+      mark.orderID = orderID
+      mark.actor = account
+      try identity.put(WorkOrderCollections.watch, id, scope: scope, mark, in: db)
+    } else if !on, let existing {
+      try identity.delete(existing, in: db)
+    }
+  }
+
+  public func setWatch(_ request: Eduhub_Workorder_V1_WatchOrderRequest, caller: Caller) throws -> Order {
+    try identity.transaction { db in
+      guard let (record, order, events) = try load(request.orderID, in: db) else {
+        throw RPCError(.notFound, "no work order \(request.orderID.prefix(64))")
+      }
+      let derived = OrderMachine.derive(order, events: events, reopenWindowMs: reopenWindowMs)
+      guard mayRead(order, path: record.scope, assignee: derived.assignee, caller), !caller.accountID.isEmpty else {
+        throw RPCError(.notFound, "no work order \(request.orderID.prefix(64))")
+      }
+      try setWatch(order.id, account: caller.accountID, on: request.watch, scope: record.scope, in: db)
+      return try view(record, order, events, now: identity.nowMs(), in: db).order
+    }
+  }
+
+  // MARK: Acting
+
+  public func act(_ request: Eduhub_Workorder_V1_ActRequest, caller: Caller, peer: String) throws -> Eduhub_Workorder_V1_OrderDetail {
+    let action = "workorder.Act"
+    try Validate.text(request.note, "note", maxLength: 10_000, multiline: true)
+    guard request.action != .unspecified, request.action != .autoClose else {
+      throw Validate.invalid("action is required (AUTO_CLOSE is the system's)")
+    }
+    if case .UNRECOGNIZED = request.action { throw Validate.invalid("action is not known") }
+    return try identity.transaction { db in
+      guard let (record, order, events) = try load(request.orderID, in: db) else {
+        throw RPCError(.notFound, "no work order \(request.orderID.prefix(64))")
+      }
+      let now = identity.nowMs()
+      let derived = OrderMachine.derive(order, events: events, reopenWindowMs: reopenWindowMs)
+      guard mayRead(order, path: record.scope, assignee: derived.assignee, caller) else {
+        throw RPCError(.notFound, "no work order \(request.orderID.prefix(64))")
+      }
+      if request.expectedVersion != 0, request.expectedVersion != derived.version {
+        throw RPCError(.aborted, "work order \(order.id) changed: it is at version \(derived.version), not \(request.expectedVersion)")
+      }
+      guard let next = OrderMachine.transition(request.action, from: derived.state) else {
+        throw RPCError(
+          .failedPrecondition,
+          "cannot \(Self.verb(request.action)) a work order in state \(OrderMachine.name(derived.state))")
+      }
+      let servicePath = try identity.orgPath(derived.serviceOrg, in: db)
+      let isSubmitter = !caller.accountID.isEmpty && caller.accountID == order.submitter
+      let isAssignee = !caller.accountID.isEmpty && caller.accountID == derived.assignee
+      let handles = caller.can(.ordersHandle, at: servicePath)
+      var event = Event()
+      event.orderID = order.id
+      event.action = request.action
+      event.fromState = derived.state
+      event.toState = next
+      event.actor = caller.accountID.isEmpty ? caller.actor : caller.accountID
+      event.timeMs = now
+      event.note = request.note
+      func deny(_ who: String) -> RPCError {
+        identity.denied(caller, action, target: order.id, peer: peer, "\(Self.verb(request.action)) is for \(who)")
+      }
+      switch request.action {
+      case .accept, .reassign:
+        guard handles else { throw deny("dispatchers of the service org") }
+        let org = request.assigneeOrgCode.isEmpty ? derived.serviceOrg : request.assigneeOrgCode
+        let orgPath = try identity.orgPath(org, in: db)
+        guard RecordStore.inScope(orgPath, servicePath), RecordStore.inScope(record.scope, orgPath) else {
+          throw Validate.invalid("the assignee org must lie within the service org and contain the submitting org")
+        }
+        if !request.assignee.isEmpty {
+          guard try identity.live(IdentityCollections.account, request.assignee, in: db) != nil else {
+            throw Validate.invalid("no account \(request.assignee.prefix(64))")
+          }
+        }
+        event.assigneeOrgCode = org
+        event.assignee = request.assignee
+      case .escalate:
+        guard handles else { throw deny("dispatchers of the service org") }
+        let parts = servicePath.split(separator: "/")
+        guard parts.count >= 2 else { throw RPCError(.failedPrecondition, "the service org \(derived.serviceOrg) has no parent") }
+        event.assigneeOrgCode = String(parts[parts.count - 2])
+      case .start, .askRequester, .resolve:
+        guard handles || isAssignee else { throw deny("the assignee and dispatchers of the service org") }
+        if request.action != .start, request.note.trimmingCharacters(in: .whitespaces).isEmpty {
+          throw Validate.invalid(request.action == .resolve ? "resolve needs feedback in the note" : "ask needs the question in the note")
+        }
+      case .reject:
+        guard handles else { throw deny("dispatchers of the service org") }
+        if request.note.trimmingCharacters(in: .whitespaces).isEmpty { throw Validate.invalid("reject needs a reason in the note") }
+      case .answer, .verifyClose, .cancel:
+        guard isSubmitter else { throw deny("the submitter") }
+      case .reopen:
+        guard isSubmitter else { throw deny("the submitter") }
+        if let resolved = derived.resolvedMs, now - resolved > reopenWindowMs {
+          throw RPCError(.failedPrecondition, "the reopen period (\(reopenWindowMs / 86_400_000) days after resolution) has passed")
+        }
+      case .comment:
+        if request.note.trimmingCharacters(in: .whitespaces).isEmpty { throw Validate.invalid("a comment needs a note") }
+      case .autoClose, .unspecified, .UNRECOGNIZED:
+        throw Validate.invalid("action is not one a caller takes")
+      }
+      try appendEvent(&event, scope: record.scope, in: db)
+      if isAssignee || handles { try setWatch(order.id, account: event.actor, on: true, scope: record.scope, in: db) }
+      try identity.audit.append(
+        .init(actor: caller.actor, action: action, target: "\(order.id) \(Self.verb(request.action))", peer: peer, timeMs: now), in: db)
+      let (shown, after) = try view(record, order, events + [event], now: now, in: db)
+      var detail = Eduhub_Workorder_V1_OrderDetail()
+      detail.order = shown
+      detail.timeline = after.timeline
+      return detail
+    }
+  }
+
+  /// Stamps an event with this node's clock and writes it.
+  func appendEvent(_ event: inout Event, scope: String, in db: Database) throws {
+    event.hlc = identity.replica.clock.now().rawValue
+    event.node = identity.nodeID
+    event.id = "\(event.orderID)|\(String(event.hlc, radix: 16))|\(event.node)"
+    try identity.put(WorkOrderCollections.event, event.id, scope: scope, event, in: db)
+  }
+
+  static func verb(_ action: Eduhub_Workorder_V1_Action) -> String {
+    switch action {
+    case .accept: "accept"
+    case .reassign: "reassign"
+    case .escalate: "escalate"
+    case .start: "start"
+    case .askRequester: "ask the requester about"
+    case .answer: "answer"
+    case .resolve: "resolve"
+    case .verifyClose: "verify and close"
+    case .reopen: "reopen"
+    case .reject: "reject"
+    case .cancel: "cancel"
+    case .autoClose: "auto-close"
+    case .comment: "comment on"
+    case .unspecified, .UNRECOGNIZED: "act on"
+    }
+  }
+}

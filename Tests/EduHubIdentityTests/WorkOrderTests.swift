@@ -1,0 +1,323 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubNode
+import EduHubRPC
+import EduHubStorage
+import EduHubSync
+import EduHubWorkOrders
+import Foundation
+import PropertyBased
+import Testing
+
+@Suite("Work orders: lifecycle, permissions, convergence, SLA in working time, Watch, statistics")
+struct WorkOrderTests {
+  func orders(_ world: IdentityWorld) -> Eduhub_Workorder_V1_WorkOrderService.Client { .init(world.rpc) }
+
+  static func submission(_ title: String = "学籍数据缺失", kind: Eduhub_Workorder_V1_OrderKind = .dataQuality) -> Eduhub_Workorder_V1_SubmitRequest {
+    var request = Eduhub_Workorder_V1_SubmitRequest()
+    request.order.kind = kind
+    request.order.title = title
+    request.order.description_p = "三年级二班有 3 名学生缺少身份证号"
+    request.order.priority = .p2
+    request.order.resourceCode = "dz.student.basic"
+    return request
+  }
+
+  static func act(
+    _ id: String, _ action: Eduhub_Workorder_V1_Action, note: String = "", version: Int64 = 0, assignee: String = "",
+    org: String = ""
+  ) -> Eduhub_Workorder_V1_ActRequest {
+    var request = Eduhub_Workorder_V1_ActRequest()
+    request.orderID = id
+    request.action = action
+    request.note = note
+    request.expectedVersion = version
+    request.assignee = assignee
+    request.assigneeOrgCode = org
+    return request
+  }
+
+  @Test("the whole loop: submit, accept, start, ask (paused), answer, resolve, verify and close; every illegal step refused")
+  func lifecycle() async throws {
+    try await withWorld { world in
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      try await world.account("teacher2", role: .teacher, org: IdentityWorld.otherSchool)
+      try await world.account("dispatch", role: .dispatcher, org: "511702")
+      let worker = try await world.account("worker", role: .dispatcher, org: "511702")
+      let teacher = try await world.options("teacher1")
+      let dispatch = try await world.options("dispatch")
+      let submitted = try await orders(world).submit(Self.submission(), options: teacher)
+      #expect(submitted.state == .submitted && submitted.serviceOrgCode == "511702" && submitted.submittingOrgCode == IdentityWorld.school)
+      #expect(submitted.sla.firstResponseTargetMinutes == 240 && submitted.watchers.count == 1)
+      let id = submitted.id
+
+      // Illegal steps name the state; permissions are checked; others' orders are invisible.
+      var message = await expectStatus(.failedPrecondition) { try await orders(world).act(Self.act(id, .verifyClose), options: teacher) }
+      #expect(message.contains("SUBMITTED"))
+      await expectStatus(.permissionDenied) { try await orders(world).act(Self.act(id, .accept), options: teacher) }
+      #expect(try world.auditEvents(action: "workorder.Act").contains { $0.outcome == "denied" })
+      var get = Eduhub_Workorder_V1_GetOrderRequest()
+      get.id = id
+      await expectStatus(.notFound) { try await orders(world).getOrder(get, options: try await world.options("teacher2")) }
+      await expectStatus(.invalidArgument) { try await orders(world).act(Self.act(id, .reject), options: dispatch) }
+
+      var detail = try await orders(world).act(Self.act(id, .accept, version: 0, assignee: worker), options: dispatch)
+      #expect(detail.order.state == .accepted && detail.order.assignee == worker && detail.order.version == 1)
+      // A stale version is ABORTED.
+      message = await expectStatus(.aborted) { try await orders(world).act(Self.act(id, .start, version: 0 + 7), options: dispatch) }
+      #expect(message.contains("version 1"))
+      let workerOptions = try await world.options("worker")
+      detail = try await orders(world).act(Self.act(id, .start, version: 1), options: workerOptions)
+      detail = try await orders(world).act(Self.act(id, .askRequester, note: "请提供学生名单"), options: workerOptions)
+      #expect(detail.order.state == .waitingRequester && detail.order.sla.paused)
+      await expectStatus(.permissionDenied) { try await orders(world).act(Self.act(id, .answer), options: workerOptions) }
+      detail = try await orders(world).act(Self.act(id, .answer, note: "名单已附"), options: teacher)
+      detail = try await orders(world).act(Self.act(id, .comment, note: "收到"), options: workerOptions)
+      detail = try await orders(world).act(Self.act(id, .resolve, note: "已补录身份证号"), options: workerOptions)
+      #expect(detail.order.state == .resolved && detail.order.feedback == "已补录身份证号")
+      detail = try await orders(world).act(Self.act(id, .reopen, note: "还有一名未补"), options: teacher)
+      #expect(detail.order.state == .inProgress && detail.order.reopenCount == 1)
+      detail = try await orders(world).act(Self.act(id, .resolve, note: "全部补录"), options: workerOptions)
+      detail = try await orders(world).act(Self.act(id, .verifyClose), options: teacher)
+      #expect(detail.order.state == .closed)
+      #expect(detail.timeline.map(\.action) == [.accept, .start, .askRequester, .answer, .comment, .resolve, .reopen, .resolve, .verifyClose])
+      #expect(detail.timeline.allSatisfy { !$0.superseded })
+      await expectStatus(.failedPrecondition) { try await orders(world).act(Self.act(id, .cancel), options: teacher) }
+
+      // Cancel before work starts; reject with a reason; escalate to the parent org.
+      let second = try await orders(world).submit(Self.submission("另一个问题"), options: teacher)
+      detail = try await orders(world).act(Self.act(second.id, .cancel), options: teacher)
+      #expect(detail.order.state == .cancelled)
+      let third = try await orders(world).submit(Self.submission("第三个问题"), options: teacher)
+      detail = try await orders(world).act(Self.act(third.id, .escalate), options: dispatch)
+      #expect(detail.order.serviceOrgCode == "511700")
+      // The county's dispatcher no longer handles it; the city does.
+      await expectStatus(.permissionDenied) { try await orders(world).act(Self.act(third.id, .reject, note: "x"), options: dispatch) }
+      try await world.account("city", role: .dispatcher, org: "511700")
+      detail = try await orders(world).act(Self.act(third.id, .reject, note: "不属于数据问题"), options: try await world.options("city"))
+      #expect(detail.order.state == .rejected)
+
+      // Queues.
+      var list = Eduhub_Workorder_V1_ListOrdersRequest()
+      list.queue = .submittedByMe
+      #expect(try await orders(world).listOrders(list, options: teacher).orders.map(\.id) == [third.id, second.id, id])
+      list.queue = .assignedToMe
+      #expect(try await orders(world).listOrders(list, options: workerOptions).orders.map(\.id) == [id])
+      list.queue = .myOrg
+      list.states = [.submitted, .rejected, .cancelled]
+      list.page.pageSize = 1
+      let first = try await orders(world).listOrders(list, options: dispatch)
+      #expect(first.total == 1 && first.orders.map(\.id) == [second.id])
+      #expect(try await orders(world).listOrders(list, options: try await world.options("teacher2")).total == 0)
+    }
+  }
+
+  static func event(
+    _ order: String, _ action: Eduhub_Workorder_V1_Action, hlc: UInt64, node: String, timeMs: Int64 = 0, assignee: String = ""
+  ) -> Eduhub_Workorder_V1_OrderEvent {
+    var event = Eduhub_Workorder_V1_OrderEvent()
+    event.orderID = order
+    event.action = action
+    event.hlc = hlc
+    event.node = node
+    event.id = "\(order)|\(hlc)|\(node)"
+    event.timeMs = timeMs
+    event.assigneeOrgCode = assignee
+    return event
+  }
+
+  @Test("any arrival order of the same events derives the same state and the same history")
+  func convergenceProperty() async {
+    var order = Eduhub_Workorder_V1_WorkOrder()
+    order.id = "WO-1"
+    order.serviceOrgCode = "511702"
+    // Two nodes act on the same order while partitioned: the county accepts and starts, the city
+    // rejects; plus comments and a duplicate delivery.
+    let events = [
+      Self.event("WO-1", .accept, hlc: 100, node: "county", assignee: "511702"),
+      Self.event("WO-1", .reject, hlc: 101, node: "central"),
+      Self.event("WO-1", .start, hlc: 102, node: "county"),
+      Self.event("WO-1", .comment, hlc: 102, node: "central"),
+      Self.event("WO-1", .resolve, hlc: 150, node: "county"),
+      Self.event("WO-1", .verifyClose, hlc: 160, node: "school"),
+    ]
+    let reference = OrderMachine.derive(order, events: events, reopenWindowMs: 1000)
+    // In (HLC, node) order the city's reject comes right after the accept: the county's work after
+    // it is superseded, and every node shows that.
+    #expect(reference.state == .rejected && reference.version == 3)
+    #expect(reference.timeline.filter(\.superseded).map(\.action) == [.start, .resolve, .verifyClose])
+    await propertyCheck(count: 200, input: Gen.int(in: 0...Int.max)) { seed in
+      var random = SplitMix64(seed: UInt64(seed))
+      var shuffled = events + [events[Int(random.next() % UInt64(events.count))]]
+      shuffled.shuffle(using: &random)
+      let derived = OrderMachine.derive(order, events: shuffled, reopenWindowMs: 1000)
+      #expect(derived.state == reference.state && derived.version == reference.version)
+      #expect(derived.timeline == reference.timeline)
+    }
+  }
+
+  @Test("partitioned nodes act on the same order; after syncing both ways every node shows the same state and history")
+  func partitionedNodes() async throws {
+    try await withWorld { world in
+      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      let submitted = try world.node.workOrders.submit(
+        {
+          var request = Self.submission()
+          request.order.submittingOrgCode = IdentityWorld.school
+          return request
+        }(), caller: .operator(name: "school"), peer: "test")
+      try await county.client.syncOnce()
+      // Partitioned: the county accepts and starts; central (the city) rejects.
+      _ = try county.node.workOrders.act(Self.act(submitted.id, .accept), caller: .operator(name: "county"), peer: "test")
+      _ = try county.node.workOrders.act(Self.act(submitted.id, .start), caller: .operator(name: "county"), peer: "test")
+      _ = try world.node.workOrders.act(Self.act(submitted.id, .reject, note: "重复"), caller: .operator(name: "city"), peer: "test")
+      try await county.client.syncOnce()
+      try await county.client.syncOnce()
+      var get = Eduhub_Workorder_V1_GetOrderRequest()
+      get.id = submitted.id
+      let atCentral = try world.node.workOrders.get(get, caller: .operator(name: "x"))
+      let atCounty = try county.node.workOrders.get(get, caller: .operator(name: "x"))
+      #expect(atCentral.timeline == atCounty.timeline && atCentral.timeline.count == 3)
+      #expect(atCentral.order.state == atCounty.order.state && atCentral.order.version == atCounty.order.version)
+      #expect(atCentral.timeline.filter(\.superseded).count >= 1)
+      #expect(atCentral.timeline.contains { $0.superseded && $0.supersededReason.contains("not valid in state") })
+      await county.close()
+    }
+  }
+
+  @Test("working time: weekends, a public holiday, an exchanged working day, a pause and a reopen")
+  func slaClocks() {
+    let calendar = WorkCalendar.china2026
+    func at(_ text: String) -> Int64 {  // "2026-09-30 09:00" China time
+      let parts = text.split(whereSeparator: { $0 == "-" || $0 == " " || $0 == ":" }).compactMap { Int($0) }
+      var components = DateComponents()
+      (components.year, components.month, components.day, components.hour, components.minute) = (parts[0], parts[1], parts[2], parts[3], parts[4])
+      components.timeZone = TimeZone(identifier: "Asia/Shanghai")
+      return Int64(Calendar(identifier: .gregorian).date(from: components)!.timeIntervalSince1970 * 1000)
+    }
+    // A weekday: 09:00-11:00 is 120 minutes; over lunch counts only working hours.
+    #expect(calendar.workingMinutes(from: at("2026-11-30 09:00"), to: at("2026-11-30 11:00")) == 120)
+    #expect(calendar.workingMinutes(from: at("2026-11-30 11:30"), to: at("2026-11-30 14:30")) == 60)
+    // Friday 17:00 to Monday 09:00: 30 minutes on Friday, 30 on Monday.
+    #expect(calendar.workingMinutes(from: at("2026-11-27 17:00"), to: at("2026-11-30 09:00")) == 60)
+    // National Day: 30 September 17:00 to 8 October 09:00 is Sep 30's 30 minutes and Oct 8's 30.
+    #expect(calendar.workingMinutes(from: at("2026-09-30 17:00"), to: at("2026-10-08 09:00")) == 60)
+    // Saturday 10 October is worked in exchange: a full day of 420 minutes.
+    #expect(calendar.workingMinutes(from: at("2026-10-10 00:00"), to: at("2026-10-11 00:00")) == 420)
+    #expect(calendar.workingMinutes(from: at("2026-10-11 00:00"), to: at("2026-10-12 00:00")) == 0)
+    // Adding is the inverse: 240 working minutes after Friday 16:00 is Monday 11:00.
+    #expect(calendar.adding(minutes: 240, to: at("2026-11-27 16:00")) == at("2026-11-30 11:00"))
+
+    // Clocks of an order: submitted Friday 16:00, accepted Monday 09:00, in progress, waiting for
+    // the requester Monday 10:00 to Wednesday 10:00 (paused), resolved Wednesday 11:00, reopened
+    // Wednesday 14:00, resolved again Wednesday 15:00.
+    var order = Eduhub_Workorder_V1_WorkOrder()
+    order.id = "WO-S"
+    order.kind = .dataQuality
+    order.priority = .p2
+    order.createdMs = at("2026-11-27 16:00")
+    let events = [
+      Self.event("WO-S", .accept, hlc: 1, node: "n", timeMs: at("2026-11-30 09:00")),
+      Self.event("WO-S", .start, hlc: 2, node: "n", timeMs: at("2026-11-30 09:00")),
+      Self.event("WO-S", .askRequester, hlc: 3, node: "n", timeMs: at("2026-11-30 10:00")),
+      Self.event("WO-S", .answer, hlc: 4, node: "n", timeMs: at("2026-12-02 10:00")),
+      Self.event("WO-S", .resolve, hlc: 5, node: "n", timeMs: at("2026-12-02 11:00")),
+      Self.event("WO-S", .reopen, hlc: 6, node: "n", timeMs: at("2026-12-02 14:00")),
+      Self.event("WO-S", .resolve, hlc: 7, node: "n", timeMs: at("2026-12-02 15:00")),
+    ]
+    let derived = OrderMachine.derive(order, events: events, reopenWindowMs: 7 * 86_400_000)
+    let sla = SlaPolicy(calendar: calendar).clocks(order, derived, now: at("2026-12-10 09:00"))
+    // First response: Friday 16:00-17:30 (90) + Monday 08:30-09:00 (30).
+    #expect(sla.firstResponseMinutes == 120 && !sla.firstResponseBreached)
+    // Resolution: 90 + Monday 08:30-10:00 (90) + Wednesday 10:00-11:00 (60) + 14:00-15:00 (60).
+    #expect(sla.resolutionMinutes == 300 && !sla.resolutionBreached && !sla.paused)
+    // A reopen after the window is superseded.
+    let late = events.prefix(5) + [Self.event("WO-S", .reopen, hlc: 9, node: "n", timeMs: at("2026-12-20 09:00"))]
+    let closedLate = OrderMachine.derive(order, events: Array(late), reopenWindowMs: 7 * 86_400_000)
+    #expect(closedLate.state == .resolved && closedLate.timeline.last?.supersededReason == "the reopen period had passed")
+  }
+
+  @Test("Watch delivers a state change at once, and a stream resumed from its cursor misses nothing")
+  func watchAndResume() async throws {
+    try await withWorld { world in
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      try await world.account("dispatch", role: .dispatcher, org: "511702")
+      let teacher = try await world.options("teacher1")
+      let dispatch = try await world.options("dispatch")
+      let order = try await orders(world).submit(Self.submission(), options: teacher)
+      // The teacher watches; the dispatcher accepts.
+      let first = try await orders(world).watch(Eduhub_Workorder_V1_WatchRequest(), options: teacher) { stream in
+        let waiter = Task {
+          try await Task.sleep(for: .milliseconds(100))
+          return try await orders(world).act(Self.act(order.id, .accept), options: dispatch)
+        }
+        var received: [Eduhub_Workorder_V1_OrderChange] = []
+        for try await change in stream {
+          received.append(change)
+          break
+        }
+        _ = try await waiter.value
+        return received
+      }
+      #expect(first.count == 1 && first[0].order.state == .accepted && first[0].events.map(\.action) == [.accept])
+      // While no stream is open: two more steps. Resuming from the cursor delivers both.
+      _ = try await orders(world).act(Self.act(order.id, .start), options: dispatch)
+      _ = try await orders(world).act(Self.act(order.id, .comment, note: "处理中"), options: dispatch)
+      var resume = Eduhub_Workorder_V1_WatchRequest()
+      resume.cursor = first[0].cursor
+      let missed = try await orders(world).watch(resume, options: teacher) { stream in
+        var events: [Eduhub_Workorder_V1_Action] = []
+        for try await change in stream {
+          events += change.events.map(\.action)
+          if events.count >= 2 { break }
+        }
+        return events
+      }
+      #expect(missed == [.start, .comment])
+      await expectStatus(.invalidArgument) {
+        var bad = Eduhub_Workorder_V1_WatchRequest()
+        bad.cursor = "x"
+        return try await orders(world).watch(bad, options: teacher) { stream in
+          for try await _ in stream {}
+        }
+      }
+    }
+  }
+
+  @Test("statistics agree with a brute-force count over generated orders")
+  func statistics() async throws {
+    try await withWorld { world in
+      let service = world.node.workOrders
+      var random = SplitMix64(seed: 7)
+      let schools = [IdentityWorld.school, IdentityWorld.otherSchool]
+      let actions: [[Eduhub_Workorder_V1_Action]] = [[], [.accept], [.accept, .start], [.accept, .start, .resolve], [.cancel], [.reject]]
+      for index in 0..<40 {
+        var request = Self.submission("问题\(index)", kind: [.dataQuality, .dataRequest, .safetyHazard][index % 3])
+        request.order.priority = [.p1, .p2, .p3, .p4][Int(random.next() % 4)]
+        request.order.submittingOrgCode = schools[index % 2]
+        let order = try service.submit(request, caller: .operator(name: "s"), peer: "t")
+        for action in actions[Int(random.next() % UInt64(actions.count))] {
+          _ = try service.act(Self.act(order.id, action, note: "说明"), caller: .operator(name: "s"), peer: "t")
+        }
+      }
+      var request = Eduhub_Workorder_V1_StatsRequest()
+      let all = try service.stats(request, caller: .operator(name: "s"))
+      var list = Eduhub_Workorder_V1_ListOrdersRequest()
+      list.page.pageSize = 500
+      let orders = try service.list(list, caller: .operator(name: "s")).orders
+      #expect(all.total == 40 && orders.count == 40)
+      var byState: [String: Int64] = [:]
+      for order in orders { byState[OrderMachine.name(order.state), default: 0] += 1 }
+      #expect(all.byState == byState)
+      let responded = orders.filter { $0.state != .submitted && $0.state != .cancelled }
+        .map(\.sla.firstResponseMinutes).sorted()
+      #expect(all.firstResponse.count == Int64(responded.count))
+      if !responded.isEmpty { #expect(all.firstResponse.medianMinutes == responded[(responded.count + 1) / 2 - 1]) }
+      // One county only.
+      request.orgCode = "511702"
+      let county = try service.stats(request, caller: .operator(name: "s"))
+      #expect(county.total == Int64(orders.filter { $0.orgPath.hasPrefix("511700/511702/") }.count))
+      #expect(county.byOrg.keys.sorted() == ["511702"])
+    }
+  }
+}
