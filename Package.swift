@@ -196,6 +196,7 @@ let package = Package(
         "EduHubIdentity",
         "EduHubSync",
         "EduHubCatalog",
+        "EduHubWorkOrders",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
         .product(name: "CSV", package: "CSV.swift"),

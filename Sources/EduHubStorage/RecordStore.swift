@@ -694,6 +694,30 @@ public final class RecordStore: Sendable {
   }
 
   /// Logged conflicts of records in the subtree `scope`, newest first, with each record's scope.
+  /// Conflicts logged after the one with id `after`, oldest first, with their ids and the scope of
+  /// their record (nil when it is gone).
+  public func conflicts(afterID after: Int64, limit: Int, in db: Database) throws -> [(id: Int64, conflict: Conflict, scope: String?)] {
+    try Row.fetchAll(
+      db,
+      sql: """
+        SELECT conflict.id, conflict.collection, conflict.record_id, conflict.field, conflict.losing_value,
+          conflict.losing_stamp, conflict.winning_stamp, conflict.local_version, conflict.remote_version,
+          conflict.sequence, record.scope
+        FROM conflict LEFT JOIN record ON record.collection = conflict.collection AND record.id = conflict.record_id
+        WHERE conflict.id > ? ORDER BY conflict.id LIMIT ?
+        """, arguments: [after, limit]
+    ).map { row in
+      (
+        row[0],
+        Conflict(
+          collection: row[1], recordID: row[2], field: row[3], losingValue: [UInt8](row[4] as Data),
+          losingStamp: [UInt8](row[5] as Data), winningStamp: [UInt8](row[6] as Data),
+          localVersion: [UInt8](row[7] as Data), remoteVersion: [UInt8](row[8] as Data), sequence: row[9]),
+        row[10]
+      )
+    }
+  }
+
   public func conflicts(inScope scope: String, limit: Int, in db: Database) throws -> [(conflict: Conflict, scope: String)] {
     let condition = Self.scopeCondition("record.scope", scope)
     var arguments: [any DatabaseValueConvertible] = condition.arguments.map { $0 as any DatabaseValueConvertible }

@@ -26,7 +26,7 @@ public enum OrderMachine {
     case (.reopen, .resolved), (.reopen, .closed): .inProgress
     case (.reject, .submitted), (.reject, .accepted): .rejected
     case (.cancel, .submitted), (.cancel, .accepted): .cancelled
-    case (.comment, _): state
+    case (.comment, _), (.slaWarning, _), (.slaBreach, _): state
     default: nil
     }
   }
@@ -61,6 +61,8 @@ public enum OrderMachine {
     public var running: [(start: Int64, end: Int64?)] = []
     /// When the order was last resolved, if it is resolved or closed.
     public var resolvedMs: Int64?
+    /// SLA warnings and breaches recorded ("<action>|<clock>").
+    public var slaMarks: Set<String> = []
   }
 
   /// Replays `events` (any order; duplicates by id ignored) over the order as submitted.
@@ -77,6 +79,14 @@ public enum OrderMachine {
       var reason = ""
       if event.orderID != order.id {
         reason = "the event belongs to another order"
+      } else if event.action == .slaWarning || event.action == .slaBreach {
+        // Marks of the system; two nodes may both write one: the first counts.
+        let mark = "\(event.action.rawValue)|\(event.note)"
+        if derived.slaMarks.insert(mark).inserted {
+          derived.updatedMs = max(derived.updatedMs, event.timeMs)
+        } else {
+          reason = "already recorded"
+        }
       } else if let next = transition(event.action, from: current) {
         if event.action == .reopen, let resolved = derived.resolvedMs, event.timeMs - resolved > reopenWindowMs {
           reason = "the reopen period had passed"
@@ -101,7 +111,7 @@ public enum OrderMachine {
   private static func apply(
     _ event: Eduhub_Workorder_V1_OrderEvent, from current: State, to next: State, to derived: inout Derived
   ) {
-    derived.version += 1
+    if event.action != .comment { derived.version += 1 }
     derived.updatedMs = max(derived.updatedMs, event.timeMs)
     switch event.action {
     case .accept, .reassign:

@@ -175,8 +175,8 @@ public final class WorkOrderService: Sendable {
   public func act(_ request: Eduhub_Workorder_V1_ActRequest, caller: Caller, peer: String) throws -> Eduhub_Workorder_V1_OrderDetail {
     let action = "workorder.Act"
     try Validate.text(request.note, "note", maxLength: 10_000, multiline: true)
-    guard request.action != .unspecified, request.action != .autoClose else {
-      throw Validate.invalid("action is required (AUTO_CLOSE is the system's)")
+    guard ![.unspecified, .autoClose, .slaWarning, .slaBreach].contains(request.action) else {
+      throw Validate.invalid("action is required (AUTO_CLOSE and SLA marks are the system's)")
     }
     if case .UNRECOGNIZED = request.action { throw Validate.invalid("action is not known") }
     return try identity.transaction { db in
@@ -248,7 +248,7 @@ public final class WorkOrderService: Sendable {
         }
       case .comment:
         if request.note.trimmingCharacters(in: .whitespaces).isEmpty { throw Validate.invalid("a comment needs a note") }
-      case .autoClose, .unspecified, .UNRECOGNIZED:
+      case .autoClose, .slaWarning, .slaBreach, .unspecified, .UNRECOGNIZED:
         throw Validate.invalid("action is not one a caller takes")
       }
       try appendEvent(&event, scope: record.scope, in: db)
@@ -271,6 +271,9 @@ public final class WorkOrderService: Sendable {
     try identity.put(WorkOrderCollections.event, event.id, scope: scope, event, in: db)
   }
 
+  /// The action as the timeline names it (`verify and close`).
+  public static func verbName(_ action: Eduhub_Workorder_V1_Action) -> String { verb(action) }
+
   static func verb(_ action: Eduhub_Workorder_V1_Action) -> String {
     switch action {
     case .accept: "accept"
@@ -286,6 +289,8 @@ public final class WorkOrderService: Sendable {
     case .cancel: "cancel"
     case .autoClose: "auto-close"
     case .comment: "comment on"
+    case .slaWarning: "warn about the SLA of"
+    case .slaBreach: "record an SLA breach of"
     case .unspecified, .UNRECOGNIZED: "act on"
     }
   }

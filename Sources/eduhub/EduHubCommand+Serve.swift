@@ -2,6 +2,7 @@ import ArgumentParser
 import EduHubNode
 import EduHubIdentity
 import EduHubSync
+import EduHubWorkOrders
 import EduHubRPC
 import Logging
 import NIOCore
@@ -114,14 +115,37 @@ extension EduHubCommand {
           }
         }
       }
+      // Work orders: auto-close, SLA warnings and breaches, sync conflicts to orders, every minute.
+      let sweeping = open.map { node in
+        Task {
+          while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(60))
+            do {
+              let report = try node.workOrders.sweep()
+              if report != .init() {
+                logger.info(
+                  "work order sweep",
+                  metadata: [
+                    "closed": "\(report.autoClosed)", "warnings": "\(report.warnings)", "breaches": "\(report.breaches)",
+                    "conflicts": "\(report.conflictOrders)",
+                  ])
+              }
+            } catch {
+              logger.warning("work order sweep failed", metadata: ["error": "\(error)"])
+            }
+          }
+        }
+      }
       defer {
         syncing?.cancel()
         collecting?.cancel()
+        sweeping?.cancel()
       }
       do {
         try await NodeServer.serve(configuration, services: services, eventLoops: eventLoops, logger: logger)
         syncing?.cancel()
         collecting?.cancel()
+        sweeping?.cancel()
         await open?.close()
       } catch let error as RPCError {
         await open?.close()

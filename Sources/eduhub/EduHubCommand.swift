@@ -15,7 +15,7 @@ struct EduHubCommand: AsyncParsableCommand {
       """,
     version: EduHubVersion.current,
     subcommands: [
-      Serve.self, Init.self, Seed.self, User.self, Grant.self, Node.self, Sync.self, Status.self, Catalog.self, Audit.self,
+      Serve.self, Init.self, Seed.self, User.self, Grant.self, Node.self, Sync.self, Status.self, Catalog.self, Orders.self, Audit.self,
       Login.self, Ping.self,
       Keygen.self, Rekey.self,
     ]

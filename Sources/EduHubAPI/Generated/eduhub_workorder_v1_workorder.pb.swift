@@ -236,6 +236,12 @@ public nonisolated enum Eduhub_Workorder_V1_Action: SwiftProtobuf.Enum, Swift.Ca
 
   /// Anyone who may read the order; no state change.
   case comment // = 13
+
+  /// The system: an SLA clock passed 80% of its target (note: "first_response" or "resolution").
+  case slaWarning // = 14
+
+  /// The system: an SLA clock passed its target; the assignee org's administrators now watch it.
+  case slaBreach // = 15
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -258,6 +264,8 @@ public nonisolated enum Eduhub_Workorder_V1_Action: SwiftProtobuf.Enum, Swift.Ca
     case 11: self = .cancel
     case 12: self = .autoClose
     case 13: self = .comment
+    case 14: self = .slaWarning
+    case 15: self = .slaBreach
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -278,6 +286,8 @@ public nonisolated enum Eduhub_Workorder_V1_Action: SwiftProtobuf.Enum, Swift.Ca
     case .cancel: return 11
     case .autoClose: return 12
     case .comment: return 13
+    case .slaWarning: return 14
+    case .slaBreach: return 15
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -298,6 +308,8 @@ public nonisolated enum Eduhub_Workorder_V1_Action: SwiftProtobuf.Enum, Swift.Ca
     .cancel,
     .autoClose,
     .comment,
+    .slaWarning,
+    .slaBreach,
   ]
 
 }
@@ -433,7 +445,7 @@ public nonisolated struct Eduhub_Workorder_V1_WorkOrder: @unchecked Sendable {
     set {_uniqueStorage()._assignee = newValue}
   }
 
-  /// Applied events so far: pass it as expected_version to act on what you saw.
+  /// Applied events so far (SLA marks and comments aside): pass it as expected_version.
   public var version: Int64 {
     get {_storage._version}
     set {_uniqueStorage()._version = newValue}
@@ -857,7 +869,7 @@ nonisolated extension Eduhub_Workorder_V1_OrderState: SwiftProtobuf._ProtoNamePr
 }
 
 nonisolated extension Eduhub_Workorder_V1_Action: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ACTION_UNSPECIFIED\0\u{1}ACTION_ACCEPT\0\u{1}ACTION_REASSIGN\0\u{1}ACTION_ESCALATE\0\u{1}ACTION_START\0\u{1}ACTION_ASK_REQUESTER\0\u{1}ACTION_ANSWER\0\u{1}ACTION_RESOLVE\0\u{1}ACTION_VERIFY_CLOSE\0\u{1}ACTION_REOPEN\0\u{1}ACTION_REJECT\0\u{1}ACTION_CANCEL\0\u{1}ACTION_AUTO_CLOSE\0\u{1}ACTION_COMMENT\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ACTION_UNSPECIFIED\0\u{1}ACTION_ACCEPT\0\u{1}ACTION_REASSIGN\0\u{1}ACTION_ESCALATE\0\u{1}ACTION_START\0\u{1}ACTION_ASK_REQUESTER\0\u{1}ACTION_ANSWER\0\u{1}ACTION_RESOLVE\0\u{1}ACTION_VERIFY_CLOSE\0\u{1}ACTION_REOPEN\0\u{1}ACTION_REJECT\0\u{1}ACTION_CANCEL\0\u{1}ACTION_AUTO_CLOSE\0\u{1}ACTION_COMMENT\0\u{1}ACTION_SLA_WARNING\0\u{1}ACTION_SLA_BREACH\0")
 }
 
 nonisolated extension Eduhub_Workorder_V1_Queue: SwiftProtobuf._ProtoNameProviding {

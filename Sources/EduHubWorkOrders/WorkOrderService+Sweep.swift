@@ -1,0 +1,197 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubPrivacy
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+
+extension WorkOrderService {
+  /// What one sweep did.
+  public struct SweepReport: Sendable, Hashable {
+    public var autoClosed = 0
+    public var warnings = 0
+    public var breaches = 0
+    public var conflictOrders = 0
+
+    public init() {}
+  }
+
+  /// The system's account name on this node (the actor of its events).
+  var systemActor: String { "system:\(identity.nodeID)" }
+
+  /// The periodic work of the system (`eduhub serve` runs it every minute): resolved orders silent
+  /// for the auto-close period are closed; SLA clocks past 80% get a warning and past their target
+  /// a breach, which also makes the administrators of the assignee org (or the service org) watch
+  /// the order; sync conflicts logged since the last sweep become work orders.
+  @discardableResult
+  public func sweep(now: Int64? = nil) throws -> SweepReport {
+    let now = now ?? identity.nowMs()
+    var report = SweepReport()
+    let summaries = try identity.reading { db in try index.orders(self, in: db) }
+    for summary in summaries.values {
+      try identity.transaction { db in
+        guard let (record, order, events) = try load(summary.id, in: db) else { return }
+        let derived = OrderMachine.derive(order, events: events, reopenWindowMs: reopenWindowMs)
+        if derived.state == .resolved, let resolved = derived.resolvedMs, now - resolved > autoCloseAfterMs {
+          try system(.autoClose, order, note: "验收期满自动关闭", scope: record.scope, now: now, in: db)
+          report.autoClosed += 1
+          return
+        }
+        let clocks = sla.clocks(order, derived, now: now)
+        let share = sla.warningShare
+        let checks: [(clock: String, used: Int64, target: Int64, running: Bool)] = [
+          ("first_response", clocks.firstResponseMinutes, clocks.firstResponseTargetMinutes,
+           derived.firstResponseMs == nil && derived.state == .submitted),
+          ("resolution", clocks.resolutionMinutes, clocks.resolutionTargetMinutes,
+           derived.running.last.map { $0.end == nil } ?? false),
+        ]
+        for check in checks where check.running {
+          if check.used > check.target, !derived.slaMarks.contains("\(Eduhub_Workorder_V1_Action.slaBreach.rawValue)|\(check.clock)") {
+            try system(.slaBreach, order, note: check.clock, scope: record.scope, now: now, in: db)
+            try escalate(order, derived, scope: record.scope, in: db)
+            report.breaches += 1
+          } else if Double(check.used) >= share * Double(check.target), check.used <= check.target,
+            !derived.slaMarks.contains("\(Eduhub_Workorder_V1_Action.slaWarning.rawValue)|\(check.clock)")
+          {
+            try system(.slaWarning, order, note: check.clock, scope: record.scope, now: now, in: db)
+            report.warnings += 1
+          }
+        }
+      }
+    }
+    report.conflictOrders = try conflictOrders(now: now)
+    return report
+  }
+
+  /// How long a resolved order waits for its requester before it closes itself.
+  var autoCloseAfterMs: Int64 { reopenWindowMs }
+
+  /// Writes an event of the system.
+  func system(
+    _ action: Eduhub_Workorder_V1_Action, _ order: Order, note: String, scope: String, now: Int64, in db: Database
+  ) throws {
+    var event = Event()
+    event.orderID = order.id
+    event.action = action
+    event.actor = systemActor
+    event.timeMs = now
+    event.note = note
+    try appendEvent(&event, scope: scope, in: db)
+  }
+
+  /// On a breach: the administrators of the assignee org (or of the service org) watch the order.
+  func escalate(_ order: Order, _ derived: OrderMachine.Derived, scope: String, in db: Database) throws {
+    let org = derived.assigneeOrg.isEmpty ? derived.serviceOrg : derived.assigneeOrg
+    for account in try holders(of: [.cityAdmin, .countyAdmin, .schoolAdmin], at: org, in: db) {
+      try setWatch(order.id, account: account, on: true, scope: scope, in: db)
+    }
+  }
+
+  /// Accounts holding one of `roles` on the org `code` itself.
+  func holders(of roles: Set<Eduhub_Identity_V1_Role>, at code: String, in db: Database) throws -> [String] {
+    try identity.store.records(IdentityCollections.roleGrant, limit: 100_000, in: db).compactMap { record in
+      guard let grant = try? Eduhub_Identity_V1_RoleGrant(serializedBytes: record.body), grant.orgCode == code,
+        roles.contains(grant.role)
+      else { return nil }
+      return grant.accountID
+    }.sorted()
+  }
+
+  // MARK: Sync conflicts
+
+  static let conflictCursor = "workorder.conflicts"
+
+  /// Turns conflicts logged since the last sweep into work orders of kind sync conflict: one per
+  /// conflict, in the record's org, assigned to that org's data steward when it has one. The values
+  /// are shown masked as a steward (who does not read people in clear) may see them.
+  func conflictOrders(now: Int64) throws -> Int {
+    try identity.transaction { db in
+      let after = try identity.store.meta(Self.conflictCursor, in: db).map { bytes in
+        bytes.reduce(Int64(0)) { $0 << 8 | Int64($1) }
+      } ?? 0
+      let found = try identity.store.conflicts(afterID: after, limit: 500, in: db)
+      var created = 0
+      for (id, conflict, scope) in found {
+        guard let scope, let orgCode = scope.split(separator: "/").last.map(String.init),
+          try identity.live(IdentityCollections.org, orgCode, in: db) != nil
+        else { continue }
+        var order = Order()
+        order.id = "WO-CONFLICT-\(identity.nodeID)-\(id)"
+        guard try identity.store.get(WorkOrderCollections.order, order.id, in: db) == nil else { continue }
+        order.kind = .syncConflict
+        order.priority = .p3
+        order.title = "同步冲突：\(conflict.collection)/\(conflict.recordID) 字段 \(conflict.field)"
+        order.description_p = try describe(conflict, in: db)
+        order.submitter = systemActor
+        order.submittingOrgCode = orgCode
+        order.serviceOrgCode = orgCode
+        order.recordRef = "\(conflict.collection)/\(conflict.recordID)"
+        order.createdMs = now
+        try identity.put(WorkOrderCollections.order, order.id, scope: scope, order, in: db)
+        if let steward = try holders(of: [.dataSteward], at: orgCode, in: db).first {
+          var event = Event()
+          event.orderID = order.id
+          event.action = .accept
+          event.actor = systemActor
+          event.timeMs = now
+          event.assigneeOrgCode = orgCode
+          event.assignee = steward
+          event.note = "分派给本单位数据管理员"
+          try appendEvent(&event, scope: scope, in: db)
+          try setWatch(order.id, account: steward, on: true, scope: scope, in: db)
+        }
+        created += 1
+      }
+      if let last = found.last?.id {
+        try identity.store.setMeta(Self.conflictCursor, (0..<8).reversed().map { UInt8(truncatingIfNeeded: last >> ($0 * 8)) }, in: db)
+      }
+      return created
+    }
+  }
+
+  /// Both values of a conflicting field, masked for a reader without clearance.
+  func describe(_ conflict: RecordStore.Conflict, in db: Database) throws -> String {
+    let current = try identity.store.get(conflict.collection, conflict.recordID, in: db)
+    let winning = current.flatMap { try? WireFields(parsing: $0.body)[conflict.field] } ?? []
+    let losing = conflict.losingValue
+    func shown(_ raw: [UInt8]) -> String {
+      guard !raw.isEmpty else { return "（空）" }
+      if conflict.collection == IdentityCollections.person, let current {
+        // Mask the field as the person's record: the policy sees the person's birth date and ID.
+        var fields = (try? WireFields(parsing: current.body)) ?? WireFields()
+        fields[conflict.field] = raw
+        let body = fields.joined()
+        let steward = Reader.staff(subject: "steward", grants: [])
+        if let masked = try? identity.peopleMasker.mask(body, personID: current.id, scope: current.scope, for: steward, on: identity.today),
+          let value = try? WireFields(parsing: masked.body)[conflict.field]
+        {
+          return Self.text(value) ?? "（已隐藏）"
+        }
+        return "（已隐藏）"
+      }
+      // Other collections: text of identity-free records is shown; anything else by size only.
+      let plain: Set<String> = [IdentityCollections.org, "catalog_resource", WorkOrderCollections.order]
+      if plain.contains(conflict.collection), let text = Self.text(raw), text.count <= 200 { return text }
+      return "（\(raw.count) 字节，不显示）"
+    }
+    return "记录 \(conflict.collection)/\(conflict.recordID) 的字段 \(conflict.field) 在两个节点上被同时修改。\n"
+      + "保留的值：\(shown(winning))\n被覆盖的值：\(shown(losing))"
+  }
+
+  /// A field's value (tag included, as WireFields keeps it) as text, if it is a string or a number.
+  static func text(_ raw: [UInt8]) -> String? {
+    var index = 0
+    guard let field = try? WireFields.nextField(raw, &index) else { return nil }
+    switch field.wireType {
+    case 0:
+      var at = field.value.lowerBound
+      return (try? WireFields.varint(raw, &at)).map { String($0) }
+    case 2:
+      return String(validating: raw[field.value], as: UTF8.self)
+    default:
+      return nil
+    }
+  }
+}
