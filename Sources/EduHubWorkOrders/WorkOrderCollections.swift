@@ -9,6 +9,10 @@ public enum WorkOrderCollections {
   public static let event = "workorder_event"
   /// Watch marks: an OrderEvent record whose `actor` watches `order_id` (deleted to unwatch).
   public static let watch = "workorder_watch"
+  /// Attachments' metadata (Attachment; index by order) and their content in chunks of 256 KiB
+  /// (`attachment-id|n`, AttachmentChunk with data only).
+  public static let attachment = "workorder_attachment"
+  public static let chunk = "workorder_chunk"
 
   public static var all: [CollectionDefinition] {
     [
@@ -25,6 +29,11 @@ public enum WorkOrderCollections {
         let fields = try WireFields.strings(body, [2, 6])
         return .init(keys: [("order", fields[2] ?? ""), ("account", fields[6] ?? "")])
       },
+      // 2 order_id.
+      CollectionDefinition(name: attachment, indexes: ["order"]) { body in
+        .init(keys: [("order", try WireFields.strings(body, [2])[2] ?? "")])
+      },
+      CollectionDefinition(name: chunk),
     ]
   }
 }

@@ -271,4 +271,12 @@ extension WorkOrderService: Eduhub_Workorder_V1_WorkOrderService.Handler {
   public func getStats(request: Eduhub_Workorder_V1_StatsRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_Stats {
     try stats(request, caller: try context.caller())
   }
+
+  public func addAttachment(requests: RPCStream<Eduhub_Workorder_V1_AttachmentChunk>, context: ServerContext) async throws -> Eduhub_Workorder_V1_Attachment {
+    try await addAttachment(requests, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func getAttachment(request: Eduhub_Workorder_V1_GetAttachmentRequest, response: RPCWriter<Eduhub_Workorder_V1_AttachmentChunk>, context: ServerContext) async throws {
+    try await getAttachment(request, caller: try context.caller()) { chunk in try await response.write(chunk) }
+  }
 }

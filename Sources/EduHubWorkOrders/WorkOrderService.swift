@@ -80,6 +80,7 @@ public final class WorkOrderService: Sendable {
       var detail = Eduhub_Workorder_V1_OrderDetail()
       detail.order = shown
       detail.timeline = derived.timeline
+      detail.attachments = try attachments(of: order.id, in: db)
       return detail
     }
   }

@@ -383,4 +383,57 @@ struct WorkOrderTests {
       await county.close()
     }
   }
+
+  @Test("attachments stream in and out whole; one over 10 MiB is refused with nothing stored")
+  func attachments() async throws {
+    try await withWorld { world in
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      try await world.account("teacher2", role: .teacher, org: IdentityWorld.otherSchool)
+      let teacher = try await world.options("teacher1")
+      let order = try await orders(world).submit(Self.submission(), options: teacher)
+      let content = (0..<(600 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+      func upload(_ bytes: [UInt8], options: CallOptions) async throws -> Eduhub_Workorder_V1_Attachment {
+        try await orders(world).addAttachment(options: options) { writer in
+          for (index, start) in stride(from: 0, to: bytes.count, by: 100 << 10).enumerated() {
+            var chunk = Eduhub_Workorder_V1_AttachmentChunk()
+            if index == 0 {
+              chunk.orderID = order.id
+              chunk.fileName = "名单.xlsx"
+              chunk.contentType = "application/vnd.ms-excel"
+            }
+            chunk.data = Data(bytes[start..<min(bytes.count, start + (100 << 10))])
+            try await writer.write(chunk)
+          }
+        }
+      }
+      let attachment = try await upload(content, options: teacher)
+      #expect(attachment.size == Int64(content.count) && attachment.chunks == 3 && attachment.fileName == "名单.xlsx")
+      var get = Eduhub_Workorder_V1_GetAttachmentRequest()
+      get.id = attachment.id
+      let downloaded = try await orders(world).getAttachment(get, options: teacher) { stream in
+        var head: Eduhub_Workorder_V1_Attachment?
+        var bytes: [UInt8] = []
+        for try await chunk in stream {
+          if chunk.hasAttachment { head = chunk.attachment } else { bytes += chunk.data }
+        }
+        return (head, bytes)
+      }
+      #expect(downloaded.0?.digest == attachment.digest && downloaded.1 == content)
+      var detail = Eduhub_Workorder_V1_GetOrderRequest()
+      detail.id = order.id
+      let shown = try await orders(world).getOrder(detail, options: teacher)
+      #expect(shown.attachments.map(\.id) == [attachment.id] && shown.timeline.last?.note.contains("名单.xlsx") == true)
+      // Not readable, not attachable, for another school's teacher.
+      await expectStatus(.notFound) { try await orders(world).getAttachment(get, options: try await world.options("teacher2")) { stream in
+          for try await _ in stream {}
+        }
+      }
+      await expectStatus(.notFound) { try await upload([1, 2, 3], options: try await world.options("teacher2")) }
+      // Over the limit: refused, and no metadata, chunk or event written.
+      let before = try world.identity.store.database.read { db in try world.identity.store.lastSequence(in: db) }
+      await expectStatus(.resourceExhausted) { try await upload([UInt8](repeating: 7, count: (10 << 20) + 1), options: teacher) }
+      let after = try world.identity.store.database.read { db in try world.identity.store.lastSequence(in: db) }
+      #expect(after == before)
+    }
+  }
 }

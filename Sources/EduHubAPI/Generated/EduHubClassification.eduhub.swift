@@ -125,6 +125,18 @@ extension Eduhub_Workorder_V1_OrderEvent: ClassifiedMessage {
   ]
 }
 
+extension Eduhub_Workorder_V1_Attachment: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 3, name: "file_name", sensitivity: 2, masking: 1),
+  ]
+}
+
+extension Eduhub_Workorder_V1_AttachmentChunk: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 2, name: "file_name", sensitivity: 2, masking: 1),
+  ]
+}
+
 extension Eduhub_Workorder_V1_ActRequest: ClassifiedMessage {
   public static let classifiedFields: [ClassifiedField] = [
     ClassifiedField(number: 4, name: "note", sensitivity: 2, masking: 1),
@@ -796,6 +808,28 @@ public enum EduHubClassification {
     "eduhub.workorder.v1.OrderDetail": [
       ClassifiedField(number: 1, name: "order", sensitivity: 0, masking: 0),
       ClassifiedField(number: 2, name: "timeline", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "attachments", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.Attachment": [
+      ClassifiedField(number: 1, name: "id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "order_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "file_name", sensitivity: 2, masking: 1),
+      ClassifiedField(number: 4, name: "content_type", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "size", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "digest", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "uploaded_by", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "uploaded_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "chunks", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.AttachmentChunk": [
+      ClassifiedField(number: 1, name: "order_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "file_name", sensitivity: 2, masking: 1),
+      ClassifiedField(number: 3, name: "content_type", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "data", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "attachment", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.workorder.v1.GetAttachmentRequest": [
+      ClassifiedField(number: 1, name: "id", sensitivity: 0, masking: 0),
     ],
     "eduhub.workorder.v1.ActRequest": [
       ClassifiedField(number: 1, name: "order_id", sensitivity: 0, masking: 0),

@@ -16,8 +16,10 @@ public enum Eduhub_Workorder_V1_WorkOrderService {
     public static let listOrders = RPCMethodDescriptor(service: "eduhub.workorder.v1.WorkOrderService", method: "ListOrders")
     public static let watch = RPCMethodDescriptor(service: "eduhub.workorder.v1.WorkOrderService", method: "Watch")
     public static let getStats = RPCMethodDescriptor(service: "eduhub.workorder.v1.WorkOrderService", method: "GetStats")
+    public static let addAttachment = RPCMethodDescriptor(service: "eduhub.workorder.v1.WorkOrderService", method: "AddAttachment")
+    public static let getAttachment = RPCMethodDescriptor(service: "eduhub.workorder.v1.WorkOrderService", method: "GetAttachment")
     /// Every method, in declaration order.
-    public static let all: [RPCMethodDescriptor] = [submit, getOrder, act, setWatch, listOrders, watch, getStats]
+    public static let all: [RPCMethodDescriptor] = [submit, getOrder, act, setWatch, listOrders, watch, getStats, addAttachment, getAttachment]
   }
 
   /// Implement to serve WorkOrderService; register the value with the server.
@@ -34,6 +36,10 @@ public enum Eduhub_Workorder_V1_WorkOrderService {
     /// happen; resumable by cursor.
     func watch(request: Eduhub_Workorder_V1_WatchRequest, response: RPCWriter<Eduhub_Workorder_V1_OrderChange>, context: ServerContext) async throws
     func getStats(request: Eduhub_Workorder_V1_StatsRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_Stats
+    /// Anyone who may read the order attaches a file (client streaming, at most 10 MiB: a larger one
+    /// is RESOURCE_EXHAUSTED and nothing is stored); it shows in the timeline as a comment.
+    func addAttachment(requests: RPCStream<Eduhub_Workorder_V1_AttachmentChunk>, context: ServerContext) async throws -> Eduhub_Workorder_V1_Attachment
+    func getAttachment(request: Eduhub_Workorder_V1_GetAttachmentRequest, response: RPCWriter<Eduhub_Workorder_V1_AttachmentChunk>, context: ServerContext) async throws
   }
 
   /// A typed client of WorkOrderService.
@@ -74,6 +80,16 @@ public enum Eduhub_Workorder_V1_WorkOrderService {
     public func getStats(_ request: Eduhub_Workorder_V1_StatsRequest = Eduhub_Workorder_V1_StatsRequest(), options: CallOptions = CallOptions()) async throws -> Eduhub_Workorder_V1_Stats {
       try await rpc.unary(Method.getStats, request: request, options: options)
     }
+
+    /// Anyone who may read the order attaches a file (client streaming, at most 10 MiB: a larger one
+    /// is RESOURCE_EXHAUSTED and nothing is stored); it shows in the timeline as a comment.
+    public func addAttachment(options: CallOptions = CallOptions(), _ body: (RPCWriter<Eduhub_Workorder_V1_AttachmentChunk>) async throws -> Void) async throws -> Eduhub_Workorder_V1_Attachment {
+      try await rpc.clientStreaming(Method.addAttachment, options: options, body)
+    }
+
+    public func getAttachment<Result: Sendable>(_ request: Eduhub_Workorder_V1_GetAttachmentRequest = Eduhub_Workorder_V1_GetAttachmentRequest(), options: CallOptions = CallOptions(), _ body: (RPCStream<Eduhub_Workorder_V1_AttachmentChunk>) async throws -> Result) async throws -> Result {
+      try await rpc.serverStreaming(Method.getAttachment, request: request, options: options, body)
+    }
   }
 }
 
@@ -87,6 +103,8 @@ extension Eduhub_Workorder_V1_WorkOrderService.Handler {
       .unary(Eduhub_Workorder_V1_WorkOrderService.Method.listOrders) { try await self.listOrders(request: $0, context: $1) },
       .serverStreaming(Eduhub_Workorder_V1_WorkOrderService.Method.watch) { try await self.watch(request: $0, response: $1, context: $2) },
       .unary(Eduhub_Workorder_V1_WorkOrderService.Method.getStats) { try await self.getStats(request: $0, context: $1) },
+      .clientStreaming(Eduhub_Workorder_V1_WorkOrderService.Method.addAttachment) { try await self.addAttachment(requests: $0, context: $1) },
+      .serverStreaming(Eduhub_Workorder_V1_WorkOrderService.Method.getAttachment) { try await self.getAttachment(request: $0, response: $1, context: $2) },
     ]
   }
 }
