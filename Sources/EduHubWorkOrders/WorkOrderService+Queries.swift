@@ -13,23 +13,13 @@ extension WorkOrderService {
       || caller.can(.ordersRead, at: summary.path) || caller.can(.ordersHandle, at: summary.path)
   }
 
-  /// Whether the order is in `caller`'s org queue: its service org or assignee org lies where the
-  /// caller handles orders.
-  func inOrgQueue(_ summary: OrderIndex.Summary, _ caller: Caller, paths: [String: String]) -> Bool {
-    let handled = caller.scopes(for: .ordersHandle)
-    return [summary.serviceOrg, summary.assigneeOrg].contains { org in
-      guard let path = paths[org] else { return false }
-      return handled.contains { RecordStore.inScope(path, $0) }
+  /// Whether the order is in the org queue of a caller handling orders at `handled`: its service
+  /// org or assignee org lies there (both lie on the order's path).
+  static func inOrgQueue(serviceOrg: String, assigneeOrg: String, path: String, handled: [String]) -> Bool {
+    [serviceOrg, assigneeOrg].contains { org in
+      guard let orgPath = ancestorPath(org, of: path) else { return false }
+      return handled.contains { RecordStore.inScope(orgPath, $0) }
     }
-  }
-
-  /// Org paths by code (for the org queue), read once per call.
-  func orgPaths(_ codes: Set<String>, in db: Database) throws -> [String: String] {
-    var paths: [String: String] = [:]
-    for code in codes where !code.isEmpty {
-      if let record = try identity.live(IdentityCollections.org, code, in: db) { paths[code] = record.scope }
-    }
-    return paths
   }
 
   public func list(_ request: Eduhub_Workorder_V1_ListOrdersRequest, caller: Caller) throws -> Eduhub_Workorder_V1_ListOrdersResponse {
@@ -42,14 +32,16 @@ extension WorkOrderService {
     return try identity.reading { db in
       let all = try index.orders(self, in: db)
       let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
-      let paths = request.queue == .myOrg ? try orgPaths(Set(all.values.flatMap { [$0.serviceOrg, $0.assigneeOrg] }), in: db) : [:]
+      let handled = caller.scopes(for: .ordersHandle)
       let states = Set(request.states)
       var matched = all.values.filter { summary in
         guard mayRead(summary, caller) else { return false }
         switch request.queue {
         case .submittedByMe: guard summary.submitter == caller.accountID else { return false }
         case .assignedToMe: guard summary.assignee == caller.accountID else { return false }
-        case .myOrg: guard inOrgQueue(summary, caller, paths: paths) else { return false }
+        case .myOrg:
+          guard Self.inOrgQueue(serviceOrg: summary.serviceOrg, assigneeOrg: summary.assigneeOrg, path: summary.path, handled: handled)
+          else { return false }
         case .watched: guard summary.watchers.contains(caller.accountID) else { return false }
         default: break
         }
@@ -220,11 +212,8 @@ extension WorkOrderService {
       guard mayRead(order, path: record.scope, assignee: derived.assignee, caller) else { continue }
       var mine = order.submitter == caller.accountID || derived.assignee == caller.accountID
         || shown.watchers.contains(caller.accountID)
-      if !mine, !handled.isEmpty {
-        for org in [derived.assigneeOrg, derived.serviceOrg] where !org.isEmpty {
-          guard let path = try identity.live(IdentityCollections.org, org, in: db)?.scope else { continue }
-          if handled.contains(where: { RecordStore.inScope(path, $0) }) { mine = true }
-        }
+      if !mine {
+        mine = Self.inOrgQueue(serviceOrg: derived.serviceOrg, assigneeOrg: derived.assigneeOrg, path: record.scope, handled: handled)
       }
       guard mine else { continue }
       var change = Eduhub_Workorder_V1_OrderChange()

@@ -115,8 +115,7 @@ public final class WorkOrderService: Sendable {
       let path = try identity.orgPath(order.submittingOrgCode, in: db)
       try identity.require(.ordersSubmit, at: path, caller, action, target: order.submittingOrgCode, peer: peer)
       if order.serviceOrgCode.isEmpty { order.serviceOrgCode = try defaultServiceOrg(path, in: db) }
-      let servicePath = try identity.orgPath(order.serviceOrgCode, in: db)
-      guard RecordStore.inScope(path, servicePath) else {
+      guard Self.ancestorPath(order.serviceOrgCode, of: path) != nil else {
         throw Validate.invalid("the service org must contain the submitting org (it is handled above or at it)")
       }
       order.id = newID()
@@ -136,6 +135,14 @@ public final class WorkOrderService: Sendable {
       guard let (record, stored, events) = try load(order.id, in: db) else { throw RPCError(.internalError, "storage failed") }
       return try view(record, stored, events, now: identity.nowMs(), in: db).order
     }
+  }
+
+  /// The path of the org `code` when it lies on `path` (the org itself or one above it).
+  static func ancestorPath(_ code: String, of path: String) -> String? {
+    guard !code.isEmpty else { return nil }
+    let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+    guard let index = parts.firstIndex(where: { $0 == code }) else { return nil }
+    return parts[...index].joined(separator: "/")
   }
 
   /// The county of the path (its second element), else the city (its first).
@@ -197,7 +204,11 @@ public final class WorkOrderService: Sendable {
           .failedPrecondition,
           "cannot \(Self.verb(request.action)) a work order in state \(OrderMachine.name(derived.state))")
       }
-      let servicePath = try identity.orgPath(derived.serviceOrg, in: db)
+      // Orgs that handle an order contain its submitting org: their paths are prefixes of its path
+      // (an edge node need not hold the records of the orgs above it).
+      guard let servicePath = Self.ancestorPath(derived.serviceOrg, of: record.scope) else {
+        throw RPCError(.failedPrecondition, "the service org \(derived.serviceOrg) does not contain the submitting org")
+      }
       let isSubmitter = !caller.accountID.isEmpty && caller.accountID == order.submitter
       let isAssignee = !caller.accountID.isEmpty && caller.accountID == derived.assignee
       let handles = caller.can(.ordersHandle, at: servicePath)
@@ -216,8 +227,7 @@ public final class WorkOrderService: Sendable {
       case .accept, .reassign:
         guard handles else { throw deny("dispatchers of the service org") }
         let org = request.assigneeOrgCode.isEmpty ? derived.serviceOrg : request.assigneeOrgCode
-        let orgPath = try identity.orgPath(org, in: db)
-        guard RecordStore.inScope(orgPath, servicePath), RecordStore.inScope(record.scope, orgPath) else {
+        guard let orgPath = Self.ancestorPath(org, of: record.scope), RecordStore.inScope(orgPath, servicePath) else {
           throw Validate.invalid("the assignee org must lie within the service org and contain the submitting org")
         }
         if !request.assignee.isEmpty {

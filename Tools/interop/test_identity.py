@@ -151,3 +151,41 @@ def test_catalog_publish_search_detail(stubs, seeded_node):
         assert json.loads(detail.manual.request_example)["code"] == "interop-students"
         page = catalog.ReadRows(catalog_pb2.ReadRowsRequest(code="interop-students"), metadata=steward)
         assert list(page.columns) == ["name", "student_id", "grade"] and len(page.rows) == 2
+
+
+def test_work_order_submit_watch_act(stubs, seeded_node):
+    import threading
+    from eduhub.identity.v1 import identity_pb2_grpc
+    from eduhub.workorder.v1 import workorder_pb2 as wo, workorder_pb2_grpc
+    with grpc.insecure_channel(seeded_node.address) as channel:
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        orders = workorder_pb2_grpc.WorkOrderServiceStub(channel)
+        teacher = login(identity, "teacher1")
+        county = login(identity, "county1")
+        submitted = orders.Submit(wo.SubmitRequest(order=wo.WorkOrder(
+            kind=wo.ORDER_KIND_DATA_QUALITY, title="学籍数据缺失", description="三名学生缺少身份证号",
+            priority=wo.PRIORITY_P2)), metadata=teacher)
+        assert submitted.state == wo.ORDER_STATE_SUBMITTED and submitted.service_org_code == "511702"
+        # The teacher tracks it: a Watch stream sees the county accept it.
+        stream = orders.Watch(wo.WatchRequest(), metadata=teacher, timeout=20)
+        accept = threading.Timer(0.3, lambda: orders.Act(
+            wo.ActRequest(order_id=submitted.id, action=wo.ACTION_ACCEPT, expected_version=0), metadata=county))
+        accept.start()
+        change = next(stream)
+        stream.cancel()
+        accept.join()
+        assert change.order.id == submitted.id and change.order.state == wo.ORDER_STATE_ACCEPTED
+        assert [e.action for e in change.events] == [wo.ACTION_ACCEPT] and change.cursor
+        # An illegal step names the state; a stale version is ABORTED.
+        with pytest.raises(grpc.RpcError) as error:
+            orders.Act(wo.ActRequest(order_id=submitted.id, action=wo.ACTION_VERIFY_CLOSE), metadata=teacher)
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "ACCEPTED" in error.value.details()
+        with pytest.raises(grpc.RpcError) as error:
+            orders.Act(wo.ActRequest(order_id=submitted.id, action=wo.ACTION_START, expected_version=5), metadata=county)
+        assert error.value.code() == grpc.StatusCode.ABORTED
+        detail = orders.GetOrder(wo.GetOrderRequest(id=submitted.id), metadata=teacher)
+        assert [e.action for e in detail.timeline] == [wo.ACTION_ACCEPT]
+        mine = orders.ListOrders(wo.ListOrdersRequest(queue=wo.QUEUE_SUBMITTED_BY_ME), metadata=teacher)
+        assert [o.id for o in mine.orders] == [submitted.id]
+        stats = orders.GetStats(wo.StatsRequest(org_code="511702"), metadata=county)
+        assert stats.total >= 1 and stats.by_state["ACCEPTED"] >= 1
