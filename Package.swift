@@ -251,6 +251,18 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // The work order benchmark: generate orders into a node, then measure against `eduhub serve`.
+    .executableTarget(
+      name: "eduhub-bench-workorders",
+      dependencies: [
+        "EduHubAPI", "EduHubRPC", "EduHubIdentity", "EduHubNode", "EduHubReplication", "EduHubStorage", "EduHubWorkOrders",
+        .product(name: "Logging", package: "swift-log"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      path: "Tools/bench-workorders",
+      exclude: ["run"],
+      swiftSettings: swiftSettings
+    ),
+
     // Writes to an encrypted database until killed (for the crash tests).
     .executableTarget(
       name: "eduhub-storage-torture",

@@ -52,6 +52,8 @@ public final class IdentityService: Sendable {
   /// guardianships): cached callers from an older epoch are resolved again.
   let epoch = Atomic<UInt64>(0)
   let nodeKeys = KeyRing()
+  /// Group commit for `batched`.
+  let batcher: WriteBatcher
   /// Who a token's subject is when it is not an account (`node:…`): resolvers other services add.
   let principalResolvers = Mutex<[(prefix: String, resolve: @Sendable (AccessClaims) throws -> Caller)]>([])
 
@@ -66,6 +68,7 @@ public final class IdentityService: Sendable {
     self.configuration = configuration
     self.delivery = delivery
     self.nowMs = nowMs
+    self.batcher = WriteBatcher(database: replica.store.database, mapError: Self.rpcError)
     self.hasher = try PasswordHasher(limits: configuration.passwordLimits, threads: configuration.hashingThreads)
     self.personMasker = RecordMasker(
       classified: Eduhub_Identity_V1_Person.classifiedFields, pseudonymKey: pseudonymKey)
@@ -134,14 +137,24 @@ public final class IdentityService: Sendable {
   package func transaction<T>(_ body: (Database) throws -> T) throws -> T {
     do {
       return try store.database.write(body)
-    } catch let error as RPCError {
-      throw error
-    } catch let error as StorageError where error.code == .corrupted {
-      throw RPCError(.dataLoss, "the database is damaged: \(error.message)")
-    } catch let error as BinaryDecodingError {
-      throw RPCError(.dataLoss, "a stored record cannot be read: \(error)")
     } catch {
-      throw RPCError(.internalError, "storage failed")
+      throw Self.rpcError(error)
+    }
+  }
+
+  /// `transaction` with group commit: concurrent callers share one transaction (each in its own
+  /// savepoint, so one failing rolls back alone) and return once it has committed.
+  package func batched<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    try await batcher.write(body)
+  }
+
+  /// What a storage failure is to a caller: RPC errors pass, damage is DATA_LOSS, the rest INTERNAL.
+  static func rpcError(_ error: any Error) -> any Error {
+    switch error {
+    case let error as RPCError: return error
+    case let error as StorageError where error.code == .corrupted: return RPCError(.dataLoss, "the database is damaged: \(error.message)")
+    case let error as BinaryDecodingError: return RPCError(.dataLoss, "a stored record cannot be read: \(error)")
+    default: return RPCError(.internalError, "storage failed")
     }
   }
 

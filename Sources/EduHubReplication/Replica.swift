@@ -136,6 +136,32 @@ public final class Replica: Sendable {
     return numbers
   }
 
+  /// Records for writes that create records which cannot exist yet (their ids were just made
+  /// unique), stamped now, outside any transaction: `insert(_:in:)` then only stores them, so a
+  /// shared writer spends no time on them beyond SQLite's. Bodies must be protobuf with fields in
+  /// ascending order (as SwiftProtobuf writes them).
+  public func stampNew(_ writes: [Write]) throws -> [StoredRecord] {
+    try writes.map { write in
+      guard let body = write.body, let numbers = Self.ascendingFieldNumbers(body) else {
+        throw StorageError(.rejected, "record \(write.collection)/\(write.id) is not a new, ordered protobuf body")
+      }
+      var vector = VersionVector()
+      vector.increment(nodeID)
+      let stamp = FieldStamp(time: clock.now(), node: nodeID, counter: vector[nodeID])
+      return StoredRecord(
+        collection: write.collection, id: write.id, scope: write.scope, body: body,
+        version: ReplicationEncoding.encode(vector),
+        stamps: ReplicationEncoding.encode(stamp, forFields: numbers + [RecordVersion.deletionField]))
+    }
+  }
+
+  /// Inserts records made by `stampNew` in the caller's transaction (a record that exists after
+  /// all fails the write: ids are never reused).
+  public func insert(_ records: [StoredRecord], in db: Database) throws {
+    try store.put(records, in: db, absent: Array(repeating: true, count: records.count))
+    try saveClock(db)
+  }
+
   /// What applying remote versions did.
   public struct ApplyOutcome: Sendable, Hashable {
     public var skipped = 0

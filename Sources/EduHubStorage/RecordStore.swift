@@ -331,10 +331,15 @@ public final class RecordStore: Sendable {
   ) throws -> Int64 {
     let cacheKey = collection + "\u{0}" + name
     if let id = cache[cacheKey] { return id }
-    try db.execute(
-      sql: "INSERT OR IGNORE INTO record_index (collection, name) VALUES (?, ?)", arguments: [collection, name])
-    let id = try Int64.fetchOne(
-      db, sql: "SELECT id FROM record_index WHERE collection = ? AND name = ?", arguments: [collection, name])!
+    // Prepared once per connection: every put of an indexed collection comes here.
+    if let id = try Int64.fetchOne(
+      db.cachedStatement(sql: "SELECT id FROM record_index WHERE collection = ? AND name = ?"), arguments: [collection, name])
+    {
+      cache[cacheKey] = id
+      return id
+    }
+    try db.cachedStatement(sql: "INSERT INTO record_index (collection, name) VALUES (?, ?)").execute(arguments: [collection, name])
+    let id = db.lastInsertedRowID
     cache[cacheKey] = id
     return id
   }
@@ -587,6 +592,15 @@ public final class RecordStore: Sendable {
       arguments: [sequence, collection, id, record.scope, Self.evictedScope])
   }
 
+  /// Records of `collection` (tombstones included) in id order after the id `after`: for readers
+  /// that walk a whole collection in step with another one.
+  public func byID(_ collection: String, after: String, limit: Int, in db: Database) throws -> [StoredRecord] {
+    try Row.fetchAll(
+      db.cachedStatement(sql: "SELECT \(Self.columns) FROM record WHERE collection = ? AND id > ? ORDER BY id LIMIT ?"),
+      arguments: [collection, after, limit]
+    ).map(Self.record)
+  }
+
   /// Live records of `collection`, wherever they lie, by scope and id.
   public func records(_ collection: String, limit: Int, in db: Database) throws -> [StoredRecord] {
     try Row.fetchAll(
@@ -623,14 +637,15 @@ public final class RecordStore: Sendable {
 
   /// A value the store keeps for its owner (the replica's clock, cursors), read in `db`.
   public func meta(_ name: String, in db: Database) throws -> [UInt8]? {
-    try Data.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = ?", arguments: [name]).map { [UInt8]($0) }
+    try Data.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_meta WHERE name = ?"), arguments: [name]).map { [UInt8]($0) }
   }
 
   /// Sets a metadata value in the caller's transaction.
   public func setMeta(_ name: String, _ value: [UInt8], in db: Database) throws {
-    try db.execute(
-      sql: "INSERT INTO store_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-      arguments: [name, Data(value)])
+    // Cached: every replica write saves its clock here.
+    try db.cachedStatement(
+      sql: "INSERT INTO store_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+    ).execute(arguments: [name, Data(value)])
   }
 
   /// A field value that lost a merge, with both versions' vectors: kept so nothing disappears unseen.

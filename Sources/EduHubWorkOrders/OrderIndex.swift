@@ -35,18 +35,92 @@ final class OrderIndex: Sendable {
     /// while it runs, then `resolutionDueMs` tells when it breaches.
     var resolutionMinutes: Int64?
     var resolutionDueMs: Int64
+    /// When 80% of each target is used (the sweep's warnings).
+    var firstResponseWarnMs: Int64
+    var resolutionWarnMs: Int64
+    /// SLA marks recorded: 1 first-response warning, 2 its breach, 4 resolution warning, 8 its breach.
+    var marks: UInt8
+    /// When it was resolved, while it is resolved.
+    var resolvedMs: Int64?
+  }
+
+  /// An order as statistics count it: plain numbers (strings numbered in `Names`), so a pass over
+  /// a million of them copies no reference and hashes no string.
+  struct StatRow: Sendable {
+    var path: Int32
+    var county: Int32
+    var assignee: Int32
+    var state: Int32
+    var kind: Int32
+    var priority: Int32
+    var reopened: Bool
+    var everResolved: Bool
+    var createdMs: Int64
+    /// -1 until the first response came.
+    var firstResponseMinutes: Int32
+    var firstResponseTarget: Int32
+    var firstResponseDueMs: Int64
+    /// -1 while the resolution clock runs (then `resolutionDueMs` tells when it breaches).
+    var resolutionMinutes: Int32
+    var resolutionTarget: Int32
+    var resolutionDueMs: Int64
+  }
+
+  /// Strings by number and numbers by string (paths, county codes, assignees).
+  struct Names: Sendable {
+    var names: [String] = []
+    var numbers: [String: Int32] = [:]
+
+    mutating func number(_ name: String) -> Int32 {
+      if let known = numbers[name] { return known }
+      names.append(name)
+      numbers[name] = Int32(names.count - 1)
+      return Int32(names.count - 1)
+    }
   }
 
   private struct State {
     var orders: [String: Summary] = [:]
+    var rows: [StatRow] = []
+    var rowOf: [String: Int] = [:]
+    var names = Names()
     var sequences: [String: Int64] = [:]
+
+    mutating func set(_ id: String, _ summary: Summary?) {
+      orders[id] = summary
+      guard let summary else { return }
+      let parts = summary.path.split(separator: "/")
+      let row = StatRow(
+        path: names.number(summary.path), county: names.number(String(parts.count >= 2 ? parts[1] : parts.first ?? "")),
+        assignee: summary.assignee.isEmpty ? -1 : names.number(summary.assignee), state: Int32(summary.state.rawValue),
+        kind: Int32(summary.kind.rawValue), priority: Int32(summary.priority.rawValue), reopened: summary.reopenCount > 0,
+        everResolved: summary.everResolved, createdMs: summary.createdMs,
+        firstResponseMinutes: summary.firstResponseMinutes.map { Int32(clamping: $0) } ?? -1,
+        firstResponseTarget: Int32(clamping: summary.firstResponseTarget), firstResponseDueMs: summary.firstResponseDueMs,
+        resolutionMinutes: summary.resolutionMinutes.map { Int32(clamping: $0) } ?? -1,
+        resolutionTarget: Int32(clamping: summary.resolutionTarget), resolutionDueMs: summary.resolutionDueMs)
+      if let index = rowOf[id] {
+        rows[index] = row
+      } else {
+        rowOf[id] = rows.count
+        rows.append(row)
+      }
+    }
   }
 
   private let state = Mutex(State())
 
+  /// Runs `body` over the statistics rows (under the index's lock: no copy of a million rows).
+  func withRows<T>(_ body: ([StatRow], Names) throws -> T) rethrows -> T {
+    try state.withLock { state in try body(state.rows, state.names) }
+  }
+
   /// Catches up and returns every order's summary.
   func orders(_ service: WorkOrderService, in db: Database) throws -> [String: Summary] {
     let store = service.identity.store
+    if state.withLock({ $0.sequences.isEmpty }) {
+      try load(service, in: db)
+    }
     let known = state.withLock { $0.sequences }
     var affected = Set<String>()
     var latest: [String: Int64] = [:]
@@ -69,10 +143,69 @@ final class OrderIndex: Sendable {
       // A concurrent catch-up from a newer snapshot may have gone further: keep the newest.
       let fresher = latest.allSatisfy { $0.value >= state.sequences[$0.key] ?? 0 }
       if fresher {
-        for (id, summary) in summaries { state.orders[id] = summary }
+        for (id, summary) in summaries { state.set(id, summary) }
         state.sequences = latest
       }
       return state.orders
+    }
+  }
+
+  /// The first load: orders, their events and their watch marks walked in id order together (an
+  /// event's and a mark's id start with their order's), one order in memory at a time.
+  private func load(_ service: WorkOrderService, in db: Database) throws {
+    let store = service.identity.store
+    let through = try store.lastSequence(in: db)
+    let now = service.identity.nowMs()
+    /// One collection read in pages by id.
+    struct Walk {
+      let collection: String
+      var page: [StoredRecord] = []
+      var index = 0
+      var after = ""
+      var done = false
+      mutating func peek(_ store: RecordStore, _ db: Database) throws -> StoredRecord? {
+        if index == page.count, !done {
+          page = try store.byID(collection, after: after, limit: 5000, in: db)
+          index = 0
+          done = page.count < 5000
+          after = page.last?.id ?? after
+        }
+        return index < page.count ? page[index] : nil
+      }
+    }
+    var orders = Walk(collection: WorkOrderCollections.order)
+    var events = Walk(collection: WorkOrderCollections.event)
+    var watches = Walk(collection: WorkOrderCollections.watch)
+    var loaded: [String: Summary] = [:]
+    // Records met before their order (an id that extends another, "…12" and "…123|…") wait here.
+    var early: [String: [StoredRecord]] = [:]
+    while let record = try orders.peek(store, db) {
+      orders.index += 1
+      let prefix = record.id + "|"
+      func group(_ walk: inout Walk, _ kind: String) throws -> [StoredRecord] {
+        var out = early.removeValue(forKey: kind + record.id) ?? []
+        while let next = try walk.peek(store, db), next.id < prefix || next.id.hasPrefix(prefix) {
+          walk.index += 1
+          guard !next.deleted else { continue }
+          if next.id.hasPrefix(prefix) {
+            out.append(next)
+          } else {
+            early[kind + String(next.id.prefix { $0 != "|" }), default: []].append(next)
+          }
+        }
+        return out
+      }
+      let orderEvents = try group(&events, "e").map { try Eduhub_Workorder_V1_OrderEvent(serializedBytes: $0.body) }
+      let watchers = try group(&watches, "w").compactMap { try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: $0.body).actor }
+      guard !record.deleted else { continue }
+      let order = try Eduhub_Workorder_V1_WorkOrder(serializedBytes: record.body)
+      loaded[record.id] = Self.summary(service, record, order, orderEvents, watchers: watchers, now: now)
+    }
+    state.withLock { state in
+      guard state.sequences.isEmpty else { return }
+      state.rows.reserveCapacity(loaded.count)
+      for (id, summary) in loaded { state.set(id, summary) }
+      state.sequences = [WorkOrderCollections.order: through, WorkOrderCollections.event: through, WorkOrderCollections.watch: through]
     }
   }
 
@@ -80,19 +213,29 @@ final class OrderIndex: Sendable {
     _ service: WorkOrderService, _ record: StoredRecord, _ order: Eduhub_Workorder_V1_WorkOrder,
     _ events: [Eduhub_Workorder_V1_OrderEvent], now: Int64, in db: Database
   ) throws -> Summary {
+    let watchers = try service.identity.store.find(WorkOrderCollections.watch, index: "order", key: order.id, limit: 1000, in: db)
+      .compactMap { try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: $0.body).actor }
+    return summary(service, record, order, events, watchers: watchers, now: now)
+  }
+
+  static func summary(
+    _ service: WorkOrderService, _ record: StoredRecord, _ order: Eduhub_Workorder_V1_WorkOrder,
+    _ events: [Eduhub_Workorder_V1_OrderEvent], watchers: [String], now: Int64
+  ) -> Summary {
     let derived = OrderMachine.derive(order, events: events, reopenWindowMs: service.reopenWindowMs)
     let target = service.sla.target(order.kind, order.priority)
     let calendar = service.sla.calendar
     var resolutionMinutes: Int64?
     var resolutionDue = Int64.max
+    var resolutionWarn = Int64.max
+    let share = service.sla.warningShare
     if let open = derived.running.last, open.end == nil {
       let before = derived.running.dropLast().reduce(Int64(0)) { $0 + calendar.workingMinutes(from: $1.start, to: $1.end ?? now) }
       resolutionDue = calendar.adding(minutes: max(0, target.resolution - before), to: open.start)
+      resolutionWarn = calendar.adding(minutes: max(0, Int64(share * Double(target.resolution)) - before), to: open.start)
     } else {
       resolutionMinutes = derived.running.reduce(Int64(0)) { $0 + calendar.workingMinutes(from: $1.start, to: $1.end ?? now) }
     }
-    let watchers = try service.identity.store.find(WorkOrderCollections.watch, index: "order", key: order.id, limit: 1000, in: db)
-      .compactMap { try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: $0.body).actor }
     return Summary(
       id: order.id, path: record.scope, submitter: order.submitter, kind: order.kind, priority: order.priority,
       state: derived.state, serviceOrg: derived.serviceOrg, assigneeOrg: derived.assigneeOrg, assignee: derived.assignee,
@@ -101,6 +244,18 @@ final class OrderIndex: Sendable {
       firstResponseTarget: target.firstResponse, resolutionTarget: target.resolution,
       firstResponseMinutes: derived.firstResponseMs.map { calendar.workingMinutes(from: order.createdMs, to: $0) },
       firstResponseDueMs: calendar.adding(minutes: target.firstResponse, to: order.createdMs),
-      resolutionMinutes: resolutionMinutes, resolutionDueMs: resolutionDue)
+      resolutionMinutes: resolutionMinutes, resolutionDueMs: resolutionDue,
+      firstResponseWarnMs: calendar.adding(minutes: Int64(share * Double(target.firstResponse)), to: order.createdMs),
+      resolutionWarnMs: resolutionWarn,
+      marks: derived.slaMarks.reduce(UInt8(0)) { marks, mark in
+        switch mark {
+        case "\(Eduhub_Workorder_V1_Action.slaWarning.rawValue)|first_response": marks | 1
+        case "\(Eduhub_Workorder_V1_Action.slaBreach.rawValue)|first_response": marks | 2
+        case "\(Eduhub_Workorder_V1_Action.slaWarning.rawValue)|resolution": marks | 4
+        case "\(Eduhub_Workorder_V1_Action.slaBreach.rawValue)|resolution": marks | 8
+        default: marks
+        }
+      },
+      resolvedMs: derived.state == .resolved ? derived.resolvedMs : nil)
   }
 }

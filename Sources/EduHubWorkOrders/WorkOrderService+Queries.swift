@@ -72,80 +72,124 @@ extension WorkOrderService {
 
   public func stats(_ request: Eduhub_Workorder_V1_StatsRequest, caller: Caller) throws -> Eduhub_Workorder_V1_Stats {
     try identity.reading { db in
-      let all = try index.orders(self, in: db)
+      _ = try index.orders(self, in: db)
       let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
-      return Self.stats(all.values, now: identity.nowMs(), from: request.fromMs, to: request.toMs) { summary in
-        if let orgPath, !RecordStore.inScope(summary.path, orgPath) { return false }
-        return caller.can(.ordersRead, at: summary.path) || caller.can(.ordersHandle, at: summary.path)
+      let now = identity.nowMs()
+      return index.withRows { rows, names in
+        // Which submitting orgs count: decided once per org path, not once per order.
+        let included = names.names.map { path in
+          if let orgPath, !RecordStore.inScope(path, orgPath) { return false }
+          return caller.can(.ordersRead, at: path) || caller.can(.ordersHandle, at: path)
+        }
+        return Self.stats(rows, names: names, now: now, from: request.fromMs, to: request.toMs) { included[Int($0.path)] }
       }
     }
   }
 
-  /// The statistics of the orders `include` keeps, submitted in [from, to).
+  /// The statistics of the rows `include` keeps, submitted in [from, to).
   static func stats(
-    _ orders: some Sequence<OrderIndex.Summary>, now: Int64, from: Int64, to: Int64, include: (OrderIndex.Summary) -> Bool
+    _ rows: [OrderIndex.StatRow], names: OrderIndex.Names, now: Int64, from: Int64, to: Int64,
+    include: (OrderIndex.StatRow) -> Bool
   ) -> Eduhub_Workorder_V1_Stats {
     var stats = Eduhub_Workorder_V1_Stats()
-    var firstResponse: [Int64] = []
-    var resolution: [Int64] = []
+    var byState = [Int64](repeating: 0, count: 16), byKind = [Int64](repeating: 0, count: 16)
+    var byPriority = [Int64](repeating: 0, count: 8)
+    var byName = [Int64](repeating: 0, count: names.names.count), byAssignee = [Int64](repeating: 0, count: names.names.count)
+    var backlog = [Int64](repeating: 0, count: 5)
+    var firstResponse = MinuteCounts(), resolution = MinuteCounts()
     var firstMet = 0, firstCounted = 0, resolutionMet = 0, resolutionCounted = 0, resolved = 0, reopened = 0
-    for summary in orders {
-      guard from == 0 || summary.createdMs >= from, to == 0 || summary.createdMs < to, include(summary) else { continue }
+    let open = Set([1, 2, 3, 4].map(Int32.init))  // submitted, accepted, in progress, waiting
+    for row in rows {
+      guard from == 0 || row.createdMs >= from, to == 0 || row.createdMs < to, include(row) else { continue }
       stats.total += 1
-      stats.byState[OrderMachine.name(summary.state), default: 0] += 1
-      stats.byKind[kindName(summary.kind), default: 0] += 1
-      stats.byPriority["P\(summary.priority.rawValue)", default: 0] += 1
-      let parts = summary.path.split(separator: "/")
-      stats.byOrg[String(parts.count >= 2 ? parts[1] : parts.first ?? ""), default: 0] += 1
-      if !summary.assignee.isEmpty { stats.byAssignee[summary.assignee, default: 0] += 1 }
-      if let minutes = summary.firstResponseMinutes {
-        firstResponse.append(minutes)
+      byState[Int(row.state & 15)] += 1
+      byKind[Int(row.kind & 15)] += 1
+      byPriority[Int(row.priority & 7)] += 1
+      byName[Int(row.county)] += 1
+      if row.assignee >= 0 { byAssignee[Int(row.assignee)] += 1 }
+      let isOpen = open.contains(row.state)
+      if row.firstResponseMinutes >= 0 {
+        firstResponse.add(row.firstResponseMinutes)
         firstCounted += 1
-        if minutes <= summary.firstResponseTarget { firstMet += 1 }
-      } else if isOpen(summary.state), now > summary.firstResponseDueMs {
+        if row.firstResponseMinutes <= row.firstResponseTarget { firstMet += 1 }
+      } else if isOpen, now > row.firstResponseDueMs {
         firstCounted += 1  // breached and still waiting
       }
-      if let minutes = summary.resolutionMinutes, summary.state == .resolved || summary.state == .closed {
-        resolution.append(minutes)
+      let stopped = row.resolutionMinutes >= 0
+      if stopped, row.state == 5 || row.state == 6 {  // resolved, closed
+        resolution.add(row.resolutionMinutes)
         resolutionCounted += 1
-        if minutes <= summary.resolutionTarget { resolutionMet += 1 }
-      } else if summary.resolutionMinutes == nil, now > summary.resolutionDueMs {
+        if row.resolutionMinutes <= row.resolutionTarget { resolutionMet += 1 }
+      } else if !stopped, now > row.resolutionDueMs {
         resolutionCounted += 1
-      } else if let minutes = summary.resolutionMinutes, summary.state == .waitingRequester, minutes > summary.resolutionTarget {
+      } else if stopped, row.state == 4, row.resolutionMinutes > row.resolutionTarget {
         resolutionCounted += 1
       }
-      if summary.everResolved {
+      if row.everResolved {
         resolved += 1
-        if summary.reopenCount > 0 { reopened += 1 }
+        if row.reopened { reopened += 1 }
       }
-      if isOpen(summary.state) {
-        let days = (now - summary.createdMs) / 86_400_000
-        let bucket = days < 1 ? "<1d" : days < 3 ? "1-3d" : days < 7 ? "3-7d" : days < 30 ? "7-30d" : ">30d"
-        stats.backlogByAge[bucket, default: 0] += 1
+      if isOpen {
+        let days = (now - row.createdMs) / 86_400_000
+        backlog[days < 1 ? 0 : days < 3 ? 1 : days < 7 ? 2 : days < 30 ? 3 : 4] += 1
       }
     }
-    stats.firstResponse = durations(&firstResponse)
-    stats.resolution = durations(&resolution)
+    for state in Eduhub_Workorder_V1_OrderState.allCases where byState[state.rawValue & 15] > 0 {
+      stats.byState[OrderMachine.name(state)] = byState[state.rawValue & 15]
+    }
+    for kind in Eduhub_Workorder_V1_OrderKind.allCases where byKind[kind.rawValue & 15] > 0 {
+      stats.byKind[kindName(kind)] = byKind[kind.rawValue & 15]
+    }
+    for (priority, count) in byPriority.enumerated() where count > 0 { stats.byPriority["P\(priority)"] = count }
+    for (number, count) in byName.enumerated() where count > 0 { stats.byOrg[names.names[number]] = count }
+    for (number, count) in byAssignee.enumerated() where count > 0 { stats.byAssignee[names.names[number]] = count }
+    for (bucket, count) in zip(["<1d", "1-3d", "3-7d", "7-30d", ">30d"], backlog) where count > 0 { stats.backlogByAge[bucket] = count }
+    stats.firstResponse = firstResponse.durations()
+    stats.resolution = resolution.durations()
     stats.firstResponseAttainment = firstCounted == 0 ? 0 : Double(firstMet) / Double(firstCounted)
     stats.resolutionAttainment = resolutionCounted == 0 ? 0 : Double(resolutionMet) / Double(resolutionCounted)
     stats.reopenRate = resolved == 0 ? 0 : Double(reopened) / Double(resolved)
     return stats
   }
 
-  static func isOpen(_ state: Eduhub_Workorder_V1_OrderState) -> Bool {
-    ![.resolved, .closed, .rejected, .cancelled].contains(state)
+  /// Working-minute durations counted by value (minutes are bounded, so percentiles come from the
+  /// counts without sorting a million numbers).
+  struct MinuteCounts {
+    var counts: [Int32: Int64] = [:]
+    var small = [Int64](repeating: 0, count: 1 << 16)
+    var total: Int64 = 0
+
+    mutating func add(_ minutes: Int32) {
+      total += 1
+      if minutes < 1 << 16 { small[Int(minutes)] += 1 } else { counts[minutes, default: 0] += 1 }
+    }
+
+    /// Median and p90 by nearest rank.
+    func durations() -> Eduhub_Workorder_V1_Durations {
+      var out = Eduhub_Workorder_V1_Durations()
+      out.count = total
+      guard total > 0 else { return out }
+      func rank(_ p: Double) -> Int64 {
+        let wanted = max(1, Int64((Double(total) * p).rounded(.up)))
+        var seen: Int64 = 0
+        for (minutes, count) in small.enumerated() where count > 0 {
+          seen += count
+          if seen >= wanted { return Int64(minutes) }
+        }
+        for minutes in counts.keys.sorted() {
+          seen += counts[minutes] ?? 0
+          if seen >= wanted { return Int64(minutes) }
+        }
+        return 0
+      }
+      out.medianMinutes = rank(0.5)
+      out.p90Minutes = rank(0.9)
+      return out
+    }
   }
 
-  /// Median and p90 (nearest rank) of `values`.
-  static func durations(_ values: inout [Int64]) -> Eduhub_Workorder_V1_Durations {
-    var out = Eduhub_Workorder_V1_Durations()
-    out.count = Int64(values.count)
-    guard !values.isEmpty else { return out }
-    values.sort()
-    func rank(_ p: Double) -> Int64 { values[max(0, Int((Double(values.count) * p).rounded(.up)) - 1)] }
-    out.medianMinutes = rank(0.5)
-    out.p90Minutes = rank(0.9)
-    return out
+  static func isOpen(_ state: Eduhub_Workorder_V1_OrderState) -> Bool {
+    ![.resolved, .closed, .rejected, .cancelled].contains(state)
   }
 
   static func kindName(_ kind: Eduhub_Workorder_V1_OrderKind) -> String {
@@ -234,7 +278,7 @@ extension WorkOrderService {
 
 extension WorkOrderService: Eduhub_Workorder_V1_WorkOrderService.Handler {
   public func submit(request: Eduhub_Workorder_V1_SubmitRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_WorkOrder {
-    try submit(request, caller: try context.caller(), peer: context.peer)
+    try await submit(request, caller: try context.caller(), peer: context.peer)
   }
 
   public func getOrder(request: Eduhub_Workorder_V1_GetOrderRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_OrderDetail {

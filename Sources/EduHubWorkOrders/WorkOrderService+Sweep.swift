@@ -30,7 +30,8 @@ extension WorkOrderService {
     let now = now ?? identity.nowMs()
     var report = SweepReport()
     let summaries = try identity.reading { db in try index.orders(self, in: db) }
-    for summary in summaries.values {
+    // Only orders whose clocks or silence call for a step are opened (the index knows when).
+    for summary in summaries.values where needsSweep(summary, now: now) {
       try identity.transaction { db in
         guard let (record, order, events) = try load(summary.id, in: db) else { return }
         let derived = OrderMachine.derive(order, events: events, reopenWindowMs: reopenWindowMs)
@@ -63,6 +64,20 @@ extension WorkOrderService {
     }
     report.conflictOrders = try conflictOrders(now: now)
     return report
+  }
+
+  /// Whether the sweep has something to do for the order at `now`.
+  func needsSweep(_ summary: OrderIndex.Summary, now: Int64) -> Bool {
+    if let resolved = summary.resolvedMs, now - resolved > autoCloseAfterMs { return true }
+    if summary.firstResponseMinutes == nil, summary.state == .submitted {
+      if now > summary.firstResponseDueMs, summary.marks & 2 == 0 { return true }
+      if now > summary.firstResponseWarnMs, now <= summary.firstResponseDueMs, summary.marks & 1 == 0 { return true }
+    }
+    if summary.resolutionMinutes == nil {
+      if now > summary.resolutionDueMs, summary.marks & 8 == 0 { return true }
+      if now > summary.resolutionWarnMs, now <= summary.resolutionDueMs, summary.marks & 4 == 0 { return true }
+    }
+    return false
   }
 
   /// How long a resolved order waits for its requester before it closes itself.

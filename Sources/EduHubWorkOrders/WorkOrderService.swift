@@ -8,6 +8,7 @@ import EduHubStorage
 import Foundation
 import GRDB
 import SwiftProtobuf
+import Synchronization
 
 /// Work orders: submission, the lifecycle as immutable events, SLA clocks, queues, statistics,
 /// Watch. Every order and event is a replicated record; state is derived from the events.
@@ -18,12 +19,16 @@ public final class WorkOrderService: Sendable {
   public let reopenWindowMs: Int64
   /// Orders in memory for queues and statistics.
   let index: OrderIndex
+  /// Orders numbered within a millisecond, and this node's mark in order ids.
+  let idCounter = Atomic<UInt64>(0)
+  let nodeTag: String
 
   public init(identity: IdentityService, sla: SlaPolicy = SlaPolicy(), reopenWindowMs: Int64 = 7 * 86_400_000) {
     self.identity = identity
     self.sla = sla
     self.reopenWindowMs = reopenWindowMs
     self.index = OrderIndex()
+    self.nodeTag = KeyedHash.digest(Array(identity.nodeID.utf8), length: 16).prefix(2).map { String(format: "%02X", $0) }.joined()
   }
 
   public typealias Order = Eduhub_Workorder_V1_WorkOrder
@@ -87,14 +92,24 @@ public final class WorkOrderService: Sendable {
 
   // MARK: Submitting
 
-  /// A new order id: the day and random letters, unique across nodes without asking anyone.
+  /// A new order id: the day, the instant and a counter (so ids grow with time: new orders are
+  /// appended to the store's indexes rather than written all over them), then this node's tag and
+  /// two random bytes, unique across nodes without asking anyone.
   func newID() -> String {
     let day = identity.today
-    let random = Random.bytes(6).map { String(format: "%02X", $0) }.joined()
-    return String(format: "WO-%04d%02d%02d-", day.year, day.month, day.day) + random
+    let counter = idCounter.add(1, ordering: .relaxed).newValue & 0xFFFF
+    let random = Random.bytes(2)
+    // Hand-formatted: String(format:) goes through Foundation's locale machinery on every call.
+    func hex(_ value: UInt64, _ digits: Int) -> String {
+      let text = String(value, radix: 16, uppercase: true)
+      return String(repeating: "0", count: max(0, digits - text.count)) + text
+    }
+    let date = UInt64(day.year * 10_000 + day.month * 100 + day.day)
+    return "WO-\(date)-" + hex(UInt64(identity.nowMs()), 11) + hex(counter, 4) + "-" + nodeTag
+      + hex(UInt64(random[0]) << 8 | UInt64(random[1]), 4)
   }
 
-  public func submit(_ request: Eduhub_Workorder_V1_SubmitRequest, caller: Caller, peer: String) throws -> Order {
+  public func submit(_ request: Eduhub_Workorder_V1_SubmitRequest, caller: Caller, peer: String) async throws -> Order {
     var order = request.order
     let action = "workorder.Submit"
     guard [.dataRequest, .dataQuality, .dataCorrection, .accessProblem, .safetyHazard, .syncConflict].contains(order.kind) else {
@@ -111,30 +126,53 @@ public final class WorkOrderService: Sendable {
       order.submittingOrgCode = home.split(separator: "/").last.map(String.init) ?? ""
     }
     guard !order.submittingOrgCode.isEmpty else { throw Validate.invalid("submitting_org_code is required") }
-    return try identity.transaction { db in
-      let path = try identity.orgPath(order.submittingOrgCode, in: db)
-      try identity.require(.ordersSubmit, at: path, caller, action, target: order.submittingOrgCode, peer: peer)
-      if order.serviceOrgCode.isEmpty { order.serviceOrgCode = try defaultServiceOrg(path, in: db) }
-      guard Self.ancestorPath(order.serviceOrgCode, of: path) != nil else {
-        throw Validate.invalid("the service org must contain the submitting org (it is handled above or at it)")
-      }
-      order.id = newID()
-      order.submitter = caller.accountID.isEmpty ? caller.actor : caller.accountID
-      order.createdMs = identity.nowMs()
-      // Derived fields are never stored.
-      for clear: (inout Order) -> Void in [
-        { $0.state = .unspecified }, { $0.assigneeOrgCode = "" }, { $0.assignee = "" }, { $0.version = 0 },
-        { $0.updatedMs = 0 }, { $0.reopenCount = 0 }, { $0.feedback = "" }, { $0.clearSla() }, { $0.watchers = [] },
-        { $0.orgPath = "" },
-      ] { clear(&order) }
-      try identity.put(WorkOrderCollections.order, order.id, scope: path, order, in: db)
-      // The submitter watches what they submit.
-      try setWatch(order.id, account: order.submitter, on: true, scope: path, in: db)
-      try identity.audit.append(
-        .init(actor: caller.actor, action: action, target: order.id, peer: peer, timeMs: identity.nowMs()), in: db)
-      guard let (record, stored, events) = try load(order.id, in: db) else { throw RPCError(.internalError, "storage failed") }
-      return try view(record, stored, events, now: identity.nowMs(), in: db).order
+    // Only what a submitter writes is kept; derived fields are never stored.
+    var submitted = Order()
+    submitted.kind = order.kind
+    submitted.title = order.title
+    submitted.description_p = order.description_p
+    submitted.priority = order.priority
+    submitted.submittingOrgCode = order.submittingOrgCode
+    submitted.serviceOrgCode = order.serviceOrgCode
+    submitted.resourceCode = order.resourceCode
+    submitted.recordRef = order.recordRef
+    submitted.id = newID()
+    submitted.submitter = caller.accountID.isEmpty ? caller.actor : caller.accountID
+    // Everything but the writes happens before the shared transaction, on the caller's thread:
+    // the transaction is the one part that runs on one thread at a time.
+    guard let org = try identity.store.pointGet(IdentityCollections.org, submitted.submittingOrgCode), !org.deleted else {
+      throw RPCError(.notFound, "no org \(submitted.submittingOrgCode.prefix(40))")
     }
+    let path = org.scope
+    try identity.require(.ordersSubmit, at: path, caller, action, target: submitted.submittingOrgCode, peer: peer)
+    if submitted.serviceOrgCode.isEmpty { submitted.serviceOrgCode = defaultServiceOrg(path) }
+    guard Self.ancestorPath(submitted.serviceOrgCode, of: path) != nil else {
+      throw Validate.invalid("the service org must contain the submitting org (it is handled above or at it)")
+    }
+    submitted.createdMs = identity.nowMs()
+    var mark = Event()
+    mark.orderID = submitted.id
+    mark.actor = submitted.submitter
+    let records = try identity.replica.stampNew([
+      .init(collection: WorkOrderCollections.order, id: submitted.id, scope: path, body: try submitted.serializedBytes()),
+      .init(collection: WorkOrderCollections.watch, id: submitted.id + "|" + submitted.submitter, scope: path, body: try mark.serializedBytes()),
+    ])
+    let audit = AuditLog.Entry(actor: caller.actor, action: action, target: submitted.id, peer: peer, timeMs: submitted.createdMs)
+    // Submissions share transactions (group commit): many schools file at once. The order, the
+    // submitter's watch mark (the order is new: nothing to look up) and the audit event.
+    try await identity.batched { [identity] db in
+      try identity.replica.insert(records, in: db)
+      try identity.audit.append(audit, in: db)
+    }
+    // What the events (none yet) make of it.
+    let derived = OrderMachine.derive(submitted, events: [], reopenWindowMs: reopenWindowMs)
+    var shown = submitted
+    shown.state = derived.state
+    shown.updatedMs = submitted.createdMs
+    shown.sla = sla.clocks(submitted, derived, now: submitted.createdMs)
+    shown.orgPath = path
+    shown.watchers = [submitted.submitter]
+    return shown
   }
 
   /// The path of the org `code` when it lies on `path` (the org itself or one above it).
@@ -146,7 +184,7 @@ public final class WorkOrderService: Sendable {
   }
 
   /// The county of the path (its second element), else the city (its first).
-  func defaultServiceOrg(_ path: String, in db: Database) throws -> String {
+  func defaultServiceOrg(_ path: String) -> String {
     let parts = path.split(separator: "/").map(String.init)
     return parts.count >= 2 ? parts[1] : parts.first ?? ""
   }

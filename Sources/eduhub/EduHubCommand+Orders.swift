@@ -9,7 +9,7 @@ extension EduHubCommand {
   struct Orders: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Work orders on this node (as its operator): list, show one with its timeline, statistics.",
-      subcommands: [List.self, Show.self, Stats.self])
+      subcommands: [List.self, Show.self, Stats.self, Sweep.self])
 
     /// An instant as China time (the region's), to the minute.
     static func chinaTime(_ ms: Int64) -> String {
@@ -81,6 +81,20 @@ extension EduHubCommand {
           let mark = event.superseded ? "  [superseded: \(event.supersededReason)]" : ""
           print("  \(Orders.chinaTime(event.timeMs))  \(event.actor) @\(event.node): \(WorkOrderService.verbName(event.action))\(event.note.isEmpty ? "" : " — \(event.note)")\(mark)")
         }
+      }
+    }
+
+    struct Sweep: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(
+        abstract: "Run the system's sweep now (serve runs it every minute): auto-close, SLA warnings and breaches, sync conflicts to orders.")
+
+      @OptionGroup var node: DataOptions
+
+      func run() async throws {
+        let open = try node.open()
+        let report = try await asOperator(open) { _ in try open.workOrders.sweep() }
+        print(
+          "closed \(report.autoClosed), SLA warnings \(report.warnings), breaches \(report.breaches), conflict orders \(report.conflictOrders)")
       }
     }
 

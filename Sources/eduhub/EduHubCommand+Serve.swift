@@ -130,9 +130,9 @@ extension EduHubCommand {
                     "conflicts": "\(report.conflictOrders)",
                   ])
               }
-            } catch {
+            } catch where !Task.isCancelled {
               logger.warning("work order sweep failed", metadata: ["error": "\(error)"])
-            }
+            } catch {}
           }
         }
       }
@@ -146,6 +146,9 @@ extension EduHubCommand {
         syncing?.cancel()
         collecting?.cancel()
         sweeping?.cancel()
+        // Background work in flight finishes before the database closes.
+        await sweeping?.value
+        await collecting?.value
         await open?.close()
       } catch let error as RPCError {
         await open?.close()

@@ -160,7 +160,7 @@ struct WorkOrderTests {
   func partitionedNodes() async throws {
     try await withWorld { world in
       let county = try await CountyNode.enroll(in: world, clearance: .clear)
-      let submitted = try world.node.workOrders.submit(
+      let submitted = try await world.node.workOrders.submit(
         {
           var request = Self.submission()
           request.order.submittingOrgCode = IdentityWorld.school
@@ -295,7 +295,7 @@ struct WorkOrderTests {
         var request = Self.submission("问题\(index)", kind: [.dataQuality, .dataRequest, .safetyHazard][index % 3])
         request.order.priority = [.p1, .p2, .p3, .p4][Int(random.next() % 4)]
         request.order.submittingOrgCode = schools[index % 2]
-        let order = try service.submit(request, caller: .operator(name: "s"), peer: "t")
+        let order = try await service.submit(request, caller: .operator(name: "s"), peer: "t")
         for action in actions[Int(random.next() % UInt64(actions.count))] {
           _ = try service.act(Self.act(order.id, action, note: "说明"), caller: .operator(name: "s"), peer: "t")
         }
@@ -329,7 +329,7 @@ struct WorkOrderTests {
       var request = Self.submission("紧急：数据无法访问", kind: .accessProblem)
       request.order.priority = .p1
       request.order.submittingOrgCode = IdentityWorld.school
-      let order = try service.submit(request, caller: .operator(name: "s"), peer: "t")
+      let order = try await service.submit(request, caller: .operator(name: "s"), peer: "t")
       let calendar = service.sla.calendar
       var report = try service.sweep(now: calendar.adding(minutes: 50, to: order.createdMs))
       #expect(report.warnings == 1 && report.breaches == 0)
