@@ -109,6 +109,7 @@ final class OrderIndex: Sendable {
   }
 
   private let state = Mutex(State())
+  private let loading = Mutex(())
 
   /// Runs `body` over the statistics rows (under the index's lock: no copy of a million rows).
   func withRows<T>(_ body: ([StatRow], Names) throws -> T) rethrows -> T {
@@ -119,7 +120,11 @@ final class OrderIndex: Sendable {
   func orders(_ service: WorkOrderService, in db: Database) throws -> [String: Summary] {
     let store = service.identity.store
     if state.withLock({ $0.sequences.isEmpty }) {
-      try load(service, in: db)
+      // One first load at a time (a sweep and a query may both come first): the others wait for
+      // it rather than load a million orders again beside it.
+      try loading.withLock { _ in
+        if state.withLock({ $0.sequences.isEmpty }) { try load(service, in: db) }
+      }
     }
     let known = state.withLock { $0.sequences }
     var affected = Set<String>()

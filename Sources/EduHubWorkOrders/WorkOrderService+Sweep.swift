@@ -30,40 +30,51 @@ extension WorkOrderService {
     let now = now ?? identity.nowMs()
     var report = SweepReport()
     let summaries = try identity.reading { db in try index.orders(self, in: db) }
-    // Only orders whose clocks or silence call for a step are opened (the index knows when).
-    for summary in summaries.values where needsSweep(summary, now: now) {
+    // Only orders whose clocks or silence call for a step are opened (the index knows when); at
+    // most `sweepLimit` a run, `sweepBatch` to a transaction, so a backlog (a node back after
+    // weeks) is worked off over a few runs without holding the writer from everyone else.
+    let due = summaries.values.lazy.filter { self.needsSweep($0, now: now) }.prefix(Self.sweepLimit).map(\.id)
+    for batch in Array(due).chunked(Self.sweepBatch) {
       try identity.transaction { db in
-        guard let (record, order, events) = try load(summary.id, in: db) else { return }
-        let derived = OrderMachine.derive(order, events: events, reopenWindowMs: reopenWindowMs)
-        if derived.state == .resolved, let resolved = derived.resolvedMs, now - resolved > autoCloseAfterMs {
-          try system(.autoClose, order, note: "验收期满自动关闭", scope: record.scope, now: now, in: db)
-          report.autoClosed += 1
-          return
-        }
-        let clocks = sla.clocks(order, derived, now: now)
-        let share = sla.warningShare
-        let checks: [(clock: String, used: Int64, target: Int64, running: Bool)] = [
-          ("first_response", clocks.firstResponseMinutes, clocks.firstResponseTargetMinutes,
-           derived.firstResponseMs == nil && derived.state == .submitted),
-          ("resolution", clocks.resolutionMinutes, clocks.resolutionTargetMinutes,
-           derived.running.last.map { $0.end == nil } ?? false),
-        ]
-        for check in checks where check.running {
-          if check.used > check.target, !derived.slaMarks.contains("\(Eduhub_Workorder_V1_Action.slaBreach.rawValue)|\(check.clock)") {
-            try system(.slaBreach, order, note: check.clock, scope: record.scope, now: now, in: db)
-            try escalate(order, derived, scope: record.scope, in: db)
-            report.breaches += 1
-          } else if Double(check.used) >= share * Double(check.target), check.used <= check.target,
-            !derived.slaMarks.contains("\(Eduhub_Workorder_V1_Action.slaWarning.rawValue)|\(check.clock)")
-          {
-            try system(.slaWarning, order, note: check.clock, scope: record.scope, now: now, in: db)
-            report.warnings += 1
-          }
-        }
+        for id in batch { try sweep(id, now: now, report: &report, in: db) }
       }
     }
     report.conflictOrders = try conflictOrders(now: now)
     return report
+  }
+
+  static let sweepLimit = 5_000
+  static let sweepBatch = 200
+
+  /// One order's step of the sweep, in the caller's transaction (re-checked on the stored events).
+  func sweep(_ id: String, now: Int64, report: inout SweepReport, in db: Database) throws {
+    guard let (record, order, events) = try load(id, in: db) else { return }
+    let derived = OrderMachine.derive(order, events: events, reopenWindowMs: reopenWindowMs)
+    if derived.state == .resolved, let resolved = derived.resolvedMs, now - resolved > autoCloseAfterMs {
+      try system(.autoClose, order, note: "验收期满自动关闭", scope: record.scope, now: now, in: db)
+      report.autoClosed += 1
+      return
+    }
+    let clocks = sla.clocks(order, derived, now: now)
+    let share = sla.warningShare
+    let checks: [(clock: String, used: Int64, target: Int64, running: Bool)] = [
+      ("first_response", clocks.firstResponseMinutes, clocks.firstResponseTargetMinutes,
+       derived.firstResponseMs == nil && derived.state == .submitted),
+      ("resolution", clocks.resolutionMinutes, clocks.resolutionTargetMinutes,
+       derived.running.last.map { $0.end == nil } ?? false),
+    ]
+    for check in checks where check.running {
+      if check.used > check.target, !derived.slaMarks.contains("\(Eduhub_Workorder_V1_Action.slaBreach.rawValue)|\(check.clock)") {
+        try system(.slaBreach, order, note: check.clock, scope: record.scope, now: now, in: db)
+        try escalate(order, derived, scope: record.scope, in: db)
+        report.breaches += 1
+      } else if Double(check.used) >= share * Double(check.target), check.used <= check.target,
+        !derived.slaMarks.contains("\(Eduhub_Workorder_V1_Action.slaWarning.rawValue)|\(check.clock)")
+      {
+        try system(.slaWarning, order, note: check.clock, scope: record.scope, now: now, in: db)
+        report.warnings += 1
+      }
+    }
   }
 
   /// Whether the sweep has something to do for the order at `now`.
@@ -208,5 +219,12 @@ extension WorkOrderService {
     default:
       return nil
     }
+  }
+}
+
+extension Array {
+  /// The array in consecutive pieces of at most `size`.
+  func chunked(_ size: Int) -> [ArraySlice<Element>] {
+    stride(from: 0, to: count, by: size).map { self[$0..<Swift.min(count, $0 + size)] }
   }
 }

@@ -2,11 +2,13 @@ import EduHubAPI
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import EduHubSync
 import EduHubWorkOrders
 import Foundation
 import PropertyBased
+import SwiftProtobuf
 import Testing
 
 @Suite("Work orders: lifecycle, permissions, convergence, SLA in working time, Watch, statistics")
@@ -434,6 +436,39 @@ struct WorkOrderTests {
       await expectStatus(.resourceExhausted) { try await upload([UInt8](repeating: 7, count: (10 << 20) + 1), options: teacher) }
       let after = try world.identity.store.database.read { db in try world.identity.store.lastSequence(in: db) }
       #expect(after == before)
+    }
+  }
+
+  @Test("group commit: concurrent writes share transactions, and one that fails rolls back alone")
+  func groupCommit() async throws {
+    try await withWorld(seed: false) { world in
+      let identity = world.identity
+      let results = await withTaskGroup(of: (Int, Bool).self) { group in
+        for index in 0..<64 {
+          group.addTask {
+            do {
+              try await identity.batched { db in
+                var mark = Eduhub_Workorder_V1_OrderEvent()
+                mark.orderID = "WO-T-\(index)"
+                try identity.replica.write(
+                  [.init(collection: WorkOrderCollections.watch, id: "WO-T-\(index)|a", scope: "", body: try mark.serializedBytes())],
+                  in: db)
+                if index % 10 == 3 { throw RPCError(.failedPrecondition, "refused after writing") }
+              }
+              return (index, true)
+            } catch {
+              return (index, false)
+            }
+          }
+        }
+        var out: [Int: Bool] = [:]
+        for await (index, ok) in group { out[index] = ok }
+        return out
+      }
+      for index in 0..<64 {
+        let stored = try identity.store.get(WorkOrderCollections.watch, "WO-T-\(index)|a") != nil
+        #expect(results[index] == (index % 10 != 3) && stored == results[index], "\(index)")
+      }
     }
   }
 }

@@ -81,7 +81,7 @@ func generate() throws {
     }
     // Comments pad the history to about ten events an order.
     var actions = path
-    while actions.count < 10, !path.isEmpty { actions.insert(.comment, at: 1 + random.next(actions.count)) }
+    while actions.count < 11, !path.isEmpty { actions.insert(.comment, at: 1 + random.next(actions.count)) }
     var time = order.createdMs
     for action in actions {
       time += Int64(1 + random.next(6 * 3600)) * 1000
