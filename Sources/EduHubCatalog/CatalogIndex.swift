@@ -20,15 +20,23 @@ import Synchronization
 /// match from SQLite cost more than the whole search in memory. Chinese needs one- and
 /// two-character terms, which a byte substring search over UTF-8 gives directly.
 final class CatalogIndex: Sendable {
-  /// One resource as search sees it.
-  struct Entry: Sendable {
-    var resource: Eduhub_Catalog_V1_Resource
-    var scope: String
+  /// One resource as search sees it: immutable and shared (a search over ten thousand copies one
+  /// reference each, not each one's fields).
+  final class Entry: Sendable {
+    let resource: Eduhub_Catalog_V1_Resource
+    let scope: String
     /// Lowercased UTF-8 of the parts a query matches, by weight (name first).
-    var texts: [(weight: Int, bytes: [UInt8])]
+    let texts: [(weight: Int, bytes: [UInt8])]
     /// The resource's values of each facet but "followed by me", as numbers of `Facets.names`
     /// (counting small integers per search, not hashing strings).
-    var facetValues: [[Int]]
+    let facetValues: [[Int]]
+
+    init(resource: Eduhub_Catalog_V1_Resource, scope: String, texts: [(weight: Int, bytes: [UInt8])], facetValues: [[Int]]) {
+      self.resource = resource
+      self.scope = scope
+      self.texts = texts
+      self.facetValues = facetValues
+    }
   }
 
   /// Facet values by number: numbers are handed out once and never change, so an entry's numbers
