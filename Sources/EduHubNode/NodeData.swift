@@ -98,7 +98,7 @@ public struct NodeData: Sendable {
   /// Opens the node's database, replica, audit log and identity service.
   public func open(
     delivery: (any CodeDelivery)? = nil, identityConfiguration: IdentityConfiguration = IdentityConfiguration(),
-    logger: Logger
+    sla: SlaPolicy = SlaPolicy(), logger: Logger
   ) throws -> OpenNode {
     do {
       let (database, replica) = try openReplica()
@@ -110,7 +110,7 @@ public struct NodeData: Sendable {
       return OpenNode(
         data: self, database: database, replica: replica, audit: audit, identity: identityService,
         sync: SyncService(identity: identityService), catalog: CatalogService(identity: identityService),
-        workOrders: WorkOrderService(identity: identityService))
+        workOrders: WorkOrderService(identity: identityService, sla: sla))
     } catch let error as StorageError {
       throw NodeDataError(error.message)
     } catch let error as CryptoError {

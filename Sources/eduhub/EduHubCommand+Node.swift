@@ -12,10 +12,13 @@ struct DataOptions: ParsableArguments {
   @Option(help: "The node's data directory (see eduhub init).")
   var data: String
 
+  @Option(help: "Work orders' calendar and SLA targets (YAML, as for serve).")
+  var workCalendar: String?
+
   /// Opens the node's storage and services with quiet logging.
   func open(logger: Logger = Logger(label: "eduhub.cli")) throws -> OpenNode {
     do {
-      return try NodeData.load(data).open(logger: logger)
+      return try NodeData.load(data).open(sla: try WorkCalendarFile.policy(workCalendar), logger: logger)
     } catch let error as NodeDataError {
       throw FailureMessage(text: error.message)
     }

@@ -32,6 +32,9 @@ extension EduHubCommand {
     @Option(help: "The node's data directory (eduhub init): serves Identity from it and requires tokens.")
     var data: String?
 
+    @Option(help: "With --data: working hours, holidays and exchanged working days per year, and SLA targets for work orders (YAML; default: 2026's arrangement).")
+    var workCalendar: String?
+
     @Option(help: "With --data and an upstream: sync this often (e.g. 30s, 5m, 1h), with jittered backoff when the upstream is unreachable.")
     var syncEvery: String?
 
@@ -84,7 +87,7 @@ extension EduHubCommand {
       var services: [any RPCService] = []
       if let data {
         do {
-          let node = try NodeData.load(data).open(logger: logger)
+          let node = try NodeData.load(data).open(sla: try WorkCalendarFile.policy(workCalendar), logger: logger)
           configuration.identity = node.data.identity
           services = node.services(configuration: &configuration.rpc)
           open = node

@@ -471,4 +471,26 @@ struct WorkOrderTests {
       }
     }
   }
+
+  @Test("the calendar and SLA targets come from a configuration: a new year's holidays, hours, targets; bad input refused")
+  func calendarConfiguration() throws {
+    let policy = try SlaConfiguration.policy(from: [
+      "periods": ["09:00-12:00", "13:00-18:00"],
+      "years": [2027: ["holidays": ["2027-01-01"], "workdays": ["2027-01-02"]]],
+      "targets": ["P1": [30, 300]],
+    ] as [String: Any])
+    #expect(policy.calendar.periods == [540...720, 780...1080])
+    #expect(policy.target(.dataQuality, .p1) == (30, 300) && policy.target(.dataQuality, .p4) == (840, 4200))
+    let calendar = policy.calendar
+    let newYear = Int64(1_798_732_800_000)  // 2027-01-01 00:00 UTC+8 is 2026-12-31 16:00 UTC
+    // Friday 1 January 2027 is a holiday, Saturday the 2nd is worked: 8 hours.
+    #expect(calendar.workingMinutes(from: newYear, to: newYear + 86_400_000) == 0)
+    #expect(calendar.workingMinutes(from: newYear + 86_400_000, to: newYear + 2 * 86_400_000) == 480)
+    for bad: [String: Any] in [
+      ["periods": ["17:00-09:00"]], ["years": [2027: ["holidays": ["2026-12-31"]]]], ["targets": ["P9": [1, 2]]],
+      ["targets": ["P1": [600, 60]]], ["colour": "blue"], ["periods": ["08:00-12:00", "11:00-13:00"]],
+    ] {
+      #expect(throws: SlaConfiguration.Problem.self) { try SlaConfiguration.policy(from: bad) }
+    }
+  }
 }

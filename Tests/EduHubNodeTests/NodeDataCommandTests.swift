@@ -303,4 +303,24 @@ struct NodeDataCommandTests {
     let missing = try run(["catalog", "import", "--data", data, "tc.canteen.inspection", data + "/nope.csv"])
     #expect(missing.status != 0 && missing.errors.contains("cannot read"))
   }
+
+  @Test("eduhub orders: list, stats and sweep on a node, with a work calendar file; a bad one is refused clearly")
+  func ordersCommands() throws {
+    let data = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-orders-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: data) }
+    #expect(try run(["init", "--data", data]).status == 0)
+    #expect(try run(["seed", "--data", data]).status == 0)
+    let list = try run(["orders", "list", "--data", data])
+    #expect(list.status == 0 && list.output.contains("0 orders"))
+    let calendar = data + "/calendar.yaml"
+    try Data("years:\n  2027:\n    holidays: [2027-01-01]\ntargets:\n  P1: [30, 300]\n".utf8).write(to: URL(fileURLWithPath: calendar))
+    let sweep = try run(["orders", "sweep", "--data", data, "--work-calendar", calendar])
+    #expect(sweep.status == 0 && sweep.output.contains("closed 0"), "\(sweep.errors)")
+    #expect(try run(["orders", "stats", "--data", data, "--org", "511702"]).output.contains("0 orders"))
+    try Data("years:\n  2027:\n    holidays: [2026-05-01]\n".utf8).write(to: URL(fileURLWithPath: calendar))
+    let bad = try run(["orders", "sweep", "--data", data, "--work-calendar", calendar])
+    #expect(bad.status != 0 && bad.errors.contains("is not a date (YYYY-MM-DD) of 2027"), "\(bad.errors)")
+    let missing = try run(["orders", "show", "--data", data, "WO-nope"])
+    #expect(missing.status != 0 && missing.errors.contains("no work order"))
+  }
 }
