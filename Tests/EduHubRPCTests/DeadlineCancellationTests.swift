@@ -20,8 +20,8 @@ struct DeadlineCancellationTests {
       let elapsed = ContinuousClock.now - start
       #expect(error?.code == .deadlineExceeded)
       #expect(elapsed < .seconds(5))
-      try await eventually { harness.echo.observed.withLock { $0.cancelled } == 1 }
-      #expect(harness.echo.observed.withLock { $0.active } == 0)
+      // The handler counts its cancellation before its `defer` leaves: wait for both.
+      try await eventually { harness.echo.observed.withLock { $0.cancelled == 1 && $0.active == 0 } }
       await client.close()
     }
   }
