@@ -117,13 +117,13 @@ final class OrderIndex: Sendable {
   }
 
   /// Catches up and returns every order's summary.
-  func orders(_ service: WorkOrderService, in db: Database) throws -> [String: Summary] {
+  func orders(_ service: WorkOrderService, in db: Database, stop: @Sendable () -> Bool = { false }) throws -> [String: Summary] {
     let store = service.identity.store
     if state.withLock({ $0.sequences.isEmpty }) {
       // One first load at a time (a sweep and a query may both come first): the others wait for
       // it rather than load a million orders again beside it.
       try loading.withLock { _ in
-        if state.withLock({ $0.sequences.isEmpty }) { try load(service, in: db) }
+        if state.withLock({ $0.sequences.isEmpty }) { try load(service, in: db, stop: stop) }
       }
     }
     let known = state.withLock { $0.sequences }
@@ -157,7 +157,7 @@ final class OrderIndex: Sendable {
 
   /// The first load: orders, their events and their watch marks walked in id order together (an
   /// event's and a mark's id start with their order's), one order in memory at a time.
-  private func load(_ service: WorkOrderService, in db: Database) throws {
+  private func load(_ service: WorkOrderService, in db: Database, stop: () -> Bool) throws {
     let store = service.identity.store
     let through = try store.lastSequence(in: db)
     let now = service.identity.nowMs()
@@ -186,6 +186,7 @@ final class OrderIndex: Sendable {
     var early: [String: [StoredRecord]] = [:]
     while let record = try orders.peek(store, db) {
       orders.index += 1
+      if orders.index == 1, stop() { throw CancellationError() }
       let prefix = record.id + "|"
       func group(_ walk: inout Walk, _ kind: String) throws -> [StoredRecord] {
         var out = early.removeValue(forKey: kind + record.id) ?? []

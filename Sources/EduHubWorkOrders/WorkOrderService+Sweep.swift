@@ -18,6 +18,13 @@ extension WorkOrderService {
     public init() {}
   }
 
+  /// Loads the order index now (a node with a million orders takes a minute or so), so the first
+  /// list or statistics call after a start does not wait for it.
+  /// - Parameter stop: asked between pages of 5,000 orders; true ends the load (CancellationError).
+  public func warmUp(stop: @escaping @Sendable () -> Bool = { false }) throws {
+    _ = try identity.reading { db in try index.orders(self, in: db, stop: stop) }
+  }
+
   /// The system's account name on this node (the actor of its events).
   var systemActor: String { "system:\(identity.nodeID)" }
 

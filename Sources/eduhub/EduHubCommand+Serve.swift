@@ -5,7 +5,9 @@ import EduHubSync
 import EduHubWorkOrders
 import EduHubRPC
 import Logging
+import Dispatch
 import NIOCore
+import Synchronization
 
 extension EduHubCommand {
   struct Serve: AsyncParsableCommand {
@@ -106,7 +108,7 @@ extension EduHubCommand {
       let collecting = open.map { node in
         Task {
           while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(3600))
+            guard (try? await Task.sleep(for: .seconds(3600))) != nil else { break }  // stopping
             do {
               let result = try node.sync.collectTombstones()
               if result.purged > 0 {
@@ -121,8 +123,27 @@ extension EduHubCommand {
       // Work orders: auto-close, SLA warnings and breaches, sync conflicts to orders, every minute.
       let sweeping = open.map { node in
         Task {
+          // The order index is loaded first, off the cooperative threads (a million orders take a
+          // minute), stopping early if the node stops; then it is swept every minute.
+          let stopping = Atomic<Bool>(false)
+          await withTaskCancellationHandler {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+              DispatchQueue.global(qos: .utility).async {
+                do {
+                  try node.workOrders.warmUp { stopping.load(ordering: .relaxed) }
+                } catch where stopping.load(ordering: .relaxed) {
+                  // Stopped on purpose: the node is shutting down.
+                } catch {
+                  logger.warning("loading the work order index failed", metadata: ["error": "\(error)"])
+                }
+                done.resume()
+              }
+            }
+          } onCancel: {
+            stopping.store(true, ordering: .relaxed)
+          }
           while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(60))
+            guard (try? await Task.sleep(for: .seconds(60))) != nil else { break }  // stopping
             do {
               let report = try node.workOrders.sweep()
               if report != .init() {
