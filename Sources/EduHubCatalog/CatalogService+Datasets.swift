@@ -301,8 +301,8 @@ extension CatalogService {
           } else if try isLive(id), let old = try identity.store.get(DatasetSchema.rowCollection, id, in: db) {
             let fields = try WireFields(parsing: old.body)
             for field in schema.fields where !sent.contains(field.column) {
-              if let bytes = fields[DatasetSchema.fieldNumber(field.column)] {
-                merged.append((field.column, String(decoding: Self.lengthDelimitedValue(bytes), as: UTF8.self)))
+              if let text = fields.text(DatasetSchema.fieldNumber(field.column)) {
+                merged.append((field.column, text))
               }
             }
           } else if let missing = schema.fields.first(where: { field in field.required && !values.contains { $0.column == field.column } }) {
@@ -333,13 +333,6 @@ extension CatalogService {
       try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(updated), in: db)
       return (upserted, deleted, updated.rowCount, errors)
     }
-  }
-
-  /// The value bytes of a field as `WireFields` keeps it (tag and length included).
-  static func lengthDelimitedValue(_ raw: [UInt8]) -> ArraySlice<UInt8> {
-    var index = 0
-    guard let field = try? WireFields.nextField(raw, &index) else { return [] }
-    return raw[field.value]
   }
 
   // MARK: Reading rows

@@ -199,15 +199,23 @@ public final class CatalogService: Sendable {
       if state.day != day { state = (day, []) }
       return state.seen.insert(request.code + "|" + caller.accountID).inserted
     }
-    return try identity.transaction { db in
+    func find(_ db: Database) throws -> (StoredRecord, Eduhub_Catalog_V1_Resource) {
       guard let (record, found) = try stored(request.code, in: db), visible(found, path: record.scope, to: caller) else {
         throw RPCError(.notFound, "no resource \(request.code.prefix(64))")
       }
-      var resource = found
-      if firstView {
+      return (record, found)
+    }
+    // Counting the view is the only write; the detail (a masked sample, which for a view reads
+    // people) is read outside the writer's transaction.
+    if firstView {
+      try identity.transaction { db in
+        var (record, resource) = try find(db)
         resource.views += 1
         try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
       }
+    }
+    return try identity.reading { db in
+      var (record, resource) = try find(db)
       resource.followed = try followed(by: caller, in: db).contains(resource.code)
       if case .view = resource.dataset.source { recountLater(resource.code) }
       // A few rows as this caller would get them (masked), and how to get them.

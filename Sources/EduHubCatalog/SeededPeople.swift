@@ -23,13 +23,13 @@ struct SeededPeople {
         for record in page {
           // 2 kind, 11 org_code, 13 grade, 14 class_name.
           guard let fields = try? WireFields(parsing: record.body) else { continue }
-          let kind = fields[2].flatMap { varint($0) } ?? 0
-          let org = fields[11].map { text($0) } ?? ""
+          let kind = fields.varint(2) ?? 0
+          let org = fields.text(11) ?? ""
           guard !org.isEmpty else { continue }
           if kind == 1 {
-            let grade = fields[13].flatMap { varint($0) } ?? 0
+            let grade = fields.varint(13) ?? 0
             people.schools[org, default: School()].students += 1
-            people.schools[org, default: School()].classes.insert("\(grade)/" + (fields[14].map { text($0) } ?? ""))
+            people.schools[org, default: School()].classes.insert("\(grade)/" + (fields.text(14) ?? ""))
             if grade == 9, people.ninthGraders.count < 20_000 { people.ninthGraders.append(record.id) }
           } else if kind == 2 {
             people.schools[org, default: School()].teachers += 1
@@ -40,18 +40,6 @@ struct SeededPeople {
       }
     }
     return people
-  }
-
-  /// A field's value as WireFields keeps it (tag, and length for strings, included).
-  static func varint(_ raw: [UInt8]) -> UInt64? {
-    var index = 0
-    guard let field = try? WireFields.nextField(raw, &index), field.wireType == 0 else { return nil }
-    var at = field.value.lowerBound
-    return try? WireFields.varint(raw, &at)
-  }
-
-  static func text(_ raw: [UInt8]) -> String {
-    String(decoding: CatalogService.lengthDelimitedValue(raw), as: UTF8.self)
   }
 
   static func schoolRows(_ people: SeededPeople) -> [[String]] {

@@ -27,6 +27,34 @@ public struct WireFields: Sendable, Hashable {
   /// The field numbers present.
   public var numbers: [Int] { fields.keys.sorted() }
 
+  /// The value of field `number` as bytes, for a length-delimited field (its last occurrence's,
+  /// without tag and length); nil when absent or of another wire type.
+  public func bytes(_ number: Int) -> ArraySlice<UInt8>? {
+    guard let raw = fields[number] else { return nil }
+    var index = 0
+    var last: ArraySlice<UInt8>?
+    while index < raw.count, let field = try? Self.nextField(raw, &index) {
+      last = field.wireType == 2 ? raw[field.value] : nil
+    }
+    return last
+  }
+
+  /// The value of field `number` as UTF-8 text (see `bytes`).
+  public func text(_ number: Int) -> String? { bytes(number).map { String(decoding: $0, as: UTF8.self) } }
+
+  /// The value of field `number` as an unsigned varint (its last occurrence's); nil when absent or
+  /// of another wire type.
+  public func varint(_ number: Int) -> UInt64? {
+    guard let raw = fields[number] else { return nil }
+    var index = 0
+    var last: UInt64?
+    while index < raw.count, let field = try? Self.nextField(raw, &index) {
+      var at = field.value.lowerBound
+      last = field.wireType == 0 ? try? Self.varint(raw, &at) : nil
+    }
+    return last
+  }
+
   public subscript(number: Int) -> [UInt8]? {
     get { fields[number] }
     set { fields[number] = newValue }

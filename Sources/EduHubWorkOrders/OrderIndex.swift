@@ -89,9 +89,8 @@ final class OrderIndex: Sendable {
     mutating func set(_ id: String, _ summary: Summary?) {
       orders[id] = summary
       guard let summary else { return }
-      let parts = summary.path.split(separator: "/")
       let row = StatRow(
-        path: names.number(summary.path), county: names.number(String(parts.count >= 2 ? parts[1] : parts.first ?? "")),
+        path: names.number(summary.path), county: names.number(WorkOrderService.county(of: summary.path)),
         assignee: summary.assignee.isEmpty ? -1 : names.number(summary.assignee), state: Int32(summary.state.rawValue),
         kind: Int32(summary.kind.rawValue), priority: Int32(summary.priority.rawValue), reopened: summary.reopenCount > 0,
         everResolved: summary.everResolved, createdMs: summary.createdMs,
@@ -219,9 +218,7 @@ final class OrderIndex: Sendable {
     _ service: WorkOrderService, _ record: StoredRecord, _ order: Eduhub_Workorder_V1_WorkOrder,
     _ events: [Eduhub_Workorder_V1_OrderEvent], now: Int64, in db: Database
   ) throws -> Summary {
-    let watchers = try service.identity.store.find(WorkOrderCollections.watch, index: "order", key: order.id, limit: 1000, in: db)
-      .compactMap { try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: $0.body).actor }
-    return summary(service, record, order, events, watchers: watchers, now: now)
+    summary(service, record, order, events, watchers: try service.watchers(of: order.id, in: db), now: now)
   }
 
   static func summary(
@@ -230,18 +227,13 @@ final class OrderIndex: Sendable {
   ) -> Summary {
     let derived = OrderMachine.derive(order, events: events, reopenWindowMs: service.reopenWindowMs)
     let target = service.sla.target(order.kind, order.priority)
-    let calendar = service.sla.calendar
-    var resolutionMinutes: Int64?
-    var resolutionDue = Int64.max
-    var resolutionWarn = Int64.max
-    let share = service.sla.warningShare
-    if let open = derived.running.last, open.end == nil {
-      let before = derived.running.dropLast().reduce(Int64(0)) { $0 + calendar.workingMinutes(from: $1.start, to: $1.end ?? now) }
-      resolutionDue = calendar.adding(minutes: max(0, target.resolution - before), to: open.start)
-      resolutionWarn = calendar.adding(minutes: max(0, Int64(share * Double(target.resolution)) - before), to: open.start)
-    } else {
-      resolutionMinutes = derived.running.reduce(Int64(0)) { $0 + calendar.workingMinutes(from: $1.start, to: $1.end ?? now) }
-    }
+    let sla = service.sla
+    let calendar = sla.calendar
+    let share = sla.warningShare
+    let resolutionDue = sla.resolutionInstant(reaching: target.resolution, derived, now: now)
+    let resolutionWarn = sla.resolutionInstant(reaching: Int64(share * Double(target.resolution)), derived, now: now)
+    // Minutes are kept while the clock stands (resolved, paused, ended); a running one has a due time.
+    let resolutionMinutes = resolutionDue == nil ? sla.resolutionUsed(derived, now: now) : nil
     return Summary(
       id: order.id, path: record.scope, submitter: order.submitter, kind: order.kind, priority: order.priority,
       state: derived.state, serviceOrg: derived.serviceOrg, assigneeOrg: derived.assigneeOrg, assignee: derived.assignee,
@@ -250,18 +242,13 @@ final class OrderIndex: Sendable {
       firstResponseTarget: target.firstResponse, resolutionTarget: target.resolution,
       firstResponseMinutes: derived.firstResponseMs.map { calendar.workingMinutes(from: order.createdMs, to: $0) },
       firstResponseDueMs: calendar.adding(minutes: target.firstResponse, to: order.createdMs),
-      resolutionMinutes: resolutionMinutes, resolutionDueMs: resolutionDue,
+      resolutionMinutes: resolutionMinutes, resolutionDueMs: resolutionDue ?? .max,
       firstResponseWarnMs: calendar.adding(minutes: Int64(share * Double(target.firstResponse)), to: order.createdMs),
-      resolutionWarnMs: resolutionWarn,
-      marks: derived.slaMarks.reduce(UInt8(0)) { marks, mark in
-        switch mark {
-        case "\(Eduhub_Workorder_V1_Action.slaWarning.rawValue)|first_response": marks | 1
-        case "\(Eduhub_Workorder_V1_Action.slaBreach.rawValue)|first_response": marks | 2
-        case "\(Eduhub_Workorder_V1_Action.slaWarning.rawValue)|resolution": marks | 4
-        case "\(Eduhub_Workorder_V1_Action.slaBreach.rawValue)|resolution": marks | 8
-        default: marks
-        }
-      },
+      resolutionWarnMs: resolutionWarn ?? .max,
+      marks: [
+        (OrderMachine.slaMark(.slaWarning, .firstResponse), UInt8(1)), (OrderMachine.slaMark(.slaBreach, .firstResponse), 2),
+        (OrderMachine.slaMark(.slaWarning, .resolution), 4), (OrderMachine.slaMark(.slaBreach, .resolution), 8),
+      ].reduce(UInt8(0)) { marks, known in derived.slaMarks.contains(known.0) ? marks | known.1 : marks },
       resolvedMs: derived.state == .resolved ? derived.resolvedMs : nil)
   }
 }

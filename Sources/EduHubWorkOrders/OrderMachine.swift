@@ -31,6 +31,17 @@ public enum OrderMachine {
     }
   }
 
+  /// The two SLA clocks, as the notes of SLA marks name them.
+  public enum Clock: String, Sendable {
+    case firstResponse = "first_response"
+    case resolution
+  }
+
+  /// How `Derived.slaMarks` holds a recorded SLA warning or breach of `clock`.
+  public static func slaMark(_ action: Action, _ clock: Clock) -> String { slaMark(action, note: clock.rawValue) }
+
+  static func slaMark(_ action: Action, note: String) -> String { "\(action.rawValue)|\(note)" }
+
   /// Whether the SLA clocks run in `state` (they pause while waiting for the requester and stop
   /// once the order is resolved, closed, rejected or cancelled).
   static func clockRuns(_ state: State) -> Bool {
@@ -81,7 +92,7 @@ public enum OrderMachine {
         reason = "the event belongs to another order"
       } else if event.action == .slaWarning || event.action == .slaBreach {
         // Marks of the system; two nodes may both write one: the first counts.
-        let mark = "\(event.action.rawValue)|\(event.note)"
+        let mark = slaMark(event.action, note: event.note)
         if derived.slaMarks.insert(mark).inserted {
           derived.updatedMs = max(derived.updatedMs, event.timeMs)
         } else {

@@ -28,10 +28,7 @@ public struct SlaPolicy: Sendable {
     sla.firstResponseTargetMinutes = target.firstResponse
     sla.resolutionTargetMinutes = target.resolution
     sla.firstResponseMinutes = calendar.workingMinutes(from: order.createdMs, to: derived.firstResponseMs ?? now)
-    var used: Int64 = 0
-    for interval in derived.running {
-      used += calendar.workingMinutes(from: interval.start, to: interval.end ?? now)
-    }
+    let used = resolutionUsed(derived, now: now)
     sla.resolutionMinutes = used
     sla.firstResponseBreached = sla.firstResponseMinutes > target.firstResponse
     sla.resolutionBreached = used > target.resolution
@@ -41,10 +38,19 @@ public struct SlaPolicy: Sendable {
       (derived.firstResponseMs == nil && Double(sla.firstResponseMinutes) >= warningShare * Double(target.firstResponse)
         && !sla.firstResponseBreached)
       || (open && Double(used) >= warningShare * Double(target.resolution) && !sla.resolutionBreached)
-    if open, let start = derived.running.last?.start {
-      let before = used - calendar.workingMinutes(from: start, to: now)
-      sla.resolutionDueMs = calendar.adding(minutes: max(0, target.resolution - before), to: start)
-    }
+    sla.resolutionDueMs = resolutionInstant(reaching: target.resolution, derived, now: now) ?? 0
     return sla
+  }
+
+  /// Working minutes the resolution clock has used by `now`, over every interval it ran.
+  public func resolutionUsed(_ derived: OrderMachine.Derived, now: Int64) -> Int64 {
+    derived.running.reduce(0) { $0 + calendar.workingMinutes(from: $1.start, to: $1.end ?? now) }
+  }
+
+  /// When the running resolution clock reaches `minutes` in all (nil when it does not run).
+  public func resolutionInstant(reaching minutes: Int64, _ derived: OrderMachine.Derived, now: Int64) -> Int64? {
+    guard let open = derived.running.last, open.end == nil else { return nil }
+    let before = derived.running.dropLast().reduce(Int64(0)) { $0 + calendar.workingMinutes(from: $1.start, to: $1.end ?? now) }
+    return calendar.adding(minutes: max(0, minutes - before), to: open.start)
   }
 }

@@ -9,8 +9,7 @@ import SwiftProtobuf
 extension WorkOrderService {
   /// Whether `caller` may read the order behind `summary`.
   func mayRead(_ summary: OrderIndex.Summary, _ caller: Caller) -> Bool {
-    (!caller.accountID.isEmpty && (summary.submitter == caller.accountID || summary.assignee == caller.accountID))
-      || caller.can(.ordersRead, at: summary.path) || caller.can(.ordersHandle, at: summary.path)
+    Self.mayRead(submitter: summary.submitter, assignee: summary.assignee, path: summary.path, caller)
   }
 
   /// Whether the order is in the org queue of a caller handling orders at `handled`: its service
@@ -79,7 +78,7 @@ extension WorkOrderService {
         // Which submitting orgs count: decided once per org path, not once per order.
         let included = names.names.map { path in
           if let orgPath, !RecordStore.inScope(path, orgPath) { return false }
-          return caller.can(.ordersRead, at: path) || caller.can(.ordersHandle, at: path)
+          return Self.readsSubtree(path, caller)
         }
         return Self.stats(rows, names: names, now: now, from: request.fromMs, to: request.toMs) { included[Int($0.path)] }
       }

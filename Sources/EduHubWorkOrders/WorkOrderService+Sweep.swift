@@ -64,21 +64,21 @@ extension WorkOrderService {
     }
     let clocks = sla.clocks(order, derived, now: now)
     let share = sla.warningShare
-    let checks: [(clock: String, used: Int64, target: Int64, running: Bool)] = [
-      ("first_response", clocks.firstResponseMinutes, clocks.firstResponseTargetMinutes,
+    let checks: [(clock: OrderMachine.Clock, used: Int64, target: Int64, running: Bool)] = [
+      (.firstResponse, clocks.firstResponseMinutes, clocks.firstResponseTargetMinutes,
        derived.firstResponseMs == nil && derived.state == .submitted),
-      ("resolution", clocks.resolutionMinutes, clocks.resolutionTargetMinutes,
+      (.resolution, clocks.resolutionMinutes, clocks.resolutionTargetMinutes,
        derived.running.last.map { $0.end == nil } ?? false),
     ]
     for check in checks where check.running {
-      if check.used > check.target, !derived.slaMarks.contains("\(Eduhub_Workorder_V1_Action.slaBreach.rawValue)|\(check.clock)") {
-        try system(.slaBreach, order, note: check.clock, scope: record.scope, now: now, in: db)
+      if check.used > check.target, !derived.slaMarks.contains(OrderMachine.slaMark(.slaBreach, check.clock)) {
+        try system(.slaBreach, order, note: check.clock.rawValue, scope: record.scope, now: now, in: db)
         try escalate(order, derived, scope: record.scope, in: db)
         report.breaches += 1
       } else if Double(check.used) >= share * Double(check.target), check.used <= check.target,
-        !derived.slaMarks.contains("\(Eduhub_Workorder_V1_Action.slaWarning.rawValue)|\(check.clock)")
+        !derived.slaMarks.contains(OrderMachine.slaMark(.slaWarning, check.clock))
       {
-        try system(.slaWarning, order, note: check.clock, scope: record.scope, now: now, in: db)
+        try system(.slaWarning, order, note: check.clock.rawValue, scope: record.scope, now: now, in: db)
         report.warnings += 1
       }
     }
@@ -198,34 +198,29 @@ extension WorkOrderService {
         let body = fields.joined()
         let steward = Reader.staff(subject: "steward", grants: [])
         if let masked = try? identity.peopleMasker.mask(body, personID: current.id, scope: current.scope, for: steward, on: identity.today),
-          let value = try? WireFields(parsing: masked.body)[conflict.field]
+          let fields = try? WireFields(parsing: masked.body)
         {
-          return Self.text(value) ?? "（已隐藏）"
+          return Self.text(fields, conflict.field) ?? "（已隐藏）"
         }
         return "（已隐藏）"
       }
       // Other collections: text of identity-free records is shown; anything else by size only.
       let plain: Set<String> = [IdentityCollections.org, "catalog_resource", WorkOrderCollections.order]
-      if plain.contains(conflict.collection), let text = Self.text(raw), text.count <= 200 { return text }
+      if plain.contains(conflict.collection), let fields = try? WireFields(parsing: raw),
+        let text = Self.text(fields, conflict.field), text.count <= 200
+      {
+        return text
+      }
       return "（\(raw.count) 字节，不显示）"
     }
     return "记录 \(conflict.collection)/\(conflict.recordID) 的字段 \(conflict.field) 在两个节点上被同时修改。\n"
       + "保留的值：\(shown(winning))\n被覆盖的值：\(shown(losing))"
   }
 
-  /// A field's value (tag included, as WireFields keeps it) as text, if it is a string or a number.
-  static func text(_ raw: [UInt8]) -> String? {
-    var index = 0
-    guard let field = try? WireFields.nextField(raw, &index) else { return nil }
-    switch field.wireType {
-    case 0:
-      var at = field.value.lowerBound
-      return (try? WireFields.varint(raw, &at)).map { String($0) }
-    case 2:
-      return String(validating: raw[field.value], as: UTF8.self)
-    default:
-      return nil
-    }
+  /// Field `number` of `fields` as text, if it is valid UTF-8 or a number.
+  static func text(_ fields: WireFields, _ number: Int) -> String? {
+    if let bytes = fields.bytes(number) { return String(validating: bytes, as: UTF8.self) }
+    return fields.varint(number).map { String($0) }
   }
 }
 

@@ -61,16 +61,30 @@ public final class WorkOrderService: Sendable {
     shown.feedback = derived.feedback
     shown.sla = sla.clocks(order, derived, now: now)
     shown.orgPath = record.scope
-    shown.watchers = try identity.store.find(WorkOrderCollections.watch, index: "order", key: order.id, limit: 1000, in: db)
-      .compactMap { try? Event(serializedBytes: $0.body).actor }
+    shown.watchers = try watchers(of: order.id, in: db)
     return (shown, derived)
+  }
+
+  /// The accounts watching order `id` (from their watch marks).
+  func watchers(of id: String, in db: Database) throws -> [String] {
+    try identity.store.find(WorkOrderCollections.watch, index: "order", key: id, limit: 1000, in: db)
+      .compactMap { try? Event(serializedBytes: $0.body).actor }
   }
 
   /// Whether `caller` may read the order: its submitter, its assignee, or a reader or handler of
   /// the submitting org's subtree.
   func mayRead(_ order: Order, path: String, assignee: String, _ caller: Caller) -> Bool {
-    (!caller.accountID.isEmpty && (order.submitter == caller.accountID || assignee == caller.accountID))
-      || caller.can(.ordersRead, at: path) || caller.can(.ordersHandle, at: path)
+    Self.mayRead(submitter: order.submitter, assignee: assignee, path: path, caller)
+  }
+
+  static func mayRead(submitter: String, assignee: String, path: String, _ caller: Caller) -> Bool {
+    (!caller.accountID.isEmpty && (submitter == caller.accountID || assignee == caller.accountID))
+      || readsSubtree(path, caller)
+  }
+
+  /// Whether `caller` reads (or handles) every order submitted at `path`.
+  static func readsSubtree(_ path: String, _ caller: Caller) -> Bool {
+    caller.can(.ordersRead, at: path) || caller.can(.ordersHandle, at: path)
   }
 
   public func get(_ request: Eduhub_Workorder_V1_GetOrderRequest, caller: Caller) throws -> Eduhub_Workorder_V1_OrderDetail {
@@ -145,7 +159,7 @@ public final class WorkOrderService: Sendable {
     }
     let path = org.scope
     try identity.require(.ordersSubmit, at: path, caller, action, target: submitted.submittingOrgCode, peer: peer)
-    if submitted.serviceOrgCode.isEmpty { submitted.serviceOrgCode = defaultServiceOrg(path) }
+    if submitted.serviceOrgCode.isEmpty { submitted.serviceOrgCode = Self.county(of: path) }
     guard Self.ancestorPath(submitted.serviceOrgCode, of: path) != nil else {
       throw Validate.invalid("the service org must contain the submitting org (it is handled above or at it)")
     }
@@ -183,10 +197,11 @@ public final class WorkOrderService: Sendable {
     return parts[...index].joined(separator: "/")
   }
 
-  /// The county of the path (its second element), else the city (its first).
-  func defaultServiceOrg(_ path: String) -> String {
-    let parts = path.split(separator: "/").map(String.init)
-    return parts.count >= 2 ? parts[1] : parts.first ?? ""
+  /// The county of the path (its second element), else the city (its first): an order's default
+  /// service org, and the org its statistics count it under.
+  static func county(of path: String) -> String {
+    let parts = path.split(separator: "/")
+    return String(parts.count >= 2 ? parts[1] : parts.first ?? "")
   }
 
   func setWatch(_ orderID: String, account: String, on: Bool, scope: String, in db: Database) throws {
