@@ -108,6 +108,7 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),
@@ -160,6 +161,17 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // Sharing: applications, access requests and approval chains, grants, subscriptions, shared APIs.
+    .target(
+      name: "EduHubSharing",
+      dependencies: [
+        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubCatalog",
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+
     // Composition of a node: configuration, standard services, the server's life cycle.
     .target(
       name: "EduHubNode",
@@ -170,6 +182,7 @@ let package = Package(
         "EduHubSync",
         "EduHubCatalog",
         "EduHubWorkOrders",
+        "EduHubSharing",
         "EduHubStorage",
         "EduHubReplication",
         "EduHubCrypto",
@@ -197,6 +210,7 @@ let package = Package(
         "EduHubSync",
         "EduHubCatalog",
         "EduHubWorkOrders",
+        "EduHubSharing",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
         .product(name: "CSV", package: "CSV.swift"),
@@ -297,7 +311,7 @@ let package = Package(
     .testTarget(
       name: "EduHubIdentityTests",
       dependencies: [
-        "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage",
+        "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage",
         "EduHubReplication",
         "EduHubCrypto", "EduHubPrivacy", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PropertyBased", package: "swift-property-based"),

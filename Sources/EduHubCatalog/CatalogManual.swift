@@ -1,9 +1,10 @@
 import EduHubAPI
+import Foundation
 import SwiftProtobuf
 
 /// The manual of a resource, generated from its definition (so it cannot drift from it): what it
 /// provides, the method to call, request and response fields with types, examples, status codes.
-enum CatalogManual {
+package enum CatalogManual {
   static let readRows = "/eduhub.catalog.v1.CatalogService/ReadRows"
 
   static func make(for resource: Eduhub_Catalog_V1_Resource) -> Eduhub_Catalog_V1_Manual {
@@ -18,6 +19,7 @@ enum CatalogManual {
       source = "本资源不在本系统中保存数据，交换方式：\(resource.exchangeForms.joined(separator: "、"))。"
     }
     manual.function = "\(resource.name)：\(resource.summary)\(resource.summary.hasSuffix("。") ? "" : "。")\(source)"
+    if resource.type == .api, resource.hasApi { return api(resource, manual) }
     guard resource.dataset.source != nil else {
       manual.responseFields = resource.fields.map(field)
       return manual
@@ -67,6 +69,93 @@ enum CatalogManual {
       status("UNAVAILABLE", "节点暂不可用，可稍后重试"),
     ]
     return manual
+  }
+
+  static let callApi = "/eduhub.sharing.v1.SharingService/CallApi"
+
+  /// The manual of a shared API: gRPC CallApi and HTTPS/JSON, with a curl call that works as shown
+  /// once the token and host are filled in.
+  static func api(_ resource: Eduhub_Catalog_V1_Resource, _ start: Eduhub_Catalog_V1_Manual) -> Eduhub_Catalog_V1_Manual {
+    var manual = start
+    let api = resource.api
+    let grouped = !api.aggregates.isEmpty
+    manual.function =
+      "\(resource.name)：\(resource.summary)\(resource.summary.hasSuffix("。") ? "" : "。")基于数据资源 \(api.datasetCode)"
+      + (grouped ? "，按 \(api.groupBy.isEmpty ? "全部行" : api.groupBy.joined(separator: "、")) 分组汇总，少于 \(api.minGroupSize) 行的分组不返回。" : "，返回匹配的行（每次最多 \(api.maxRows) 行）。")
+      + "需先通过共享服务申请并获批授权。"
+    manual.protocol = "gRPC（HTTP/2，protobuf）或 HTTPS/JSON（HTTP/1.1 或 HTTP/2）：POST /v1/apis/\(resource.code)，请求头 authorization: Bearer <访问令牌>"
+    manual.method = callApi
+    manual.requestFields =
+      [described("api_code", "string", required: true, "固定为 \(resource.code)（HTTPS/JSON 时在路径中）")]
+      + api.parameters.map { parameter in
+        let operation: String
+        switch parameter.operator {
+        case .equals: operation = "等于"
+        case .prefix: operation = "以其开头"
+        case .atLeast: operation = "不小于"
+        case .atMost: operation = "不大于"
+        case .UNRECOGNIZED: operation = "?"
+        }
+        return described(
+          "parameters.\(parameter.name)", "string", required: parameter.required,
+          "\(parameter.field) \(operation) 该值。\(parameter.description_p)")
+      }
+    manual.responseFields =
+      [described("columns", "repeated string", required: true, "各值对应的列名")]
+      + resource.fields.enumerated().map { index, schemaField in
+        var out = field(schemaField)
+        out.name = "rows[].values[\(index)] (\(schemaField.name))"
+        return out
+      }
+      + [
+        described("suppressed_groups", "int64", required: false, "因行数少于最小分组而未返回的分组数"),
+        described("truncated", "bool", required: false, "为 true 时匹配的行多于单次返回上限"),
+      ]
+    var parameters: [String: String] = [:]
+    for parameter in api.parameters {
+      let type = resource.fields.first { $0.name == parameter.field }?.type
+      parameters[parameter.name] = type == .integer ? "9" : type == .date ? "2026-09-01" : "示例"
+    }
+    var call: [String: Any] = ["api_code": resource.code]
+    if !parameters.isEmpty { call["parameters"] = parameters }
+    manual.requestExample =
+      (try? JSONSerialization.data(withJSONObject: call, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    let body = (try? JSONSerialization.data(withJSONObject: parameters, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    manual.curlExample =
+      "curl -sS https://<节点地址>/v1/apis/\(resource.code) -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '\(body)'"
+    var example: [String: Any] = ["columns": resource.fields.map(\.name)]
+    var row: [String: Any] = [:]
+    for field in resource.fields { row[field.name] = jsonExample(field) }
+    example["rows"] = [row]
+    if grouped { example["suppressed_groups"] = 0 }
+    manual.responseExample =
+      (try? JSONSerialization.data(withJSONObject: example, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    manual.statuses = [
+      status("OK / HTTP 200", "成功"),
+      status("UNAUTHENTICATED / HTTP 401", "缺少或无效的访问令牌"),
+      status("PERMISSION_DENIED / HTTP 403", "没有有效授权（未授权、已过期、已暂停或已撤销）"),
+      status("INVALID_ARGUMENT / HTTP 400", "缺少必填参数、参数不是声明的类型或不认识的参数"),
+      status("NOT_FOUND / HTTP 404", "接口不存在或对调用方不可见"),
+      status("RESOURCE_EXHAUSTED / HTTP 429", "超过授权的调用频率（见 retry-after）或当日配额"),
+      status("UNAVAILABLE / HTTP 503", "节点暂不可用，可稍后重试"),
+    ]
+    return manual
+  }
+
+  /// The JSON form of an example value (what the HTTPS/JSON endpoint returns for the field).
+  static func jsonExample(_ field: Eduhub_Catalog_V1_SchemaField) -> Any { jsonValue(example(field)) }
+
+  /// A value as the HTTPS/JSON endpoints give it (for JSONSerialization): decimals and dates stay
+  /// text (no binary rounding), null is NSNull.
+  package static func jsonValue(_ value: Eduhub_Catalog_V1_Value) -> Any {
+    switch value.kind {
+    case .integer(let number): return number
+    case .timestampMs(let ms): return ms
+    case .boolean(let flag): return flag
+    case .text(let text): return text
+    case .decimal(let text), .date(let text): return text
+    case .null, .none: return NSNull()
+    }
   }
 
   static func typeName(_ type: Eduhub_Catalog_V1_FieldType) -> String {

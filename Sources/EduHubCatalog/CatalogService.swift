@@ -84,7 +84,7 @@ public final class CatalogService: Sendable {
     guard resource.rowCount >= 0 else { throw invalid("row_count may not be negative") }
   }
 
-  func stored(_ code: String, in db: Database) throws -> (StoredRecord, Eduhub_Catalog_V1_Resource)? {
+  package func stored(_ code: String, in db: Database) throws -> (StoredRecord, Eduhub_Catalog_V1_Resource)? {
     guard let record = try identity.live(CatalogCollections.resource, code, in: db) else { return nil }
     var resource = try Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
     resource.responsibleOrgPath = record.scope
@@ -93,12 +93,12 @@ public final class CatalogService: Sendable {
 
   /// Whether `caller` may know the resource exists: shared ones are visible to every reader of the
   /// catalog; not-shared ones only inside the caller's own subtree.
-  func visible(_ resource: Eduhub_Catalog_V1_Resource, path: String, to caller: Caller) -> Bool {
+  package func visible(_ resource: Eduhub_Catalog_V1_Resource, path: String, to caller: Caller) -> Bool {
     guard caller.holdsAnywhere(.catalogRead) || caller.holdsAnywhere(.catalogPublish) else { return false }
     return resource.sharingClass != .notShared || caller.can(.orgRead, at: path)
   }
 
-  static func writable(_ resource: Eduhub_Catalog_V1_Resource) -> Eduhub_Catalog_V1_Resource {
+  package static func writable(_ resource: Eduhub_Catalog_V1_Resource) -> Eduhub_Catalog_V1_Resource {
     var copy = resource
     copy.responsibleOrgPath = ""
     copy.followed = false
@@ -120,6 +120,7 @@ public final class CatalogService: Sendable {
         throw RPCError(.alreadyExists, "resource \(resource.code) already exists")
       }
       try Self.prepareDataset(&resource, old: nil, responsiblePath: path) { try identity.orgPath($0, in: db) }
+      try prepareApi(&resource, old: nil, responsiblePath: path, in: db)
       // Row counts of datasets are the store's to tell; a file or API resource declares its own.
       switch resource.dataset.source {
       case .view(let view): resource.rowCount = try countView(view, in: db)
@@ -157,6 +158,7 @@ public final class CatalogService: Sendable {
       resource.retired = old.retired
       if resource.dataset.source != nil { resource.rowCount = old.rowCount }
       try Self.prepareDataset(&resource, old: old, responsiblePath: record.scope) { try identity.orgPath($0, in: db) }
+      try prepareApi(&resource, old: old, responsiblePath: record.scope, in: db)
       if case .view(let view) = resource.dataset.source { resource.rowCount = try countView(view, in: db) }
       resource.updatedMs = identity.nowMs()
       try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
@@ -182,6 +184,16 @@ public final class CatalogService: Sendable {
       try identity.audit.append(.init(actor: caller.actor, action: action, target: resource.code, peer: peer, timeMs: identity.nowMs()), in: db)
       return resource
     }
+  }
+
+  /// Checks an API resource's definition against the dataset it names and sets its output fields.
+  func prepareApi(
+    _ resource: inout Eduhub_Catalog_V1_Resource, old: Eduhub_Catalog_V1_Resource?, responsiblePath: String, in db: Database
+  ) throws {
+    guard resource.hasApi else { return }
+    let dataset = try stored(resource.api.datasetCode, in: db).map { ($0.1, $0.0.scope) }
+    try ApiDefinitionCheck.prepare(&resource, responsiblePath: responsiblePath, dataset: dataset)
+    DatasetSchema.assignColumns(&resource, old: old)
   }
 
   /// The codes `caller` follows.

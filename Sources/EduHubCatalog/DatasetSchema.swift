@@ -5,9 +5,9 @@ import Foundation
 
 /// A row value that does not fit its field; the message names the field, never the value (which
 /// may be personal).
-struct RowProblem: Error {
-  let message: String
-  init(_ message: String) { self.message = message }
+package struct RowProblem: Error {
+  package let message: String
+  package init(_ message: String) { self.message = message }
 }
 
 /// The typed schema of a table resource and how its rows are stored.
@@ -18,29 +18,29 @@ struct RowProblem: Error {
 /// type at field number `8 + column`, where a field's column is stable across schema updates. A
 /// value per field number means concurrent edits of different columns of a row merge field by
 /// field, as every record does, and the classification of each field number comes from the schema.
-struct DatasetSchema: Sendable {
-  static let rowCollection = "catalog_row"
+package struct DatasetSchema: Sendable {
+  package static let rowCollection = "catalog_row"
   static let defaultMaxLength = 1000
-  static let maxKeyLength = 200
+  package static let maxKeyLength = 200
 
-  let code: String
-  let fields: [Eduhub_Catalog_V1_SchemaField]
+  package let code: String
+  package let fields: [Eduhub_Catalog_V1_SchemaField]
   /// Positions in `fields` of the key fields, in key order.
-  let keyPositions: [Int]
+  package let keyPositions: [Int]
 
-  init(_ resource: Eduhub_Catalog_V1_Resource) {
+  package init(_ resource: Eduhub_Catalog_V1_Resource) {
     code = resource.code
     fields = resource.fields
     let keys = resource.dataset.ingested.keyFields
     keyPositions = keys.compactMap { key in resource.fields.firstIndex { $0.name == key } }
   }
 
-  static func fieldNumber(_ column: Int32) -> Int { 8 + Int(column) }
+  package static func fieldNumber(_ column: Int32) -> Int { 8 + Int(column) }
 
-  static func recordID(_ code: String, _ key: String) -> String { code + "|" + key }
+  package static func recordID(_ code: String, _ key: String) -> String { code + "|" + key }
 
   /// The classification of stored rows' field numbers, for `RecordMasker`.
-  var classified: [ClassifiedField] {
+  package var classified: [ClassifiedField] {
     fields.map { field in
       ClassifiedField(
         number: Self.fieldNumber(field.column), name: field.name, sensitivity: field.sensitivity.rawValue,
@@ -98,7 +98,7 @@ struct DatasetSchema: Sendable {
   }
 
   /// Parses a text cell by the field's type; an empty cell is null.
-  static func parse(_ text: String, for field: Eduhub_Catalog_V1_SchemaField) throws(RowProblem) -> String? {
+  package static func parse(_ text: String, for field: Eduhub_Catalog_V1_SchemaField) throws(RowProblem) -> String? {
     let name = field.name
     if text.isEmpty { return nil }
     switch field.type {
@@ -176,7 +176,7 @@ struct DatasetSchema: Sendable {
 
   /// The typed value of stored text; text that no longer parses as its type (a masked birth date
   /// such as "2012", a pseudonym) is given as text.
-  static func value(_ stored: String?, _ type: Eduhub_Catalog_V1_FieldType) -> Eduhub_Catalog_V1_Value {
+  package static func value(_ stored: String?, _ type: Eduhub_Catalog_V1_FieldType) -> Eduhub_Catalog_V1_Value {
     var value = Eduhub_Catalog_V1_Value()
     guard let stored else {
       value.null = true
@@ -220,7 +220,7 @@ struct DatasetSchema: Sendable {
   }
 
   /// A stored (possibly masked) row body as the reader sees it, values in schema order.
-  func row(_ body: [UInt8], masked: Bool) throws(WireFieldsError) -> Eduhub_Catalog_V1_DataRow {
+  package func row(_ body: [UInt8], masked: Bool) throws(WireFieldsError) -> Eduhub_Catalog_V1_DataRow {
     var texts: [Int: String] = [:]
     var index = 0
     while index < body.count {

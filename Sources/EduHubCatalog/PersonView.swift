@@ -4,16 +4,16 @@ import EduHubStorage
 
 /// The fields a view over people may expose, typed and classified as identity.proto declares them
 /// (a view's publisher names the fields; their classification is the .proto's, never lowered).
-enum PersonView {
-  static let collection = "person"
+package enum PersonView {
+  package static let collection = "person"
 
-  struct Field {
+  package struct Field {
     let type: Eduhub_Catalog_V1_FieldType
     let description: String
-    let value: @Sendable (Eduhub_Identity_V1_Person) -> String?
+    package let value: @Sendable (Eduhub_Identity_V1_Person) -> String?
   }
 
-  static let fields: [String: Field] = [
+  package static let fields: [String: Field] = [
     "name": Field(type: .string, description: "姓名") { $0.name },
     "gender": Field(type: .string, description: "性别") { person in
       switch person.gender {
@@ -45,7 +45,7 @@ enum PersonView {
 
   static let defaultFields = ["name", "gender", "birth_date", "org_code", "grade", "class_name"]
 
-  static func kind(_ name: String) -> Eduhub_Identity_V1_PersonKind? {
+  package static func kind(_ name: String) -> Eduhub_Identity_V1_PersonKind? {
     switch name {
     case "": .unspecified
     case "student": .student
@@ -85,7 +85,7 @@ enum PersonView {
   }
 
   /// A (masked) person as a row of the view.
-  static func row(_ person: Eduhub_Identity_V1_Person, fields: [Eduhub_Catalog_V1_SchemaField]) -> Eduhub_Catalog_V1_DataRow {
+  package static func row(_ person: Eduhub_Identity_V1_Person, fields: [Eduhub_Catalog_V1_SchemaField]) -> Eduhub_Catalog_V1_DataRow {
     var row = Eduhub_Catalog_V1_DataRow()
     row.key = person.id
     row.masked = person.masked
@@ -97,7 +97,7 @@ enum PersonView {
   }
 
   /// Whether a stored person body is of `kind` (field 2, a varint), read without decoding it.
-  static func isKind(_ body: [UInt8], _ kind: Eduhub_Identity_V1_PersonKind) -> Bool {
+  package static func isKind(_ body: [UInt8], _ kind: Eduhub_Identity_V1_PersonKind) -> Bool {
     guard kind != .unspecified else { return true }
     var index = 0
     while index < body.count {

@@ -19,6 +19,7 @@ public final class Authenticator: ServerInterceptor {
     Eduhub_Sync_V1_SyncService.Method.enroll.path,
     Eduhub_Sync_V1_SyncService.Method.challenge.path,
     Eduhub_Sync_V1_SyncService.Method.authenticate.path,
+    Eduhub_Sharing_V1_SharingService.Method.exchangeToken.path,
     Grpc_Health_V1_Health.Method.check.path,
     Grpc_Health_V1_Health.Method.watch.path,
   ]

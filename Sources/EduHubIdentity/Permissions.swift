@@ -28,33 +28,46 @@ public enum Permission: String, Sendable, Hashable, CaseIterable {
   case ordersHandle = "orders.handle"
   /// Read every work order submitted in a subtree (and its statistics).
   case ordersRead = "orders.read"
+  /// Ask for catalog data for the orgs of a subtree, and use their grants (SharingService).
+  case shareRequest = "share.request"
+  /// Register and manage external applications (city administrators).
+  case shareApps = "share.apps"
+  /// The second approval of requests for minors' sensitive fields (the city's data security officer).
+  case shareSecurity = "share.security"
 }
 
 /// The built-in roles and their permissions.
 public enum Roles {
   public static func permissions(of role: Eduhub_Identity_V1_Role) -> Set<Permission> {
     switch role {
-    case .cityAdmin, .countyAdmin:
+    case .cityAdmin:
       // Administrators of a city or county see people masked: clear reads belong to the child's school.
       return [
         .orgRead, .orgWrite, .peopleRead, .peopleWrite, .accountsManage, .rolesGrant, .nodesManage, .catalogRead,
-        .catalogPublish, .ordersSubmit, .ordersHandle, .ordersRead,
+        .catalogPublish, .ordersSubmit, .ordersHandle, .ordersRead, .shareRequest, .shareApps,
+      ]
+    case .countyAdmin:
+      return [
+        .orgRead, .orgWrite, .peopleRead, .peopleWrite, .accountsManage, .rolesGrant, .nodesManage, .catalogRead,
+        .catalogPublish, .ordersSubmit, .ordersHandle, .ordersRead, .shareRequest,
       ]
     case .schoolAdmin:
       return [
         .orgRead, .peopleRead, .peopleReadClear, .peopleWrite, .accountsManage, .rolesGrant, .catalogRead, .ordersSubmit,
-        .ordersRead,
+        .ordersRead, .shareRequest,
       ]
     case .teacher:
       return [.orgRead, .peopleRead, .peopleReadClear, .catalogRead, .ordersSubmit]
     case .dataSteward:
-      return [.orgRead, .catalogRead, .catalogPublish, .ordersSubmit, .ordersHandle, .ordersRead]
+      return [.orgRead, .catalogRead, .catalogPublish, .ordersSubmit, .ordersHandle, .ordersRead, .shareRequest]
+    case .securityOfficer:
+      return [.orgRead, .catalogRead, .shareSecurity, .auditRead]
     case .dispatcher:
       return [.orgRead, .ordersSubmit, .ordersHandle, .ordersRead]
     case .student, .guardian:
       return [.orgRead]
     case .dataConsumer:
-      return [.orgRead, .catalogRead, .ordersSubmit]
+      return [.orgRead, .catalogRead, .ordersSubmit, .shareRequest]
     case .auditor:
       return [.orgRead, .auditRead, .ordersRead]
     case .node:
@@ -79,6 +92,7 @@ public enum Roles {
     case .node: return "node"
     case .dataSteward: return "data-steward"
     case .dispatcher: return "dispatcher"
+    case .securityOfficer: return "security-officer"
     case .unspecified, .UNRECOGNIZED: return "unspecified"
     }
   }
@@ -87,7 +101,7 @@ public enum Roles {
   public static func role(named name: String) -> Eduhub_Identity_V1_Role? {
     let all: [Eduhub_Identity_V1_Role] = [
       .cityAdmin, .countyAdmin, .schoolAdmin, .teacher, .student, .guardian, .dataConsumer, .auditor, .dataSteward,
-      .dispatcher,
+      .dispatcher, .securityOfficer,
     ]
     return all.first { Self.name(of: $0) == name }
   }

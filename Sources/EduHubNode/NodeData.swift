@@ -2,6 +2,7 @@ import EduHubCatalog
 import EduHubCrypto
 import EduHubIdentity
 import EduHubReplication
+import EduHubSharing
 import EduHubStorage
 import EduHubSync
 import EduHubWorkOrders
@@ -91,7 +92,7 @@ public struct NodeData: Sendable {
   /// Opens the node's encrypted database and its replica (for tools that write records directly).
   public func openReplica() throws -> (EncryptedDatabase, Replica) {
     let database = try EncryptedDatabase.open(path: databasePath, key: .keyFile(keyPath("db")))
-    let store = try RecordStore(database: database, collections: IdentityCollections.all + SyncCollections.all + CatalogCollections.all + WorkOrderCollections.all)
+    let store = try RecordStore(database: database, collections: IdentityCollections.all + SyncCollections.all + CatalogCollections.all + WorkOrderCollections.all + SharingCollections.all)
     return (database, try Replica(nodeID: identity.nodeID, store: store))
   }
 
@@ -107,10 +108,12 @@ public struct NodeData: Sendable {
         nodeID: identity.nodeID, replica: replica, audit: audit, signingKey: try SigningKey(seed: try key("node")),
         pseudonymKey: try key("pseudonym"), delivery: delivery ?? OutboxCodeDelivery(logger: logger),
         configuration: identityConfiguration)
+      let catalog = CatalogService(identity: identityService)
       return OpenNode(
         data: self, database: database, replica: replica, audit: audit, identity: identityService,
-        sync: SyncService(identity: identityService), catalog: CatalogService(identity: identityService),
-        workOrders: WorkOrderService(identity: identityService, sla: sla))
+        sync: SyncService(identity: identityService), catalog: catalog,
+        workOrders: WorkOrderService(identity: identityService, sla: sla),
+        sharing: try SharingService(identity: identityService, catalog: catalog))
     } catch let error as StorageError {
       throw NodeDataError(error.message)
     } catch let error as CryptoError {
@@ -129,9 +132,11 @@ public struct OpenNode: Sendable {
   public let sync: SyncService
   public let catalog: CatalogService
   public let workOrders: WorkOrderService
+  public let sharing: SharingService
 
-  /// Flushes the audit log, stops the hashing threads and closes the database.
+  /// Flushes the audit and call logs, stops the hashing threads and closes the database.
   public func close() async {
+    sharing.shutdown()
     await identity.shutdown()
     try? database.close()
   }

@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubIdentity
+import EduHubSharing
 import EduHubSync
 import EduHubWorkOrders
 import EduHubRPC
@@ -111,7 +112,9 @@ extension NodeServer {
 extension OpenNode {
   /// The node's services and, with them, the authenticator every call but the public ones passes.
   public func services(configuration: inout ServerConfiguration) -> [any RPCService] {
-    configuration.interceptor = Authenticator(identity: identity)
-    return [IdentityEndpoints(identity), sync, catalog, workOrders]
+    let authenticator = Authenticator(identity: identity)
+    configuration.interceptor = authenticator
+    configuration.httpHandler = ApiGateway(sharing: sharing, authenticator: authenticator)
+    return [IdentityEndpoints(identity), sync, catalog, workOrders, sharing]
   }
 }

@@ -97,7 +97,7 @@ extension RPCError {
 
   /// Maps any error thrown by a handler to the status sent to the client: an ``RPCError`` as it is,
   /// cancellation as CANCELLED, anything else as INTERNAL with a generic message.
-  static func from(_ error: any Error) -> RPCError {
+  public static func from(_ error: any Error) -> RPCError {
     if let rpc = error as? RPCError { return rpc }
     if error is CancellationError { return RPCError(.cancelled, "the call was cancelled") }
     return RPCError(.internalError, "internal error")

@@ -39,6 +39,14 @@ public struct RPCMetadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, S
     entries.append((key: key, value: value))
   }
 
+  /// The string entries as HTTP headers.
+  var textEntries: [(name: String, value: String)] {
+    entries.compactMap { entry in
+      if case .string(let value) = entry.value { return (entry.key, value) }
+      return nil
+    }
+  }
+
   /// The first string value for `key`.
   public subscript(_ key: String) -> String? {
     let key = key.lowercased()

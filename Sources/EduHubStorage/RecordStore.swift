@@ -502,6 +502,32 @@ public final class RecordStore: Sendable {
     return (records, evicted)
   }
 
+  /// Records of `collection` written in the sequence range (`after`, `through`], in sequence order,
+  /// tombstones included, optionally only those whose id starts with `idPrefix` or whose scope lies
+  /// in the subtree `scope`: the changes a subscription to part of a large collection follows.
+  ///
+  /// Read through the sequence index (forced: by the id range the planner would read the whole
+  /// prefix and sort it), so the cost is the writes of the range, whatever the collection's size.
+  public func changes(
+    of collection: String, after: Int64, through: Int64, idPrefix: String = "", inScope scope: String? = nil, limit: Int,
+    in db: Database
+  ) throws -> [StoredRecord] {
+    var sql = "SELECT \(Self.columns) FROM record INDEXED BY record_sequence WHERE sequence > ? AND sequence <= ? AND collection = ?"
+    var arguments: [any DatabaseValueConvertible] = [after, through, collection]
+    if !idPrefix.isEmpty {
+      sql += " AND id >= ? AND id < ?"
+      arguments += [idPrefix, idPrefix + "\u{10FFFF}"]
+    }
+    if let scope {
+      let condition = Self.scopeCondition("scope", scope)
+      sql += " AND " + condition.sql
+      arguments += condition.arguments.map { $0 as any DatabaseValueConvertible }
+    }
+    sql += " ORDER BY sequence LIMIT ?"
+    arguments.append(limit)
+    return try Row.fetchAll(db.cachedStatement(sql: sql), arguments: StatementArguments(arguments)).map(Self.record)
+  }
+
   /// Records written after sequence `after`, in sequence order, tombstones included: the change log.
   public func changes(after: Int64, limit: Int = 1000) throws -> [StoredRecord] {
     try database.read { db in

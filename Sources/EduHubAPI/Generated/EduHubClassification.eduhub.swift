@@ -26,6 +26,18 @@ extension Eduhub_Catalog_V1_Resource: ClassifiedMessage {
   ]
 }
 
+extension Eduhub_Catalog_V1_ApiParameter: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 1, name: "name", sensitivity: 1, masking: 1),
+  ]
+}
+
+extension Eduhub_Catalog_V1_ApiAggregate: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 3, name: "name", sensitivity: 1, masking: 1),
+  ]
+}
+
 extension Eduhub_Identity_V1_Org: ClassifiedMessage {
   public static let classifiedFields: [ClassifiedField] = [
     ClassifiedField(number: 2, name: "name", sensitivity: 1, masking: 1),
@@ -96,6 +108,44 @@ extension Eduhub_Identity_V1_SessionRecord: ClassifiedMessage {
   public static let classifiedFields: [ClassifiedField] = [
     ClassifiedField(number: 7, name: "refresh_hash", sensitivity: 4, masking: 9),
     ClassifiedField(number: 8, name: "rotated_hashes", sensitivity: 4, masking: 9),
+  ]
+}
+
+extension Eduhub_Sharing_V1_AppRecord: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 2, name: "secret_digest", sensitivity: 4, masking: 9),
+    ClassifiedField(number: 3, name: "secret_generation", sensitivity: 4, masking: 9),
+  ]
+}
+
+extension Eduhub_Sharing_V1_Consumer: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 3, name: "name", sensitivity: 1, masking: 1),
+  ]
+}
+
+extension Eduhub_Sharing_V1_App: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 2, name: "name", sensitivity: 1, masking: 1),
+    ClassifiedField(number: 6, name: "secret_rotated_ms", sensitivity: 1, masking: 1),
+  ]
+}
+
+extension Eduhub_Sharing_V1_RegisterAppRequest: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 1, name: "name", sensitivity: 1, masking: 1),
+  ]
+}
+
+extension Eduhub_Sharing_V1_AppSecret: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 2, name: "client_secret", sensitivity: 4, masking: 9),
+  ]
+}
+
+extension Eduhub_Sharing_V1_ExchangeTokenRequest: ClassifiedMessage {
+  public static let classifiedFields: [ClassifiedField] = [
+    ClassifiedField(number: 2, name: "client_secret", sensitivity: 4, masking: 9),
   ]
 }
 
@@ -202,6 +252,7 @@ public enum EduHubClassification {
       ClassifiedField(number: 6, name: "request_example", sensitivity: 0, masking: 0),
       ClassifiedField(number: 7, name: "response_example", sensitivity: 0, masking: 0),
       ClassifiedField(number: 8, name: "statuses", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "curl_example", sensitivity: 0, masking: 0),
     ],
     "eduhub.catalog.v1.Resource": [
       ClassifiedField(number: 1, name: "code", sensitivity: 0, masking: 0),
@@ -227,6 +278,28 @@ public enum EduHubClassification {
       ClassifiedField(number: 21, name: "dataset", sensitivity: 0, masking: 0),
       ClassifiedField(number: 22, name: "sample", sensitivity: 0, masking: 0),
       ClassifiedField(number: 23, name: "manual", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 24, name: "api", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.ApiParameter": [
+      ClassifiedField(number: 1, name: "name", sensitivity: 1, masking: 1),
+      ClassifiedField(number: 2, name: "field", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "operator", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "required", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "description", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.catalog.v1.ApiAggregate": [
+      ClassifiedField(number: 1, name: "function", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "field", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "name", sensitivity: 1, masking: 1),
+    ],
+    "eduhub.catalog.v1.ApiDefinition": [
+      ClassifiedField(number: 1, name: "dataset_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "parameters", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "fields", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "group_by", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "aggregates", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "min_group_size", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "max_rows", sensitivity: 0, masking: 0),
     ],
     "eduhub.catalog.v1.PublishResourceRequest": [
       ClassifiedField(number: 1, name: "resource", sensitivity: 0, masking: 0),
@@ -605,6 +678,196 @@ public enum EduHubClassification {
     ],
     "eduhub.node.v1.PingResponse": [
       ClassifiedField(number: 1, name: "payload", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.AppRecord": [
+      ClassifiedField(number: 1, name: "app", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "secret_digest", sensitivity: 4, masking: 9),
+      ClassifiedField(number: 3, name: "secret_generation", sensitivity: 4, masking: 9),
+    ],
+    "eduhub.sharing.v1.Consumer": [
+      ClassifiedField(number: 1, name: "kind", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "name", sensitivity: 1, masking: 1),
+    ],
+    "eduhub.sharing.v1.App": [
+      ClassifiedField(number: 1, name: "client_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "name", sensitivity: 1, masking: 1),
+      ClassifiedField(number: 3, name: "org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "description", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "created_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "secret_rotated_ms", sensitivity: 1, masking: 1),
+      ClassifiedField(number: 7, name: "disabled", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.RegisterAppRequest": [
+      ClassifiedField(number: 1, name: "name", sensitivity: 1, masking: 1),
+      ClassifiedField(number: 2, name: "org_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "description", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.AppSecret": [
+      ClassifiedField(number: 1, name: "app", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "client_secret", sensitivity: 4, masking: 9),
+    ],
+    "eduhub.sharing.v1.RotateAppSecretRequest": [
+      ClassifiedField(number: 1, name: "client_id", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.SetAppDisabledRequest": [
+      ClassifiedField(number: 1, name: "client_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "disabled", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.ListAppsRequest": [
+    ],
+    "eduhub.sharing.v1.ListAppsResponse": [
+      ClassifiedField(number: 1, name: "apps", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.ExchangeTokenRequest": [
+      ClassifiedField(number: 1, name: "client_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "client_secret", sensitivity: 4, masking: 9),
+    ],
+    "eduhub.sharing.v1.AppToken": [
+      ClassifiedField(number: 1, name: "access_token", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "expires_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "client_id", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.RequestStep": [
+      ClassifiedField(number: 1, name: "actor", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "action", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "reason", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "time_ms", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.AccessTerms": [
+      ClassifiedField(number: 1, name: "resource_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "consumer", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "purpose", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "fields", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "masking", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "expires_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "rate_per_second", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "daily_quota", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "expected_volume", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.AccessRequest": [
+      ClassifiedField(number: 1, name: "id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "terms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "requester", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "state", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "steps", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "version", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "needs_security_officer", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "grant_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "created_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 10, name: "updated_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 11, name: "resource_org_path", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.RequestAccessRequest": [
+      ClassifiedField(number: 1, name: "terms", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.DecideRequest": [
+      ClassifiedField(number: 1, name: "request_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "decision", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "reason", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "expected_version", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.AmendRequestRequest": [
+      ClassifiedField(number: 1, name: "request_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "terms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "expected_version", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.WithdrawRequestRequest": [
+      ClassifiedField(number: 1, name: "request_id", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.GetRequestRequest": [
+      ClassifiedField(number: 1, name: "request_id", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.ListRequestsRequest": [
+      ClassifiedField(number: 1, name: "filter", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "states", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "page", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.ListRequestsResponse": [
+      ClassifiedField(number: 1, name: "requests", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "page", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.Grant": [
+      ClassifiedField(number: 1, name: "id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "terms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "state", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "created_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "updated_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "reason", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "version", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "resource_org_path", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "consumer_path", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.ChangeGrantRequest": [
+      ClassifiedField(number: 1, name: "grant_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "action", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "expires_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "reason", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.ListGrantsRequest": [
+      ClassifiedField(number: 1, name: "mine", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "resource_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "page", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.ListGrantsResponse": [
+      ClassifiedField(number: 1, name: "grants", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "page", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.SubscribeRequest": [
+      ClassifiedField(number: 1, name: "resource_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "cursor", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "consumer_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "batch_size", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "fields", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.RowChange": [
+      ClassifiedField(number: 1, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "row", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "deleted", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.SubscribeResponse": [
+      ClassifiedField(number: 1, name: "columns", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "changes", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "cursor", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "snapshot_done", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "grant_id", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.CallApiRequest": [
+      ClassifiedField(number: 1, name: "api_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "parameters", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "consumer_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "test", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "fields", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.CallApiRequest.ParametersEntry": [
+      ClassifiedField(number: 1, name: "key", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "value", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.CallApiResponse": [
+      ClassifiedField(number: 1, name: "columns", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "rows", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "suppressed_groups", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "truncated", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.CallStatsRequest": [
+      ClassifiedField(number: 1, name: "resource_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "consumer_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "from_day", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "to_day", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.CallStat": [
+      ClassifiedField(number: 1, name: "day", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "resource_code", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "consumer_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "calls", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 5, name: "failures", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 6, name: "rows", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "bytes", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 8, name: "mean_latency_us", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 9, name: "sessions", sensitivity: 0, masking: 0),
+    ],
+    "eduhub.sharing.v1.CallStatsResponse": [
+      ClassifiedField(number: 1, name: "stats", sensitivity: 0, masking: 0),
     ],
     "eduhub.sync.v1.SyncNodeRecord": [
       ClassifiedField(number: 1, name: "node", sensitivity: 0, masking: 0),

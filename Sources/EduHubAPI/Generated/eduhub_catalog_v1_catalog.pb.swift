@@ -211,6 +211,99 @@ public nonisolated enum Eduhub_Catalog_V1_FieldType: SwiftProtobuf.Enum, Swift.C
 
 }
 
+/// How an API parameter filters the dataset's rows.
+public nonisolated enum Eduhub_Catalog_V1_ApiOperator: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case equals // = 0
+  case prefix // = 1
+  case atLeast // = 2
+  case atMost // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .equals
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .equals
+    case 1: self = .prefix
+    case 2: self = .atLeast
+    case 3: self = .atMost
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .equals: return 0
+    case .prefix: return 1
+    case .atLeast: return 2
+    case .atMost: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Eduhub_Catalog_V1_ApiOperator] = [
+    .equals,
+    .prefix,
+    .atLeast,
+    .atMost,
+  ]
+
+}
+
+public nonisolated enum Eduhub_Catalog_V1_AggregateFunction: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case count // = 1
+  case sum // = 2
+  case avg // = 3
+  case min // = 4
+  case max // = 5
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .count
+    case 2: self = .sum
+    case 3: self = .avg
+    case 4: self = .min
+    case 5: self = .max
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .count: return 1
+    case .sum: return 2
+    case .avg: return 3
+    case .min: return 4
+    case .max: return 5
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Eduhub_Catalog_V1_AggregateFunction] = [
+    .unspecified,
+    .count,
+    .sum,
+    .avg,
+    .min,
+    .max,
+  ]
+
+}
+
 public nonisolated enum Eduhub_Catalog_V1_ResourceSort: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
 
@@ -523,6 +616,9 @@ public nonisolated struct Eduhub_Catalog_V1_Manual: Sendable {
 
   public var statuses: [Eduhub_Catalog_V1_ManualStatus] = []
 
+  /// Shared APIs: a working call with curl over HTTPS/JSON.
+  public var curlExample: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -666,11 +762,96 @@ public nonisolated struct Eduhub_Catalog_V1_Resource: @unchecked Sendable {
   /// Clears the value of `manual`. Subsequent reads from it will return its default value.
   public mutating func clearManual() {_uniqueStorage()._manual = nil}
 
+  /// API resources served by this system (SharingService.CallApi, POST /v1/apis/{code}): the
+  /// computation over one of the org's table resources. Its output columns become `fields`.
+  public var api: Eduhub_Catalog_V1_ApiDefinition {
+    get {_storage._api ?? Eduhub_Catalog_V1_ApiDefinition()}
+    set {_uniqueStorage()._api = newValue}
+  }
+  /// Returns true if `api` has been explicitly set.
+  public var hasApi: Bool {_storage._api != nil}
+  /// Clears the value of `api`. Subsequent reads from it will return its default value.
+  public mutating func clearApi() {_uniqueStorage()._api = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A parameter of a shared API, bound to a field of its dataset.
+public nonisolated struct Eduhub_Catalog_V1_ApiParameter: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Letters, digits and '_' (the JSON body's key).
+  public var name: String = String()
+
+  /// The dataset field it filters.
+  public var field: String = String()
+
+  public var `operator`: Eduhub_Catalog_V1_ApiOperator = .equals
+
+  public var required: Bool = false
+
+  public var description_p: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Eduhub_Catalog_V1_ApiAggregate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var function: Eduhub_Catalog_V1_AggregateFunction = .unspecified
+
+  /// The (integer or decimal) field aggregated; empty for COUNT.
+  public var field: String = String()
+
+  /// The output column's name.
+  public var name: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A named, parameterised computation over one table resource of the same org subtree: rows
+/// filtered by the parameters, then either projected (`fields`) or grouped (`group_by`) and
+/// aggregated. Groups of fewer than `min_group_size` rows are suppressed, so that a few children
+/// cannot be singled out.
+public nonisolated struct Eduhub_Catalog_V1_ApiDefinition: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The table resource computed over.
+  public var datasetCode: String = String()
+
+  public var parameters: [Eduhub_Catalog_V1_ApiParameter] = []
+
+  /// Row APIs: the dataset fields returned (empty: every field).
+  public var fields: [String] = []
+
+  /// Aggregate APIs: the fields grouped by (may be empty: one group).
+  public var groupBy: [String] = []
+
+  public var aggregates: [Eduhub_Catalog_V1_ApiAggregate] = []
+
+  /// 0: 10.
+  public var minGroupSize: Int32 = 0
+
+  /// Most rows (or groups) one call returns; 0: 1,000.
+  public var maxRows: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Eduhub_Catalog_V1_PublishResourceRequest: Sendable {
@@ -1026,6 +1207,14 @@ nonisolated extension Eduhub_Catalog_V1_OpeningClass: SwiftProtobuf._ProtoNamePr
 
 nonisolated extension Eduhub_Catalog_V1_FieldType: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FIELD_TYPE_UNSPECIFIED\0\u{1}FIELD_TYPE_STRING\0\u{1}FIELD_TYPE_INTEGER\0\u{1}FIELD_TYPE_DECIMAL\0\u{1}FIELD_TYPE_DATE\0\u{1}FIELD_TYPE_TIMESTAMP\0\u{1}FIELD_TYPE_BOOLEAN\0")
+}
+
+nonisolated extension Eduhub_Catalog_V1_ApiOperator: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0API_OPERATOR_EQUALS\0\u{1}API_OPERATOR_PREFIX\0\u{1}API_OPERATOR_AT_LEAST\0\u{1}API_OPERATOR_AT_MOST\0")
+}
+
+nonisolated extension Eduhub_Catalog_V1_AggregateFunction: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0AGGREGATE_FUNCTION_UNSPECIFIED\0\u{1}AGGREGATE_FUNCTION_COUNT\0\u{1}AGGREGATE_FUNCTION_SUM\0\u{1}AGGREGATE_FUNCTION_AVG\0\u{1}AGGREGATE_FUNCTION_MIN\0\u{1}AGGREGATE_FUNCTION_MAX\0")
 }
 
 nonisolated extension Eduhub_Catalog_V1_ResourceSort: SwiftProtobuf._ProtoNameProviding {
@@ -1473,7 +1662,7 @@ nonisolated extension Eduhub_Catalog_V1_ManualStatus: SwiftProtobuf.Message, Swi
 
 nonisolated extension Eduhub_Catalog_V1_Manual: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Manual"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}function\0\u{1}protocol\0\u{1}method\0\u{3}request_fields\0\u{3}response_fields\0\u{3}request_example\0\u{3}response_example\0\u{1}statuses\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}function\0\u{1}protocol\0\u{1}method\0\u{3}request_fields\0\u{3}response_fields\0\u{3}request_example\0\u{3}response_example\0\u{1}statuses\0\u{3}curl_example\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1489,6 +1678,7 @@ nonisolated extension Eduhub_Catalog_V1_Manual: SwiftProtobuf.Message, SwiftProt
       case 6: try { try decoder.decodeSingularStringField(value: &self.requestExample) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.responseExample) }()
       case 8: try { try decoder.decodeRepeatedMessageField(value: &self.statuses) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.curlExample) }()
       default: break
       }
     }
@@ -1519,6 +1709,9 @@ nonisolated extension Eduhub_Catalog_V1_Manual: SwiftProtobuf.Message, SwiftProt
     if !self.statuses.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.statuses, fieldNumber: 8)
     }
+    if !self.curlExample.isEmpty {
+      try visitor.visitSingularStringField(value: self.curlExample, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1531,6 +1724,7 @@ nonisolated extension Eduhub_Catalog_V1_Manual: SwiftProtobuf.Message, SwiftProt
     if lhs.requestExample != rhs.requestExample {return false}
     if lhs.responseExample != rhs.responseExample {return false}
     if lhs.statuses != rhs.statuses {return false}
+    if lhs.curlExample != rhs.curlExample {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1538,7 +1732,7 @@ nonisolated extension Eduhub_Catalog_V1_Manual: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Resource"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}name\0\u{1}summary\0\u{1}theme\0\u{1}type\0\u{3}publishing_system\0\u{3}responsible_org_code\0\u{3}responsible_org_path\0\u{3}exchange_forms\0\u{3}sharing_class\0\u{3}opening_class\0\u{3}update_cycle\0\u{3}updated_ms\0\u{3}row_count\0\u{1}fields\0\u{1}views\0\u{1}follows\0\u{1}subscriptions\0\u{1}retired\0\u{1}followed\0\u{1}dataset\0\u{1}sample\0\u{1}manual\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}name\0\u{1}summary\0\u{1}theme\0\u{1}type\0\u{3}publishing_system\0\u{3}responsible_org_code\0\u{3}responsible_org_path\0\u{3}exchange_forms\0\u{3}sharing_class\0\u{3}opening_class\0\u{3}update_cycle\0\u{3}updated_ms\0\u{3}row_count\0\u{1}fields\0\u{1}views\0\u{1}follows\0\u{1}subscriptions\0\u{1}retired\0\u{1}followed\0\u{1}dataset\0\u{1}sample\0\u{1}manual\0\u{1}api\0")
 
   fileprivate class _StorageClass {
     var _code: String = String()
@@ -1564,6 +1758,7 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
     var _dataset: Eduhub_Catalog_V1_Dataset? = nil
     var _sample: [Eduhub_Catalog_V1_DataRow] = []
     var _manual: Eduhub_Catalog_V1_Manual? = nil
+    var _api: Eduhub_Catalog_V1_ApiDefinition? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1597,6 +1792,7 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
       _dataset = source._dataset
       _sample = source._sample
       _manual = source._manual
+      _api = source._api
     }
   }
 
@@ -1638,6 +1834,7 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
         case 21: try { try decoder.decodeSingularMessageField(value: &_storage._dataset) }()
         case 22: try { try decoder.decodeRepeatedMessageField(value: &_storage._sample) }()
         case 23: try { try decoder.decodeSingularMessageField(value: &_storage._manual) }()
+        case 24: try { try decoder.decodeSingularMessageField(value: &_storage._api) }()
         default: break
         }
       }
@@ -1719,6 +1916,9 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
       try { if let v = _storage._manual {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
       } }()
+      try { if let v = _storage._api {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1751,10 +1951,161 @@ nonisolated extension Eduhub_Catalog_V1_Resource: SwiftProtobuf.Message, SwiftPr
         if _storage._dataset != rhs_storage._dataset {return false}
         if _storage._sample != rhs_storage._sample {return false}
         if _storage._manual != rhs_storage._manual {return false}
+        if _storage._api != rhs_storage._api {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_ApiParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApiParameter"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}field\0\u{1}operator\0\u{1}required\0\u{1}description\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.field) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.`operator`) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.required) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.field.isEmpty {
+      try visitor.visitSingularStringField(value: self.field, fieldNumber: 2)
+    }
+    if self.`operator` != .equals {
+      try visitor.visitSingularEnumField(value: self.`operator`, fieldNumber: 3)
+    }
+    if self.required != false {
+      try visitor.visitSingularBoolField(value: self.required, fieldNumber: 4)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_ApiParameter, rhs: Eduhub_Catalog_V1_ApiParameter) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.field != rhs.field {return false}
+    if lhs.`operator` != rhs.`operator` {return false}
+    if lhs.required != rhs.required {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_ApiAggregate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApiAggregate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}function\0\u{1}field\0\u{1}name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.function) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.field) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.function != .unspecified {
+      try visitor.visitSingularEnumField(value: self.function, fieldNumber: 1)
+    }
+    if !self.field.isEmpty {
+      try visitor.visitSingularStringField(value: self.field, fieldNumber: 2)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_ApiAggregate, rhs: Eduhub_Catalog_V1_ApiAggregate) -> Bool {
+    if lhs.function != rhs.function {return false}
+    if lhs.field != rhs.field {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Catalog_V1_ApiDefinition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApiDefinition"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}dataset_code\0\u{1}parameters\0\u{1}fields\0\u{3}group_by\0\u{1}aggregates\0\u{3}min_group_size\0\u{3}max_rows\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.datasetCode) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.parameters) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.fields) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.groupBy) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.aggregates) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.minGroupSize) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.maxRows) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.datasetCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.datasetCode, fieldNumber: 1)
+    }
+    if !self.parameters.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.parameters, fieldNumber: 2)
+    }
+    if !self.fields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.fields, fieldNumber: 3)
+    }
+    if !self.groupBy.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.groupBy, fieldNumber: 4)
+    }
+    if !self.aggregates.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.aggregates, fieldNumber: 5)
+    }
+    if self.minGroupSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.minGroupSize, fieldNumber: 6)
+    }
+    if self.maxRows != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxRows, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Catalog_V1_ApiDefinition, rhs: Eduhub_Catalog_V1_ApiDefinition) -> Bool {
+    if lhs.datasetCode != rhs.datasetCode {return false}
+    if lhs.parameters != rhs.parameters {return false}
+    if lhs.fields != rhs.fields {return false}
+    if lhs.groupBy != rhs.groupBy {return false}
+    if lhs.aggregates != rhs.aggregates {return false}
+    if lhs.minGroupSize != rhs.minGroupSize {return false}
+    if lhs.maxRows != rhs.maxRows {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

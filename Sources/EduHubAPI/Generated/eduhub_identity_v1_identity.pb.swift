@@ -329,6 +329,9 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
 
   /// Dispatches and handles the work orders whose service org lies in its subtree.
   case dispatcher // = 11
+
+  /// The city's data security officer: the second approval of requests for minors' sensitive data.
+  case securityOfficer // = 12
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -349,6 +352,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     case 9: self = .node
     case 10: self = .dataSteward
     case 11: self = .dispatcher
+    case 12: self = .securityOfficer
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -367,6 +371,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     case .node: return 9
     case .dataSteward: return 10
     case .dispatcher: return 11
+    case .securityOfficer: return 12
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -385,6 +390,7 @@ public nonisolated enum Eduhub_Identity_V1_Role: SwiftProtobuf.Enum, Swift.CaseI
     .node,
     .dataSteward,
     .dispatcher,
+    .securityOfficer,
   ]
 
 }
@@ -1376,7 +1382,7 @@ nonisolated extension Eduhub_Identity_V1_AccountState: SwiftProtobuf._ProtoNameP
 }
 
 nonisolated extension Eduhub_Identity_V1_Role: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_CITY_ADMIN\0\u{1}ROLE_COUNTY_ADMIN\0\u{1}ROLE_SCHOOL_ADMIN\0\u{1}ROLE_TEACHER\0\u{1}ROLE_STUDENT\0\u{1}ROLE_GUARDIAN\0\u{1}ROLE_DATA_CONSUMER\0\u{1}ROLE_AUDITOR\0\u{1}ROLE_NODE\0\u{1}ROLE_DATA_STEWARD\0\u{1}ROLE_DISPATCHER\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_CITY_ADMIN\0\u{1}ROLE_COUNTY_ADMIN\0\u{1}ROLE_SCHOOL_ADMIN\0\u{1}ROLE_TEACHER\0\u{1}ROLE_STUDENT\0\u{1}ROLE_GUARDIAN\0\u{1}ROLE_DATA_CONSUMER\0\u{1}ROLE_AUDITOR\0\u{1}ROLE_NODE\0\u{1}ROLE_DATA_STEWARD\0\u{1}ROLE_DISPATCHER\0\u{1}ROLE_SECURITY_OFFICER\0")
 }
 
 nonisolated extension Eduhub_Identity_V1_Org: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -182,6 +182,8 @@ final class ClientStream: @unchecked Sendable {
     guard !isDone else { return }
     let status: RPCError?
     if let grpcStatus {
+      // A trailers-only response carries its metadata in its one header block.
+      if headerBlocks <= 1, singleResponse == nil, trailers.isEmpty { trailers = headers }
       status =
         grpcStatus == 0
         ? nil : RPCError(RPCError.Code(rawValue: grpcStatus), grpcMessage ?? "", trailers: trailers)

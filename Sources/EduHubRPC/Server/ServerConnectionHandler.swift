@@ -1,13 +1,14 @@
 import CEduHubNghttp2
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// One server-side HTTP/2 connection: a libnghttp2 session driven by NIO reads and writes.
 ///
 /// Everything here runs on the channel's event loop. Tasks that run handlers come back to it with
 /// `eventLoop.execute`; that is why the type is `@unchecked Sendable`: its state is never touched
 /// off the loop.
-final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
   typealias InboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
 
@@ -29,6 +30,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   private var draining = false
   private var closing = false
   private var sawFirstBytes = false
+  /// The connection went to the HTTP/1 handler: nothing of HTTP/2 may be written any more.
+  private var handedOver = false
 
   private var timer: RepeatedTask?
   private var lastActivity = NIODeadline.now()
@@ -109,7 +112,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     if !sawFirstBytes {
       sawFirstBytes = true
       if HTTP1Detector.looksLikeHTTP1(buffer) {
-        rejectHTTP1(context: context)
+        if let http = configuration.httpHandler {
+          switchToHTTP1(context: context, handler: http, data: data)
+        } else {
+          rejectHTTP1(context: context)
+        }
         return
       }
     }
@@ -154,7 +161,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
   /// Moves whatever nghttp2 has to send into the channel, while the channel accepts it.
   func flush() {
-    guard let session, let context, !closing else { return }
+    guard let session, let context, !closing, !handedOver else { return }
     switch sendPendingOutput(of: session, to: context) {
     case .failed(let error):
       logger.debug("HTTP/2 send failed", metadata: ["h2.error": "\(error)"])
@@ -326,6 +333,28 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     if let session {
       nghttp2_session_del(session)
       self.session = nil
+    }
+  }
+
+  /// Hands the connection to NIO's HTTP/1 codec and the HTTP handler: this handler (and its HTTP/2
+  /// session) leaves the pipeline and the first bytes go to the codec.
+  private func switchToHTTP1(context: ChannelHandlerContext, handler: any HTTPHandler, data: NIOAny) {
+    handedOver = true
+    do {
+      let pipeline = context.pipeline.syncOperations
+      try pipeline.configureHTTPServerPipeline(position: .after(self), withPipeliningAssistance: true, withErrorHandling: true)
+      try pipeline.addHandler(
+        HTTP1ConnectionHandler(
+          handler: handler, maxBodySize: configuration.maxReceiveMessageSize, peer: connectionInfo.peer,
+          isSecure: connectionInfo.isSecure))
+      context.fireChannelRead(data)
+      let logger = self.logger
+      pipeline.removeHandler(context: context).whenFailure { error in
+        logger.debug("could not leave an HTTP/1 connection", metadata: ["error": "\(error)"])
+      }
+    } catch {
+      logger.debug("could not serve HTTP/1", metadata: ["error": "\(error)"])
+      closeNow()
     }
   }
 

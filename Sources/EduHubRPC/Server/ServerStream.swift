@@ -25,7 +25,13 @@ final class ServerStream: @unchecked Sendable {
   private(set) var method: RPCMethod?
   private var unknownPath: String?
   private var isPost = false
+  /// The method when it is not POST (plain HTTP requests).
+  private var otherMethod: String?
   private var contentTypeIsGRPC = false
+  /// The content type when it is not gRPC's (plain HTTP requests).
+  private var otherContentType: String?
+  /// A plain HTTP request (not gRPC) being served by the server's HTTP handler: its body so far.
+  private var httpBody: [UInt8]?
   private var timeoutNanos: Int64?
   private var headerError: RPCError?
   /// The request's custom metadata (read by handlers through `ServerContext`).
@@ -48,6 +54,8 @@ final class ServerStream: @unchecked Sendable {
   private var status: RPCError?
   private var statusReady = false
   private var dataDeferred = false
+  /// The response answers a plain HTTP request: it ends with its body, without gRPC trailers.
+  private var plainHTTP = false
 
   /// Whether the call was accepted and its handler chosen (the request headers were valid).
   private var started = false
@@ -78,10 +86,11 @@ final class ServerStream: @unchecked Sendable {
       if bytesEqual(name, nameLength, ":path") {
         method = connection.router.lookup(value, valueLength)
         if method == nil {
-          unknownPath = String(decoding: UnsafeBufferPointer(start: value, count: min(valueLength, 200)), as: UTF8.self)
+          unknownPath = String(decoding: UnsafeBufferPointer(start: value, count: min(valueLength, 2048)), as: UTF8.self)
         }
       } else if bytesEqual(name, nameLength, ":method") {
         isPost = bytesEqual(value, valueLength, "POST")
+        if !isPost { otherMethod = String(decoding: UnsafeBufferPointer(start: value, count: min(valueLength, 16)), as: UTF8.self) }
       }
       return
     }
@@ -90,6 +99,9 @@ final class ServerStream: @unchecked Sendable {
         bytesEqual(value, valueLength, "application/grpc")
         || bytesHavePrefix(value, valueLength, "application/grpc+")
         || bytesHavePrefix(value, valueLength, "application/grpc;")
+      if !contentTypeIsGRPC {
+        otherContentType = String(decoding: UnsafeBufferPointer(start: value, count: min(valueLength, 200)), as: UTF8.self)
+      }
     } else if bytesEqual(name, nameLength, "grpc-timeout") {
       if let nanos = GRPCTimeout.parse(UnsafeRawBufferPointer(start: value, count: valueLength)) {
         timeoutNanos = nanos
@@ -123,6 +135,10 @@ final class ServerStream: @unchecked Sendable {
   func headersComplete() {
     if let headerError { return fail(headerError) }
     guard contentTypeIsGRPC else {
+      if connection.configuration.httpHandler != nil, method == nil {
+        httpBody = []
+        return
+      }
       return fail(RPCError(.internalError, "content-type must be application/grpc"), httpStatus: "415")
     }
     guard isPost else { return fail(RPCError(.unimplemented, "gRPC calls use the POST method")) }
@@ -162,6 +178,17 @@ final class ServerStream: @unchecked Sendable {
   }
 
   func receive(_ bytes: UnsafeRawBufferPointer) {
+    if httpBody != nil {
+      connection.consumeStream(id, bytes.count)
+      guard state == .idle, !isClosed else { return }
+      if httpBody!.count + bytes.count > connection.configuration.maxReceiveMessageSize {
+        httpBody = nil
+        respondHTTP(.text(413, "the request body exceeds \(connection.configuration.maxReceiveMessageSize) bytes"))
+        return
+      }
+      httpBody!.append(contentsOf: bytes)
+      return
+    }
     guard state != .done, !isClosed, started else {
       connection.consumeStream(id, bytes.count)
       return
@@ -195,6 +222,23 @@ final class ServerStream: @unchecked Sendable {
   func requestEnded() {
     guard !requestComplete else { return }
     requestComplete = true
+    if let body = httpBody, let handler = connection.configuration.httpHandler {
+      httpBody = nil
+      guard state == .idle, !isClosed else { return }
+      let request = HTTPRequest(
+        method: otherMethod ?? (isPost ? "POST" : "GET"), target: unknownPath ?? "/",
+        headers: metadata.textEntries + (otherContentType.map { [("content-type", $0)] } ?? []), body: body,
+        peer: connection.connectionInfo.peer, version: "HTTP/2", isSecure: connection.connectionInfo.isSecure)
+      let connection = self.connection
+      task = Task { [self] in
+        let response = await handler.handle(request)
+        connection.execute {
+          self.respondHTTP(response)
+          self.connection.scheduleFlush()
+        }
+      }
+      return
+    }
     guard state != .done, !isClosed, started, let method else { return }
     if deframer?.hasPartialMessage == true {
       inbound?.finish(RPCError(.internalError, "the request ended inside a message"))
@@ -367,6 +411,24 @@ final class ServerStream: @unchecked Sendable {
     }
   }
 
+  /// Answers a plain HTTP request: headers, then the body, ending the stream (no trailers).
+  private func respondHTTP(_ response: HTTPResponse) {
+    guard state == .idle, !isClosed, let session = connection.session else { return }
+    state = .started
+    plainHTTP = true
+    var headers = HeaderList()
+    headers.add(":status", String(response.status))
+    for (name, value) in response.headers where name != "content-length" { headers.add(name.lowercased(), value) }
+    headers.add("content-length", String(response.body.count))
+    var buffer = ByteBuffer()
+    buffer.writeBytes(response.body)
+    singleResponse = buffer
+    var provider = nghttp2_data_provider(
+      source: nghttp2_data_source(ptr: Unmanaged.passUnretained(self).toOpaque()),
+      read_callback: ServerCallbacks.readResponse)
+    headers.withNV { nghttp2_submit_response(session, id, $0, $1, &provider) }
+  }
+
   private func sendTrailersOnly(_ status: RPCError, httpStatus: String = "200") {
     guard let session = connection.session else { return }
     state = .done
@@ -433,6 +495,11 @@ final class ServerStream: @unchecked Sendable {
   }
 
   private func endData(_ flags: UnsafeMutablePointer<UInt32>) {
+    if plainHTTP {
+      state = .done
+      flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+      return
+    }
     flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
     submitTrailers()
   }

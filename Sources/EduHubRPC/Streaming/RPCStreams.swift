@@ -11,9 +11,14 @@ public struct RPCWriter<Element: Message>: Sendable {
   init(queue: OutboundMessageQueue) { self.queue = queue }
 
   /// Sends one message.
+  /// - Returns: the bytes it took on the wire (with its 5-byte frame header).
   /// - Throws: ``RPCError`` when the call has ended (cancelled, deadline, peer gone).
-  public func write(_ message: Element) async throws {
-    try await queue.write(try MessageFramer.frame(message))
+  @discardableResult
+  public func write(_ message: Element) async throws -> Int {
+    let framed = try MessageFramer.frame(message)
+    let count = framed.readableBytes
+    try await queue.write(framed)
+    return count
   }
 
   /// Sends every message of `messages` in order.

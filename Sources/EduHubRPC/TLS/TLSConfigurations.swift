@@ -25,7 +25,8 @@ public struct ServerTLSConfiguration: Sendable {
     var configuration = TLSConfiguration.makeServerConfiguration(
       certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
     configuration.minimumTLSVersion = .tlsv12
-    configuration.applicationProtocols = ["h2"]
+    // h2 first (gRPC and HTTP/2 clients); http/1.1 for plain HTTPS clients of the JSON endpoints.
+    configuration.applicationProtocols = ["h2", "http/1.1"]
     do {
       context = try NIOSSLContext(configuration: configuration)
     } catch {

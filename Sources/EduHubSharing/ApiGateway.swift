@@ -1,0 +1,125 @@
+import EduHubAPI
+import EduHubCatalog
+import EduHubIdentity
+import EduHubRPC
+import Foundation
+
+/// Shared APIs over HTTPS/JSON on the node's gRPC port: `POST /v1/apis/{code}` with a bearer token
+/// and a JSON object of parameters, so a consumer needs nothing but an HTTP client. The same call
+/// as `CallApi` (grant, rate limit, quota, masking, log); the answer is
+/// `{"columns": [...], "rows": [{"column": value, ...}], "truncated": false, "suppressed_groups": 0}`,
+/// errors `{"error": {"code": "PERMISSION_DENIED", "message": "..."}}` with the matching HTTP status.
+///
+/// Query parameters: `consumer` (the org to act for) and `test=true` (an online test). The body is
+/// read as JSON whatever its declared content type (curl's `-d` declares a form).
+public struct ApiGateway: HTTPHandler {
+  let sharing: SharingService
+  let authenticator: Authenticator
+  static let prefix = "/v1/apis/"
+
+  public init(sharing: SharingService, authenticator: Authenticator) {
+    self.sharing = sharing
+    self.authenticator = authenticator
+  }
+
+  public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+    let path = request.path
+    guard path.hasPrefix(Self.prefix) else {
+      return Self.error(RPCError(.notFound, "no such endpoint: shared APIs are POST /v1/apis/{code}"))
+    }
+    let code = String(path.dropFirst(Self.prefix.count))
+    guard request.method == "POST" else {
+      var response = Self.error(RPCError(.unimplemented, "shared APIs are called with POST"), status: 405)
+      response.headers.append(("allow", "POST"))
+      return response
+    }
+    do {
+      guard let header = request.header("authorization"), header.hasPrefix("Bearer ") || header.hasPrefix("bearer ") else {
+        throw RPCError(.unauthenticated, "send the access token as authorization: Bearer <token>")
+      }
+      let caller = try authenticator.caller(for: String(header.dropFirst(7)), peer: request.peer, method: Self.prefix)
+      var call = Eduhub_Sharing_V1_CallApiRequest()
+      call.apiCode = code
+      call.parameters = try Self.parameters(request.body)
+      let query = request.query
+      call.consumerID = query["consumer"] ?? ""
+      call.test = ["true", "1", "yes"].contains(query["test"]?.lowercased() ?? "")
+      let response = try sharing.callApi(call, caller: caller, peer: request.peer)
+      return HTTPResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: try Self.json(response))
+    } catch {
+      return Self.error(RPCError.from(error))
+    }
+  }
+
+  /// One member of the parameters object: strings as they are, numbers and booleans as written.
+  struct Scalar: Decodable {
+    let text: String?
+
+    init(from decoder: any Decoder) throws {
+      let container = try decoder.singleValueContainer()
+      if container.decodeNil() {
+        text = nil
+      } else if let flag = try? container.decode(Bool.self) {
+        text = flag ? "true" : "false"
+      } else if let number = try? container.decode(Int64.self) {
+        text = String(number)
+      } else if let number = try? container.decode(Decimal.self) {
+        text = "\(number)"
+      } else {
+        text = try container.decode(String.self)
+      }
+    }
+  }
+
+  /// A JSON object's members as parameter text.
+  static func parameters(_ body: [UInt8]) throws -> [String: String] {
+    guard !body.isEmpty else { return [:] }
+    guard let object = try? JSONDecoder().decode([String: Scalar].self, from: Data(body)) else {
+      throw RPCError(.invalidArgument, "the body must be a JSON object whose members are strings, numbers or booleans")
+    }
+    return object.compactMapValues(\.text)
+  }
+
+  /// The JSON form of an answer: each row an object by column.
+  static func json(_ response: Eduhub_Sharing_V1_CallApiResponse) throws -> [UInt8] {
+    var rows: [[String: Any]] = []
+    rows.reserveCapacity(response.rows.count)
+    for row in response.rows {
+      var object: [String: Any] = [:]
+      for (column, value) in zip(response.columns, row.values) { object[column] = CatalogManual.jsonValue(value) }
+      rows.append(object)
+    }
+    let answer: [String: Any] = [
+      "columns": response.columns, "rows": rows, "truncated": response.truncated, "suppressed_groups": response.suppressedGroups,
+    ]
+    return Array(try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys]))
+  }
+
+  /// The HTTP status of a gRPC status.
+  static func status(_ code: RPCError.Code) -> Int {
+    switch code {
+    case .ok: 200
+    case .invalidArgument, .failedPrecondition, .outOfRange: 400
+    case .unauthenticated: 401
+    case .permissionDenied: 403
+    case .notFound: 404
+    case .alreadyExists, .aborted: 409
+    case .resourceExhausted: 429
+    case .cancelled: 499
+    case .unimplemented: 501
+    case .unavailable: 503
+    case .deadlineExceeded: 504
+    default: 500
+    }
+  }
+
+  static func error(_ error: RPCError, status: Int? = nil) -> HTTPResponse {
+    let object: [String: Any] = ["error": ["code": error.code.description, "message": error.message]]
+    var response = HTTPResponse(
+      status: status ?? Self.status(error.code), headers: [("content-type", "application/json; charset=utf-8")],
+      body: Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()))
+    if let retry = error.trailers["retry-after"] { response.headers.append(("retry-after", retry)) }
+    if error.code == .unauthenticated { response.headers.append(("www-authenticate", "Bearer")) }
+    return response
+  }
+}

@@ -1,0 +1,177 @@
+import EduHubAPI
+import EduHubPrivacy
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+import Synchronization
+
+/// Every shared API call and subscription session of this node: who, what, the parameters'
+/// fingerprint (never their values), rows, bytes, status and latency.
+///
+/// A call only appends to memory; a background flush writes what accumulated in one transaction
+/// (group commit), so logging never waits on the disk. Local to its node, like the audit log.
+public final class CallLog: Sendable {
+  /// One call or session.
+  public struct Entry: Sendable {
+    public var timeMs: Int64
+    /// YYYY-MM-DD, China time.
+    public var day: String
+    public var resource: String
+    public var resourceScope: String
+    public var consumer: String
+    public var consumerPath: String
+    public var grant: String
+    /// call, test or stream.
+    public var kind: String
+    public var fingerprint: String
+    public var rows: Int64
+    public var bytes: Int64
+    /// The gRPC status code.
+    public var status: Int
+    public var latencyMicros: Int64
+  }
+
+  let database: EncryptedDatabase
+  private struct Pending {
+    var entries: [Entry] = []
+    var flushScheduled = false
+  }
+
+  private let pending = Mutex(Pending())
+  /// Flushed at once beyond this many.
+  static let batch = 4096
+
+  static let migrator: DatabaseMigrator = {
+    var migrator = DatabaseMigrator()
+    migrator.registerMigration("share-call-log-v1") { db in
+      try db.execute(
+        sql: """
+          CREATE TABLE share_call (
+            id INTEGER PRIMARY KEY,
+            time_ms INTEGER NOT NULL,
+            day TEXT NOT NULL,
+            resource TEXT NOT NULL,
+            resource_scope TEXT NOT NULL,
+            consumer TEXT NOT NULL,
+            consumer_path TEXT NOT NULL,
+            grant_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            status INTEGER NOT NULL,
+            latency_us INTEGER NOT NULL
+          );
+          CREATE INDEX share_call_day ON share_call (day, resource, consumer);
+          CREATE INDEX share_call_grant ON share_call (grant_id, day);
+          """)
+    }
+    return migrator
+  }()
+
+  init(database: EncryptedDatabase) throws {
+    self.database = database
+    do { try Self.migrator.migrate(database.pool) } catch { throw EncryptedDatabase.mapError(error, path: database.path) }
+  }
+
+  /// Logs `entry` soon (within about 50 ms, or at once when many are waiting).
+  public func record(_ entry: Entry) {
+    let (schedule, now) = pending.withLock { state -> (Bool, Bool) in
+      state.entries.append(entry)
+      if state.entries.count >= Self.batch { return (false, true) }
+      if state.flushScheduled { return (false, false) }
+      state.flushScheduled = true
+      return (true, false)
+    }
+    if now {
+      Task.detached { [self] in try? flush() }
+    } else if schedule {
+      Task.detached { [self] in
+        try? await Task.sleep(for: .milliseconds(50))
+        try? flush()
+      }
+    }
+  }
+
+  /// Writes every pending entry now.
+  public func flush() throws {
+    let entries = pending.withLock { state -> [Entry] in
+      defer { state = Pending() }
+      return state.entries
+    }
+    guard !entries.isEmpty else { return }
+    do {
+      try database.write { db in
+        let insert = try db.cachedStatement(
+          sql: """
+            INSERT INTO share_call (time_ms, day, resource, resource_scope, consumer, consumer_path, grant_id, kind,
+              fingerprint, rows, bytes, status, latency_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        for entry in entries {
+          try insert.execute(arguments: [
+            entry.timeMs, entry.day, entry.resource, entry.resourceScope, entry.consumer, entry.consumerPath, entry.grant,
+            entry.kind, entry.fingerprint, entry.rows, entry.bytes, entry.status, entry.latencyMicros,
+          ])
+        }
+      }
+    } catch {
+      // Back in front of what came since: a later flush retries; nothing is dropped silently.
+      pending.withLock { $0.entries.insert(contentsOf: entries, at: 0) }
+      throw error
+    }
+  }
+
+  /// Calls (not tests or sessions) of `grant` logged on `day`.
+  func calls(of grant: String, on day: String) throws -> Int64 {
+    try flush()
+    return try database.read { db in
+      try Int64.fetchOne(
+        db, sql: "SELECT count(*) FROM share_call WHERE grant_id = ? AND day = ? AND kind = 'call'", arguments: [grant, day]) ?? 0
+    }
+  }
+
+  /// One group of the statistics, with what decides who may see it.
+  struct Group {
+    var stat: Eduhub_Sharing_V1_CallStat
+    var resourceScope: String
+    var consumerPath: String
+  }
+
+  /// Calls and sessions by day, resource and consumer over [from, to].
+  func statistics(from: String, to: String, resource: String, consumer: String) throws -> [Group] {
+    try flush()
+    return try database.read { db in
+      var sql = """
+        SELECT day, resource, consumer, resource_scope, consumer_path,
+          sum(kind != 'stream'), sum(status != 0), sum(rows), sum(bytes),
+          sum(CASE WHEN kind != 'stream' THEN latency_us ELSE 0 END), sum(kind = 'stream')
+        FROM share_call WHERE day >= ? AND day <= ?
+        """
+      var arguments: [any DatabaseValueConvertible] = [from, to]
+      if !resource.isEmpty {
+        sql += " AND resource = ?"
+        arguments.append(resource)
+      }
+      if !consumer.isEmpty {
+        sql += " AND consumer = ?"
+        arguments.append(consumer)
+      }
+      sql += " GROUP BY day, resource, consumer, resource_scope, consumer_path ORDER BY day, resource, consumer"
+      return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { row in
+        var stat = Eduhub_Sharing_V1_CallStat()
+        stat.day = row[0]
+        stat.resourceCode = row[1]
+        stat.consumerID = row[2]
+        stat.calls = row[5]
+        stat.failures = row[6]
+        stat.rows = row[7]
+        stat.bytes = row[8]
+        let latency: Int64 = row[9]
+        stat.meanLatencyUs = stat.calls > 0 ? latency / stat.calls : 0
+        stat.sessions = row[10]
+        return Group(stat: stat, resourceScope: row[3], consumerPath: row[4])
+      }
+    }
+  }
+}

@@ -1,0 +1,74 @@
+import EduHubAPI
+import EduHubPrivacy
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+import Synchronization
+
+/// Every grant in memory, by resource: the check on every call and every stream message is a
+/// lookup here, not a database read.
+///
+/// Caught up from the grant collection's change index whenever the store signals a commit (so a
+/// revocation on this node reaches the next message at once), and at least once a second (writes
+/// by another process, such as `eduhub share revoke`, do not signal).
+final class GrantBook: Sendable {
+  private struct State {
+    var sequence: Int64 = 0
+    var generation: UInt64 = .max
+    var checked: ContinuousClock.Instant?
+    var byID: [String: Eduhub_Sharing_V1_Grant] = [:]
+    var byResource: [String: [String]] = [:]
+  }
+
+  private let state = Mutex(State())
+  let store: RecordStore
+  static let recheck = Duration.seconds(1)
+
+  init(store: RecordStore) { self.store = store }
+
+  /// Catches up with the store when it may have changed.
+  func refresh() throws {
+    let generation = store.changed.generation
+    let now = ContinuousClock.now
+    let after = state.withLock { state -> Int64? in
+      if state.generation == generation, let checked = state.checked, now - checked < Self.recheck { return nil }
+      return state.sequence
+    }
+    guard let after else { return }
+    let changes = try store.database.read { db in try store.changes(of: SharingCollections.grant, after: after, in: db) }
+    state.withLock { state in
+      for record in changes.records where record.sequence > state.sequence {
+        state.sequence = record.sequence
+        let old = state.byID[record.id]
+        if record.deleted {
+          state.byID[record.id] = nil
+        } else if var grant = try? Eduhub_Sharing_V1_Grant(serializedBytes: record.body) {
+          grant.resourceOrgPath = record.scope
+          state.byID[record.id] = grant
+          if old?.terms.resourceCode != grant.terms.resourceCode {
+            state.byResource[grant.terms.resourceCode, default: []].append(record.id)
+          }
+        }
+        if let old, state.byID[record.id]?.terms.resourceCode != old.terms.resourceCode {
+          state.byResource[old.terms.resourceCode]?.removeAll { $0 == record.id }
+        }
+      }
+      for (_, id) in changes.evicted {
+        if let old = state.byID.removeValue(forKey: id) { state.byResource[old.terms.resourceCode]?.removeAll { $0 == id } }
+      }
+      state.generation = generation
+      state.checked = now
+    }
+  }
+
+  /// The grants of `resource`, oldest first.
+  func grants(of resource: String) -> [Eduhub_Sharing_V1_Grant] {
+    state.withLock { state in (state.byResource[resource] ?? []).sorted().compactMap { state.byID[$0] } }
+  }
+
+  /// The grant `id` as it stands now.
+  func grant(_ id: String) -> Eduhub_Sharing_V1_Grant? {
+    state.withLock { $0.byID[id] }
+  }
+}

@@ -1,0 +1,253 @@
+import EduHubAPI
+import EduHubCatalog
+import EduHubCrypto
+import EduHubIdentity
+import EduHubPrivacy
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+import Synchronization
+
+extension SharingService {
+  /// Rows an API call examines at most (a scan beyond it is refused rather than left running).
+  static let maxScannedRows = 5_000_000
+  /// Rows an online test returns at most.
+  static let testRows = 10
+
+  /// The plan of API `code` (cached until the store signals a commit).
+  func apiPlan(_ code: String, caller: Caller) throws -> ApiPlan {
+    let generation = identity.store.changed.generation
+    let cached = apis.withLock { cache -> ApiPlan? in
+      if cache.generation != generation { cache = (generation, [:]) }
+      return cache.byCode[code]
+    }
+    let plan: ApiPlan
+    if let cached {
+      plan = cached
+    } else {
+      plan = try identity.reading { db in
+        guard let (record, api) = try catalog.stored(code, in: db) else { throw RPCError(.notFound, "no API \(code.prefix(64))") }
+        guard api.type == .api, api.hasApi else {
+          throw RPCError(.failedPrecondition, "resource \(api.code) is not an API served by this system")
+        }
+        guard let (tableRecord, table) = try catalog.stored(api.api.datasetCode, in: db) else {
+          throw RPCError(.failedPrecondition, "the dataset of API \(api.code) no longer exists")
+        }
+        var viewPath: String?
+        if case .view(let view) = table.dataset.source { viewPath = try identity.orgPath(view.orgCode, in: db) }
+        return ApiPlan(api: api, scope: record.scope, table: table, tableScope: tableRecord.scope, viewPath: viewPath)
+      }
+      apis.withLock { cache in if cache.generation == generation { cache.byCode[code] = plan } }
+    }
+    guard catalog.visible(plan.api, path: plan.scope, to: caller) else { throw RPCError(.notFound, "no API \(code.prefix(64))") }
+    guard !plan.api.retired else { throw RPCError(.failedPrecondition, "API \(plan.api.code) is retired") }
+    return plan
+  }
+
+  /// The call's parameters checked and parsed by their fields' types.
+  static func filters(_ values: [String: String], _ plan: ApiPlan) throws -> [String: ApiFilter] {
+    var filters: [String: ApiFilter] = [:]
+    for (name, text) in values {
+      guard let (parameter, field) = plan.parameters[name] else {
+        throw Validate.invalid("API \(plan.api.code) has no parameter \(name.prefix(64))")
+      }
+      guard text.utf8.count <= 1000 else { throw Validate.invalid("parameter \(name) is too long") }
+      let canonical: String?
+      do {
+        canonical = parameter.operator == .prefix ? text : try DatasetSchema.parse(text, for: field)
+      } catch {
+        throw Validate.invalid("parameter \(name): \(error.message)")
+      }
+      guard let canonical, !canonical.isEmpty else { continue }
+      filters[name] = ApiFilter(field: field, operation: parameter.operator, value: canonical)
+    }
+    for (name, (parameter, _)) in plan.parameters where parameter.required && filters[name] == nil {
+      throw Validate.invalid("parameter \(name) is required")
+    }
+    return filters
+  }
+
+  /// A fingerprint of the parameters (the same call, the same fingerprint; never the values).
+  static func fingerprint(_ values: [String: String]) -> String {
+    let canonical = values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{0}")
+    return KeyedHash.digest(Array(canonical.utf8), length: 8).map { String($0, radix: 16).leftPadded(2) }.joined()
+  }
+
+  /// Calls a shared API with `caller`'s grant: rate limit and quota, filters, rows masked for the
+  /// grant or groups aggregated (small groups suppressed), one log entry.
+  public func callApi(_ request: Eduhub_Sharing_V1_CallApiRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_CallApiResponse {
+    let started = ContinuousClock.now
+    let action = "sharing.CallApi"
+    let plan = try apiPlan(request.apiCode, caller: caller)
+    let grant = try self.grant(for: plan.api.code, caller: caller, consumerID: request.consumerID, action: action, peer: peer)
+    let fingerprint = Self.fingerprint(request.parameters)
+    let kind = request.test ? "test" : "call"
+    func fail(_ error: RPCError) -> RPCError {
+      log(grant, resource: plan.api.code, scope: plan.scope, kind: kind, fingerprint: fingerprint, rows: 0, bytes: 0, status: Int(error.code.rawValue), since: started)
+      return error
+    }
+    let day = identity.today.description
+    // Tests take from the rate but not from the day's quota.
+    let outcome = limiter.take(
+      grant.id, rate: grant.terms.ratePerSecond, quota: request.test ? .max : grant.terms.dailyQuota, day: day
+    ) { (try? callLog.calls(of: grant.id, on: day)) ?? 0 }
+    switch outcome {
+    case .allowed: break
+    case .limited(let retryAfter):
+      var trailers = RPCMetadata()
+      trailers.add("retry-after", String(retryAfter))
+      throw fail(RPCError(.resourceExhausted, "grant \(grant.id) allows \(grant.terms.ratePerSecond) calls a second; retry after \(retryAfter) s", trailers: trailers))
+    case .quotaUsed:
+      throw fail(RPCError(.resourceExhausted, "grant \(grant.id) has used its quota of \(grant.terms.dailyQuota) calls today"))
+    }
+    let response: Eduhub_Sharing_V1_CallApiResponse
+    do {
+      let filters = try Self.filters(request.parameters, plan)
+      let shown = try requestedFields(request.fields, grant, of: plan.api, caller: caller, action: action, peer: peer)
+      response = try execute(
+        plan, grant: grant, shown: Set(shown.map(\.name)), filters: filters, limit: request.test ? Self.testRows : Int(plan.api.api.maxRows))
+    } catch {
+      throw fail(RPCError.from(error))
+    }
+    log(
+      grant, resource: plan.api.code, scope: plan.scope, kind: kind, fingerprint: fingerprint, rows: Int64(response.rows.count),
+      bytes: Int64(((try? response.serializedBytes()) as [UInt8]?)?.count ?? 0), status: 0, since: started)
+    return response
+  }
+
+  /// Runs the API's computation.
+  func execute(
+    _ plan: ApiPlan, grant: Eduhub_Sharing_V1_Grant, shown shownNames: Set<String>, filters: [String: ApiFilter], limit: Int
+  ) throws -> Eduhub_Sharing_V1_CallApiResponse {
+    let api = plan.api.api
+    var response = Eduhub_Sharing_V1_CallApiResponse()
+    let checks = Array(filters.values)
+    if api.aggregates.isEmpty {
+      let fields = plan.table.fields.filter { api.fields.contains($0.name) && shownNames.contains($0.name) }
+      let rows = GrantedRows(resource: plan.table, fields: fields, reader: Self.reader(for: grant), identity: identity, viewPath: plan.viewPath)
+      response.columns = fields.map(\.name)
+      var clearMinors = 0
+      try scan(plan, filters: filters, checks: checks) { record in
+        guard response.rows.count < limit else {
+          response.truncated = true
+          return false
+        }
+        let (row, clear) = try rows.row(record)
+        response.rows.append(row)
+        if clear { clearMinors += 1 }
+        return true
+      }
+      if clearMinors > 0 {
+        identity.audit.record(
+          .init(
+            actor: Self.consumerKey(grant.terms.consumer), action: "privacy.clear-read", target: plan.api.code,
+            detail: "grant \(grant.id): \(clearMinors) rows with minors' sensitive fields", timeMs: identity.nowMs()))
+      }
+      return response
+    }
+    // Aggregates: groups of clear values (group-by fields are never personal), then suppression.
+    let byName = Dictionary(plan.table.fields.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    let groupFields = api.groupBy.compactMap { byName[$0] }
+    let aggregateTypes = api.aggregates.map { byName[$0.field]?.type ?? .integer }
+    var groups: [[String?]: (rows: Int64, accumulators: [ApiValues.Accumulator])] = [:]
+    try scan(plan, filters: filters, checks: checks) { record in
+      let values = try Self.values(of: record, plan.table, fields: groupFields + api.aggregates.map { byName[$0.field] })
+      let key = Array(values.prefix(groupFields.count))
+      var group = groups[key] ?? (0, Array(repeating: ApiValues.Accumulator(), count: api.aggregates.count))
+      group.rows += 1
+      for (index, aggregate) in api.aggregates.enumerated() {
+        ApiValues.add(values[groupFields.count + index], to: &group.accumulators[index], aggregate, aggregateTypes[index])
+      }
+      groups[key] = group
+      return true
+    }
+    let outputs = plan.api.fields
+    let shown = outputs.indices.filter { shownNames.contains(outputs[$0].name) }
+    response.columns = shown.map { outputs[$0].name }
+    let ordered = groups.sorted { left, right in
+      for (a, b) in zip(left.key, right.key) where a != b { return (a ?? "") < (b ?? "") }
+      return false
+    }
+    for (key, group) in ordered {
+      guard group.rows >= Int64(api.minGroupSize) else {
+        response.suppressedGroups += 1
+        continue
+      }
+      guard response.rows.count < limit else {
+        response.truncated = true
+        continue
+      }
+      var values = zip(key, groupFields).map { DatasetSchema.value($0, $1.type) }
+      for (index, aggregate) in api.aggregates.enumerated() {
+        values.append(ApiValues.result(group.accumulators[index], aggregate, aggregateTypes[index]))
+      }
+      var row = Eduhub_Catalog_V1_DataRow()
+      row.key = key.map { $0 ?? "" }.joined(separator: "|")
+      row.values = shown.map { values[$0] }
+      response.rows.append(row)
+    }
+    return response
+  }
+
+  /// The stored (clear) text of `fields` of a record (nil fields: none).
+  static func values(of record: StoredRecord, _ table: Eduhub_Catalog_V1_Resource, fields: [Eduhub_Catalog_V1_SchemaField?]) throws
+    -> [String?]
+  {
+    if case .view = table.dataset.source {
+      let person = try Eduhub_Identity_V1_Person(serializedBytes: record.body)
+      return fields.map { field in field.flatMap { PersonView.fields[$0.name]?.value(person) }.flatMap { $0.isEmpty ? nil : $0 } }
+    }
+    let parsed = try WireFields(parsing: record.body)
+    return fields.map { field in field.flatMap { parsed.text(DatasetSchema.fieldNumber($0.column)) } }
+  }
+
+  /// Visits the table's records that pass `filters` (clear values), until `visit` returns false.
+  func scan(_ plan: ApiPlan, filters: [String: ApiFilter], checks: [ApiFilter], _ visit: (StoredRecord) throws -> Bool) throws {
+    let fields = checks.map(\.field)
+    func passes(_ record: StoredRecord) throws -> Bool {
+      guard !checks.isEmpty else { return true }
+      let values: [String?]
+      do { values = try Self.values(of: record, plan.table, fields: fields) } catch { throw RPCError(.dataLoss, "a row of \(plan.table.code) cannot be read") }
+      for (check, value) in zip(checks, values) where !check.matches(value) { return false }
+      return true
+    }
+    let code = plan.table.code
+    // One row by its id: every key field bound by EQUALS.
+    if let point = plan.pointKey, point.allSatisfy({ filters[$0] != nil }) {
+      let id = DatasetSchema.recordID(code, point.compactMap { filters[$0]?.value }.joined(separator: "|"))
+      guard let record = try identity.store.pointGet(DatasetSchema.rowCollection, id), !record.deleted else { return }
+      if try passes(record) { _ = try visit(record) }
+      return
+    }
+    try identity.reading { db in
+      var scanned = 0
+      var after: StoredRecord?
+      let kind = plan.viewPath == nil ? nil : PersonView.kind(plan.table.dataset.view.personKind)
+      while true {
+        let page: [StoredRecord]
+        if let path = plan.viewPath {
+          page = try identity.store.inScope(PersonView.collection, scope: path, after: after, limit: 2000, in: db)
+        } else {
+          page = try identity.store.withPrefix(
+            DatasetSchema.rowCollection, idPrefix: DatasetSchema.recordID(code, ""), after: after?.id, limit: 2000, in: db)
+        }
+        for record in page {
+          if let kind, !PersonView.isKind(record.body, kind) { continue }
+          if try passes(record), try !visit(record) { return }
+        }
+        scanned += page.count
+        guard page.count == 2000 else { return }
+        guard scanned < Self.maxScannedRows else {
+          throw RPCError(.failedPrecondition, "API \(plan.api.code) would examine more than \(Self.maxScannedRows) rows: narrow the parameters")
+        }
+        after = page.last
+      }
+    }
+  }
+}
+
+extension String {
+  func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
+}

@@ -1,0 +1,101 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubPrivacy
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import SwiftProtobuf
+import Synchronization
+
+extension SharingService {
+  /// Calls and sessions by day, resource and consumer: stewards see their resources', consumers
+  /// their own.
+  public func callStats(_ request: Eduhub_Sharing_V1_CallStatsRequest, caller: Caller) throws -> Eduhub_Sharing_V1_CallStatsResponse {
+    let today = identity.today
+    let from = request.fromDay.isEmpty ? CivilDate(chinaTimeAt: identity.nowSeconds - 29 * 86_400).description : request.fromDay
+    let to = request.toDay.isEmpty ? today.description : request.toDay
+    guard CivilDate(iso: from) != nil, CivilDate(iso: to) != nil else { throw Validate.invalid("from_day and to_day are YYYY-MM-DD") }
+    let groups: [CallLog.Group]
+    do {
+      groups = try callLog.statistics(from: from, to: to, resource: request.resourceCode, consumer: request.consumerID)
+    } catch {
+      throw RPCError(.internalError, "storage failed")
+    }
+    let app = Self.appConsumer(caller)
+    var response = Eduhub_Sharing_V1_CallStatsResponse()
+    for group in groups {
+      let own = app.map { $0 == group.stat.consumerID } ?? (!group.consumerPath.isEmpty && caller.can(.shareRequest, at: group.consumerPath))
+      guard own || caller.can(.catalogPublish, at: group.resourceScope) else { continue }
+      response.stats.append(group.stat)
+    }
+    return response
+  }
+}
+
+extension SharingService: Eduhub_Sharing_V1_SharingService.Handler {
+  public func registerApp(request: Eduhub_Sharing_V1_RegisterAppRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AppSecret {
+    try registerApp(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func rotateAppSecret(request: Eduhub_Sharing_V1_RotateAppSecretRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AppSecret {
+    try rotateSecret(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func setAppDisabled(request: Eduhub_Sharing_V1_SetAppDisabledRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_App {
+    try setDisabled(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func listApps(request: Eduhub_Sharing_V1_ListAppsRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_ListAppsResponse {
+    try listApps(caller: try context.caller())
+  }
+
+  public func exchangeToken(request: Eduhub_Sharing_V1_ExchangeTokenRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AppToken {
+    try exchangeToken(request, peer: context.peer)
+  }
+
+  public func requestAccess(request: Eduhub_Sharing_V1_RequestAccessRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
+    try requestAccess(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func decide(request: Eduhub_Sharing_V1_DecideRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
+    try decide(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func amendRequest(request: Eduhub_Sharing_V1_AmendRequestRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
+    try amend(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func withdrawRequest(request: Eduhub_Sharing_V1_WithdrawRequestRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
+    try withdraw(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func getRequest(request: Eduhub_Sharing_V1_GetRequestRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
+    try getRequest(request, caller: try context.caller())
+  }
+
+  public func listRequests(request: Eduhub_Sharing_V1_ListRequestsRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_ListRequestsResponse {
+    try listRequests(request, caller: try context.caller())
+  }
+
+  public func changeGrant(request: Eduhub_Sharing_V1_ChangeGrantRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_Grant {
+    try changeGrant(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func listGrants(request: Eduhub_Sharing_V1_ListGrantsRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_ListGrantsResponse {
+    try listGrants(request, caller: try context.caller())
+  }
+
+  public func subscribe(
+    request: Eduhub_Sharing_V1_SubscribeRequest, response: RPCWriter<Eduhub_Sharing_V1_SubscribeResponse>, context: ServerContext
+  ) async throws {
+    try await subscribe(request, caller: try context.caller(), peer: context.peer) { message in try await response.write(message) }
+  }
+
+  public func callApi(request: Eduhub_Sharing_V1_CallApiRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_CallApiResponse {
+    try callApi(request, caller: try context.caller(), peer: context.peer)
+  }
+
+  public func getCallStats(request: Eduhub_Sharing_V1_CallStatsRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_CallStatsResponse {
+    try callStats(request, caller: try context.caller())
+  }
+}

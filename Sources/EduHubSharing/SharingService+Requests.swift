@@ -1,0 +1,403 @@
+import EduHubAPI
+import EduHubCatalog
+import EduHubCrypto
+import EduHubIdentity
+import EduHubPrivacy
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+import Synchronization
+
+extension SharingService {
+  /// Who must approve a request.
+  struct Chain: Equatable {
+    var steward: Bool
+    var securityOfficer: Bool
+  }
+
+  /// A time-ordered id (lists sort by it).
+  func newID(_ prefix: String) -> String {
+    let ms = UInt64(max(0, identity.nowMs()))
+    let hex = String(ms, radix: 16)
+    return prefix + String(repeating: "0", count: max(0, 11 - hex.count)) + hex + Base64URL.encode(Random.bytes(6))
+  }
+
+  /// Checks a request's terms against the resource and fills in the defaults.
+  func checkTerms(_ terms: inout Eduhub_Sharing_V1_AccessTerms, _ resource: Eduhub_Catalog_V1_Resource) throws {
+    let invalid = Validate.invalid
+    try Validate.text(terms.purpose, "purpose", maxLength: 500, required: true, multiline: true)
+    guard terms.fields.count <= 500, Set(terms.fields).count == terms.fields.count else { throw invalid("fields must be distinct (at most 500)") }
+    let known = Set(resource.fields.map(\.name))
+    for field in terms.fields where !known.contains(field) {
+      throw invalid("field \(field.prefix(64)) is not a field of \(resource.code)")
+    }
+    if terms.masking == .unspecified { terms.masking = .masked }
+    guard [.clear, .masked, .deidentified].contains(terms.masking) else { throw invalid("masking is not a known level") }
+    let now = identity.nowMs()
+    if terms.expiresMs == 0 { terms.expiresMs = now + Self.yearMs }
+    guard terms.expiresMs > now, terms.expiresMs <= now + 2 * Self.yearMs else {
+      throw invalid("expires_ms must lie in the future, at most two years ahead")
+    }
+    if terms.ratePerSecond == 0 { terms.ratePerSecond = Self.defaultRate }
+    guard (1...Self.maxRate).contains(terms.ratePerSecond) else { throw invalid("rate_per_second is 1 to \(Self.maxRate)") }
+    if terms.dailyQuota == 0 { terms.dailyQuota = Self.defaultQuota }
+    guard terms.dailyQuota > 0, terms.expectedVolume >= 0 else { throw invalid("daily_quota and expected_volume may not be negative") }
+    terms.consumer.name = ""
+  }
+
+  /// The consumer's org path (an application: its registering org's), checking that `caller` may
+  /// ask for it: staff with share.request on the org; an application itself, or its administrators.
+  func consumerPath(_ consumer: Eduhub_Sharing_V1_Consumer, caller: Caller, action: String, peer: String, in db: Database) throws
+    -> String
+  {
+    switch consumer.kind {
+    case .org:
+      let path = try identity.orgPath(consumer.id, in: db)
+      guard Self.actsFor(caller, consumer, path: path) else {
+        throw identity.denied(caller, action, target: consumer.id, peer: peer, "share.request is needed on \(consumer.id) to ask for it")
+      }
+      return path
+    case .app:
+      guard let (record, _) = try app(consumer.id, in: db) else { throw RPCError(.notFound, "no application \(consumer.id.prefix(64))") }
+      guard Self.appConsumer(caller) == consumer.id || caller.can(.shareApps, at: record.scope) else {
+        throw identity.denied(caller, action, target: consumer.id, peer: peer, "only the application or its administrators ask for it")
+      }
+      return record.scope
+    case .unspecified, .UNRECOGNIZED:
+      throw Validate.invalid("consumer.kind is required (ORG or APP) with consumer.id")
+    }
+  }
+
+  /// The approval chain of `terms` on `resource`: by the sharing class, and whether personal fields
+  /// of a dataset that may hold children's data are asked for.
+  func chain(_ terms: Eduhub_Sharing_V1_AccessTerms, _ resource: Eduhub_Catalog_V1_Resource, in db: Database) throws -> Chain {
+    let fields = Self.grantedFields(Self.grantOf(terms), of: resource)
+    let personal = fields.contains { $0.sensitivity.rawValue >= Eduhub_Common_V1_Sensitivity.sensitive.rawValue }
+    var dataset = resource
+    if resource.type == .api, let (_, table) = try catalog.stored(resource.api.datasetCode, in: db) { dataset = table }
+    let minors: Bool
+    switch dataset.dataset.source {
+    case .view(let view): minors = ["", "student"].contains(view.personKind)
+    // Rows of an ingested dataset may be anyone's: the safe side.
+    case .ingested, nil: minors = true
+    }
+    switch resource.sharingClass {
+    case .unconditional:
+      // Granted at once, except personal fields in clear.
+      let steward = personal && terms.masking == .clear
+      return Chain(steward: steward, securityOfficer: steward && minors)
+    default:
+      return Chain(steward: true, securityOfficer: personal && minors)
+    }
+  }
+
+  /// A grant of `terms` (the shape `grantedFields` reads).
+  static func grantOf(_ terms: Eduhub_Sharing_V1_AccessTerms) -> Eduhub_Sharing_V1_Grant {
+    var grant = Eduhub_Sharing_V1_Grant()
+    grant.terms = terms
+    return grant
+  }
+
+  static func step(_ actor: String, _ action: String, _ reason: String = "", at time: Int64) -> Eduhub_Sharing_V1_RequestStep {
+    var step = Eduhub_Sharing_V1_RequestStep()
+    step.actor = actor
+    step.action = action
+    step.reason = reason
+    step.timeMs = time
+    return step
+  }
+
+  func loadRequest(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Sharing_V1_AccessRequest)? {
+    guard let record = try identity.live(SharingCollections.request, id, in: db) else { return nil }
+    var request = try Eduhub_Sharing_V1_AccessRequest(serializedBytes: record.body)
+    request.resourceOrgPath = record.scope
+    return (record, request)
+  }
+
+  func saveRequest(_ request: Eduhub_Sharing_V1_AccessRequest, scope: String, in db: Database) throws {
+    var stored = request
+    stored.resourceOrgPath = ""
+    try identity.put(SharingCollections.request, request.id, scope: scope, stored, in: db)
+  }
+
+  /// Approves `request` for good: its grant is written and the resource's subscription count kept.
+  func approve(_ request: inout Eduhub_Sharing_V1_AccessRequest, scope: String, consumerPath: String, in db: Database) throws {
+    request.state = .approved
+    request.grantID = request.id
+    var grant = Eduhub_Sharing_V1_Grant()
+    grant.id = request.id
+    grant.terms = request.terms
+    grant.state = .active
+    grant.createdMs = identity.nowMs()
+    grant.updatedMs = grant.createdMs
+    grant.version = 1
+    grant.consumerPath = consumerPath
+    try identity.put(SharingCollections.grant, grant.id, scope: scope, grant, in: db)
+    try recountSubscriptions(request.terms.resourceCode, in: db)
+  }
+
+  /// The catalog's subscription count of a resource: its active grants.
+  func recountSubscriptions(_ code: String, in db: Database) throws {
+    guard let (record, resource) = try catalog.stored(code, in: db) else { return }
+    var count: Int64 = 0
+    for grantRecord in try identity.store.find(SharingCollections.grant, index: "resource", key: code, limit: 100_000, in: db) {
+      if try Eduhub_Sharing_V1_Grant(serializedBytes: grantRecord.body).state == .active { count += 1 }
+    }
+    guard resource.subscriptions != count else { return }
+    var updated = resource
+    updated.subscriptions = count
+    try identity.put(CatalogCollections.resource, code, scope: record.scope, CatalogService.writable(updated), in: db)
+  }
+
+  public func requestAccess(_ request: Eduhub_Sharing_V1_RequestAccessRequest, caller: Caller, peer: String) throws
+    -> Eduhub_Sharing_V1_AccessRequest
+  {
+    let action = "sharing.RequestAccess"
+    var terms = request.terms
+    return try identity.transaction { db in
+      let (record, resource) = try self.resource(terms.resourceCode, caller: caller, in: db)
+      guard resource.sharingClass != .notShared else {
+        throw RPCError(.failedPrecondition, "resource \(resource.code) is not shared")
+      }
+      guard !resource.retired else { throw RPCError(.failedPrecondition, "resource \(resource.code) is retired") }
+      guard resource.dataset.source != nil || (resource.type == .api && resource.hasApi) else {
+        throw RPCError(.failedPrecondition, "resource \(resource.code) is not served by this system (see its exchange forms)")
+      }
+      try checkTerms(&terms, resource)
+      let consumerPath = try consumerPath(terms.consumer, caller: caller, action: action, peer: peer, in: db)
+      let chain = try chain(terms, resource, in: db)
+      let now = identity.nowMs()
+      var access = Eduhub_Sharing_V1_AccessRequest()
+      access.id = newID("R")
+      access.terms = terms
+      access.requester = caller.accountID
+      access.createdMs = now
+      access.updatedMs = now
+      access.version = 1
+      access.needsSecurityOfficer = chain.securityOfficer
+      access.steps = [Self.step(caller.actor, "submitted", at: now)]
+      if chain.steward {
+        access.state = .pendingSteward
+      } else {
+        access.steps.append(Self.step("system", "granted", "the resource is shared unconditionally", at: now))
+        try approve(&access, scope: record.scope, consumerPath: consumerPath, in: db)
+      }
+      try saveRequest(access, scope: record.scope, in: db)
+      try identity.audit.append(
+        .init(actor: caller.actor, action: action, target: access.id, detail: "\(resource.code) for \(terms.consumer.id)", peer: peer, timeMs: now), in: db)
+      access.resourceOrgPath = record.scope
+      return access
+    }
+  }
+
+  /// The city a path lies in (its first org): where the data security officer's role is held.
+  static func city(of path: String) -> String { String(path.prefix { $0 != "/" }) }
+
+  /// Whether `caller` may see `request`.
+  func mayRead(_ request: Eduhub_Sharing_V1_AccessRequest, path: String, consumerPath: String, _ caller: Caller) -> Bool {
+    request.requester == caller.accountID || Self.actsFor(caller, request.terms.consumer, path: consumerPath)
+      || caller.can(.catalogPublish, at: path) || caller.can(.shareSecurity, at: Self.city(of: path))
+  }
+
+  /// The consumer's path as stored requests name it (an unknown org or app: "").
+  func storedConsumerPath(_ consumer: Eduhub_Sharing_V1_Consumer, in db: Database) throws -> String {
+    switch consumer.kind {
+    case .org: return try identity.live(IdentityCollections.org, consumer.id, in: db)?.scope ?? ""
+    case .app: return try identity.live(SharingCollections.app, consumer.id, in: db)?.scope ?? ""
+    default: return ""
+    }
+  }
+
+  public func decide(_ decision: Eduhub_Sharing_V1_DecideRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
+    let action = "sharing.Decide"
+    guard [.approve, .reject, .askChanges].contains(decision.decision) else { throw Validate.invalid("decision is required") }
+    try Validate.text(decision.reason, "reason", maxLength: 500, required: decision.decision != .approve, multiline: true)
+    return try identity.transaction { db in
+      guard let (record, stored) = try loadRequest(decision.requestID, in: db),
+        mayRead(stored, path: record.scope, consumerPath: try storedConsumerPath(stored.terms.consumer, in: db), caller)
+      else { throw RPCError(.notFound, "no request \(decision.requestID.prefix(64))") }
+      var request = stored
+      let securityStep = request.state == .pendingSecurity
+      switch request.state {
+      case .pendingSteward:
+        guard caller.can(.catalogPublish, at: record.scope) else {
+          throw identity.denied(caller, action, target: request.id, peer: peer, "the data steward of the resource's org decides this request")
+        }
+      case .pendingSecurity:
+        guard caller.can(.shareSecurity, at: Self.city(of: record.scope)) else {
+          throw identity.denied(caller, action, target: request.id, peer: peer, "the city's data security officer decides this request")
+        }
+      default:
+        throw RPCError(.failedPrecondition, "request \(request.id) is \(Self.stateName(request.state)): there is nothing to decide")
+      }
+      if decision.expectedVersion != 0, decision.expectedVersion != request.version {
+        throw RPCError(.aborted, "request \(request.id) is at version \(request.version), not \(decision.expectedVersion)")
+      }
+      let now = identity.nowMs()
+      switch decision.decision {
+      case .approve:
+        request.steps.append(Self.step(caller.actor, securityStep ? "security-approved" : "approved", decision.reason, at: now))
+        if !securityStep, request.needsSecurityOfficer {
+          request.state = .pendingSecurity
+        } else {
+          let consumerPath = try storedConsumerPath(request.terms.consumer, in: db)
+          guard !consumerPath.isEmpty else { throw RPCError(.failedPrecondition, "the consumer \(request.terms.consumer.id) no longer exists") }
+          try approve(&request, scope: record.scope, consumerPath: consumerPath, in: db)
+        }
+      case .reject:
+        request.steps.append(Self.step(caller.actor, "rejected", decision.reason, at: now))
+        request.state = .rejected
+      default:
+        request.steps.append(Self.step(caller.actor, "changes-requested", decision.reason, at: now))
+        request.state = .changesRequested
+      }
+      request.version += 1
+      request.updatedMs = now
+      try saveRequest(request, scope: record.scope, in: db)
+      try identity.audit.append(
+        .init(actor: caller.actor, action: action, target: request.id, detail: request.steps.last?.action ?? "", peer: peer, timeMs: now), in: db)
+      return request
+    }
+  }
+
+  /// The requester (or whoever acts for the consumer) takes back or changes a request.
+  func ownRequest(_ id: String, caller: Caller, action: String, peer: String, in db: Database) throws
+    -> (StoredRecord, Eduhub_Sharing_V1_AccessRequest)
+  {
+    guard let (record, request) = try loadRequest(id, in: db) else { throw RPCError(.notFound, "no request \(id.prefix(64))") }
+    let consumerPath = try storedConsumerPath(request.terms.consumer, in: db)
+    guard request.requester == caller.accountID || Self.actsFor(caller, request.terms.consumer, path: consumerPath) else {
+      if mayRead(request, path: record.scope, consumerPath: consumerPath, caller) {
+        throw identity.denied(caller, action, target: id, peer: peer, "only the requester changes or withdraws a request")
+      }
+      throw RPCError(.notFound, "no request \(id.prefix(64))")
+    }
+    return (record, request)
+  }
+
+  public func amend(_ amendment: Eduhub_Sharing_V1_AmendRequestRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
+    let action = "sharing.AmendRequest"
+    return try identity.transaction { db in
+      let (record, stored) = try ownRequest(amendment.requestID, caller: caller, action: action, peer: peer, in: db)
+      var request = stored
+      guard [.changesRequested, .pendingSteward].contains(request.state) else {
+        throw RPCError(.failedPrecondition, "request \(request.id) is \(Self.stateName(request.state)): it can no longer change")
+      }
+      if amendment.expectedVersion != 0, amendment.expectedVersion != request.version {
+        throw RPCError(.aborted, "request \(request.id) is at version \(request.version), not \(amendment.expectedVersion)")
+      }
+      var terms = amendment.terms
+      guard terms.resourceCode.isEmpty || terms.resourceCode == request.terms.resourceCode,
+        !terms.hasConsumer || (terms.consumer.kind == request.terms.consumer.kind && terms.consumer.id == request.terms.consumer.id)
+      else { throw Validate.invalid("an amendment keeps the request's resource and consumer") }
+      terms.resourceCode = request.terms.resourceCode
+      terms.consumer = request.terms.consumer
+      let (_, resource) = try self.resource(terms.resourceCode, caller: caller, in: db)
+      try checkTerms(&terms, resource)
+      let chain = try chain(terms, resource, in: db)
+      let now = identity.nowMs()
+      request.terms = terms
+      request.needsSecurityOfficer = chain.securityOfficer
+      request.steps.append(Self.step(caller.actor, "amended", at: now))
+      if chain.steward {
+        request.state = .pendingSteward
+      } else {
+        request.steps.append(Self.step("system", "granted", "the resource is shared unconditionally", at: now))
+        try approve(&request, scope: record.scope, consumerPath: try storedConsumerPath(terms.consumer, in: db), in: db)
+      }
+      request.version += 1
+      request.updatedMs = now
+      try saveRequest(request, scope: record.scope, in: db)
+      try identity.audit.append(.init(actor: caller.actor, action: action, target: request.id, peer: peer, timeMs: now), in: db)
+      return request
+    }
+  }
+
+  public func withdraw(_ withdrawal: Eduhub_Sharing_V1_WithdrawRequestRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
+    let action = "sharing.WithdrawRequest"
+    return try identity.transaction { db in
+      let (record, stored) = try ownRequest(withdrawal.requestID, caller: caller, action: action, peer: peer, in: db)
+      var request = stored
+      guard [.changesRequested, .pendingSteward, .pendingSecurity].contains(request.state) else {
+        throw RPCError(.failedPrecondition, "request \(request.id) is \(Self.stateName(request.state)): it cannot be withdrawn (a grant is revoked by its steward)")
+      }
+      let now = identity.nowMs()
+      request.steps.append(Self.step(caller.actor, "withdrawn", at: now))
+      request.state = .withdrawn
+      request.version += 1
+      request.updatedMs = now
+      try saveRequest(request, scope: record.scope, in: db)
+      try identity.audit.append(.init(actor: caller.actor, action: action, target: request.id, peer: peer, timeMs: now), in: db)
+      return request
+    }
+  }
+
+  public func getRequest(_ get: Eduhub_Sharing_V1_GetRequestRequest, caller: Caller) throws -> Eduhub_Sharing_V1_AccessRequest {
+    try identity.reading { db in
+      guard let (record, request) = try loadRequest(get.requestID, in: db),
+        mayRead(request, path: record.scope, consumerPath: try storedConsumerPath(request.terms.consumer, in: db), caller)
+      else { throw RPCError(.notFound, "no request \(get.requestID.prefix(64))") }
+      return request
+    }
+  }
+
+  public func listRequests(_ list: Eduhub_Sharing_V1_ListRequestsRequest, caller: Caller) throws -> Eduhub_Sharing_V1_ListRequestsResponse {
+    let size = try Validate.pageSize(list.page.pageSize, default: 50, maximum: 500)
+    let after = try PageToken.parse(list.page.pageToken, parts: 1)?[0]
+    let states = Set(list.states)
+    return try identity.reading { db in
+      var found: [String: (StoredRecord, Eduhub_Sharing_V1_AccessRequest)] = [:]
+      func add(_ records: [StoredRecord], _ keep: (Eduhub_Sharing_V1_AccessRequest) -> Bool = { _ in true }) throws {
+        for record in records where !record.deleted {
+          var request = try Eduhub_Sharing_V1_AccessRequest(serializedBytes: record.body)
+          request.resourceOrgPath = record.scope
+          if keep(request) { found[request.id] = (record, request) }
+        }
+      }
+      let store = identity.store
+      switch list.filter {
+      case .mine:
+        try add(store.find(SharingCollections.request, index: "requester", key: caller.accountID, limit: 10_000, in: db))
+        if let app = Self.appConsumer(caller) {
+          try add(store.find(SharingCollections.request, index: "consumer", key: app, limit: 10_000, in: db))
+        } else {
+          for scope in caller.scopes(for: .shareRequest) {
+            let org = String(scope.split(separator: "/").last ?? "")
+            try add(store.find(SharingCollections.request, index: "consumer", key: org, limit: 10_000, in: db)) {
+              $0.terms.consumer.kind == .org
+            }
+          }
+        }
+      case .toDecide:
+        for scope in caller.scopes(for: .catalogPublish) {
+          try add(store.inScope(SharingCollections.request, scope: scope, limit: 10_000, in: db)) { $0.state == .pendingSteward }
+        }
+        for scope in caller.scopes(for: .shareSecurity) {
+          try add(store.inScope(SharingCollections.request, scope: scope, limit: 10_000, in: db)) { $0.state == .pendingSecurity }
+        }
+      case .stewarded, .UNRECOGNIZED:
+        for scope in caller.scopes(for: .catalogPublish) {
+          try add(store.inScope(SharingCollections.request, scope: scope, limit: 10_000, in: db))
+        }
+      }
+      var response = Eduhub_Sharing_V1_ListRequestsResponse()
+      (response.requests, response.page) = Self.newestFirst(
+        found.values.map(\.1).filter { states.isEmpty || states.contains($0.state) }, id: \.id, after: after, size: size)
+      return response
+    }
+  }
+
+  static func stateName(_ state: Eduhub_Sharing_V1_RequestState) -> String {
+    switch state {
+    case .pendingSteward: "pending-steward"
+    case .pendingSecurity: "pending-security"
+    case .changesRequested: "changes-requested"
+    case .approved: "approved"
+    case .rejected: "rejected"
+    case .withdrawn: "withdrawn"
+    case .unspecified, .UNRECOGNIZED: "unspecified"
+    }
+  }
+}

@@ -1,0 +1,182 @@
+import EduHubAPI
+import EduHubCatalog
+import EduHubCrypto
+import EduHubIdentity
+import EduHubPrivacy
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+import Synchronization
+
+/// Where a subscription stands: first the rows that existed at sequence `sequence` in key order
+/// (after `key`), then every change after `sequence`, in sequence order.
+///
+/// A row written after the snapshot's sequence is skipped by the snapshot and delivered by the
+/// changes that follow it, so a consumer resuming from any cursor gets each change once.
+struct SubscriptionCursor: Equatable {
+  var snapshot: Bool
+  var sequence: Int64
+  /// The last key the snapshot delivered (or passed).
+  var key: String
+
+  func encoded(code: String) -> String {
+    PageToken.make(["s1", code, snapshot ? "r" : "c", String(sequence), key])
+  }
+
+  static func parse(_ text: String, code: String) throws -> SubscriptionCursor? {
+    guard !text.isEmpty else { return nil }
+    let invalid = RPCError(.invalidArgument, "cursor is not a cursor of this resource's subscription")
+    guard text.utf8.count <= 1024, let parts = try? PageToken.parse(text, parts: 5), parts[0] == "s1" else { throw invalid }
+    guard parts[1] == code, ["r", "c"].contains(parts[2]), let sequence = Int64(parts[3]), sequence >= 0 else { throw invalid }
+    return SubscriptionCursor(snapshot: parts[2] == "r", sequence: sequence, key: parts[4])
+  }
+}
+
+extension SharingService {
+  /// Streams a table resource's rows, then its changes, as `grant` shows them. Checks the grant
+  /// before every message: a grant suspended, revoked or expired meanwhile ends the stream with
+  /// PERMISSION_DENIED. `send` suspends while the consumer is slow (flow control), which holds the
+  /// reading too: a slow consumer costs one batch of memory.
+  public func subscribe(
+    _ request: Eduhub_Sharing_V1_SubscribeRequest, caller: Caller, peer: String,
+    send: (Eduhub_Sharing_V1_SubscribeResponse) async throws -> Int
+  ) async throws {
+    let action = "sharing.Subscribe"
+    let batch = request.batchSize == 0 ? 500 : Int(request.batchSize)
+    guard (1...5000).contains(batch) else { throw Validate.invalid("batch_size is 1 to 5,000") }
+    let (record, resource, viewPath) = try identity.reading { db -> (StoredRecord, Eduhub_Catalog_V1_Resource, String?) in
+      let (record, resource) = try self.resource(request.resourceCode, caller: caller, in: db)
+      var viewPath: String?
+      if case .view(let view) = resource.dataset.source { viewPath = try identity.orgPath(view.orgCode, in: db) }
+      return (record, resource, viewPath)
+    }
+    guard resource.type == .table, resource.dataset.source != nil else {
+      throw RPCError(.failedPrecondition, "resource \(resource.code) has no rows to subscribe to (an API is called: CallApi)")
+    }
+    var grant = try self.grant(for: resource.code, caller: caller, consumerID: request.consumerID, action: action, peer: peer)
+    var cursor =
+      try SubscriptionCursor.parse(request.cursor, code: resource.code)
+      ?? SubscriptionCursor(snapshot: true, sequence: try identity.reading { db in try identity.store.lastSequence(in: db) }, key: "")
+    let rows = GrantedRows(
+      resource: resource,
+      fields: try requestedFields(request.fields, grant, of: resource, caller: caller, action: action, peer: peer),
+      reader: Self.reader(for: grant), identity: identity, viewPath: viewPath)
+    let columns = rows.fields.map(\.name)
+    let started = ContinuousClock.now
+    var sent: (rows: Int64, bytes: Int64) = (0, 0)
+    var status = 0
+    defer {
+      log(
+        grant, resource: resource.code, scope: record.scope, kind: "stream", fingerprint: "", rows: sent.rows, bytes: sent.bytes,
+        status: status, since: started)
+    }
+    let signal = identity.store.changed
+    do {
+      while true {
+        try Task.checkCancellation()
+        // The grant as it stands now, before every message.
+        try book.refresh()
+        grant = book.grant(grant.id) ?? grant
+        if let reason = Self.unusable(grant, now: identity.nowMs()) {
+          throw identity.denied(caller, action, target: resource.code, peer: peer, reason)
+        }
+        let generation = signal.generation
+        var message = Eduhub_Sharing_V1_SubscribeResponse()
+        var clearMinors = 0
+        if cursor.snapshot {
+          let page = try identity.reading { db in try snapshotPage(rows, after: cursor.key, limit: batch, in: db) }
+          for record in page {
+            cursor.key = snapshotKey(rows, record)
+            // Written after the snapshot began: delivered with the changes instead.
+            guard record.sequence <= cursor.sequence, rows.includes(record) else { continue }
+            let (row, clear) = try rows.row(record)
+            var change = Eduhub_Sharing_V1_RowChange()
+            change.key = row.key
+            change.row = row
+            message.changes.append(change)
+            if clear { clearMinors += 1 }
+          }
+          if page.count < batch {
+            cursor = SubscriptionCursor(snapshot: false, sequence: cursor.sequence, key: "")
+            message.snapshotDone = true
+          }
+        } else {
+          let (page, head) = try identity.reading { db -> ([StoredRecord], Int64) in
+            let head = try identity.store.lastSequence(in: db)
+            let page = try identity.store.changes(
+              of: rows.collection, after: cursor.sequence, through: head, idPrefix: rows.idPrefix, inScope: rows.scope, limit: batch,
+              in: db)
+            return (page, head)
+          }
+          for record in page where rows.includes(record) {
+            var change = Eduhub_Sharing_V1_RowChange()
+            change.key = rows.key(of: record)
+            if record.deleted {
+              change.deleted = true
+            } else {
+              let (row, clear) = try rows.row(record)
+              change.row = row
+              if clear { clearMinors += 1 }
+            }
+            message.changes.append(change)
+          }
+          // Everything up to the head was read when the page was not full.
+          cursor.sequence = page.count < batch ? max(cursor.sequence, head) : page.last?.sequence ?? cursor.sequence
+          if message.changes.isEmpty {
+            if page.count < batch { await signal.wait(after: generation, timeout: .seconds(1)) }
+            continue
+          }
+        }
+        if message.changes.isEmpty && !message.snapshotDone { continue }
+        message.columns = columns
+        message.cursor = cursor.encoded(code: resource.code)
+        message.grantID = grant.id
+        if clearMinors > 0 {
+          identity.audit.record(
+            .init(
+              actor: caller.actor, action: "privacy.clear-read", target: resource.code,
+              detail: "grant \(grant.id): \(clearMinors) rows with minors' sensitive fields", peer: peer, timeMs: identity.nowMs()))
+        }
+        sent.bytes += Int64(try await send(message))
+        sent.rows += Int64(message.changes.count)
+      }
+    } catch {
+      status = Int(RPCError.from(error).code.rawValue)
+      throw error
+    }
+  }
+
+  /// The next page of the snapshot after `key`.
+  func snapshotPage(_ rows: GrantedRows, after key: String, limit: Int, in db: Database) throws -> [StoredRecord] {
+    if let scope = rows.scope {
+      // A view is read by (scope, id): its key is both, joined by U+001F.
+      var cursor: StoredRecord?
+      if let split = key.firstIndex(of: "\u{1F}") {
+        cursor = StoredRecord(collection: "", id: String(key[key.index(after: split)...]), scope: String(key[..<split]), body: [])
+      }
+      return try identity.store.inScope(rows.collection, scope: scope, after: cursor, limit: limit, in: db)
+    }
+    return try identity.store.withPrefix(
+      rows.collection, idPrefix: rows.idPrefix, after: key.isEmpty ? nil : rows.idPrefix + key, limit: limit, in: db)
+  }
+
+  func snapshotKey(_ rows: GrantedRows, _ record: StoredRecord) -> String {
+    rows.scope == nil ? rows.key(of: record) : record.scope + "\u{1F}" + record.id
+  }
+
+  /// Logs one call or session.
+  func log(
+    _ grant: Eduhub_Sharing_V1_Grant, resource: String, scope: String, kind: String, fingerprint: String, rows: Int64, bytes: Int64,
+    status: Int, since started: ContinuousClock.Instant
+  ) {
+    let elapsed = ContinuousClock.now - started
+    callLog.record(
+      .init(
+        timeMs: identity.nowMs(), day: identity.today.description, resource: resource, resourceScope: scope,
+        consumer: grant.terms.consumer.id, consumerPath: grant.consumerPath, grant: grant.id, kind: kind, fingerprint: fingerprint,
+        rows: rows, bytes: bytes, status: status,
+        latencyMicros: elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000))
+  }
+}

@@ -1,0 +1,138 @@
+import EduHubAPI
+import EduHubCatalog
+import EduHubIdentity
+import EduHubPrivacy
+import EduHubRPC
+import EduHubStorage
+import Foundation
+import GRDB
+import SwiftProtobuf
+import Synchronization
+
+/// Sharing: applications, access requests and their approval chains, grants, subscription streams,
+/// shared APIs, rate limits, quotas and the call log.
+public final class SharingService: Sendable {
+  public let identity: IdentityService
+  public let catalog: CatalogService
+  /// Every grant, in memory, caught up from the grant collection's changes.
+  let book: GrantBook
+  let limiter = RateLimiter()
+  public let callLog: CallLog
+  /// Resolved API resources by code (with their datasets), dropped when the catalog changes.
+  let apis = Mutex<(generation: UInt64, byCode: [String: ApiPlan])>((0, [:]))
+
+  /// Defaults of grant terms.
+  static let defaultRate: Int32 = 10
+  static let defaultQuota: Int64 = 100_000
+  static let maxRate: Int32 = 10_000
+  static let yearMs: Int64 = 365 * 86_400_000
+
+  public init(identity: IdentityService, catalog: CatalogService) throws {
+    self.identity = identity
+    self.catalog = catalog
+    self.book = GrantBook(store: identity.store)
+    self.callLog = try CallLog(database: identity.store.database)
+    identity.registerPrincipals(prefix: Self.appPrefix) { [weak self] claims in
+      guard let self else { throw RPCError(.unauthenticated, "the node is shutting down") }
+      return try self.appCaller(claims)
+    }
+  }
+
+  /// Writes pending call log entries.
+  public func shutdown() {
+    try? callLog.flush()
+  }
+
+  // MARK: Consumers
+
+  /// The consumer an application caller is.
+  static func appConsumer(_ caller: Caller) -> String? {
+    caller.accountID.hasPrefix(appPrefix) ? String(caller.accountID.dropFirst(appPrefix.count)) : nil
+  }
+
+  /// The key pseudonyms and rate limits are kept under: `org:CODE` or `app:ID`.
+  static func consumerKey(_ consumer: Eduhub_Sharing_V1_Consumer) -> String {
+    (consumer.kind == .app ? "app:" : "org:") + consumer.id
+  }
+
+  /// Whether `caller` acts for `consumer` (an application itself; staff with share.request on the org).
+  static func actsFor(_ caller: Caller, _ consumer: Eduhub_Sharing_V1_Consumer, path: String) -> Bool {
+    switch consumer.kind {
+    case .app: return appConsumer(caller) == consumer.id
+    case .org: return appConsumer(caller) == nil && !path.isEmpty && caller.can(.shareRequest, at: path)
+    case .unspecified, .UNRECOGNIZED: return false
+    }
+  }
+
+  /// Why `grant` cannot be used at `now`, or nil when it can.
+  static func unusable(_ grant: Eduhub_Sharing_V1_Grant, now: Int64) -> String? {
+    switch grant.state {
+    case .active:
+      return grant.terms.expiresMs > now ? nil : "the grant \(grant.id) expired"
+    case .suspended: return "the grant \(grant.id) is suspended"
+    case .revoked: return "the grant \(grant.id) was revoked"
+    case .expired, .unspecified, .UNRECOGNIZED: return "the grant \(grant.id) is not active"
+    }
+  }
+
+  /// The live grant through which `caller` receives `resource`, as `consumerID` (or its only one).
+  /// - Throws: PERMISSION_DENIED (audited) naming why: no grant, or it is expired, suspended, revoked.
+  func grant(for resource: String, caller: Caller, consumerID: String, action: String, peer: String) throws
+    -> Eduhub_Sharing_V1_Grant
+  {
+    try book.refresh()
+    let now = identity.nowMs()
+    var candidates = book.grants(of: resource).filter { Self.actsFor(caller, $0.terms.consumer, path: $0.consumerPath) }
+    if !consumerID.isEmpty { candidates = candidates.filter { $0.terms.consumer.id == consumerID } }
+    if let usable = candidates.first(where: { Self.unusable($0, now: now) == nil }) { return usable }
+    let reason =
+      candidates.first.flatMap { Self.unusable($0, now: now) }
+      ?? "no grant gives \(consumerID.isEmpty ? "the caller" : consumerID.prefix(64) + "") access to \(resource.prefix(64)); ask for it (RequestAccess)"
+    throw identity.denied(caller, action, target: resource, peer: peer, reason)
+  }
+
+  /// The catalog resource `code` as the caller may know it, or NOT_FOUND.
+  func resource(_ code: String, caller: Caller, in db: Database) throws -> (StoredRecord, Eduhub_Catalog_V1_Resource) {
+    guard let (record, resource) = try catalog.stored(code, in: db), catalog.visible(resource, path: record.scope, to: caller)
+    else { throw RPCError(.notFound, "no resource \(code.prefix(64))") }
+    return (record, resource)
+  }
+
+  /// The privacy reader a grant reads as.
+  static func reader(for grant: Eduhub_Sharing_V1_Grant) -> Reader {
+    let subject = consumerKey(grant.terms.consumer)
+    switch grant.terms.masking {
+    case .clear:
+      return .staff(subject: subject, grants: [EduHubPrivacy.Grant(permission: Permission.peopleReadClear.rawValue, scope: "")])
+    case .masked:
+      return .staff(subject: subject, grants: [])
+    case .deidentified, .unspecified, .UNRECOGNIZED:
+      return .consumer(id: subject)
+    }
+  }
+
+  /// The granted fields of `resource`, in the resource's order (fields removed since are dropped).
+  static func grantedFields(_ grant: Eduhub_Sharing_V1_Grant, of resource: Eduhub_Catalog_V1_Resource)
+    -> [Eduhub_Catalog_V1_SchemaField]
+  {
+    guard !grant.terms.fields.isEmpty else { return resource.fields }
+    let wanted = Set(grant.terms.fields)
+    return resource.fields.filter { wanted.contains($0.name) }
+  }
+
+  /// The fields a call or stream asked for (empty: every granted one), each checked against the grant.
+  /// - Throws: PERMISSION_DENIED (audited) for a field outside the grant.
+  func requestedFields(
+    _ names: [String], _ grant: Eduhub_Sharing_V1_Grant, of resource: Eduhub_Catalog_V1_Resource, caller: Caller, action: String,
+    peer: String
+  ) throws -> [Eduhub_Catalog_V1_SchemaField] {
+    let granted = Self.grantedFields(grant, of: resource)
+    guard !names.isEmpty else { return granted }
+    let grantedNames = Set(granted.map(\.name))
+    for name in names where !grantedNames.contains(name) {
+      throw identity.denied(caller, action, target: resource.code, peer: peer, "field \(name.prefix(64)) is not in grant \(grant.id)")
+    }
+    let wanted = Set(names)
+    return granted.filter { wanted.contains($0.name) }
+  }
+}
