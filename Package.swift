@@ -277,6 +277,15 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // The sharing benchmark's client: sets up a table, an API and grants; subscription throughput and latency.
+    .executableTarget(
+      name: "eduhub-bench-sharing",
+      dependencies: ["EduHubAPI", "EduHubRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+      path: "Tools/bench-sharing",
+      exclude: ["run"],
+      swiftSettings: swiftSettings
+    ),
+
     // Writes to an encrypted database until killed (for the crash tests).
     .executableTarget(
       name: "eduhub-storage-torture",

@@ -138,7 +138,7 @@ package struct DatasetSchema: Sendable {
   }
 
   /// A decimal: optional sign, at most 20 digits before the point and 10 after.
-  static func decimal(_ text: String, _ name: String) throws(RowProblem) -> String {
+  package static func decimal(_ text: String, _ name: String) throws(RowProblem) -> String {
     var digitsBefore = 0
     var digitsAfter = 0
     var point = false

@@ -115,6 +115,6 @@ extension OpenNode {
     let authenticator = Authenticator(identity: identity)
     configuration.interceptor = authenticator
     configuration.httpHandler = ApiGateway(sharing: sharing, authenticator: authenticator)
-    return [IdentityEndpoints(identity), sync, catalog, workOrders, sharing]
+    return [IdentityEndpoints(identity), sync, catalog, workOrders, SharingEndpoints(sharing)]
   }
 }

@@ -48,6 +48,7 @@ final class GrantBook: Sendable {
           state.byID[record.id] = grant
           if old?.terms.resourceCode != grant.terms.resourceCode {
             state.byResource[grant.terms.resourceCode, default: []].append(record.id)
+            state.byResource[grant.terms.resourceCode]?.sort()
           }
         }
         if let old, state.byID[record.id]?.terms.resourceCode != old.terms.resourceCode {
@@ -64,7 +65,7 @@ final class GrantBook: Sendable {
 
   /// The grants of `resource`, oldest first.
   func grants(of resource: String) -> [Eduhub_Sharing_V1_Grant] {
-    state.withLock { state in (state.byResource[resource] ?? []).sorted().compactMap { state.byID[$0] } }
+    state.withLock { state in (state.byResource[resource] ?? []).compactMap { state.byID[$0] } }
   }
 
   /// The grant `id` as it stands now.

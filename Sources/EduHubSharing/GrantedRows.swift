@@ -24,6 +24,8 @@ struct GrantedRows: Sendable {
   let source: Source
   let reader: Reader
   let today: CivilDate
+  /// Per shown field: masking never rewrites it (not personal), so its stored text is as checked.
+  let trusted: [Bool]
 
   /// - Parameter fields: the dataset fields shown (granted, or an API's projection).
   init(
@@ -34,6 +36,7 @@ struct GrantedRows: Sendable {
     self.fields = fields
     self.reader = reader
     today = identity.today
+    trusted = fields.map { $0.sensitivity.rawValue <= Eduhub_Common_V1_Sensitivity.internal.rawValue || $0.masking == .none }
     switch resource.dataset.source {
     case .view(let view):
       source = .view(kind: PersonView.kind(view.personKind) ?? .unspecified, path: viewPath ?? "", masker: identity.peopleMasker)
@@ -75,6 +78,72 @@ struct GrantedRows: Sendable {
   func includes(_ record: StoredRecord) -> Bool {
     if case .view(let kind, _, _) = source { return record.deleted || PersonView.isKind(record.body, kind) }
     return true
+  }
+
+  /// Buffers reused from row to row by `appendChange`.
+  struct Scratch {
+    /// Where each field number's value lies in the row being encoded.
+    var slots: [Range<Int>?] = []
+    var row: [UInt8] = []
+    var change: [UInt8] = []
+  }
+
+  /// Appends `record` to `out` as a `RowChange` (field 2 of SubscribeResponse), encoded straight
+  /// from the masked stored bytes; returns whether a minor's sensitive field went out in clear.
+  func appendChange(_ record: StoredRecord, to out: inout [UInt8], scratch: inout Scratch) throws -> Bool {
+    let key = key(of: record)
+    scratch.change.removeAll(keepingCapacity: true)
+    RowWire.appendField(1, key, to: &scratch.change)
+    var clear = false
+    if record.deleted {
+      RowWire.appendVarintField(3, 1, to: &scratch.change)
+    } else {
+      clear = try encodeRow(record, key: key, scratch: &scratch)
+      RowWire.appendField(2, scratch.row, to: &scratch.change)
+    }
+    RowWire.appendField(2, scratch.change, to: &out)
+    return clear
+  }
+
+  /// Appends `record` to `out` as a `DataRow` in field `number` (2 of CallApiResponse).
+  func appendRow(_ record: StoredRecord, field number: Int, to out: inout [UInt8], scratch: inout Scratch) throws -> Bool {
+    let clear = try encodeRow(record, key: key(of: record), scratch: &scratch)
+    RowWire.appendField(number, scratch.row, to: &out)
+    return clear
+  }
+
+  /// `scratch.row` := the `DataRow` of a live record (masked, the shown fields); returns whether a
+  /// minor's sensitive field is in it in clear.
+  private func encodeRow(_ record: StoredRecord, key: String, scratch: inout Scratch) throws -> Bool {
+    scratch.row.removeAll(keepingCapacity: true)
+    guard case .ingested(let schema, let masker) = source else {
+      let (row, audited) = try self.row(record)
+      scratch.row = try row.serializedBytes()
+      return audited
+    }
+    do {
+      let result = try masker.mask(record.body, personID: key, scope: record.scope, for: reader, on: today)
+      let body = result.body
+      if scratch.slots.isEmpty {
+        scratch.slots = Array(repeating: nil, count: (schema.fields.map { DatasetSchema.fieldNumber($0.column) }.max() ?? 0) + 1)
+      } else {
+        for index in scratch.slots.indices { scratch.slots[index] = nil }
+      }
+      var index = 0
+      while index < body.count {
+        let field = try WireFields.nextField(body, &index)
+        if field.wireType == 2, field.number < scratch.slots.count { scratch.slots[field.number] = field.value }
+      }
+      RowWire.appendField(1, key, to: &scratch.row)
+      for (position, field) in schema.fields.enumerated() {
+        let range = scratch.slots[DatasetSchema.fieldNumber(field.column)]
+        RowWire.appendValue(range.map { body[$0] }, field.type, trusted: trusted[position], to: &scratch.row)
+      }
+      if result.changed { RowWire.appendVarintField(3, 1, to: &scratch.row) }
+      return !result.auditedFields.isEmpty
+    } catch {
+      throw RPCError(.dataLoss, "a row of \(code) cannot be read")
+    }
   }
 
   /// One record as a row for the grant; and whether a minor's sensitive field went out in clear

@@ -20,7 +20,7 @@ extension SharingService {
   func apiPlan(_ code: String, caller: Caller) throws -> ApiPlan {
     let generation = identity.store.changed.generation
     let cached = apis.withLock { cache -> ApiPlan? in
-      if cache.generation != generation { cache = (generation, [:]) }
+      if cache.generation != generation { cache = ApiCache(generation: generation) }
       return cache.byCode[code]
     }
     let plan: ApiPlan
@@ -44,6 +44,13 @@ extension SharingService {
     guard catalog.visible(plan.api, path: plan.scope, to: caller) else { throw RPCError(.notFound, "no API \(code.prefix(64))") }
     guard !plan.api.retired else { throw RPCError(.failedPrecondition, "API \(plan.api.code) is retired") }
     return plan
+  }
+
+  /// Whether `request` reads one row by its key (every key field bound by EQUALS): cheap enough to
+  /// answer on an event loop.
+  public func isPointLookup(_ request: Eduhub_Sharing_V1_CallApiRequest, caller: Caller) throws -> Bool {
+    guard let point = try apiPlan(request.apiCode, caller: caller).pointKey else { return false }
+    return point.allSatisfy { request.parameters[$0]?.isEmpty == false }
   }
 
   /// The call's parameters checked and parsed by their fields' types.
@@ -78,6 +85,12 @@ extension SharingService {
   /// Calls a shared API with `caller`'s grant: rate limit and quota, filters, rows masked for the
   /// grant or groups aggregated (small groups suppressed), one log entry.
   public func callApi(_ request: Eduhub_Sharing_V1_CallApiRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_CallApiResponse {
+    try Eduhub_Sharing_V1_CallApiResponse(serializedBytes: try callApiEncoded(request, caller: caller, peer: peer))
+  }
+
+  /// `callApi` with the answer as protobuf bytes (CallApiResponse): rows are encoded straight from
+  /// the stored bytes, as subscriptions do, and the log records the answer's exact size.
+  public func callApiEncoded(_ request: Eduhub_Sharing_V1_CallApiRequest, caller: Caller, peer: String) throws -> [UInt8] {
     let started = ContinuousClock.now
     let action = "sharing.CallApi"
     let plan = try apiPlan(request.apiCode, caller: caller)
@@ -102,51 +115,73 @@ extension SharingService {
     case .quotaUsed:
       throw fail(RPCError(.resourceExhausted, "grant \(grant.id) has used its quota of \(grant.terms.dailyQuota) calls today"))
     }
-    let response: Eduhub_Sharing_V1_CallApiResponse
+    let answer: (bytes: [UInt8], rows: Int)
     do {
       let filters = try Self.filters(request.parameters, plan)
-      let shown = try requestedFields(request.fields, grant, of: plan.api, caller: caller, action: action, peer: peer)
-      response = try execute(
-        plan, grant: grant, shown: Set(shown.map(\.name)), filters: filters, limit: request.test ? Self.testRows : Int(plan.api.api.maxRows))
+      let shown = request.fields.isEmpty ? nil : try requestedFields(request.fields, grant, of: plan.api, caller: caller, action: action, peer: peer)
+      answer = try execute(
+        plan, grant: grant, shown: shown.map { Set($0.map(\.name)) }, filters: filters,
+        limit: request.test ? Self.testRows : Int(plan.api.api.maxRows))
     } catch {
       throw fail(RPCError.from(error))
     }
     log(
-      grant, resource: plan.api.code, scope: plan.scope, kind: kind, fingerprint: fingerprint, rows: Int64(response.rows.count),
-      bytes: Int64(((try? response.serializedBytes()) as [UInt8]?)?.count ?? 0), status: 0, since: started)
-    return response
+      grant, resource: plan.api.code, scope: plan.scope, kind: kind, fingerprint: fingerprint, rows: Int64(answer.rows),
+      bytes: Int64(answer.bytes.count), status: 0, since: started)
+    return answer.bytes
   }
 
-  /// Runs the API's computation.
-  func execute(
-    _ plan: ApiPlan, grant: Eduhub_Sharing_V1_Grant, shown shownNames: Set<String>, filters: [String: ApiFilter], limit: Int
-  ) throws -> Eduhub_Sharing_V1_CallApiResponse {
+  /// The row encoder of a row API for a grant (and the fields asked for), kept until the catalog or
+  /// a grant changes (building one builds a masker).
+  func apiRows(_ plan: ApiPlan, grant: Eduhub_Sharing_V1_Grant, shown: Set<String>?) -> GrantedRows {
+    let today = identity.today
+    let key = "\(plan.api.code)|\(grant.id)|\(grant.version)|\(today)|\(shown.map { $0.sorted().joined(separator: ",") } ?? "*")"
+    if let cached = apis.withLock({ $0.rows[key] }) { return cached }
+    let granted = Set(Self.grantedFields(grant, of: plan.api).map(\.name))
     let api = plan.api.api
-    var response = Eduhub_Sharing_V1_CallApiResponse()
+    let fields = plan.table.fields.filter { api.fields.contains($0.name) && granted.contains($0.name) && (shown?.contains($0.name) ?? true) }
+    let rows = GrantedRows(resource: plan.table, fields: fields, reader: Self.reader(for: grant), identity: identity, viewPath: plan.viewPath)
+    apis.withLock { cache in
+      if cache.rows.count > 10_000 { cache.rows.removeAll() }
+      cache.rows[key] = rows
+    }
+    return rows
+  }
+
+  /// Runs the API's computation; returns the encoded CallApiResponse and the rows it holds.
+  func execute(
+    _ plan: ApiPlan, grant: Eduhub_Sharing_V1_Grant, shown: Set<String>?, filters: [String: ApiFilter], limit: Int
+  ) throws -> (bytes: [UInt8], rows: Int) {
+    let api = plan.api.api
     let checks = Array(filters.values)
     if api.aggregates.isEmpty {
-      let fields = plan.table.fields.filter { api.fields.contains($0.name) && shownNames.contains($0.name) }
-      let rows = GrantedRows(resource: plan.table, fields: fields, reader: Self.reader(for: grant), identity: identity, viewPath: plan.viewPath)
-      response.columns = fields.map(\.name)
+      let rows = apiRows(plan, grant: grant, shown: shown)
+      var out: [UInt8] = []
+      for field in rows.fields { RowWire.appendField(1, field.name, to: &out) }
+      var scratch = GrantedRows.Scratch()
+      var count = 0
+      var truncated = false
       var clearMinors = 0
       try scan(plan, filters: filters, checks: checks) { record in
-        guard response.rows.count < limit else {
-          response.truncated = true
+        guard count < limit else {
+          truncated = true
           return false
         }
-        let (row, clear) = try rows.row(record)
-        response.rows.append(row)
-        if clear { clearMinors += 1 }
+        if try rows.appendRow(record, field: 2, to: &out, scratch: &scratch) { clearMinors += 1 }
+        count += 1
         return true
       }
+      if truncated { RowWire.appendVarintField(4, 1, to: &out) }
       if clearMinors > 0 {
         identity.audit.record(
           .init(
             actor: Self.consumerKey(grant.terms.consumer), action: "privacy.clear-read", target: plan.api.code,
             detail: "grant \(grant.id): \(clearMinors) rows with minors' sensitive fields", timeMs: identity.nowMs()))
       }
-      return response
+      return (out, count)
     }
+    let shownNames = Set(Self.grantedFields(grant, of: plan.api).map(\.name)).filter { shown?.contains($0) ?? true }
+    var response = Eduhub_Sharing_V1_CallApiResponse()
     // Aggregates: groups of clear values (group-by fields are never personal), then suppression.
     let byName = Dictionary(plan.table.fields.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     let groupFields = api.groupBy.compactMap { byName[$0] }
@@ -188,7 +223,7 @@ extension SharingService {
       row.values = shown.map { values[$0] }
       response.rows.append(row)
     }
-    return response
+    return (try response.serializedBytes(), response.rows.count)
   }
 
   /// The stored (clear) text of `fields` of a record (nil fields: none).

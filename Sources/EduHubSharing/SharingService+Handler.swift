@@ -88,7 +88,7 @@ extension SharingService: Eduhub_Sharing_V1_SharingService.Handler {
   public func subscribe(
     request: Eduhub_Sharing_V1_SubscribeRequest, response: RPCWriter<Eduhub_Sharing_V1_SubscribeResponse>, context: ServerContext
   ) async throws {
-    try await subscribe(request, caller: try context.caller(), peer: context.peer) { message in try await response.write(message) }
+    try await subscribe(request, caller: try context.caller(), peer: context.peer) { bytes in try await response.write(serialized: bytes) }
   }
 
   public func callApi(request: Eduhub_Sharing_V1_CallApiRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_CallApiResponse {
@@ -97,5 +97,29 @@ extension SharingService: Eduhub_Sharing_V1_SharingService.Handler {
 
   public func getCallStats(request: Eduhub_Sharing_V1_CallStatsRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_CallStatsResponse {
     try callStats(request, caller: try context.caller())
+  }
+}
+
+/// The methods a node registers for Sharing: the generated ones, with CallApi answered on the event
+/// loop when it is a point lookup (every key field bound: one indexed read) and as a task otherwise
+/// (filters and aggregates may scan a whole dataset).
+public struct SharingEndpoints: RPCService {
+  public let service: SharingService
+
+  public init(_ service: SharingService) { self.service = service }
+
+  public var methods: [RPCMethod] {
+    let service = self.service
+    return service.methods.map { method in
+      guard method.descriptor == Eduhub_Sharing_V1_SharingService.Method.callApi else { return method }
+      return .inlineOrTask(Eduhub_Sharing_V1_SharingService.Method.callApi) {
+        (request: Eduhub_Sharing_V1_CallApiRequest, context) -> [UInt8]? in
+        let caller = try context.caller()
+        guard try service.isPointLookup(request, caller: caller) else { return nil }
+        return try service.callApiEncoded(request, caller: caller, peer: context.peer)
+      } _: { request, context in
+        try service.callApiEncoded(request, caller: try context.caller(), peer: context.peer)
+      }
+    }
   }
 }

@@ -389,7 +389,7 @@ extension SharingService {
     }
   }
 
-  static func stateName(_ state: Eduhub_Sharing_V1_RequestState) -> String {
+  package static func stateName(_ state: Eduhub_Sharing_V1_RequestState) -> String {
     switch state {
     case .pendingSteward: "pending-steward"
     case .pendingSecurity: "pending-security"

@@ -35,13 +35,14 @@ struct SubscriptionCursor: Equatable {
 }
 
 extension SharingService {
-  /// Streams a table resource's rows, then its changes, as `grant` shows them. Checks the grant
+  /// Streams a table resource's rows, then its changes, as `grant` shows them: `send` gets each
+  /// SubscribeResponse encoded. Checks the grant
   /// before every message: a grant suspended, revoked or expired meanwhile ends the stream with
   /// PERMISSION_DENIED. `send` suspends while the consumer is slow (flow control), which holds the
   /// reading too: a slow consumer costs one batch of memory.
   public func subscribe(
     _ request: Eduhub_Sharing_V1_SubscribeRequest, caller: Caller, peer: String,
-    send: (Eduhub_Sharing_V1_SubscribeResponse) async throws -> Int
+    send: ([UInt8]) async throws -> Int
   ) async throws {
     let action = "sharing.Subscribe"
     let batch = request.batchSize == 0 ? 500 : Int(request.batchSize)
@@ -73,6 +74,9 @@ extension SharingService {
         status: status, since: started)
     }
     let signal = identity.store.changed
+    // One message's bytes and the row buffers, reused.
+    var message: [UInt8] = []
+    var scratch = GrantedRows.Scratch()
     do {
       while true {
         try Task.checkCancellation()
@@ -83,7 +87,9 @@ extension SharingService {
           throw identity.denied(caller, action, target: resource.code, peer: peer, reason)
         }
         let generation = signal.generation
-        var message = Eduhub_Sharing_V1_SubscribeResponse()
+        message.removeAll(keepingCapacity: true)
+        var changes = 0
+        var snapshotDone = false
         var clearMinors = 0
         if cursor.snapshot {
           let page = try identity.reading { db in try snapshotPage(rows, after: cursor.key, limit: batch, in: db) }
@@ -91,16 +97,12 @@ extension SharingService {
             cursor.key = snapshotKey(rows, record)
             // Written after the snapshot began: delivered with the changes instead.
             guard record.sequence <= cursor.sequence, rows.includes(record) else { continue }
-            let (row, clear) = try rows.row(record)
-            var change = Eduhub_Sharing_V1_RowChange()
-            change.key = row.key
-            change.row = row
-            message.changes.append(change)
-            if clear { clearMinors += 1 }
+            if try rows.appendChange(record, to: &message, scratch: &scratch) { clearMinors += 1 }
+            changes += 1
           }
           if page.count < batch {
             cursor = SubscriptionCursor(snapshot: false, sequence: cursor.sequence, key: "")
-            message.snapshotDone = true
+            snapshotDone = true
           }
         } else {
           let (page, head) = try identity.reading { db -> ([StoredRecord], Int64) in
@@ -111,28 +113,22 @@ extension SharingService {
             return (page, head)
           }
           for record in page where rows.includes(record) {
-            var change = Eduhub_Sharing_V1_RowChange()
-            change.key = rows.key(of: record)
-            if record.deleted {
-              change.deleted = true
-            } else {
-              let (row, clear) = try rows.row(record)
-              change.row = row
-              if clear { clearMinors += 1 }
-            }
-            message.changes.append(change)
+            if try rows.appendChange(record, to: &message, scratch: &scratch) { clearMinors += 1 }
+            changes += 1
           }
           // Everything up to the head was read when the page was not full.
           cursor.sequence = page.count < batch ? max(cursor.sequence, head) : page.last?.sequence ?? cursor.sequence
-          if message.changes.isEmpty {
+          if changes == 0 {
             if page.count < batch { await signal.wait(after: generation, timeout: .seconds(1)) }
             continue
           }
         }
-        if message.changes.isEmpty && !message.snapshotDone { continue }
-        message.columns = columns
-        message.cursor = cursor.encoded(code: resource.code)
-        message.grantID = grant.id
+        if changes == 0 && !snapshotDone { continue }
+        // The rest of the message after its changes (protobuf fields may come in any order).
+        for column in columns { RowWire.appendField(1, column, to: &message) }
+        RowWire.appendField(3, cursor.encoded(code: resource.code), to: &message)
+        if snapshotDone { RowWire.appendVarintField(4, 1, to: &message) }
+        RowWire.appendField(5, grant.id, to: &message)
         if clearMinors > 0 {
           identity.audit.record(
             .init(
@@ -140,7 +136,7 @@ extension SharingService {
               detail: "grant \(grant.id): \(clearMinors) rows with minors' sensitive fields", peer: peer, timeMs: identity.nowMs()))
         }
         sent.bytes += Int64(try await send(message))
-        sent.rows += Int64(message.changes.count)
+        sent.rows += Int64(changes)
       }
     } catch {
       status = Int(RPCError.from(error).code.rawValue)

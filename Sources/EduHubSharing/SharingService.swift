@@ -18,13 +18,20 @@ public final class SharingService: Sendable {
   let book: GrantBook
   let limiter = RateLimiter()
   public let callLog: CallLog
-  /// Resolved API resources by code (with their datasets), dropped when the catalog changes.
-  let apis = Mutex<(generation: UInt64, byCode: [String: ApiPlan])>((0, [:]))
+  /// Resolved API resources by code (with their datasets) and their row encoders by grant, dropped
+  /// when the store signals a commit.
+  let apis = Mutex(ApiCache())
+
+  struct ApiCache {
+    var generation: UInt64 = 0
+    var byCode: [String: ApiPlan] = [:]
+    var rows: [String: GrantedRows] = [:]
+  }
 
   /// Defaults of grant terms.
   static let defaultRate: Int32 = 10
   static let defaultQuota: Int64 = 100_000
-  static let maxRate: Int32 = 10_000
+  static let maxRate: Int32 = 100_000
   static let yearMs: Int64 = 365 * 86_400_000
 
   public init(identity: IdentityService, catalog: CatalogService) throws {

@@ -466,15 +466,35 @@ public final class RecordStore: Sendable {
     _ collection: String, idPrefix prefix: String, after: String? = nil, limit: Int, in db: Database
   ) throws -> [StoredRecord] {
     // Ids are compared as UTF-8 bytes: every id that starts with `prefix` lies below prefix + the
-    // last code point.
-    try Row.fetchAll(
-      db.cachedStatement(
-        sql: """
-          SELECT \(Self.columns) FROM record
-          WHERE collection = ? AND id >= ? AND id > ? AND id < ? AND NOT deleted ORDER BY id LIMIT ?
-          """),
-      arguments: [collection, prefix, after ?? "", prefix + "\u{10FFFF}", limit]
-    ).map(Self.record)
+    // last code point. One lower bound only: given two (`id >= prefix AND id > after`), SQLite
+    // seeks to the first and steps over every row up to the second, which makes paging quadratic.
+    let (operation, lower) = if let after, after >= prefix { (">", after) } else { (">=", prefix) }
+    // Read on SQLite's statement (as `get` is): pages of rows are what subscriptions and API scans
+    // stream, and GRDB's row decoding cost more than the read.
+    let statement = try db.cachedStatement(
+      sql: """
+        SELECT scope, body, version, stamps, deleted, sequence, id FROM record
+        WHERE collection = ? AND id \(operation) ? AND id < ? AND NOT deleted ORDER BY id LIMIT ?
+        """
+    ).sqliteStatement
+    sqlite3_reset(statement)
+    defer { sqlite3_reset(statement) }
+    bind(statement, 1, collection)
+    bind(statement, 2, lower)
+    bind(statement, 3, prefix + "\u{10FFFF}")
+    sqlite3_bind_int64(statement, 4, Int64(limit))
+    var records: [StoredRecord] = []
+    records.reserveCapacity(min(limit, 10_000))
+    while true {
+      switch sqlite3_step(statement) {
+      case SQLITE_ROW:
+        records.append(storedRecord(statement, collection: collection, id: columnText(statement, 6)))
+      case SQLITE_DONE:
+        return records
+      default:
+        throw stepError(db, statement)
+      }
+    }
   }
 
   /// Records of `collection` (which must index its changes) written after sequence `after`, in

@@ -15,7 +15,8 @@ struct EduHubCommand: AsyncParsableCommand {
       """,
     version: EduHubVersion.current,
     subcommands: [
-      Serve.self, Init.self, Seed.self, User.self, Grant.self, Node.self, Sync.self, Status.self, Catalog.self, Orders.self, Audit.self,
+      Serve.self, Init.self, Seed.self, User.self, Grant.self, Node.self, Sync.self, Status.self, Catalog.self, Orders.self, Share.self,
+      App.self, Audit.self,
       Login.self, Ping.self,
       Keygen.self, Rekey.self,
     ]

@@ -189,3 +189,80 @@ def test_work_order_submit_watch_act(stubs, seeded_node):
         assert [o.id for o in mine.orders] == [submitted.id]
         stats = orders.GetStats(wo.StatsRequest(org_code="511702"), metadata=county)
         assert stats.total >= 1 and stats.by_state["ACCEPTED"] >= 1
+
+
+def test_sharing_subscribe_and_call_api(stubs, seeded_node):
+    """A district bureau asks for a table, the steward approves, Python subscribes (rows, then a
+    change as it happens, then a resume from the cursor) and calls a shared API over gRPC and over
+    HTTP/JSON with the standard library."""
+    import urllib.request
+    from eduhub.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+    from eduhub.identity.v1 import identity_pb2_grpc
+    from eduhub.sharing.v1 import sharing_pb2 as sh, sharing_pb2_grpc
+    with grpc.insecure_channel(seeded_node.address) as channel:
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+        sharing = sharing_pb2_grpc.SharingServiceStub(channel)
+        steward, bureau = login(identity, "steward1"), login(identity, "county1")
+        fields = [catalog_pb2.SchemaField(name="student_id", type=catalog_pb2.FIELD_TYPE_STRING),
+                  catalog_pb2.SchemaField(name="grade", type=catalog_pb2.FIELD_TYPE_INTEGER)]
+        table = catalog_pb2.Resource(
+            code="interop-grades", name="年级名单", type=catalog_pb2.RESOURCE_TYPE_TABLE, responsible_org_code="511702",
+            sharing_class=catalog_pb2.SHARING_CLASS_CONDITIONAL, opening_class=catalog_pb2.OPENING_CLASS_NOT_OPEN,
+            fields=fields, dataset=catalog_pb2.Dataset(ingested=catalog_pb2.IngestedSource(key_fields=["student_id"])))
+        catalog.PublishResource(catalog_pb2.PublishResourceRequest(resource=table), metadata=steward)
+
+        def rows(*pairs):
+            yield catalog_pb2.IngestRowsRequest(resource_code="interop-grades", columns=["student_id", "grade"])
+            yield catalog_pb2.IngestRowsRequest(rows=[
+                catalog_pb2.IngestRow(values=[catalog_pb2.Value(text=k), catalog_pb2.Value(integer=g)]) for k, g in pairs])
+        catalog.IngestRows(rows(("G1", 3), ("G2", 4), ("G3", 4)), metadata=steward)
+        api = catalog_pb2.Resource(
+            code="interop-grade-api", name="按年级查询", type=catalog_pb2.RESOURCE_TYPE_API, responsible_org_code="511702",
+            sharing_class=catalog_pb2.SHARING_CLASS_UNCONDITIONAL, opening_class=catalog_pb2.OPENING_CLASS_NOT_OPEN,
+            api=catalog_pb2.ApiDefinition(dataset_code="interop-grades", parameters=[
+                catalog_pb2.ApiParameter(name="grade", field="grade", required=True)]))
+        catalog.PublishResource(catalog_pb2.PublishResourceRequest(resource=api), metadata=steward)
+
+        consumer = sh.Consumer(kind=sh.CONSUMER_KIND_ORG, id="511702")
+        asked = sharing.RequestAccess(sh.RequestAccessRequest(terms=sh.AccessTerms(
+            resource_code="interop-grades", consumer=consumer, purpose="学位测算")), metadata=bureau)
+        assert asked.state == sh.REQUEST_STATE_PENDING_STEWARD and not asked.needs_security_officer
+        with pytest.raises(grpc.RpcError) as error:
+            next(iter(sharing.Subscribe(sh.SubscribeRequest(resource_code="interop-grades"), metadata=bureau)))
+        assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        decided = sharing.Decide(sh.DecideRequest(request_id=asked.id, decision=sh.DECISION_APPROVE), metadata=steward)
+        assert decided.state == sh.REQUEST_STATE_APPROVED
+
+        stream = sharing.Subscribe(sh.SubscribeRequest(resource_code="interop-grades", batch_size=2), metadata=bureau)
+        seen, cursor = [], ""
+        for message in stream:
+            seen += [(c.key, c.row.values[1].integer) for c in message.changes]
+            cursor = message.cursor
+            if message.snapshot_done:
+                catalog.IngestRows(rows(("G4", 5)), metadata=steward)
+            if ("G4", 5) in seen:
+                break
+        stream.cancel()
+        assert seen == [("G1", 3), ("G2", 4), ("G3", 4), ("G4", 5)]
+        # Resumed from the cursor: only what came after.
+        catalog.IngestRows(rows(("G2", 6)), metadata=steward)
+        resumed = sharing.Subscribe(sh.SubscribeRequest(resource_code="interop-grades", cursor=cursor), metadata=bureau)
+        first = next(iter(resumed))
+        resumed.cancel()
+        assert [(c.key, c.row.values[1].integer) for c in first.changes] == [("G2", 6)]
+
+        granted = sharing.RequestAccess(sh.RequestAccessRequest(terms=sh.AccessTerms(
+            resource_code="interop-grade-api", consumer=consumer, purpose="学位测算")), metadata=bureau)
+        assert granted.state == sh.REQUEST_STATE_APPROVED
+        answer = sharing.CallApi(sh.CallApiRequest(api_code="interop-grade-api", parameters={"grade": "4"}), metadata=bureau)
+        assert list(answer.columns) == ["student_id", "grade"] and [r.key for r in answer.rows] == ["G3"]
+        with pytest.raises(grpc.RpcError) as error:
+            sharing.CallApi(sh.CallApiRequest(api_code="interop-grade-api", parameters={"grade": "four"}), metadata=bureau)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        request = urllib.request.Request(
+            f"http://{seeded_node.address}/v1/apis/interop-grade-api", data=b'{"grade": 4}', method="POST",
+            headers={"authorization": bureau[0][1], "content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.load(response)
+        assert response.status == 200 and body["rows"] == [{"student_id": "G3", "grade": 4}]

@@ -41,6 +41,10 @@ public final class RPCMethod: Sendable {
     /// Runs on the event loop inside the read that completed the request. Returns a framed message.
     case inline(@Sendable (ByteBuffer, ServerContext) throws -> ByteBuffer)
     case unary(@Sendable (ByteBuffer, ServerContext) async throws -> ByteBuffer)
+    /// Tries the first on the event loop; when it declines (nil: the call would be slow), runs the
+    /// second as a task.
+    case inlineOrTask(
+      @Sendable (ByteBuffer, ServerContext) throws -> ByteBuffer?, @Sendable (ByteBuffer, ServerContext) async throws -> ByteBuffer)
     case serverStreaming(@Sendable (ByteBuffer, OutboundMessageQueue, ServerContext) async throws -> Void)
     case clientStreaming(@Sendable (InboundMessageQueue, ServerContext) async throws -> ByteBuffer)
     case bidirectional(@Sendable (InboundMessageQueue, OutboundMessageQueue, ServerContext) async throws -> Void)
@@ -49,7 +53,7 @@ public final class RPCMethod: Sendable {
   /// The kind of call.
   public var kind: RPCKind {
     switch handler {
-    case .inline, .unary: return .unary
+    case .inline, .unary, .inlineOrTask: return .unary
     case .serverStreaming: return .serverStreaming
     case .clientStreaming: return .clientStreaming
     case .bidirectional: return .bidirectionalStreaming
@@ -81,13 +85,39 @@ public final class RPCMethod: Sendable {
       descriptor: descriptor,
       handler: .inline { buffer, context in
         let request = try MessageCoding.decode(Request.self, from: buffer)
-        let bytes = try handler(request, context)
-        var framed = ByteBufferAllocator().buffer(capacity: bytes.count + 5)
-        framed.writeInteger(UInt8(0))
-        framed.writeInteger(UInt32(truncatingIfNeeded: bytes.count))
-        framed.writeBytes(bytes)
-        return framed
+        return frame(try handler(request, context))
       })
+  }
+
+  /// A unary method answered on the event loop when it is cheap, as a task when it is not: `quick`
+  /// returns nil for a request it would be slow to answer (which then goes to `handler`, on the
+  /// cooperative pool). For methods whose cost depends on the request, such as a point lookup
+  /// against a scan. Both return the response already serialized (protobuf bytes).
+  public static func inlineOrTask<Request: Message>(
+    _ descriptor: RPCMethodDescriptor,
+    quick: @escaping @Sendable (Request, ServerContext) throws -> [UInt8]?,
+    _ handler: @escaping @Sendable (Request, ServerContext) async throws -> [UInt8]
+  ) -> RPCMethod {
+    RPCMethod(
+      descriptor: descriptor,
+      handler: .inlineOrTask(
+        { buffer, context in
+          let request = try MessageCoding.decode(Request.self, from: buffer)
+          return try quick(request, context).map(frame)
+        },
+        { buffer, context in
+          let request = try MessageCoding.decode(Request.self, from: buffer)
+          return frame(try await handler(request, context))
+        }))
+  }
+
+  /// Serialized protobuf bytes with the 5-byte gRPC message header in front.
+  static func frame(_ bytes: [UInt8]) -> ByteBuffer {
+    var framed = ByteBufferAllocator().buffer(capacity: bytes.count + 5)
+    framed.writeInteger(UInt8(0))
+    framed.writeInteger(UInt32(truncatingIfNeeded: bytes.count))
+    framed.writeBytes(bytes)
+    return framed
   }
 
   /// A unary method whose handler runs as a task, so it may await slow work.

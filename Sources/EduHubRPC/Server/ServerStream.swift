@@ -159,7 +159,7 @@ final class ServerStream: @unchecked Sendable {
     }
     started = true
     switch method.handler {
-    case .inline, .unary, .serverStreaming:
+    case .inline, .unary, .inlineOrTask, .serverStreaming:
       break
     case .clientStreaming(let handler):
       let inbound = makeInbound()
@@ -254,6 +254,21 @@ final class ServerStream: @unchecked Sendable {
       }
     case .unary(let handler):
       guard let request = takeSingleRequest() else { return }
+      startTask { context in
+        let response = try await handler(request, context)
+        return { $0.respond(with: response) }
+      }
+    case .inlineOrTask(let quick, let handler):
+      guard let request = takeSingleRequest() else { return }
+      do {
+        if let response = try quick(request, ServerContext(call: self)) {
+          respond(with: response)
+          return
+        }
+      } catch {
+        finish(RPCError.from(error))
+        return
+      }
       startTask { context in
         let response = try await handler(request, context)
         return { $0.respond(with: response) }

@@ -21,6 +21,17 @@ public struct RPCWriter<Element: Message>: Sendable {
     return count
   }
 
+  /// Sends one message its caller has already encoded (the protobuf bytes of an `Element`): for
+  /// streams that assemble their messages straight from stored bytes.
+  /// - Returns: the bytes it took on the wire (with its 5-byte frame header).
+  @discardableResult
+  public func write(serialized bytes: [UInt8]) async throws -> Int {
+    let framed = RPCMethod.frame(bytes)
+    let count = framed.readableBytes
+    try await queue.write(framed)
+    return count
+  }
+
   /// Sends every message of `messages` in order.
   public func write(contentsOf messages: some Sequence<Element>) async throws {
     for message in messages { try await write(message) }
