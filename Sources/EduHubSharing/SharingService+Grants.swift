@@ -94,7 +94,7 @@ extension SharingService {
         records = mine
       } else {
         records = try caller.scopes(for: .catalogPublish).flatMap { scope in
-          try identity.store.inScope(SharingCollections.grant, scope: scope, limit: 100_000, in: db)
+          try subtree(SharingCollections.grant, scope, limit: 100_000, in: db)
         }
       }
       var seen = Set<String>()

@@ -177,6 +177,7 @@ extension SharingService {
       access.updatedMs = now
       access.version = 1
       access.needsSecurityOfficer = chain.securityOfficer
+      access.consumerPath = consumerPath
       access.steps = [Self.step(caller.actor, "submitted", at: now)]
       if chain.steward {
         access.state = .pendingSteward
@@ -201,14 +202,7 @@ extension SharingService {
       || caller.can(.catalogPublish, at: path) || caller.can(.shareSecurity, at: Self.city(of: path))
   }
 
-  /// The consumer's path as stored requests name it (an unknown org or app: "").
-  func storedConsumerPath(_ consumer: Eduhub_Sharing_V1_Consumer, in db: Database) throws -> String {
-    switch consumer.kind {
-    case .org: return try identity.live(IdentityCollections.org, consumer.id, in: db)?.scope ?? ""
-    case .app: return try identity.live(SharingCollections.app, consumer.id, in: db)?.scope ?? ""
-    default: return ""
-    }
-  }
+
 
   public func decide(_ decision: Eduhub_Sharing_V1_DecideRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
     let action = "sharing.Decide"
@@ -216,7 +210,7 @@ extension SharingService {
     try Validate.text(decision.reason, "reason", maxLength: 500, required: decision.decision != .approve, multiline: true)
     return try identity.transaction { db in
       guard let (record, stored) = try loadRequest(decision.requestID, in: db),
-        mayRead(stored, path: record.scope, consumerPath: try storedConsumerPath(stored.terms.consumer, in: db), caller)
+        mayRead(stored, path: record.scope, consumerPath: stored.consumerPath, caller)
       else { throw RPCError(.notFound, "no request \(decision.requestID.prefix(64))") }
       var request = stored
       let securityStep = request.state == .pendingSecurity
@@ -242,9 +236,7 @@ extension SharingService {
         if !securityStep, request.needsSecurityOfficer {
           request.state = .pendingSecurity
         } else {
-          let consumerPath = try storedConsumerPath(request.terms.consumer, in: db)
-          guard !consumerPath.isEmpty else { throw RPCError(.failedPrecondition, "the consumer \(request.terms.consumer.id) no longer exists") }
-          try approve(&request, scope: record.scope, consumerPath: consumerPath, in: db)
+          try approve(&request, scope: record.scope, consumerPath: request.consumerPath, in: db)
         }
       case .reject:
         request.steps.append(Self.step(caller.actor, "rejected", decision.reason, at: now))
@@ -267,9 +259,8 @@ extension SharingService {
     -> (StoredRecord, Eduhub_Sharing_V1_AccessRequest)
   {
     guard let (record, request) = try loadRequest(id, in: db) else { throw RPCError(.notFound, "no request \(id.prefix(64))") }
-    let consumerPath = try storedConsumerPath(request.terms.consumer, in: db)
-    guard request.requester == caller.accountID || Self.actsFor(caller, request.terms.consumer, path: consumerPath) else {
-      if mayRead(request, path: record.scope, consumerPath: consumerPath, caller) {
+    guard request.requester == caller.accountID || Self.actsFor(caller, request.terms.consumer, path: request.consumerPath) else {
+      if mayRead(request, path: record.scope, consumerPath: request.consumerPath, caller) {
         throw identity.denied(caller, action, target: id, peer: peer, "only the requester changes or withdraws a request")
       }
       throw RPCError(.notFound, "no request \(id.prefix(64))")
@@ -305,7 +296,7 @@ extension SharingService {
         request.state = .pendingSteward
       } else {
         request.steps.append(Self.step("system", "granted", "the resource is shared unconditionally", at: now))
-        try approve(&request, scope: record.scope, consumerPath: try storedConsumerPath(terms.consumer, in: db), in: db)
+        try approve(&request, scope: record.scope, consumerPath: request.consumerPath, in: db)
       }
       request.version += 1
       request.updatedMs = now
@@ -337,7 +328,7 @@ extension SharingService {
   public func getRequest(_ get: Eduhub_Sharing_V1_GetRequestRequest, caller: Caller) throws -> Eduhub_Sharing_V1_AccessRequest {
     try identity.reading { db in
       guard let (record, request) = try loadRequest(get.requestID, in: db),
-        mayRead(request, path: record.scope, consumerPath: try storedConsumerPath(request.terms.consumer, in: db), caller)
+        mayRead(request, path: record.scope, consumerPath: request.consumerPath, caller)
       else { throw RPCError(.notFound, "no request \(get.requestID.prefix(64))") }
       return request
     }
@@ -372,14 +363,14 @@ extension SharingService {
         }
       case .toDecide:
         for scope in caller.scopes(for: .catalogPublish) {
-          try add(store.inScope(SharingCollections.request, scope: scope, limit: 10_000, in: db)) { $0.state == .pendingSteward }
+          try add(subtree(SharingCollections.request, scope, limit: 10_000, in: db)) { $0.state == .pendingSteward }
         }
         for scope in caller.scopes(for: .shareSecurity) {
-          try add(store.inScope(SharingCollections.request, scope: scope, limit: 10_000, in: db)) { $0.state == .pendingSecurity }
+          try add(subtree(SharingCollections.request, scope, limit: 10_000, in: db)) { $0.state == .pendingSecurity }
         }
       case .stewarded, .UNRECOGNIZED:
         for scope in caller.scopes(for: .catalogPublish) {
-          try add(store.inScope(SharingCollections.request, scope: scope, limit: 10_000, in: db))
+          try add(subtree(SharingCollections.request, scope, limit: 10_000, in: db))
         }
       }
       var response = Eduhub_Sharing_V1_ListRequestsResponse()

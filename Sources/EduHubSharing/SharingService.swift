@@ -105,6 +105,12 @@ public final class SharingService: Sendable {
     return (record, resource)
   }
 
+  /// Live records of `collection` in the org subtree `scope`; the empty scope (the node's operator)
+  /// is every record. (`RecordStore.inScope` reads "" as the global records only, which sync needs.)
+  func subtree(_ collection: String, _ scope: String, limit: Int, in db: Database) throws -> [StoredRecord] {
+    scope.isEmpty ? try identity.store.records(collection, limit: limit, in: db) : try identity.store.inScope(collection, scope: scope, limit: limit, in: db)
+  }
+
   /// The privacy reader a grant reads as.
   static func reader(for grant: Eduhub_Sharing_V1_Grant) -> Reader {
     let subject = consumerKey(grant.terms.consumer)

@@ -9,7 +9,7 @@ extension EduHubCommand {
   struct Share: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Access requests and grants on this node (as its operator): list, approve, reject, revoke.",
-      subcommands: [Requests.self, Approve.self, Reject.self, Grants.self, Revoke.self, Suspend.self, Resume.self])
+      subcommands: [Request.self, Requests.self, Approve.self, Reject.self, Grants.self, Revoke.self, Suspend.self, Resume.self])
 
     static func describe(_ request: Eduhub_Sharing_V1_AccessRequest) -> String {
       let terms = request.terms
@@ -25,6 +25,50 @@ extension EduHubCommand {
       case .masked: "masked"
       case .deidentified: "de-identified"
       case .unspecified, .UNRECOGNIZED: "masked"
+      }
+    }
+
+    struct Request: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(
+        abstract: "Ask for a resource on behalf of an org (the chain then runs as for any request).")
+
+      @OptionGroup var node: DataOptions
+
+      @Argument(help: "The resource's code.")
+      var resource: String
+
+      @Option(help: "The consumer org's code (or an application's client id with --app).")
+      var consumer: String
+
+      @Flag(help: "The consumer is an application.")
+      var app = false
+
+      @Option(help: "What the data is for.")
+      var purpose: String
+
+      @Option(help: "Fields, comma-separated (default: all).")
+      var fields = ""
+
+      @Option(help: "clear, masked or de-identified.")
+      var masking = "masked"
+
+      func run() async throws {
+        var request = Eduhub_Sharing_V1_RequestAccessRequest()
+        request.terms.resourceCode = resource
+        request.terms.consumer.kind = app ? .app : .org
+        request.terms.consumer.id = consumer
+        request.terms.purpose = purpose
+        request.terms.fields = fields.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        switch masking {
+        case "clear": request.terms.masking = .clear
+        case "masked": request.terms.masking = .masked
+        case "de-identified", "deidentified": request.terms.masking = .deidentified
+        default: throw ValidationError("--masking is clear, masked or de-identified")
+        }
+        let open = try node.open()
+        let asked = try await asOperator(open) { caller in try open.sharing.requestAccess(request, caller: caller, peer: "console") }
+        print(Share.describe(asked))
+        if !asked.grantID.isEmpty { print("grant \(asked.grantID) is active (shared unconditionally)") }
       }
     }
 

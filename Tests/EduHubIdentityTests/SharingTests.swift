@@ -5,6 +5,7 @@ import EduHubNode
 import EduHubRPC
 import EduHubSharing
 import EduHubStorage
+import EduHubSync
 import Foundation
 import SwiftProtobuf
 import Synchronization
@@ -595,6 +596,40 @@ struct SharingTests {
       disable.disabled = true
       _ = try await fixture.sharing.setAppDisabled(disable, options: admin)
       await expectStatus(.unauthenticated) { try await fixture.sharing.callApi(call, options: fresh) }
+    }
+  }
+
+  @Test("requests and grants replicate: a county steward approves on the county node while cut off; central serves the grant after sync")
+  func offlineApproval() async throws {
+    try await withSharing { fixture in
+      let world = fixture.world
+      _ = try await fixture.publish(SharingFixture.rosterResource())
+      try await fixture.ingest((1...4).map { SharingFixture.student($0) })
+      let bureau = try await world.options("bureau")
+      let asked = try await fixture.sharing.requestAccess(
+        SharingFixture.terms(SharingFixture.roster, fields: ["student_id", "score"]), options: bureau)
+      #expect(asked.state == .pendingSteward && !asked.needsSecurityOfficer)
+      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      try await county.client.syncOnce()
+      // On the county node with no connection upstream: the school's steward decides there.
+      let school = try #require(try county.store.get(SharingCollections.request, asked.id)).scope
+      let steward = Caller(
+        accountID: "county-steward", username: "county-steward", personID: "", homeScope: school,
+        roles: [.init(grantID: "g", role: .dataSteward, scope: school)], children: [], issuer: "county-511702", sessionID: "s")
+      var decide = Eduhub_Sharing_V1_DecideRequest()
+      decide.requestID = asked.id
+      decide.decision = .approve
+      let offline = try county.node.sharing.decide(decide, caller: steward, peer: "county")
+      #expect(offline.state == .approved)
+      await expectStatus(.permissionDenied) { try await fixture.subscribe(options: bureau) { _ in true } }  // central has not heard yet
+      try await county.client.syncOnce()
+      var get = Eduhub_Sharing_V1_GetRequestRequest()
+      get.requestID = asked.id
+      let seen = try await fixture.sharing.getRequest(get, options: bureau)
+      #expect(seen.state == .approved && seen.steps.last?.actor == "county-steward")
+      let rows = try await fixture.subscribe(options: bureau) { $0.last?.snapshotDone == true }.flatMap(\.changes)
+      #expect(rows.count == 4 && rows[0].row.values.count == 2)
+      await county.close()
     }
   }
 

@@ -324,3 +324,46 @@ struct NodeDataCommandTests {
     #expect(missing.status != 0 && missing.errors.contains("no work order"))
   }
 }
+
+extension NodeDataCommandTests {
+  @Test("eduhub share: request, the two-step approval, grants, revoke; eduhub app: register, list, rotate, disable")
+  func shareAndAppCommands() throws {
+    let data = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-share-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: data) }
+    #expect(try run(["init", "--data", data]).status == 0)
+    #expect(try run(["seed", "--data", data]).status == 0)
+    // Students' names: the steward, then the city's data security officer.
+    let asked = try run([
+      "share", "request", "--data", data, "dz.student.basic", "--consumer", "511703", "--purpose", "学位预警", "--fields", "name,grade",
+    ])
+    #expect(asked.status == 0, "\(asked.errors)")
+    #expect(asked.output.contains("pending-steward") && asked.output.contains("steward + security officer"))
+    let id = try #require(asked.output.split(separator: " ").first.map(String.init))
+    #expect(try run(["share", "requests", "--data", data]).output.contains(id))
+    let first = try run(["share", "approve", "--data", data, id])
+    #expect(first.status == 0 && first.output.contains("pending-security"), "\(first.errors)")
+    let second = try run(["share", "approve", "--data", data, id, "--reason", "符合最小必要"])
+    #expect(second.output.contains("approved") && second.output.contains("grant \(id) is active"))
+    #expect(try run(["share", "grants", "--data", data]).output.contains("\(id)  active  dz.student.basic for 511703"))
+    let revoked = try run(["share", "revoke", "--data", data, id, "--reason", "项目结束"])
+    #expect(revoked.status == 0 && revoked.output.contains("revoked"))
+    let again = try run(["share", "revoke", "--data", data, id, "--reason", "项目结束"])
+    #expect(again.status != 0 && again.errors.contains("already revoked"))
+    let notShared = try run(["share", "request", "--data", data, "dz.student.basic", "--consumer", "511703", "--purpose", "x", "--masking", "open"])
+    #expect(notShared.status != 0 && notShared.errors.contains("--masking"))
+    // An unconditional table: granted at once.
+    let open = try run(["share", "request", "--data", data, "dz.school.annual", "--consumer", "511722", "--purpose", "规划"])
+    #expect(open.output.contains("approved") && open.output.contains("shared unconditionally"))
+
+    let registered = try run(["app", "register", "--data", data, "--name", "市大数据中心", "--org", "511700"])
+    #expect(registered.status == 0, "\(registered.errors)")
+    let clientID = try #require(registered.output.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
+    let secret = try #require(registered.output.split(separator: "\n").dropFirst().first?.split(separator: " ").last.map(String.init))
+    #expect(clientID.hasPrefix("app-") && secret.count > 40)
+    #expect(try run(["app", "list", "--data", data]).output.contains(clientID))
+    let rotated = try run(["app", "rotate", "--data", data, clientID])
+    #expect(rotated.status == 0 && !rotated.output.contains(secret))
+    #expect(try run(["app", "disable", "--data", data, clientID]).output.contains("disabled"))
+    #expect(try run(["app", "disable", "--data", data, "app-nothing"]).errors.contains("no application"))
+  }
+}

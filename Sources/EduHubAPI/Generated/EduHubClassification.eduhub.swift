@@ -757,6 +757,7 @@ public enum EduHubClassification {
       ClassifiedField(number: 9, name: "created_ms", sensitivity: 0, masking: 0),
       ClassifiedField(number: 10, name: "updated_ms", sensitivity: 0, masking: 0),
       ClassifiedField(number: 11, name: "resource_org_path", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 12, name: "consumer_path", sensitivity: 0, masking: 0),
     ],
     "eduhub.sharing.v1.RequestAccessRequest": [
       ClassifiedField(number: 1, name: "terms", sensitivity: 0, masking: 0),

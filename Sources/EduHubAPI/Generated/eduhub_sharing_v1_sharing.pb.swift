@@ -665,6 +665,13 @@ public nonisolated struct Eduhub_Sharing_V1_AccessRequest: @unchecked Sendable {
     set {_uniqueStorage()._resourceOrgPath = newValue}
   }
 
+  /// The consumer's org path, recorded when asked (a county node approving offline may not hold
+  /// the consumer's org).
+  public var consumerPath: String {
+    get {_storage._consumerPath}
+    set {_uniqueStorage()._consumerPath = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1645,7 +1652,7 @@ nonisolated extension Eduhub_Sharing_V1_AccessTerms: SwiftProtobuf.Message, Swif
 
 nonisolated extension Eduhub_Sharing_V1_AccessRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AccessRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}terms\0\u{1}requester\0\u{1}state\0\u{1}steps\0\u{1}version\0\u{3}needs_security_officer\0\u{3}grant_id\0\u{3}created_ms\0\u{3}updated_ms\0\u{3}resource_org_path\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}terms\0\u{1}requester\0\u{1}state\0\u{1}steps\0\u{1}version\0\u{3}needs_security_officer\0\u{3}grant_id\0\u{3}created_ms\0\u{3}updated_ms\0\u{3}resource_org_path\0\u{3}consumer_path\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1659,6 +1666,7 @@ nonisolated extension Eduhub_Sharing_V1_AccessRequest: SwiftProtobuf.Message, Sw
     var _createdMs: Int64 = 0
     var _updatedMs: Int64 = 0
     var _resourceOrgPath: String = String()
+    var _consumerPath: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1680,6 +1688,7 @@ nonisolated extension Eduhub_Sharing_V1_AccessRequest: SwiftProtobuf.Message, Sw
       _createdMs = source._createdMs
       _updatedMs = source._updatedMs
       _resourceOrgPath = source._resourceOrgPath
+      _consumerPath = source._consumerPath
     }
   }
 
@@ -1709,6 +1718,7 @@ nonisolated extension Eduhub_Sharing_V1_AccessRequest: SwiftProtobuf.Message, Sw
         case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._createdMs) }()
         case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._updatedMs) }()
         case 11: try { try decoder.decodeSingularStringField(value: &_storage._resourceOrgPath) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._consumerPath) }()
         default: break
         }
       }
@@ -1754,6 +1764,9 @@ nonisolated extension Eduhub_Sharing_V1_AccessRequest: SwiftProtobuf.Message, Sw
       if !_storage._resourceOrgPath.isEmpty {
         try visitor.visitSingularStringField(value: _storage._resourceOrgPath, fieldNumber: 11)
       }
+      if !_storage._consumerPath.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._consumerPath, fieldNumber: 12)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1774,6 +1787,7 @@ nonisolated extension Eduhub_Sharing_V1_AccessRequest: SwiftProtobuf.Message, Sw
         if _storage._createdMs != rhs_storage._createdMs {return false}
         if _storage._updatedMs != rhs_storage._updatedMs {return false}
         if _storage._resourceOrgPath != rhs_storage._resourceOrgPath {return false}
+        if _storage._consumerPath != rhs_storage._consumerPath {return false}
         return true
       }
       if !storagesAreEqual {return false}
