@@ -19,7 +19,7 @@ struct SeededPeople {
     try store.database.read { db in
       var cursor: StoredRecord?
       while true {
-        let page = try store.inScope("person", scope: "", after: cursor, limit: 5000, in: db)
+        let page = try store.records("person", after: cursor, limit: 5000, in: db)
         for record in page {
           // 2 kind, 11 org_code, 13 grade, 14 class_name.
           guard let fields = try? WireFields(parsing: record.body) else { continue }

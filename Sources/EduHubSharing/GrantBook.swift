@@ -27,12 +27,13 @@ final class GrantBook: Sendable {
 
   init(store: RecordStore) { self.store = store }
 
-  /// Catches up with the store when it may have changed.
-  func refresh() throws {
+  /// Catches up with the store when it may have changed (`force`: whether or not it signalled, for
+  /// a refusal about to be given, which must not rest on a view up to a second old).
+  func refresh(force: Bool = false) throws {
     let generation = store.changed.generation
     let now = ContinuousClock.now
     let after = state.withLock { state -> Int64? in
-      if state.generation == generation, let checked = state.checked, now - checked < Self.recheck { return nil }
+      if !force, state.generation == generation, let checked = state.checked, now - checked < Self.recheck { return nil }
       return state.sequence
     }
     guard let after else { return }

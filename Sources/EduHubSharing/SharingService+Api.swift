@@ -201,8 +201,13 @@ extension SharingService {
     let outputs = plan.api.fields
     let shown = outputs.indices.filter { shownNames.contains(outputs[$0].name) }
     response.columns = shown.map { outputs[$0].name }
+    // Groups in the order of their values by type (grade 2 before grade 10); null first.
     let ordered = groups.sorted { left, right in
-      for (a, b) in zip(left.key, right.key) where a != b { return (a ?? "") < (b ?? "") }
+      for (field, (a, b)) in zip(groupFields, zip(left.key, right.key)) where a != b {
+        guard let a else { return true }
+        guard let b else { return false }
+        return ApiValues.compare(a, b, field.type) == .orderedAscending
+      }
       return false
     }
     for (key, group) in ordered {

@@ -87,11 +87,16 @@ public final class SharingService: Sendable {
   func grant(for resource: String, caller: Caller, consumerID: String, action: String, peer: String) throws
     -> Eduhub_Sharing_V1_Grant
   {
-    try book.refresh()
     let now = identity.nowMs()
-    var candidates = book.grants(of: resource).filter { Self.actsFor(caller, $0.terms.consumer, path: $0.consumerPath) }
-    if !consumerID.isEmpty { candidates = candidates.filter { $0.terms.consumer.id == consumerID } }
-    if let usable = candidates.first(where: { Self.unusable($0, now: now) == nil }) { return usable }
+    var candidates: [Eduhub_Sharing_V1_Grant] = []
+    // A refusal reads the store first: a grant written by another process (the command line) a
+    // moment ago counts.
+    for force in [false, true] {
+      try book.refresh(force: force)
+      candidates = book.grants(of: resource).filter { Self.actsFor(caller, $0.terms.consumer, path: $0.consumerPath) }
+      if !consumerID.isEmpty { candidates = candidates.filter { $0.terms.consumer.id == consumerID } }
+      if let usable = candidates.first(where: { Self.unusable($0, now: now) == nil }) { return usable }
+    }
     let reason =
       candidates.first.flatMap { Self.unusable($0, now: now) }
       ?? "no grant gives \(consumerID.isEmpty ? "the caller" : consumerID.prefix(64) + "") access to \(resource.prefix(64)); ask for it (RequestAccess)"

@@ -648,6 +648,16 @@ public final class RecordStore: Sendable {
   }
 
   /// Live records of `collection`, wherever they lie, by scope and id.
+  /// Live records of `collection` in every scope, by scope and id, after `after` (pages of a whole
+  /// collection; `inScope` with "" reads the global records only).
+  public func records(_ collection: String, after: StoredRecord?, limit: Int, in db: Database) throws -> [StoredRecord] {
+    try Row.fetchAll(
+      db.cachedStatement(
+        sql: "SELECT \(Self.columns) FROM record WHERE collection = ? AND (scope, id) > (?, ?) AND NOT deleted ORDER BY scope, id LIMIT ?"),
+      arguments: [collection, after?.scope ?? "", after?.id ?? "", limit]
+    ).map(Self.record)
+  }
+
   public func records(_ collection: String, limit: Int, in db: Database) throws -> [StoredRecord] {
     try Row.fetchAll(
       db.cachedStatement(sql: "SELECT \(Self.columns) FROM record WHERE collection = ? AND NOT deleted ORDER BY scope, id LIMIT ?"),

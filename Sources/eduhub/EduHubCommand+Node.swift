@@ -4,7 +4,9 @@ import EduHubCatalog
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
+import EduHubStorage
 import Foundation
+import SwiftProtobuf
 import Logging
 
 /// The node directory option of the commands that work on a node's data.
@@ -115,7 +117,15 @@ extension EduHubCommand {
           bar.show(summary.people, detail: "\(summary.schools) schools, \(summary.people) people")
         }
         // The bureau's data resources, for the catalog.
-        return (summary, try CatalogSeeder.run(into: open.catalog))
+        let published = try CatalogSeeder.run(into: open.catalog)
+        let rows = try open.identity.store.database.read { db in
+          try open.identity.store.records(CatalogCollections.resource, limit: 10_000, in: db).reduce(Int64(0)) { total, record in
+            let resource = try Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
+            guard case .ingested = resource.dataset.source else { return total }
+            return total + resource.rowCount
+          }
+        }
+        return (summary, (published, rows))
       }
       bar.finish()
       let seconds = Date().timeIntervalSince(start)
@@ -124,7 +134,7 @@ extension EduHubCommand {
           format: "seeded %d orgs (%d schools), %d students, %d teachers, %d guardians, %d bindings in %.1f s (%.0f people/s)",
           summary.orgs, summary.schools, summary.students, summary.teachers, summary.guardians, summary.bindings, seconds,
           Double(summary.people) / max(seconds, 0.001)))
-      print("published \(resources) catalog resources")
+      print("published \(resources.0) catalog resources (\(resources.1) rows in their ingested tables)")
     }
   }
 

@@ -633,18 +633,27 @@ struct SharingTests {
     }
   }
 
-  /// Runs a command and returns its standard output.
-  static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+  /// Runs a command and returns its standard output, on a thread of its own (a wait on the
+  /// cooperative pool would starve the server's HTTP handlers, which run there).
+  static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+    try await withCheckedThrowingContinuation { continuation in
+      Thread.detachNewThread {
+        do {
+          let process = Process()
+          process.executableURL = URL(fileURLWithPath: executable)
+          process.arguments = arguments
+          let pipe = Pipe()
+          process.standardOutput = pipe
+          process.standardError = FileHandle.nullDevice
+          try process.run()
+          let data = pipe.fileHandleForReading.readDataToEndOfFile()
+          process.waitUntilExit()
+          continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))
+        } catch {
+          continuation.resume(throwing: error)
+        }
+      }
+    }
   }
 
   @Test("HTTPS/JSON: POST /v1/apis/{code} with curl (HTTP/1.1 and HTTP/2) and with Python's standard library")
@@ -658,7 +667,7 @@ struct SharingTests {
       _ = try await fixture.sharing.requestAccess(SharingFixture.terms("roster.lookup"), options: world.bearer(token))
       let url = "http://127.0.0.1:\(world.port)/v1/apis/roster.lookup"
       for version in ["--http1.1", "--http2-prior-knowledge"] {
-        let (status, output) = try Self.run(
+        let (status, output) = try await Self.run(
           "/usr/bin/curl",
           ["-sS", version, "-w", "\n%{http_code} %{http_version}", url, "-H", "authorization: Bearer \(token)", "-H", "content-type: application/json",
            "-d", "{\"id\": \"S0002\"}"])
@@ -670,15 +679,15 @@ struct SharingTests {
         #expect(lines.last == (version == "--http1.1" ? "200 1.1" : "200 2"))
       }
       // Errors: no token (401), no grant (403), bad JSON (400), unknown API (404).
-      func code(_ arguments: [String]) throws -> String {
-        try Self.run("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}"] + arguments).output
+      func code(_ arguments: [String]) async throws -> String {
+        try await Self.run("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}"] + arguments).output
       }
-      #expect(try code([url, "-d", "{}"]) == "401")
+      #expect(try await code([url, "-d", "{}"]) == "401")
       let steward = try await world.login("steward").accessToken
-      #expect(try code([url, "-H", "authorization: Bearer \(steward)", "-d", "{\"id\":\"S0001\"}"]) == "403")
-      #expect(try code([url, "-H", "authorization: Bearer \(token)", "-H", "content-type: application/json", "-d", "[1,2"]) == "400")
-      #expect(try code(["http://127.0.0.1:\(world.port)/v1/apis/nothing", "-H", "authorization: Bearer \(token)", "-d", "{}"]) == "404")
-      #expect(try code(["--http2-prior-knowledge", url, "-H", "authorization: Bearer \(token)"]) == "405")
+      #expect(try await code([url, "-H", "authorization: Bearer \(steward)", "-d", "{\"id\":\"S0001\"}"]) == "403")
+      #expect(try await code([url, "-H", "authorization: Bearer \(token)", "-H", "content-type: application/json", "-d", "[1,2"]) == "400")
+      #expect(try await code(["http://127.0.0.1:\(world.port)/v1/apis/nothing", "-H", "authorization: Bearer \(token)", "-d", "{}"]) == "404")
+      #expect(try await code(["--http2-prior-knowledge", url, "-H", "authorization: Bearer \(token)"]) == "405")
       // Python's standard library (urllib), as a consumer with nothing else installed would call it.
       let script = """
         import json, sys, urllib.request
@@ -688,7 +697,7 @@ struct SharingTests {
             body = json.load(response)
         print(response.status, body["rows"][0]["student_id"], body["columns"][1])
         """
-      let (status, output) = try Self.run("/usr/bin/env", ["python3", "-c", script, url, token])
+      let (status, output) = try await Self.run("/usr/bin/env", ["python3", "-c", script, url, token])
       #expect(status == 0 && output.trimmingCharacters(in: .whitespacesAndNewlines) == "200 S0003 name")
       // gRPC still works on the same port after the HTTP/1 connections.
       var call = Eduhub_Sharing_V1_CallApiRequest()

@@ -331,7 +331,10 @@ extension NodeDataCommandTests {
     let data = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-share-\(UUID())").path
     defer { try? FileManager.default.removeItem(atPath: data) }
     #expect(try run(["init", "--data", data]).status == 0)
-    #expect(try run(["seed", "--data", data]).status == 0)
+    // The seed fills the bureau's ingested tables from the seeded people (schools, scores, inspections).
+    let seeded = try run(["seed", "--data", data]).output
+    let rows = seeded.split(separator: "(").last.flatMap { Int($0.prefix { $0.isNumber }) } ?? 0
+    #expect(seeded.contains("rows in their ingested tables") && rows > 14, "\(seeded)")
     // Students' names: the steward, then the city's data security officer.
     let asked = try run([
       "share", "request", "--data", data, "dz.student.basic", "--consumer", "511703", "--purpose", "学位预警", "--fields", "name,grade",
