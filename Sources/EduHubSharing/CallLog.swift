@@ -67,6 +67,31 @@ public final class CallLog: Sendable {
           CREATE INDEX share_call_grant ON share_call (grant_id, day);
           """)
     }
+    migrator.registerMigration("share-call-log-v2-daily") { db in
+      // Statistics read these running totals, one row a day, resource and consumer: grouping the
+      // raw log sorted every call of the period in a temporary b-tree (180 MB for 1.8M calls).
+      try db.execute(
+        sql: """
+          CREATE TABLE share_call_daily (
+            day TEXT NOT NULL,
+            resource TEXT NOT NULL,
+            consumer TEXT NOT NULL,
+            resource_scope TEXT NOT NULL,
+            consumer_path TEXT NOT NULL,
+            calls INTEGER NOT NULL,
+            failures INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            latency_us INTEGER NOT NULL,
+            sessions INTEGER NOT NULL,
+            PRIMARY KEY (day, resource, consumer, resource_scope, consumer_path)
+          ) WITHOUT ROWID;
+          INSERT INTO share_call_daily
+            SELECT day, resource, consumer, resource_scope, consumer_path, sum(kind != 'stream'), sum(status != 0), sum(rows),
+              sum(bytes), sum(CASE WHEN kind != 'stream' THEN latency_us ELSE 0 END), sum(kind = 'stream')
+            FROM share_call GROUP BY day, resource, consumer, resource_scope, consumer_path;
+          """)
+    }
     return migrator
   }()
 
@@ -108,10 +133,32 @@ public final class CallLog: Sendable {
             INSERT INTO share_call (time_ms, day, resource, resource_scope, consumer, consumer_path, grant_id, kind,
               fingerprint, rows, bytes, status, latency_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
+        // The day's totals: one upsert per group of this flush.
+        struct Key: Hashable { let day, resource, consumer, scope, path: String }
+        var totals: [Key: [Int64]] = [:]
         for entry in entries {
           try insert.execute(arguments: [
             entry.timeMs, entry.day, entry.resource, entry.resourceScope, entry.consumer, entry.consumerPath, entry.grant,
             entry.kind, entry.fingerprint, entry.rows, entry.bytes, entry.status, entry.latencyMicros,
+          ])
+          let session = entry.kind == "stream"
+          let key = Key(day: entry.day, resource: entry.resource, consumer: entry.consumer, scope: entry.resourceScope, path: entry.consumerPath)
+          let add: [Int64] = [
+            session ? 0 : 1, entry.status != 0 ? 1 : 0, entry.rows, entry.bytes, session ? 0 : entry.latencyMicros, session ? 1 : 0,
+          ]
+          totals[key] = zip(totals[key] ?? [0, 0, 0, 0, 0, 0], add).map { $0 + $1 }
+        }
+        let upsert = try db.cachedStatement(
+          sql: """
+            INSERT INTO share_call_daily (day, resource, consumer, resource_scope, consumer_path, calls, failures, rows, bytes,
+              latency_us, sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, failures = failures + excluded.failures,
+              rows = rows + excluded.rows, bytes = bytes + excluded.bytes, latency_us = latency_us + excluded.latency_us,
+              sessions = sessions + excluded.sessions
+            """)
+        for (key, values) in totals {
+          try upsert.execute(arguments: [
+            key.day, key.resource, key.consumer, key.scope, key.path, values[0], values[1], values[2], values[3], values[4], values[5],
           ])
         }
       }
@@ -143,10 +190,8 @@ public final class CallLog: Sendable {
     try flush()
     return try database.read { db in
       var sql = """
-        SELECT day, resource, consumer, resource_scope, consumer_path,
-          sum(kind != 'stream'), sum(status != 0), sum(rows), sum(bytes),
-          sum(CASE WHEN kind != 'stream' THEN latency_us ELSE 0 END), sum(kind = 'stream')
-        FROM share_call WHERE day >= ? AND day <= ?
+        SELECT day, resource, consumer, resource_scope, consumer_path, calls, failures, rows, bytes, latency_us, sessions
+        FROM share_call_daily WHERE day >= ? AND day <= ?
         """
       var arguments: [any DatabaseValueConvertible] = [from, to]
       if !resource.isEmpty {
@@ -157,7 +202,7 @@ public final class CallLog: Sendable {
         sql += " AND consumer = ?"
         arguments.append(consumer)
       }
-      sql += " GROUP BY day, resource, consumer, resource_scope, consumer_path ORDER BY day, resource, consumer"
+      sql += " ORDER BY day, resource, consumer"
       return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { row in
         var stat = Eduhub_Sharing_V1_CallStat()
         stat.day = row[0]
