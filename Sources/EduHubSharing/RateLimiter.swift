@@ -28,17 +28,19 @@ final class RateLimiter: Sendable {
   }
 
   /// Takes one call of `grant` at `rate` a second and `quota` a day.
-  /// - Parameter counted: the calls of the grant already logged today (read once per grant and
-  ///   day, when the limiter has not counted it yet).
+  /// - Parameter counted: the calls of the grant already logged today, read (outside the lock) only
+  ///   when the limiter has not counted the grant today yet.
   func take(
     _ grant: String, rate: Int32, quota: Int64, day: String, now: ContinuousClock.Instant = .now, counted: () -> Int64
   ) -> Outcome {
-    state.withLock { state in
+    let known = state.withLock { $0.day == day && $0.calls[grant] != nil }
+    let logged = known ? 0 : counted()
+    return state.withLock { state in
       if state.day != day {
         state.day = day
         state.calls.removeAll(keepingCapacity: true)
       }
-      let used = state.calls[grant] ?? counted()
+      let used = state.calls[grant] ?? logged
       guard used < quota else {
         state.calls[grant] = used
         return .quotaUsed

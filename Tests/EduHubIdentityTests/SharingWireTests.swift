@@ -69,3 +69,26 @@ struct SharingWireTests {
     #expect(parsed["columns"] as? [String] == ["name", "quote\"d", "n"])
   }
 }
+
+@Suite("Sharing: the token bucket and the daily quota")
+struct RateLimiterTests {
+  @Test("a burst of one second's calls, refilled at the rate; retry-after rounds up; the quota counts logged calls and resets each day")
+  func bucket() {
+    let limiter = RateLimiter()
+    let start = ContinuousClock.now
+    var outcomes: [RateLimiter.Outcome] = []
+    for _ in 0..<4 { outcomes.append(limiter.take("g", rate: 3, quota: 100, day: "2026-11-30", now: start) { 0 }) }
+    #expect(outcomes == [.allowed, .allowed, .allowed, .limited(retryAfter: 1)])
+    // A third of a second later one token is back.
+    #expect(limiter.take("g", rate: 3, quota: 100, day: "2026-11-30", now: start + .milliseconds(340)) { 0 } == .allowed)
+    #expect(limiter.take("g", rate: 3, quota: 100, day: "2026-11-30", now: start + .milliseconds(340)) { 0 } == .limited(retryAfter: 1))
+    // Another grant has its own bucket; its quota starts from what the log already holds today.
+    var asked = 0
+    #expect(limiter.take("h", rate: 100, quota: 5, day: "2026-11-30", now: start) { asked += 1; return 4 } == .allowed)
+    #expect(limiter.take("h", rate: 100, quota: 5, day: "2026-11-30", now: start) { asked += 1; return 4 } == .quotaUsed)
+    #expect(asked == 1)
+    // A new day: the quota again (the log is asked again).
+    #expect(limiter.take("h", rate: 100, quota: 5, day: "2026-12-01", now: start + .seconds(1)) { asked += 1; return 0 } == .allowed)
+    #expect(asked == 2)
+  }
+}
