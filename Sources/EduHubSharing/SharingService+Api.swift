@@ -19,10 +19,15 @@ extension SharingService {
   /// The plan of API `code` (cached until the store signals a commit).
   func apiPlan(_ code: String, caller: Caller) throws -> ApiPlan {
     let generation = identity.store.changed.generation
-    let cached = apis.withLock { cache -> ApiPlan? in
-      if cache.generation != generation { cache = ApiCache(generation: generation) }
-      return cache.byCode[code]
+    if apis.withLock({ $0.generation != generation }) {
+      // A commit somewhere (an order, a grant, a row): the plans stand unless the catalog changed.
+      let latest = try identity.reading { db in try identity.store.lastSequence(of: CatalogCollections.resource, in: db) }
+      apis.withLock { cache in
+        if cache.catalogSequence != latest { cache = ApiCache(catalogSequence: latest) }
+        cache.generation = generation
+      }
     }
+    let cached = apis.withLock { $0.byCode[code] }
     let plan: ApiPlan
     if let cached {
       plan = cached

@@ -105,19 +105,28 @@ extension SharingService {
             snapshotDone = true
           }
         } else {
-          let (page, head) = try identity.reading { db -> ([StoredRecord], Int64) in
+          let (page, through) = try identity.reading { db -> ([StoredRecord], Int64) in
             let head = try identity.store.lastSequence(in: db)
-            let page = try identity.store.changes(
+            var page = try identity.store.changes(
               of: rows.collection, after: cursor.sequence, through: head, idPrefix: rows.idPrefix, inScope: rows.scope, limit: batch,
               in: db)
-            return (page, head)
+            // Everything up to the head was read when the page was not full.
+            let through = page.count < batch ? max(cursor.sequence, head) : page.last?.sequence ?? cursor.sequence
+            // A view also loses the people who left its subtree (moved to another org): deletions.
+            if let scope = rows.scope {
+              for exit in try identity.store.exits(after: cursor.sequence, through: through, fromScope: scope, in: db)
+              where exit.collection == rows.collection {
+                page.append(StoredRecord(collection: exit.collection, id: exit.id, scope: exit.oldScope, body: [], deleted: true, sequence: exit.sequence))
+              }
+              page.sort { $0.sequence < $1.sequence }
+            }
+            return (page, through)
           }
           for record in page where rows.includes(record) {
             if try rows.appendChange(record, to: &message, scratch: &scratch) { clearMinors += 1 }
             changes += 1
           }
-          // Everything up to the head was read when the page was not full.
-          cursor.sequence = page.count < batch ? max(cursor.sequence, head) : page.last?.sequence ?? cursor.sequence
+          cursor.sequence = through
           if changes == 0 {
             if page.count < batch { await signal.wait(after: generation, timeout: .seconds(1)) }
             continue

@@ -19,11 +19,13 @@ public final class SharingService: Sendable {
   let limiter = RateLimiter()
   public let callLog: CallLog
   /// Resolved API resources by code (with their datasets) and their row encoders by grant, dropped
-  /// when the store signals a commit.
+  /// when a commit signal turns out to have changed the catalog.
   let apis = Mutex(ApiCache())
 
   struct ApiCache {
     var generation: UInt64 = 0
+    /// The catalog's last write the plans were made after.
+    var catalogSequence: Int64 = -1
     var byCode: [String: ApiPlan] = [:]
     var rows: [String: GrantedRows] = [:]
   }

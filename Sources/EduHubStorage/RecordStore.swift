@@ -548,6 +548,16 @@ public final class RecordStore: Sendable {
     return try Row.fetchAll(db.cachedStatement(sql: sql), arguments: StatementArguments(arguments)).map(Self.record)
   }
 
+  /// The sequence of the last write to `collection` (which must index its changes); 0 if none.
+  public func lastSequence(of collection: String, in db: Database) throws -> Int64 {
+    guard collections[collection]?.indexesChanges == true else {
+      throw StorageError(.rejected, "collection \(collection) does not index its changes")
+    }
+    return try Int64.fetchOne(
+      db.cachedStatement(
+        sql: "SELECT max(sequence) FROM record INDEXED BY \(Self.changeIndex(collection)) WHERE collection = '\(collection)'")) ?? 0
+  }
+
   /// Records written after sequence `after`, in sequence order, tombstones included: the change log.
   public func changes(after: Int64, limit: Int = 1000) throws -> [StoredRecord] {
     try database.read { db in

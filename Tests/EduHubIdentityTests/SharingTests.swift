@@ -367,6 +367,49 @@ struct SharingTests {
     }
   }
 
+  @Test("a subscription to a view over people: rows as the grant shows them (masked); a pupil who moves to another school is deleted from it")
+  func viewSubscription() async throws {
+    try await withSharing { fixture in
+      let world = fixture.world
+      var view = SharingFixture.resource("school.pupils", .conditional)
+      view.dataset.view.collection = "person"
+      view.dataset.view.personKind = "student"
+      view.dataset.view.orgCode = IdentityWorld.school
+      view.fields = [
+        SharingFixture.field("name", .string, .sensitive, .name), SharingFixture.field("grade", .integer),
+        SharingFixture.field("class_name", .string),
+      ]
+      _ = try await fixture.publish(view)
+      let bureau = try await world.options("bureau")
+      let asked = try await fixture.sharing.requestAccess(SharingFixture.terms("school.pupils", fields: ["name", "grade"]), options: bureau)
+      _ = try await fixture.decide(asked.id, .approve, as: "steward")
+      #expect(try await fixture.decide(asked.id, .approve, as: "officer").state == .approved)
+      let moved = IdentityWorld.student
+      let seen = Mutex<(keys: Set<String>, deleted: Set<String>, snapshot: Bool)>(([], [], false))
+      let stream = Task {
+        try await fixture.subscribe("school.pupils", options: bureau) { messages in
+          seen.withLock { state in
+            for change in messages.last?.changes ?? [] {
+              if change.deleted { state.deleted.insert(change.key) } else { state.keys.insert(change.key) }
+              if !change.deleted { #expect(change.row.values[0].text.hasSuffix("*") && change.row.masked) }  // minors' names masked
+            }
+            if messages.last?.snapshotDone == true { state.snapshot = true }
+            return state.deleted.contains(moved)
+          }
+        }
+      }
+      while !seen.withLock({ $0.snapshot }) { try await Task.sleep(for: .milliseconds(20)) }
+      #expect(seen.withLock { $0.keys.contains(moved) })
+      var update = Eduhub_Identity_V1_UpdatePersonRequest()
+      update.person.id = moved
+      update.person.orgCode = IdentityWorld.otherSchool
+      update.updateMask = ["org_code"]
+      _ = try world.identity.updatePerson(update, caller: .operator(name: "test"), peer: "test")
+      _ = try await stream.value
+      #expect(seen.withLock { $0.deleted } == [moved])
+    }
+  }
+
   @Test("a slow consumer holds the server to a bounded amount of unsent rows")
   func slowConsumer() async throws {
     try await withSharing { fixture in
