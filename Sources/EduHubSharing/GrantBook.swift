@@ -69,6 +69,11 @@ final class GrantBook: Sendable {
     state.withLock { state in (state.byResource[resource] ?? []).compactMap { state.byID[$0] } }
   }
 
+  /// Every grant.
+  func all() -> [Eduhub_Sharing_V1_Grant] {
+    state.withLock { Array($0.byID.values) }
+  }
+
   /// The grant `id` as it stands now.
   func grant(_ id: String) -> Eduhub_Sharing_V1_Grant? {
     state.withLock { $0.byID[id] }

@@ -138,12 +138,13 @@ extension SharingService {
     try recountSubscriptions(request.terms.resourceCode, in: db)
   }
 
-  /// The catalog's subscription count of a resource: its active grants.
+  /// The catalog's subscription count of a resource: its usable grants (active, not expired).
   func recountSubscriptions(_ code: String, in db: Database) throws {
     guard let (record, resource) = try catalog.stored(code, in: db) else { return }
     var count: Int64 = 0
+    let now = identity.nowMs()
     for grantRecord in try identity.store.find(SharingCollections.grant, index: "resource", key: code, limit: 100_000, in: db) {
-      if try Eduhub_Sharing_V1_Grant(serializedBytes: grantRecord.body).state == .active { count += 1 }
+      if Self.unusable(try Eduhub_Sharing_V1_Grant(serializedBytes: grantRecord.body), now: now) == nil { count += 1 }
     }
     guard resource.subscriptions != count else { return }
     var updated = resource

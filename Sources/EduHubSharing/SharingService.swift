@@ -47,6 +47,26 @@ public final class SharingService: Sendable {
     }
   }
 
+  /// When `sweep` last ran (ms).
+  let lastSweep = Mutex<Int64>(0)
+
+  /// Recounts the catalog's subscriptions of the resources whose grants expired since the last sweep
+  /// (`eduhub serve` runs it every minute); returns how many resources it recounted.
+  @discardableResult
+  public func sweep() throws -> Int {
+    try book.refresh(force: true)
+    let now = identity.nowMs()
+    let since = lastSweep.withLock { last in
+      defer { last = now }
+      return last
+    }
+    let due = Set(book.all().filter { $0.state == .active && $0.terms.expiresMs > since && $0.terms.expiresMs <= now }.map(\.terms.resourceCode))
+    for code in due.sorted() {
+      try identity.transaction { db in try recountSubscriptions(code, in: db) }
+    }
+    return due.count
+  }
+
   /// Writes pending call log entries.
   public func shutdown() {
     try? callLog.flush()

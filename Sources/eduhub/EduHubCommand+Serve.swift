@@ -4,6 +4,7 @@ import EduHubIdentity
 import EduHubSync
 import EduHubWorkOrders
 import EduHubRPC
+import EduHubSharing
 import Logging
 import Dispatch
 import NIOCore
@@ -120,7 +121,8 @@ extension EduHubCommand {
           }
         }
       }
-      // Work orders: auto-close, SLA warnings and breaches, sync conflicts to orders, every minute.
+      // Work orders: auto-close, SLA warnings and breaches, sync conflicts to orders, every minute;
+      // sharing: subscription counts of grants that expired.
       let sweeping = open.map { node in
         Task {
           // The order index is loaded first, off the cooperative threads (a million orders take a
@@ -156,6 +158,10 @@ extension EduHubCommand {
               }
             } catch where !Task.isCancelled {
               logger.warning("work order sweep failed", metadata: ["error": "\(error)"])
+            } catch {}
+            // Sharing: the catalog's subscription counts of grants that expired meanwhile.
+            do { try node.sharing.sweep() } catch where !Task.isCancelled {
+              logger.warning("sharing sweep failed", metadata: ["error": "\(error)"])
             } catch {}
           }
         }

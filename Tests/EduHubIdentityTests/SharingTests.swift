@@ -294,6 +294,14 @@ struct SharingTests {
       var list = Eduhub_Sharing_V1_ListGrantsRequest()
       list.mine = true
       #expect(try await fixture.sharing.listGrants(list, options: bureau).grants.first?.state == .expired)
+      // The sweep takes the expired grant out of the catalog's subscription count.
+      func subscriptions() throws -> Int64? {
+        try world.identity.store.get(CatalogCollections.resource, SharingFixture.roster)
+          .map { try Eduhub_Catalog_V1_Resource(serializedBytes: $0.body).subscriptions }
+      }
+      #expect(try subscriptions() == 1)
+      #expect(try world.node.sharing.sweep() == 1)
+      #expect(try subscriptions() == 0)
       _ = try await fixture.change(grant, .renew, expires: world.identity.nowMs() + 86_400_000)
       _ = try await fixture.change(grant, .revoke)
       let revoked = await expectStatus(.permissionDenied) { try await fixture.subscribe(options: bureau) { _ in true } }
