@@ -48,6 +48,9 @@ extension SharingService {
     }
     guard catalog.visible(plan.api, path: plan.scope, to: caller) else { throw RPCError(.notFound, "no API \(code.prefix(64))") }
     guard !plan.api.retired else { throw RPCError(.failedPrecondition, "API \(plan.api.code) is retired") }
+    guard !plan.table.retired else {
+      throw RPCError(.failedPrecondition, "the dataset \(plan.table.code) of API \(plan.api.code) is retired")
+    }
     return plan
   }
 

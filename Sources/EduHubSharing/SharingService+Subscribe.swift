@@ -56,6 +56,7 @@ extension SharingService {
     guard resource.type == .table, resource.dataset.source != nil else {
       throw RPCError(.failedPrecondition, "resource \(resource.code) has no rows to subscribe to (an API is called: CallApi)")
     }
+    guard !resource.retired else { throw RPCError(.failedPrecondition, "resource \(resource.code) is retired") }
     var grant = try self.grant(for: resource.code, caller: caller, consumerID: request.consumerID, action: action, peer: peer)
     var cursor =
       try SubscriptionCursor.parse(request.cursor, code: resource.code)

@@ -554,6 +554,18 @@ struct SharingTests {
       // Statistics: the consumer sees its calls.
       let stats = try await fixture.sharing.getCallStats(Eduhub_Sharing_V1_CallStatsRequest(), options: bureau)
       #expect(stats.stats.reduce(0) { $0 + $1.calls } == 7 && stats.stats.reduce(0) { $0 + $1.failures } == 3)
+      // The steward sees them too; another consumer does not.
+      let steward = try await world.options("steward")
+      #expect(try await fixture.sharing.getCallStats(Eduhub_Sharing_V1_CallStatsRequest(), options: steward).stats.count == stats.stats.count)
+      try await world.account("other", role: .dataConsumer, org: "511722")
+      #expect(try await fixture.sharing.getCallStats(Eduhub_Sharing_V1_CallStatsRequest(), options: try await world.options("other")).stats.isEmpty)
+      // A retired dataset stops its APIs.
+      var retire = Eduhub_Catalog_V1_RetireResourceRequest()
+      retire.code = SharingFixture.roster
+      _ = try await fixture.catalog.retireResource(retire, options: steward)
+      point.parameters = ["id": "S0007"]
+      let retired = await expectStatus(.failedPrecondition) { try await fixture.sharing.callApi(point, options: bureau) }
+      #expect(retired.contains("retired"))
     }
   }
 
