@@ -90,6 +90,7 @@ public final class CallLog: Sendable {
             SELECT day, resource, consumer, resource_scope, consumer_path, sum(kind != 'stream'), sum(status != 0), sum(rows),
               sum(bytes), sum(CASE WHEN kind != 'stream' THEN latency_us ELSE 0 END), sum(kind = 'stream')
             FROM share_call GROUP BY day, resource, consumer, resource_scope, consumer_path;
+          DROP INDEX share_call_day;
           """)
     }
     return migrator
