@@ -1,5 +1,6 @@
 import EduHubRPC
 import Foundation
+import NIOCore
 import SwiftProtobuf
 import Testing
 
@@ -61,6 +62,44 @@ struct PlainHTTPTests {
       let reply = try await client.unary(EchoService.unary, request: bytes("still gRPC"), responseType: Bytes.self)
       #expect(reply.value == Data("still gRPC".utf8))
       await client.close()
+    }
+  }
+
+  @Test("an idle HTTP/1.1 keep-alive connection is closed after the keep-alive timeout")
+  func keepAliveTimeout() async throws {
+    var configuration = Self.configuration()
+    configuration.httpKeepAliveTimeout = .milliseconds(300)
+    try await withHarness(configuration: configuration) { harness in
+      let port = harness.port
+      let closedAfter: Double = try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+          let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+          defer { close(descriptor) }
+          // A server that never closes fails the test after 5 s rather than hanging it.
+          var limit = timeval(tv_sec: 5, tv_usec: 0)
+          setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+          var address = sockaddr_in()
+          address.sin_family = sa_family_t(AF_INET)
+          address.sin_port = in_port_t(UInt16(port).bigEndian)
+          address.sin_addr.s_addr = inet_addr("127.0.0.1")
+          let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+          }
+          guard connected == 0 else { return continuation.resume(throwing: RPCError(.unavailable, "connect failed")) }
+          let request = Array("GET /a HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+          _ = request.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+          var buffer = [UInt8](repeating: 0, count: 4096)
+          let answered = recv(descriptor, &buffer, buffer.count, 0)
+          guard answered > 0, String(decoding: buffer[..<answered], as: UTF8.self).hasPrefix("HTTP/1.1 200") else {
+            return continuation.resume(throwing: RPCError(.internalError, "no answer"))
+          }
+          let start = Date()
+          // The next read returns 0 when the server closes the idle connection.
+          let closed = recv(descriptor, &buffer, buffer.count, 0)
+          continuation.resume(returning: closed == 0 ? Date().timeIntervalSince(start) : -1)
+        }
+      }
+      #expect(closedAfter >= 0.2 && closedAfter < 5, "closed after \(closedAfter) s")
     }
   }
 

@@ -86,7 +86,10 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
   }
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-    if event is GracefulShutdownEvent {
+    if event is IdleStateHandler.IdleStateEvent {
+      // Nothing sent or received for the keep-alive timeout: close unless a request is being served.
+      if !busy, head == nil { context.close(promise: nil) }
+    } else if event is GracefulShutdownEvent {
       // Finish the request in progress, then close.
       draining = true
       if !busy, head == nil { context.close(promise: nil) }

@@ -38,6 +38,8 @@ public struct ServerConfiguration: Sendable {
   /// Serves plain HTTP requests on the same port (HTTP/1.1, and HTTP/2 requests whose content type
   /// is not gRPC's); nil answers them 415 (HTTP/2) or 505 (HTTP/1).
   public var httpHandler: (any HTTPHandler)?
+  /// How long an HTTP/1.1 keep-alive connection may sit idle between requests before it is closed.
+  public var httpKeepAliveTimeout: TimeAmount = .seconds(60)
 
   public init() {}
 }

@@ -343,6 +343,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     do {
       let pipeline = context.pipeline.syncOperations
       try pipeline.configureHTTPServerPipeline(position: .after(self), withPipeliningAssistance: true, withErrorHandling: true)
+      // Idle keep-alive connections are closed (the HTTP/2 handler's timers leave with it).
+      try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.httpKeepAliveTimeout), position: .after(self))
       try pipeline.addHandler(
         HTTP1ConnectionHandler(
           handler: handler, maxBodySize: configuration.maxReceiveMessageSize, peer: connectionInfo.peer,
