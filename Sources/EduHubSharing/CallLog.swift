@@ -36,6 +36,8 @@ public final class CallLog: Sendable {
   private struct Pending {
     var entries: [Entry] = []
     var flushScheduled = false
+    /// Entries a flush is writing (counted by `calls` until their transaction has committed).
+    var flushing: [Entry] = []
   }
 
   private let pending = Mutex(Pending())
@@ -123,10 +125,14 @@ public final class CallLog: Sendable {
   /// Writes every pending entry now.
   public func flush() throws {
     let entries = pending.withLock { state -> [Entry] in
-      defer { state = Pending() }
-      return state.entries
+      let taken = state.entries
+      state.entries = []
+      state.flushScheduled = false
+      state.flushing += taken
+      return taken
     }
     guard !entries.isEmpty else { return }
+    defer { pending.withLock { $0.flushing.removeFirst(min(entries.count, $0.flushing.count)) } }
     do {
       try database.write { db in
         let insert = try db.cachedStatement(
@@ -170,13 +176,19 @@ public final class CallLog: Sendable {
     }
   }
 
-  /// Calls (not tests or sessions) of `grant` logged on `day`.
+  /// Calls (not tests or sessions) of `grant` logged on `day`: those written and those pending (no
+  /// flush: this may run on an event loop, where a write transaction must not).
   func calls(of grant: String, on day: String) throws -> Int64 {
-    try flush()
-    return try database.read { db in
+    // Memory first (pending and being written): an entry committed between the two reads is
+    // counted twice rather than missed.
+    let pending = pending.withLock { state in
+      Int64((state.flushing + state.entries).lazy.filter { $0.grant == grant && $0.day == day && $0.kind == "call" }.count)
+    }
+    let written = try database.read { db in
       try Int64.fetchOne(
         db, sql: "SELECT count(*) FROM share_call WHERE grant_id = ? AND day = ? AND kind = 'call'", arguments: [grant, day]) ?? 0
     }
+    return written + pending
   }
 
   /// One group of the statistics, with what decides who may see it.
