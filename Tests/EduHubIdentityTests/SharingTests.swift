@@ -762,6 +762,13 @@ struct SharingTests {
         """
       let (status, output) = try await Self.run("/usr/bin/env", ["python3", "-c", script, url, token])
       #expect(status == 0 && output.trimmingCharacters(in: .whitespacesAndNewlines) == "200 S0003 name")
+      // The catalog manual's curl line works as printed once the node's address and a token are in it.
+      var detail = Eduhub_Catalog_V1_GetResourceRequest()
+      detail.code = "roster.lookup"
+      let example = try await fixture.catalog.getResource(detail, options: world.bearer(token)).manual.curlExample
+      let command = example.replacingOccurrences(of: "https://<节点地址>", with: "http://127.0.0.1:\(world.port)")
+      let manual = try await Self.run("/usr/bin/env", ["TOKEN=\(token)", "/bin/sh", "-c", command])
+      #expect(manual.status == 0 && manual.output.hasPrefix("{\"columns\":[\"student_id\""), "\(command) -> \(manual.output)")
       // gRPC still works on the same port after the HTTP/1 connections.
       var call = Eduhub_Sharing_V1_CallApiRequest()
       call.apiCode = "roster.lookup"
