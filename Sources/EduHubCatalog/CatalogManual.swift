@@ -4,7 +4,7 @@ import SwiftProtobuf
 
 /// The manual of a resource, generated from its definition (so it cannot drift from it): what it
 /// provides, the method to call, request and response fields with types, examples, status codes.
-package enum CatalogManual {
+enum CatalogManual {
   static let readRows = "/eduhub.catalog.v1.CatalogService/ReadRows"
 
   static func make(for resource: Eduhub_Catalog_V1_Resource) -> Eduhub_Catalog_V1_Manual {
@@ -123,13 +123,12 @@ package enum CatalogManual {
     let body = (try? JSONSerialization.data(withJSONObject: parameters, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     manual.curlExample =
       "curl -sS https://<节点地址>/v1/apis/\(resource.code) -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '\(body)'"
-    var example: [String: Any] = ["columns": resource.fields.map(\.name)]
-    var row: [String: Any] = [:]
-    for field in resource.fields { row[field.name] = jsonExample(field) }
-    example["rows"] = [row]
-    if grouped { example["suppressed_groups"] = 0 }
-    manual.responseExample =
-      (try? JSONSerialization.data(withJSONObject: example, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    var example = Eduhub_Sharing_V1_CallApiResponse()
+    example.columns = resource.fields.map(\.name)
+    var row = Eduhub_Catalog_V1_DataRow()
+    row.values = resource.fields.map(Self.example)
+    example.rows = [row]
+    manual.responseExample = String(decoding: ApiJSON.answer(example), as: UTF8.self)
     manual.statuses = [
       status("OK / HTTP 200", "成功"),
       status("UNAUTHENTICATED / HTTP 401", "缺少或无效的访问令牌"),
@@ -140,22 +139,6 @@ package enum CatalogManual {
       status("UNAVAILABLE / HTTP 503", "节点暂不可用，可稍后重试"),
     ]
     return manual
-  }
-
-  /// The JSON form of an example value (what the HTTPS/JSON endpoint returns for the field).
-  static func jsonExample(_ field: Eduhub_Catalog_V1_SchemaField) -> Any { jsonValue(example(field)) }
-
-  /// A value as the HTTPS/JSON endpoints give it (for JSONSerialization): decimals and dates stay
-  /// text (no binary rounding), null is NSNull.
-  package static func jsonValue(_ value: Eduhub_Catalog_V1_Value) -> Any {
-    switch value.kind {
-    case .integer(let number): return number
-    case .timestampMs(let ms): return ms
-    case .boolean(let flag): return flag
-    case .text(let text): return text
-    case .decimal(let text), .date(let text): return text
-    case .null, .none: return NSNull()
-    }
   }
 
   static func typeName(_ type: Eduhub_Catalog_V1_FieldType) -> String {

@@ -8,7 +8,15 @@ import Foundation
 import GRDB
 
 extension IdentityService {
-  static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+  /// Lower-case hex, two digits a byte (by table: String(format:) goes through Foundation's locale
+  /// machinery for every byte).
+  package static func hex(_ bytes: [UInt8]) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count * 2)
+    for byte in bytes { out += [digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]] }
+    return String(decoding: out, as: UTF8.self)
+  }
 
   /// The digest a one-time code or refresh secret is kept as (they are random, so no key or salt
   /// is needed; only the digest is stored).

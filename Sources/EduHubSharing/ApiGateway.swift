@@ -45,7 +45,7 @@ public struct ApiGateway: HTTPHandler {
       call.consumerID = query["consumer"] ?? ""
       call.test = ["true", "1", "yes"].contains(query["test"]?.lowercased() ?? "")
       let response = try sharing.callApi(call, caller: caller, peer: request.peer)
-      return HTTPResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: Self.json(response))
+      return HTTPResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: ApiJSON.answer(response))
     } catch {
       return Self.error(RPCError.from(error))
     }
@@ -78,40 +78,6 @@ public struct ApiGateway: HTTPHandler {
       throw RPCError(.invalidArgument, "the body must be a JSON object whose members are strings, numbers or booleans")
     }
     return object.compactMapValues(\.text)
-  }
-
-  /// The JSON form of an answer: each row an object by column, in column order.
-  ///
-  /// Written by hand: Foundation's JSONSerialization bridges every value through NSDictionary and a
-  /// dynamic cast, which was half of a call's CPU. The grammar is RFC 8259's; strings are escaped by
-  /// `JSONText`.
-  static func json(_ response: Eduhub_Sharing_V1_CallApiResponse) -> [UInt8] {
-    var out: [UInt8] = []
-    out.reserveCapacity(64 + response.rows.count * 32 * max(1, response.columns.count))
-    let columns = response.columns.map { name -> [UInt8] in
-      var quoted: [UInt8] = []
-      JSONText.appendString(name, to: &quoted)
-      return quoted
-    }
-    out += Array(#"{"columns":["#.utf8)
-    for (index, column) in columns.enumerated() {
-      if index > 0 { out.append(UInt8(ascii: ",")) }
-      out += column
-    }
-    out += Array(#"],"rows":["#.utf8)
-    for (rowIndex, row) in response.rows.enumerated() {
-      if rowIndex > 0 { out.append(UInt8(ascii: ",")) }
-      out.append(UInt8(ascii: "{"))
-      for (index, (column, value)) in zip(columns, row.values).enumerated() {
-        if index > 0 { out.append(UInt8(ascii: ",")) }
-        out += column
-        out.append(UInt8(ascii: ":"))
-        JSONText.appendValue(value, to: &out)
-      }
-      out.append(UInt8(ascii: "}"))
-    }
-    out += Array(#"],"suppressed_groups":\#(response.suppressedGroups),"truncated":\#(response.truncated)}"#.utf8)
-    return out
   }
 
   /// The HTTP status of a gRPC status.

@@ -116,57 +116,38 @@ struct GrantedRows: Sendable {
   /// minor's sensitive field is in it in clear.
   private func encodeRow(_ record: StoredRecord, key: String, scratch: inout Scratch) throws -> Bool {
     scratch.row.removeAll(keepingCapacity: true)
-    guard case .ingested(let schema, let masker) = source else {
-      let (row, audited) = try self.row(record)
-      scratch.row = try row.serializedBytes()
-      return audited
-    }
     do {
-      let result = try masker.mask(record.body, personID: key, scope: record.scope, for: reader, on: today)
-      let body = result.body
-      if scratch.slots.isEmpty {
-        scratch.slots = Array(repeating: nil, count: (schema.fields.map { DatasetSchema.fieldNumber($0.column) }.max() ?? 0) + 1)
-      } else {
-        for index in scratch.slots.indices { scratch.slots[index] = nil }
-      }
-      var index = 0
-      while index < body.count {
-        let field = try WireFields.nextField(body, &index)
-        if field.wireType == 2, field.number < scratch.slots.count { scratch.slots[field.number] = field.value }
-      }
-      RowWire.appendField(1, key, to: &scratch.row)
-      for (position, field) in schema.fields.enumerated() {
-        let range = scratch.slots[DatasetSchema.fieldNumber(field.column)]
-        RowWire.appendValue(range.map { body[$0] }, field.type, trusted: trusted[position], to: &scratch.row)
-      }
-      if result.changed { RowWire.appendVarintField(3, 1, to: &scratch.row) }
-      return !result.auditedFields.isEmpty
-    } catch {
-      throw RPCError(.dataLoss, "a row of \(code) cannot be read")
-    }
-  }
-
-  /// One record as a row for the grant; and whether a minor's sensitive field went out in clear
-  /// (the caller audits).
-  func row(_ record: StoredRecord) throws -> (row: Eduhub_Catalog_V1_DataRow, clearMinorFields: Bool) {
-    switch source {
-    case .ingested(let schema, let masker):
-      let key = key(of: record)
-      do {
-        let result = try masker.mask(record.body, personID: key, scope: record.scope, for: reader, on: today)
-        return (try schema.row(result.body, masked: result.changed), !result.auditedFields.isEmpty)
-      } catch {
-        throw RPCError(.dataLoss, "a row of \(code) cannot be read")
-      }
-    case .view(_, _, let masker):
-      do {
+      switch source {
+      case .view(_, _, let masker):
+        // People are decoded (a view's fields are computed from the Person message).
         let result = try masker.mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today)
         var person = try Eduhub_Identity_V1_Person(serializedBytes: result.body)
         person.masked = result.changed
-        return (PersonView.row(person, fields: fields), !result.auditedFields.isEmpty)
-      } catch {
-        throw RPCError(.dataLoss, "a row of \(code) cannot be read")
+        scratch.row = try PersonView.row(person, fields: fields).serializedBytes()
+        return !result.auditedFields.isEmpty
+      case .ingested(let schema, let masker):
+        let result = try masker.mask(record.body, personID: key, scope: record.scope, for: reader, on: today)
+        let body = result.body
+        if scratch.slots.isEmpty {
+          scratch.slots = Array(repeating: nil, count: (schema.fields.map { DatasetSchema.fieldNumber($0.column) }.max() ?? 0) + 1)
+        } else {
+          for index in scratch.slots.indices { scratch.slots[index] = nil }
+        }
+        var index = 0
+        while index < body.count {
+          let field = try WireFields.nextField(body, &index)
+          if field.wireType == 2, field.number < scratch.slots.count { scratch.slots[field.number] = field.value }
+        }
+        RowWire.appendField(1, key, to: &scratch.row)
+        for (position, field) in schema.fields.enumerated() {
+          let range = scratch.slots[DatasetSchema.fieldNumber(field.column)]
+          RowWire.appendValue(range.map { body[$0] }, field.type, trusted: trusted[position], to: &scratch.row)
+        }
+        if result.changed { RowWire.appendVarintField(3, 1, to: &scratch.row) }
+        return !result.auditedFields.isEmpty
       }
+    } catch {
+      throw RPCError(.dataLoss, "a row of \(code) cannot be read")
     }
   }
 }

@@ -54,13 +54,6 @@ extension SharingService {
     return plan
   }
 
-  /// Whether `request` reads one row by its key (every key field bound by EQUALS): cheap enough to
-  /// answer on an event loop.
-  public func isPointLookup(_ request: Eduhub_Sharing_V1_CallApiRequest, caller: Caller) throws -> Bool {
-    guard let point = try apiPlan(request.apiCode, caller: caller).pointKey else { return false }
-    return point.allSatisfy { request.parameters[$0]?.isEmpty == false }
-  }
-
   /// The call's parameters checked and parsed by their fields' types.
   static func filters(_ values: [String: String], _ plan: ApiPlan) throws -> [String: ApiFilter] {
     var filters: [String: ApiFilter] = [:]
@@ -87,7 +80,7 @@ extension SharingService {
   /// A fingerprint of the parameters (the same call, the same fingerprint; never the values).
   static func fingerprint(_ values: [String: String]) -> String {
     let canonical = values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{0}")
-    return KeyedHash.digest(Array(canonical.utf8), length: 8).map { String($0, radix: 16).leftPadded(2) }.joined()
+    return IdentityService.hex(KeyedHash.digest(Array(canonical.utf8), length: 8))
   }
 
   /// Calls a shared API with `caller`'s grant: rate limit and quota, filters, rows masked for the
@@ -99,9 +92,20 @@ extension SharingService {
   /// `callApi` with the answer as protobuf bytes (CallApiResponse): rows are encoded straight from
   /// the stored bytes, as subscriptions do, and the log records the answer's exact size.
   public func callApiEncoded(_ request: Eduhub_Sharing_V1_CallApiRequest, caller: Caller, peer: String) throws -> [UInt8] {
+    try callApiEncoded(request, plan: try apiPlan(request.apiCode, caller: caller), caller: caller, peer: peer)
+  }
+
+  /// `callApiEncoded` when `request` reads one row by its key (every key field bound by EQUALS):
+  /// cheap enough to answer on an event loop. nil for any other call, which then runs as a task.
+  public func pointLookupEncoded(_ request: Eduhub_Sharing_V1_CallApiRequest, caller: Caller, peer: String) throws -> [UInt8]? {
+    let plan = try apiPlan(request.apiCode, caller: caller)
+    guard let point = plan.pointKey, point.allSatisfy({ request.parameters[$0]?.isEmpty == false }) else { return nil }
+    return try callApiEncoded(request, plan: plan, caller: caller, peer: peer)
+  }
+
+  func callApiEncoded(_ request: Eduhub_Sharing_V1_CallApiRequest, plan: ApiPlan, caller: Caller, peer: String) throws -> [UInt8] {
     let started = ContinuousClock.now
     let action = "sharing.CallApi"
-    let plan = try apiPlan(request.apiCode, caller: caller)
     let grant = try self.grant(for: plan.api.code, caller: caller, consumerID: request.consumerID, action: action, peer: peer)
     let fingerprint = Self.fingerprint(request.parameters)
     let kind = request.test ? "test" : "call"
@@ -161,7 +165,6 @@ extension SharingService {
     _ plan: ApiPlan, grant: Eduhub_Sharing_V1_Grant, shown: Set<String>?, filters: [String: ApiFilter], limit: Int
   ) throws -> (bytes: [UInt8], rows: Int) {
     let api = plan.api.api
-    let checks = Array(filters.values)
     if api.aggregates.isEmpty {
       let rows = apiRows(plan, grant: grant, shown: shown)
       var out: [UInt8] = []
@@ -170,7 +173,7 @@ extension SharingService {
       var count = 0
       var truncated = false
       var clearMinors = 0
-      try scan(plan, filters: filters, checks: checks) { record in
+      try scan(plan, filters: filters) { record in
         guard count < limit else {
           truncated = true
           return false
@@ -180,12 +183,7 @@ extension SharingService {
         return true
       }
       if truncated { RowWire.appendVarintField(4, 1, to: &out) }
-      if clearMinors > 0 {
-        identity.audit.record(
-          .init(
-            actor: Self.consumerKey(grant.terms.consumer), action: "privacy.clear-read", target: plan.api.code,
-            detail: "grant \(grant.id): \(clearMinors) rows with minors' sensitive fields", timeMs: identity.nowMs()))
-      }
+      auditClearReads(clearMinors, grant: grant, target: plan.api.code, actor: Self.consumerKey(grant.terms.consumer), peer: "")
       return (out, count)
     }
     let shownNames = Set(Self.grantedFields(grant, of: plan.api).map(\.name)).filter { shown?.contains($0) ?? true }
@@ -195,7 +193,7 @@ extension SharingService {
     let groupFields = api.groupBy.compactMap { byName[$0] }
     let aggregateTypes = api.aggregates.map { byName[$0.field]?.type ?? .integer }
     var groups: [[String?]: (rows: Int64, accumulators: [ApiValues.Accumulator])] = [:]
-    try scan(plan, filters: filters, checks: checks) { record in
+    try scan(plan, filters: filters) { record in
       let values = try Self.values(of: record, plan.table, fields: groupFields + api.aggregates.map { byName[$0.field] })
       let key = Array(values.prefix(groupFields.count))
       var group = groups[key] ?? (0, Array(repeating: ApiValues.Accumulator(), count: api.aggregates.count))
@@ -252,7 +250,8 @@ extension SharingService {
   }
 
   /// Visits the table's records that pass `filters` (clear values), until `visit` returns false.
-  func scan(_ plan: ApiPlan, filters: [String: ApiFilter], checks: [ApiFilter], _ visit: (StoredRecord) throws -> Bool) throws {
+  func scan(_ plan: ApiPlan, filters: [String: ApiFilter], _ visit: (StoredRecord) throws -> Bool) throws {
+    let checks = Array(filters.values)
     let fields = checks.map(\.field)
     func passes(_ record: StoredRecord) throws -> Bool {
       guard !checks.isEmpty else { return true }
@@ -295,8 +294,4 @@ extension SharingService {
       }
     }
   }
-}
-
-extension String {
-  func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }

@@ -114,9 +114,7 @@ public struct SharingEndpoints: RPCService {
       guard method.descriptor == Eduhub_Sharing_V1_SharingService.Method.callApi else { return method }
       return .inlineOrTask(Eduhub_Sharing_V1_SharingService.Method.callApi) {
         (request: Eduhub_Sharing_V1_CallApiRequest, context) -> [UInt8]? in
-        let caller = try context.caller()
-        guard try service.isPointLookup(request, caller: caller) else { return nil }
-        return try service.callApiEncoded(request, caller: caller, peer: context.peer)
+        try service.pointLookupEncoded(request, caller: try context.caller(), peer: context.peer)
       } _: { request, context in
         try service.callApiEncoded(request, caller: try context.caller(), peer: context.peer)
       }

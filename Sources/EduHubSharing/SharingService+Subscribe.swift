@@ -139,12 +139,7 @@ extension SharingService {
         RowWire.appendField(3, cursor.encoded(code: resource.code), to: &message)
         if snapshotDone { RowWire.appendVarintField(4, 1, to: &message) }
         RowWire.appendField(5, grant.id, to: &message)
-        if clearMinors > 0 {
-          identity.audit.record(
-            .init(
-              actor: caller.actor, action: "privacy.clear-read", target: resource.code,
-              detail: "grant \(grant.id): \(clearMinors) rows with minors' sensitive fields", peer: peer, timeMs: identity.nowMs()))
-        }
+        auditClearReads(clearMinors, grant: grant, target: resource.code, actor: caller.actor, peer: peer)
         sent.bytes += Int64(try await send(message))
         sent.rows += Int64(changes)
       }
@@ -170,6 +165,16 @@ extension SharingService {
 
   func snapshotKey(_ rows: GrantedRows, _ record: StoredRecord) -> String {
     rows.scope == nil ? rows.key(of: record) : record.scope + "\u{1F}" + record.id
+  }
+
+  /// Records that `rows` rows with minors' sensitive fields went out in clear through `grant` (one
+  /// audit event per message or call, not one per row).
+  func auditClearReads(_ rows: Int, grant: Eduhub_Sharing_V1_Grant, target: String, actor: String, peer: String) {
+    guard rows > 0 else { return }
+    identity.audit.record(
+      .init(
+        actor: actor, action: "privacy.clear-read", target: target, detail: "grant \(grant.id): \(rows) rows with minors' sensitive fields",
+        peer: peer, timeMs: identity.nowMs()))
   }
 
   /// Logs one call or session.

@@ -60,7 +60,7 @@ struct SharingWireTests {
     row.values = [text, number, null]
     response.rows = [row]
     response.suppressedGroups = 2
-    let json = ApiGateway.json(response)
+    let json = ApiJSON.answer(response)
     let parsed = try #require(try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any])
     let rows = try #require(parsed["rows"] as? [[String: Any]])
     #expect(rows[0]["name"] as? String == "王\"小\\明\n\t\u{1}\u{7F}/")
