@@ -348,10 +348,7 @@ extension CatalogService {
       let path = try identity.orgPath(view.orgCode, in: db)
       let kind = PersonView.kind(view.personKind) ?? .unspecified
       var out: [Eduhub_Catalog_V1_DataRow] = []
-      var cursor: StoredRecord?
-      if let after, let split = after.firstIndex(of: "\u{1F}") {
-        cursor = StoredRecord(collection: "", id: String(after[after.index(after: split)...]), scope: String(after[..<split]), body: [])
-      }
+      var cursor = after.flatMap(PersonView.cursor)
       // Pages of people in the view's subtree, kept when of the view's kind.
       while true {
         let page = try identity.store.inScope(PersonView.collection, scope: path, after: cursor, limit: 1000, in: db)
@@ -359,7 +356,7 @@ extension CatalogService {
           cursor = record
           guard PersonView.isKind(record.body, kind), record.id.hasPrefix(keyPrefix) else { continue }
           out.append(PersonView.row(try identity.view(record, for: caller, peer: peer, on: today), fields: resource.fields))
-          if out.count == limit { return (out, record.scope + "\u{1F}" + record.id) }
+          if out.count == limit { return (out, PersonView.position(of: record)) }
         }
         if page.count < 1000 { return (out, nil) }
       }
@@ -372,7 +369,7 @@ extension CatalogService {
         limit: limit + 1, in: db)
       var out: [Eduhub_Catalog_V1_DataRow] = []
       for record in page.prefix(limit) {
-        let key = String(record.id.dropFirst(resource.code.utf8.count + 1))
+        let key = DatasetSchema.key(ofRecordID: record.id, code: resource.code)
         let result: RecordMasker.Result
         do {
           result = try masker.mask(record.body, personID: key, scope: record.scope, for: caller.reader(for: key), on: today)

@@ -39,6 +39,11 @@ package struct DatasetSchema: Sendable {
 
   package static func recordID(_ code: String, _ key: String) -> String { code + "|" + key }
 
+  /// The row key of record id `code|key`.
+  package static func key(ofRecordID id: String, code: String) -> String {
+    String(id.utf8.dropFirst(code.utf8.count + 1)) ?? id
+  }
+
   /// The classification of stored rows' field numbers, for `RecordMasker`.
   package var classified: [ClassifiedField] {
     fields.map { field in

@@ -96,6 +96,16 @@ package enum PersonView {
     return row
   }
 
+  /// Where a page of a view stands: a person's scope and id, joined by U+001F (people are read in
+  /// (scope, id) order).
+  package static func position(of record: StoredRecord) -> String { record.scope + "\u{1F}" + record.id }
+
+  /// The record a `position` names, as `RecordStore.inScope` pages after it; nil for anything else.
+  package static func cursor(_ position: String) -> StoredRecord? {
+    guard let split = position.firstIndex(of: "\u{1F}") else { return nil }
+    return StoredRecord(collection: collection, id: String(position[position.index(after: split)...]), scope: String(position[..<split]), body: [])
+  }
+
   /// Whether a stored person body is of `kind` (field 2, a varint), read without decoding it.
   package static func isKind(_ body: [UInt8], _ kind: Eduhub_Identity_V1_PersonKind) -> Bool {
     guard kind != .unspecified else { return true }

@@ -71,7 +71,7 @@ struct GrantedRows: Sendable {
   /// The row key of a record.
   func key(of record: StoredRecord) -> String {
     if case .view = source { return record.id }
-    return String(record.id.utf8.dropFirst(code.utf8.count + 1)) ?? record.id
+    return DatasetSchema.key(ofRecordID: record.id, code: code)
   }
 
   /// Whether a record belongs to the rows at all (a view keeps people of its kind).

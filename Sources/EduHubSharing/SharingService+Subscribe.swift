@@ -152,19 +152,15 @@ extension SharingService {
   /// The next page of the snapshot after `key`.
   func snapshotPage(_ rows: GrantedRows, after key: String, limit: Int, in db: Database) throws -> [StoredRecord] {
     if let scope = rows.scope {
-      // A view is read by (scope, id): its key is both, joined by U+001F.
-      var cursor: StoredRecord?
-      if let split = key.firstIndex(of: "\u{1F}") {
-        cursor = StoredRecord(collection: "", id: String(key[key.index(after: split)...]), scope: String(key[..<split]), body: [])
-      }
-      return try identity.store.inScope(rows.collection, scope: scope, after: cursor, limit: limit, in: db)
+      // A view is read by (scope, id).
+      return try identity.store.inScope(rows.collection, scope: scope, after: PersonView.cursor(key), limit: limit, in: db)
     }
     return try identity.store.withPrefix(
       rows.collection, idPrefix: rows.idPrefix, after: key.isEmpty ? nil : rows.idPrefix + key, limit: limit, in: db)
   }
 
   func snapshotKey(_ rows: GrantedRows, _ record: StoredRecord) -> String {
-    rows.scope == nil ? rows.key(of: record) : record.scope + "\u{1F}" + record.id
+    rows.scope == nil ? rows.key(of: record) : PersonView.position(of: record)
   }
 
   /// Records that `rows` rows with minors' sensitive fields went out in clear through `grant` (one
