@@ -81,8 +81,9 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
       buffer.writeBytes(response.body)
       context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
     }
-    let done = context.writeAndFlushWithResult(wrapOutboundOut(.end(nil)))
-    if !keepAlive { done.whenComplete { _ in context.close(promise: nil) } }
+    let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+    let channel = context.channel
+    if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
   }
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -100,13 +101,5 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     context.close(promise: nil)
-  }
-}
-
-extension ChannelHandlerContext {
-  fileprivate func writeAndFlushWithResult(_ data: NIOAny) -> EventLoopFuture<Void> {
-    let promise = eventLoop.makePromise(of: Void.self)
-    writeAndFlush(data, promise: promise)
-    return promise.futureResult
   }
 }
