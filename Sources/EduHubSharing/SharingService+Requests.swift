@@ -123,7 +123,7 @@ extension SharingService {
   }
 
   /// Approves `request` for good: its grant is written and the resource's subscription count kept.
-  func approve(_ request: inout Eduhub_Sharing_V1_AccessRequest, scope: String, consumerPath: String, in db: Database) throws {
+  func approve(_ request: inout Eduhub_Sharing_V1_AccessRequest, scope: String, in db: Database) throws {
     request.state = .approved
     request.grantID = request.id
     var grant = Eduhub_Sharing_V1_Grant()
@@ -133,7 +133,7 @@ extension SharingService {
     grant.createdMs = identity.nowMs()
     grant.updatedMs = grant.createdMs
     grant.version = 1
-    grant.consumerPath = consumerPath
+    grant.consumerPath = request.consumerPath
     try identity.put(SharingCollections.grant, grant.id, scope: scope, grant, in: db)
     try recountSubscriptions(request.terms.resourceCode, in: db)
   }
@@ -150,6 +150,35 @@ extension SharingService {
     var updated = resource
     updated.subscriptions = count
     try identity.put(CatalogCollections.resource, code, scope: record.scope, CatalogService.writable(updated), in: db)
+  }
+
+  /// Sends a new or amended request down its chain: to the steward, or granted at once.
+  func route(_ request: inout Eduhub_Sharing_V1_AccessRequest, _ chain: Chain, scope: String, at now: Int64, in db: Database) throws {
+    request.needsSecurityOfficer = chain.securityOfficer
+    if chain.steward {
+      request.state = .pendingSteward
+    } else {
+      request.steps.append(Self.step("system", "granted", "the resource is shared unconditionally", at: now))
+      try approve(&request, scope: scope, in: db)
+    }
+  }
+
+  /// ABORTED unless `expected` is 0 or the request's version.
+  static func checkVersion(_ request: Eduhub_Sharing_V1_AccessRequest, _ expected: Int32) throws {
+    if expected != 0, expected != request.version {
+      throw RPCError(.aborted, "request \(request.id) is at version \(request.version), not \(expected)")
+    }
+  }
+
+  /// Writes a step taken on a stored request (its version bumped) with its audit event.
+  func saveStep(
+    _ request: inout Eduhub_Sharing_V1_AccessRequest, scope: String, caller: Caller, action: String, detail: String = "", peer: String,
+    at now: Int64, in db: Database
+  ) throws {
+    request.version += 1
+    request.updatedMs = now
+    try saveRequest(request, scope: scope, in: db)
+    try identity.audit.append(.init(actor: caller.actor, action: action, target: request.id, detail: detail, peer: peer, timeMs: now), in: db)
   }
 
   public func requestAccess(_ request: Eduhub_Sharing_V1_RequestAccessRequest, caller: Caller, peer: String) throws
@@ -177,15 +206,9 @@ extension SharingService {
       access.createdMs = now
       access.updatedMs = now
       access.version = 1
-      access.needsSecurityOfficer = chain.securityOfficer
       access.consumerPath = consumerPath
       access.steps = [Self.step(caller.actor, "submitted", at: now)]
-      if chain.steward {
-        access.state = .pendingSteward
-      } else {
-        access.steps.append(Self.step("system", "granted", "the resource is shared unconditionally", at: now))
-        try approve(&access, scope: record.scope, consumerPath: consumerPath, in: db)
-      }
+      try route(&access, chain, scope: record.scope, at: now, in: db)
       try saveRequest(access, scope: record.scope, in: db)
       try identity.audit.append(
         .init(actor: caller.actor, action: action, target: access.id, detail: "\(resource.code) for \(terms.consumer.id)", peer: peer, timeMs: now), in: db)
@@ -198,12 +221,10 @@ extension SharingService {
   static func city(of path: String) -> String { String(path.prefix { $0 != "/" }) }
 
   /// Whether `caller` may see `request`.
-  func mayRead(_ request: Eduhub_Sharing_V1_AccessRequest, path: String, consumerPath: String, _ caller: Caller) -> Bool {
-    request.requester == caller.accountID || Self.actsFor(caller, request.terms.consumer, path: consumerPath)
+  func mayRead(_ request: Eduhub_Sharing_V1_AccessRequest, path: String, _ caller: Caller) -> Bool {
+    request.requester == caller.accountID || Self.actsFor(caller, request.terms.consumer, path: request.consumerPath)
       || caller.can(.catalogPublish, at: path) || caller.can(.shareSecurity, at: Self.city(of: path))
   }
-
-
 
   public func decide(_ decision: Eduhub_Sharing_V1_DecideRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
     let action = "sharing.Decide"
@@ -211,7 +232,7 @@ extension SharingService {
     try Validate.text(decision.reason, "reason", maxLength: 500, required: decision.decision != .approve, multiline: true)
     return try identity.transaction { db in
       guard let (record, stored) = try loadRequest(decision.requestID, in: db),
-        mayRead(stored, path: record.scope, consumerPath: stored.consumerPath, caller)
+        mayRead(stored, path: record.scope, caller)
       else { throw RPCError(.notFound, "no request \(decision.requestID.prefix(64))") }
       var request = stored
       let securityStep = request.state == .pendingSecurity
@@ -227,9 +248,7 @@ extension SharingService {
       default:
         throw RPCError(.failedPrecondition, "request \(request.id) is \(Self.stateName(request.state)): there is nothing to decide")
       }
-      if decision.expectedVersion != 0, decision.expectedVersion != request.version {
-        throw RPCError(.aborted, "request \(request.id) is at version \(request.version), not \(decision.expectedVersion)")
-      }
+      try Self.checkVersion(request, decision.expectedVersion)
       let now = identity.nowMs()
       switch decision.decision {
       case .approve:
@@ -237,7 +256,7 @@ extension SharingService {
         if !securityStep, request.needsSecurityOfficer {
           request.state = .pendingSecurity
         } else {
-          try approve(&request, scope: record.scope, consumerPath: request.consumerPath, in: db)
+          try approve(&request, scope: record.scope, in: db)
         }
       case .reject:
         request.steps.append(Self.step(caller.actor, "rejected", decision.reason, at: now))
@@ -246,11 +265,8 @@ extension SharingService {
         request.steps.append(Self.step(caller.actor, "changes-requested", decision.reason, at: now))
         request.state = .changesRequested
       }
-      request.version += 1
-      request.updatedMs = now
-      try saveRequest(request, scope: record.scope, in: db)
-      try identity.audit.append(
-        .init(actor: caller.actor, action: action, target: request.id, detail: request.steps.last?.action ?? "", peer: peer, timeMs: now), in: db)
+      try saveStep(
+        &request, scope: record.scope, caller: caller, action: action, detail: request.steps.last?.action ?? "", peer: peer, at: now, in: db)
       return request
     }
   }
@@ -261,7 +277,7 @@ extension SharingService {
   {
     guard let (record, request) = try loadRequest(id, in: db) else { throw RPCError(.notFound, "no request \(id.prefix(64))") }
     guard request.requester == caller.accountID || Self.actsFor(caller, request.terms.consumer, path: request.consumerPath) else {
-      if mayRead(request, path: record.scope, consumerPath: request.consumerPath, caller) {
+      if mayRead(request, path: record.scope, caller) {
         throw identity.denied(caller, action, target: id, peer: peer, "only the requester changes or withdraws a request")
       }
       throw RPCError(.notFound, "no request \(id.prefix(64))")
@@ -277,9 +293,7 @@ extension SharingService {
       guard [.changesRequested, .pendingSteward].contains(request.state) else {
         throw RPCError(.failedPrecondition, "request \(request.id) is \(Self.stateName(request.state)): it can no longer change")
       }
-      if amendment.expectedVersion != 0, amendment.expectedVersion != request.version {
-        throw RPCError(.aborted, "request \(request.id) is at version \(request.version), not \(amendment.expectedVersion)")
-      }
+      try Self.checkVersion(request, amendment.expectedVersion)
       var terms = amendment.terms
       guard terms.resourceCode.isEmpty || terms.resourceCode == request.terms.resourceCode,
         !terms.hasConsumer || (terms.consumer.kind == request.terms.consumer.kind && terms.consumer.id == request.terms.consumer.id)
@@ -291,18 +305,9 @@ extension SharingService {
       let chain = try chain(terms, resource, in: db)
       let now = identity.nowMs()
       request.terms = terms
-      request.needsSecurityOfficer = chain.securityOfficer
       request.steps.append(Self.step(caller.actor, "amended", at: now))
-      if chain.steward {
-        request.state = .pendingSteward
-      } else {
-        request.steps.append(Self.step("system", "granted", "the resource is shared unconditionally", at: now))
-        try approve(&request, scope: record.scope, consumerPath: request.consumerPath, in: db)
-      }
-      request.version += 1
-      request.updatedMs = now
-      try saveRequest(request, scope: record.scope, in: db)
-      try identity.audit.append(.init(actor: caller.actor, action: action, target: request.id, peer: peer, timeMs: now), in: db)
+      try route(&request, chain, scope: record.scope, at: now, in: db)
+      try saveStep(&request, scope: record.scope, caller: caller, action: action, peer: peer, at: now, in: db)
       return request
     }
   }
@@ -318,10 +323,7 @@ extension SharingService {
       let now = identity.nowMs()
       request.steps.append(Self.step(caller.actor, "withdrawn", at: now))
       request.state = .withdrawn
-      request.version += 1
-      request.updatedMs = now
-      try saveRequest(request, scope: record.scope, in: db)
-      try identity.audit.append(.init(actor: caller.actor, action: action, target: request.id, peer: peer, timeMs: now), in: db)
+      try saveStep(&request, scope: record.scope, caller: caller, action: action, peer: peer, at: now, in: db)
       return request
     }
   }
@@ -329,7 +331,7 @@ extension SharingService {
   public func getRequest(_ get: Eduhub_Sharing_V1_GetRequestRequest, caller: Caller) throws -> Eduhub_Sharing_V1_AccessRequest {
     try identity.reading { db in
       guard let (record, request) = try loadRequest(get.requestID, in: db),
-        mayRead(request, path: record.scope, consumerPath: request.consumerPath, caller)
+        mayRead(request, path: record.scope, caller)
       else { throw RPCError(.notFound, "no request \(get.requestID.prefix(64))") }
       return request
     }
