@@ -82,16 +82,9 @@ extension SharingService {
       if !list.resourceCode.isEmpty {
         records = try identity.store.find(SharingCollections.grant, index: "resource", key: list.resourceCode, limit: 100_000, in: db)
       } else if list.mine {
-        var mine: [StoredRecord] = []
-        if let app = Self.appConsumer(caller) {
-          mine = try identity.store.find(SharingCollections.grant, index: "consumer", key: app, limit: 100_000, in: db)
-        } else {
-          for scope in caller.scopes(for: .shareRequest) {
-            let org = String(scope.split(separator: "/").last ?? "")
-            mine += try identity.store.find(SharingCollections.grant, index: "consumer", key: org, limit: 100_000, in: db)
-          }
+        records = try Self.consumerIDs(of: caller).ids.flatMap { id in
+          try identity.store.find(SharingCollections.grant, index: "consumer", key: id, limit: 100_000, in: db)
         }
-        records = mine
       } else {
         records = try caller.scopes(for: .catalogPublish).flatMap { scope in
           try subtree(SharingCollections.grant, scope, limit: 100_000, in: db)

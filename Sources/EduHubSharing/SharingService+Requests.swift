@@ -354,14 +354,10 @@ extension SharingService {
       switch list.filter {
       case .mine:
         try add(store.find(SharingCollections.request, index: "requester", key: caller.accountID, limit: 10_000, in: db))
-        if let app = Self.appConsumer(caller) {
-          try add(store.find(SharingCollections.request, index: "consumer", key: app, limit: 10_000, in: db))
-        } else {
-          for scope in caller.scopes(for: .shareRequest) {
-            let org = String(scope.split(separator: "/").last ?? "")
-            try add(store.find(SharingCollections.request, index: "consumer", key: org, limit: 10_000, in: db)) {
-              $0.terms.consumer.kind == .org
-            }
+        let consumers = Self.consumerIDs(of: caller)
+        for id in consumers.ids {
+          try add(store.find(SharingCollections.request, index: "consumer", key: id, limit: 10_000, in: db)) {
+            $0.terms.consumer.kind == consumers.kind
           }
         }
       case .toDecide:

@@ -79,6 +79,13 @@ public final class SharingService: Sendable {
     caller.accountID.hasPrefix(appPrefix) ? String(caller.accountID.dropFirst(appPrefix.count)) : nil
   }
 
+  /// The consumers `caller` acts for, by id: an application itself, or the orgs where staff hold
+  /// share.request (the last org of each such role's path).
+  static func consumerIDs(of caller: Caller) -> (kind: Eduhub_Sharing_V1_ConsumerKind, ids: [String]) {
+    if let app = appConsumer(caller) { return (.app, [app]) }
+    return (.org, caller.scopes(for: .shareRequest).map { String($0.split(separator: "/").last ?? "") })
+  }
+
   /// The key pseudonyms and rate limits are kept under: `org:CODE` or `app:ID`.
   static func consumerKey(_ consumer: Eduhub_Sharing_V1_Consumer) -> String {
     (consumer.kind == .app ? "app:" : "org:") + consumer.id
