@@ -28,7 +28,7 @@ extension SharingService {
   /// see the change on their next message: the grant book catches up from the commit's signal.
   public func changeGrant(_ change: Eduhub_Sharing_V1_ChangeGrantRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_Grant {
     let action = "sharing.ChangeGrant"
-    guard change.action != .unspecified, case .some = Optional(change.action) else { throw Validate.invalid("action is required") }
+    guard change.action != .unspecified else { throw Validate.invalid("action is required") }
     try Validate.text(change.reason, "reason", maxLength: 500, required: change.action == .suspend || change.action == .revoke, multiline: true)
     return try identity.transaction { db in
       guard let (record, stored) = try loadGrant(change.grantID, in: db) else { throw RPCError(.notFound, "no grant \(change.grantID.prefix(64))") }
@@ -43,9 +43,7 @@ extension SharingService {
       switch change.action {
       case .renew:
         guard grant.state != .revoked else { throw RPCError(.failedPrecondition, "grant \(grant.id) was revoked: ask for access again") }
-        guard change.expiresMs > now, change.expiresMs <= now + 2 * Self.yearMs else {
-          throw Validate.invalid("expires_ms must lie in the future, at most two years ahead")
-        }
+        try Self.checkExpiry(change.expiresMs, now: now)
         grant.terms.expiresMs = change.expiresMs
       case .suspend:
         guard grant.state == .active else { throw RPCError(.failedPrecondition, "grant \(grant.id) is not active") }

@@ -37,14 +37,19 @@ extension SharingService {
     guard [.clear, .masked, .deidentified].contains(terms.masking) else { throw invalid("masking is not a known level") }
     let now = identity.nowMs()
     if terms.expiresMs == 0 { terms.expiresMs = now + Self.yearMs }
-    guard terms.expiresMs > now, terms.expiresMs <= now + 2 * Self.yearMs else {
-      throw invalid("expires_ms must lie in the future, at most two years ahead")
-    }
+    try Self.checkExpiry(terms.expiresMs, now: now)
     if terms.ratePerSecond == 0 { terms.ratePerSecond = Self.defaultRate }
     guard (1...Self.maxRate).contains(terms.ratePerSecond) else { throw invalid("rate_per_second is 1 to \(Self.maxRate)") }
     if terms.dailyQuota == 0 { terms.dailyQuota = Self.defaultQuota }
     guard terms.dailyQuota > 0, terms.expectedVolume >= 0 else { throw invalid("daily_quota and expected_volume may not be negative") }
     terms.consumer.name = ""
+  }
+
+  /// INVALID_ARGUMENT unless a grant's expiry lies in the future, at most two years ahead.
+  static func checkExpiry(_ expiresMs: Int64, now: Int64) throws {
+    guard expiresMs > now, expiresMs <= now + 2 * yearMs else {
+      throw Validate.invalid("expires_ms must lie in the future, at most two years ahead")
+    }
   }
 
   /// The consumer's org path (an application: its registering org's), checking that `caller` may
