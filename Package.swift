@@ -244,10 +244,13 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // What the benchmark clients share (options, a server's memory, percentiles).
+    .target(name: "EduHubBenchSupport", path: "Tools/bench-support", swiftSettings: swiftSettings),
+
     // The masking benchmark: ListPeople pages with masking on and off.
     .executableTarget(
       name: "eduhub-bench-identity",
-      dependencies: [
+      dependencies: ["EduHubBenchSupport", 
         "EduHubIdentity", "EduHubNode", "EduHubAPI", "EduHubCrypto", .product(name: "Logging", package: "swift-log"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
@@ -259,7 +262,7 @@ let package = Package(
     // The catalog benchmark's client: publish, ingest over client streaming, search.
     .executableTarget(
       name: "eduhub-bench-catalog",
-      dependencies: ["EduHubAPI", "EduHubRPC"],
+      dependencies: ["EduHubBenchSupport", "EduHubAPI", "EduHubRPC"],
       path: "Tools/bench-catalog",
       exclude: ["run"],
       swiftSettings: swiftSettings
@@ -268,7 +271,7 @@ let package = Package(
     // The work order benchmark: generate orders into a node, then measure against `eduhub serve`.
     .executableTarget(
       name: "eduhub-bench-workorders",
-      dependencies: [
+      dependencies: ["EduHubBenchSupport", 
         "EduHubAPI", "EduHubRPC", "EduHubIdentity", "EduHubNode", "EduHubReplication", "EduHubStorage", "EduHubWorkOrders",
         .product(name: "Logging", package: "swift-log"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
@@ -280,7 +283,7 @@ let package = Package(
     // The sharing benchmark's client: sets up a table, an API and grants; subscription throughput and latency.
     .executableTarget(
       name: "eduhub-bench-sharing",
-      dependencies: ["EduHubAPI", "EduHubRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+      dependencies: ["EduHubBenchSupport", "EduHubAPI", "EduHubRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
       path: "Tools/bench-sharing",
       exclude: ["run"],
       swiftSettings: swiftSettings

@@ -2,13 +2,8 @@
 // `eduhub serve` process: publishes resources, streams rows, times searches, reads the server's RSS.
 import EduHubAPI
 import EduHubRPC
+import EduHubBenchSupport
 import Foundation
-
-func option(_ name: String, _ fallback: String) -> String {
-  let arguments = CommandLine.arguments
-  guard let index = arguments.firstIndex(of: "--" + name), index + 1 < arguments.count else { return fallback }
-  return arguments[index + 1]
-}
 
 let port = Int(option("port", "0")) ?? 0
 let serverPID = option("server-pid", "0")
@@ -16,20 +11,6 @@ let resourceCount = Int(option("resources", "10000")) ?? 10_000
 let rowCount = Int(option("rows", "5000000")) ?? 5_000_000
 let searchCount = Int(option("searches", "2000")) ?? 2_000
 let password = ProcessInfo.processInfo.environment["BENCH_PASSWORD"] ?? ""
-
-/// The server's resident and peak resident memory in MiB, from /proc.
-func serverMemory() -> (rss: Double, peak: Double) {
-  guard let status = try? String(contentsOfFile: "/proc/\(serverPID)/status", encoding: .utf8) else { return (0, 0) }
-  func value(_ key: String) -> Double {
-    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(key) }) else { return 0 }
-    return (Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0) / 1024
-  }
-  return (value("VmRSS:"), value("VmHWM:"))
-}
-
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
-  sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
-}
 
 let words = ["学生", "教师", "学校", "成绩", "招生", "安全", "体质", "健康", "资助", "学籍", "课程", "考试", "食堂", "校车", "图书", "设备", "经费", "师资", "德育", "心理"]
 let suffixes = ["基础数据", "统计", "名册", "记录", "台账", "监测数据", "明细", "汇总", "档案", "信息"]
@@ -109,7 +90,7 @@ func main() async throws {
   table.resource.type = .table
   table.resource.dataset.ingested.keyFields = ["record_id"]
   _ = try await catalog.publishResource(table, options: options)
-  let before = serverMemory()
+  let before = processMemory(pid: serverPID)
   var peakDuring = before.rss
   start = Date()
   let response = try await catalog.ingestRows(options: options) { writer in
@@ -136,7 +117,7 @@ func main() async throws {
       sent += message.rows.count
       try await writer.write(message)
       if sent % 250_000 == 0 {
-        let now = serverMemory()
+        let now = processMemory(pid: serverPID)
         peakDuring = max(peakDuring, now.rss)
         FileHandle.standardError.write(
           Data(String(format: "  %d rows, %.0f rows/s, server RSS %.0f MiB\n", sent, Double(sent) / Date().timeIntervalSince(start), now.rss).utf8))
@@ -144,7 +125,7 @@ func main() async throws {
     }
   }
   let ingestSeconds = Date().timeIntervalSince(start)
-  let after = serverMemory()
+  let after = processMemory(pid: serverPID)
   print(
     String(
       format: "ingest %d rows over client streaming: %.1f s = %.0f rows/s (target >= 100,000); rejected %d; server RSS %.0f MiB before, peak %.0f MiB during (target < 200), VmHWM %.0f MiB",

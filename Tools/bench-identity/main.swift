@@ -7,20 +7,15 @@
 import EduHubAPI
 import EduHubCrypto
 import EduHubNode
+import EduHubBenchSupport
 import Foundation
 import Logging
 import SwiftProtobuf
 
-func option(_ name: String, _ fallback: String) -> String {
-  let arguments = CommandLine.arguments
-  guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return fallback }
-  return arguments[index + 1]
-}
-
-let directory = option("--data", "")
-let org = option("--org", "511702")
-let rounds = Int(option("--rounds", "5")) ?? 5
-let pages = Int(option("--pages", "10")) ?? 10
+let directory = option("data", "")
+let org = option("org", "511702")
+let rounds = Int(option("rounds", "5")) ?? 5
+let pages = Int(option("pages", "10")) ?? 10
 guard !directory.isEmpty else {
   FileHandle.standardError.write(Data("usage: eduhub-bench-identity --data DIR [--org CODE] [--rounds N] [--pages N]\n".utf8))
   exit(2)

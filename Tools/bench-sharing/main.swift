@@ -9,14 +9,9 @@
 //              times changes written at the source until they reach the open subscription (p50/p99).
 import EduHubAPI
 import EduHubRPC
+import EduHubBenchSupport
 import Foundation
 import SwiftProtobuf
-
-func option(_ name: String, _ fallback: String) -> String {
-  let arguments = CommandLine.arguments
-  guard let index = arguments.firstIndex(of: "--" + name), index + 1 < arguments.count else { return fallback }
-  return arguments[index + 1]
-}
 
 let port = Int(option("port", "0")) ?? 0
 let serverPID = option("server-pid", "0")
@@ -26,20 +21,6 @@ let out = option("out", ".")
 let password = ProcessInfo.processInfo.environment["BENCH_PASSWORD"] ?? ""
 let table = "bench.students"
 let api = "bench.lookup"
-
-/// The server's resident and peak resident memory in MiB, from /proc.
-func serverMemory() -> (rss: Double, peak: Double) {
-  guard let status = try? String(contentsOfFile: "/proc/\(serverPID)/status", encoding: .utf8) else { return (0, 0) }
-  func value(_ key: String) -> Double {
-    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(key) }) else { return 0 }
-    return (Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0) / 1024
-  }
-  return (value("VmRSS:"), value("VmHWM:"))
-}
-
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
-  sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
-}
 
 func field(
   _ name: String, _ type: Eduhub_Catalog_V1_FieldType, _ sensitivity: Eduhub_Common_V1_Sensitivity = .internal,
@@ -176,7 +157,7 @@ func subscribe(_ rpc: RPCClient) async throws {
   // The peak is the process's since it started (the ingest, the calls); reset it (Linux
   // clear_refs 5) so that the figure is the subscription's own.
   try? Data("5".utf8).write(to: URL(fileURLWithPath: "/proc/\(serverPID)/clear_refs"))
-  let before = serverMemory()
+  let before = processMemory(pid: serverPID)
   let started = Date()
   let (rows, cursor) = try await sharing.subscribe(request, options: consumer) { stream -> (Int, String) in
     var rows = 0
@@ -187,7 +168,7 @@ func subscribe(_ rpc: RPCClient) async throws {
     return (rows, "")
   }
   let seconds = Date().timeIntervalSince(started)
-  let memory = serverMemory()
+  let memory = processMemory(pid: serverPID)
   print(
     String(
       format: "Subscribe, snapshot of %d rows (masked, 6 fields), batches of 2,000: %.0f rows/s (%.1f s); server RSS %.0f MiB before, %.0f MiB after, peak during the subscription %.0f MiB",

@@ -10,19 +10,10 @@ import EduHubRPC
 import EduHubReplication
 import EduHubStorage
 import EduHubWorkOrders
+import EduHubBenchSupport
 import Foundation
 import Logging
 import SwiftProtobuf
-
-func option(_ name: String, _ fallback: String) -> String {
-  let arguments = CommandLine.arguments
-  guard let index = arguments.firstIndex(of: "--" + name), index + 1 < arguments.count else { return fallback }
-  return arguments[index + 1]
-}
-
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
-  sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, max(0, Int((Double(sorted.count) * p).rounded(.up)) - 1))]
-}
 
 // MARK: generate
 
