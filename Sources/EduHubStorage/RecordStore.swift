@@ -668,11 +668,9 @@ public final class RecordStore: Sendable {
     ).map(Self.record)
   }
 
+  /// Live records of `collection` in every scope, by scope and id.
   public func records(_ collection: String, limit: Int, in db: Database) throws -> [StoredRecord] {
-    try Row.fetchAll(
-      db.cachedStatement(sql: "SELECT \(Self.columns) FROM record WHERE collection = ? AND NOT deleted ORDER BY scope, id LIMIT ?"),
-      arguments: [collection, limit]
-    ).map(Self.record)
+    try records(collection, after: nil, limit: limit, in: db)
   }
 
   /// Tombstones written after sequence `after`, oldest first.
