@@ -316,7 +316,7 @@ struct SharingTests {
     }
   }
 
-  @Test("revocation ends an open stream with PERMISSION_DENIED on its next message")
+  @Test("revocation ends an open stream with PERMISSION_DENIED on its next message", .timeLimit(.minutes(1)))
   func revocationEndsStream() async throws {
     try await withSharing { fixture in
       let grant = try await fixture.granted()
@@ -329,10 +329,10 @@ struct SharingTests {
         }
       }
       while received.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+      // The stream is idle (no new rows): the revocation's own commit must wake it. How fast is
+      // the sharing benchmark's business (change-to-subscriber latency), not a unit test's.
       _ = try await fixture.change(grant, .revoke)
-      let started = ContinuousClock.now
       await expectStatus(.permissionDenied) { try await stream.value }
-      #expect(ContinuousClock.now - started < .seconds(2))
     }
   }
 

@@ -12,14 +12,12 @@ struct DeadlineCancellationTests {
   func deadline() async throws {
     try await withHarness { harness in
       let client = harness.client()
-      let start = ContinuousClock.now
       let error = await rpcError {
         _ = try await client.unary(
           EchoService.hang, request: bytes("x"), options: CallOptions(timeout: .milliseconds(200)), responseType: Bytes.self)
       }
-      let elapsed = ContinuousClock.now - start
+      // The handler never answers: only the deadline can end the call.
       #expect(error?.code == .deadlineExceeded)
-      #expect(elapsed < .seconds(5))
       // The handler counts its cancellation before its `defer` leaves: wait for both.
       try await eventually { harness.echo.observed.withLock { $0.cancelled == 1 && $0.active == 0 } }
       await client.close()

@@ -27,6 +27,7 @@ public final class RPCServer: Sendable {
   }
 
   private let state = Mutex(State())
+  private let pollers = BusyPollers()
 
   /// - Parameters:
   ///   - services: what the server answers; a later method with the same path replaces an earlier one.
@@ -77,7 +78,7 @@ public final class RPCServer: Sendable {
       .channelInitializer { [self] channel in
         channel.eventLoop.makeCompletedFuture {
           let info = ConnectionInfo(remoteAddress: channel.remoteAddress, isSecure: tls != nil)
-          let poller = configuration.busyPollBudget.map { BusyPoller.poller(for: channel.eventLoop, budget: $0) }
+          let poller = configuration.busyPollBudget.map { self.pollers.poller(for: channel.eventLoop, budget: $0) }
           let handler = ServerConnectionHandler(
             router: router, configuration: configuration, connectionInfo: info, descriptor: fd, poller: poller,
             logger: logger)
@@ -122,7 +123,8 @@ public final class RPCServer: Sendable {
 
   /// Stops accepting connections, asks every connection to finish its calls (GOAWAY), and after the
   /// grace period closes whatever is still open. Returns when every connection is closed.
-  public func shutdownGracefully() async {
+  @discardableResult
+  public func shutdownGracefully() async -> ShutdownOutcome {
     let (listener, connections) = state.withLock { state -> (Acceptor?, [any Channel]) in
       state.shuttingDown = true
       return (state.listener, Array(state.connections.values))
@@ -138,20 +140,33 @@ public final class RPCServer: Sendable {
       let waiters = state.withLock { takeWaitersIfFinished(&$0) }
       for waiter in waiters { waiter.resume() }
     }
+    pollers.stopAll()
     for connection in connections {
       connection.pipeline.fireUserInboundEventTriggered(GracefulShutdownEvent())
     }
     let grace = configuration.shutdownGracePeriod
+    let cut = NIOLockedValueBox(0)
     let deadline = group.any().scheduleTask(in: grace) { [self] in
       let remaining = state.withLock { Array($0.connections.values) }
       if !remaining.isEmpty {
         logger.warning("grace period over; closing connections", metadata: ["rpc.connections": "\(remaining.count)"])
       }
+      cut.withLockedValue { $0 = remaining.count }
       for connection in remaining { connection.close(promise: nil) }
     }
     await waitUntilClosed()
     deadline.cancel()
+    return ShutdownOutcome(connectionsCut: cut.withLockedValue { $0 })
   }
+
+  /// What a graceful shutdown did.
+  public struct ShutdownOutcome: Sendable, Equatable {
+    /// Connections still open when the grace period ran out, closed with their calls cut.
+    public var connectionsCut: Int
+  }
+
+  /// What ended the event loops' busy-polling spins so far (see `ServerConfiguration.busyPollBudget`).
+  public var busyPolling: BusyPollStatistics { pollers.statistics }
 
   /// Returns when the server has shut down and every connection is closed.
   public func waitUntilClosed() async {
