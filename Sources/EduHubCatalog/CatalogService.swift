@@ -46,7 +46,10 @@ public final class CatalogService: Sendable {
   /// Rows shown in a resource's detail.
   static let sampleRows = 5
 
-  public init(identity: IdentityService) { self.identity = identity }
+  public init(identity: IdentityService) {
+    self.identity = identity
+    registerWriteRules()
+  }
 
   static func validate(_ resource: Eduhub_Catalog_V1_Resource) throws {
     let invalid = Validate.invalid

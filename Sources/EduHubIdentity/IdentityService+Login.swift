@@ -148,7 +148,12 @@ extension IdentityService {
       var session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
       if ConstantTime.equals(Array(presented.utf8), Array(session.refreshHash.utf8)) {
         guard !session.revoked, session.expiresMs > nowMs() else { return .failure(failed) }
-        guard let (_, account) = try account(session.accountID, in: db), account.state == .active else { return .failure(failed) }
+        // The session lives with its account (a session record that names an account it is not
+        // stored with was not opened by that account's login) and began after its last "end
+        // every session".
+        guard let (accountRecord, account) = try account(session.accountID, in: db), account.state == .active,
+          accountRecord.scope == record.scope, session.createdMs >= account.sessionsNotBeforeMs - 999
+        else { return .failure(failed) }
         session.rotatedHashes.append(session.refreshHash)
         if session.rotatedHashes.count > 32 { session.rotatedHashes.removeFirst(session.rotatedHashes.count - 32) }
         let secret = Base64URL.encode(Random.bytes(32))
@@ -256,8 +261,15 @@ extension IdentityService {
         throw unauthenticated("the token's session is unknown")
       }
       let session = try sessionRecord.decode(Eduhub_Identity_V1_SessionRecord.self)
-      guard !session.revoked, session.accountID == account.id, session.expiresMs > nowMs() else {
+      guard !session.revoked, session.accountID == account.id, sessionRecord.scope == accountRecord.scope, session.expiresMs > nowMs() else {
         throw unauthenticated("the token's session was ended")
+      }
+      // A node below this one signs tokens for its own users only: a school's key cannot speak
+      // for the city's administrator.
+      if claims.issuer != nodeID, let issuerScope = try issuerScope(claims.issuer, in: db),
+        issuerScope.isEmpty || !RecordStore.inScope(accountRecord.scope, issuerScope) || accountRecord.scope.isEmpty
+      {
+        throw unauthenticated("the token's issuer cannot sign for this account")
       }
       var roles: [Caller.HeldRole] = []
       for record in try store.find(IdentityCollections.roleGrant, index: "account", key: account.id, limit: 1000, in: db) {

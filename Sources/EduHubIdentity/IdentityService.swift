@@ -6,6 +6,7 @@ import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
+import Logging
 import SwiftProtobuf
 import Synchronization
 
@@ -54,6 +55,20 @@ public final class IdentityService: Sendable {
   let nodeKeys = KeyRing()
   /// Group commit for `batched`.
   let batcher: WriteBatcher
+  /// Who may originate writes of each replicated collection (each service registers its own).
+  public let writeAuthorities = WriteAuthorities()
+  /// How each replicated collection's records are classified (each service registers its own).
+  public let classifications = RecordClassifications()
+  /// Collections whose changes can alter a resolved caller or a trusted key: a change to one that
+  /// arrives by sync invalidates the caches as a local write does (services add their own).
+  let callerCollections = Mutex<Set<String>>([
+    IdentityCollections.account, IdentityCollections.session, IdentityCollections.roleGrant,
+    IdentityCollections.guardianship, IdentityCollections.person, IdentityCollections.nodeKey,
+  ])
+  /// Scopes of downstream token issuers (see `registerIssuerScopes`).
+  let issuerScopes = Mutex<[@Sendable (String, Database) throws -> String?]>([])
+  /// Security events (refused pushes) are logged here as well as audited.
+  let logger = Logger(label: "eduhub.identity")
   /// Who a token's subject is when it is not an account (`node:…`): resolvers other services add.
   let principalResolvers = Mutex<[(prefix: String, resolve: @Sendable (AccessClaims) throws -> Caller)]>([])
 
@@ -92,6 +107,7 @@ public final class IdentityService: Sendable {
       keys.keys.withLock { $0[id] = [UInt8](key) }
       return [UInt8](key)
     }
+    registerWriteRules()
     // Publish this node's public key so every node that replicates it can verify our tokens.
     let existing = try store.get(IdentityCollections.nodeKey, nodeID)
     let known = existing.flatMap { try? Eduhub_Identity_V1_NodeKeyRecord(serializedBytes: $0.body) }
@@ -152,6 +168,8 @@ public final class IdentityService: Sendable {
   static func rpcError(_ error: any Error) -> any Error {
     switch error {
     case let error as RPCError: return error
+    // A refused push is reported by sync as the security event it is.
+    case let error as PushRefusal: return error
     case let error as StorageError where error.code == .corrupted: return RPCError(.dataLoss, "the database is damaged: \(error.message)")
     case let error as BinaryDecodingError: return RPCError(.dataLoss, "a stored record cannot be read: \(error)")
     default: return RPCError(.internalError, "storage failed")
@@ -191,6 +209,38 @@ public final class IdentityService: Sendable {
   }
 
   package func invalidateCallers() { epoch.add(1, ordering: .relaxed) }
+
+  /// Logs a security event at warning (it is audited by whoever refused it as well).
+  public func securityEvent(_ message: String, _ details: [String: String]) {
+    logger.warning("\(message)", metadata: details.mapValues { .string($0) })
+  }
+
+  /// The scope of a node below this one that may issue tokens (nil: not such a node).
+  package func issuerScope(_ node: String, in db: Database) throws -> String? {
+    for provider in issuerScopes.withLock({ $0 }) {
+      if let scope = try provider(node, db) { return scope }
+    }
+    return nil
+  }
+
+  /// Tells Identity which nodes below this one sign tokens, and for which subtree (Sync does).
+  public func registerIssuerScopes(_ provider: @escaping @Sendable (String, Database) throws -> String?) {
+    issuerScopes.withLock { $0.append(provider) }
+  }
+
+  /// Declares a collection whose changes can alter a resolved caller (roles, sessions, nodes, apps).
+  public func registerCallerCollection(_ name: String) {
+    _ = callerCollections.withLock { $0.insert(name) }
+  }
+
+  /// Records that sync applied changes to `collections`: cached callers and node keys that they may
+  /// change are dropped, as a local write would drop them (a role revoked at central, a session
+  /// ended, a node disabled take effect on the next call here, not after a token's lifetime).
+  public func applied(collections: Set<String>) {
+    guard !callerCollections.withLock({ $0.isDisjoint(with: collections) }) else { return }
+    invalidateCallers()
+    nodeKeys.keys.withLock { $0.removeAll() }
+  }
 
   /// A masker for records of a message with these classified fields, keyed with this node's
   /// pseudonym key.

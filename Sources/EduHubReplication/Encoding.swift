@@ -20,7 +20,11 @@ public enum ReplicationEncoding {
     var counters: [String: UInt64] = [:]
     for _ in 0..<count {
       let node = try readString(bytes, &index)
-      counters[node] = try readVarint(bytes, &index)
+      let counter = try readVarint(bytes, &index)
+      guard counter <= VersionVector.counterLimit else {
+        throw WireFieldsError(offset: index, reason: "version counter \(counter) over the limit")
+      }
+      counters[node] = counter
     }
     guard index == bytes.count else { throw WireFieldsError(offset: index, reason: "trailing bytes") }
     return VersionVector(counters)
@@ -63,6 +67,9 @@ public enum ReplicationEncoding {
       let time = HLCTimestamp(rawValue: try readVarint(bytes, &index))
       let node = try readString(bytes, &index)
       let counter = try readVarint(bytes, &index)
+      guard counter <= VersionVector.counterLimit else {
+        throw WireFieldsError(offset: index, reason: "stamp counter \(counter) over the limit")
+      }
       stamps[number] = FieldStamp(time: time, node: node, counter: counter)
     }
     guard index == bytes.count else { throw WireFieldsError(offset: index, reason: "trailing bytes") }

@@ -78,7 +78,7 @@ public final class Replica: Sendable {
           // A new record whose fields are already in order (bulk inserts): every field is new, and
           // the body is already what joining its fields would give.
           var vector = VersionVector()
-          vector.increment(nodeID)
+          try vector.increment(nodeID)
           let stamp = FieldStamp(time: clock.now(), node: nodeID, counter: vector[nodeID])
           records.append(
             StoredRecord(
@@ -93,7 +93,7 @@ public final class Replica: Sendable {
         let new = try write.body.map { try WireFields(parsing: $0) } ?? WireFields()
         var vector = try existing.map { try ReplicationEncoding.decodeVector($0.version) } ?? VersionVector()
         var stamps = try existing.map { try ReplicationEncoding.decodeStamps($0.stamps) } ?? [:]
-        vector.increment(nodeID)
+        try vector.increment(nodeID)
         let stamp = FieldStamp(time: clock.now(), node: nodeID, counter: vector[nodeID])
         for number in Set(old.fields.keys).union(new.fields.keys) where old[number] != new[number] {
           stamps[number] = stamp
@@ -146,7 +146,7 @@ public final class Replica: Sendable {
         throw StorageError(.rejected, "record \(write.collection)/\(write.id) is not a new, ordered protobuf body")
       }
       var vector = VersionVector()
-      vector.increment(nodeID)
+      try vector.increment(nodeID)
       let stamp = FieldStamp(time: clock.now(), node: nodeID, counter: vector[nodeID])
       return StoredRecord(
         collection: write.collection, id: write.id, scope: write.scope, body: body,

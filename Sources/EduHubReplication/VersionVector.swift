@@ -1,3 +1,9 @@
+/// A version vector's counter for a node cannot count one more write.
+public struct CounterOverflow: Error, Sendable, CustomStringConvertible {
+  public let node: String
+  public var description: String { "the version counter of node \(node.prefix(40)) is at its limit" }
+}
+
 /// How two versions of a record relate.
 public enum CausalOrder: Sendable, Hashable {
   case equal, before, after, concurrent
@@ -19,9 +25,16 @@ public struct VersionVector: Sendable, Hashable, CustomStringConvertible {
     entries.first { $0.node == node }?.counter ?? 0
   }
 
+  /// The largest counter a vector holds. Counters come from the network and from replica files, so
+  /// every one is checked against this bound (decoding refuses more) and no increment can trap.
+  public static let counterLimit: UInt64 = 1 << 62
+
   /// Counts one more write by `node`.
-  public mutating func increment(_ node: String) {
+  /// - Throws: ``CounterOverflow`` when the counter is already at ``counterLimit`` (a record poisoned
+  ///   by a hostile vector is refused, never a trap).
+  public mutating func increment(_ node: String) throws(CounterOverflow) {
     if let index = entries.firstIndex(where: { $0.node == node }) {
+      guard entries[index].counter < Self.counterLimit else { throw CounterOverflow(node: node) }
       entries[index].counter += 1
     } else {
       let index = entries.firstIndex { $0.node > node } ?? entries.count

@@ -121,16 +121,25 @@ extension SharingService {
     return (record, request)
   }
 
+  /// Stores a request; an approved one gets its grant, written after it (so a node above, which
+  /// checks a pushed grant against its request, always receives the approval first).
   func saveRequest(_ request: Eduhub_Sharing_V1_AccessRequest, scope: String, in db: Database) throws {
     var stored = request
     stored.resourceOrgPath = ""
     try identity.put(SharingCollections.request, request.id, scope: scope, stored, in: db)
+    if request.state == .approved, try identity.store.get(SharingCollections.grant, request.id, in: db) == nil {
+      try writeGrant(of: request, scope: scope, in: db)
+    }
   }
 
-  /// Approves `request` for good: its grant is written and the resource's subscription count kept.
-  func approve(_ request: inout Eduhub_Sharing_V1_AccessRequest, scope: String, in db: Database) throws {
+  /// Approves `request` for good; its grant is written when the request is saved.
+  static func approve(_ request: inout Eduhub_Sharing_V1_AccessRequest) {
     request.state = .approved
     request.grantID = request.id
+  }
+
+  /// Writes the grant of an approved request and keeps the resource's subscription count.
+  func writeGrant(of request: Eduhub_Sharing_V1_AccessRequest, scope: String, in db: Database) throws {
     var grant = Eduhub_Sharing_V1_Grant()
     grant.id = request.id
     grant.terms = request.terms
@@ -164,7 +173,7 @@ extension SharingService {
       request.state = .pendingSteward
     } else {
       request.steps.append(Self.step("system", "granted", "the resource is shared unconditionally", at: now))
-      try approve(&request, scope: scope, in: db)
+      Self.approve(&request)
     }
   }
 
@@ -261,7 +270,7 @@ extension SharingService {
         if !securityStep, request.needsSecurityOfficer {
           request.state = .pendingSecurity
         } else {
-          try approve(&request, scope: record.scope, in: db)
+          Self.approve(&request)
         }
       case .reject:
         request.steps.append(Self.step(caller.actor, "rejected", decision.reason, at: now))

@@ -41,6 +41,7 @@ public final class SharingService: Sendable {
     self.catalog = catalog
     self.book = GrantBook(store: identity.store)
     self.callLog = try CallLog(database: identity.store.database)
+    registerWriteRules()
     identity.registerPrincipals(prefix: Self.appPrefix) { [weak self] claims in
       guard let self else { throw RPCError(.unauthenticated, "the node is shutting down") }
       return try self.appCaller(claims)

@@ -46,11 +46,18 @@ public final class SyncClient: Sendable {
   /// Records merged during pulls, to push whatever their sequence.
   static let mustPushKey = "sync.upstream.must-push"
 
-  public init(nodeID: String, signingKey: SigningKey, replica: Replica, upstream: RPCClient) {
+  /// Told which collections each pulled batch changed (the node drops cached callers and keys).
+  let onApplied: @Sendable (Set<String>) -> Void
+
+  public init(
+    nodeID: String, signingKey: SigningKey, replica: Replica, upstream: RPCClient,
+    onApplied: @escaping @Sendable (Set<String>) -> Void = { _ in }
+  ) {
     self.nodeID = nodeID
     self.signingKey = signingKey
     self.replica = replica
     self.upstream = upstream
+    self.onApplied = onApplied
   }
 
   var store: RecordStore { replica.store }
@@ -142,6 +149,9 @@ public final class SyncClient: Sendable {
           // The cursor commits with the batch it covers: a crash never skips or repeats work.
           try store.setMeta(Self.pullCursorKey, [UInt8](batch.cursor), in: db)
           return outcome
+        }
+        if outcome.fastForwarded + outcome.merged > 0 || !batch.evictions.isEmpty {
+          onApplied(Set(records.map(\.collection)).union(batch.evictions.map(\.collection)))
         }
         report.batches += 1
         report.pulled += records.count

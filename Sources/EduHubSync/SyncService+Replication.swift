@@ -8,17 +8,6 @@ import Foundation
 import GRDB
 import SwiftProtobuf
 
-/// Which collections carry classified fields, with their tables: what a batch is masked by.
-enum ReplicatedClassification {
-  static let tables: [String: [ClassifiedField]] = [
-    IdentityCollections.person: Eduhub_Identity_V1_Person.classifiedFields,
-    IdentityCollections.account: Eduhub_Identity_V1_AccountRecord.classifiedFields,
-    IdentityCollections.session: Eduhub_Identity_V1_SessionRecord.classifiedFields,
-    IdentityCollections.guardianship: Eduhub_Identity_V1_GuardianBinding.classifiedFields,
-    SyncCollections.node: Eduhub_Sync_V1_SyncNodeRecord.classifiedFields,
-  ]
-}
-
 extension SyncService {
   static let defaultBatchRecords = 1000
   static let defaultBatchBytes = 1 << 20
@@ -31,10 +20,6 @@ extension SyncService {
       throw identity.denied(caller, action, target: nodeID, peer: peer, "only node \(nodeID) itself may call this for it")
     }
     return caller.homeScope
-  }
-
-  func maskers() -> [String: RecordMasker] {
-    ReplicatedClassification.tables.mapValues { identity.masker(for: $0) }
   }
 
   static func wire(_ record: StoredRecord) -> Eduhub_Sync_V1_SyncRecord {
@@ -110,7 +95,9 @@ extension SyncService {
         return
       }
     }
-    let maskers = maskers()
+    // Every collection is masked by its declared classification (RecordClassifications): one
+    // nobody declared is not sent at all.
+    var maskers = RecordMaskers(identity: identity)
     let reader = Reader.staff(subject: caller.accountID, grants: caller.grants)
     let today = identity.today
     var sent = 0
@@ -122,7 +109,7 @@ extension SyncService {
       var out = Eduhub_Sync_V1_PullBatch()
       for record in batch.records {
         var record = record
-        if !record.deleted, let masker = maskers[record.collection] {
+        if !record.deleted, let masker = try maskers.masker(for: record) {
           do {
             record.body = try masker.mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today).body
           } catch {
@@ -220,8 +207,10 @@ extension SyncService {
   ) async throws -> Eduhub_Sync_V1_PushResponse {
     let action = "sync.Push"
     var response = Eduhub_Sync_V1_PushResponse()
-    let maskers = maskers()
+    var maskers = RecordMaskers(identity: identity)
     let reader = Reader.staff(subject: caller.accountID, grants: caller.grants)
+    var pusher: PushingNode?
+    var touched = Set<String>()
     for try await request in requests {
       let scope = try callingNode(caller, named: request.nodeID, action, peer: peer)
       guard request.records.count <= 10_000 else {
@@ -245,58 +234,174 @@ extension SyncService {
         }
       }
       let today = identity.today
-      let outcome = try identity.transaction { db -> Replica.ApplyOutcome in
-        var sanitized: [StoredRecord] = []
-        for incoming in request.records {
-          let record = Self.stored(incoming)
-          guard let local = try identity.store.get(record.collection, record.id, in: db) else {
-            sanitized.append(record)
-            continue
+      let outcome: Replica.ApplyOutcome
+      do {
+        outcome = try identity.transaction { db -> Replica.ApplyOutcome in
+          var node = try pusher ?? pushingNode(request.nodeID, scope: scope, in: db)
+          // Nodes this message registers may already have written in it (a school's first records
+          // arrive with its registration); the registrations themselves are checked below.
+          for record in request.records where record.collection == SyncCollections.node && !record.deleted
+            && RecordStore.inScope(record.scope, scope) && record.id != request.nodeID
+          {
+            node.adopt(record.id)
           }
-          // A record may not leave the node's scope through a push either.
-          guard RecordStore.inScope(local.scope, scope), !local.scope.isEmpty else {
-            throw identity.denied(caller, action, target: "\(record.collection)/\(record.id)", peer: peer, "record \(record.collection)/\(record.id) lies outside node \(request.nodeID)'s scope")
-          }
-          guard let masker = maskers[record.collection], !local.deleted else {
-            sanitized.append(record)
-            continue
-          }
-          // Fields the pushing node sees masked keep this node's values and stamps, unless the new
-          // value was written by a node that sees them in clear (a school relayed by its county):
-          // a masked value pushed back must never overwrite the real one.
-          let hidden = try masker.hiddenFields(local.body, personID: local.id, scope: local.scope, for: reader, on: today)
-          if hidden.isEmpty {
-            sanitized.append(record)
-          } else {
-            let stamps = try ReplicationEncoding.decodeStamps(record.stamps)
-            let localStamps = try ReplicationEncoding.decodeStamps(local.stamps)
-            var keep = Set<Int>()
-            for number in hidden {
-              // An unchanged stamp means the pusher holds this node's value, masked: keep ours.
-              guard let stamp = stamps[number], stamp != localStamps[number],
-                try clearWriter(stamp.node, for: local.scope, in: db)
-              else {
-                keep.insert(number)
-                continue
-              }
+          var sanitized: [StoredRecord] = []
+          for incoming in request.records {
+            let record = Self.stored(incoming)
+            let local = try identity.store.get(record.collection, record.id, in: db)
+            guard let local else {
+              sanitized.append(record)
+              continue
             }
-            sanitized.append(keep.isEmpty ? record : try Self.keeping(keep, of: local, in: record))
+            // A record may not leave the node's scope through a push either.
+            guard RecordStore.inScope(local.scope, scope), !local.scope.isEmpty else {
+              throw identity.denied(caller, action, target: "\(record.collection)/\(record.id)", peer: peer, "record \(record.collection)/\(record.id) lies outside node \(request.nodeID)'s scope")
+            }
+            guard !local.deleted, let masker = try maskers.masker(for: local, in: db) else {
+              sanitized.append(record)
+              continue
+            }
+            // Fields the pushing node sees masked keep this node's values and stamps, unless the new
+            // value was written by a node that sees them in clear (a school relayed by its county):
+            // a masked value pushed back must never overwrite the real one.
+            let hidden = try masker.hiddenFields(local.body, personID: local.id, scope: local.scope, for: reader, on: today)
+            if hidden.isEmpty {
+              sanitized.append(record)
+            } else {
+              let stamps = try ReplicationEncoding.decodeStamps(record.stamps)
+              let localStamps = try ReplicationEncoding.decodeStamps(local.stamps)
+              var keep = Set<Int>()
+              for number in hidden {
+                // An unchanged stamp means the pusher holds this node's value, masked: keep ours.
+                guard let stamp = stamps[number], stamp != localStamps[number],
+                  try clearWriter(stamp.node, for: local.scope, in: db)
+                else {
+                  keep.insert(number)
+                  continue
+                }
+              }
+              sanitized.append(keep.isEmpty ? record : try Self.keeping(keep, of: local, in: record))
+            }
           }
+          // Every record as it would be applied: its version metadata names only writers it may
+          // carry, and it is checked as the API that writes it would check it, with the node's
+          // authority as the caller (WriteAuthorities: each service's rules).
+          for record in sanitized {
+            try Self.checkVersion(record, local: try identity.store.get(record.collection, record.id, in: db), from: node)
+          }
+          pusher = try PushView.check(
+            sanitized, from: node, rules: identity.writeAuthorities, store: identity.store, in: db,
+            registersNode: { $0.collection == SyncCollections.node && !$0.deleted ? $0.id : nil })
+          let outcome = try identity.replica.apply(sanitized, in: db)
+          try identity.store.setMeta("sync.pushed.\(request.nodeID)", Array(String(request.throughSequence).utf8), in: db)
+          return outcome
         }
-        let outcome = try identity.replica.apply(sanitized, in: db)
-        try identity.store.setMeta("sync.pushed.\(request.nodeID)", Array(String(request.throughSequence).utf8), in: db)
-        return outcome
+      } catch let refusal as PushRefusal {
+        throw refused(request.nodeID, caller: caller, reason: refusal.reason, peer: peer)
       }
+      for record in request.records { touched.insert(record.collection) }
       response.acknowledgedSequence = request.throughSequence
       response.applied += Int64(outcome.fastForwarded)
       response.skipped += Int64(outcome.skipped)
       response.merged += Int64(outcome.merged)
       response.conflicts += Int64(outcome.conflicts)
     }
+    identity.applied(collections: touched)
     identity.audit.record(
       .init(actor: caller.actor, action: action, target: caller.username,
             detail: "\(response.applied) applied, \(response.merged) merged, \(response.conflicts) conflicts", peer: peer, timeMs: identity.nowMs()))
     return response
+  }
+
+  /// The node behind a push, as this node knows it: its scope and clearance, the most a user on it
+  /// could hold (the administrator role of its level, clear reads only if the node has them), and
+  /// the nodes registered below it whose writes it relays.
+  func pushingNode(_ nodeID: String, scope: String, in db: Database) throws -> PushingNode {
+    guard let (_, stored) = try node(nodeID, in: db), stored.node.state == .active else {
+      throw RPCError(.unauthenticated, "node \(nodeID) is not active")
+    }
+    let clear = stored.node.clearance == .clear
+    let code = scope.split(separator: "/").last.map(String.init) ?? ""
+    let kind = try identity.live(IdentityCollections.org, code, in: db)
+      .flatMap { try? Eduhub_Identity_V1_Org(serializedBytes: $0.body).kind }
+    let role: Eduhub_Identity_V1_Role = kind == .school ? .schoolAdmin : .countyAdmin
+    // Roles an administrator there may hand out (a steward, a dispatcher) add nothing above theirs
+    // but the work-order and catalog permissions a school's administrator lacks; they are granted
+    // from above, so a school node's authority is its administrator's alone.
+    var permissions = Roles.permissions(of: role)
+    if role == .countyAdmin {
+      permissions.formUnion(Roles.permissions(of: .dataSteward))
+      permissions.formUnion(Roles.permissions(of: .dispatcher))
+    }
+    if !clear { permissions.remove(.peopleReadClear) }
+    let authority = Caller(
+      accountID: Self.subject(nodeID), username: nodeID, personID: "", homeScope: scope,
+      roles: [.init(grantID: "", role: role, scope: scope, permissions: permissions)], children: [],
+      issuer: identity.nodeID, sessionID: "")
+    var writers: Set<String> = [nodeID]
+    var after: StoredRecord?
+    while true {
+      let page = try identity.store.inScope(SyncCollections.node, scope: scope, after: after, limit: 1000, in: db)
+      for record in page where !record.scope.isEmpty && record.id != identity.nodeID { writers.insert(record.id) }
+      guard page.count == 1000 else { break }
+      after = page.last
+    }
+    return PushingNode(id: nodeID, scope: scope, clear: clear, authority: authority, writers: writers)
+  }
+
+  /// Checks a pushed record's version metadata. A node writes in its own name and relays the
+  /// writes of nodes registered below it; what it says of any other node (its upstream, a node
+  /// beside it) must be what this node already holds: no vector entry of theirs ahead of ours, no
+  /// field stamp of theirs newer than our stamp of that field, and a stamp equal to ours with our
+  /// value. Counters are bounded by the decoders (`VersionVector.counterLimit`), so no later
+  /// increment can trap.
+  static func checkVersion(_ record: StoredRecord, local: StoredRecord?, from node: PushingNode) throws {
+    let name = "record \(record.collection)/\(record.id.prefix(64))"
+    let vector: VersionVector
+    let stamps: [Int: FieldStamp]
+    do {
+      vector = try ReplicationEncoding.decodeVector(record.version)
+      stamps = try ReplicationEncoding.decodeStamps(record.stamps)
+    } catch {
+      throw RPCError(.invalidArgument, "\(name) has malformed version metadata: \(error)")
+    }
+    let localVector = try local.map { try ReplicationEncoding.decodeVector($0.version) } ?? VersionVector()
+    let localStamps = try local.map { try ReplicationEncoding.decodeStamps($0.stamps) } ?? [:]
+    for entry in vector.entries where !node.mayCarry(entry.node) && entry.counter > localVector[entry.node] {
+      throw PushRefusal("\(name) counts writes by node \(entry.node.prefix(40)) that this node has not seen: node \(node.id) cannot write in its name")
+    }
+    var sameStamp: [Int] = []
+    for (number, stamp) in stamps where !node.mayCarry(stamp.node) {
+      guard let ours = localStamps[number], stamp <= ours else {
+        throw PushRefusal("\(name) has field \(number) stamped by node \(stamp.node.prefix(40)) newer than this node holds: node \(node.id) cannot write in its name")
+      }
+      if stamp == ours { sameStamp.append(number) }
+    }
+    guard !sameStamp.isEmpty, let local, number(sameStamp, differIn: record, local) else { return }
+    throw PushRefusal("\(name) carries a value under another node's stamp that is not that node's value")
+  }
+
+  /// Whether any of the fields `numbers` (deletion marker included) differs between two versions.
+  static func number(_ numbers: [Int], differIn record: StoredRecord, _ local: StoredRecord) -> Bool {
+    guard let theirs = try? WireFields(parsing: record.body), let ours = try? WireFields(parsing: local.body) else { return true }
+    return numbers.contains { number in
+      number == RecordVersion.deletionField ? record.deleted != local.deleted : theirs[number] != ours[number]
+    }
+  }
+
+  /// Audits and reports a refused push (a security event: the node pushed what it could not have
+  /// written), keeps it for `eduhub status`, and returns the error to throw.
+  func refused(_ nodeID: String, caller: Caller, reason: String, peer: String) -> RPCError {
+    let message = "push refused: \(reason)"
+    identity.securityEvent(
+      "a downstream node pushed what it could not have written; the push is refused",
+      ["sync.node": nodeID, "sync.reason": reason])
+    try? identity.transaction { db in
+      let count = (try identity.store.meta("sync.refused.\(nodeID).count", in: db)).flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
+      try identity.store.setMeta("sync.refused.\(nodeID).count", Array(String(count + 1).utf8), in: db)
+      try identity.store.setMeta("sync.refused.\(nodeID).last", Array("\(identity.nowMs()) \(reason)".utf8), in: db)
+    }
+    return identity.denied(caller, "sync.Push", target: nodeID, peer: peer, message)
   }
 
   /// Whether `writer` (a node id, as field stamps name them) sees a record at `path` in clear: this

@@ -26,12 +26,19 @@ public final class SyncService: Sendable {
 
   public init(identity: IdentityService) {
     self.identity = identity
+    registerWriteRules()
+    identity.registerCallerCollection(SyncCollections.node)
     identity.registerPrincipals(prefix: "node:") { [weak self] claims in
       guard let self else { throw RPCError(.unauthenticated, "the node service is gone") }
       return try self.caller(for: claims)
     }
-    // Tokens a downstream node issued to its own users verify here with its enrolled key.
+    // Tokens a downstream node issued to its own users verify here with its enrolled key, for
+    // accounts of its scope only.
     let store = identity.store
+    identity.registerIssuerScopes { id, db in
+      guard let record = try store.get(SyncCollections.node, id, in: db), !record.deleted else { return nil }
+      return record.scope
+    }
     identity.registerKeyProvider { id in
       guard let record = try? store.get(SyncCollections.node, id), !record.deleted,
         let stored = try? Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body), stored.node.state == .active,
@@ -70,6 +77,14 @@ public final class SyncService: Sendable {
     return try identity.transaction { db in
       let path = try identity.orgPath(request.orgCode, in: db)
       try identity.require(.nodesManage, at: path, caller, action, target: request.orgCode, peer: peer)
+      // A node's clearance is at most its creator's: only someone who reads the subtree in clear
+      // (the node's operator) makes a node that does. A county administrator, who reads children
+      // masked, cannot give a laptop of theirs more than that.
+      if request.clearance == .clear, !caller.can(.peopleReadClear, at: path) {
+        throw identity.denied(
+          caller, action, target: request.orgCode, peer: peer,
+          "a clear node needs people.read.clear on \(request.orgCode): create it masked, or as the node's operator")
+      }
       if try identity.store.get(SyncCollections.node, request.nodeID, in: db) != nil {
         throw RPCError(.alreadyExists, "node \(request.nodeID) already exists")
       }

@@ -29,6 +29,7 @@ public final class WorkOrderService: Sendable {
     self.reopenWindowMs = reopenWindowMs
     self.index = OrderIndex()
     self.nodeTag = KeyedHash.digest(Array(identity.nodeID.utf8), length: 16).prefix(2).map { String(format: "%02X", $0) }.joined()
+    registerWriteRules()
   }
 
   public typealias Order = Eduhub_Workorder_V1_WorkOrder

@@ -140,7 +140,10 @@ func syncClient(for node: OpenNode) throws -> SyncClient? {
   let rpc = try connect(address, tlsCA: nil)
   let key: SigningKey
   do { key = try SigningKey(seed: try node.data.key("node")) } catch { throw FailureMessage(text: "\(error)") }
-  return SyncClient(nodeID: node.data.identity.nodeID, signingKey: key, replica: node.replica, upstream: rpc)
+  let identity = node.identity
+  return SyncClient(
+    nodeID: node.data.identity.nodeID, signingKey: key, replica: node.replica, upstream: rpc,
+    onApplied: { identity.applied(collections: $0) })
 }
 
 /// `2026-11-30 14:05:00` in China time.

@@ -3,18 +3,21 @@ import EduHubCrypto
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
+import EduHubSync
 import Foundation
 import Testing
 
 @Suite("Downstream nodes: enrollment, challenge authentication, scope and clearance")
 struct NodeEnrollmentTests {
+  /// Creates a node as `admin` over RPC, or (nil) as the central node's operator at its console.
   func createNode(
-    _ world: IdentityWorld, _ id: String, org: String, clearance: Eduhub_Sync_V1_Clearance, as admin: CallOptions
+    _ world: IdentityWorld, _ id: String, org: String, clearance: Eduhub_Sync_V1_Clearance, as admin: CallOptions?
   ) async throws -> Eduhub_Sync_V1_CreateNodeResponse {
     var request = Eduhub_Sync_V1_CreateNodeRequest()
     request.nodeID = id
     request.orgCode = org
     request.clearance = clearance
+    guard let admin else { return try world.node.sync.createNode(request, caller: .operator(name: "test"), peer: "console") }
     return try await Eduhub_Sync_V1_SyncService.Client(world.rpc).createNode(request, options: admin)
   }
 
@@ -43,12 +46,16 @@ struct NodeEnrollmentTests {
     return try await sync.authenticate(answer).accessToken
   }
 
-  @Test("a county admin enrolls a county node with clearance: it reads its county in clear, nothing outside")
+  @Test("a clear county node (made by the operator) reads its county in clear, nothing outside; a county admin, who reads it masked, cannot make one")
   func enrollClearNode() async throws {
     try await withWorld { world in
       try await world.account("tongchuan", role: .countyAdmin, org: "511702")
       let admin = try await world.options("tongchuan")
-      let created = try await createNode(world, "county-511702", org: "511702", clearance: .clear, as: admin)
+      let refused = await expectStatus(.permissionDenied) {
+        try await createNode(world, "county-laptop", org: "511702", clearance: .clear, as: admin)
+      }
+      #expect(refused.contains("people.read.clear"))
+      let created = try await createNode(world, "county-511702", org: "511702", clearance: .clear, as: nil)
       #expect(created.node.state == .pending && created.node.scope == "511700/511702")
       let (_, token) = try await enrollAndAuthenticate(world, token: created.enrollmentToken, nodeID: "county-511702")
 
@@ -91,7 +98,7 @@ struct NodeEnrollmentTests {
   func badAuthentication() async throws {
     try await withWorld { world in
       try await world.account("city", role: .cityAdmin)
-      let created = try await createNode(world, "school-1", org: IdentityWorld.school, clearance: .clear, as: try await world.options("city"))
+      let created = try await createNode(world, "school-1", org: IdentityWorld.school, clearance: .clear, as: nil)
       let (key, _) = try await enrollAndAuthenticate(world, token: created.enrollmentToken, nodeID: "school-1")
       let sync = Eduhub_Sync_V1_SyncService.Client(world.rpc)
       var ask = Eduhub_Sync_V1_ChallengeRequest()
@@ -136,8 +143,8 @@ struct NodeEnrollmentTests {
       await expectStatus(.permissionDenied) { try await createNode(world, "school-y", org: IdentityWorld.otherSchool, clearance: .clear, as: county) }
       await expectStatus(.invalidArgument) { try await createNode(world, "bad id!", org: "511702", clearance: .clear, as: county) }
       await expectStatus(.invalidArgument) { try await createNode(world, "school-z", org: "511702", clearance: .unspecified, as: county) }
-      _ = try await createNode(world, "school-z", org: IdentityWorld.school, clearance: .clear, as: county)
-      await expectStatus(.alreadyExists) { try await createNode(world, "school-z", org: IdentityWorld.school, clearance: .clear, as: county) }
+      _ = try await createNode(world, "school-z", org: IdentityWorld.school, clearance: .masked, as: county)
+      await expectStatus(.alreadyExists) { try await createNode(world, "school-z", org: IdentityWorld.school, clearance: .masked, as: county) }
       var grant = Eduhub_Identity_V1_GrantRoleRequest()
       grant.accountID = try #require(try world.identity.accountID(username: "principal"))
       grant.role = .node
@@ -152,7 +159,7 @@ struct NodeEnrollmentTests {
     try await withWorld { world in
       try await world.account("city", role: .cityAdmin)
       let admin = try await world.options("city")
-      let created = try await createNode(world, "school-1", org: IdentityWorld.school, clearance: .clear, as: admin)
+      let created = try await createNode(world, "school-1", org: IdentityWorld.school, clearance: .clear, as: nil)
       let (key, token) = try await enrollAndAuthenticate(world, token: created.enrollmentToken, nodeID: "school-1")
       _ = try await world.client.whoAmI(options: world.bearer(token))
       var revoke = Eduhub_Sync_V1_RevokeNodeRequest()

@@ -68,7 +68,7 @@ struct ConnectionLifecycleTests {
       let raw = try RawHTTP2Connection(port: harness.port)
       // The client preface and an empty SETTINGS frame, then silence: PINGs go unanswered.
       raw.sendRaw(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 4, 0, 0, 0, 0, 0])
-      let received = await raw.readUntilClosed(timeout: 5)
+      let received = await raw.readUntilClosed(timeout: 30)
       #expect(raw.peerClosed)
       // Somewhere in what the server sent is a PING frame (type 6).
       #expect(containsFrame(type: 6, in: received))

@@ -1,0 +1,108 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubStorage
+import GRDB
+import SwiftProtobuf
+
+/// Who may originate writes of the catalog's collections, checked as PublishResource,
+/// UpdateResource, RetireResource, Follow and IngestRows check them, with the pushing node's
+/// authority as the caller. Counters (views, follows, subscriptions, rows) change with every read;
+/// any reader at the node may move them, nothing else of a resource.
+extension CatalogService {
+  func registerWriteRules() {
+    let rules = identity.writeAuthorities
+    rules.register(CatalogCollections.resource, .fromBelow(Self.checkResource))
+    rules.register(CatalogCollections.follow, .fromBelow(Self.checkFollow))
+    rules.register(DatasetSchema.rowCollection, .fromBelow(Self.checkRow))
+
+    let classes = identity.classifications
+    classes.register(CatalogCollections.resource, .fields(Eduhub_Catalog_V1_Resource.classifiedFields))
+    classes.register(CatalogCollections.follow, .unclassified)
+    // A row is classified by its table's schema (field numbers 8 + column).
+    let store = identity.store
+    classes.register(
+      DatasetSchema.rowCollection,
+      .perGroup(
+        group: { id in String(id.prefix { $0 != "|" }) },
+        fields: { code, db in
+          guard let record = try store.get(CatalogCollections.resource, code, in: db),
+            let resource = try? Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
+          else {
+            // Rows whose table is unknown here cannot be masked: they are not sent.
+            throw StorageError(.rejected, "rows of \(code.prefix(64)) have no table here to classify them")
+          }
+          return DatasetSchema(resource).classified
+        }))
+  }
+
+  static func withoutCounters(_ resource: Eduhub_Catalog_V1_Resource) -> Eduhub_Catalog_V1_Resource {
+    var copy = resource
+    copy.views = 0
+    copy.follows = 0
+    copy.subscriptions = 0
+    copy.rowCount = 0
+    copy.updatedMs = 0
+    return copy
+  }
+
+  static func checkResource(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "resource \(record.id.prefix(64))"
+    let resource = try IdentityService.decode(Eduhub_Catalog_V1_Resource.self, IdentityService.judged(record, existing))
+    if let existing, !record.deleted, existing.scope == record.scope,
+      withoutCounters(try IdentityService.decode(Eduhub_Catalog_V1_Resource.self, existing)) == withoutCounters(resource)
+    {
+      return  // only counters moved
+    }
+    for version in [existing, IdentityService.judged(record, existing)].compactMap({ $0 }) {
+      try IdentityService.requireAuthority(.catalogPublish, at: version.scope, node, what)
+    }
+    guard !record.deleted else { return }
+    guard resource.code == record.id, try IdentityService.orgPath(resource.responsibleOrgCode, view) == record.scope else {
+      throw PushRefusal("\(what): its responsible org does not match the scope it is stored under")
+    }
+    // A view reads people of a subtree within the responsible org's (prepareDataset).
+    if case .view(let source) = resource.dataset.source, !source.orgCode.isEmpty {
+      guard let path = try IdentityService.orgPath(source.orgCode, view), RecordStore.inScope(path, record.scope) else {
+        throw PushRefusal("\(what): its view reaches outside the responsible org")
+      }
+    }
+    // An API computes over a table of the same subtree.
+    if resource.type == .api, resource.hasApi {
+      guard let table = try view.live(CatalogCollections.resource, resource.api.datasetCode),
+        RecordStore.inScope(table.scope, record.scope), !table.scope.isEmpty
+      else { throw PushRefusal("\(what): its dataset is not a table of the responsible org") }
+    }
+  }
+
+  static func checkFollow(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "follow \(record.id.prefix(100))"
+    let mark = try IdentityService.decode(Eduhub_Catalog_V1_FollowRequest.self, IdentityService.judged(record, existing))
+    let code = String(record.id.prefix { $0 != "|" })
+    guard record.id == code + "|" + mark.code, let resource = try view.live(CatalogCollections.resource, code),
+      resource.scope == record.scope
+    else { throw PushRefusal("\(what): it does not name a resource stored at its scope and its follower") }
+    guard let account = try view.live(IdentityCollections.account, mark.code), !account.scope.isEmpty,
+      RecordStore.inScope(account.scope, node.scope)
+    else { throw PushRefusal("\(what): its follower is not an account of node \(node.id)'s scope") }
+  }
+
+  static func checkRow(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "row \(record.id.prefix(100))"
+    let code = String(record.id.prefix { $0 != "|" })
+    // IngestRows: catalog.publish on the table's org, rows stored at the table's scope.
+    guard let table = try view.live(CatalogCollections.resource, code), table.scope == record.scope else {
+      throw PushRefusal("\(what): it is not a row of a table stored at its scope")
+    }
+    if let existing, existing.scope != record.scope {
+      throw PushRefusal("\(what): a row does not move")
+    }
+    try IdentityService.requireAuthority(.catalogPublish, at: record.scope, node, what)
+    let resource = try IdentityService.decode(Eduhub_Catalog_V1_Resource.self, table)
+    guard case .ingested = resource.dataset.source else { throw PushRefusal("\(what): \(code.prefix(64)) does not take ingested rows") }
+    if !record.deleted {
+      guard let fields = try? WireFields.strings(record.body, [1]), fields[1] == code else {
+        throw PushRefusal("\(what): its body names another table")
+      }
+    }
+  }
+}

@@ -1,0 +1,183 @@
+import EduHubAPI
+import EduHubStorage
+import SwiftProtobuf
+
+/// Who may originate writes of Identity's collections, checked as the RPCs that write them check
+/// them (`createOrg`, `createPerson`/`updatePerson`, `bindGuardian`, `createAccount` and the login
+/// flows, `grantRole`/`revokeRole`), with the pushing node's authority as the caller.
+extension IdentityService {
+  func registerWriteRules() {
+    let rules = writeAuthorities
+    rules.register(IdentityCollections.org, .fromBelow(Self.checkOrg))
+    rules.register(IdentityCollections.person, .fromBelow(Self.checkPerson))
+    rules.register(IdentityCollections.guardianship, .fromBelow(Self.checkGuardianship))
+    rules.register(IdentityCollections.account, .fromBelow(Self.checkAccount))
+    rules.register(IdentityCollections.session, .fromBelow(Self.checkSession))
+    rules.register(IdentityCollections.roleGrant, .fromBelow(Self.checkRoleGrant))
+    // A node's signing key is published by that node to its own store and reaches others from
+    // above; one pushed up would let the pusher choose which key verifies whose tokens.
+    rules.register(IdentityCollections.nodeKey, .downOnly)
+
+    let classes = classifications
+    classes.register(IdentityCollections.org, .fields(Eduhub_Identity_V1_Org.classifiedFields))
+    classes.register(IdentityCollections.person, .fields(Eduhub_Identity_V1_Person.classifiedFields))
+    classes.register(IdentityCollections.guardianship, .fields(Eduhub_Identity_V1_GuardianBinding.classifiedFields))
+    classes.register(IdentityCollections.account, .fields(Eduhub_Identity_V1_AccountRecord.classifiedFields))
+    classes.register(IdentityCollections.session, .fields(Eduhub_Identity_V1_SessionRecord.classifiedFields))
+    classes.register(IdentityCollections.roleGrant, .unclassified)
+    classes.register(IdentityCollections.nodeKey, .unclassified)
+  }
+
+  /// The org path of `code` as the push would leave it; nil when no such org exists.
+  package static func orgPath(_ code: String, _ view: PushView) throws -> String? {
+    guard !code.isEmpty else { return nil }
+    return try view.live(IdentityCollections.org, code)?.scope
+  }
+
+  /// PushRefusal unless `node`'s authority holds `permission` on `path`.
+  package static func requireAuthority(_ permission: Permission, at path: String, _ node: PushingNode, _ what: String) throws {
+    guard node.authority.can(permission, at: path) else {
+      throw PushRefusal("\(what): node \(node.id) could not have written it (\(permission.rawValue) is needed on \(path.isEmpty ? "the root" : path))")
+    }
+  }
+
+  /// The body to judge: a deletion is judged by the version it deletes.
+  package static func judged(_ record: StoredRecord, _ existing: StoredRecord?) -> StoredRecord {
+    guard record.deleted, let existing else { return record }
+    var judged = existing
+    judged.deleted = true
+    return judged
+  }
+
+  package static func decode<M: Message>(_ type: M.Type, _ record: StoredRecord) throws -> M {
+    do { return try M(serializedBytes: record.body) } catch {
+      throw PushRefusal("\(record.collection)/\(record.id.prefix(64)) does not decode")
+    }
+  }
+
+  /// The parent path of an org path ("" for a top-level org).
+  static func parent(of path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "" }
+    return String(path[..<slash])
+  }
+
+  static func checkOrg(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "org \(record.id.prefix(40))"
+    for version in [existing, judged(record, existing)].compactMap({ $0 }) {
+      // CreateOrg and MoveOrg: org.write on the parent, old and new.
+      try requireAuthority(.orgWrite, at: parent(of: version.scope), node, what)
+    }
+    guard !record.deleted else { return }
+    let org = try decode(Eduhub_Identity_V1_Org.self, record)
+    let parentPath = parent(of: record.scope)
+    guard org.code == record.id, record.scope.hasSuffix(org.code),
+      parentPath.isEmpty ? org.parentCode.isEmpty : (parentPath.hasSuffix("/" + org.parentCode) || parentPath == org.parentCode)
+    else { throw PushRefusal("\(what): its code, parent and path disagree") }
+    if !parentPath.isEmpty {
+      guard try orgPath(org.parentCode, view) == parentPath else { throw PushRefusal("\(what): its parent \(org.parentCode.prefix(40)) is not at \(parentPath)") }
+    }
+  }
+
+  static func checkPerson(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "person \(record.id.prefix(40))"
+    for version in [existing, judged(record, existing)].compactMap({ $0 }) {
+      try requireAuthority(.peopleWrite, at: version.scope, node, what)
+    }
+    guard !record.deleted else { return }
+    let person = try decode(Eduhub_Identity_V1_Person.self, record)
+    guard person.id == record.id, try orgPath(person.orgCode, view) == record.scope else {
+      throw PushRefusal("\(what): its org does not match the scope it is stored under")
+    }
+  }
+
+  static func checkGuardianship(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "guardianship \(record.id.prefix(80))"
+    for version in [existing, judged(record, existing)].compactMap({ $0 }) {
+      // BindGuardian: people.write on the child's path (the binding lives there).
+      try requireAuthority(.peopleWrite, at: version.scope, node, what)
+    }
+    guard !record.deleted else { return }
+    let binding = try decode(Eduhub_Identity_V1_GuardianBinding.self, record)
+    guard record.id == binding.guardianID + ":" + binding.childID else { throw PushRefusal("\(what): its id does not name its guardian and child") }
+    guard let child = try view.live(IdentityCollections.person, binding.childID), child.scope == record.scope,
+      try decode(Eduhub_Identity_V1_Person.self, child).kind == .student
+    else { throw PushRefusal("\(what): the child is not a student stored at the binding's scope") }
+    guard let guardian = try view.live(IdentityCollections.person, binding.guardianID),
+      try decode(Eduhub_Identity_V1_Person.self, guardian).kind == .guardian
+    else { throw PushRefusal("\(what): the guardian is not a guardian known here") }
+  }
+
+  static func checkAccount(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "account \(record.id.prefix(40))"
+    // CreateAccount, resets and ending sessions: accounts.manage on the account's path. (Logins and
+    // activations at the node write the same fields; whoever owns the node holds that anyway.)
+    for version in [existing, judged(record, existing)].compactMap({ $0 }) {
+      try requireAuthority(.accountsManage, at: version.scope, node, what)
+    }
+    guard !record.deleted else { return }
+    let account = try decode(Eduhub_Identity_V1_AccountRecord.self, record)
+    guard account.id == record.id else { throw PushRefusal("\(what): its id disagrees") }
+    if !account.personID.isEmpty {
+      guard let person = try view.live(IdentityCollections.person, account.personID), person.scope == record.scope else {
+        throw PushRefusal("\(what): its person is not stored at the account's scope")
+      }
+    } else {
+      guard try orgPath(account.orgCode, view) == record.scope else { throw PushRefusal("\(what): its org does not match its scope") }
+    }
+    // Logins stay unique across replicas: a pushed account never takes over another's name or phone.
+    let username = account.username.lowercased()
+    guard !username.isEmpty else { throw PushRefusal("\(what): it has no username") }
+    let sameName = try view.ids(IdentityCollections.account, index: "username", key: username) { other in
+      (try? Eduhub_Identity_V1_AccountRecord(serializedBytes: other.body).username.lowercased()) == username
+    }
+    guard sameName.subtracting([record.id]).isEmpty else {
+      throw PushRefusal("\(what): the username is already another account's")
+    }
+    if !account.phone.isEmpty {
+      let samePhone = try view.ids(IdentityCollections.account, index: "phone", key: account.phone) { other in
+        (try? Eduhub_Identity_V1_AccountRecord(serializedBytes: other.body).phone) == account.phone
+      }
+      guard samePhone.subtracting([record.id]).isEmpty else {
+        throw PushRefusal("\(what): the phone number is already another account's")
+      }
+    }
+  }
+
+  static func checkSession(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "session \(record.id.prefix(40))"
+    let session = try decode(Eduhub_Identity_V1_SessionRecord.self, judged(record, existing))
+    // A session is opened by its account's login: it lives with the account, inside the node's
+    // scope. One naming an account above the node (the city's administrator) is a forgery.
+    guard session.id == record.id, let account = try view.live(IdentityCollections.account, session.accountID),
+      account.scope == record.scope, !account.scope.isEmpty, RecordStore.inScope(account.scope, node.scope)
+    else { throw PushRefusal("\(what): its account is not an account of node \(node.id)'s scope") }
+    if let existing {
+      let old = try decode(Eduhub_Identity_V1_SessionRecord.self, existing)
+      guard old.accountID == session.accountID else { throw PushRefusal("\(what): a session cannot change account") }
+    }
+  }
+
+  static func checkRoleGrant(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "role grant \(record.id.prefix(40))"
+    for version in [existing, judged(record, existing)].compactMap({ $0 }) {
+      let grant = try decode(Eduhub_Identity_V1_RoleGrant.self, version)
+      guard grant.role != .node, grant.role != .unspecified, Roles.name(of: grant.role) != "unspecified" else {
+        throw PushRefusal("\(what): that role is not granted through the API")
+      }
+      // GrantRole and RevokeRole: roles.grant and every permission of the role, on its path.
+      try requireAuthority(.rolesGrant, at: version.scope, node, what)
+      for permission in Permission.allCases where Roles.permissions(of: grant.role).contains(permission) {
+        try requireAuthority(permission, at: version.scope, node, "\(what) (\(Roles.name(of: grant.role)))")
+      }
+    }
+    guard !record.deleted else { return }
+    let grant = try decode(Eduhub_Identity_V1_RoleGrant.self, record)
+    guard grant.id == record.id, try orgPath(grant.orgCode, view) == record.scope else {
+      throw PushRefusal("\(what): its org does not match the scope it is stored under")
+    }
+    guard try view.live(IdentityCollections.account, grant.accountID) != nil else {
+      throw PushRefusal("\(what): no account \(grant.accountID.prefix(40))")
+    }
+  }
+}
+

@@ -1,0 +1,75 @@
+import EduHubAPI
+import EduHubPrivacy
+import EduHubStorage
+import GRDB
+import Synchronization
+
+/// How the records of a replicated collection are classified: what every egress that sends whole
+/// records (sync's pull, and its push sanitising) masks them by. Each service declares its
+/// collections'; a collection with no declaration is not sent at all, so a new collection cannot
+/// leave a node unmasked by being forgotten.
+public enum RecordClassification: Sendable {
+  /// Nothing in the body is personal (declared, not assumed).
+  case unclassified
+  /// The body is one message; its generated `classifiedFields`.
+  case fields([ClassifiedField])
+  /// The classification depends on the record (a table's rows: its schema). `group` names the
+  /// records that share one (a table's code from a row id); `fields` reads it.
+  case perGroup(group: @Sendable (String) -> String, fields: @Sendable (String, Database) throws -> [ClassifiedField])
+}
+
+/// Every replicated collection's classification, registered by its owning service.
+public final class RecordClassifications: Sendable {
+  private let entries = Mutex<[String: RecordClassification]>([:])
+
+  public init() {}
+
+  public func register(_ collection: String, _ classification: RecordClassification) {
+    entries.withLock { $0[collection] = classification }
+  }
+
+  /// The classification of `collection`, nil when none was declared.
+  public func of(_ collection: String) -> RecordClassification? {
+    entries.withLock { $0[collection] }
+  }
+
+  /// The collections declared.
+  public var collections: Set<String> { entries.withLock { Set($0.keys) } }
+}
+
+/// Maskers for one pass over records (a pull, a push): made once per collection or group.
+public struct RecordMaskers {
+  let identity: IdentityService
+  private var cache: [String: RecordMasker?] = [:]
+
+  public init(identity: IdentityService) { self.identity = identity }
+
+  /// The masker for `record`; nil when nothing in it is classified.
+  /// - Throws: INTERNAL-worthy `StorageError` when the collection declared no classification.
+  public mutating func masker(for record: StoredRecord, in db: Database? = nil) throws -> RecordMasker? {
+    guard let classification = identity.classifications.of(record.collection) else {
+      throw StorageError(.rejected, "collection \(record.collection) declares no classification; its records are not sent")
+    }
+    switch classification {
+    case .unclassified:
+      return nil
+    case .fields(let fields):
+      if let known = cache[record.collection] { return known }
+      let masker = fields.isEmpty ? nil : identity.masker(for: fields)
+      cache[record.collection] = masker
+      return masker
+    case .perGroup(let group, let read):
+      let key = record.collection + "\u{0}" + group(record.id)
+      if let known = cache[key] { return known }
+      let fields: [ClassifiedField]
+      if let db {
+        fields = try read(group(record.id), db)
+      } else {
+        fields = try identity.reading { db in try read(group(record.id), db) }
+      }
+      let masker = fields.isEmpty ? nil : identity.masker(for: fields)
+      cache[key] = masker
+      return masker
+    }
+  }
+}

@@ -1,0 +1,148 @@
+import EduHubStorage
+import GRDB
+import Synchronization
+
+/// A downstream node pushing records, as this node knows it. An edge node may be owned by an
+/// attacker (its files, keys and local accounts), so what it pushes is believed only as far as a
+/// user on that node could have written it through the API.
+public struct PushingNode: Sendable {
+  /// The authenticated node.
+  public let id: String
+  /// The org path it holds.
+  public let scope: String
+  /// Whether it reads its scope in clear.
+  public let clear: Bool
+  /// The most a user on that node could hold: the administrator role of its level on its scope
+  /// (a county's or a school's), without clear reads for a masked node. Every pushed write is
+  /// checked as if this caller had made it through the RPC that writes it.
+  public let authority: Caller
+  /// Nodes whose writes it may carry: itself and the nodes registered below it (whose writes it
+  /// relays). Stamps, vector entries and system actors may name only these.
+  public internal(set) var writers: Set<String>
+
+  public init(id: String, scope: String, clear: Bool, authority: Caller, writers: Set<String>) {
+    self.id = id
+    self.scope = scope
+    self.clear = clear
+    self.authority = authority
+    self.writers = writers
+  }
+
+  /// Whether the node may carry writes stamped by `node`.
+  public func mayCarry(_ node: String) -> Bool { writers.contains(node) }
+
+  /// Adds a node registered in this very push (its writes may follow).
+  public mutating func adopt(_ node: String) { writers.insert(node) }
+}
+
+/// Why a pushed record is refused: the whole push is, and the reason is audited and reported.
+public struct PushRefusal: Error, Sendable, CustomStringConvertible {
+  public let reason: String
+  public init(_ reason: String) { self.reason = reason }
+  public var description: String { reason }
+}
+
+/// The records of one push, as they stand while it is checked: the message's own records count
+/// (a person and its account may arrive together), then the store.
+public struct PushView {
+  let store: RecordStore
+  let db: Database
+  var pending: [String: StoredRecord] = [:]
+
+  init(store: RecordStore, db: Database) {
+    self.store = store
+    self.db = db
+  }
+
+  /// The live record `collection/id` as this push would leave it, or nil.
+  public func live(_ collection: String, _ id: String) throws -> StoredRecord? {
+    let record = try pending[collection + "\u{0}" + id] ?? store.get(collection, id, in: db)
+    return record.flatMap { $0.deleted ? nil : $0 }
+  }
+
+  /// Ids of live records of `collection` whose index `index` holds `key`: stored ones, and this
+  /// push's earlier records for which `matches` holds.
+  public func ids(
+    _ collection: String, index: String, key: String, matches: (StoredRecord) -> Bool
+  ) throws -> Set<String> {
+    var ids = Set(try store.find(collection, index: index, key: key, limit: 10, in: db).map(\.id))
+    for record in pending.values where record.collection == collection {
+      if record.deleted || !matches(record) { ids.remove(record.id) } else { ids.insert(record.id) }
+    }
+    return ids
+  }
+
+  /// The database, for checks that read more.
+  public var database: Database { db }
+
+  mutating func accept(_ record: StoredRecord) {
+    pending[record.collection + "\u{0}" + record.id] = record
+  }
+}
+
+/// Checks one pushed record as the API that writes it would, given the version it replaces (nil
+/// for a new record). A deletion arrives with `record.deleted` and the last body it had.
+/// - Throws: ``PushRefusal`` naming what the node could not have written.
+public typealias PushCheck = @Sendable (
+  _ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView
+) throws -> Void
+
+/// Who may originate writes of a replicated collection.
+public enum WriteAuthority: Sendable {
+  /// Written only above (node registrations' keys, applications, security records): a push of it
+  /// is refused whatever it holds.
+  case downOnly
+  /// May be written on an edge node, as the API would check it.
+  case fromBelow(PushCheck)
+}
+
+/// Every replicated collection's write authority, registered by the service that owns it. Push
+/// consults it for every record; a collection nobody registered is refused, so a new collection
+/// cannot be forgotten.
+public final class WriteAuthorities: Sendable {
+  private let rules = Mutex<[String: WriteAuthority]>([:])
+
+  public init() {}
+
+  /// Declares who may originate writes of `collection` (its owning service does, once).
+  public func register(_ collection: String, _ authority: WriteAuthority) {
+    rules.withLock { $0[collection] = authority }
+  }
+
+  /// The rule for `collection`, or nil when none was registered (refused).
+  public func authority(of collection: String) -> WriteAuthority? {
+    rules.withLock { $0[collection] }
+  }
+
+  /// The collections with a rule.
+  public var collections: [String] { rules.withLock { Array($0.keys) } }
+}
+
+extension PushView {
+  /// Checks that every record of `records` is allowed, in order, each seeing the ones before it.
+  /// - Returns: the pushing node with the nodes registered by this push added to its writers.
+  public static func check(
+    _ records: [StoredRecord], from node: PushingNode, rules: WriteAuthorities, store: RecordStore, in db: Database,
+    registersNode: (StoredRecord) -> String? = { _ in nil }
+  ) throws -> PushingNode {
+    var node = node
+    var view = PushView(store: store, db: db)
+    // The whole message is judged as one: a record may refer to one later in it (a grant is
+    // written before the request that approves it is saved again). A refusal refuses them all.
+    for record in records { view.accept(record) }
+    for record in records {
+      guard let rule = rules.authority(of: record.collection) else {
+        throw PushRefusal("\(record.collection) has no write rule here: it is not accepted from below")
+      }
+      switch rule {
+      case .downOnly:
+        throw PushRefusal("\(record.collection) records are written only above and never accepted from below")
+      case .fromBelow(let check):
+        let existing = try store.get(record.collection, record.id, in: db)
+        try check(record, existing, node, view)
+      }
+      if let registered = registersNode(record) { node.adopt(registered) }
+    }
+    return node
+  }
+}

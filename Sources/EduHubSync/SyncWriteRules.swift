@@ -1,0 +1,45 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubStorage
+import SwiftProtobuf
+
+/// Who may originate writes of node registrations: a node registers and manages the nodes below
+/// it (CreateNode, Enroll and RevokeNode at that node), never itself, never one beside or above it,
+/// and never one that reads more than it does.
+extension SyncService {
+  func registerWriteRules() {
+    identity.writeAuthorities.register(SyncCollections.node, .fromBelow(Self.checkNode))
+    identity.classifications.register(SyncCollections.node, .fields(Eduhub_Sync_V1_SyncNodeRecord.classifiedFields))
+  }
+
+  static func checkNode(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "node registration \(record.id.prefix(40))"
+    guard record.id != node.id else { throw PushRefusal("\(what): a node cannot change its own registration") }
+    let stored: Eduhub_Sync_V1_SyncNodeRecord
+    do { stored = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: (record.deleted ? existing ?? record : record).body) } catch {
+      throw PushRefusal("\(what) does not decode")
+    }
+    guard node.authority.can(.nodesManage, at: record.scope) else {
+      throw PushRefusal("\(what): node \(node.id) could not have written it (nodes.manage is needed on \(record.scope))")
+    }
+    if let existing {
+      // Registered by someone else at the pusher's own level (a second node of its scope), or above it.
+      guard existing.scope != node.scope, RecordStore.inScope(existing.scope, node.scope), !existing.scope.isEmpty else {
+        throw PushRefusal("\(what): only the nodes above it change this registration")
+      }
+      if let old = try? Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: existing.body) {
+        guard old.node.state != .revoked || stored.node.state == .revoked else {
+          throw PushRefusal("\(what): a revoked node stays revoked")
+        }
+        guard old.node.id == stored.node.id else { throw PushRefusal("\(what): its id disagrees") }
+      }
+    }
+    guard !record.deleted else { return }
+    guard stored.node.id == record.id, try IdentityService.orgPath(stored.node.orgCode, view) == record.scope else {
+      throw PushRefusal("\(what): its org does not match the scope it is stored under")
+    }
+    guard stored.node.clearance == .masked || (stored.node.clearance == .clear && node.clear) else {
+      throw PushRefusal("\(what): a node's clearance is at most its creator's (node \(node.id) is masked)")
+    }
+  }
+}

@@ -1,0 +1,121 @@
+import EduHubAPI
+import EduHubIdentity
+import EduHubStorage
+import SwiftProtobuf
+
+/// Who may originate writes of work orders. Orders, events, attachments and their chunks are
+/// immutable once written; a pushed one is checked as Submit, Act, SetWatch and AddAttachment check
+/// theirs, with the pushing node's authority: handlers' steps need orders.handle on the service org,
+/// a system event names the pusher or a node below it, every actor is a user of the node's scope.
+extension WorkOrderService {
+  func registerWriteRules() {
+    let rules = identity.writeAuthorities
+    rules.register(WorkOrderCollections.order, .fromBelow(Self.checkOrder))
+    rules.register(WorkOrderCollections.event, .fromBelow(Self.checkEvent))
+    rules.register(WorkOrderCollections.watch, .fromBelow(Self.checkWatch))
+    rules.register(WorkOrderCollections.attachment, .fromBelow(Self.checkAttachment))
+    rules.register(WorkOrderCollections.chunk, .fromBelow(Self.checkChunk))
+
+    let classes = identity.classifications
+    classes.register(WorkOrderCollections.order, .fields(Order.classifiedFields))
+    classes.register(WorkOrderCollections.event, .fields(Event.classifiedFields))
+    classes.register(WorkOrderCollections.watch, .fields(Event.classifiedFields))
+    classes.register(WorkOrderCollections.attachment, .fields(Eduhub_Workorder_V1_Attachment.classifiedFields))
+    classes.register(WorkOrderCollections.chunk, .fields(Eduhub_Workorder_V1_AttachmentChunk.classifiedFields))
+  }
+
+  /// PushRefusal unless `actor` could act on the pushing node: a user of its scope, its own
+  /// console, or the system of the node or of one below it.
+  static func checkActor(_ actor: String, _ node: PushingNode, _ view: PushView, _ what: String) throws {
+    if actor.hasPrefix("system:") {
+      guard node.mayCarry(String(actor.dropFirst("system:".count))) else {
+        throw PushRefusal("\(what): node \(node.id) cannot act as \(actor.prefix(60))")
+      }
+      return
+    }
+    if actor.hasPrefix("operator:") { return }
+    guard let account = try view.live(IdentityCollections.account, actor), !account.scope.isEmpty,
+      RecordStore.inScope(account.scope, node.scope)
+    else { throw PushRefusal("\(what): its actor is not a user of node \(node.id)'s scope") }
+  }
+
+  /// PushRefusal unless an immutable record arrives as it was first written.
+  static func unchanged(_ record: StoredRecord, _ existing: StoredRecord?, _ what: String) throws -> Bool {
+    guard !record.deleted else { throw PushRefusal("\(what): work orders are never deleted") }
+    guard let existing else { return false }
+    guard existing.body == record.body, existing.scope == record.scope, !existing.deleted else {
+      throw PushRefusal("\(what): it is immutable once written")
+    }
+    return true
+  }
+
+  /// The order an event, watch or attachment belongs to, stored at the same scope.
+  static func order(_ id: String, of record: StoredRecord, _ view: PushView, _ what: String) throws -> Order {
+    guard let stored = try view.live(WorkOrderCollections.order, id), stored.scope == record.scope else {
+      throw PushRefusal("\(what): its order is not stored at its scope")
+    }
+    return try IdentityService.decode(Order.self, stored)
+  }
+
+  static func checkOrder(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "work order \(record.id.prefix(64))"
+    guard try !unchanged(record, existing, what) else { return }
+    let order = try IdentityService.decode(Order.self, record)
+    guard order.id == record.id, try IdentityService.orgPath(order.submittingOrgCode, view) == record.scope,
+      let servicePath = try IdentityService.orgPath(order.serviceOrgCode, view), RecordStore.inScope(record.scope, servicePath)
+    else { throw PushRefusal("\(what): its orgs do not match the scope it is stored under") }
+    try IdentityService.requireAuthority(.ordersSubmit, at: record.scope, node, what)
+    try checkActor(order.submitter, node, view, what)
+  }
+
+  static func checkEvent(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "work order event \(record.id.prefix(100))"
+    guard try !unchanged(record, existing, what) else { return }
+    let event = try IdentityService.decode(Event.self, record)
+    let order = try order(event.orderID, of: record, view, what)
+    guard node.mayCarry(event.node) else { throw PushRefusal("\(what): node \(node.id) cannot write events of node \(event.node.prefix(40))") }
+    try checkActor(event.actor, node, view, what)
+    let servicePath = try IdentityService.orgPath(order.serviceOrgCode, view) ?? record.scope
+    switch event.action {
+    case .accept, .reassign, .escalate, .reject:
+      try IdentityService.requireAuthority(.ordersHandle, at: servicePath, node, what)
+    case .answer, .verifyClose, .cancel, .reopen:
+      guard event.actor == order.submitter || node.authority.can(.ordersHandle, at: servicePath) else {
+        throw PushRefusal("\(what): only the submitter takes that step")
+      }
+    case .autoClose, .slaWarning, .slaBreach:
+      guard event.actor.hasPrefix("system:") else { throw PushRefusal("\(what): only the system takes that step") }
+    case .start, .askRequester, .resolve, .comment:
+      break  // the assignee, a handler, or (comments) any reader: a user of the scope, checked above
+    case .unspecified, .UNRECOGNIZED:
+      throw PushRefusal("\(what): no such step")
+    }
+  }
+
+  static func checkWatch(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "watch \(record.id.prefix(100))"
+    let mark = try IdentityService.decode(Event.self, IdentityService.judged(record, existing))
+    _ = try order(mark.orderID, of: record, view, what)
+    guard record.id == mark.orderID + "|" + mark.actor else { throw PushRefusal("\(what): its id does not name its order and watcher") }
+    try checkActor(mark.actor, node, view, what)
+  }
+
+  static func checkAttachment(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "attachment \(record.id.prefix(100))"
+    guard try !unchanged(record, existing, what) else { return }
+    let attachment = try IdentityService.decode(Eduhub_Workorder_V1_Attachment.self, record)
+    _ = try order(attachment.orderID, of: record, view, what)
+    guard attachment.id == record.id, record.id.hasPrefix(attachment.orderID + "|") else {
+      throw PushRefusal("\(what): its id does not name its order")
+    }
+    try checkActor(attachment.uploadedBy, node, view, what)
+  }
+
+  static func checkChunk(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "attachment chunk \(record.id.prefix(100))"
+    guard try !unchanged(record, existing, what) else { return }
+    guard let bar = record.id.lastIndex(of: "|"),
+      let attachment = try view.live(WorkOrderCollections.attachment, String(record.id[..<bar])), attachment.scope == record.scope
+    else { throw PushRefusal("\(what): its attachment is not stored at its scope") }
+  }
+}
