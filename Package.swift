@@ -340,8 +340,10 @@ let package = Package(
     .testTarget(
       name: "EduHubNodeTests",
       dependencies: [
-        "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubCrypto", "eduhub",
+        "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubCrypto", "eduhub", "EduHubSync",
+        "EduHubIdentity", "EduHubReplication",
         .product(name: "GRDB", package: "GRDB.swift"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings
     ),

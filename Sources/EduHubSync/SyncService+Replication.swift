@@ -8,6 +8,14 @@ import Foundation
 import GRDB
 import SwiftProtobuf
 
+/// Pushes a node refused from one downstream node (for `eduhub status`).
+public struct RefusedPush: Sendable, Hashable {
+  public var nodeID: String
+  public var count: Int
+  public var lastMs: Int64
+  public var reason: String
+}
+
 extension SyncService {
   static let defaultBatchRecords = 1000
   static let defaultBatchBytes = 1 << 20
@@ -397,12 +405,32 @@ extension SyncService {
       "a downstream node pushed what it could not have written; the push is refused",
       ["sync.node": nodeID, "sync.reason": reason])
     try? identity.transaction { db in
-      let count = (try identity.store.meta("sync.refused.\(nodeID).count", in: db)).flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
-      try identity.store.setMeta("sync.refused.\(nodeID).count", Array(String(count + 1).utf8), in: db)
-      try identity.store.setMeta("sync.refused.\(nodeID).last", Array("\(identity.nowMs()) \(reason)".utf8), in: db)
+      var refusals = try Self.refusals(in: db, store: identity.store)
+      let count = (refusals.first { $0.nodeID == nodeID }?.count ?? 0) + 1
+      refusals.removeAll { $0.nodeID == nodeID }
+      refusals.append(RefusedPush(nodeID: nodeID, count: count, lastMs: identity.nowMs(), reason: String(reason.prefix(300))))
+      let text = refusals.map { "\($0.nodeID)\t\($0.count)\t\($0.lastMs)\t\($0.reason.replacingOccurrences(of: "\n", with: " "))" }
+      try identity.store.setMeta(Self.refusalsKey, Array(text.joined(separator: "\n").utf8), in: db)
     }
     return identity.denied(caller, "sync.Push", target: nodeID, peer: peer, message)
   }
+
+  static let refusalsKey = "sync.refused-pushes"
+
+  static func refusals(in db: Database, store: RecordStore) throws -> [RefusedPush] {
+    let text = String(decoding: try store.meta(refusalsKey, in: db) ?? [], as: UTF8.self)
+    return text.split(separator: "\n").compactMap { line in
+      let parts = line.split(separator: "\t", maxSplits: 3, omittingEmptySubsequences: false)
+      guard parts.count == 4, let count = Int(parts[1]), let ms = Int64(parts[2]) else { return nil }
+      return RefusedPush(nodeID: String(parts[0]), count: count, lastMs: ms, reason: String(parts[3]))
+    }
+  }
+
+  /// Pushes this node refused, by downstream node: how many and the last one's reason.
+  public func refusedPushes() throws -> [RefusedPush] {
+    try identity.reading { db in try Self.refusals(in: db, store: identity.store) }
+  }
+
 
   /// Whether `writer` (a node id, as field stamps name them) sees a record at `path` in clear: this
   /// node itself, or an active downstream node with clear clearance whose scope holds it.

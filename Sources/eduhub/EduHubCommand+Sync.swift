@@ -101,6 +101,10 @@ extension EduHubCommand {
       let open = try node.open()
       let data = open.data
       print("node \(data.identity.nodeID) (\(data.identity.role.rawValue)) scope \"\(data.identity.scope)\"")
+      // Security events from below: a node that pushed what it could not have written.
+      for refused in try open.sync.refusedPushes().sorted(by: { $0.lastMs > $1.lastMs }) {
+        print("REFUSED \(refused.count) push(es) from node \(refused.nodeID), last at \(chinaTime(refused.lastMs)): \(refused.reason)")
+      }
       guard let client = try syncClient(for: open) else {
         print("no upstream")
         await open.close()

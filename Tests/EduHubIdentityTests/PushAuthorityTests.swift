@@ -1,0 +1,292 @@
+import EduHubAPI
+import EduHubCatalog
+import EduHubCrypto
+import EduHubIdentity
+import EduHubNode
+import EduHubRPC
+import EduHubReplication
+import EduHubStorage
+import EduHubSync
+import Foundation
+import PropertyBased
+import SwiftProtobuf
+import Synchronization
+import Testing
+
+/// A masked county node, enrolled with the world's central node and synced, whose owner pushes
+/// records of its own making, authenticated with the node's key.
+struct OwnedNode {
+  static let scope = "511700/511702"
+  let world: IdentityWorld
+  let county: CountyNode
+  let options: CallOptions
+
+  static func start(_ world: IdentityWorld, clearance: Eduhub_Sync_V1_Clearance = .masked) async throws -> OwnedNode {
+    let county = try await CountyNode.enroll(in: world, clearance: clearance)
+    try await county.client.syncOnce()
+    let token = try await county.client.authenticate()
+    return OwnedNode(world: world, county: county, options: world.bearer(token))
+  }
+
+  /// Pushes `records` as the county.
+  func push(_ records: [Eduhub_Sync_V1_SyncRecord]) async throws {
+    var push = Eduhub_Sync_V1_PushRequest()
+    push.nodeID = "county-511702"
+    push.records = records
+    push.throughSequence = 1
+    _ = try await Eduhub_Sync_V1_SyncService.Client(world.rpc).push(options: options) { try await $0.write(push) }
+  }
+
+  /// A record as the county would write it: its own vector entry and stamps, now.
+  func record(
+    _ collection: String, _ id: String, scope: String, body: [UInt8], deleted: Bool = false, over existing: StoredRecord? = nil,
+    stampedBy node: String = "county-511702"
+  ) throws -> Eduhub_Sync_V1_SyncRecord {
+    var vector = try existing.map { try ReplicationEncoding.decodeVector($0.version) } ?? VersionVector()
+    try vector.increment(node)
+    var stamps = try existing.map { try ReplicationEncoding.decodeStamps($0.stamps) } ?? [:]
+    let fields = try WireFields(parsing: body)
+    let stamp = FieldStamp(time: HLCTimestamp(milliseconds: UInt64(world.identity.nowMs()), counter: 0), node: node, counter: vector[node])
+    for number in fields.fields.keys { stamps[number] = stamp }
+    var out = Eduhub_Sync_V1_SyncRecord()
+    out.collection = collection
+    out.id = id
+    out.scope = scope
+    out.body = Data(body)
+    out.version = Data(ReplicationEncoding.encode(vector))
+    out.stamps = Data(ReplicationEncoding.encode(stamps))
+    out.deleted = deleted
+    return out
+  }
+
+  func stored(_ collection: String, _ id: String) throws -> StoredRecord? {
+    try world.identity.store.get(collection, id)
+  }
+
+  /// Pushes and expects the refusal to name `reason`; nothing changes at central.
+  func expectRefused(_ records: [Eduhub_Sync_V1_SyncRecord], _ reason: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let before = try world.identity.store.lastSequence()
+    let message = await expectStatus(.permissionDenied, sourceLocation: sourceLocation) { try await push(records) }
+    #expect(message.contains(reason), "\(message)", sourceLocation: sourceLocation)
+    #expect(try world.identity.store.lastSequence() == before, "a refused push changed central", sourceLocation: sourceLocation)
+  }
+}
+
+@Suite("Push accepts from a node only what it could have written through the API")
+struct PushAuthorityTests {
+  @Test("a guardianship binding a child of another county is refused, though the node files it under its own scope")
+  func guardianOfAnotherChild() async throws {
+    try await withWorld { world in
+      let owned = try await OwnedNode.start(world)
+      let guardian = try #require(try world.identity.store.find(IdentityCollections.guardianship, index: "child", key: IdentityWorld.otherStudent).first)
+      let guardianID = try Eduhub_Identity_V1_GuardianBinding(serializedBytes: guardian.body).guardianID
+      var binding = Eduhub_Identity_V1_GuardianBinding()
+      binding.guardianID = guardianID
+      binding.childID = IdentityWorld.otherStudent
+      let id = guardianID + ":" + IdentityWorld.otherStudent
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.guardianship, id + "x", scope: OwnedNode.scope, body: try binding.serializedBytes())],
+        "its id does not name its guardian and child")
+      binding.guardianID = guardianID + "x"
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.guardianship, guardianID + "x:" + IdentityWorld.otherStudent, scope: OwnedNode.scope, body: try binding.serializedBytes())],
+        "the child is not a student stored at the binding's scope")
+      await owned.county.close()
+    }
+  }
+
+  @Test("a catalog view widened to the whole city, a role the county cannot grant, a node key and an application are refused")
+  func escalations() async throws {
+    try await withWorld { world in
+      _ = try CatalogSeeder.run(into: world.node.catalog)
+      let owned = try await OwnedNode.start(world)
+      // A view of the county's own that reads people of the whole city.
+      var resource = Eduhub_Catalog_V1_Resource()
+      resource.code = "tc.all.pupils"
+      resource.name = "全市学生"
+      resource.type = .table
+      resource.responsibleOrgCode = "511702"
+      resource.sharingClass = .unconditional
+      var view = Eduhub_Catalog_V1_ViewSource()
+      view.collection = "person"
+      view.orgCode = "511700"
+      resource.dataset.view = view
+      try await owned.expectRefused(
+        [try owned.record(CatalogCollections.resource, resource.code, scope: OwnedNode.scope, body: try resource.serializedBytes())],
+        "its view reaches outside the responsible org")
+      // A city administrator's role on the county (it carries share.apps, which a county's lacks).
+      let account = try #require(try world.identity.store.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
+      var grant = Eduhub_Identity_V1_RoleGrant()
+      grant.id = "Gforged"
+      grant.accountID = account.id
+      grant.role = .cityAdmin
+      grant.orgCode = "511702"
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.roleGrant, "Gforged", scope: OwnedNode.scope, body: try grant.serializedBytes())],
+        "share.apps is needed")
+      grant.role = .node
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.roleGrant, "Gforged", scope: OwnedNode.scope, body: try grant.serializedBytes())],
+        "that role is not granted through the API")
+      var key = Eduhub_Identity_V1_NodeKeyRecord()
+      key.nodeID = "county-shadow"
+      key.publicKey = Data(SigningKey().publicKey)
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.nodeKey, "county-shadow", scope: OwnedNode.scope, body: try key.serializedBytes())],
+        "written only above")
+      var app = Eduhub_Sharing_V1_AppRecord()
+      app.app.clientID = "app-forged"
+      app.app.orgCode = "511702"
+      try await owned.expectRefused(
+        [try owned.record("share_app", "app-forged", scope: OwnedNode.scope, body: try app.serializedBytes())], "written only above")
+      // A teacher's role reads pupils in clear: a masked county cannot give it.
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org, IdentityWorld.school)).scope
+      grant.id = "Gteacher"
+      grant.role = .teacher
+      grant.orgCode = IdentityWorld.school
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.roleGrant, "Gteacher", scope: schoolPath, body: try grant.serializedBytes())],
+        "people.read.clear is needed")
+      // What it may grant passes: a dispatcher's role in one of its schools.
+      grant.id = "Gdispatcher"
+      grant.role = .dispatcher
+      try await owned.push([try owned.record(IdentityCollections.roleGrant, "Gdispatcher", scope: schoolPath, body: try grant.serializedBytes())])
+      #expect(try owned.stored(IdentityCollections.roleGrant, "Gdispatcher") != nil)
+      await owned.county.close()
+    }
+  }
+
+  @Test("an account that takes another's username or phone is refused; a login stays the account it was")
+  func loginsStayUnique() async throws {
+    try await withWorld { world in
+      try await world.account("tc-teacher", role: .teacher, org: IdentityWorld.school)
+      let owned = try await OwnedNode.start(world)
+      let admin = try #require(try world.identity.store.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
+      let mine = try #require(try world.identity.store.find(IdentityCollections.account, index: "username", key: "tc-teacher").first)
+      var account = try Eduhub_Identity_V1_AccountRecord(serializedBytes: mine.body)
+      account.id = "A0000"
+      account.username = "City-County-511702"
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.account, "A0000", scope: mine.scope, body: try account.serializedBytes())],
+        "the username is already another account's")
+      #expect(try world.identity.store.find(IdentityCollections.account, index: "username", key: "city-county-511702").map(\.id) == [admin.id])
+      await owned.county.close()
+    }
+  }
+
+  @Test("a value stamped in the upstream's name, or a vector entry of the upstream's ahead of its own, is refused")
+  func forgedStamps() async throws {
+    try await withWorld { world in
+      let owned = try await OwnedNode.start(world)
+      let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      var person = try Eduhub_Identity_V1_Person(serializedBytes: pupil.body)
+      person.className = "forged by the county in central's name"
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.person, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil, stampedBy: "test-central")],
+        "cannot write in its name")
+      // The same edit in its own name is an edit a county administrator may make.
+      try await owned.push([try owned.record(IdentityCollections.person, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil)])
+      #expect(try Eduhub_Identity_V1_Person(serializedBytes: try #require(try owned.stored(IdentityCollections.person, person.id)).body).className == person.className)
+      await owned.county.close()
+    }
+  }
+
+  /// Records a hostile node might push: every collection, ids and scopes in, above and beside its
+  /// own, bodies copied from anywhere (and mutated toward more power), forged and extreme version
+  /// metadata, deletions.
+  static func hostileRecords(_ random: inout SplitMix64, owned: OwnedNode) throws -> [Eduhub_Sync_V1_SyncRecord] {
+    let store = owned.world.identity.store
+    let collections = store.collectionNames
+    let scopes = [
+      OwnedNode.scope, try store.get(IdentityCollections.org, IdentityWorld.school)?.scope ?? OwnedNode.scope, "511700", "511700/511703",
+      try store.get(IdentityCollections.org, IdentityWorld.otherSchool)?.scope ?? "511700/511703",
+    ]
+    let nodes = ["county-511702", "test-central", "county-511703", "school-x"]
+    var out: [Eduhub_Sync_V1_SyncRecord] = []
+    for _ in 0..<Int.random(in: 1...4, using: &random) {
+      let collection = collections.randomElement(using: &random)!
+      // Half the time a record of the node's own scope in its own name (what it may well be
+      // allowed to write, then pushed toward more power); else anything from anywhere.
+      let plausible = Bool.random(using: &random)
+      let sources = try store.database.read { db in
+        plausible
+          ? try store.inScope(collection, scope: OwnedNode.scope, limit: 40, in: db).filter { !$0.scope.isEmpty }
+          : try store.records(collection, limit: 40, in: db)
+      }
+      let source = sources.randomElement(using: &random)
+      let scope = !plausible && Bool.random(using: &random) ? scopes.randomElement(using: &random)! : (source?.scope ?? OwnedNode.scope)
+      var body = source?.body ?? []
+      switch Int.random(in: 0..<6, using: &random) {
+      case 0: body = (0..<Int.random(in: 0...40, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+      case 1, 2:
+        // Toward power: a varint field set to 1 (CLEAR, ACTIVE, CITY_ADMIN …), appended (the last wins).
+        let number = Int.random(in: 1...12, using: &random)
+        WireFields.appendVarint(UInt64(number << 3), to: &body)
+        WireFields.appendVarint(1, to: &body)
+      default: break
+      }
+      let id = plausible || Bool.random(using: &random) ? (source?.id ?? "x") : "forged-\(UInt32.random(in: 0...UInt32.max, using: &random))"
+      var record = try owned.record(
+        collection, id, scope: scope, body: body, deleted: Int.random(in: 0..<10, using: &random) == 0,
+        over: source.flatMap { $0.id == id ? $0 : nil }, stampedBy: plausible ? "county-511702" : nodes.randomElement(using: &random)!)
+      switch plausible ? 9 : Int.random(in: 0..<5, using: &random) {
+      case 0: record.version = Data(ReplicationEncoding.encode(VersionVector([nodes.randomElement(using: &random)!: UInt64.max])))
+      case 1: record.version = Data((0..<8).map { _ in UInt8.random(in: 0...255, using: &random) })
+      case 2:
+        let far = FieldStamp(time: HLCTimestamp(milliseconds: UInt64.max >> 17, counter: 0), node: "county-511702", counter: 1)
+        record.stamps = Data(ReplicationEncoding.encode([1: far]))
+      default: break
+      }
+      out.append(record)
+    }
+    return out
+  }
+
+  @Test("a hostile node's pushes of every collection never crash central, never change a record outside its scope, and never add power")
+  func adversarialNode() async throws {
+    try await withWorld { world in
+      _ = try CatalogSeeder.run(into: world.node.catalog)
+      let owned = try await OwnedNode.start(world)
+      let store = world.identity.store
+      let countyPermissions = Roles.permissions(of: .countyAdmin).union(Roles.permissions(of: .dataSteward))
+        .union(Roles.permissions(of: .dispatcher)).subtracting([.peopleReadClear])
+      let admin = try await world.options("city-county-511702")
+      let accepted = Mutex(0)
+      await propertyCheck(count: 60, input: Gen.int(in: 0...Int.max)) { seed in
+        var random = SplitMix64(seed: UInt64(seed))
+        let before = try store.lastSequence()
+        let records = try Self.hostileRecords(&random, owned: owned)
+        if (try? await owned.push(records)) != nil { accepted.withLock { $0 += 1 } }
+        // Central still answers.
+        _ = try await world.client.whoAmI(options: admin)
+        for record in try store.changes(after: before, limit: 10_000) {
+          let what = "\(record.collection)/\(record.id) (seed \(seed))"
+          #expect(!record.scope.isEmpty && RecordStore.inScope(record.scope, OwnedNode.scope), "\(what) changed outside the county")
+          guard !record.deleted else { continue }
+          switch record.collection {
+          case "share_grant", "share_app", IdentityCollections.nodeKey:
+            Issue.record("\(what): the node wrote a \(record.collection)")
+          case SyncCollections.node:
+            let node = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)
+            #expect(node.node.clearance != .clear, "\(what): a clear node")
+          case IdentityCollections.roleGrant:
+            let grant = try Eduhub_Identity_V1_RoleGrant(serializedBytes: record.body)
+            #expect(Roles.permissions(of: grant.role).isSubset(of: countyPermissions), "\(what): \(grant.role)")
+          case IdentityCollections.session:
+            let session = try Eduhub_Identity_V1_SessionRecord(serializedBytes: record.body)
+            let account = try store.get(IdentityCollections.account, session.accountID)
+            #expect(account.map { RecordStore.inScope($0.scope, OwnedNode.scope) && $0.scope == record.scope } == true, "\(what): another's session")
+          case IdentityCollections.guardianship:
+            let binding = try Eduhub_Identity_V1_GuardianBinding(serializedBytes: record.body)
+            #expect(try store.get(IdentityCollections.person, binding.childID)?.scope == record.scope, "\(what): another's child")
+          default:
+            break
+          }
+        }
+      }
+      // Some pushes are ones a county may make (else this proves only that everything is refused).
+      #expect(accepted.withLock { $0 } > 0)
+      await owned.county.close()
+    }
+  }
+}
