@@ -481,17 +481,23 @@ extension SyncService {
     try Validate.identifier(request.orgCode, "org_code")
     guard request.limit >= 0 else { throw RPCError(.invalidArgument, "limit may not be negative") }
     let limit = request.limit == 0 ? 100 : min(Int(request.limit), 1000)
+    let today = identity.today
+    let reader = Reader.staff(subject: caller.accountID, grants: caller.grants)
+    var maskers = RecordMaskers(identity: identity)
     return try identity.reading { db in
       let path = try identity.orgPath(request.orgCode, in: db)
       try identity.require(.nodesManage, at: path, caller, "sync.ListConflicts", target: request.orgCode, peer: peer)
       var response = Eduhub_Sync_V1_ListConflictsResponse()
       for (conflict, scope) in try identity.store.conflicts(inScope: path, limit: limit, in: db) {
+        // A losing value is the record's field as it was: shown as the caller may see that field of
+        // the record (a county administrator sees a pupil's losing name masked, like the winner).
+        let losingValue = try shown(conflict, for: reader, on: today, maskers: &maskers, in: db)
         var out = Eduhub_Sync_V1_Conflict()
         out.collection = conflict.collection
         out.recordID = conflict.recordID
         out.scope = scope
         out.field = Int32(conflict.field)
-        out.losingValue = Data(conflict.losingValue)
+        out.losingValue = Data(losingValue)
         out.losingNode = (try? ReplicationEncoding.decodeStamps(conflict.losingStamp).values.first?.node) ?? ""
         out.winningNode = (try? ReplicationEncoding.decodeStamps(conflict.winningStamp).values.first?.node) ?? ""
         out.sequence = conflict.sequence
@@ -501,6 +507,20 @@ extension SyncService {
       }
       return response
     }
+  }
+
+  /// A conflict's losing value as `reader` may see it: the record with that value put back, masked
+  /// for the reader, and the field taken out again (the age class comes from the whole record).
+  /// Nothing is shown of a record no longer here.
+  func shown(
+    _ conflict: RecordStore.Conflict, for reader: Reader, on today: CivilDate, maskers: inout RecordMaskers, in db: Database
+  ) throws -> [UInt8] {
+    guard let current = try identity.store.get(conflict.collection, conflict.recordID, in: db) else { return [] }
+    guard let masker = try maskers.masker(for: current, in: db) else { return conflict.losingValue }
+    var fields = try WireFields(parsing: current.body)
+    fields[conflict.field] = conflict.losingValue.isEmpty ? nil : conflict.losingValue
+    let masked = try masker.mask(fields.joined(), personID: current.id, scope: current.scope, for: reader, on: today).body
+    return try WireFields(parsing: masked)[conflict.field] ?? []
   }
 
   /// `incoming` with the fields `numbers` (values and stamps) taken from `local`.

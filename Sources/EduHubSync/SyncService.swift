@@ -143,7 +143,12 @@ public final class SyncService: Sendable {
       response.node = Self.publicNode(record, stored)
       response.upstreamNodeID = identity.nodeID
       response.upstreamPublicKey = Data(identity.tokens.publicKey)
-      response.pseudonymKey = identity.regionPseudonymKey.withUnsafeBytes { Data($0) }
+      // The key that makes pseudonyms reaches only a node that reads in clear: with it, a masked node
+      // could reverse pseudonyms of ID numbers (they are enumerable from birth date and county). A
+      // masked node receives pseudonyms already computed, in the records it pulls.
+      if stored.node.clearance == .clear {
+        response.pseudonymKey = identity.regionPseudonymKey.withUnsafeBytes { Data($0) }
+      }
       return .success(response)
     }
     return try outcome.get()

@@ -184,12 +184,16 @@ func enrollWithUpstream(_ data: NodeData, upstream: String, token: String) async
     throw FailureMessage(text: "enrollment with \(upstream): \(error.code): \(error.message)")
   }
   let enrolled = try data.withScope(response.node.scope)
-  // The region's pseudonym key replaces the one init made: pseudonyms agree on every node.
-  guard response.pseudonymKey.count == 32 else { throw FailureMessage(text: "the upstream sent no pseudonym key") }
-  do {
-    try enrolled.replaceKey("pseudonym", with: SecretBytes(response.pseudonymKey))
-  } catch let error as NodeDataError {
-    throw FailureMessage(text: error.message)
+  // A clear node receives the region's pseudonym key, which replaces the one init made: pseudonyms
+  // agree on every node. A masked node receives none (it could reverse pseudonyms with it): its
+  // records arrive with pseudonyms computed, and its own key serves only what it writes itself.
+  if response.node.clearance == .clear {
+    guard response.pseudonymKey.count == 32 else { throw FailureMessage(text: "the upstream sent no pseudonym key") }
+    do {
+      try enrolled.replaceKey("pseudonym", with: SecretBytes(response.pseudonymKey))
+    } catch let error as NodeDataError {
+      throw FailureMessage(text: error.message)
+    }
   }
   let (database, replica) = try enrolled.openReplica()
   var upstreamKey = Eduhub_Identity_V1_NodeKeyRecord()

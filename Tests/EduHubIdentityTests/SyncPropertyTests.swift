@@ -45,7 +45,7 @@ struct ThreeTiers {
     enroll.enrollmentToken = created.enrollmentToken
     enroll.publicKey = Data(key.publicKey)
     let enrolled = try await Eduhub_Sync_V1_SyncService.Client(rpc).enroll(enroll)
-    try data.replaceKey("pseudonym", with: SecretBytes(enrolled.pseudonymKey))
+    if !enrolled.pseudonymKey.isEmpty { try data.replaceKey("pseudonym", with: SecretBytes(enrolled.pseudonymKey)) }
     let (database, replica) = try data.openReplica()
     let school = SyncClient(nodeID: create.nodeID, signingKey: key, replica: replica, upstream: rpc)
     try await school.syncOnce()

@@ -304,6 +304,10 @@ struct UntrustedEdgeProcessTests {
       #expect(text.contains("P001"))
       #expect(!text.contains("王小明") && !text.contains("13800138000"), "a masked node holds a pupil's name or phone in clear")
       #expect(text.contains("王*") || text.contains("138****8000"))
+      // Nor does it hold the key that would reverse the pseudonyms of ID numbers.
+      #expect(
+        FileManager.default.contents(atPath: county.county + "/keys/pseudonym.key")
+          != FileManager.default.contents(atPath: county.central + "/keys/pseudonym.key"))
     }
   }
 }
