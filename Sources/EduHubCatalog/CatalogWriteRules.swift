@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubIdentity
+import EduHubRPC
 import EduHubStorage
 import GRDB
 import SwiftProtobuf
@@ -11,7 +12,10 @@ import SwiftProtobuf
 extension CatalogService {
   func registerWriteRules() {
     let rules = identity.writeAuthorities
-    rules.register(CatalogCollections.resource, .fromBelow(Self.checkResource))
+    rules.register(CatalogCollections.resource, .fromBelow { [weak self] record, existing, node, view in
+      guard let self else { throw PushRefusal("the node is shutting down") }
+      try self.checkResource(record, existing, node, view)
+    })
     rules.register(CatalogCollections.follow, .fromBelow(Self.checkFollow))
     rules.register(DatasetSchema.rowCollection, .fromBelow(Self.checkRow))
 
@@ -45,13 +49,16 @@ extension CatalogService {
     return copy
   }
 
-  static func checkResource(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+  /// A pushed resource is what PublishResource, UpdateResource or RetireResource would have stored:
+  /// the same validation, and the same normalisation (a view's fields classified from
+  /// identity.proto, an API's output classified from its dataset, group-by never personal, columns
+  /// kept) gives back exactly the pushed definition.
+  func checkResource(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "resource \(record.id.prefix(64))"
     let resource = try IdentityService.decode(Eduhub_Catalog_V1_Resource.self, IdentityService.judged(record, existing))
-    if let existing, !record.deleted, existing.scope == record.scope,
-      withoutCounters(try IdentityService.decode(Eduhub_Catalog_V1_Resource.self, existing)) == withoutCounters(resource)
-    {
-      return  // only counters moved
+    let old = try existing.map { try IdentityService.decode(Eduhub_Catalog_V1_Resource.self, $0) }
+    if let old, !record.deleted, existing?.scope == record.scope, Self.withoutCounters(old) == Self.withoutCounters(resource) {
+      return  // only counters moved (views, follows, subscriptions, rows)
     }
     for version in [existing, IdentityService.judged(record, existing)].compactMap({ $0 }) {
       try IdentityService.requireAuthority(.catalogPublish, at: version.scope, node, what)
@@ -60,17 +67,24 @@ extension CatalogService {
     guard resource.code == record.id, try IdentityService.orgPath(resource.responsibleOrgCode, view) == record.scope else {
       throw PushRefusal("\(what): its responsible org does not match the scope it is stored under")
     }
-    // A view reads people of a subtree within the responsible org's (prepareDataset).
-    if case .view(let source) = resource.dataset.source, !source.orgCode.isEmpty {
-      guard let path = try IdentityService.orgPath(source.orgCode, view), RecordStore.inScope(path, record.scope) else {
-        throw PushRefusal("\(what): its view reaches outside the responsible org")
-      }
+    if let old, old.responsibleOrgCode != resource.responsibleOrgCode {
+      throw PushRefusal("\(what): a resource does not change its responsible org")
     }
-    // An API computes over a table of the same subtree.
-    if resource.type == .api, resource.hasApi {
-      guard let table = try view.live(CatalogCollections.resource, resource.api.datasetCode),
-        RecordStore.inScope(table.scope, record.scope), !table.scope.isEmpty
-      else { throw PushRefusal("\(what): its dataset is not a table of the responsible org") }
+    var normalized = resource
+    do {
+      try Self.validate(normalized)
+      var oldShown = old
+      oldShown?.responsibleOrgPath = existing?.scope ?? ""
+      try Self.prepareDataset(&normalized, old: oldShown, responsiblePath: record.scope) { code in
+        guard let path = try IdentityService.orgPath(code, view) else { throw PushRefusal("no org \(code.prefix(40))") }
+        return path
+      }
+      try prepareApi(&normalized, old: oldShown, responsiblePath: record.scope, in: view.database)
+    } catch let error as RPCError {
+      throw PushRefusal("\(what): PublishResource would refuse it: \(error.message)")
+    }
+    guard Self.withoutCounters(normalized) == Self.withoutCounters(resource) else {
+      throw PushRefusal("\(what): its definition is not what PublishResource would store (classification, view or API output)")
     }
   }
 

@@ -57,6 +57,8 @@ public struct TokenError: Error, Sendable, Hashable, CustomStringConvertible {
 /// Issues access tokens signed with this node's key and verifies tokens of every node whose public
 /// key it holds.
 public struct AccessTokens: Sendable {
+  /// The longest life a token may claim (nodes issue 15 minutes by default; an hour at most).
+  public static let longestLifetime: Int64 = 3600
   public let nodeID: String
   let signingKey: SigningKey
   /// Public keys by node id (this node's own included).
@@ -102,6 +104,10 @@ public struct AccessTokens: Sendable {
     guard claims.audience == audience else { throw TokenError(reason: "the access token is for another audience") }
     guard claims.expiresAt > now else { throw TokenError(reason: "the access token has expired") }
     guard claims.issuedAt <= now + 300 else { throw TokenError(reason: "the access token is issued in the future") }
+    // Every node issues tokens for minutes; one that claims a longer life was not made by EduHub.
+    guard claims.expiresAt - claims.issuedAt <= Self.longestLifetime else {
+      throw TokenError(reason: "the access token claims a lifetime longer than any node issues")
+    }
     return claims
   }
 }

@@ -2,6 +2,7 @@ import SwiftProtobuf
 import EduHubAPI
 import EduHubCrypto
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import GRDB
 import Synchronization
@@ -146,6 +147,10 @@ extension IdentityService {
     let outcome = try transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
       guard let record = try live(IdentityCollections.session, sessionID, in: db) else { return .failure(failed) }
       var session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
+      // A session opened or rotated by a node below this one is refreshed there, not here: an owned
+      // node could otherwise write a session with a refresh hash of its choosing and have this node
+      // sign tokens for it.
+      guard try !writtenBelow(record, in: db) else { return .failure(failed) }
       if ConstantTime.equals(Array(presented.utf8), Array(session.refreshHash.utf8)) {
         guard !session.revoked, session.expiresMs > nowMs() else { return .failure(failed) }
         // The session lives with its account (a session record that names an account it is not
@@ -243,6 +248,12 @@ extension IdentityService {
     return response
   }
 
+  /// Whether a node below this one wrote `record` (its vector names a downstream node).
+  func writtenBelow(_ record: StoredRecord, in db: Database) throws -> Bool {
+    let vector = try ReplicationEncoding.decodeVector(record.version)
+    return try vector.entries.contains { try issuerScope($0.node, in: db) != nil }
+  }
+
   /// Resolves a verified token's caller: the account must be active, the session live, and the
   /// token issued after the account's last "end every session".
   func resolveCaller(_ claims: AccessClaims) throws -> Caller {
@@ -264,26 +275,37 @@ extension IdentityService {
       guard !session.revoked, session.accountID == account.id, sessionRecord.scope == accountRecord.scope, session.expiresMs > nowMs() else {
         throw unauthenticated("the token's session was ended")
       }
-      // A node below this one signs tokens for its own users only: a school's key cannot speak
-      // for the city's administrator.
-      if claims.issuer != nodeID, let issuerScope = try issuerScope(claims.issuer, in: db),
-        issuerScope.isEmpty || !RecordStore.inScope(accountRecord.scope, issuerScope) || accountRecord.scope.isEmpty
-      {
-        throw unauthenticated("the token's issuer cannot sign for this account")
+      // A node below this one signs tokens for its own users only (a school's key cannot speak for
+      // the city's administrator), and what such a token carries is capped at that node: roles
+      // inside its scope, read in clear only if the node reads in clear. An owned node can sign
+      // whatever it likes; it must never get more here than it holds itself.
+      var cap: (scope: String, clear: Bool)?
+      if claims.issuer != nodeID, let issuer = try issuerScope(claims.issuer, in: db) {
+        guard !issuer.scope.isEmpty, !accountRecord.scope.isEmpty, RecordStore.inScope(accountRecord.scope, issuer.scope) else {
+          throw unauthenticated("the token's issuer cannot sign for this account")
+        }
+        cap = issuer
       }
       var roles: [Caller.HeldRole] = []
       for record in try store.find(IdentityCollections.roleGrant, index: "account", key: account.id, limit: 1000, in: db) {
         let grant = try record.decode(Eduhub_Identity_V1_RoleGrant.self)
-        roles.append(.init(grantID: grant.id, role: grant.role, scope: record.scope, permissions: Roles.permissions(of: grant.role)))
+        var permissions = Roles.permissions(of: grant.role)
+        if let cap {
+          guard !record.scope.isEmpty, RecordStore.inScope(record.scope, cap.scope) else { continue }
+          if !cap.clear { permissions.remove(.peopleReadClear) }
+        }
+        roles.append(.init(grantID: grant.id, role: grant.role, scope: record.scope, permissions: permissions))
       }
       var children: Set<String> = []
-      if !account.personID.isEmpty {
+      if !account.personID.isEmpty, cap?.clear ?? true {
         for record in try store.find(IdentityCollections.guardianship, index: "guardian", key: account.personID, limit: 1000, in: db) {
           children.insert(try record.decode(Eduhub_Identity_V1_GuardianBinding.self).childID)
         }
       }
       return Caller(
-        accountID: account.id, username: account.username, personID: account.personID, homeScope: accountRecord.scope,
+        accountID: account.id, username: account.username,
+        // A masked issuer's token does not read even its holder's own record in clear.
+        personID: cap?.clear ?? true ? account.personID : "", homeScope: accountRecord.scope,
         roles: roles, children: children, issuer: claims.issuer, sessionID: session.id)
     }
   }

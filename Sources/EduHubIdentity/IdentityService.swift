@@ -65,8 +65,11 @@ public final class IdentityService: Sendable {
     IdentityCollections.account, IdentityCollections.session, IdentityCollections.roleGrant,
     IdentityCollections.guardianship, IdentityCollections.person, IdentityCollections.nodeKey,
   ])
+  /// Whether `node` is a node below this one (a registered downstream node).
+  package func isBelow(_ node: String, in db: Database) throws -> Bool { try issuerScope(node, in: db) != nil }
+
   /// Scopes of downstream token issuers (see `registerIssuerScopes`).
-  let issuerScopes = Mutex<[@Sendable (String, Database) throws -> String?]>([])
+  let issuerScopes = Mutex<[@Sendable (String, Database) throws -> (scope: String, clear: Bool)?]>([])
   /// Security events (refused pushes) are logged here as well as audited.
   let logger = Logger(label: "eduhub.identity")
   /// Who a token's subject is when it is not an account (`node:…`): resolvers other services add.
@@ -216,15 +219,17 @@ public final class IdentityService: Sendable {
   }
 
   /// The scope of a node below this one that may issue tokens (nil: not such a node).
-  package func issuerScope(_ node: String, in db: Database) throws -> String? {
+  package func issuerScope(_ node: String, in db: Database) throws -> (scope: String, clear: Bool)? {
+    guard node != nodeID else { return nil }
     for provider in issuerScopes.withLock({ $0 }) {
       if let scope = try provider(node, db) { return scope }
     }
     return nil
   }
 
-  /// Tells Identity which nodes below this one sign tokens, and for which subtree (Sync does).
-  public func registerIssuerScopes(_ provider: @escaping @Sendable (String, Database) throws -> String?) {
+  /// Tells Identity which nodes below this one sign tokens: their subtree and whether they read it
+  /// in clear (Sync does).
+  public func registerIssuerScopes(_ provider: @escaping @Sendable (String, Database) throws -> (scope: String, clear: Bool)?) {
     issuerScopes.withLock { $0.append(provider) }
   }
 

@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubRPC
 import EduHubStorage
 import SwiftProtobuf
 
@@ -85,8 +86,21 @@ extension IdentityService {
     }
     guard !record.deleted else { return }
     let person = try decode(Eduhub_Identity_V1_Person.self, record)
-    guard person.id == record.id, try orgPath(person.orgCode, view) == record.scope else {
+    guard person.id == record.id, let org = try view.live(IdentityCollections.org, person.orgCode), org.scope == record.scope else {
       throw PushRefusal("\(what): its org does not match the scope it is stored under")
+    }
+    // CreatePerson and UpdatePerson: a valid person, stored normalised, a student in a school, and
+    // an ID number nobody else has.
+    do { try Validate.person(person) } catch let error as RPCError {
+      throw PushRefusal("\(what): CreatePerson would refuse it: \(error.message)")
+    }
+    guard normalized(person) == person else { throw PushRefusal("\(what): it is not stored as CreatePerson stores it") }
+    if person.kind == .student, try decode(Eduhub_Identity_V1_Org.self, org).kind != .school {
+      throw PushRefusal("\(what): a student belongs to a school")
+    }
+    if !person.nationalID.isEmpty {
+      let holders = try view.ids(IdentityCollections.person, index: "national_id", key: person.nationalID)
+      guard holders.subtracting([record.id]).isEmpty else { throw PushRefusal("\(what): another person has this national_id") }
     }
   }
 
@@ -127,16 +141,12 @@ extension IdentityService {
     // Logins stay unique across replicas: a pushed account never takes over another's name or phone.
     let username = account.username.lowercased()
     guard !username.isEmpty else { throw PushRefusal("\(what): it has no username") }
-    let sameName = try view.ids(IdentityCollections.account, index: "username", key: username) { other in
-      (try? Eduhub_Identity_V1_AccountRecord(serializedBytes: other.body).username.lowercased()) == username
-    }
+    let sameName = try view.ids(IdentityCollections.account, index: "username", key: username)
     guard sameName.subtracting([record.id]).isEmpty else {
       throw PushRefusal("\(what): the username is already another account's")
     }
     if !account.phone.isEmpty {
-      let samePhone = try view.ids(IdentityCollections.account, index: "phone", key: account.phone) { other in
-        (try? Eduhub_Identity_V1_AccountRecord(serializedBytes: other.body).phone) == account.phone
-      }
+      let samePhone = try view.ids(IdentityCollections.account, index: "phone", key: account.phone)
       guard samePhone.subtracting([record.id]).isEmpty else {
         throw PushRefusal("\(what): the phone number is already another account's")
       }

@@ -48,6 +48,9 @@ public struct PushView {
   let store: RecordStore
   let db: Database
   var pending: [String: StoredRecord] = [:]
+  /// The message's live records by index key: "collection \0 index \0 key" to ids (built once, so a
+  /// message of 10,000 accounts costs 10,000 extractions, not 10,000 squared).
+  var pendingKeys: [String: Set<String>] = [:]
 
   init(store: RecordStore, db: Database) {
     self.store = store
@@ -60,15 +63,13 @@ public struct PushView {
     return record.flatMap { $0.deleted ? nil : $0 }
   }
 
-  /// Ids of live records of `collection` whose index `index` holds `key`: stored ones, and this
-  /// push's earlier records for which `matches` holds.
-  public func ids(
-    _ collection: String, index: String, key: String, matches: (StoredRecord) -> Bool
-  ) throws -> Set<String> {
-    var ids = Set(try store.find(collection, index: index, key: key, limit: 10, in: db).map(\.id))
-    for record in pending.values where record.collection == collection {
-      if record.deleted || !matches(record) { ids.remove(record.id) } else { ids.insert(record.id) }
-    }
+  /// Ids of live records of `collection` whose index `index` holds `key` as this push would leave
+  /// them: stored ones this message does not replace, and this message's own.
+  public func ids(_ collection: String, index: String, key: String) throws -> Set<String> {
+    var ids = Set(
+      try store.find(collection, index: index, key: key, limit: 10, in: db).map(\.id)
+        .filter { pending[collection + "\u{0}" + $0] == nil })
+    ids.formUnion(pendingKeys[collection + "\u{0}" + index + "\u{0}" + key] ?? [])
     return ids
   }
 
@@ -77,6 +78,10 @@ public struct PushView {
 
   mutating func accept(_ record: StoredRecord) {
     pending[record.collection + "\u{0}" + record.id] = record
+    guard !record.deleted else { return }
+    for (index, key) in store.indexKeys(record.collection, body: record.body) {
+      pendingKeys[record.collection + "\u{0}" + index + "\u{0}" + key, default: []].insert(record.id)
+    }
   }
 }
 

@@ -148,6 +148,11 @@ extension SharingService {
       guard claims.sessionID == app.secretGeneration else {
         throw RPCError(.unauthenticated, "the token was issued for a secret that has been rotated")
       }
+      // Applications exchange their secret above (where they are registered): a node below would
+      // sign an application's token only because it can read the secret's generation.
+      guard try !identity.isBelow(claims.issuer, in: db) else {
+        throw RPCError(.unauthenticated, "the application's token was not issued by a node that registers applications")
+      }
       return Caller(
         accountID: claims.subject, username: app.app.name, personID: "", homeScope: record.scope,
         roles: [.init(grantID: "", role: .dataConsumer, scope: record.scope, permissions: [.catalogRead])],

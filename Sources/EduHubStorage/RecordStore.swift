@@ -692,6 +692,13 @@ public final class RecordStore: Sendable {
   /// The names of the collections, sorted (the order a first sync walks them in).
   public var collectionNames: [String] { collections.keys.sorted() }
 
+  /// The index keys a body of `collection` would be stored under (empty for an unknown collection
+  /// or a body its extractor refuses).
+  public func indexKeys(_ collection: String, body: [UInt8]) -> [(index: String, key: String)] {
+    guard let definition = collections[collection] else { return [] }
+    return (try? definition.extract(body))?.keys ?? []
+  }
+
   /// The store's latest change sequence, read in `db`.
   public func lastSequence(in db: Database) throws -> Int64 {
     try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = 'sequence'") ?? 0

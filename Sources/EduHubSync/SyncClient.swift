@@ -82,7 +82,20 @@ public final class SyncClient: Sendable {
     let token = try await authenticate()
     let options = CallOptions(metadata: ["authorization": .string("Bearer " + token)])
     var report = SyncReport()
-    try await push(options: options, batchRecords: batchRecords, into: &report)
+    // A refused push (the upstream found a write this node could not have made, or a login that
+    // collides with one elsewhere) stays refused until an operator looks at it; the node still takes
+    // its upstream's changes meanwhile, so one bad record cannot cut it off. It never resyncs then:
+    // that would drop the writes that did not go up.
+    var refused: RPCError?
+    do {
+      try await push(options: options, batchRecords: batchRecords, into: &report)
+    } catch let error as RPCError where error.code == .permissionDenied && error.message.hasPrefix("push refused") {
+      refused = error
+    }
+    if let refused {
+      _ = try await pull(options: options, batchRecords: batchRecords, into: &report)
+      throw refused
+    }
     if let reason = try await pull(options: options, batchRecords: batchRecords, into: &report) {
       if reason == .upstreamRolledBack {
         // The upstream lost what it had since its backup: every write this node and its own

@@ -249,8 +249,9 @@ extension SyncService {
           // Nodes this message registers may already have written in it (a school's first records
           // arrive with its registration); the registrations themselves are checked below.
           for record in request.records where record.collection == SyncCollections.node && !record.deleted
-            && RecordStore.inScope(record.scope, scope) && record.id != request.nodeID
+            && RecordStore.inScope(record.scope, scope) && record.id != request.nodeID && record.id != identity.nodeID
           {
+            guard try identity.store.get(IdentityCollections.nodeKey, record.id, in: db) == nil else { continue }
             node.adopt(record.id)
           }
           var sanitized: [StoredRecord] = []

@@ -37,7 +37,8 @@ public final class SyncService: Sendable {
     let store = identity.store
     identity.registerIssuerScopes { id, db in
       guard let record = try store.get(SyncCollections.node, id, in: db), !record.deleted else { return nil }
-      return record.scope
+      let stored = try? Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)
+      return (record.scope, stored?.node.clearance == .clear)
     }
     identity.registerKeyProvider { id in
       guard let record = try? store.get(SyncCollections.node, id), !record.deleted,

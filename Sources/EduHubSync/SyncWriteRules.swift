@@ -15,6 +15,10 @@ extension SyncService {
   static func checkNode(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "node registration \(record.id.prefix(40))"
     guard record.id != node.id else { throw PushRefusal("\(what): a node cannot change its own registration") }
+    // This node and the nodes above it publish their keys here: none of them is registered from below.
+    guard try view.live(IdentityCollections.nodeKey, record.id) == nil else {
+      throw PushRefusal("\(what): that id is this node's or one above it")
+    }
     let stored: Eduhub_Sync_V1_SyncNodeRecord
     do { stored = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: (record.deleted ? existing ?? record : record).body) } catch {
       throw PushRefusal("\(what) does not decode")

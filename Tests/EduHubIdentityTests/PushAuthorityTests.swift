@@ -95,25 +95,63 @@ struct PushAuthorityTests {
     }
   }
 
-  @Test("a catalog view widened to the whole city, a role the county cannot grant, a node key and an application are refused")
+  /// Publishes at central (as its operator) a view of Tongchuan's students, as dz.student.basic is
+  /// of the city's; returns it as stored.
+  func publishCountyStudentView(_ world: IdentityWorld) throws {
+    _ = try CatalogSeeder.run(into: world.node.catalog)
+    var view = try Eduhub_Catalog_V1_Resource(serializedBytes: try #require(try world.identity.store.get(CatalogCollections.resource, "dz.student.basic")).body)
+    view.code = "tc.student.basic"
+    view.responsibleOrgCode = "511702"
+    view.dataset.view.orgCode = ""
+    var publish = Eduhub_Catalog_V1_PublishResourceRequest()
+    publish.resource = view
+    _ = try world.node.catalog.publish(publish, caller: .operator(name: "test"), peer: "console")
+  }
+
+  func countyStudentView(_ world: IdentityWorld) throws -> Eduhub_Catalog_V1_Resource {
+    try Eduhub_Catalog_V1_Resource(serializedBytes: try #require(try world.identity.store.get(CatalogCollections.resource, "tc.student.basic")).body)
+  }
+
+  @Test("a catalog view widened to the whole city or declassified, an API singling pupils out, a role the county cannot grant, a node key and an application are refused")
   func escalations() async throws {
     try await withWorld { world in
-      _ = try CatalogSeeder.run(into: world.node.catalog)
+      try publishCountyStudentView(world)
       let owned = try await OwnedNode.start(world)
-      // A view of the county's own that reads people of the whole city.
-      var resource = Eduhub_Catalog_V1_Resource()
-      resource.code = "tc.all.pupils"
-      resource.name = "全市学生"
-      resource.type = .table
-      resource.responsibleOrgCode = "511702"
-      resource.sharingClass = .unconditional
-      var view = Eduhub_Catalog_V1_ViewSource()
-      view.collection = "person"
-      view.orgCode = "511700"
-      resource.dataset.view = view
+      // A view of the county's own that reads people of the whole city, one that declares its
+      // pupils' ID numbers internal, and an API grouping them by ID number: none is what
+      // PublishResource would store.
+      let basic = try countyStudentView(world)
+      var widened = basic
+      widened.code = "tc.all.pupils"
+      widened.dataset.view.orgCode = "511700"
       try await owned.expectRefused(
-        [try owned.record(CatalogCollections.resource, resource.code, scope: OwnedNode.scope, body: try resource.serializedBytes())],
-        "its view reaches outside the responsible org")
+        [try owned.record(CatalogCollections.resource, widened.code, scope: OwnedNode.scope, body: try widened.serializedBytes())],
+        "the view's org must lie within the responsible org's subtree")
+      var quiet = basic
+      quiet.code = "tc.quiet.pupils"
+      for index in quiet.fields.indices where quiet.fields[index].name == "national_id" {
+        quiet.fields[index].sensitivity = .internal
+        quiet.fields[index].masking = .none
+      }
+      try await owned.expectRefused(
+        [try owned.record(CatalogCollections.resource, quiet.code, scope: OwnedNode.scope, body: try quiet.serializedBytes())],
+        "not what PublishResource would store")
+      var api = Eduhub_Catalog_V1_Resource()
+      api.code = "tc.ids"
+      api.name = "学号"
+      api.type = .api
+      api.responsibleOrgCode = "511702"
+      api.sharingClass = .unconditional
+      api.openingClass = basic.openingClass
+      api.api.datasetCode = basic.code
+      api.api.groupBy = ["national_id"]
+      var count = Eduhub_Catalog_V1_ApiAggregate()
+      count.function = .count
+      count.name = "n"
+      api.api.aggregates = [count]
+      api.api.minGroupSize = 1
+      try await owned.expectRefused(
+        [try owned.record(CatalogCollections.resource, api.code, scope: OwnedNode.scope, body: try api.serializedBytes())], "is personal")
       // A city administrator's role on the county (it carries share.apps, which a county's lacks).
       let account = try #require(try world.identity.store.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
       var grant = Eduhub_Identity_V1_RoleGrant()
@@ -180,13 +218,93 @@ struct PushAuthorityTests {
       let owned = try await OwnedNode.start(world)
       let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
       var person = try Eduhub_Identity_V1_Person(serializedBytes: pupil.body)
-      person.className = "forged by the county in central's name"
+      person.className = "forged"
       try await owned.expectRefused(
         [try owned.record(IdentityCollections.person, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil, stampedBy: "test-central")],
         "cannot write in its name")
       // The same edit in its own name is an edit a county administrator may make.
       try await owned.push([try owned.record(IdentityCollections.person, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil)])
       #expect(try Eduhub_Identity_V1_Person(serializedBytes: try #require(try owned.stored(IdentityCollections.person, person.id)).body).className == person.className)
+      await owned.county.close()
+    }
+  }
+
+  @Test("a token an owned masked county signs for a teacher of its scope reads pupils masked at central; for anyone else it is refused")
+  func tokensOfANodeBelow() async throws {
+    try await withWorld { world in
+      let teacher = try await world.account("tc-teacher", role: .teacher, org: IdentityWorld.school)
+      let owned = try await OwnedNode.start(world)
+      let admin = try #require(try world.identity.store.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
+      // The teacher's live session at central (sessions replicate to the county with their ids).
+      _ = try await world.login("tc-teacher")
+      let session = try #require(try world.identity.store.find(IdentityCollections.session, index: "account", key: teacher).first)
+      let now = world.identity.nowSeconds
+      let forged = owned.county.node.identity.tokens.issue(subject: teacher, sessionID: session.id, now: now).token
+      var get = Eduhub_Identity_V1_GetPersonRequest()
+      get.id = IdentityWorld.student
+      let seen = try await world.client.getPerson(get, options: world.bearer(forged))
+      let clear = try await world.client.getPerson(get, options: try await world.options("tc-teacher"))
+      #expect(seen.name != clear.name && seen.masked, "a masked node's token read a pupil in clear")
+      let forAdmin = owned.county.node.identity.tokens.issue(subject: admin.id, sessionID: session.id, now: now).token
+      await expectStatus(.unauthenticated) { try await world.client.getPerson(get, options: world.bearer(forAdmin)) }
+      await owned.county.close()
+    }
+  }
+
+  @Test("a session a node below wrote is refreshed there, never here; a node named as central and a duplicate ID number are refused")
+  func reviewFindings() async throws {
+    try await withWorld { world in
+      _ = try CatalogSeeder.run(into: world.node.catalog)
+      let teacher = try await world.account("tc-teacher", role: .teacher, org: IdentityWorld.school)
+      let owned = try await OwnedNode.start(world)
+      let account = try #require(try owned.stored(IdentityCollections.account, teacher))
+      // A session of its own teacher, with a refresh hash the node chose: accepted (the node could
+      // open it by a login there), but Refresh at central does not honour it.
+      var session = Eduhub_Identity_V1_SessionRecord()
+      session.id = "Sbelow"
+      session.accountID = teacher
+      session.createdMs = world.identity.nowMs()
+      session.expiresMs = session.createdMs + 86_400_000
+      session.refreshHash = IdentityService.secretDigest("chosen")
+      try await owned.push([try owned.record(IdentityCollections.session, "Sbelow", scope: account.scope, body: try session.serializedBytes())])
+      var refresh = Eduhub_Identity_V1_RefreshRequest()
+      refresh.refreshToken = "Sbelow.chosen"
+      await expectStatus(.unauthenticated) { try await world.client.refresh(refresh) }
+      // A registration in the upstream's own name.
+      var central = Eduhub_Sync_V1_SyncNodeRecord()
+      central.node.id = "test-central"
+      central.node.orgCode = "511702"
+      central.node.clearance = .masked
+      central.node.state = .active
+      try await owned.expectRefused(
+        [try owned.record(SyncCollections.node, "test-central", scope: OwnedNode.scope, body: try central.serializedBytes())],
+        "this node's or one above it")
+      // A person of its scope with another county pupil's ID number.
+      let other = try Eduhub_Identity_V1_Person(serializedBytes: try #require(try owned.stored(IdentityCollections.person, IdentityWorld.otherStudent)).body)
+      let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      var twin = try Eduhub_Identity_V1_Person(serializedBytes: pupil.body)
+      twin.id = "Ptwin"
+      twin.nationalID = other.nationalID
+      twin.birthDate = other.birthDate
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.person, "Ptwin", scope: pupil.scope, body: try twin.serializedBytes())],
+        "another person has this national_id")
+      await owned.county.close()
+    }
+  }
+
+  @Test("a node whose push is refused still pulls its upstream's changes")
+  func pullsAfterRefusal() async throws {
+    try await withWorld { world in
+      let owned = try await OwnedNode.start(world)
+      var key = Eduhub_Identity_V1_NodeKeyRecord()
+      key.nodeID = "county-shadow"
+      _ = try owned.county.node.replica.write([
+        .init(collection: IdentityCollections.nodeKey, id: "county-shadow", scope: OwnedNode.scope, body: try key.serializedBytes())
+      ])
+      try edit(world.identity.replica, IdentityWorld.student) { $0.className = "changed at central" }
+      await expectStatus(.permissionDenied) { try await owned.county.client.syncOnce() }
+      #expect(try owned.county.person(IdentityWorld.student)?.className == "changed at central")
       await owned.county.close()
     }
   }
