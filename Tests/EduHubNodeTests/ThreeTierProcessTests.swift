@@ -66,7 +66,7 @@ struct ThreeTierProcessTests {
       for _ in 0..<100 {
         do {
           let pair = try await client(node).login(request, options: CallOptions(timeout: .seconds(30)))
-          return CallOptions(timeout: .seconds(10), metadata: ["authorization": .string("Bearer " + pair.accessToken)])
+          return CallOptions(timeout: .seconds(60), metadata: ["authorization": .string("Bearer " + pair.accessToken)])
         } catch {
           lastError = error
           try await Task.sleep(for: .milliseconds(100))

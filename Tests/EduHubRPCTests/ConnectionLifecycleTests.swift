@@ -85,7 +85,7 @@ struct ConnectionLifecycleTests {
       let client = harness.client()
       _ = try await client.unary(EchoService.unary, request: bytes("one"), responseType: Bytes.self)
       #expect(harness.server.connectionCount == 1)
-      try await eventually(timeout: .seconds(8)) { harness.server.connectionCount == 0 }
+      try await eventually(timeout: .seconds(60)) { harness.server.connectionCount == 0 }
       // The client notices and reconnects for the next call.
       let reply = try await client.unary(EchoService.unary, request: bytes("two"), responseType: Bytes.self)
       #expect(reply.value == Data("two".utf8))

@@ -99,7 +99,7 @@ struct RPCKindsTests {
     try await withHarness { harness in
       let client = harness.client()
       // The deadline only guards against a hang; a machine busy with other suites may be slow.
-      let count = try await client.bidirectionalStreaming(EchoService.bidi, options: CallOptions(timeout: .seconds(20)), requestType: Bytes.self, responseType: Bytes.self) { writer, replies in
+      let count = try await client.bidirectionalStreaming(EchoService.bidi, options: CallOptions(timeout: .seconds(300)), requestType: Bytes.self, responseType: Bytes.self) { writer, replies in
         var iterator = replies.makeAsyncIterator()
         for index in 0..<100 {
           try await writer.write(bytes("m\(index)"))

@@ -17,7 +17,7 @@ struct TLSTests {
 
       let untrusted = RPCClient(host: "localhost", port: harness.port, tls: try ClientTLSConfiguration())
       let error = await rpcError {
-        _ = try await untrusted.unary(EchoService.unary, request: bytes("x"), options: CallOptions(timeout: .seconds(5)), responseType: Bytes.self)
+        _ = try await untrusted.unary(EchoService.unary, request: bytes("x"), options: CallOptions(timeout: .seconds(60)), responseType: Bytes.self)
       }
       #expect(error?.code == .unavailable)
       await untrusted.close()
@@ -25,7 +25,7 @@ struct TLSTests {
       // A plaintext client gets no answer it could mistake for gRPC.
       let plain = RPCClient(host: "127.0.0.1", port: harness.port)
       let plainError = await rpcError {
-        _ = try await plain.unary(EchoService.unary, request: bytes("x"), options: CallOptions(timeout: .seconds(5)), responseType: Bytes.self)
+        _ = try await plain.unary(EchoService.unary, request: bytes("x"), options: CallOptions(timeout: .seconds(60)), responseType: Bytes.self)
       }
       #expect(plainError != nil)
       await plain.close()
