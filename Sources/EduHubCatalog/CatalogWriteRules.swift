@@ -11,22 +11,19 @@ import SwiftProtobuf
 /// any reader at the node may move them, nothing else of a resource.
 extension CatalogService {
   func registerWriteRules() {
-    let rules = identity.writeAuthorities
-    rules.register(CatalogCollections.resource, .fromBelow { [weak self] record, existing, node, view in
-      guard let self else { throw PushRefusal("the node is shutting down") }
-      try self.checkResource(record, existing, node, view)
-    })
-    rules.register(CatalogCollections.follow, .fromBelow(Self.checkFollow))
-    rules.register(DatasetSchema.rowCollection, .fromBelow(Self.checkRow))
-
-    let classes = identity.classifications
-    classes.register(CatalogCollections.resource, .fields(Eduhub_Catalog_V1_Resource.classifiedFields))
-    classes.register(CatalogCollections.follow, .unclassified)
-    // A row is classified by its table's schema (field numbers 8 + column).
     let store = identity.store
-    classes.register(
-      DatasetSchema.rowCollection,
-      .perGroup(
+    identity.declare(
+      CatalogCollections.resource,
+      writes: .fromBelow { [weak self] record, existing, node, view in
+        guard let self else { throw PushRefusal("the node is shutting down") }
+        try self.checkResource(record, existing, node, view)
+      },
+      classified: .fields(Eduhub_Catalog_V1_Resource.classifiedFields))
+    identity.declare(CatalogCollections.follow, writes: .fromBelow(Self.checkFollow), classified: .unclassified)
+    // A row is classified by its table's schema (field numbers 8 + column).
+    identity.declare(
+      DatasetSchema.rowCollection, writes: .fromBelow(Self.checkRow),
+      classified: .perGroup(
         group: { id in String(id.prefix { $0 != "|" }) },
         fields: { code, db in
           guard let record = try store.get(CatalogCollections.resource, code, in: db),
@@ -39,6 +36,7 @@ extension CatalogService {
         }))
   }
 
+  /// A resource with its counters cleared: two versions that differ only there differ only by reads.
   static func withoutCounters(_ resource: Eduhub_Catalog_V1_Resource) -> Eduhub_Catalog_V1_Resource {
     var copy = resource
     copy.views = 0
@@ -60,9 +58,7 @@ extension CatalogService {
     if let old, !record.deleted, existing?.scope == record.scope, Self.withoutCounters(old) == Self.withoutCounters(resource) {
       return  // only counters moved (views, follows, subscriptions, rows)
     }
-    for version in [existing, IdentityService.judged(record, existing)].compactMap({ $0 }) {
-      try IdentityService.requireAuthority(.catalogPublish, at: version.scope, node, what)
-    }
+    try IdentityService.requireWhereWritten(.catalogPublish, record, existing, node, what)
     guard !record.deleted else { return }
     guard resource.code == record.id, try IdentityService.orgPath(resource.responsibleOrgCode, view) == record.scope else {
       throw PushRefusal("\(what): its responsible org does not match the scope it is stored under")

@@ -233,6 +233,14 @@ public final class IdentityService: Sendable {
     issuerScopes.withLock { $0.append(provider) }
   }
 
+  /// Declares a replicated collection's rules, once, in the service that owns it: who may
+  /// originate its writes (what Push accepts from below) and how its records are classified (what
+  /// Pull masks them by). A collection with no declaration is refused upward and not sent down.
+  public func declare(_ collection: String, writes: WriteAuthority, classified: RecordClassification) {
+    writeAuthorities.register(collection, writes)
+    classifications.register(collection, classified)
+  }
+
   /// Declares a collection whose changes can alter a resolved caller (roles, sessions, nodes, apps).
   public func registerCallerCollection(_ name: String) {
     _ = callerCollections.withLock { $0.insert(name) }

@@ -8,25 +8,19 @@ import SwiftProtobuf
 /// flows, `grantRole`/`revokeRole`), with the pushing node's authority as the caller.
 extension IdentityService {
   func registerWriteRules() {
-    let rules = writeAuthorities
-    rules.register(IdentityCollections.org, .fromBelow(Self.checkOrg))
-    rules.register(IdentityCollections.person, .fromBelow(Self.checkPerson))
-    rules.register(IdentityCollections.guardianship, .fromBelow(Self.checkGuardianship))
-    rules.register(IdentityCollections.account, .fromBelow(Self.checkAccount))
-    rules.register(IdentityCollections.session, .fromBelow(Self.checkSession))
-    rules.register(IdentityCollections.roleGrant, .fromBelow(Self.checkRoleGrant))
+    declare(IdentityCollections.org, writes: .fromBelow(Self.checkOrg), classified: .fields(Eduhub_Identity_V1_Org.classifiedFields))
+    declare(IdentityCollections.person, writes: .fromBelow(Self.checkPerson), classified: .fields(Eduhub_Identity_V1_Person.classifiedFields))
+    declare(
+      IdentityCollections.guardianship, writes: .fromBelow(Self.checkGuardianship),
+      classified: .fields(Eduhub_Identity_V1_GuardianBinding.classifiedFields))
+    declare(
+      IdentityCollections.account, writes: .fromBelow(Self.checkAccount), classified: .fields(Eduhub_Identity_V1_AccountRecord.classifiedFields))
+    declare(
+      IdentityCollections.session, writes: .fromBelow(Self.checkSession), classified: .fields(Eduhub_Identity_V1_SessionRecord.classifiedFields))
+    declare(IdentityCollections.roleGrant, writes: .fromBelow(Self.checkRoleGrant), classified: .unclassified)
     // A node's signing key is published by that node to its own store and reaches others from
     // above; one pushed up would let the pusher choose which key verifies whose tokens.
-    rules.register(IdentityCollections.nodeKey, .downOnly)
-
-    let classes = classifications
-    classes.register(IdentityCollections.org, .fields(Eduhub_Identity_V1_Org.classifiedFields))
-    classes.register(IdentityCollections.person, .fields(Eduhub_Identity_V1_Person.classifiedFields))
-    classes.register(IdentityCollections.guardianship, .fields(Eduhub_Identity_V1_GuardianBinding.classifiedFields))
-    classes.register(IdentityCollections.account, .fields(Eduhub_Identity_V1_AccountRecord.classifiedFields))
-    classes.register(IdentityCollections.session, .fields(Eduhub_Identity_V1_SessionRecord.classifiedFields))
-    classes.register(IdentityCollections.roleGrant, .unclassified)
-    classes.register(IdentityCollections.nodeKey, .unclassified)
+    declare(IdentityCollections.nodeKey, writes: .downOnly, classified: .unclassified)
   }
 
   /// The org path of `code` as the push would leave it; nil when no such org exists.
@@ -39,6 +33,18 @@ extension IdentityService {
   package static func requireAuthority(_ permission: Permission, at path: String, _ node: PushingNode, _ what: String) throws {
     guard node.authority.can(permission, at: path) else {
       throw PushRefusal("\(what): node \(node.id) could not have written it (\(permission.rawValue) is needed on \(path.isEmpty ? "the root" : path))")
+    }
+  }
+
+  /// PushRefusal unless `node`'s authority holds `permission` where the version replaced was and
+  /// where the new one is (a move needs both; a deletion is judged by what it deletes). `at` maps a
+  /// record's scope to the path the permission is checked on (an org's parent).
+  package static func requireWhereWritten(
+    _ permission: Permission, _ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ what: String,
+    at path: (String) -> String = { $0 }
+  ) throws {
+    for version in [existing, judged(record, existing)].compactMap({ $0 }) {
+      try requireAuthority(permission, at: path(version.scope), node, what)
     }
   }
 
@@ -64,10 +70,8 @@ extension IdentityService {
 
   static func checkOrg(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "org \(record.id.prefix(40))"
-    for version in [existing, judged(record, existing)].compactMap({ $0 }) {
-      // CreateOrg and MoveOrg: org.write on the parent, old and new.
-      try requireAuthority(.orgWrite, at: parent(of: version.scope), node, what)
-    }
+    // CreateOrg and MoveOrg: org.write on the parent, old and new.
+    try requireWhereWritten(.orgWrite, record, existing, node, what, at: parent(of:))
     guard !record.deleted else { return }
     let org = try decode(Eduhub_Identity_V1_Org.self, record)
     let parentPath = parent(of: record.scope)
@@ -81,9 +85,7 @@ extension IdentityService {
 
   static func checkPerson(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "person \(record.id.prefix(40))"
-    for version in [existing, judged(record, existing)].compactMap({ $0 }) {
-      try requireAuthority(.peopleWrite, at: version.scope, node, what)
-    }
+    try requireWhereWritten(.peopleWrite, record, existing, node, what)
     guard !record.deleted else { return }
     let person = try decode(Eduhub_Identity_V1_Person.self, record)
     guard person.id == record.id, let org = try view.live(IdentityCollections.org, person.orgCode), org.scope == record.scope else {
@@ -106,10 +108,8 @@ extension IdentityService {
 
   static func checkGuardianship(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "guardianship \(record.id.prefix(80))"
-    for version in [existing, judged(record, existing)].compactMap({ $0 }) {
-      // BindGuardian: people.write on the child's path (the binding lives there).
-      try requireAuthority(.peopleWrite, at: version.scope, node, what)
-    }
+    // BindGuardian: people.write on the child's path (the binding lives there).
+    try requireWhereWritten(.peopleWrite, record, existing, node, what)
     guard !record.deleted else { return }
     let binding = try decode(Eduhub_Identity_V1_GuardianBinding.self, record)
     guard record.id == binding.guardianID + ":" + binding.childID else { throw PushRefusal("\(what): its id does not name its guardian and child") }
@@ -125,9 +125,7 @@ extension IdentityService {
     let what = "account \(record.id.prefix(40))"
     // CreateAccount, resets and ending sessions: accounts.manage on the account's path. (Logins and
     // activations at the node write the same fields; whoever owns the node holds that anyway.)
-    for version in [existing, judged(record, existing)].compactMap({ $0 }) {
-      try requireAuthority(.accountsManage, at: version.scope, node, what)
-    }
+    try requireWhereWritten(.accountsManage, record, existing, node, what)
     guard !record.deleted else { return }
     let account = try decode(Eduhub_Identity_V1_AccountRecord.self, record)
     guard account.id == record.id else { throw PushRefusal("\(what): its id disagrees") }

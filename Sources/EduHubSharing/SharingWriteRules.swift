@@ -11,21 +11,22 @@ import SwiftProtobuf
 /// whole chain its terms need, and no edge node takes the city security officer's step.
 extension SharingService {
   func registerWriteRules() {
-    let rules = identity.writeAuthorities
-    rules.register(SharingCollections.app, .downOnly)
-    rules.register(SharingCollections.request, .fromBelow { [weak self] record, existing, node, view in
-      guard let self else { throw PushRefusal("the node is shutting down") }
-      try self.checkRequest(record, existing, node, view)
-    })
-    rules.register(SharingCollections.grant, .fromBelow { [weak self] record, existing, node, view in
-      guard let self else { throw PushRefusal("the node is shutting down") }
-      try self.checkGrant(record, existing, node, view)
-    })
+    identity.declare(SharingCollections.app, writes: .downOnly, classified: .fields(Eduhub_Sharing_V1_AppRecord.classifiedFields))
+    identity.declare(
+      SharingCollections.request,
+      writes: .fromBelow { [weak self] record, existing, node, view in
+        guard let self else { throw PushRefusal("the node is shutting down") }
+        try self.checkRequest(record, existing, node, view)
+      },
+      classified: .unclassified)
+    identity.declare(
+      SharingCollections.grant,
+      writes: .fromBelow { [weak self] record, existing, node, view in
+        guard let self else { throw PushRefusal("the node is shutting down") }
+        try self.checkGrant(record, existing, node, view)
+      },
+      classified: .unclassified)
     identity.registerCallerCollection(SharingCollections.app)
-    let classes = identity.classifications
-    classes.register(SharingCollections.app, .fields(Eduhub_Sharing_V1_AppRecord.classifiedFields))
-    classes.register(SharingCollections.request, .unclassified)
-    classes.register(SharingCollections.grant, .unclassified)
   }
 
   /// Steps an edge node may add, by who takes them.

@@ -8,8 +8,8 @@ import SwiftProtobuf
 /// and never one that reads more than it does.
 extension SyncService {
   func registerWriteRules() {
-    identity.writeAuthorities.register(SyncCollections.node, .fromBelow(Self.checkNode))
-    identity.classifications.register(SyncCollections.node, .fields(Eduhub_Sync_V1_SyncNodeRecord.classifiedFields))
+    identity.declare(
+      SyncCollections.node, writes: .fromBelow(Self.checkNode), classified: .fields(Eduhub_Sync_V1_SyncNodeRecord.classifiedFields))
   }
 
   static func checkNode(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {

@@ -9,19 +9,16 @@ import SwiftProtobuf
 /// a system event names the pusher or a node below it, every actor is a user of the node's scope.
 extension WorkOrderService {
   func registerWriteRules() {
-    let rules = identity.writeAuthorities
-    rules.register(WorkOrderCollections.order, .fromBelow(Self.checkOrder))
-    rules.register(WorkOrderCollections.event, .fromBelow(Self.checkEvent))
-    rules.register(WorkOrderCollections.watch, .fromBelow(Self.checkWatch))
-    rules.register(WorkOrderCollections.attachment, .fromBelow(Self.checkAttachment))
-    rules.register(WorkOrderCollections.chunk, .fromBelow(Self.checkChunk))
-
-    let classes = identity.classifications
-    classes.register(WorkOrderCollections.order, .fields(Order.classifiedFields))
-    classes.register(WorkOrderCollections.event, .fields(Event.classifiedFields))
-    classes.register(WorkOrderCollections.watch, .fields(Event.classifiedFields))
-    classes.register(WorkOrderCollections.attachment, .fields(Eduhub_Workorder_V1_Attachment.classifiedFields))
-    classes.register(WorkOrderCollections.chunk, .fields(Eduhub_Workorder_V1_AttachmentChunk.classifiedFields))
+    let rules: [(String, PushCheck, [ClassifiedField])] = [
+      (WorkOrderCollections.order, Self.checkOrder, Order.classifiedFields),
+      (WorkOrderCollections.event, Self.checkEvent, Event.classifiedFields),
+      (WorkOrderCollections.watch, Self.checkWatch, Event.classifiedFields),
+      (WorkOrderCollections.attachment, Self.checkAttachment, Eduhub_Workorder_V1_Attachment.classifiedFields),
+      (WorkOrderCollections.chunk, Self.checkChunk, Eduhub_Workorder_V1_AttachmentChunk.classifiedFields),
+    ]
+    for (collection, check, fields) in rules {
+      identity.declare(collection, writes: .fromBelow(check), classified: .fields(fields))
+    }
   }
 
   /// PushRefusal unless `actor` could act on the pushing node: a user of its scope, its own
