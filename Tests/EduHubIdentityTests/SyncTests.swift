@@ -44,7 +44,10 @@ struct CountyNode {
     var configuration = IdentityWorld.testConfiguration()
     configuration.hashingThreads = 1
     let node = try data.open(identityConfiguration: configuration, logger: logger)
-    return CountyNode(directory: directory, node: node, client: SyncClient(nodeID: id, signingKey: key, replica: node.replica, upstream: world.rpc))
+    let identity = node.identity
+    let client = SyncClient(
+      nodeID: id, signingKey: key, replica: node.replica, upstream: world.rpc, onApplied: { identity.applied(collections: $0) })
+    return CountyNode(directory: directory, node: node, client: client)
   }
 
   func close() async {
@@ -265,6 +268,27 @@ struct SyncTests {
       let quietSchool = try await tiers.school.syncOnce()
       #expect(quiet.pushed == 0 && quiet.pulledFastForwarded == 0 && quietSchool.pushed == 0 && quietSchool.pulledFastForwarded == 0)
       await tiers.stop()
+    }
+  }
+
+  @Test("a role revoked at central stops working at the county on its next call after a sync, not after the cached caller's life")
+  func revocationReachesCachedCallers() async throws {
+    try await withWorld { world in
+      let steward = try await world.account("tc-steward", role: .dataSteward, org: "511702")
+      _ = try await world.login("tc-steward")
+      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      try await county.client.syncOnce()
+      let session = try #require(try county.store.find(IdentityCollections.session, index: "account", key: steward).first)
+      let token = county.node.identity.tokens.issue(subject: steward, sessionID: session.id, now: world.identity.nowSeconds).token
+      let authenticator = Authenticator(identity: county.node.identity)
+      #expect(try authenticator.caller(for: token, peer: "test").roles.contains { $0.role == .dataSteward })
+      let grant = try #require(try world.identity.store.find(IdentityCollections.roleGrant, index: "account", key: steward).first)
+      var revoke = Eduhub_Identity_V1_RevokeRoleRequest()
+      revoke.grantID = grant.id
+      _ = try world.identity.revokeRole(revoke, caller: .operator(name: "test"), peer: "console")
+      try await county.client.syncOnce()
+      #expect(try !authenticator.caller(for: token, peer: "test").roles.contains { $0.role == .dataSteward })
+      await county.close()
     }
   }
 
