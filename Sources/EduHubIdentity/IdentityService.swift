@@ -47,6 +47,9 @@ public final class IdentityService: Sendable {
   let personMasker: RecordMasker
   /// Keys pseudonyms (from the node's key store).
   let pseudonymKey: SecretBytes
+  /// Keys external consumers' pseudonyms: this node's own, never sent to another node (a clear node
+  /// holds the region's pseudonym key, and consumers' pseudonyms must not be derivable from it).
+  let consumerKey: SecretBytes
   let delivery: any CodeDelivery
   package let nowMs: @Sendable () -> Int64
   /// Bumped by every change that can alter a resolved caller (roles, sessions, accounts,
@@ -77,7 +80,7 @@ public final class IdentityService: Sendable {
 
   public init(
     nodeID: String, replica: Replica, audit: AuditLog, signingKey: SigningKey, pseudonymKey: SecretBytes,
-    delivery: any CodeDelivery, configuration: IdentityConfiguration = IdentityConfiguration(),
+    consumerKey: SecretBytes? = nil, delivery: any CodeDelivery, configuration: IdentityConfiguration = IdentityConfiguration(),
     nowMs: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
   ) throws {
     self.nodeID = nodeID
@@ -88,9 +91,11 @@ public final class IdentityService: Sendable {
     self.nowMs = nowMs
     self.batcher = WriteBatcher(database: replica.store.database, mapError: Self.rpcError)
     self.hasher = try PasswordHasher(limits: configuration.passwordLimits, threads: configuration.hashingThreads)
+    let consumerKey = consumerKey ?? SecretBytes(randomCount: 32)
     self.personMasker = RecordMasker(
-      classified: Eduhub_Identity_V1_Person.classifiedFields, pseudonymKey: pseudonymKey)
+      classified: Eduhub_Identity_V1_Person.classifiedFields, pseudonymKey: pseudonymKey, consumerKey: consumerKey)
     self.pseudonymKey = pseudonymKey
+    self.consumerKey = consumerKey
     let store = replica.store
     let keys = nodeKeys
     self.tokens = AccessTokens(
@@ -258,7 +263,7 @@ public final class IdentityService: Sendable {
   /// A masker for records of a message with these classified fields, keyed with this node's
   /// pseudonym key.
   package func masker(for classified: [ClassifiedField]) -> RecordMasker {
-    RecordMasker(classified: classified, pseudonymKey: pseudonymKey)
+    RecordMasker(classified: classified, pseudonymKey: pseudonymKey, consumerKey: consumerKey)
   }
 
   /// The node's pseudonym key (handed to nodes enrolling below this one, so pseudonyms agree).

@@ -39,13 +39,20 @@ public struct RecordMasker: Sendable {
   private let birthDateField: Int
   private let nationalIDField: Int
   private let pseudonymKey: SecretBytes
+  /// The root of consumers' pseudonym keys (each consumer's is keyed from it by its id).
+  private let consumerRoot: SecretBytes
   /// Region pseudonyms already computed (a keyed hash each), by ID number.
   private let pseudonyms = PseudonymCache()
 
   /// - Parameters:
   ///   - classified: the message's generated `classifiedFields`.
   ///   - pseudonymKey: the node's pseudonym key (from its key store, never the database).
-  public init(classified: [ClassifiedField], policy: PrivacyPolicy = PrivacyPolicy(), pseudonymKey: SecretBytes) {
+  ///   - consumerKey: the root of external consumers' pseudonym keys: a key of this node's own that
+  ///     no other node receives (nil: the pseudonym key, for tools and tests).
+  public init(
+    classified: [ClassifiedField], policy: PrivacyPolicy = PrivacyPolicy(), pseudonymKey: SecretBytes,
+    consumerKey: SecretBytes? = nil
+  ) {
     let policies = classified.compactMap(FieldPolicy.init).filter { $0.number > 0 && $0.number < 4096 }
     var table = [FieldPolicy?](repeating: nil, count: (policies.map(\.number).max() ?? 0) + 1)
     for field in policies where table[field.number] == nil { table[field.number] = field }
@@ -55,6 +62,7 @@ public struct RecordMasker: Sendable {
     self.nationalIDField = policies.first { $0.masking == .nationalID }?.number ?? -1
     self.policy = policy
     self.pseudonymKey = pseudonymKey
+    self.consumerRoot = consumerKey ?? pseudonymKey
   }
 
   /// What masking did to one body.
@@ -154,7 +162,7 @@ public struct RecordMasker: Sendable {
         shown = Self.maskedBytes(value, field.masking)
       case .pseudonymized:
         if case .consumer(let id) = reader {
-          if consumerKey == nil { consumerKey = SecretBytes(try KeyedHash.hash(Array("consumer:\(id)".utf8), key: pseudonymKey)) }
+          if consumerKey == nil { consumerKey = SecretBytes(try KeyedHash.hash(Array("consumer:\(id)".utf8), key: consumerRoot)) }
           shown = Array(try Masking.nationalID(String(decoding: value, as: UTF8.self), key: consumerKey!).utf8)
         } else if let cached = pseudonyms.get(value) {
           shown = cached

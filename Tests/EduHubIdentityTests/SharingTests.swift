@@ -1,7 +1,9 @@
 import EduHubAPI
 import EduHubCatalog
+import EduHubCrypto
 import EduHubIdentity
 import EduHubNode
+import EduHubPrivacy
 import EduHubRPC
 import EduHubSharing
 import EduHubStorage
@@ -471,6 +473,11 @@ struct SharingTests {
       #expect(first == again)
       #expect(Set(first).count == 3 && Set(first).isDisjoint(with: other))
       #expect(!first.contains { $0.contains("511702") })
+      // Nor can a node that holds the region's pseudonym key (every clear node) compute them: a
+      // consumer's key comes from a key of central's own.
+      let derived = try SecretBytes(KeyedHash.hash(Array("consumer:org:\(SharingFixture.county)".utf8), key: world.identity.regionPseudonymKey))
+      let guessed = try (1...3).map { try Masking.nationalID(SharingFixture.student($0)[2], key: derived) }
+      #expect(Set(first).isDisjoint(with: guessed))
     }
   }
 
