@@ -22,6 +22,13 @@ extension IdentityService {
   /// is needed; only the digest is stored).
   package static func secretDigest(_ secret: String) -> String { hex(KeyedHash.digest(Array(secret.utf8))) }
 
+  /// A refresh token's digest, keyed with this node's session key: it never leaves this node, so
+  /// no other node (an owned one included) can make a digest this node accepts, and a copied
+  /// replica cannot be checked against guesses. A session is refreshed where it was opened.
+  package func refreshDigest(_ secret: String) -> String {
+    Self.hex((try? KeyedHash.hash(Array(secret.utf8), key: sessionKey)) ?? KeyedHash.digest(Array(secret.utf8)))
+  }
+
   func account(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Identity_V1_AccountRecord)? {
     guard let record = try live(IdentityCollections.account, id, in: db) else { return nil }
     return (record, try record.decode(Eduhub_Identity_V1_AccountRecord.self))

@@ -33,7 +33,7 @@ extension IdentityService {
     session.expiresMs = session.createdMs + configuration.sessionLifetime * 1000
     session.audience = audience
     let secret = Base64URL.encode(Random.bytes(32))
-    session.refreshHash = Self.secretDigest(secret)
+    session.refreshHash = refreshDigest(secret)
     try put(IdentityCollections.session, session.id, scope: scope, session, in: db)
     return tokenPair(session: session, secret: secret)
   }
@@ -141,7 +141,7 @@ extension IdentityService {
     let parts = request.refreshToken.split(separator: ".", omittingEmptySubsequences: false)
     guard request.refreshToken.utf8.count <= 200, parts.count == 2 else { throw failed }
     let sessionID = String(parts[0])
-    let presented = Self.secretDigest(String(parts[1]))
+    let presented = refreshDigest(String(parts[1]))
     let action = "identity.Refresh"
     var revokedFamily = false
     let outcome = try transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
@@ -162,7 +162,7 @@ extension IdentityService {
         session.rotatedHashes.append(session.refreshHash)
         if session.rotatedHashes.count > 32 { session.rotatedHashes.removeFirst(session.rotatedHashes.count - 32) }
         let secret = Base64URL.encode(Random.bytes(32))
-        session.refreshHash = Self.secretDigest(secret)
+        session.refreshHash = refreshDigest(secret)
         try put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
         try audit.append(.init(actor: session.accountID, action: action, target: session.id, peer: peer, timeMs: nowMs()), in: db)
         return .success(tokenPair(session: session, secret: secret))

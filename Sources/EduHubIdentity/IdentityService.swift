@@ -50,6 +50,8 @@ public final class IdentityService: Sendable {
   /// Keys external consumers' pseudonyms: this node's own, never sent to another node (a clear node
   /// holds the region's pseudonym key, and consumers' pseudonyms must not be derivable from it).
   let consumerKey: SecretBytes
+  /// Keys refresh-token digests: this node's own, never sent to another node.
+  let sessionKey: SecretBytes
   let delivery: any CodeDelivery
   package let nowMs: @Sendable () -> Int64
   /// Bumped by every change that can alter a resolved caller (roles, sessions, accounts,
@@ -80,7 +82,7 @@ public final class IdentityService: Sendable {
 
   public init(
     nodeID: String, replica: Replica, audit: AuditLog, signingKey: SigningKey, pseudonymKey: SecretBytes,
-    consumerKey: SecretBytes? = nil, delivery: any CodeDelivery, configuration: IdentityConfiguration = IdentityConfiguration(),
+    consumerKey: SecretBytes? = nil, sessionKey: SecretBytes? = nil, delivery: any CodeDelivery, configuration: IdentityConfiguration = IdentityConfiguration(),
     nowMs: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
   ) throws {
     self.nodeID = nodeID
@@ -96,6 +98,7 @@ public final class IdentityService: Sendable {
       classified: Eduhub_Identity_V1_Person.classifiedFields, pseudonymKey: pseudonymKey, consumerKey: consumerKey)
     self.pseudonymKey = pseudonymKey
     self.consumerKey = consumerKey
+    self.sessionKey = sessionKey ?? SecretBytes(randomCount: 32)
     let store = replica.store
     let keys = nodeKeys
     self.tokens = AccessTokens(

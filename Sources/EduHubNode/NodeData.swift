@@ -17,6 +17,7 @@ import Logging
 ///     keys/audit.key   keys the audit log's hash chain
 ///     keys/pseudonym.key  keys pseudonyms of ID numbers (never stored in the database)
 ///     keys/consumer.key   keys external consumers' pseudonyms (this node's own: never sent to another node)
+///     keys/session.key    keys refresh-token digests (this node's own: a session is refreshed where it was opened)
 ///     eduhub.db        the encrypted record store (+ -wal, -shm, .eduhub-key)
 ///
 /// Key files are created 0600 in a 0700 directory and refused if others can read them.
@@ -50,7 +51,7 @@ public struct NodeData: Sendable {
     do {
       try manager.createDirectory(atPath: data.keysDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
       try manager.setAttributes([.posixPermissions: 0o700], ofItemAtPath: directory)
-      for name in ["node", "db", "audit", "pseudonym", "consumer"] where !manager.fileExists(atPath: data.keyPath(name)) {
+      for name in ["node", "db", "audit", "pseudonym", "consumer", "session"] where !manager.fileExists(atPath: data.keyPath(name)) {
         try KeyFile.create(at: data.keyPath(name), key: SecretBytes(randomCount: 32))
       }
       let database = try EncryptedDatabase.open(path: data.databasePath, key: .keyFile(data.keyPath("db")), create: true)
@@ -97,12 +98,13 @@ public struct NodeData: Sendable {
     return (database, try Replica(nodeID: identity.nodeID, store: store))
   }
 
-  /// The node's key for consumers' pseudonyms, made on first use for a directory older than it.
-  func consumerKey() throws -> SecretBytes {
-    if !FileManager.default.fileExists(atPath: keyPath("consumer")) {
-      try KeyFile.create(at: keyPath("consumer"), key: SecretBytes(randomCount: 32))
+  /// One of the node's own keys that never leave it (`consumer`, `session`), made on first use for a
+  /// directory older than the key.
+  func ownKey(_ name: String) throws -> SecretBytes {
+    if !FileManager.default.fileExists(atPath: keyPath(name)) {
+      try KeyFile.create(at: keyPath(name), key: SecretBytes(randomCount: 32))
     }
-    return try key("consumer")
+    return try key(name)
   }
 
   /// Opens the node's database, replica, audit log and identity service.
@@ -115,7 +117,7 @@ public struct NodeData: Sendable {
       let audit = try AuditLog(database: database, key: try key("audit"))
       let identityService = try IdentityService(
         nodeID: identity.nodeID, replica: replica, audit: audit, signingKey: try SigningKey(seed: try key("node")),
-        pseudonymKey: try key("pseudonym"), consumerKey: try consumerKey(), delivery: delivery ?? OutboxCodeDelivery(logger: logger),
+        pseudonymKey: try key("pseudonym"), consumerKey: try ownKey("consumer"), sessionKey: try ownKey("session"), delivery: delivery ?? OutboxCodeDelivery(logger: logger),
         configuration: identityConfiguration)
       let catalog = CatalogService(identity: identityService)
       return OpenNode(

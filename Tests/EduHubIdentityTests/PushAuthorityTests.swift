@@ -247,6 +247,14 @@ struct PushAuthorityTests {
       #expect(seen.name != clear.name && seen.masked, "a masked node's token read a pupil in clear")
       let forAdmin = owned.county.node.identity.tokens.issue(subject: admin.id, sessionID: session.id, now: now).token
       await expectStatus(.unauthenticated) { try await world.client.getPerson(get, options: world.bearer(forAdmin)) }
+      // The county holds the session (and its digest) but not central's session key: the refresh
+      // token is good where the session was opened, and nowhere else.
+      let pair = try await world.login("tc-teacher")
+      try await owned.county.client.syncOnce()
+      var refresh = Eduhub_Identity_V1_RefreshRequest()
+      refresh.refreshToken = pair.refreshToken
+      #expect(throws: RPCError.self) { try owned.county.node.identity.refresh(refresh, peer: "county console") }
+      #expect(try await world.client.refresh(refresh).refreshToken.isEmpty == false)
       await owned.county.close()
     }
   }
