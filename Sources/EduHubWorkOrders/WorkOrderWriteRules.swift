@@ -11,7 +11,6 @@ extension WorkOrderService {
   func registerWriteRules() {
     let rules: [(String, PushCheck, [ClassifiedField])] = [
       (WorkOrderCollections.order, Self.checkOrder, Order.classifiedFields),
-      (WorkOrderCollections.event, Self.checkEvent, Event.classifiedFields),
       (WorkOrderCollections.watch, Self.checkWatch, Event.classifiedFields),
       (WorkOrderCollections.attachment, Self.checkAttachment, Eduhub_Workorder_V1_Attachment.classifiedFields),
       (WorkOrderCollections.chunk, Self.checkChunk, Eduhub_Workorder_V1_AttachmentChunk.classifiedFields),
@@ -19,6 +18,13 @@ extension WorkOrderService {
     for (collection, check, fields) in rules {
       identity.declare(collection, writes: .fromBelow(check), classified: .fields(fields))
     }
+    identity.declare(
+      WorkOrderCollections.event,
+      writes: .fromBelow { [weak self] record, existing, node, view in
+        guard let self else { throw PushRefusal("the node is shutting down") }
+        try self.checkEvent(record, existing, node, view)
+      },
+      classified: .fields(Event.classifiedFields))
   }
 
   /// PushRefusal unless `actor` could act on the pushing node: a user of its scope, its own
@@ -65,25 +71,35 @@ extension WorkOrderService {
     try checkActor(order.submitter, node, view, what)
   }
 
-  static func checkEvent(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+  /// An event is checked as `Act` checks the step it records, against the order as this node
+  /// derives it from the events it holds that come before it: handlers' steps need orders.handle
+  /// on the service org the order has then (escalations included), the assignee's steps the
+  /// assignee or a handler, the submitter's the submitter.
+  func checkEvent(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "work order event \(record.id.prefix(100))"
-    guard try !unchanged(record, existing, what) else { return }
+    guard try !Self.unchanged(record, existing, what) else { return }
     let event = try IdentityService.decode(Event.self, record)
-    let order = try order(event.orderID, of: record, view, what)
+    let order = try Self.order(event.orderID, of: record, view, what)
     guard node.mayCarry(event.node) else { throw PushRefusal("\(what): node \(node.id) cannot write events of node \(event.node.prefix(40))") }
-    try checkActor(event.actor, node, view, what)
-    let servicePath = try IdentityService.orgPath(order.serviceOrgCode, view) ?? record.scope
+    try Self.checkActor(event.actor, node, view, what)
+    let before = try identity.store.find(WorkOrderCollections.event, index: "order", key: order.id, limit: 100_000, in: view.database)
+      .compactMap { try? Event(serializedBytes: $0.body) }.filter { $0.hlc < event.hlc }
+    let derived = OrderMachine.derive(order, events: before, reopenWindowMs: reopenWindowMs)
+    let servicePath = Self.ancestorPath(derived.serviceOrg, of: record.scope) ?? record.scope
+    let handles = node.authority.can(.ordersHandle, at: servicePath)
     switch event.action {
     case .accept, .reassign, .escalate, .reject:
-      try IdentityService.requireAuthority(.ordersHandle, at: servicePath, node, what)
-    case .answer, .verifyClose, .cancel, .reopen:
-      guard event.actor == order.submitter || node.authority.can(.ordersHandle, at: servicePath) else {
-        throw PushRefusal("\(what): only the submitter takes that step")
+      guard handles else { throw PushRefusal("\(what): orders.handle is needed on \(servicePath)") }
+    case .start, .askRequester, .resolve:
+      guard handles || (!derived.assignee.isEmpty && event.actor == derived.assignee) else {
+        throw PushRefusal("\(what): only the assignee or a handler takes that step")
       }
+    case .answer, .verifyClose, .cancel, .reopen:
+      guard event.actor == order.submitter else { throw PushRefusal("\(what): only the submitter takes that step") }
     case .autoClose, .slaWarning, .slaBreach:
       guard event.actor.hasPrefix("system:") else { throw PushRefusal("\(what): only the system takes that step") }
-    case .start, .askRequester, .resolve, .comment:
-      break  // the assignee, a handler, or (comments) any reader: a user of the scope, checked above
+    case .comment:
+      break  // any reader: a user of the scope, checked above
     case .unspecified, .UNRECOGNIZED:
       throw PushRefusal("\(what): no such step")
     }

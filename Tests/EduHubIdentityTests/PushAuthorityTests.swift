@@ -7,6 +7,7 @@ import EduHubRPC
 import EduHubReplication
 import EduHubStorage
 import EduHubSync
+import EduHubWorkOrders
 import Foundation
 import PropertyBased
 import SwiftProtobuf
@@ -314,6 +315,37 @@ struct PushAuthorityTests {
       await expectStatus(.permissionDenied) { try await owned.county.client.syncOnce() }
       #expect(try owned.county.person(IdentityWorld.student)?.className == "changed at central")
       await owned.county.close()
+    }
+  }
+
+  @Test("an owned school node cannot record an order's assignee step for a teacher who is not its assignee")
+  func assigneeSteps() async throws {
+    try await withWorld { world in
+      let assigned = try await world.account("tc-assignee", role: .teacher, org: IdentityWorld.school)
+      let other = try await world.account("tc-other", role: .teacher, org: IdentityWorld.school)
+      let school = try await CountyNode.enroll(in: world, id: "school-5117020001", org: IdentityWorld.school, clearance: .masked)
+      var submission = WorkOrderTests.submission()
+      submission.order.submittingOrgCode = IdentityWorld.school
+      let submitted = try await world.node.workOrders.submit(submission, caller: .operator(name: "school"), peer: "test")
+      _ = try world.node.workOrders.act(WorkOrderTests.act(submitted.id, .accept, assignee: assigned), caller: .operator(name: "city"), peer: "test")
+      try await school.client.syncOnce()
+      // Written straight into the school's database, as its owner could: "started" by the wrong teacher.
+      let order = try #require(try school.store.get(WorkOrderCollections.order, submitted.id))
+      var event = Eduhub_Workorder_V1_OrderEvent()
+      event.orderID = submitted.id
+      event.action = .start
+      event.fromState = .accepted
+      event.toState = .inProgress
+      event.actor = other
+      event.hlc = school.node.replica.clock.now().rawValue
+      event.node = "school-5117020001"
+      event.timeMs = world.identity.nowMs()
+      let id = submitted.id + "|" + String(event.hlc, radix: 16) + "|school-5117020001"
+      _ = try school.node.replica.write([.init(collection: WorkOrderCollections.event, id: id, scope: order.scope, body: try event.serializedBytes())])
+      let message = await expectStatus(.permissionDenied) { try await school.client.syncOnce() }
+      #expect(message.contains("only the assignee or a handler"), "\(message)")
+      #expect(try world.identity.store.get(WorkOrderCollections.event, id) == nil)
+      await school.close()
     }
   }
 
