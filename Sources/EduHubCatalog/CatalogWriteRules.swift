@@ -14,10 +14,7 @@ extension CatalogService {
     let store = identity.store
     identity.declare(
       CatalogCollections.resource,
-      writes: .fromBelow { [weak self] record, existing, node, view in
-        guard let self else { throw PushRefusal("the node is shutting down") }
-        try self.checkResource(record, existing, node, view)
-      },
+      writes: .checked(by: self) { $0.checkResource },
       classified: .fields(Eduhub_Catalog_V1_Resource.classifiedFields))
     identity.declare(CatalogCollections.follow, writes: .fromBelow(Self.checkFollow), classified: .unclassified)
     // A row is classified by its table's schema (field numbers 8 + column).

@@ -251,7 +251,7 @@ extension IdentityService {
   /// Whether a node below this one wrote `record` (its vector names a downstream node).
   func writtenBelow(_ record: StoredRecord, in db: Database) throws -> Bool {
     let vector = try ReplicationEncoding.decodeVector(record.version)
-    return try vector.entries.contains { try issuerScope($0.node, in: db) != nil }
+    return try vector.entries.contains { try isBelow($0.node, in: db) }
   }
 
   /// Resolves a verified token's caller: the account must be active, the session live, and the
@@ -280,7 +280,7 @@ extension IdentityService {
       // inside its scope, read in clear only if the node reads in clear. An owned node can sign
       // whatever it likes; it must never get more here than it holds itself.
       var cap: (scope: String, clear: Bool)?
-      if claims.issuer != nodeID, let issuer = try issuerScope(claims.issuer, in: db) {
+      if let issuer = try issuerScope(claims.issuer, in: db) {
         guard !issuer.scope.isEmpty, !accountRecord.scope.isEmpty, RecordStore.inScope(accountRecord.scope, issuer.scope) else {
           throw unauthenticated("the token's issuer cannot sign for this account")
         }

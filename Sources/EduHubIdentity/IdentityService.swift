@@ -70,9 +70,6 @@ public final class IdentityService: Sendable {
     IdentityCollections.account, IdentityCollections.session, IdentityCollections.roleGrant,
     IdentityCollections.guardianship, IdentityCollections.person, IdentityCollections.nodeKey,
   ])
-  /// Whether `node` is a node below this one (a registered downstream node).
-  package func isBelow(_ node: String, in db: Database) throws -> Bool { try issuerScope(node, in: db) != nil }
-
   /// Scopes of downstream token issuers (see `registerIssuerScopes`).
   let issuerScopes = Mutex<[@Sendable (String, Database) throws -> (scope: String, clear: Bool)?]>([])
   /// Security events (refused pushes) are logged here as well as audited.
@@ -234,6 +231,9 @@ public final class IdentityService: Sendable {
     }
     return nil
   }
+
+  /// Whether `node` is a node below this one (a registered downstream node).
+  package func isBelow(_ node: String, in db: Database) throws -> Bool { try issuerScope(node, in: db) != nil }
 
   /// Tells Identity which nodes below this one sign tokens: their subtree and whether they read it
   /// in clear (Sync does).

@@ -2,7 +2,6 @@ import EduHubAPI
 import EduHubPrivacy
 import EduHubStorage
 import GRDB
-import Synchronization
 
 /// How the records of a replicated collection are classified: what every egress that sends whole
 /// records (sync's pull, and its push sanitising) masks them by. Each service declares its
@@ -19,27 +18,13 @@ public enum RecordClassification: Sendable {
 }
 
 /// Every replicated collection's classification, registered by its owning service.
-public final class RecordClassifications: Sendable {
-  private let entries = Mutex<[String: RecordClassification]>([:])
-
-  public init() {}
-
-  public func register(_ collection: String, _ classification: RecordClassification) {
-    entries.withLock { $0[collection] = classification }
-  }
-
-  /// The classification of `collection`, nil when none was declared.
-  public func of(_ collection: String) -> RecordClassification? {
-    entries.withLock { $0[collection] }
-  }
-
-  /// The collections declared.
-  public var collections: Set<String> { entries.withLock { Set($0.keys) } }
-}
+public typealias RecordClassifications = CollectionRules<RecordClassification>
 
 /// Maskers for one pass over records (a pull, a push): made once per collection or group.
 public struct RecordMaskers {
   let identity: IdentityService
+  /// Classifications read so far, by collection (the registry is behind a lock; a pull asks per record).
+  private var classes: [String: RecordClassification] = [:]
   private var cache: [String: RecordMasker?] = [:]
 
   public init(identity: IdentityService) { self.identity = identity }
@@ -47,8 +32,15 @@ public struct RecordMaskers {
   /// The masker for `record`; nil when nothing in it is classified.
   /// - Throws: INTERNAL-worthy `StorageError` when the collection declared no classification.
   public mutating func masker(for record: StoredRecord, in db: Database? = nil) throws -> RecordMasker? {
-    guard let classification = identity.classifications.of(record.collection) else {
-      throw StorageError(.rejected, "collection \(record.collection) declares no classification; its records are not sent")
+    let classification: RecordClassification
+    if let known = classes[record.collection] {
+      classification = known
+    } else {
+      guard let declared = identity.classifications.of(record.collection) else {
+        throw StorageError(.rejected, "collection \(record.collection) declares no classification; its records are not sent")
+      }
+      classes[record.collection] = declared
+      classification = declared
     }
     switch classification {
     case .unclassified:

@@ -1,6 +1,5 @@
 import EduHubStorage
 import GRDB
-import Synchronization
 
 /// A downstream node pushing records, as this node knows it. An edge node may be owned by an
 /// attacker (its files, keys and local accounts), so what it pushes is believed only as far as a
@@ -99,51 +98,45 @@ public enum WriteAuthority: Sendable {
   case downOnly
   /// May be written on an edge node, as the API would check it.
   case fromBelow(PushCheck)
+
+  /// `fromBelow` with a check that needs its service (held weakly: the registry belongs to
+  /// Identity, which the service holds).
+  public static func checked<Service: AnyObject & Sendable>(
+    by service: Service, _ check: @escaping @Sendable (Service) -> PushCheck
+  ) -> WriteAuthority {
+    .fromBelow { [weak service] record, existing, node, view in
+      guard let service else { throw PushRefusal("the node is shutting down") }
+      try check(service)(record, existing, node, view)
+    }
+  }
 }
 
 /// Every replicated collection's write authority, registered by the service that owns it. Push
 /// consults it for every record; a collection nobody registered is refused, so a new collection
 /// cannot be forgotten.
-public final class WriteAuthorities: Sendable {
-  private let rules = Mutex<[String: WriteAuthority]>([:])
-
-  public init() {}
-
-  /// Declares who may originate writes of `collection` (its owning service does, once).
-  public func register(_ collection: String, _ authority: WriteAuthority) {
-    rules.withLock { $0[collection] = authority }
-  }
-
-  /// The rule for `collection`, or nil when none was registered (refused).
-  public func authority(of collection: String) -> WriteAuthority? {
-    rules.withLock { $0[collection] }
-  }
-
-  /// The collections with a rule.
-  public var collections: [String] { rules.withLock { Array($0.keys) } }
-}
+public typealias WriteAuthorities = CollectionRules<WriteAuthority>
 
 extension PushView {
-  /// Checks that every record of `records` is allowed, in order, each seeing the ones before it.
+  /// Checks that every record of `records` is allowed, each seeing the whole message.
+  /// - Parameter existing: the stored version each record replaces (nil: a new record), in order.
   /// - Returns: the pushing node with the nodes registered by this push added to its writers.
   public static func check(
-    _ records: [StoredRecord], from node: PushingNode, rules: WriteAuthorities, store: RecordStore, in db: Database,
-    registersNode: (StoredRecord) -> String? = { _ in nil }
+    _ records: [StoredRecord], replacing existing: [StoredRecord?], from node: PushingNode, rules: WriteAuthorities,
+    store: RecordStore, in db: Database, registersNode: (StoredRecord) -> String? = { _ in nil }
   ) throws -> PushingNode {
     var node = node
     var view = PushView(store: store, db: db)
     // The whole message is judged as one: a record may refer to one later in it (a grant is
     // written before the request that approves it is saved again). A refusal refuses them all.
     for record in records { view.accept(record) }
-    for record in records {
-      guard let rule = rules.authority(of: record.collection) else {
+    for (record, existing) in zip(records, existing) {
+      guard let rule = rules.of(record.collection) else {
         throw PushRefusal("\(record.collection) has no write rule here: it is not accepted from below")
       }
       switch rule {
       case .downOnly:
         throw PushRefusal("\(record.collection) records are written only above and never accepted from below")
       case .fromBelow(let check):
-        let existing = try store.get(record.collection, record.id, in: db)
         try check(record, existing, node, view)
       }
       if let registered = registersNode(record) { node.adopt(registered) }

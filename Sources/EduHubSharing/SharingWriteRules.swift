@@ -14,17 +14,11 @@ extension SharingService {
     identity.declare(SharingCollections.app, writes: .downOnly, classified: .fields(Eduhub_Sharing_V1_AppRecord.classifiedFields))
     identity.declare(
       SharingCollections.request,
-      writes: .fromBelow { [weak self] record, existing, node, view in
-        guard let self else { throw PushRefusal("the node is shutting down") }
-        try self.checkRequest(record, existing, node, view)
-      },
+      writes: .checked(by: self) { $0.checkRequest },
       classified: .unclassified)
     identity.declare(
       SharingCollections.grant,
-      writes: .fromBelow { [weak self] record, existing, node, view in
-        guard let self else { throw PushRefusal("the node is shutting down") }
-        try self.checkGrant(record, existing, node, view)
-      },
+      writes: .checked(by: self) { $0.checkGrant },
       classified: .unclassified)
     identity.registerCallerCollection(SharingCollections.app)
   }

@@ -255,9 +255,13 @@ extension SyncService {
             node.adopt(record.id)
           }
           var sanitized: [StoredRecord] = []
+          // The stored version of each record, read once: the sanitising, the version check and
+          // the write rules all judge against it.
+          var locals: [StoredRecord?] = []
           for incoming in request.records {
             let record = Self.stored(incoming)
             let local = try identity.store.get(record.collection, record.id, in: db)
+            locals.append(local)
             guard let local else {
               sanitized.append(record)
               continue
@@ -295,11 +299,11 @@ extension SyncService {
           // Every record as it would be applied: its version metadata names only writers it may
           // carry, and it is checked as the API that writes it would check it, with the node's
           // authority as the caller (WriteAuthorities: each service's rules).
-          for record in sanitized {
-            try Self.checkVersion(record, local: try identity.store.get(record.collection, record.id, in: db), from: node)
+          for (record, local) in zip(sanitized, locals) {
+            try Self.checkVersion(record, local: local, from: node)
           }
           pusher = try PushView.check(
-            sanitized, from: node, rules: identity.writeAuthorities, store: identity.store, in: db,
+            sanitized, replacing: locals, from: node, rules: identity.writeAuthorities, store: identity.store, in: db,
             registersNode: { $0.collection == SyncCollections.node && !$0.deleted ? $0.id : nil })
           let outcome = try identity.replica.apply(sanitized, in: db)
           try identity.store.setMeta("sync.pushed.\(request.nodeID)", Array(String(request.throughSequence).utf8), in: db)

@@ -19,10 +19,7 @@ extension SyncService {
     guard try view.live(IdentityCollections.nodeKey, record.id) == nil else {
       throw PushRefusal("\(what): that id is this node's or one above it")
     }
-    let stored: Eduhub_Sync_V1_SyncNodeRecord
-    do { stored = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: (record.deleted ? existing ?? record : record).body) } catch {
-      throw PushRefusal("\(what) does not decode")
-    }
+    let stored = try IdentityService.decode(Eduhub_Sync_V1_SyncNodeRecord.self, IdentityService.judged(record, existing))
     guard node.authority.can(.nodesManage, at: record.scope) else {
       throw PushRefusal("\(what): node \(node.id) could not have written it (nodes.manage is needed on \(record.scope))")
     }

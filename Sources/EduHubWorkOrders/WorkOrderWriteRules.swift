@@ -9,22 +9,16 @@ import SwiftProtobuf
 /// a system event names the pusher or a node below it, every actor is a user of the node's scope.
 extension WorkOrderService {
   func registerWriteRules() {
-    let rules: [(String, PushCheck, [ClassifiedField])] = [
-      (WorkOrderCollections.order, Self.checkOrder, Order.classifiedFields),
-      (WorkOrderCollections.watch, Self.checkWatch, Event.classifiedFields),
-      (WorkOrderCollections.attachment, Self.checkAttachment, Eduhub_Workorder_V1_Attachment.classifiedFields),
-      (WorkOrderCollections.chunk, Self.checkChunk, Eduhub_Workorder_V1_AttachmentChunk.classifiedFields),
+    let rules: [(String, WriteAuthority, [ClassifiedField])] = [
+      (WorkOrderCollections.order, .fromBelow(Self.checkOrder), Order.classifiedFields),
+      (WorkOrderCollections.event, .checked(by: self) { $0.checkEvent }, Event.classifiedFields),
+      (WorkOrderCollections.watch, .fromBelow(Self.checkWatch), Event.classifiedFields),
+      (WorkOrderCollections.attachment, .fromBelow(Self.checkAttachment), Eduhub_Workorder_V1_Attachment.classifiedFields),
+      (WorkOrderCollections.chunk, .fromBelow(Self.checkChunk), Eduhub_Workorder_V1_AttachmentChunk.classifiedFields),
     ]
-    for (collection, check, fields) in rules {
-      identity.declare(collection, writes: .fromBelow(check), classified: .fields(fields))
+    for (collection, writes, fields) in rules {
+      identity.declare(collection, writes: writes, classified: .fields(fields))
     }
-    identity.declare(
-      WorkOrderCollections.event,
-      writes: .fromBelow { [weak self] record, existing, node, view in
-        guard let self else { throw PushRefusal("the node is shutting down") }
-        try self.checkEvent(record, existing, node, view)
-      },
-      classified: .fields(Event.classifiedFields))
   }
 
   /// PushRefusal unless `actor` could act on the pushing node: a user of its scope, its own
