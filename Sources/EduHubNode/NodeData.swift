@@ -110,7 +110,8 @@ public struct NodeData: Sendable {
   /// Opens the node's database, replica, audit log and identity service.
   public func open(
     delivery: (any CodeDelivery)? = nil, identityConfiguration: IdentityConfiguration = IdentityConfiguration(),
-    sla: SlaPolicy = SlaPolicy(), logger: Logger
+    sla: SlaPolicy = SlaPolicy(), logger: Logger,
+    nowMs: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
   ) throws -> OpenNode {
     do {
       let (database, replica) = try openReplica()
@@ -118,7 +119,7 @@ public struct NodeData: Sendable {
       let identityService = try IdentityService(
         nodeID: identity.nodeID, replica: replica, audit: audit, signingKey: try SigningKey(seed: try key("node")),
         pseudonymKey: try key("pseudonym"), consumerKey: try ownKey("consumer"), sessionKey: try ownKey("session"), delivery: delivery ?? OutboxCodeDelivery(logger: logger),
-        configuration: identityConfiguration)
+        configuration: identityConfiguration, nowMs: nowMs)
       let catalog = CatalogService(identity: identityService)
       return OpenNode(
         data: self, database: database, replica: replica, audit: audit, identity: identityService,

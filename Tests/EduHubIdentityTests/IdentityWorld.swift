@@ -23,6 +23,18 @@ final class CapturingDelivery: CodeDelivery {
   func code(for phone: String) -> String? { sent.withLock { $0[phone] } }
 }
 
+/// The node's wall clock, which a test moves forward instead of sleeping: what a test judges
+/// (a lock lifting, a grant expiring) then never depends on how busy the machine is.
+final class TestClock: Sendable {
+  private let offsetMs = Atomic<Int64>(0)
+
+  var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) + offsetMs.load(ordering: .relaxed) }
+
+  func advance(by duration: Duration) {
+    offsetMs.add(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000, ordering: .relaxed)
+  }
+}
+
 /// A seeded node serving Identity on 127.0.0.1 with a real encrypted database in a temporary
 /// directory, and clients for it.
 final class IdentityWorld: Sendable {
@@ -40,10 +52,12 @@ final class IdentityWorld: Sendable {
   let server: RPCServer
   let port: Int
   let delivery: CapturingDelivery
+  let clock: TestClock
   let rpc: RPCClient
 
-  private init(directory: String, node: OpenNode, server: RPCServer, port: Int, delivery: CapturingDelivery) {
+  private init(directory: String, node: OpenNode, server: RPCServer, port: Int, delivery: CapturingDelivery, clock: TestClock) {
     self.directory = directory
+    self.clock = clock
     self.node = node
     self.server = server
     self.port = port
@@ -81,14 +95,16 @@ final class IdentityWorld: Sendable {
     var logger = Logger(label: "test.identity")
     logger.logLevel = .warning
     let delivery = CapturingDelivery()
-    let node = try NodeData.load(directory).open(delivery: delivery, identityConfiguration: configuration, logger: logger)
+    let clock = TestClock()
+    let node = try NodeData.load(directory).open(
+      delivery: delivery, identityConfiguration: configuration, logger: logger, nowMs: { clock.nowMs })
     var rpc = ServerConfiguration()
     rpc.busyPollBudget = nil
     rpc.shutdownGracePeriod = .seconds(5)
     let services = node.services(configuration: &rpc)
     let server = RPCServer(services: services, configuration: rpc, logger: logger)
     let address = try await server.start(host: "127.0.0.1", port: 0)
-    return IdentityWorld(directory: directory, node: node, server: server, port: address.port ?? 0, delivery: delivery)
+    return IdentityWorld(directory: directory, node: node, server: server, port: address.port ?? 0, delivery: delivery, clock: clock)
   }
 
   var identity: IdentityService { node.identity }

@@ -289,8 +289,8 @@ struct SharingTests {
       _ = try await fixture.change(grant, .resume)
       #expect(try await fixture.subscribe(options: bureau) { $0.last?.snapshotDone == true }.flatMap(\.changes).count == 12)
       // Expiry: renewed to a moment that then passes.
-      _ = try await fixture.change(grant, .renew, expires: world.identity.nowMs() + 1200)
-      try await Task.sleep(for: .milliseconds(1500))
+      _ = try await fixture.change(grant, .renew, expires: world.identity.nowMs() + 60_000)
+      world.clock.advance(by: .seconds(61))
       let expired = await expectStatus(.permissionDenied) { try await fixture.subscribe(options: bureau) { _ in true } }
       #expect(expired.contains("expired"))
       var list = Eduhub_Sharing_V1_ListGrantsRequest()
