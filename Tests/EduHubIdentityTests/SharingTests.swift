@@ -439,8 +439,15 @@ struct SharingTests {
       // The session's log: what the server had written when the client went away.
       var stats = Eduhub_Sharing_V1_CallStatsRequest()
       stats.resourceCode = SharingFixture.roster
-      try await Task.sleep(for: .milliseconds(300))
-      let stat = try await fixture.sharing.getCallStats(stats, options: bureau).stats.first
+      // The server logs the session when it notices the client gone: wait for it, however busy the machine.
+      var stat: Eduhub_Sharing_V1_CallStat?
+      let deadline = ContinuousClock.now + .seconds(60)
+      repeat {
+        try fixture.world.node.sharing.callLog.flush()
+        stat = try await fixture.sharing.getCallStats(stats, options: bureau).stats.first
+        if stat?.sessions == 1 { break }
+        try await Task.sleep(for: .milliseconds(20))
+      } while ContinuousClock.now < deadline
       #expect(stat?.sessions == 1)
       #expect((stat?.rows ?? .max) < 8000, "rows the server produced for a stalled reader: \(stat?.rows ?? -1)")
     }
