@@ -16,6 +16,8 @@ import Synchronization
 public final class SyncService: Sendable {
   public let identity: IdentityService
   let challenges = NodeChallenges()
+  /// Live sessions a node may hold at once; authenticating again ends the oldest.
+  public static let sessionsPerNode = 4
   /// Nodes' login sessions, by id: kept here, not in the replicated store (they mean something
   /// only to this node; a node simply authenticates again after a restart).
   let sessions = Mutex<[String: (nodeID: String, expiresMs: Int64)]>([:])
@@ -160,9 +162,7 @@ public final class SyncService: Sendable {
   public func challenge(_ request: Eduhub_Sync_V1_ChallengeRequest) throws -> Eduhub_Sync_V1_ChallengeResponse {
     try Validate.identifier(request.nodeID, "node_id")
     // A challenge for any id: whether a node exists is not told to whoever asks.
-    guard let issued = challenges.issue(for: request.nodeID, now: identity.nowMs()) else {
-      throw RPCError(.resourceExhausted, "too many challenges outstanding; retry shortly")
-    }
+    let issued = challenges.issue(for: request.nodeID, now: identity.nowMs())
     var response = Eduhub_Sync_V1_ChallengeResponse()
     response.challenge = Data(issued.challenge)
     response.expiresMs = issued.expiresMs
@@ -175,12 +175,15 @@ public final class SyncService: Sendable {
     try Validate.identifier(request.nodeID, "node_id")
     let failed = RPCError(.unauthenticated, "node authentication failed")
     let action = "sync.Authenticate"
-    let redeemed = challenges.redeem([UInt8](request.challenge), for: request.nodeID, now: identity.nowMs())
+    let challenge = [UInt8](request.challenge)
+    let valid = challenges.isValid(challenge, for: request.nodeID, now: identity.nowMs())
     let outcome = try identity.transaction { db -> Result<Eduhub_Sync_V1_AuthenticateResponse, RPCError> in
-      guard redeemed, let (_, stored) = try node(request.nodeID, in: db), stored.node.state == .active,
+      // Spent only once the signature holds: nobody but the node can fill the spent list.
+      guard valid, let (_, stored) = try node(request.nodeID, in: db), stored.node.state == .active,
         SigningKey.verify(
-          signature: [UInt8](request.signature), of: NodeChallenges.signedBytes([UInt8](request.challenge)),
-          publicKey: [UInt8](stored.node.publicKey))
+          signature: [UInt8](request.signature), of: NodeChallenges.signedBytes(challenge),
+          publicKey: [UInt8](stored.node.publicKey)),
+        challenges.spend(challenge, now: identity.nowMs())
       else {
         identity.audit.record(
           .init(actor: Self.subject(request.nodeID), action: action, target: request.nodeID, outcome: "failed", peer: peer, timeMs: identity.nowMs()))
@@ -191,6 +194,10 @@ public final class SyncService: Sendable {
       let now = identity.nowMs()
       sessions.withLock { sessions in
         sessions = sessions.filter { $0.value.expiresMs > now }
+        // A node needs one session at a time; a few more for overlapping restarts. An owned node
+        // authenticating in a loop ends its own oldest sessions instead of filling memory.
+        let own = sessions.filter { $0.value.nodeID == request.nodeID }.sorted { $0.value.expiresMs < $1.value.expiresMs }
+        for (id, _) in own.dropLast(Self.sessionsPerNode - 1) { sessions[id] = nil }
         sessions[sessionID] = (request.nodeID, issued.claims.expiresAt * 1000)
       }
       try identity.audit.append(.init(actor: Self.subject(request.nodeID), action: action, target: request.nodeID, peer: peer, timeMs: identity.nowMs()), in: db)

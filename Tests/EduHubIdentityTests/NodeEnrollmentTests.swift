@@ -110,9 +110,28 @@ struct NodeEnrollmentTests {
       // Signed by another key.
       answer.signature = Data(SigningKey().sign(Array("eduhub-node-auth:".utf8) + [UInt8](challenge)))
       await expectStatus(.unauthenticated) { try await sync.authenticate(answer) }
-      // The right signature, but the challenge was used up by the failed attempt.
+      // The right signature works once; the same answer replayed does not.
       answer.signature = Data(key.sign(Array("eduhub-node-auth:".utf8) + [UInt8](challenge)))
+      let first = try await sync.authenticate(answer).accessToken
       await expectStatus(.unauthenticated) { try await sync.authenticate(answer) }
+      // A challenge with a byte changed (its expiry pushed out) is not one this node issued.
+      var stretched = [UInt8](try await sync.challenge(ask).challenge)
+      stretched[16] &+= 1
+      answer.challenge = Data(stretched)
+      answer.signature = Data(key.sign(Array("eduhub-node-auth:".utf8) + stretched))
+      await expectStatus(.unauthenticated) { try await sync.authenticate(answer) }
+      // Anonymous callers asking for any number of challenges lock nobody out: nothing is kept.
+      for index in 0..<20_000 {
+        var flood = Eduhub_Sync_V1_ChallengeRequest()
+        flood.nodeID = "nobody-\(index)"
+        _ = try world.openSync.challenge(flood)
+      }
+      let afterFlood = try await authenticate(world, nodeID: "school-1", key: key)
+      _ = try await world.client.whoAmI(options: world.bearer(afterFlood))
+      // A node holds a few sessions at once: authenticating again and again ends its oldest.
+      for _ in 0..<SyncService.sessionsPerNode { _ = try await authenticate(world, nodeID: "school-1", key: key) }
+      await expectStatus(.unauthenticated) { try await world.client.whoAmI(options: world.bearer(first)) }
+      _ = try await world.client.whoAmI(options: world.bearer(try await authenticate(world, nodeID: "school-1", key: key)))
       // A challenge issued to another node id.
       ask.nodeID = "school-2"
       answer.challenge = try await sync.challenge(ask).challenge
@@ -122,7 +141,7 @@ struct NodeEnrollmentTests {
       answer.nodeID = "school-2"
       await expectStatus(.unauthenticated) { try await sync.authenticate(answer) }
       try world.node.audit.flush()
-      #expect(try world.auditCount(action: "sync.Authenticate", outcome: "failed") == 4)
+      #expect(try world.auditCount(action: "sync.Authenticate", outcome: "failed") == 5)
       // Bad enrollment input.
       var enroll = Eduhub_Sync_V1_EnrollRequest()
       enroll.enrollmentToken = "school-1.nonsense"
