@@ -63,6 +63,9 @@ extension CatalogService {
     if let old, old.responsibleOrgCode != resource.responsibleOrgCode {
       throw PushRefusal("\(what): a resource does not change its responsible org")
     }
+    if let old, old.retired, !resource.retired {
+      throw PushRefusal("\(what): a retired resource stays retired (no RPC brings one back)")
+    }
     var normalized = resource
     do {
       try Self.validate(normalized)

@@ -48,7 +48,8 @@ struct OwnedNode {
     var stamps = try existing.map { try ReplicationEncoding.decodeStamps($0.stamps) } ?? [:]
     let fields = try WireFields(parsing: body)
     let stamp = FieldStamp(time: HLCTimestamp(milliseconds: UInt64(world.identity.nowMs()), counter: 0), node: node, counter: vector[node])
-    for number in fields.fields.keys { stamps[number] = stamp }
+    // Every field it sets, and every field stamped before (a write that clears a field stamps it too).
+    for number in Set(fields.fields.keys).union(stamps.keys) { stamps[number] = stamp }
     var out = Eduhub_Sync_V1_SyncRecord()
     out.collection = collection
     out.id = id
@@ -113,7 +114,7 @@ struct PushAuthorityTests {
     try Eduhub_Catalog_V1_Resource(serializedBytes: try #require(try world.identity.store.get(CatalogCollections.resource, "tc.student.basic")).body)
   }
 
-  @Test("a catalog view widened to the whole city or declassified, an API singling pupils out, a role the county cannot grant, a node key and an application are refused")
+  @Test("a catalog view widened to the whole city or declassified, an API singling pupils out, a retired resource revived, a role the county cannot grant, a node key and an application are refused")
   func escalations() async throws {
     try await withWorld { world in
       try publishCountyStudentView(world)
@@ -191,6 +192,16 @@ struct PushAuthorityTests {
       grant.role = .dispatcher
       try await owned.push([try owned.record(IdentityCollections.roleGrant, "Gdispatcher", scope: schoolPath, body: try grant.serializedBytes())])
       #expect(try owned.stored(IdentityCollections.roleGrant, "Gdispatcher") != nil)
+      // A retired resource brought back to life: no RPC does that.
+      var retire = Eduhub_Catalog_V1_RetireResourceRequest()
+      retire.code = basic.code
+      _ = try world.node.catalog.retire(retire, caller: .operator(name: "test"), peer: "console")
+      let retired = try #require(try owned.stored(CatalogCollections.resource, basic.code))
+      var revived = try Eduhub_Catalog_V1_Resource(serializedBytes: retired.body)
+      revived.retired = false
+      try await owned.expectRefused(
+        [try owned.record(CatalogCollections.resource, basic.code, scope: OwnedNode.scope, body: try revived.serializedBytes(), over: retired)],
+        "stays retired")
       await owned.county.close()
     }
   }
