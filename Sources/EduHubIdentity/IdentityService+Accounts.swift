@@ -18,9 +18,15 @@ extension IdentityService {
     return String(decoding: out, as: UTF8.self)
   }
 
-  /// The digest a one-time code or refresh secret is kept as (they are random, so no key or salt
-  /// is needed; only the digest is stored).
+  /// The digest a 256-bit random secret (an enrollment token's, an application's) is kept as: no
+  /// key or salt is needed, as no guess can find one.
   package static func secretDigest(_ secret: String) -> String { hex(KeyedHash.digest(Array(secret.utf8))) }
+
+  /// The digest a one-time code is kept as, keyed with this node's session key like a refresh
+  /// secret's: a code is short (ten characters, ~52 bits), and an account record reaches every
+  /// node of its scope, so an unkeyed digest would let an owned node search for the code offline.
+  /// A code is redeemed at the node that sent it.
+  package func codeDigest(_ code: String) -> String { refreshDigest("code:" + code) }
 
   /// A refresh token's digest, keyed with this node's session key: it never leaves this node, so
   /// no other node (an owned one included) can make a digest this node accepts, and a copied
@@ -92,7 +98,7 @@ extension IdentityService {
       throw RPCError(.failedPrecondition, "the account has no phone to send a code to")
     }
     let code = String(Base64URL.encode(Random.bytes(8)).uppercased().filter { $0.isLetter || $0.isNumber }.prefix(10))
-    account.activationHash = Self.secretDigest(code)
+    account.activationHash = codeDigest(code)
     account.activationExpiresMs = nowMs() + configuration.activationLifetime * 1000
     try delivery.deliver(code: code, to: account.phone, purpose: purpose)
     return Masking.phone(account.phone)

@@ -101,24 +101,35 @@ extension IdentityService {
     }
     let action = "identity.ActivateAccount"
     let failed = RPCError(.unauthenticated, "activation failed: wrong username or code, or the code has expired")
-    // Hash first (slow, off the loops); the code is checked in the transaction that stores it.
-    let hash = try await hasher.hash(request.newPassword)
-    let outcome = try transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
+    // The code is checked before the new password is hashed: anonymous callers with wrong codes
+    // cost a read, not an Argon2id run on the hashing threads (unknown usernames likewise, so the
+    // two answer alike). It is checked again in the transaction that stores the password.
+    func codeMatches(_ account: Eduhub_Identity_V1_AccountRecord) -> Bool {
+      !account.activationHash.isEmpty && account.activationExpiresMs > nowMs() && account.lockedUntilMs <= nowMs()
+        && account.state != .disabled
+        && ConstantTime.equals(Array(codeDigest(request.code.uppercased()).utf8), Array(account.activationHash.utf8))
+    }
+    try transaction { db -> Result<Void, RPCError> in
       guard let (record, current) = try account(username: request.username, in: db) else {
         audit.record(.init(actor: "anonymous", action: action, target: "unknown login", outcome: "failed", peer: peer, timeMs: nowMs()))
         return .failure(failed)
       }
-      var account = current
-      let valid =
-        !account.activationHash.isEmpty && account.activationExpiresMs > nowMs() && account.lockedUntilMs <= nowMs()
-        && account.state != .disabled
-        && ConstantTime.equals(Array(Self.secretDigest(request.code.uppercased()).utf8), Array(account.activationHash.utf8))
-      guard valid else {
+      guard codeMatches(current) else {
+        var account = current
         if account.lockedUntilMs <= nowMs() { countFailure(&account) }
         try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
         try audit.append(.init(actor: account.id, action: action, target: account.id, outcome: "failed", peer: peer, timeMs: nowMs()), in: db)
         return .failure(failed)
       }
+      return .success(())
+    }.get()
+    let hash = try await hasher.hash(request.newPassword)
+    let outcome = try transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
+      // A concurrent activation may have used the code meanwhile.
+      guard let (record, current) = try account(username: request.username, in: db), codeMatches(current) else {
+        return .failure(failed)
+      }
+      var account = current
       account.passwordHash = hash
       account.state = .active
       account.activationHash = ""

@@ -35,6 +35,9 @@ public final class PasswordHasher: Sendable {
   /// Argon2id verifications run so far (an unknown login must cost one, like a wrong password).
   public var verifications: Int { verified.load(ordering: .relaxed) }
   private let verified = Atomic<Int>(0)
+  /// New passwords hashed so far (a wrong activation code must cost none).
+  public var hashes: Int { hashed.load(ordering: .relaxed) }
+  private let hashed = Atomic<Int>(0)
 
   public init(limits: PasswordHash.Limits, threads: Int) throws {
     self.limits = limits
@@ -45,6 +48,7 @@ public final class PasswordHasher: Sendable {
 
   public func hash(_ password: String) async throws -> String {
     let limits = self.limits
+    hashed.add(1, ordering: .relaxed)
     return try await pool.runIfActive {
       Self.yieldToServing()
       return try PasswordHash.hash(password, limits: limits)

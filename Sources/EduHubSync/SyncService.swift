@@ -20,7 +20,9 @@ public final class SyncService: Sendable {
   public static let sessionsPerNode = 4
   /// Nodes' login sessions, by id: kept here, not in the replicated store (they mean something
   /// only to this node; a node simply authenticates again after a restart).
-  let sessions = Mutex<[String: (nodeID: String, expiresMs: Int64)]>([:])
+  /// `opened` orders them (many open within one second, so expiries tie).
+  let sessions = Mutex<[String: (nodeID: String, expiresMs: Int64, opened: UInt64)]>([:])
+  let sessionsOpened = Atomic<UInt64>(0)
   /// This store's identity once read (see `storeID()`).
   let knownStoreID = Mutex<String?>(nil)
   /// How long an enrollment token is valid.
@@ -196,9 +198,9 @@ public final class SyncService: Sendable {
         sessions = sessions.filter { $0.value.expiresMs > now }
         // A node needs one session at a time; a few more for overlapping restarts. An owned node
         // authenticating in a loop ends its own oldest sessions instead of filling memory.
-        let own = sessions.filter { $0.value.nodeID == request.nodeID }.sorted { $0.value.expiresMs < $1.value.expiresMs }
+        let own = sessions.filter { $0.value.nodeID == request.nodeID }.sorted { $0.value.opened < $1.value.opened }
         for (id, _) in own.dropLast(Self.sessionsPerNode - 1) { sessions[id] = nil }
-        sessions[sessionID] = (request.nodeID, issued.claims.expiresAt * 1000)
+        sessions[sessionID] = (request.nodeID, issued.claims.expiresAt * 1000, sessionsOpened.add(1, ordering: .relaxed).newValue)
       }
       try identity.audit.append(.init(actor: Self.subject(request.nodeID), action: action, target: request.nodeID, peer: peer, timeMs: identity.nowMs()), in: db)
       var response = Eduhub_Sync_V1_AuthenticateResponse()

@@ -190,7 +190,14 @@ struct AuthenticationTests {
       activate.username = "new.teacher"
       activate.code = "WRONGCODE1"
       activate.newPassword = "my own secret words"
+      // A wrong code, or an unknown name, costs no Argon2id run: anonymous callers cannot keep the
+      // hashing threads busy.
+      let hashesBefore = world.identity.hasher.hashes
       await expectStatus(.unauthenticated) { try await world.client.activateAccount(activate) }
+      var stranger = activate
+      stranger.username = "nobody.at.all"
+      await expectStatus(.unauthenticated) { try await world.client.activateAccount(stranger) }
+      #expect(world.identity.hasher.hashes == hashesBefore)
       activate.code = code
       let pair = try await world.client.activateAccount(activate)
       _ = try await world.client.whoAmI(options: world.bearer(pair.accessToken))
