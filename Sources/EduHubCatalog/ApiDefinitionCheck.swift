@@ -5,7 +5,7 @@ import EduHubStorage
 /// Checks and completes the definition of a shared API before its resource is stored: the dataset
 /// it computes over, its parameters, projection or grouping, and the output columns it yields (which
 /// become the API resource's `fields`, classified as the dataset's fields are).
-enum ApiDefinitionCheck {
+public enum ApiDefinitionCheck {
   static let defaultMinGroupSize: Int32 = 10
   static let defaultMaxRows: Int32 = 1000
 
@@ -89,6 +89,9 @@ enum ApiDefinitionCheck {
             throw invalid("MIN and MAX need a number, date or timestamp field (\(aggregate.field.prefix(64)))")
           }
           column.type = source.type
+          // One row's own value: classified (and masked) as the field it comes from.
+          column.sensitivity = source.sensitivity
+          column.masking = source.masking
         case .unspecified, .UNRECOGNIZED:
           throw invalid("aggregate \(index + 1) needs a function")
         }
@@ -103,12 +106,30 @@ enum ApiDefinitionCheck {
     }
     if api.minGroupSize == 0 { api.minGroupSize = defaultMinGroupSize }
     guard (1...1000).contains(api.minGroupSize) else { throw invalid("min_group_size is 1 to 1,000") }
+    // Aggregates over personal fields, or narrowed by them, keep groups large enough that no
+    // answer is one person's.
+    if !api.aggregates.isEmpty, let personal = personalInputs(api, of: table).first, api.minGroupSize < defaultMinGroupSize {
+      throw invalid("min_group_size is at least \(defaultMinGroupSize) for an API that reads the personal field \(personal)")
+    }
     if api.maxRows == 0 { api.maxRows = defaultMaxRows }
     guard (1...10_000).contains(api.maxRows) else { throw invalid("max_rows is 1 to 10,000") }
     // Output columns are the resource's fields: typed and classified from the dataset, never lower.
     for index in output.indices { output[index].required = false }
     resource.fields = output
     resource.api = api
+  }
+
+  /// Whether a field holds a person's own data (names, ID numbers, birth dates, phones...).
+  public static func isPersonal(_ field: Eduhub_Catalog_V1_SchemaField) -> Bool {
+    field.sensitivity.rawValue >= Eduhub_Common_V1_Sensitivity.sensitive.rawValue
+  }
+
+  /// The personal fields of `table` an API reads without showing them as themselves: grouped,
+  /// aggregated or bound to a parameter (a filter on a value reads it as surely as output does).
+  /// Projected fields are output, masked per grant like any other.
+  public static func personalInputs(_ api: Eduhub_Catalog_V1_ApiDefinition, of table: Eduhub_Catalog_V1_Resource) -> [String] {
+    let read = Set(api.groupBy + api.aggregates.map(\.field) + api.parameters.map(\.field))
+    return table.fields.filter { read.contains($0.name) && isPersonal($0) }.map(\.name)
   }
 
   static func defaultName(_ aggregate: Eduhub_Catalog_V1_ApiAggregate) -> String {

@@ -340,12 +340,19 @@ extension CatalogService {
   /// Rows of `resource` in key order after `after` (a key), masked for `caller`.
   func rows(
     of resource: Eduhub_Catalog_V1_Resource, scope: String, after: String?, keyPrefix: String = "", limit: Int,
-    caller: Caller, peer: String, in db: Database
+    caller: Caller, peer: String, sample: Bool = false, in db: Database
   ) throws -> (rows: [Eduhub_Catalog_V1_DataRow], last: String?) {
     let today = identity.today
+    // A sample for someone who does not read these people (an application, another county's
+    // bureau) is de-identified, without keys: masked rows would still be real children's, their
+    // region pseudonyms linkable to every other masked read.
+    func sampleReader(_ path: String) -> Reader? {
+      sample && !caller.can(.peopleRead, at: path) ? .consumer(id: "sample:\(caller.accountID)") : nil
+    }
     switch resource.dataset.source {
     case .view(let view):
       let path = try identity.orgPath(view.orgCode, in: db)
+      let deidentified = sampleReader(path)
       let kind = PersonView.kind(view.personKind) ?? .unspecified
       var out: [Eduhub_Catalog_V1_DataRow] = []
       var cursor = after.flatMap(PersonView.cursor)
@@ -355,7 +362,9 @@ extension CatalogService {
         for record in page {
           cursor = record
           guard PersonView.isKind(record.body, kind), record.id.hasPrefix(keyPrefix) else { continue }
-          out.append(PersonView.row(try identity.view(record, for: caller, peer: peer, on: today), fields: resource.fields))
+          var row = PersonView.row(try identity.view(record, for: caller, as: deidentified, peer: peer, on: today), fields: resource.fields)
+          if deidentified != nil { row.key = "" }
+          out.append(row)
           if out.count == limit { return (out, PersonView.position(of: record)) }
         }
         if page.count < 1000 { return (out, nil) }
@@ -370,10 +379,13 @@ extension CatalogService {
       var out: [Eduhub_Catalog_V1_DataRow] = []
       for record in page.prefix(limit) {
         let key = DatasetSchema.key(ofRecordID: record.id, code: resource.code)
+        let deidentified = sampleReader(record.scope)
         let result: RecordMasker.Result
         do {
-          result = try masker.mask(record.body, personID: key, scope: record.scope, for: caller.reader(for: key), on: today)
-          out.append(try schema.row(result.body, masked: result.changed))
+          result = try masker.mask(record.body, personID: key, scope: record.scope, for: deidentified ?? caller.reader(for: key), on: today)
+          var row = try schema.row(result.body, masked: result.changed)
+          if deidentified != nil { row.key = "" }
+          out.append(row)
         } catch {
           throw RPCError(.dataLoss, "a row of \(resource.code) cannot be read")
         }

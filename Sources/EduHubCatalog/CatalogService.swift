@@ -234,7 +234,7 @@ public final class CatalogService: Sendable {
       resource.followed = try followed(by: caller, in: db).contains(resource.code)
       if case .view = resource.dataset.source { recountLater(resource.code) }
       // A few rows as this caller would get them (masked), and how to get them.
-      resource.sample = try rows(of: resource, scope: record.scope, after: nil, limit: Self.sampleRows, caller: caller, peer: peer, in: db).rows
+      resource.sample = try rows(of: resource, scope: record.scope, after: nil, limit: Self.sampleRows, caller: caller, peer: peer, sample: true, in: db).rows
       resource.manual = CatalogManual.make(for: resource)
       return resource
     }

@@ -30,20 +30,23 @@ extension IdentityService {
 
   /// The person as `caller` may see them: masked per field by the privacy policy; clear reads of a
   /// minor's sensitive fields are audited.
-  package func view(_ record: StoredRecord, for caller: Caller, peer: String, on today: CivilDate) throws -> Eduhub_Identity_V1_Person {
-    try Eduhub_Identity_V1_Person(serializedBytes: viewBytes(record, for: caller, peer: peer, on: today))
+  /// - Parameter reader: who the person is shown to (nil: the caller as their roles make them).
+  package func view(_ record: StoredRecord, for caller: Caller, as reader: Reader? = nil, peer: String, on today: CivilDate) throws
+    -> Eduhub_Identity_V1_Person
+  {
+    try Eduhub_Identity_V1_Person(serializedBytes: viewBytes(record, for: caller, as: reader, peer: peer, on: today))
   }
 
   /// `view` as protobuf bytes: the masked stored body with `org_path` and `masked` appended (a
   /// field that comes again later in a message replaces the earlier one, so a stale stored value
   /// cannot win).
-  func viewBytes(_ record: StoredRecord, for caller: Caller, peer: String, on today: CivilDate) throws -> [UInt8] {
+  func viewBytes(_ record: StoredRecord, for caller: Caller, as reader: Reader? = nil, peer: String, on today: CivilDate) throws -> [UInt8] {
     var body: [UInt8]
     var changed = false
     if configuration.maskingEnabled {
       let result: RecordMasker.Result
       do {
-        result = try personMasker.mask(record.body, personID: record.id, scope: record.scope, for: caller.reader(for: record.id), on: today)
+        result = try personMasker.mask(record.body, personID: record.id, scope: record.scope, for: reader ?? caller.reader(for: record.id), on: today)
       } catch {
         throw RPCError(.dataLoss, "person \(record.id) cannot be read")
       }

@@ -65,6 +65,14 @@ public struct RecordMasker: Sendable {
     self.consumerRoot = consumerKey ?? pseudonymKey
   }
 
+  /// A row key as `subject` (a consumer) may see it when the key itself is personal or links rows
+  /// to people: `K-` and a pseudonym keyed for that subject alone, stable across its reads (a
+  /// deletion names the row it removes) and unlinkable between two subjects.
+  public func rowKeyPseudonym(_ key: String, subject: String) throws -> String {
+    let keyed = SecretBytes(try KeyedHash.hash(Array("row-key:\(subject)".utf8), key: consumerRoot))
+    return "K-" + (try Masking.pseudonym(key, key: keyed, length: 20))
+  }
+
   /// What masking did to one body.
   public struct Result: Sendable {
     /// The body as the reader may see it.

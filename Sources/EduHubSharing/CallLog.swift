@@ -178,15 +178,16 @@ public final class CallLog: Sendable {
 
   /// Calls (not tests or sessions) of `grant` logged on `day`: those written and those pending (no
   /// flush: this may run on an event loop, where a write transaction must not).
+  /// Calls of `grant` on `day` that count against its quota: online tests too (they return rows).
   func calls(of grant: String, on day: String) throws -> Int64 {
     // Memory first (pending and being written): an entry committed between the two reads is
     // counted twice rather than missed.
     let pending = pending.withLock { state in
-      Int64((state.flushing + state.entries).lazy.filter { $0.grant == grant && $0.day == day && $0.kind == "call" }.count)
+      Int64((state.flushing + state.entries).lazy.filter { $0.grant == grant && $0.day == day && ($0.kind == "call" || $0.kind == "test") }.count)
     }
     let written = try database.read { db in
       try Int64.fetchOne(
-        db, sql: "SELECT count(*) FROM share_call WHERE grant_id = ? AND day = ? AND kind = 'call'", arguments: [grant, day]) ?? 0
+        db, sql: "SELECT count(*) FROM share_call WHERE grant_id = ? AND day = ? AND kind IN ('call', 'test')", arguments: [grant, day]) ?? 0
     }
     return written + pending
   }

@@ -26,6 +26,11 @@ struct GrantedRows: Sendable {
   let today: CivilDate
   /// Per shown field: masking never rewrites it (not personal), so its stored text is as checked.
   let trusted: [Bool]
+  /// Whose pseudonyms replace the row keys (nil: keys go out as stored): a de-identified reader's
+  /// for a view (whose keys are person ids), any reader's but a clear one's for a table keyed by a
+  /// personal field (an ID number as key is the ID number).
+  let keySubject: String?
+  let keyMasker: RecordMasker
 
   /// - Parameter fields: the dataset fields shown (granted, or an API's projection).
   init(
@@ -37,6 +42,17 @@ struct GrantedRows: Sendable {
     self.reader = reader
     today = identity.today
     trusted = fields.map { $0.sensitivity.rawValue <= Eduhub_Common_V1_Sensitivity.internal.rawValue || $0.masking == .none }
+    keyMasker = identity.peopleMasker
+    switch reader {
+    case .consumer(let id):
+      keySubject = id
+    case .staff(let subject, let grants) where grants.isEmpty:
+      let personal = Set(resource.fields.filter { $0.sensitivity.rawValue >= Eduhub_Common_V1_Sensitivity.sensitive.rawValue }.map(\.name))
+      let keyed = resource.dataset.ingested.keyFields.contains(where: personal.contains)
+      keySubject = keyed && resource.dataset.source.map({ if case .ingested = $0 { true } else { false } }) == true ? subject : nil
+    default:
+      keySubject = nil
+    }
     switch resource.dataset.source {
     case .view(let view):
       source = .view(kind: PersonView.kind(view.personKind) ?? .unspecified, path: viewPath ?? "", masker: identity.peopleMasker)
@@ -68,8 +84,16 @@ struct GrantedRows: Sendable {
     return nil
   }
 
-  /// The row key of a record.
-  func key(of record: StoredRecord) -> String {
+  /// The row key of a record as this reader sees it.
+  func key(of record: StoredRecord) throws -> String {
+    let stored: String
+    if case .view = source { stored = record.id } else { stored = DatasetSchema.key(ofRecordID: record.id, code: code) }
+    guard let keySubject else { return stored }
+    return try keyMasker.rowKeyPseudonym(stored, subject: keySubject)
+  }
+
+  /// The row key of a record as stored (what masking decides by: whose row it is).
+  func storedKey(of record: StoredRecord) -> String {
     if case .view = source { return record.id }
     return DatasetSchema.key(ofRecordID: record.id, code: code)
   }
@@ -91,7 +115,7 @@ struct GrantedRows: Sendable {
   /// Appends `record` to `out` as a `RowChange` (field 2 of SubscribeResponse), encoded straight
   /// from the masked stored bytes; returns whether a minor's sensitive field went out in clear.
   func appendChange(_ record: StoredRecord, to out: inout [UInt8], scratch: inout Scratch) throws -> Bool {
-    let key = key(of: record)
+    let key = try key(of: record)
     scratch.change.removeAll(keepingCapacity: true)
     RowWire.appendField(1, key, to: &scratch.change)
     var clear = false
@@ -107,7 +131,7 @@ struct GrantedRows: Sendable {
 
   /// Appends `record` to `out` as a `DataRow` in field `number` (2 of CallApiResponse).
   func appendRow(_ record: StoredRecord, field number: Int, to out: inout [UInt8], scratch: inout Scratch) throws -> Bool {
-    let clear = try encodeRow(record, key: key(of: record), scratch: &scratch)
+    let clear = try encodeRow(record, key: try key(of: record), scratch: &scratch)
     RowWire.appendField(number, scratch.row, to: &out)
     return clear
   }
@@ -126,7 +150,7 @@ struct GrantedRows: Sendable {
         scratch.row = try PersonView.row(person, fields: fields).serializedBytes()
         return !result.auditedFields.isEmpty
       case .ingested(let schema, let masker):
-        let result = try masker.mask(record.body, personID: key, scope: record.scope, for: reader, on: today)
+        let result = try masker.mask(record.body, personID: storedKey(of: record), scope: record.scope, for: reader, on: today)
         let body = result.body
         if scratch.slots.isEmpty {
           scratch.slots = Array(repeating: nil, count: (schema.fields.map { DatasetSchema.fieldNumber($0.column) }.max() ?? 0) + 1)

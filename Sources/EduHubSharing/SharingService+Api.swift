@@ -114,10 +114,8 @@ extension SharingService {
       return error
     }
     let day = identity.today.description
-    // Tests take from the rate but not from the day's quota.
-    let outcome = limiter.take(
-      grant.id, rate: grant.terms.ratePerSecond, quota: request.test ? .max : grant.terms.dailyQuota, day: day
-    ) { (try? callLog.calls(of: grant.id, on: day)) ?? 0 }
+    // Tests count like calls: they return rows, and a point lookup's row is all a caller wants.
+    let outcome = limiter.take(grant.id, rate: grant.terms.ratePerSecond, quota: grant.terms.dailyQuota, day: day) { (try? callLog.calls(of: grant.id, on: day)) ?? 0 }
     switch outcome {
     case .allowed: break
     case .limited(let retryAfter):
@@ -130,6 +128,13 @@ extension SharingService {
     let answer: (bytes: [UInt8], rows: Int)
     do {
       let filters = try Self.filters(request.parameters, plan)
+      // A masked reader may not filter on what it sees masked: each answer to a filter on an ID
+      // number's prefix or a score's bound is one bit of that value, and sixty calls spell it out.
+      if grant.terms.masking != .clear, let (name, filter) = filters.first(where: { ApiDefinitionCheck.isPersonal($0.value.field) }) {
+        throw identity.denied(
+          caller, action, target: plan.api.code, peer: peer,
+          "parameter \(name) filters on the personal field \(filter.field.name), which grant \(grant.id) shows masked")
+      }
       let shown = request.fields.isEmpty ? nil : try requestedFields(request.fields, grant, of: plan.api, caller: caller, action: action, peer: peer)
       answer = try execute(
         plan, grant: grant, shown: shown.map { Set($0.map(\.name)) }, filters: filters,
@@ -216,9 +221,15 @@ extension SharingService {
       }
       return false
     }
+    // One row's value (MIN/MAX) of a personal field is shown only to a grant that reads it clear.
+    let hidden = api.aggregates.map { aggregate in
+      [.min, .max].contains(aggregate.function) && grant.terms.masking != .clear && byName[aggregate.field].map(ApiDefinitionCheck.isPersonal) == true
+    }
     for (key, group) in ordered {
       guard group.rows >= Int64(api.minGroupSize) else {
-        response.suppressedGroups += 1
+        // Counted only for a call without filters: with them, two calls differing by one person
+        // would tell each other apart by this count (a group of one appearing as suppressed).
+        if filters.isEmpty { response.suppressedGroups += 1 }
         continue
       }
       guard response.rows.count < limit else {
@@ -226,10 +237,17 @@ extension SharingService {
         continue
       }
       var values = zip(key, groupFields).map { DatasetSchema.value($0, $1.type) }
-      for (index, aggregate) in api.aggregates.enumerated() {
-        values.append(ApiValues.result(group.accumulators[index], aggregate, aggregateTypes[index]))
-      }
       var row = Eduhub_Catalog_V1_DataRow()
+      for (index, aggregate) in api.aggregates.enumerated() {
+        if hidden[index] {
+          var removed = Eduhub_Catalog_V1_Value()
+          removed.null = true
+          values.append(removed)
+          row.masked = true
+        } else {
+          values.append(ApiValues.result(group.accumulators[index], aggregate, aggregateTypes[index]))
+        }
+      }
       row.key = key.map { $0 ?? "" }.joined(separator: "|")
       row.values = shown.map { values[$0] }
       response.rows.append(row)

@@ -33,6 +33,9 @@ extension SharingService {
     for field in terms.fields where !known.contains(field) {
       throw invalid("field \(field.prefix(64)) is not a field of \(resource.code)")
     }
+    // No list asks for every field there is now; the list is fixed here, so the approvers decide on
+    // each field and one added to the table later is not granted without a new decision.
+    if terms.fields.isEmpty { terms.fields = resource.fields.map(\.name) }
     if terms.masking == .unspecified { terms.masking = .masked }
     guard [.clear, .masked, .deidentified].contains(terms.masking) else { throw invalid("masking is not a known level") }
     let now = identity.nowMs()
@@ -79,15 +82,22 @@ extension SharingService {
   /// of a dataset that may hold children's data are asked for.
   func chain(_ terms: Eduhub_Sharing_V1_AccessTerms, _ resource: Eduhub_Catalog_V1_Resource, in db: Database) throws -> Chain {
     let fields = Self.grantedFields(Self.grantOf(terms), of: resource)
-    let personal = fields.contains { $0.sensitivity.rawValue >= Eduhub_Common_V1_Sensitivity.sensitive.rawValue }
+    let personal = fields.contains(where: ApiDefinitionCheck.isPersonal)
     var dataset = resource
-    if resource.type == .api, let (_, table) = try catalog.stored(resource.api.datasetCode, in: db) { dataset = table }
+    // What an API reads decides as well as what it outputs: a COUNT narrowed by an ID-number
+    // parameter, or a MIN of birth dates, reads personal data whatever its output is called.
+    var personalInputs = false
+    if resource.type == .api, let (_, table) = try catalog.stored(resource.api.datasetCode, in: db) {
+      dataset = table
+      personalInputs = !ApiDefinitionCheck.personalInputs(resource.api, of: table).isEmpty
+    }
     let minors: Bool
     switch dataset.dataset.source {
     case .view(let view): minors = ["", "student"].contains(view.personKind)
     // Rows of an ingested dataset may be anyone's: the safe side.
     case .ingested, nil: minors = true
     }
+    if personalInputs { return Chain(steward: true, securityOfficer: minors) }
     switch resource.sharingClass {
     case .unconditional:
       // Granted at once, except personal fields in clear.

@@ -21,16 +21,24 @@ struct SubscriptionCursor: Equatable {
   /// The last key the snapshot delivered (or passed).
   var key: String
 
-  func encoded(code: String) -> String {
-    PageToken.make(["s1", code, snapshot ? "r" : "c", String(sequence), key])
+  /// The cursor as the consumer carries it: the snapshot's last key sealed for this node (a row
+  /// key may be an ID number or a person id the consumer is shown only as a pseudonym).
+  func encoded(code: String, identity: IdentityService) throws -> String {
+    let sealed = key.isEmpty ? "" : try identity.sealForSelf(Array(key.utf8), context: "subscription-cursor:\(code)")
+    return PageToken.make(["s2", code, snapshot ? "r" : "c", String(sequence), sealed])
   }
 
-  static func parse(_ text: String, code: String) throws -> SubscriptionCursor? {
+  static func parse(_ text: String, code: String, identity: IdentityService) throws -> SubscriptionCursor? {
     guard !text.isEmpty else { return nil }
     let invalid = RPCError(.invalidArgument, "cursor is not a cursor of this resource's subscription")
-    guard text.utf8.count <= 1024, let parts = try? PageToken.parse(text, parts: 5), parts[0] == "s1" else { throw invalid }
+    guard text.utf8.count <= 1024, let parts = try? PageToken.parse(text, parts: 5), parts[0] == "s2" else { throw invalid }
     guard parts[1] == code, ["r", "c"].contains(parts[2]), let sequence = Int64(parts[3]), sequence >= 0 else { throw invalid }
-    return SubscriptionCursor(snapshot: parts[2] == "r", sequence: sequence, key: parts[4])
+    var key = ""
+    if !parts[4].isEmpty {
+      guard let opened = identity.openForSelf(parts[4], context: "subscription-cursor:\(code)") else { throw invalid }
+      key = String(decoding: opened, as: UTF8.self)
+    }
+    return SubscriptionCursor(snapshot: parts[2] == "r", sequence: sequence, key: key)
   }
 }
 
@@ -59,7 +67,7 @@ extension SharingService {
     guard !resource.retired else { throw RPCError(.failedPrecondition, "resource \(resource.code) is retired") }
     var grant = try self.grant(for: resource.code, caller: caller, consumerID: request.consumerID, action: action, peer: peer)
     var cursor =
-      try SubscriptionCursor.parse(request.cursor, code: resource.code)
+      try SubscriptionCursor.parse(request.cursor, code: resource.code, identity: identity)
       ?? SubscriptionCursor(snapshot: true, sequence: try identity.reading { db in try identity.store.lastSequence(in: db) }, key: "")
     let rows = GrantedRows(
       resource: resource,
@@ -136,7 +144,7 @@ extension SharingService {
         if changes == 0 && !snapshotDone { continue }
         // The rest of the message after its changes (protobuf fields may come in any order).
         for column in columns { RowWire.appendField(1, column, to: &message) }
-        RowWire.appendField(3, cursor.encoded(code: resource.code), to: &message)
+        RowWire.appendField(3, try cursor.encoded(code: resource.code, identity: identity), to: &message)
         if snapshotDone { RowWire.appendVarintField(4, 1, to: &message) }
         RowWire.appendField(5, grant.id, to: &message)
         auditClearReads(clearMinors, grant: grant, target: resource.code, actor: caller.actor, peer: peer)
@@ -160,7 +168,7 @@ extension SharingService {
   }
 
   func snapshotKey(_ rows: GrantedRows, _ record: StoredRecord) -> String {
-    rows.scope == nil ? rows.key(of: record) : PersonView.position(of: record)
+    rows.scope == nil ? rows.storedKey(of: record) : PersonView.position(of: record)
   }
 
   /// Records that `rows` rows with minors' sensitive fields went out in clear through `grant` (one

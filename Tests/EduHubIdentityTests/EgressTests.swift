@@ -1,0 +1,155 @@
+import EduHubAPI
+import EduHubCatalog
+import EduHubIdentity
+import EduHubNode
+import EduHubRPC
+import EduHubSharing
+import Foundation
+import Testing
+
+/// The ways out of a node besides the main read paths: shared-API aggregates and parameters, row
+/// keys and cursors, catalog samples, quotas and grant field lists. Each test is one leak a review
+/// found, shut.
+@Suite("Egress: aggregates, parameters, keys, samples and quotas leak no child's value")
+struct EgressTests {
+  /// An aggregate API over the roster.
+  static func aggregateApi(
+    _ code: String, _ function: Eduhub_Catalog_V1_AggregateFunction, field: String = "", parameter: (String, String, Eduhub_Catalog_V1_ApiOperator)? = nil,
+    minGroupSize: Int32 = 0
+  ) -> Eduhub_Catalog_V1_Resource {
+    var api = SharingFixture.resource(code, .unconditional, type: .api)
+    api.api.datasetCode = SharingFixture.roster
+    api.api.groupBy = ["class_name"]
+    var aggregate = Eduhub_Catalog_V1_ApiAggregate()
+    aggregate.function = function
+    aggregate.field = field
+    api.api.aggregates = [aggregate]
+    api.api.minGroupSize = minGroupSize
+    if let (name, bound, operation) = parameter {
+      var parameter = Eduhub_Catalog_V1_ApiParameter()
+      parameter.name = name
+      parameter.field = bound
+      parameter.operator = operation
+      api.api.parameters = [parameter]
+    }
+    return api
+  }
+
+  /// Requests `code` for the bureau and takes it through whatever chain it needs.
+  static func grant(_ fixture: SharingFixture, _ code: String, masking: Eduhub_Sharing_V1_MaskingLevel = .masked) async throws
+    -> Eduhub_Sharing_V1_AccessRequest
+  {
+    let asked = try await fixture.sharing.requestAccess(
+      SharingFixture.terms(code, masking: masking), options: try await fixture.world.options("bureau"))
+    var decided = asked
+    if decided.state == .pendingSteward { decided = try await fixture.decide(asked.id, .approve, as: "steward") }
+    if decided.state == .pendingSecurity { decided = try await fixture.decide(asked.id, .approve, as: "officer") }
+    #expect(decided.state == .approved)
+    return asked
+  }
+
+  @Test("MIN of a birth date is classified as the birth date, hidden from a masked grant, and needs the steward and the security officer")
+  func minOfPersonalField() async throws {
+    try await withSharing { fixture in
+      _ = try await fixture.publish(SharingFixture.rosterResource())
+      try await fixture.ingest((1...12).map { SharingFixture.student($0) })
+      let published = try await fixture.publish(Self.aggregateApi("roster.youngest", .max, field: "birth_date"))
+      let column = try #require(published.fields.first { $0.name == "max_birth_date" })
+      #expect(column.sensitivity == .sensitive && column.masking == .birthDate)
+      // Below the minimum group size over a personal field: refused.
+      await expectStatus(.invalidArgument) {
+        try await fixture.publish(Self.aggregateApi("roster.small", .count, parameter: ("born", "birth_date", .atLeast), minGroupSize: 2))
+      }
+      // Shared unconditionally, yet it reads minors' birth dates: both approvers decide.
+      let asked = try await Self.grant(fixture, "roster.youngest")
+      #expect(asked.state == .pendingSteward && asked.needsSecurityOfficer)
+      var call = Eduhub_Sharing_V1_CallApiRequest()
+      call.apiCode = "roster.youngest"
+      let answer = try await fixture.sharing.callApi(call, options: try await fixture.world.options("bureau"))
+      #expect(answer.rows.count == 1 && answer.rows[0].masked)
+      #expect(answer.rows[0].values[1].null, "a masked grant got one pupil's birth date: \(answer.rows[0].values[1])")
+    }
+  }
+
+  @Test("a masked grant may not filter on an ID number: the prefix oracle is refused; suppressed groups are not counted under filters")
+  func noFilterOnMaskedField() async throws {
+    try await withSharing { fixture in
+      _ = try await fixture.publish(SharingFixture.rosterResource())
+      try await fixture.ingest((1...12).map { SharingFixture.student($0) })
+      _ = try await fixture.publish(Self.aggregateApi("roster.id-count", .count, parameter: ("id_prefix", "national_id", .prefix)))
+      _ = try await Self.grant(fixture, "roster.id-count")
+      let bureau = try await fixture.world.options("bureau")
+      var call = Eduhub_Sharing_V1_CallApiRequest()
+      call.apiCode = "roster.id-count"
+      // The whole table: counted, with nothing narrowed by the ID number.
+      #expect(try await fixture.sharing.callApi(call, options: bureau).rows.first?.values[1].integer == 12)
+      call.parameters = ["id_prefix": "5117022014050100"]
+      let message = await expectStatus(.permissionDenied) { try await fixture.sharing.callApi(call, options: bureau) }
+      #expect(message.contains("national_id") && !message.contains("5117022014"))
+      try fixture.world.node.audit.flush()
+      #expect(try fixture.world.auditCount(action: "sharing.CallApi", outcome: "denied") >= 1)
+    }
+  }
+
+  @Test("row keys that are ID numbers go out as per-consumer pseudonyms, stable per consumer; cursors do not carry them")
+  func personalKeys() async throws {
+    try await withSharing { fixture in
+      let world = fixture.world
+      var table = SharingFixture.rosterResource(code: "roster.by-id")
+      table.dataset.ingested.keyFields = ["national_id"]
+      _ = try await fixture.publish(table)
+      try await fixture.ingest((1...3).map { SharingFixture.student($0) }, code: "roster.by-id")
+      try await world.account("bureau2", role: .dataConsumer, org: "511722")
+      func grant(_ user: String, _ org: String) async throws {
+        let asked = try await fixture.sharing.requestAccess(
+          SharingFixture.terms("roster.by-id", org: org, fields: ["student_id", "class_name"]), options: try await world.options(user))
+        #expect(try await fixture.decide(asked.id, .approve, as: "steward").state == .approved)
+      }
+      try await grant("bureau", SharingFixture.county)
+      try await grant("bureau2", "511722")
+      func keys(_ user: String, batch: Int32 = 0) async throws -> (keys: [String], cursors: [String]) {
+        let messages = try await fixture.subscribe("roster.by-id", options: try await world.options(user), batch: batch) {
+          $0.last?.snapshotDone == true
+        }
+        return (messages.flatMap(\.changes).map(\.key), messages.map(\.cursor))
+      }
+      let first = try await keys("bureau", batch: 1)
+      let again = try await keys("bureau")
+      let other = try await keys("bureau2")
+      let ids = (1...3).map { SharingFixture.student($0)[2] }
+      #expect(first.keys.count == 3 && first.keys.allSatisfy { $0.hasPrefix("K-") })
+      #expect(Set(first.keys) == Set(again.keys) && Set(first.keys).isDisjoint(with: other.keys))
+      for text in first.keys + first.cursors + other.keys {
+        #expect(!ids.contains { text.contains($0) || text.contains(String($0.prefix(10))) }, "\(text)")
+      }
+      // A cursor taken mid-snapshot resumes (the key inside is sealed, not lost) and nothing repeats.
+      let resumed = try await fixture.subscribe("roster.by-id", cursor: first.cursors[1], options: try await world.options("bureau")) {
+        $0.last?.snapshotDone == true
+      }.flatMap(\.changes).map(\.key)
+      #expect(resumed == Array(first.keys.dropFirst(1)) || resumed == Array(first.keys.dropFirst(2)))
+      // An altered cursor is refused.
+      var altered = Array(first.cursors[1])
+      altered[altered.count - 3] = altered[altered.count - 3] == "A" ? "B" : "A"
+      await expectStatus(.invalidArgument) {
+        try await fixture.subscribe("roster.by-id", cursor: String(altered), options: try await world.options("bureau")) { _ in true }
+      }
+    }
+  }
+
+  @Test("a grant asked without a field list is fixed to the fields the table has when it is asked; a field added later is not granted")
+  func fieldListFixed() async throws {
+    try await withSharing { fixture in
+      let grant = try await fixture.granted(count: 2, fields: [])
+      var get = Eduhub_Sharing_V1_GetRequestRequest()
+      get.requestID = grant
+      let request = try await fixture.sharing.getRequest(get, options: try await fixture.world.options("bureau"))
+      #expect(request.terms.fields == SharingFixture.rosterResource().fields.map(\.name))
+      var update = Eduhub_Catalog_V1_UpdateResourceRequest()
+      update.resource = SharingFixture.rosterResource()
+      update.resource.fields.append(SharingFixture.field("phone", .string, .sensitive, .phone))
+      _ = try await fixture.catalog.updateResource(update, options: try await fixture.world.options("steward"))
+      let messages = try await fixture.subscribe(options: try await fixture.world.options("bureau")) { $0.last?.snapshotDone == true }
+      #expect(messages.first?.columns == SharingFixture.rosterResource().fields.map(\.name))
+    }
+  }
+}
