@@ -178,6 +178,8 @@ public struct CitySeeder: Sendable {
         binding.guardianID = guardianID
         binding.childID = student.id
         binding.relation = number == 0 ? "父亲" : "母亲"
+        binding.boundBy = "system"
+        binding.confirmedBy = "system"
         batch.append(write(IdentityCollections.guardianship, guardianID + ":" + student.id, path, binding))
         summary.bindings += 1
       }

@@ -24,27 +24,58 @@ extension IdentityService {
     return child.scope
   }
 
+  /// Binds a guardian to a child, or confirms a binding another person made. A binding gives the
+  /// guardian the child's data only once a second person holding guardians.bind on the child's
+  /// school confirms it: one administrator cannot create a guardian with their own phone and bind
+  /// it to any child. (The node's operator, at its console, binds and confirms at once.)
   public func bindGuardian(_ request: Eduhub_Identity_V1_BindGuardianRequest, caller: Caller, peer: String) throws
     -> Eduhub_Identity_V1_GuardianBinding
   {
-    let binding = request.binding
+    var binding = request.binding
     try Validate.identifier(binding.guardianID, "guardian_id")
     try Validate.identifier(binding.childID, "child_id")
     try Validate.text(binding.relation, "relation", maxLength: 16)
     let action = "identity.BindGuardian"
-    try transaction { db in
+    let stored = try transaction { db -> Eduhub_Identity_V1_GuardianBinding in
       let path = try checkBinding(guardianID: binding.guardianID, childID: binding.childID, in: db)
-      try require(.peopleWrite, at: path, caller, action, target: binding.childID, peer: peer)
+      try require(.guardiansBind, at: path, caller, action, target: binding.childID, peer: peer)
       let id = Self.bindingID(guardian: binding.guardianID, child: binding.childID)
-      if try live(IdentityCollections.guardianship, id, in: db) != nil {
-        throw RPCError(.alreadyExists, "\(binding.guardianID) is already bound to \(binding.childID)")
+      if let record = try live(IdentityCollections.guardianship, id, in: db) {
+        var existing = try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
+        guard existing.confirmedBy.isEmpty else {
+          throw RPCError(.alreadyExists, "\(binding.guardianID) is already bound to \(binding.childID)")
+        }
+        guard existing.boundBy != caller.accountID else {
+          throw RPCError(
+            .failedPrecondition,
+            "the binding waits for a second person holding guardians.bind on the child's school to confirm it; its binder cannot")
+        }
+        existing.confirmedBy = caller.accountID
+        try put(IdentityCollections.guardianship, id, scope: path, existing, in: db)
+        try audit.append(.init(actor: caller.actor, action: action, target: id, detail: "confirmed", peer: peer, timeMs: nowMs()), in: db)
+        return existing
       }
+      binding.boundBy = caller.accountID
+      binding.confirmedBy = Self.isOperator(caller) ? caller.accountID : ""
       try put(IdentityCollections.guardianship, id, scope: path, binding, in: db)
-      try audit.append(.init(actor: caller.actor, action: action, target: id, peer: peer, timeMs: nowMs()), in: db)
+      try audit.append(
+        .init(actor: caller.actor, action: action, target: id, detail: binding.confirmedBy.isEmpty ? "bound, to be confirmed" : "bound", peer: peer, timeMs: nowMs()),
+        in: db)
+      return binding
     }
     invalidateCallers()
-    return binding
+    return stored
   }
+
+  /// Whether a binding gives its guardian the child's data: confirmed by a second person, or made
+  /// by a node's operator or its seeded roster ("system").
+  static func isConfirmed(_ binding: Eduhub_Identity_V1_GuardianBinding) -> Bool {
+    guard !binding.confirmedBy.isEmpty, !binding.boundBy.isEmpty else { return false }
+    return binding.confirmedBy != binding.boundBy || binding.boundBy.hasPrefix("operator:") || binding.boundBy == "system"
+  }
+
+  /// Whether `caller` is the node's operator at its console.
+  static func isOperator(_ caller: Caller) -> Bool { caller.accountID.hasPrefix("operator:") }
 
   public func unbindGuardian(_ request: Eduhub_Identity_V1_UnbindGuardianRequest, caller: Caller, peer: String) throws
     -> Eduhub_Identity_V1_GuardianBinding
@@ -57,7 +88,7 @@ extension IdentityService {
       guard let record = try live(IdentityCollections.guardianship, id, in: db) else {
         throw RPCError(.notFound, "\(request.guardianID) is not bound to \(request.childID)")
       }
-      try require(.peopleWrite, at: record.scope, caller, action, target: request.childID, peer: peer)
+      try require(.guardiansBind, at: record.scope, caller, action, target: request.childID, peer: peer)
       try delete(record, in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: id, peer: peer, timeMs: nowMs()), in: db)
       return try record.decode(Eduhub_Identity_V1_GuardianBinding.self)

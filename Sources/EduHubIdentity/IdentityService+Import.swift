@@ -90,12 +90,18 @@ extension IdentityService {
     }
     try checkUnique(person, in: db)
     try put(IdentityCollections.person, person.id, scope: path, person, in: db)
+    if !row.guardianIds.isEmpty, !caller.can(.guardiansBind, at: path) {
+      throw RPCError(.permissionDenied, "guardians.bind is needed on \(person.orgCode) to bind guardians")
+    }
     for guardianID in row.guardianIds {
       try Validate.identifier(guardianID, "guardian_ids")
       _ = try checkBinding(guardianID: guardianID, childID: person.id, in: db)
+      // Imported bindings wait for a second person's confirmation, like BindGuardian's.
       var binding = Eduhub_Identity_V1_GuardianBinding()
       binding.guardianID = guardianID
       binding.childID = person.id
+      binding.boundBy = caller.accountID
+      binding.confirmedBy = Self.isOperator(caller) ? caller.accountID : ""
       try put(IdentityCollections.guardianship, Self.bindingID(guardian: guardianID, child: person.id), scope: path, binding, in: db)
     }
     if !row.username.isEmpty {

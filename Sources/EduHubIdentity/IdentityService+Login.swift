@@ -310,7 +310,9 @@ extension IdentityService {
       var children: Set<String> = []
       if !account.personID.isEmpty, cap?.clear ?? true {
         for record in try store.find(IdentityCollections.guardianship, index: "guardian", key: account.personID, limit: 1000, in: db) {
-          children.insert(try record.decode(Eduhub_Identity_V1_GuardianBinding.self).childID)
+          // Only confirmed bindings (two people) give a guardian the child's data.
+          let binding = try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
+          if Self.isConfirmed(binding) { children.insert(binding.childID) }
         }
       }
       return Caller(

@@ -108,10 +108,13 @@ extension IdentityService {
 
   static func checkGuardianship(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "guardianship \(record.id.prefix(80))"
-    // BindGuardian: people.write on the child's path (the binding lives there).
-    try requireWhereWritten(.peopleWrite, record, existing, node, what)
+    // BindGuardian: guardians.bind on the child's path (the binding lives there).
+    try requireWhereWritten(.guardiansBind, record, existing, node, what)
     guard !record.deleted else { return }
     let binding = try decode(Eduhub_Identity_V1_GuardianBinding.self, record)
+    guard !binding.boundBy.isEmpty, binding.boundBy != "system", binding.confirmedBy.isEmpty || isConfirmed(binding) else {
+      throw PushRefusal("\(what): a binding names who bound it, and is confirmed by someone else")
+    }
     guard record.id == binding.guardianID + ":" + binding.childID else { throw PushRefusal("\(what): its id does not name its guardian and child") }
     guard let child = try view.live(IdentityCollections.person, binding.childID), child.scope == record.scope,
       try decode(Eduhub_Identity_V1_Person.self, child).kind == .student

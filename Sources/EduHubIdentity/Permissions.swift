@@ -34,6 +34,9 @@ public enum Permission: String, Sendable, Hashable, CaseIterable {
   case shareApps = "share.apps"
   /// The second approval of requests for minors' sensitive fields (the city's data security officer).
   case shareSecurity = "share.security"
+  /// Binding a guardian to a child, or confirming another person's binding: the child's school only
+  /// (people who read the child in clear already), never a masked reader above it.
+  case guardiansBind = "guardians.bind"
 }
 
 /// The built-in roles and their permissions.
@@ -54,10 +57,10 @@ public enum Roles {
     case .schoolAdmin:
       return [
         .orgRead, .peopleRead, .peopleReadClear, .peopleWrite, .accountsManage, .rolesGrant, .catalogRead, .ordersSubmit,
-        .ordersRead, .shareRequest,
+        .ordersRead, .shareRequest, .guardiansBind,
       ]
     case .teacher:
-      return [.orgRead, .peopleRead, .peopleReadClear, .catalogRead, .ordersSubmit]
+      return [.orgRead, .peopleRead, .peopleReadClear, .catalogRead, .ordersSubmit, .guardiansBind]
     case .dataSteward:
       return [.orgRead, .catalogRead, .catalogPublish, .ordersSubmit, .ordersHandle, .ordersRead, .shareRequest]
     case .securityOfficer:

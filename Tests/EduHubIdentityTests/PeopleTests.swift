@@ -196,7 +196,7 @@ struct PeopleTests {
     }
   }
 
-  @Test("guardians: bind, list, see the child in clear, not another child; unbind")
+  @Test("guardians: bind, confirmed by a second person of the school, list, see the child in clear, not another child; unbind; a county admin cannot bind")
   func guardians() async throws {
     try await withWorld { world in
       try await world.account("principal", role: .schoolAdmin, org: IdentityWorld.school)
@@ -217,10 +217,23 @@ struct PeopleTests {
       bind.binding.guardianID = guardianID
       bind.binding.childID = "S5117020001-0005"
       bind.binding.relation = "父亲"
-      _ = try await world.client.bindGuardian(bind, options: options)
+      let bound = try await world.client.bindGuardian(bind, options: options)
+      #expect(bound.confirmedBy.isEmpty && !bound.boundBy.isEmpty)
+      // Not yet: a binding gives the child's data only once a second person confirms it, and its
+      // binder cannot be that person.
+      await expectStatus(.permissionDenied) { try await world.client.getPerson(get, options: parent) }
+      await expectStatus(.failedPrecondition) { try await world.client.bindGuardian(bind, options: options) }
+      // A county administrator (who reads children masked) can neither bind nor confirm.
+      try await world.account("tongchuan", role: .countyAdmin, org: "511702")
+      await expectStatus(.permissionDenied) { try await world.client.bindGuardian(bind, options: try await world.options("tongchuan")) }
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      let confirmed = try await world.client.bindGuardian(bind, options: try await world.options("teacher1"))
+      #expect(!confirmed.confirmedBy.isEmpty && confirmed.confirmedBy != confirmed.boundBy)
       await expectStatus(.alreadyExists) { try await world.client.bindGuardian(bind, options: options) }
       let second = try await world.client.getPerson(get, options: parent)
       #expect(!second.masked)
+      try world.node.audit.flush()
+      #expect(try world.auditEvents(action: "identity.BindGuardian").map(\.detail).contains("confirmed"))
       var list = Eduhub_Identity_V1_ListGuardianshipsRequest()
       list.guardianID = guardianID
       let children = try await world.client.listGuardianships(list, options: parent).bindings.map(\.childID)

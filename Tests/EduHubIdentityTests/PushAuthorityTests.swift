@@ -76,7 +76,7 @@ struct OwnedNode {
 
 @Suite("Push accepts from a node only what it could have written through the API")
 struct PushAuthorityTests {
-  @Test("a guardianship binding a child of another county is refused, though the node files it under its own scope")
+  @Test("a county node binds no guardian: not a child of another county filed under its own scope, not one of its own schools' (guardians.bind is the school's)")
   func guardianOfAnotherChild() async throws {
     try await withWorld { world in
       let owned = try await OwnedNode.start(world)
@@ -85,14 +85,19 @@ struct PushAuthorityTests {
       var binding = Eduhub_Identity_V1_GuardianBinding()
       binding.guardianID = guardianID
       binding.childID = IdentityWorld.otherStudent
+      binding.boundBy = "someone"
+      binding.confirmedBy = "someone-else"
       let id = guardianID + ":" + IdentityWorld.otherStudent
       try await owned.expectRefused(
         [try owned.record(IdentityCollections.guardianship, id + "x", scope: OwnedNode.scope, body: try binding.serializedBytes())],
-        "its id does not name its guardian and child")
-      binding.guardianID = guardianID + "x"
+        "guardians.bind is needed")
+      // One of its own pupils, filed at the pupil's school: a county administrator reads pupils
+      // masked and binds nobody, so neither does its node.
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org, IdentityWorld.school)).scope
+      binding.childID = IdentityWorld.student
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.guardianship, guardianID + "x:" + IdentityWorld.otherStudent, scope: OwnedNode.scope, body: try binding.serializedBytes())],
-        "the child is not a student stored at the binding's scope")
+        [try owned.record(IdentityCollections.guardianship, guardianID + ":" + IdentityWorld.student, scope: schoolPath, body: try binding.serializedBytes())],
+        "guardians.bind is needed")
       await owned.county.close()
     }
   }

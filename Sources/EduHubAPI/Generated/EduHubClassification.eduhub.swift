@@ -68,6 +68,8 @@ extension Eduhub_Identity_V1_ListPeopleRequest: ClassifiedMessage {
 extension Eduhub_Identity_V1_GuardianBinding: ClassifiedMessage {
   public static let classifiedFields: [ClassifiedField] = [
     ClassifiedField(number: 3, name: "relation", sensitivity: 2, masking: 1),
+    ClassifiedField(number: 4, name: "bound_by", sensitivity: 2, masking: 1),
+    ClassifiedField(number: 5, name: "confirmed_by", sensitivity: 2, masking: 1),
   ]
 }
 
@@ -500,6 +502,8 @@ public enum EduHubClassification {
       ClassifiedField(number: 1, name: "guardian_id", sensitivity: 0, masking: 0),
       ClassifiedField(number: 2, name: "child_id", sensitivity: 0, masking: 0),
       ClassifiedField(number: 3, name: "relation", sensitivity: 2, masking: 1),
+      ClassifiedField(number: 4, name: "bound_by", sensitivity: 2, masking: 1),
+      ClassifiedField(number: 5, name: "confirmed_by", sensitivity: 2, masking: 1),
     ],
     "eduhub.identity.v1.BindGuardianRequest": [
       ClassifiedField(number: 1, name: "binding", sensitivity: 0, masking: 0),

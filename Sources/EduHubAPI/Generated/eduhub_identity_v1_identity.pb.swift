@@ -862,11 +862,21 @@ public nonisolated struct Eduhub_Identity_V1_GuardianBinding: Sendable {
   /// 父亲, 母亲, 祖父母, …
   public var relation: String = String()
 
+  /// Who bound them (an account id, or "system" for a seeded roster): output only.
+  public var boundBy: String = String()
+
+  /// Who confirmed the binding: a second person holding guardians.bind on the child's school. A
+  /// binding gives the guardian the child's data only once confirmed (two people, so that one
+  /// administrator cannot make themselves a guardian). Output only.
+  public var confirmedBy: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
+/// Binds a guardian to a child, or confirms a binding another person made (the same call by a
+/// second person holding guardians.bind on the child's school).
 public nonisolated struct Eduhub_Identity_V1_BindGuardianRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -2227,7 +2237,7 @@ nonisolated extension Eduhub_Identity_V1_ImportPeopleResponse: SwiftProtobuf.Mes
 
 nonisolated extension Eduhub_Identity_V1_GuardianBinding: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GuardianBinding"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}guardian_id\0\u{3}child_id\0\u{1}relation\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}guardian_id\0\u{3}child_id\0\u{1}relation\0\u{3}bound_by\0\u{3}confirmed_by\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2238,6 +2248,8 @@ nonisolated extension Eduhub_Identity_V1_GuardianBinding: SwiftProtobuf.Message,
       case 1: try { try decoder.decodeSingularStringField(value: &self.guardianID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.childID) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.relation) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.boundBy) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.confirmedBy) }()
       default: break
       }
     }
@@ -2253,6 +2265,12 @@ nonisolated extension Eduhub_Identity_V1_GuardianBinding: SwiftProtobuf.Message,
     if !self.relation.isEmpty {
       try visitor.visitSingularStringField(value: self.relation, fieldNumber: 3)
     }
+    if !self.boundBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.boundBy, fieldNumber: 4)
+    }
+    if !self.confirmedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.confirmedBy, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2260,6 +2278,8 @@ nonisolated extension Eduhub_Identity_V1_GuardianBinding: SwiftProtobuf.Message,
     if lhs.guardianID != rhs.guardianID {return false}
     if lhs.childID != rhs.childID {return false}
     if lhs.relation != rhs.relation {return false}
+    if lhs.boundBy != rhs.boundBy {return false}
+    if lhs.confirmedBy != rhs.confirmedBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

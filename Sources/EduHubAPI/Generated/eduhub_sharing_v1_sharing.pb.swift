@@ -1058,7 +1058,9 @@ public nonisolated struct Eduhub_Sharing_V1_CallApiResponse: Sendable {
 
   public var rows: [Eduhub_Catalog_V1_DataRow] = []
 
-  /// Groups left out because they had fewer rows than the API's minimum group size.
+  /// Groups left out because they had fewer rows than the API's minimum group size. Counted only
+  /// for a call without parameters: with them, two calls differing by one person could be told
+  /// apart by this count, so it is 0.
   public var suppressedGroups: Int64 = 0
 
   /// More rows matched than the API returns at once.
