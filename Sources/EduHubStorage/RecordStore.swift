@@ -498,8 +498,9 @@ public final class RecordStore: Sendable {
   }
 
   /// Records of `collection` (which must index its changes) written after sequence `after`, in
-  /// sequence order, tombstones included; and the ids that left this node's store since (evicted).
-  public func changes(of collection: String, after: Int64, in db: Database) throws
+  /// sequence order, tombstones included, at most `limit`; and the ids that left this node's store
+  /// since (evicted).
+  public func changes(of collection: String, after: Int64, limit: Int = .max, in db: Database) throws
     -> (records: [StoredRecord], evicted: [(sequence: Int64, id: String)])
   {
     guard collections[collection]?.indexesChanges == true else {
@@ -511,9 +512,9 @@ public final class RecordStore: Sendable {
       db.cachedStatement(
         sql: """
           SELECT \(Self.columns) FROM record INDEXED BY \(Self.changeIndex(collection))
-          WHERE collection = '\(collection)' AND sequence > ? ORDER BY sequence
+          WHERE collection = '\(collection)' AND sequence > ? ORDER BY sequence LIMIT ?
           """),
-      arguments: [after]
+      arguments: [after, limit]
     ).map(Self.record)
     let evicted = try Row.fetchAll(
       db.cachedStatement(sql: "SELECT sequence, id FROM scope_exit WHERE sequence > ? AND collection = ? AND new_scope = ?"),

@@ -229,16 +229,26 @@ extension WorkOrderService {
     }
   }
 
+  /// Writes a Watch reads at most, per collection, per round: a stream started from cursor 0 on a
+  /// city's millions of orders pages through them with bounded memory.
+  static let watchPage = 1000
+
   /// The changes after `cursor` relevant to `caller`, one per order, in the order of their last
-  /// change; and the sequence they run through.
-  func changes(after cursor: Int64, for caller: Caller, in db: Database) throws -> ([Eduhub_Workorder_V1_OrderChange], Int64) {
-    var through = cursor
+  /// change; and the sequence they run through (at most a page of each collection's writes: the
+  /// next call goes on from there).
+  func changes(after cursor: Int64, for caller: Caller, page: Int = watchPage, in db: Database) throws
+    -> ([Eduhub_Workorder_V1_OrderChange], Int64)
+  {
     var newEvents: [String: [Eduhub_Workorder_V1_OrderEvent]] = [:]
     var lastSequence: [String: Int64] = [:]
-    for collection in [WorkOrderCollections.order, WorkOrderCollections.event, WorkOrderCollections.watch] {
-      let (records, _) = try identity.store.changes(of: collection, after: cursor, in: db)
-      for record in records {
-        through = max(through, record.sequence)
+    let collections = [WorkOrderCollections.order, WorkOrderCollections.event, WorkOrderCollections.watch]
+    let pages = try collections.map { try identity.store.changes(of: $0, after: cursor, limit: page, in: db).records }
+    // Through the lowest last sequence among full pages (beyond it a collection may hold unread
+    // writes), else through everything read.
+    let full = pages.filter { $0.count == page }.compactMap { $0.last?.sequence }
+    let through = full.min() ?? pages.compactMap { $0.last?.sequence }.max() ?? cursor
+    for (collection, records) in zip(collections, pages) {
+      for record in records where record.sequence <= through {
         let orderID = collection == WorkOrderCollections.order ? record.id : String(record.id.prefix { $0 != "|" })
         lastSequence[orderID] = max(lastSequence[orderID] ?? 0, record.sequence)
         if collection == WorkOrderCollections.event, !record.deleted, let event = try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: record.body) {

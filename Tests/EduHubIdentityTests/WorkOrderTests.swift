@@ -5,7 +5,7 @@ import EduHubRPC
 import EduHubReplication
 import EduHubStorage
 import EduHubSync
-import EduHubWorkOrders
+@testable import EduHubWorkOrders
 import Foundation
 import PropertyBased
 import SwiftProtobuf
@@ -237,6 +237,45 @@ struct WorkOrderTests {
     let late = events.prefix(5) + [Self.event("WO-S", .reopen, hlc: 9, node: "n", timeMs: at("2026-12-20 09:00"))]
     let closedLate = OrderMachine.derive(order, events: Array(late), reopenWindowMs: 7 * 86_400_000)
     #expect(closedLate.state == .resolved && closedLate.timeline.last?.supersededReason == "the reopen period had passed")
+  }
+
+  @Test("Watch from cursor 0 pages through the history with bounded reads and misses no order")
+  func watchPages() async throws {
+    try await withWorld { world in
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      let teacher = try await world.options("teacher1")
+      var submitted: Set<String> = []
+      for index in 0..<7 { submitted.insert(try await orders(world).submit(Self.submission("缺失 \(index)"), options: teacher).id) }
+      let service = world.node.workOrders
+      var cursor: Int64 = 0
+      var seen: Set<String> = []
+      var rounds = 0
+      while rounds < 100 {
+        rounds += 1
+        let (changes, through) = try world.identity.reading { db in
+          try service.changes(after: cursor, for: .operator(name: "test"), page: 2, in: db)
+        }
+        // A page of two writes of each of the three collections at most.
+        #expect(changes.count <= 6)
+        seen.formUnion(changes.map(\.order.id))
+        if through == cursor { break }
+        cursor = through
+      }
+      #expect(rounds > 3, "seven orders with their events should take several pages of two")
+      #expect(seen.isSuperset(of: submitted))
+      // Over RPC from cursor 0 as well: every order the teacher submitted arrives.
+      var request = Eduhub_Workorder_V1_WatchRequest()
+      request.cursor = "0"
+      let streamed = try await orders(world).watch(request, options: teacher) { stream in
+        var ids: Set<String> = []
+        for try await change in stream {
+          ids.insert(change.order.id)
+          if ids.isSuperset(of: submitted) { break }
+        }
+        return ids
+      }
+      #expect(streamed.isSuperset(of: submitted))
+    }
   }
 
   @Test("Watch delivers a state change at once, and a stream resumed from its cursor misses nothing")
