@@ -26,6 +26,14 @@ final class CSVRows: AsyncSequence, @unchecked Sendable {
     self.progress = progress
   }
 
+  static func describe(_ error: any Error) -> String {
+    switch error as? CSVError {
+    case .unicodeDecoding?, .stringEncodingMismatch?: return "not UTF-8"
+    case .streamErrorHasOccurred(let underlying)?: return "\(underlying)"
+    default: return "\(error)"
+    }
+  }
+
   struct AsyncIterator: AsyncIteratorProtocol {
     let source: CSVRows
     mutating func next() async throws -> Eduhub_Catalog_V1_IngestRowsRequest? { source.nextMessage() }
@@ -50,9 +58,13 @@ final class CSVRows: AsyncSequence, @unchecked Sendable {
       }
       message.rows.append(row)
     }
-    // CSV.swift reports the end of its stream as cannotReadFile; other errors stop the import.
+    // CSV.swift reports the end of its stream as cannotReadFile; other errors stop the import,
+    // named by the line they happened on (the header is line 1; a quoted cell spanning lines
+    // makes the count a lower bound).
     if let error = reader.error {
-      if case .cannotReadFile? = error as? CSVError {} else { readError = "\(error)" }
+      if case .cannotReadFile? = error as? CSVError {} else {
+        readError = "line \(rows + message.rows.count + 2): cannot be read (\(Self.describe(error))); the rows before it were written (an import upserts by key: fix the file and run it again)"
+      }
     }
     rows += message.rows.count
     progress(rows)

@@ -300,6 +300,14 @@ struct NodeDataCommandTests {
     #expect(imported.status == 2, "\(imported.errors)")
     #expect(imported.output.contains("3 rows read: 2 upserted, 0 deleted, 1 rejected; tc.canteen.inspection holds 2 rows"))
     #expect(imported.output.contains("line 3") && imported.output.contains("score is not an integer"))
+    // A file that stops being readable halfway (bytes that are not UTF-8 on line 4) fails the import
+    // and names the line; it does not end quietly as if the file had ended there.
+    var broken = Data("school_code,inspected_on,score\n5117020004,2026-04-01,90\n5117020005,2026-04-01,91\n".utf8)
+    broken.append(contentsOf: [0xFF, 0xFE, 0x2C, 0x0A])
+    broken.append(Data("5117020006,2026-04-01,92\n".utf8))
+    try broken.write(to: URL(fileURLWithPath: data + "/broken.csv"))
+    let unreadable = try run(["catalog", "import", "--data", data, "tc.canteen.inspection", data + "/broken.csv"])
+    #expect(unreadable.status != 0 && unreadable.errors.contains("line 4") && unreadable.errors.contains("not UTF-8"), "\(unreadable.errors)")
     let missing = try run(["catalog", "import", "--data", data, "tc.canteen.inspection", data + "/nope.csv"])
     #expect(missing.status != 0 && missing.errors.contains("cannot read"))
   }
