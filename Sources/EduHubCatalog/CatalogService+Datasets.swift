@@ -402,8 +402,9 @@ extension CatalogService {
     }
   }
 
-  /// ReadRows: for readers of the responsible org's subtree (and, for a view over people, readers
-  /// of people there); the rows masked for the caller.
+  /// ReadRows: for staff who read people in the responsible org's subtree, or publish there (and,
+  /// for a view over people, readers of people there); the rows masked for the caller. Everyone
+  /// else (data consumers, applications) asks for access through sharing.
   public func readRows(_ request: Eduhub_Catalog_V1_ReadRowsRequest, caller: Caller, peer: String) throws
     -> Eduhub_Catalog_V1_ReadRowsResponse
   {
@@ -418,7 +419,10 @@ extension CatalogService {
       guard resource.dataset.source != nil else {
         throw RPCError(.failedPrecondition, "resource \(resource.code) holds no rows here (see its exchange forms)")
       }
-      guard caller.can(.catalogRead, at: record.scope) || caller.can(.catalogPublish, at: record.scope) else {
+      // Staff who read the org's people (or publish its data): catalog.read alone, which data
+      // consumers and external applications hold for searching, is not a right to the rows.
+      guard (caller.can(.catalogRead, at: record.scope) && caller.can(.peopleRead, at: record.scope)) || caller.can(.catalogPublish, at: record.scope)
+      else {
         throw identity.denied(
           caller, action, target: resource.code, peer: peer,
           "the rows of \(resource.code) are for readers of its org; other consumers ask for access (SharingService)")
