@@ -143,9 +143,10 @@ def test_catalog_publish_search_detail(stubs, seeded_node):
         assert {f.filter for f in found.facets} >= {"theme", "publishing_system"}
         detail = catalog.GetResource(catalog_pb2.GetResourceRequest(code="interop-students"), metadata=teacher)
         assert detail.fields[0].masking == options_pb2.MASKING_KIND_NAME and detail.views == 1
-        # A teacher of a school is not the district's owner: the sample is masked; the manual is there.
-        assert [row.key for row in detail.sample] == ["A1", "A3"]
-        assert detail.sample[0].values[0].text == "王*" and detail.sample[0].masked
+        # A teacher of a school does not read the district's people: the sample is de-identified
+        # (no keys, no names, not even a surname); the manual is there.
+        assert [row.key for row in detail.sample] == ["", ""]
+        assert "王" not in detail.sample[0].values[0].text and detail.sample[0].masked
         assert detail.sample[0].values[2].integer == 3
         assert detail.manual.method == "/eduhub.catalog.v1.CatalogService/ReadRows"
         assert json.loads(detail.manual.request_example)["code"] == "interop-students"
