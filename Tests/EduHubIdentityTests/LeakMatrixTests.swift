@@ -228,6 +228,14 @@ struct LeakMatrixTests {
       let clearNode = try await CountyNode.enroll(in: world, id: "county-clear", clearance: .clear)
       try await maskedNode.client.syncOnce()
       try await clearNode.client.syncOnce()
+      // A pupil's address edited at central and at the clear node at once: the losing value (which
+      // still holds the street the probe looks for) is kept in a conflict log.
+      let original = children[1].person.address
+      try edit(clearNode.node.replica, children[1].person.id) { $0.address = original + "西" }
+      try edit(world.identity.replica, children[1].person.id) { $0.address = original + "东" }
+      try await clearNode.client.syncOnce()
+      try await clearNode.client.syncOnce()
+      try await maskedNode.client.syncOnce()
       let maskedNodeToken = try await maskedNode.client.authenticate()
       let clearNodeToken = try await clearNode.client.authenticate()
 
@@ -322,10 +330,22 @@ struct LeakMatrixTests {
         call.apiCode = "leak.oldest"
         return try bytes(try await sharing.callApi(call, options: world.bearer(token)))
       })
+      paths.append(Path(name: "ListConflicts") { token in
+        var list = Eduhub_Sync_V1_ListConflictsRequest()
+        list.orgCode = "511702"
+        return try bytes(try await Eduhub_Sync_V1_SyncService.Client(world.rpc).listConflicts(list, options: world.bearer(token)))
+      })
+      paths.append(Path(name: "ListOrders and GetStats") { token in
+        let orders = Eduhub_Workorder_V1_WorkOrderService.Client(world.rpc)
+        var out = try bytes(try await orders.listOrders(Eduhub_Workorder_V1_ListOrdersRequest(), options: world.bearer(token)))
+        out += try bytes(try await orders.getStats(Eduhub_Workorder_V1_StatsRequest(), options: world.bearer(token)))
+        return out
+      })
       paths.append(Path(name: "GetCallStats") { token in
         try bytes(try await sharing.getCallStats(Eduhub_Sharing_V1_CallStatsRequest(), options: world.bearer(token)))
       })
 
+      #expect(try !world.identity.store.conflicts().isEmpty || !clearNode.store.conflicts().isEmpty, "the fixture made no conflict")
       var leaks: [String] = []
       var clearSeen: [String: Int] = [:]
       let regionKey = world.identity.regionPseudonymKey
