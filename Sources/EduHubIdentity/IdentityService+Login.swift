@@ -297,6 +297,10 @@ extension IdentityService {
         }
         cap = issuer
       }
+      // What a node below wrote of the account's credentials or of this session caps the token
+      // too, whoever signed it: a password set at a school speaks here only for that school.
+      cap = try self.cap(cap, byWritersOf: Self.credentialFields, of: accountRecord, in: db)
+      cap = try self.cap(cap, byWritersOf: Self.sessionFields, of: sessionRecord, in: db)
       var roles: [Caller.HeldRole] = []
       for record in try store.find(IdentityCollections.roleGrant, index: "account", key: account.id, limit: 1000, in: db) {
         let grant = try record.decode(Eduhub_Identity_V1_RoleGrant.self)
@@ -310,6 +314,8 @@ extension IdentityService {
       var children: Set<String> = []
       if !account.personID.isEmpty, cap?.clear ?? true {
         for record in try store.find(IdentityCollections.guardianship, index: "guardian", key: account.personID, limit: 1000, in: db) {
+          // A capped token's children are those inside its cap (a node's own pupils).
+          if let cap, record.scope.isEmpty || !RecordStore.inScope(record.scope, cap.scope) { continue }
           // Only confirmed bindings (two people) give a guardian the child's data.
           let binding = try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
           if Self.isConfirmed(binding) { children.insert(binding.childID) }
