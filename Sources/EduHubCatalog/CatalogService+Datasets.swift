@@ -71,6 +71,21 @@ extension CatalogService {
     DatasetSchema.assignColumns(&resource, old: old)
   }
 
+  /// Fields of an ingested table whose classification `resource` lowers from `old`: a lower
+  /// sensitivity, or another masking kind on a personal field. Stored rows are masked by the
+  /// table's schema, so lowering it would hand out in clear what was written as personal: only
+  /// someone who reads those people in clear may do it.
+  static func declassified(_ resource: Eduhub_Catalog_V1_Resource, from old: Eduhub_Catalog_V1_Resource?) -> [String] {
+    guard let old, case .ingested = old.dataset.source else { return [] }
+    let personal = Eduhub_Common_V1_Sensitivity.sensitive.rawValue
+    return old.fields.compactMap { before in
+      guard let now = resource.fields.first(where: { $0.name == before.name }) else { return nil }
+      let lowered = now.sensitivity.rawValue < before.sensitivity.rawValue
+        || (before.sensitivity.rawValue >= personal && now.masking != before.masking)
+      return lowered ? before.name : nil
+    }
+  }
+
   // MARK: Ingest
 
   /// Ingestion batches: rows are checked outside the write lock, then a batch is written in one
@@ -377,6 +392,7 @@ extension CatalogService {
         DatasetSchema.rowCollection, idPrefix: prefix, after: after.map { DatasetSchema.recordID(resource.code, $0) },
         limit: limit + 1, in: db)
       var out: [Eduhub_Catalog_V1_DataRow] = []
+      var lastKey: String?
       for record in page.prefix(limit) {
         let key = DatasetSchema.key(ofRecordID: record.id, code: resource.code)
         let deidentified = sampleReader(record.scope)
@@ -384,8 +400,15 @@ extension CatalogService {
         do {
           result = try masker.mask(record.body, personID: key, scope: record.scope, for: deidentified ?? caller.reader(for: key), on: today)
           var row = try schema.row(result.body, masked: result.changed)
-          if deidentified != nil { row.key = "" }
+          if deidentified != nil {
+            row.key = ""
+          } else if row.key != key {
+            // The key names a person by a field this reader sees masked (an ID number): a
+            // pseudonym of the reader's own stands in for it, stable across pages and reads.
+            row.key = try masker.rowKeyPseudonym(key, subject: caller.accountID)
+          }
           out.append(row)
+          lastKey = key
         } catch {
           throw RPCError(.dataLoss, "a row of \(resource.code) cannot be read")
         }
@@ -396,7 +419,7 @@ extension CatalogService {
               detail: result.auditedFields.map(\.name).joined(separator: ","), peer: peer, timeMs: identity.nowMs()))
         }
       }
-      return (out, page.count > limit ? out.last?.key : nil)
+      return (out, page.count > limit ? lastKey : nil)
     case nil:
       return ([], nil)
     }
@@ -409,7 +432,6 @@ extension CatalogService {
     -> Eduhub_Catalog_V1_ReadRowsResponse
   {
     let size = try Validate.pageSize(request.page.pageSize, default: 100, maximum: 1000)
-    let after = try PageToken.parse(request.page.pageToken, parts: 1)?[0]
     guard request.keyPrefix.utf8.count <= DatasetSchema.maxKeyLength else { throw Validate.invalid("key_prefix is too long") }
     let action = "catalog.ReadRows"
     return try identity.reading { db in
@@ -430,11 +452,32 @@ extension CatalogService {
       if case .view(let view) = resource.dataset.source {
         try identity.require(.peopleRead, at: try identity.orgPath(view.orgCode, in: db), caller, action, target: resource.code, peer: peer)
       }
+      // A key that is personal (an ID number) is neither searched by prefix by those who may see
+      // it masked (a prefix oracle), nor carried in clear in page tokens: they are sealed.
+      let personalKey = DatasetSchema(resource).classified.contains {
+        $0.number == DatasetSchema.keyField && $0.sensitivity.rawValue >= Eduhub_Common_V1_Sensitivity.sensitive.rawValue
+      }
+      if personalKey, !request.keyPrefix.isEmpty, !caller.can(.peopleReadClear, at: record.scope) {
+        throw identity.denied(
+          caller, action, target: resource.code, peer: peer, "key_prefix is not allowed on \(resource.code): its key is personal and you see it masked")
+      }
+      let context = "rows:\(resource.code):\(caller.accountID)"
+      let after: String?
+      if request.page.pageToken.isEmpty {
+        after = nil
+      } else if personalKey {
+        guard let bytes = identity.openForSelf(request.page.pageToken, context: context) else { throw Validate.invalid("page_token is not valid") }
+        after = String(decoding: bytes, as: UTF8.self)
+      } else {
+        after = try PageToken.parse(request.page.pageToken, parts: 1)?[0]
+      }
       let page = try rows(of: resource, scope: record.scope, after: after, keyPrefix: request.keyPrefix, limit: size, caller: caller, peer: peer, in: db)
       var response = Eduhub_Catalog_V1_ReadRowsResponse()
       response.columns = resource.fields.map(\.name)
       response.rows = page.rows
-      if let last = page.last { response.page.nextPageToken = PageToken.make([last]) }
+      if let last = page.last {
+        response.page.nextPageToken = personalKey ? try identity.sealForSelf(Array(last.utf8), context: context) : PageToken.make([last])
+      }
       return response
     }
   }

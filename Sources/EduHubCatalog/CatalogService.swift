@@ -161,6 +161,12 @@ public final class CatalogService: Sendable {
       resource.retired = old.retired
       if resource.dataset.source != nil { resource.rowCount = old.rowCount }
       try Self.prepareDataset(&resource, old: old, responsiblePath: record.scope) { try identity.orgPath($0, in: db) }
+      let lowered = Self.declassified(resource, from: old)
+      if !lowered.isEmpty, !caller.can(.peopleReadClear, at: record.scope) {
+        throw identity.denied(
+          caller, action, target: old.code, peer: peer,
+          "lowering the classification of \(lowered.joined(separator: ", ")) needs people.read.clear on the responsible org: its stored rows would go out in clear")
+      }
       try prepareApi(&resource, old: old, responsiblePath: record.scope, in: db)
       if case .view(let view) = resource.dataset.source { resource.rowCount = try countView(view, in: db) }
       resource.updatedMs = identity.nowMs()

@@ -30,7 +30,7 @@ extension CatalogService {
             throw StorageError(.rejected, "rows of \(code.prefix(64)) have no table here to classify them")
           }
           return DatasetSchema(resource).classified
-        }))
+        }, idCarries: [DatasetSchema.keyField]))
   }
 
   /// A resource with its counters cleared: two versions that differ only there differ only by reads.
@@ -65,6 +65,10 @@ extension CatalogService {
     }
     if let old, old.retired, !resource.retired {
       throw PushRefusal("\(what): a retired resource stays retired (no RPC brings one back)")
+    }
+    let lowered = Self.declassified(resource, from: old)
+    if !lowered.isEmpty {
+      try IdentityService.requireAuthority(.peopleReadClear, at: record.scope, node, "\(what) (lowers the classification of \(lowered.joined(separator: ", ")))")
     }
     var normalized = resource
     do {

@@ -44,13 +44,27 @@ package struct DatasetSchema: Sendable {
     String(id.utf8.dropFirst(code.utf8.count + 1)) ?? id
   }
 
-  /// The classification of stored rows' field numbers, for `RecordMasker`.
+  /// The field number of a row's key in its body (1 is the table's code).
+  package static let keyField = 2
+
+  /// The classification of stored rows' field numbers, for `RecordMasker`. The key (field 2) is as
+  /// classified as its most classified key field, and removed whole when masked (a pseudonym or
+  /// nothing stands in for it where rows go out).
   package var classified: [ClassifiedField] {
-    fields.map { field in
+    var out = fields.map { field in
       ClassifiedField(
         number: Self.fieldNumber(field.column), name: field.name, sensitivity: field.sensitivity.rawValue,
         masking: field.masking.rawValue)
     }
+    if let key = keyPositions.map({ fields[$0].sensitivity.rawValue }).max(), key > Eduhub_Common_V1_Sensitivity.unspecified.rawValue {
+      out.append(ClassifiedField(number: Self.keyField, name: "key", sensitivity: key, masking: Eduhub_Common_V1_MaskingKind.redact.rawValue))
+    }
+    return out
+  }
+
+  /// Whether `reader` sees a row's key masked (the key names a person by a personal field).
+  package func hidesKey(_ masker: RecordMasker, _ body: [UInt8], key: String, scope: String, for reader: Reader, on today: CivilDate) throws -> Bool {
+    try masker.hiddenFields(body, personID: key, scope: scope, for: reader, on: today).contains(Self.keyField)
   }
 
   // MARK: Columns

@@ -13,8 +13,11 @@ public enum RecordClassification: Sendable {
   /// The body is one message; its generated `classifiedFields`.
   case fields([ClassifiedField])
   /// The classification depends on the record (a table's rows: its schema). `group` names the
-  /// records that share one (a table's code from a row id); `fields` reads it.
-  case perGroup(group: @Sendable (String) -> String, fields: @Sendable (String, Database) throws -> [ClassifiedField])
+  /// records that share one (a table's code from a row id); `fields` reads it. `idCarries` are the
+  /// fields whose values the record id repeats (a row's key): a record whose reader sees one of
+  /// them masked is not sent at all, since its id would tell what the masking hides.
+  case perGroup(
+    group: @Sendable (String) -> String, fields: @Sendable (String, Database) throws -> [ClassifiedField], idCarries: Set<Int>)
 }
 
 /// Every replicated collection's classification, registered by its owning service.
@@ -28,6 +31,15 @@ public struct RecordMaskers {
   private var cache: [String: RecordMasker?] = [:]
 
   public init(identity: IdentityService) { self.identity = identity }
+
+  /// Whether `record` must not reach `reader` at all: its id repeats a field the reader sees masked.
+  public mutating func withholds(_ record: StoredRecord, for reader: Reader, on today: CivilDate, in db: Database? = nil) throws -> Bool {
+    guard case .perGroup(_, _, let carried)? = identity.classifications.of(record.collection), !carried.isEmpty,
+      let masker = try masker(for: record, in: db)
+    else { return false }
+    let hidden = try masker.hiddenFields(record.body, personID: record.id, scope: record.scope, for: reader, on: today)
+    return !hidden.isDisjoint(with: carried)
+  }
 
   /// The masker for `record`; nil when nothing in it is classified.
   /// - Throws: INTERNAL-worthy `StorageError` when the collection declared no classification.
@@ -50,7 +62,7 @@ public struct RecordMaskers {
       let masker = fields.isEmpty ? nil : identity.masker(for: fields)
       cache[record.collection] = masker
       return masker
-    case .perGroup(let group, let read):
+    case .perGroup(let group, let read, _):
       let key = record.collection + "\u{0}" + group(record.id)
       if let known = cache[key] { return known }
       let fields: [ClassifiedField]

@@ -4,6 +4,8 @@ import EduHubIdentity
 import EduHubNode
 import EduHubRPC
 import EduHubSharing
+import EduHubStorage
+import EduHubSync
 import Foundation
 import Testing
 
@@ -133,6 +135,64 @@ struct EgressTests {
       await expectStatus(.invalidArgument) {
         try await fixture.subscribe("roster.by-id", cursor: String(altered), options: try await world.options("bureau")) { _ in true }
       }
+    }
+  }
+
+  @Test("a table keyed by ID numbers: staff who see them masked read pseudonym keys, search no prefix and page without them; a masked node receives none of its rows; a deleted row reaches it masked")
+  func personalKeysAtRest() async throws {
+    try await withSharing { fixture in
+      let world = fixture.world
+      var table = SharingFixture.rosterResource(code: "roster.by-id")
+      table.dataset.ingested.keyFields = ["national_id"]
+      _ = try await fixture.publish(table)
+      try await fixture.ingest((1...3).map { SharingFixture.student($0) }, code: "roster.by-id")
+      _ = try await fixture.publish(SharingFixture.rosterResource())
+      try await fixture.ingest((1...2).map { SharingFixture.student($0) })
+      // A masked county, synced before a row is deleted (a first snapshot sends no tombstones).
+      let county = try await CountyNode.enroll(in: world, clearance: .masked)
+      try await county.client.syncOnce()
+      _ = try await fixture.catalog.ingestRows(options: try await world.options("steward")) { writer in
+        var message = Eduhub_Catalog_V1_IngestRowsRequest()
+        message.resourceCode = SharingFixture.roster
+        message.columns = ["student_id"]
+        var gone = Eduhub_Catalog_V1_IngestRow()
+        gone.values = [SharingFixture.value("S0002")]
+        gone.delete = true
+        message.rows = [gone]
+        try await writer.write(message)
+      }
+      let ids = (1...3).map { SharingFixture.student($0)[2] }
+      // A city administrator reads the school's people masked.
+      let official = try await world.options("cityadmin")
+      var read = Eduhub_Catalog_V1_ReadRowsRequest()
+      read.code = "roster.by-id"
+      read.page.pageSize = 2
+      let first = try await fixture.catalog.readRows(read, options: official)
+      read.page.pageToken = first.page.nextPageToken
+      let second = try await fixture.catalog.readRows(read, options: official)
+      let keys = (first.rows + second.rows).map(\.key)
+      #expect(keys.count == 3 && Set(keys).count == 3 && keys.allSatisfy { $0.hasPrefix("K-") }, "\(keys)")
+      for text in keys + [first.page.nextPageToken] {
+        #expect(!ids.contains { text.contains($0) || text.contains(String($0.prefix(10))) }, "\(text)")
+      }
+      read.page.pageToken = ""
+      read.keyPrefix = "5117"
+      await expectStatus(.permissionDenied) { try await fixture.catalog.readRows(read, options: official) }
+      // A masked county's replica: the roster's rows, none of the table keyed by ID numbers, and
+      // the deleted row's last body masked.
+      try await county.client.syncOnce()
+      let store = county.node.identity.store
+      let (byID, roster) = try store.database.read { db in
+        (
+          try store.withPrefix(DatasetSchema.rowCollection, idPrefix: "roster.by-id|", limit: 10, in: db),
+          try store.withPrefix(DatasetSchema.rowCollection, idPrefix: SharingFixture.roster + "|", limit: 10, in: db)
+        )
+      }
+      #expect(byID.isEmpty && roster.count == 1)
+      let tombstone = try #require(try store.get(DatasetSchema.rowCollection, SharingFixture.roster + "|S0002"))
+      #expect(tombstone.deleted)
+      #expect(!String(decoding: tombstone.body, as: UTF8.self).contains("王小2") && !String(decoding: tombstone.body, as: UTF8.self).contains(ids[1]))
+      await county.close()
     }
   }
 

@@ -197,6 +197,36 @@ struct PushAuthorityTests {
       grant.role = .dispatcher
       try await owned.push([try owned.record(IdentityCollections.roleGrant, "Gdispatcher", scope: schoolPath, body: try grant.serializedBytes())])
       #expect(try owned.stored(IdentityCollections.roleGrant, "Gdispatcher") != nil)
+      // A school's roster declaring its pupils' names internal: the county does not read them in
+      // clear, so it may not lower what its stored rows are masked by (nor through UpdateResource).
+      _ = try world.node.catalog.publish(CatalogDatasetTests.roster(), caller: .operator(name: "test"), peer: "console")
+      let roster = try #require(try owned.stored(CatalogCollections.resource, "school.roster"))
+      var lowered = try Eduhub_Catalog_V1_Resource(serializedBytes: roster.body)
+      for index in lowered.fields.indices where lowered.fields[index].name == "name" {
+        lowered.fields[index].sensitivity = .internal
+        lowered.fields[index].masking = .none
+      }
+      try await owned.expectRefused(
+        [try owned.record(CatalogCollections.resource, lowered.code, scope: roster.scope, body: try lowered.serializedBytes(), over: roster)],
+        "lowers the classification of name")
+      var update = Eduhub_Catalog_V1_UpdateResourceRequest()
+      update.resource = lowered
+      let official = world.bearer(try await world.login("city-county-511702").accessToken)
+      let refusal = await expectStatus(.permissionDenied) {
+        try await Eduhub_Catalog_V1_CatalogService.Client(world.rpc).updateResource(update, options: official)
+      }
+      #expect(refusal.contains("people.read.clear"), "\(refusal)")
+      // Raising it is anyone's who publishes there.
+      for index in lowered.fields.indices where lowered.fields[index].name == "score" {
+        lowered.fields[index].sensitivity = .sensitive
+        lowered.fields[index].masking = .redact
+      }
+      for index in lowered.fields.indices where lowered.fields[index].name == "name" {
+        lowered.fields[index].sensitivity = .sensitive
+        lowered.fields[index].masking = .name
+      }
+      update.resource = lowered
+      _ = try await Eduhub_Catalog_V1_CatalogService.Client(world.rpc).updateResource(update, options: official)
       // A retired resource brought back to life: no RPC does that.
       var retire = Eduhub_Catalog_V1_RetireResourceRequest()
       retire.code = basic.code
@@ -225,6 +255,59 @@ struct PushAuthorityTests {
         [try owned.record(IdentityCollections.account, "A0000", scope: mine.scope, body: try account.serializedBytes())],
         "the username is already another account's")
       #expect(try world.identity.store.find(IdentityCollections.account, index: "username", key: "city-county-511702").map(\.id) == [admin.id])
+      await owned.county.close()
+    }
+  }
+
+  @Test("an account whose password, person or state an owned node wrote logs in at central but speaks only for that node: the pupil it names is not its to read, roles above the node are dropped")
+  func credentialsWrittenBelow() async throws {
+    try await withWorld { world in
+      let teacher = try await world.account("tc-teacher", role: .teacher, org: IdentityWorld.school)
+      var steward = Eduhub_Identity_V1_GrantRoleRequest()
+      steward.accountID = teacher
+      steward.role = .dataSteward
+      steward.orgCode = CitySeeder.cityCode
+      _ = try world.identity.grantRole(steward, caller: .operator(name: "test"), peer: "test")
+      let owned = try await OwnedNode.start(world)
+      let chosen = "owned node password 1"
+      let hash = try PasswordHash.hash(chosen, limits: .init(opsLimit: 1, memLimit: 256 * 1024))
+      var get = Eduhub_Identity_V1_GetPersonRequest()
+      get.id = IdentityWorld.student
+      let clear = try await world.client.getPerson(get, options: try await world.options("tc-teacher"))
+      #expect(!clear.masked)
+
+      // A new account of its own making that names a pupil as its person.
+      let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      var made = Eduhub_Identity_V1_AccountRecord()
+      made.id = "Aowned"
+      made.username = "owned-pupil"
+      made.personID = IdentityWorld.student
+      made.state = .active
+      made.orgCode = IdentityWorld.school
+      made.passwordHash = hash
+      try await owned.push([try owned.record(IdentityCollections.account, "Aowned", scope: pupil.scope, body: try made.serializedBytes())])
+      let asPupil = world.bearer(try await world.login("owned-pupil", password: chosen).accessToken)
+      // Its token speaks as nobody: the pupil is not its to read at all.
+      await expectStatus(.permissionDenied) { try await world.client.getPerson(get, options: asPupil) }
+      #expect(try await world.client.whoAmI(options: asPupil).personID.isEmpty)
+
+      // The teacher's account with a password of the node's choosing.
+      let stored = try #require(try owned.stored(IdentityCollections.account, teacher))
+      var account = try Eduhub_Identity_V1_AccountRecord(serializedBytes: stored.body)
+      account.passwordHash = hash
+      // Over the stored account, the hash it sees masked keeps central's value.
+      try await owned.push([try owned.record(IdentityCollections.account, teacher, scope: stored.scope, body: try account.serializedBytes(), over: stored)])
+      await expectStatus(.unauthenticated) { try await world.login("tc-teacher", password: chosen) }
+      // A tombstone first, then the account anew (nothing left to keep): the login is the node's
+      // now, and so is everything it speaks for.
+      let now = try #require(try owned.stored(IdentityCollections.account, teacher))
+      try await owned.push([try owned.record(IdentityCollections.account, teacher, scope: now.scope, body: now.body, deleted: true, over: now)])
+      let gone = try #require(try owned.stored(IdentityCollections.account, teacher))
+      try await owned.push([try owned.record(IdentityCollections.account, teacher, scope: gone.scope, body: try account.serializedBytes(), over: gone)])
+      let taken = world.bearer(try await world.login("tc-teacher", password: chosen).accessToken)
+      let grants = try await world.client.whoAmI(options: taken).grants
+      #expect(grants.map(\.role) == [.teacher], "the city steward role came with a password the county set: \(grants.map(\.role))")
+      #expect(try await world.client.getPerson(get, options: taken).masked)
       await owned.county.close()
     }
   }
