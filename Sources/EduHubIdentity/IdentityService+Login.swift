@@ -260,7 +260,7 @@ extension IdentityService {
   }
 
   /// Whether a node below this one wrote `record` (its vector names a downstream node).
-  func writtenBelow(_ record: StoredRecord, in db: Database) throws -> Bool {
+  package func writtenBelow(_ record: StoredRecord, in db: Database) throws -> Bool {
     let vector = try ReplicationEncoding.decodeVector(record.version)
     return try vector.entries.contains { try isBelow($0.node, in: db) }
   }

@@ -201,40 +201,17 @@ public final class Replica: Sendable {
           outcome.fastForwarded += 1
           continue
         }
-        let localVersion = try version(of: local)
-        switch remoteVersion.compare(localVersion) {
-        case .equal, .before:
+        switch try resolve(incoming, against: local) {
+        case .skip:
           outcome.skipped += 1
-        case .after:
-          writes.append(incoming)
+        case .replace(let record):
+          writes.append(record)
           outcome.fastForwarded += 1
-        case .concurrent:
-          let result = try Merge.merge(localVersion, remoteVersion)
-          let remoteNewest = remoteVersion.stamps.values.max()
-          let localNewest = localVersion.stamps.values.max()
-          // The scope follows the version written last, so every node picks the same.
-          let remoteIsNewer: Bool
-          switch (remoteNewest, localNewest) {
-          case let (remote?, local?): remoteIsNewer = local < remote
-          case (_?, nil): remoteIsNewer = true
-          default: remoteIsNewer = false
-          }
-          let scope = remoteIsNewer ? incoming.scope : local.scope
-          writes.append(
-            StoredRecord(
-              collection: incoming.collection, id: incoming.id, scope: scope, body: result.version.body,
-              version: ReplicationEncoding.encode(result.version.vector),
-              stamps: ReplicationEncoding.encode(result.version.stamps), deleted: result.version.deleted))
+        case .merge(let record, let conflicts):
+          writes.append(record)
           outcome.merged += 1
           outcome.mergedRecords.append(MergedRecord(collection: incoming.collection, id: incoming.id))
-          for conflict in result.conflicts {
-            pendingConflicts.append(
-              RecordStore.Conflict(
-                collection: incoming.collection, recordID: incoming.id, field: conflict.field,
-                losingValue: conflict.losingValue, losingStamp: ReplicationEncoding.encode([conflict.field: conflict.losingStamp]),
-                winningStamp: ReplicationEncoding.encode([conflict.field: conflict.winningStamp]),
-                localVersion: local.version, remoteVersion: incoming.version, sequence: 0))
-          }
+          pendingConflicts += conflicts
         }
       }
       let sequences = try store.put(writes, in: db)
@@ -246,6 +223,53 @@ public final class Replica: Sendable {
       outcome.conflicts = pendingConflicts.count
       try saveClock(db)
       return outcome
+    }
+  }
+
+  /// What applying one remote version over the stored one would store.
+  public enum Resolution: Sendable {
+    /// The remote version is already known: nothing changes.
+    case skip
+    /// The remote version follows the stored one: it is stored as it came.
+    case replace(StoredRecord)
+    /// Concurrent versions: their field-wise merge is stored, and the losing values logged.
+    case merge(StoredRecord, conflicts: [RecordStore.Conflict])
+  }
+
+  /// Resolves `incoming` against `local` (the stored version) without writing: `apply` stores what
+  /// this returns, and a push's write rules judge it, since a merge can store a record the remote
+  /// version alone does not show (its fields beside the stored one's).
+  public func resolve(_ incoming: StoredRecord, against local: StoredRecord) throws -> Resolution {
+    let remoteVersion = try version(of: incoming)
+    let localVersion = try version(of: local)
+    switch remoteVersion.compare(localVersion) {
+    case .equal, .before:
+      return .skip
+    case .after:
+      return .replace(incoming)
+    case .concurrent:
+      let result = try Merge.merge(localVersion, remoteVersion)
+      let remoteNewest = remoteVersion.stamps.values.max()
+      let localNewest = localVersion.stamps.values.max()
+      // The scope follows the version written last, so every node picks the same.
+      let remoteIsNewer: Bool
+      switch (remoteNewest, localNewest) {
+      case let (remote?, local?): remoteIsNewer = local < remote
+      case (_?, nil): remoteIsNewer = true
+      default: remoteIsNewer = false
+      }
+      let merged = StoredRecord(
+        collection: incoming.collection, id: incoming.id, scope: remoteIsNewer ? incoming.scope : local.scope, body: result.version.body,
+        version: ReplicationEncoding.encode(result.version.vector),
+        stamps: ReplicationEncoding.encode(result.version.stamps), deleted: result.version.deleted)
+      let conflicts = result.conflicts.map { conflict in
+        RecordStore.Conflict(
+          collection: incoming.collection, recordID: incoming.id, field: conflict.field,
+          losingValue: conflict.losingValue, losingStamp: ReplicationEncoding.encode([conflict.field: conflict.losingStamp]),
+          winningStamp: ReplicationEncoding.encode([conflict.field: conflict.winningStamp]),
+          localVersion: local.version, remoteVersion: incoming.version, sequence: 0)
+      }
+      return .merge(merged, conflicts: conflicts)
     }
   }
 

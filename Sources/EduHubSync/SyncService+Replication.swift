@@ -255,7 +255,10 @@ extension SyncService {
           for record in request.records where record.collection == SyncCollections.node && !record.deleted
             && RecordStore.inScope(record.scope, scope) && record.id != request.nodeID && record.id != identity.nodeID
           {
-            guard try identity.store.get(IdentityCollections.nodeKey, record.id, in: db) == nil else { continue }
+            // New registrations only: one that exists is the pusher's to relay already, or not at all.
+            guard try identity.store.get(IdentityCollections.nodeKey, record.id, in: db) == nil,
+              try identity.store.get(SyncCollections.node, record.id, in: db) == nil
+            else { continue }
             node.adopt(record.id)
           }
           var sanitized: [StoredRecord] = []
@@ -306,8 +309,26 @@ extension SyncService {
           for (record, local) in zip(sanitized, locals) {
             try Self.checkVersion(record, local: local, from: node)
           }
+          // The rules judge what would be stored: a version concurrent with ours is merged field by
+          // field, and the merge can hold what neither version alone shows (terms approved here
+          // beside a state the node chose). One already known changes nothing and is not judged.
+          var judged: [StoredRecord] = []
+          var replaced: [StoredRecord?] = []
+          for (record, local) in zip(sanitized, locals) {
+            guard let local else {
+              judged.append(record)
+              replaced.append(nil)
+              continue
+            }
+            switch try identity.replica.resolve(record, against: local) {
+            case .skip: continue
+            case .replace(let stored), .merge(let stored, _):
+              judged.append(stored)
+              replaced.append(local)
+            }
+          }
           pusher = try PushView.check(
-            sanitized, replacing: locals, from: node, rules: identity.writeAuthorities, store: identity.store, in: db,
+            judged, replacing: replaced, from: node, rules: identity.writeAuthorities, store: identity.store, in: db,
             registersNode: { $0.collection == SyncCollections.node && !$0.deleted ? $0.id : nil })
           let outcome = try identity.replica.apply(sanitized, in: db)
           try identity.store.setMeta("sync.pushed.\(request.nodeID)", Array(String(request.throughSequence).utf8), in: db)
@@ -355,13 +376,27 @@ extension SyncService {
       accountID: Self.subject(nodeID), username: nodeID, personID: "", homeScope: scope,
       roles: [.init(grantID: "", role: role, scope: scope, permissions: permissions)], children: [],
       issuer: identity.nodeID, sessionID: "")
+    // The nodes it relays: those it enrolled, and those they enrolled, down its subtree. A node
+    // of its scope enrolled here (a school syncing with this node directly) writes for itself; its
+    // stamps in the county's push would be borrowed.
     var writers: Set<String> = [nodeID]
+    var registrars: [(id: String, by: Set<String>)] = []
     var after: StoredRecord?
     while true {
       let page = try identity.store.inScope(SyncCollections.node, scope: scope, after: after, limit: 1000, in: db)
-      for record in page where !record.scope.isEmpty && record.id != identity.nodeID { writers.insert(record.id) }
+      for record in page where !record.scope.isEmpty && record.id != identity.nodeID {
+        registrars.append((record.id, Set(try ReplicationEncoding.decodeVector(record.version).entries.map(\.node))))
+      }
       guard page.count == 1000 else { break }
       after = page.last
+    }
+    var grew = true
+    while grew {
+      grew = false
+      for (id, by) in registrars where !writers.contains(id) && !by.isDisjoint(with: writers) {
+        writers.insert(id)
+        grew = true
+      }
     }
     return PushingNode(id: nodeID, scope: scope, clear: clear, authority: authority, writers: writers)
   }

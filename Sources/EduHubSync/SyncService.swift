@@ -181,7 +181,7 @@ public final class SyncService: Sendable {
     let valid = challenges.isValid(challenge, for: request.nodeID, now: identity.nowMs())
     let outcome = try identity.transaction { db -> Result<Eduhub_Sync_V1_AuthenticateResponse, RPCError> in
       // Spent only once the signature holds: nobody but the node can fill the spent list.
-      guard valid, let (_, stored) = try node(request.nodeID, in: db), stored.node.state == .active,
+      guard valid, let (record, stored) = try node(request.nodeID, in: db), stored.node.state == .active,
         SigningKey.verify(
           signature: [UInt8](request.signature), of: NodeChallenges.signedBytes(challenge),
           publicKey: [UInt8](stored.node.publicKey)),
@@ -190,6 +190,16 @@ public final class SyncService: Sendable {
         identity.audit.record(
           .init(actor: Self.subject(request.nodeID), action: action, target: request.nodeID, outcome: "failed", peer: peer, timeMs: identity.nowMs()))
         return .failure(failed)
+      }
+      // A node enrolled by a node below this one syncs with that node, which relays its writes and
+      // answers for it. Met here directly, it would be a registration an owned county wrote for a
+      // school of its own making, holding a school administrator's authority the county lacks.
+      if try identity.writtenBelow(record, in: db) {
+        identity.audit.record(
+          .init(
+            actor: Self.subject(request.nodeID), action: action, target: request.nodeID, outcome: "denied",
+            detail: "enrolled below this node", peer: peer, timeMs: identity.nowMs()))
+        return .failure(RPCError(.permissionDenied, "node \(request.nodeID) was enrolled by a node below this one: it syncs with that node"))
       }
       let sessionID = IdentityService.newID("N")
       let issued = identity.tokens.issue(subject: Self.subject(request.nodeID), sessionID: sessionID, now: identity.nowSeconds)

@@ -28,6 +28,10 @@ extension SyncService {
       guard existing.scope != node.scope, RecordStore.inScope(existing.scope, node.scope), !existing.scope.isEmpty else {
         throw PushRefusal("\(what): only the nodes above it change this registration")
       }
+      // A node of its subtree enrolled elsewhere (here, by this node's operator) is not its own.
+      guard node.mayCarry(record.id) else {
+        throw PushRefusal("\(what): node \(node.id) did not enroll it")
+      }
       if let old = try? Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: existing.body) {
         guard old.node.state != .revoked || stored.node.state == .revoked else {
           throw PushRefusal("\(what): a revoked node stays revoked")

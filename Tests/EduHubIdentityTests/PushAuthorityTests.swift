@@ -312,6 +312,112 @@ struct PushAuthorityTests {
     }
   }
 
+  @Test("the write rules judge what a push would store: a version concurrent with central's, merged field by field, cannot approve clear terms without the security officer")
+  func mergedVersionsAreJudged() async throws {
+    try await withSharing { fixture in
+      let world = fixture.world
+      _ = try await fixture.publish(SharingFixture.rosterResource())
+      // A consumer of the county the node holds, asking for the roster's non-personal columns.
+      try await world.account("tc-bureau", role: .dataConsumer, org: "511702")
+      let asked = try await fixture.sharing.requestAccess(
+        SharingFixture.terms(SharingFixture.roster, org: "511702", fields: ["student_id", "class_name", "score"]),
+        options: try await world.options("tc-bureau"))
+      #expect(!asked.needsSecurityOfficer)
+      let owned = try await OwnedNode.start(world)
+      let v1 = try #require(try owned.county.node.identity.store.get("share_request", asked.id))
+      // At central the requester amends the terms to clear: the chain now needs the officer.
+      var amend = Eduhub_Sharing_V1_AmendRequestRequest()
+      amend.requestID = asked.id
+      amend.terms = SharingFixture.terms(SharingFixture.roster, org: "511702", masking: .clear).terms
+      #expect(try await fixture.sharing.amendRequest(amend, options: try await world.options("tc-bureau")).needsSecurityOfficer)
+      let v2 = try #require(try owned.stored("share_request", asked.id))
+      // The node's version: central's history, then an amendment back to masked terms and the
+      // steward's approval, written as if central's amendment had not reached it (its vector
+      // lacks it), its terms stamped just before central's and the rest after. Alone it is what a
+      // county steward may write; merged with central's, it is clear terms approved without the
+      // officer, and a grant would follow.
+      var mine = try Eduhub_Sharing_V1_AccessRequest(serializedBytes: v2.body)
+      mine.terms = asked.terms
+      var amended = Eduhub_Sharing_V1_RequestStep()
+      amended.actor = "county steward"
+      amended.action = "amended"
+      var approved = amended
+      approved.action = "approved"
+      mine.steps += [amended, approved]
+      mine.state = .approved
+      mine.needsSecurityOfficer = false
+      mine.version += 2
+      var vector = try ReplicationEncoding.decodeVector(v1.version)
+      try vector.increment("county-511702")
+      var stamps = try ReplicationEncoding.decodeStamps(v2.stamps)
+      let theirs = try #require(stamps[2])
+      let now = UInt64(world.identity.nowMs()) + 1000
+      for number in [4, 5, 6, 7, 10] {
+        stamps[number] = FieldStamp(time: HLCTimestamp(milliseconds: now, counter: 0), node: "county-511702", counter: vector["county-511702"])
+      }
+      stamps[2] = FieldStamp(
+        time: HLCTimestamp(milliseconds: theirs.time.milliseconds - 1, counter: 0), node: "county-511702", counter: vector["county-511702"])
+      var record = Eduhub_Sync_V1_SyncRecord()
+      record.collection = "share_request"
+      record.id = asked.id
+      record.scope = v2.scope
+      record.body = try mine.serializedData()
+      record.version = Data(ReplicationEncoding.encode(vector))
+      record.stamps = Data(ReplicationEncoding.encode(stamps))
+      try await owned.expectRefused([record], "approval chain does not match its terms")
+      #expect(try fixture.world.identity.store.get("share_request", asked.id)?.body == v2.body)
+      await owned.county.close()
+    }
+  }
+
+  @Test("a node an owned county enrolls for a school of its own does not authenticate here; a school enrolled here is not the county's to relay or change")
+  func registrationsFromBelow() async throws {
+    try await withWorld { world in
+      let owned = try await OwnedNode.start(world)
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org, IdentityWorld.school)).scope
+      let sync = Eduhub_Sync_V1_SyncService.Client(world.rpc)
+      // A school node of the county's making, with a key it holds: accepted (a county enrolls its
+      // schools), but it syncs with the county; here it is refused, authority and all.
+      let key = SigningKey()
+      var fake = Eduhub_Sync_V1_SyncNodeRecord()
+      fake.node.id = "school-fake"
+      fake.node.orgCode = IdentityWorld.school
+      fake.node.clearance = .masked
+      fake.node.state = .active
+      fake.node.publicKey = Data(key.publicKey)
+      try await owned.push([try owned.record(SyncCollections.node, "school-fake", scope: schoolPath, body: try fake.serializedBytes())])
+      var ask = Eduhub_Sync_V1_ChallengeRequest()
+      ask.nodeID = "school-fake"
+      let challenge = try await sync.challenge(ask).challenge
+      var answer = Eduhub_Sync_V1_AuthenticateRequest()
+      answer.nodeID = "school-fake"
+      answer.challenge = challenge
+      answer.signature = Data(key.sign(Array("eduhub-node-auth:".utf8) + [UInt8](challenge)))
+      let refusal = await expectStatus(.permissionDenied) { try await sync.authenticate(answer) }
+      #expect(refusal.contains("enrolled by a node below"), "\(refusal)")
+      // A school enrolled here directly, inside the county's subtree: the county neither writes in
+      // its name nor changes its registration.
+      var create = Eduhub_Sync_V1_CreateNodeRequest()
+      create.nodeID = "school-direct"
+      create.orgCode = IdentityWorld.school
+      create.clearance = .masked
+      _ = try await sync.createNode(create, options: try await world.options("city-county-511702"))
+      let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      var person = try Eduhub_Identity_V1_Person(serializedBytes: pupil.body)
+      person.className = "borrowed"
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.person, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil, stampedBy: "school-direct")],
+        "cannot write in its name")
+      let direct = try #require(try owned.stored(SyncCollections.node, "school-direct"))
+      var revoked = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: direct.body)
+      revoked.node.state = .revoked
+      try await owned.expectRefused(
+        [try owned.record(SyncCollections.node, "school-direct", scope: direct.scope, body: try revoked.serializedBytes(), over: direct)],
+        "did not enroll it")
+      await owned.county.close()
+    }
+  }
+
   @Test("a value stamped in the upstream's name, or a vector entry of the upstream's ahead of its own, is refused")
   func forgedStamps() async throws {
     try await withWorld { world in
