@@ -316,6 +316,7 @@ extension SyncService {
           var replaced: [StoredRecord?] = []
           for (record, local) in zip(sanitized, locals) {
             guard let local else {
+              try Self.checkProvenance(record, local: nil, incoming: record, from: node)
               judged.append(record)
               replaced.append(nil)
               continue
@@ -323,6 +324,7 @@ extension SyncService {
             switch try identity.replica.resolve(record, against: local) {
             case .skip: continue
             case .replace(let stored), .merge(let stored, _):
+              try Self.checkProvenance(stored, local: local, incoming: record, from: node)
               judged.append(stored)
               replaced.append(local)
             }
@@ -371,7 +373,8 @@ extension SyncService {
       permissions.formUnion(Roles.permissions(of: .dataSteward))
       permissions.formUnion(Roles.permissions(of: .dispatcher))
     }
-    if !clear { permissions.remove(.peopleReadClear) }
+    // A masked node gives nobody clear reads: not a teacher's role, not a guardian's binding.
+    if !clear { permissions.subtract([.peopleReadClear, .guardiansBind]) }
     let authority = Caller(
       accountID: Self.subject(nodeID), username: nodeID, personID: "", homeScope: scope,
       roles: [.init(grantID: "", role: role, scope: scope, permissions: permissions)], children: [],
@@ -431,6 +434,42 @@ extension SyncService {
     }
     guard !sameStamp.isEmpty, let local, number(sameStamp, differIn: record, local) else { return }
     throw PushRefusal("\(name) carries a value under another node's stamp that is not that node's value")
+  }
+
+  /// Checks who a change is written by, on the record as it would be stored: the push counts a new
+  /// write by the pusher (or a node it relays), and every field that changes (value, stamp or the
+  /// deletion marker) is stamped by one of them. What upstream holds under another node's stamp
+  /// stays exactly as upstream holds it: an older stamp of upstream's own with a value of the
+  /// pusher's choosing, or a field with no stamp at all, would otherwise be stored as upstream's
+  /// writing (and the credential cap, `writtenBelow` and `clearWriter`, which read these names,
+  /// would believe it).
+  static func checkProvenance(_ stored: StoredRecord, local: StoredRecord?, incoming: StoredRecord, from node: PushingNode) throws {
+    let name = "record \(stored.collection)/\(stored.id.prefix(64))"
+    let vector = try ReplicationEncoding.decodeVector(incoming.version)
+    let localVector = try local.map { try ReplicationEncoding.decodeVector($0.version) } ?? VersionVector()
+    guard vector.entries.contains(where: { node.mayCarry($0.node) && $0.counter > localVector[$0.node] }) else {
+      throw PushRefusal("\(name) counts no new write by node \(node.id) or a node it relays")
+    }
+    let stamps = try ReplicationEncoding.decodeStamps(stored.stamps)
+    let localStamps = try local.map { try ReplicationEncoding.decodeStamps($0.stamps) } ?? [:]
+    let fields: WireFields
+    let localFields: WireFields
+    do {
+      fields = try WireFields(parsing: stored.body)
+      localFields = try local.map { try WireFields(parsing: $0.body) } ?? WireFields()
+    } catch {
+      throw RPCError(.invalidArgument, "\(name) has a malformed body")
+    }
+    var numbers = Set(fields.fields.keys).union(localFields.fields.keys).union(stamps.keys).union(localStamps.keys)
+    numbers.insert(RecordVersion.deletionField)
+    for number in numbers.sorted() {
+      let sameValue =
+        number == RecordVersion.deletionField ? local.map { $0.deleted == stored.deleted } ?? false : fields[number] == localFields[number]
+      if sameValue && stamps[number] == localStamps[number] { continue }
+      guard let stamp = stamps[number], node.mayCarry(stamp.node) else {
+        throw PushRefusal("\(name) changes field \(number) under a stamp that is not node \(node.id)'s or a node's it relays")
+      }
+    }
   }
 
   /// Whether any of the fields `numbers` (deletion marker included) differs between two versions.

@@ -12,6 +12,40 @@ import NIOPosix
 import Synchronization
 import Testing
 
+/// Every log line a node writes, at trace level: what an operator reading its logs would see.
+final class CapturedLog: Sendable {
+  let lines = Mutex<[String]>([])
+
+  var text: String { lines.withLock { $0.joined(separator: "\n") } }
+
+  /// A logger writing here, at `.trace`.
+  func logger(label: String) -> Logger {
+    var logger = Logger(label: label) { _ in Handler(log: self) }
+    logger.logLevel = .trace
+    return logger
+  }
+
+  struct Handler: LogHandler {
+    let log: CapturedLog
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+      get { metadata[key] }
+      set { metadata[key] = newValue }
+    }
+
+    func log(
+      level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String,
+      function: String, line: UInt
+    ) {
+      let all = metadata.merging(explicit ?? [:]) { $1 }
+      let rendered = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+      log.lines.withLock { $0.append("\(level) \(message) \(rendered)") }
+    }
+  }
+}
+
 /// Captures one-time codes as a person's phone would receive them.
 final class CapturingDelivery: CodeDelivery {
   let sent = Mutex<[String: String]>([:])
@@ -87,13 +121,15 @@ final class IdentityWorld: Sendable {
     return directory
   }
 
+  /// - Parameter log: where the node's log goes, at trace level (nil: warnings to stderr).
   static func start(
-    seed: Bool = true, configuration: IdentityConfiguration = testConfiguration()
+    seed: Bool = true, configuration: IdentityConfiguration = testConfiguration(), log: CapturedLog? = nil
   ) async throws -> IdentityWorld {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-identity-\(UUID().uuidString)").path
     try FileManager.default.copyItem(atPath: try seed ? seededTemplate.get() : emptyTemplate.get(), toPath: directory)
     var logger = Logger(label: "test.identity")
     logger.logLevel = .warning
+    if let log { logger = log.logger(label: "test.identity") }
     let delivery = CapturingDelivery()
     let clock = TestClock()
     let node = try NodeData.load(directory).open(
@@ -169,10 +205,10 @@ final class IdentityWorld: Sendable {
 
 /// Runs `body` with a started world and always stops it.
 func withWorld<R>(
-  seed: Bool = true, configuration: IdentityConfiguration = IdentityWorld.testConfiguration(),
+  seed: Bool = true, configuration: IdentityConfiguration = IdentityWorld.testConfiguration(), log: CapturedLog? = nil,
   _ body: (IdentityWorld) async throws -> R
 ) async throws -> R {
-  let world = try await IdentityWorld.start(seed: seed, configuration: configuration)
+  let world = try await IdentityWorld.start(seed: seed, configuration: configuration, log: log)
   do {
     let result = try await body(world)
     await world.stop()

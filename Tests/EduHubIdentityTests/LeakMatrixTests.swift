@@ -113,7 +113,8 @@ struct LeakMatrixTests {
 
   @Test("no reader receives a clear value it is not entitled to, on any path, for any classified field or boundary age")
   func matrix() async throws {
-    try await withSharing { fixture in
+    let log = CapturedLog()
+    try await withSharing(log: log) { fixture in
       let world = fixture.world
       let children = Self.children(today: world.identity.today)
       for child in children {
@@ -384,6 +385,9 @@ struct LeakMatrixTests {
         let dump = try node.node.identity.store.changes(after: 0, limit: 1_000_000)
         try judge(reader, "Pull (the node's replica)", dump.flatMap { Array($0.id.utf8) + Array($0.scope.utf8) + $0.body })
       }
+      // Central's log at trace level, every line of the run: no reader is entitled to anything in it.
+      #expect(!log.text.isEmpty)
+      try judge(readers[2], "central's log at trace level", Array(log.text.utf8))
       let report = leaks.prefix(40).joined(separator: "\n")
       #expect(leaks.isEmpty, "\(leaks.count) leaks:\n\(report)")
       // The matrix is not vacuous: the entitled readers did receive clear values.

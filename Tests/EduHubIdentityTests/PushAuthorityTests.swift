@@ -48,8 +48,10 @@ struct OwnedNode {
     var stamps = try existing.map { try ReplicationEncoding.decodeStamps($0.stamps) } ?? [:]
     let fields = try WireFields(parsing: body)
     let stamp = FieldStamp(time: HLCTimestamp(milliseconds: UInt64(world.identity.nowMs()), counter: 0), node: node, counter: vector[node])
-    // Every field it sets, and every field stamped before (a write that clears a field stamps it too).
+    // Every field it sets, and every field stamped before (a write that clears a field stamps it
+    // too), and the deletion marker of a new record, as a real write does.
     for number in Set(fields.fields.keys).union(stamps.keys) { stamps[number] = stamp }
+    if existing == nil || existing?.deleted != deleted { stamps[RecordVersion.deletionField] = stamp }
     var out = Eduhub_Sync_V1_SyncRecord()
     out.collection = collection
     out.id = id
@@ -414,6 +416,57 @@ struct PushAuthorityTests {
       try await owned.expectRefused(
         [try owned.record(SyncCollections.node, "school-direct", scope: direct.scope, body: try revoked.serializedBytes(), over: direct)],
         "did not enroll it")
+      await owned.county.close()
+    }
+  }
+
+  @Test("version metadata the node chooses buys nothing: a password hash under an older stamp in central's name, an account or a node registration with no vector or stamps, are refused")
+  func chosenMetadata() async throws {
+    try await withWorld { world in
+      let teacher = try await world.account("tc-teacher", role: .teacher, org: IdentityWorld.school)
+      let owned = try await OwnedNode.start(world)
+      let hash = try PasswordHash.hash("owned node password 1", limits: .init(opsLimit: 1, memLimit: 256 * 1024))
+      // central's stamp on the hash, one millisecond older, over a value of the node's choosing: a
+      // merge would keep central's, but the vector says the node saw it, so it would replace it.
+      let stored = try #require(try owned.stored(IdentityCollections.account, teacher))
+      var account = try Eduhub_Identity_V1_AccountRecord(serializedBytes: stored.body)
+      account.passwordHash = hash
+      var vector = try ReplicationEncoding.decodeVector(stored.version)
+      try vector.increment("county-511702")
+      var stamps = try ReplicationEncoding.decodeStamps(stored.stamps)
+      let theirs = try #require(stamps[8])
+      stamps[8] = FieldStamp(time: HLCTimestamp(milliseconds: theirs.time.milliseconds - 1, counter: 0), node: theirs.node, counter: theirs.counter)
+      var older = try owned.record(IdentityCollections.account, teacher, scope: stored.scope, body: try account.serializedBytes(), over: stored)
+      older.version = Data(ReplicationEncoding.encode(vector))
+      older.stamps = Data(ReplicationEncoding.encode(stamps))
+      try await owned.expectRefused([older], "changes field 8 under a stamp that is not node county-511702's")
+      // A new account naming a pupil, and a school node of its own, with no version at all.
+      let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      var made = Eduhub_Identity_V1_AccountRecord()
+      made.id = "Abare"
+      made.username = "bare-pupil"
+      made.personID = IdentityWorld.student
+      made.state = .active
+      made.orgCode = IdentityWorld.school
+      made.passwordHash = hash
+      var bare = try owned.record(IdentityCollections.account, "Abare", scope: pupil.scope, body: try made.serializedBytes())
+      bare.version = Data(ReplicationEncoding.encode(VersionVector()))
+      bare.stamps = Data(ReplicationEncoding.encode([Int: FieldStamp]()))
+      try await owned.expectRefused([bare], "counts no new write by node county-511702")
+      // Stamped by the node but no vector entry of its own.
+      bare = try owned.record(IdentityCollections.account, "Abare", scope: pupil.scope, body: try made.serializedBytes())
+      bare.version = Data(ReplicationEncoding.encode(VersionVector()))
+      try await owned.expectRefused([bare], "counts no new write by node county-511702")
+      var fake = Eduhub_Sync_V1_SyncNodeRecord()
+      fake.node.id = "school-bare"
+      fake.node.orgCode = IdentityWorld.school
+      fake.node.clearance = .masked
+      fake.node.state = .active
+      fake.node.publicKey = Data(SigningKey().publicKey)
+      var registration = try owned.record(SyncCollections.node, "school-bare", scope: pupil.scope, body: try fake.serializedBytes())
+      registration.version = Data(ReplicationEncoding.encode(VersionVector()))
+      registration.stamps = Data(ReplicationEncoding.encode([Int: FieldStamp]()))
+      try await owned.expectRefused([registration], "counts no new write by node county-511702")
       await owned.county.close()
     }
   }

@@ -165,8 +165,8 @@ struct SharingFixture {
   }
 }
 
-func withSharing<R>(_ body: (SharingFixture) async throws -> R) async throws -> R {
-  try await withWorld { world in try await body(try await SharingFixture.start(world)) }
+func withSharing<R>(log: CapturedLog? = nil, _ body: (SharingFixture) async throws -> R) async throws -> R {
+  try await withWorld(log: log) { world in try await body(try await SharingFixture.start(world)) }
 }
 
 @Suite("Sharing: requests, approval chains, grants, subscriptions, shared APIs, limits, HTTPS/JSON")
