@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubCatalog
 import EduHubIdentity
+import EduHubRPC
 import EduHubStorage
 import SwiftProtobuf
 
@@ -36,6 +37,15 @@ extension SharingService {
     else { throw PushRefusal("\(what): it is not stored with its resource") }
     let resource = try IdentityService.decode(Eduhub_Catalog_V1_Resource.self, table)
     let old = try existing.map { try IdentityService.decode(Eduhub_Sharing_V1_AccessRequest.self, $0) }
+    if old?.terms != request.terms {
+      // Terms as RequestAccess and AmendRequest store them: a field list fixed to fields the
+      // resource has, a known masking level, an expiry at most two years ahead, bounded rates.
+      var checked = request.terms
+      do { try checkTerms(&checked, resource) } catch let error as RPCError {
+        throw PushRefusal("\(what): RequestAccess would refuse its terms: \(error.message)")
+      }
+      guard checked == request.terms else { throw PushRefusal("\(what): its terms are not stored as RequestAccess stores them") }
+    }
     if let old {
       guard old.terms.consumer == request.terms.consumer, old.consumerPath == request.consumerPath, old.requester == request.requester
       else { throw PushRefusal("\(what): its consumer and requester do not change") }
