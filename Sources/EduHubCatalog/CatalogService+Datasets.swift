@@ -454,9 +454,7 @@ extension CatalogService {
       }
       // A key that is personal (an ID number) is neither searched by prefix by those who may see
       // it masked (a prefix oracle), nor carried in clear in page tokens: they are sealed.
-      let personalKey = DatasetSchema(resource).classified.contains {
-        $0.number == DatasetSchema.keyField && $0.sensitivity.rawValue >= Eduhub_Common_V1_Sensitivity.sensitive.rawValue
-      }
+      let personalKey = DatasetSchema(resource).personalKey
       if personalKey, !request.keyPrefix.isEmpty, !caller.can(.peopleReadClear, at: record.scope) {
         throw identity.denied(
           caller, action, target: resource.code, peer: peer, "key_prefix is not allowed on \(resource.code): its key is personal and you see it masked")

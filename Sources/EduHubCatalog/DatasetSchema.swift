@@ -62,9 +62,9 @@ package struct DatasetSchema: Sendable {
     return out
   }
 
-  /// Whether `reader` sees a row's key masked (the key names a person by a personal field).
-  package func hidesKey(_ masker: RecordMasker, _ body: [UInt8], key: String, scope: String, for reader: Reader, on today: CivilDate) throws -> Bool {
-    try masker.hiddenFields(body, personID: key, scope: scope, for: reader, on: today).contains(Self.keyField)
+  /// Whether a row's key is personal: one of its key fields is (a table keyed by ID number).
+  package var personalKey: Bool {
+    keyPositions.contains { fields[$0].sensitivity.rawValue >= Eduhub_Common_V1_Sensitivity.sensitive.rawValue }
   }
 
   // MARK: Columns

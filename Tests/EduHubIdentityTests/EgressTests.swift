@@ -50,6 +50,14 @@ struct EgressTests {
     return asked
   }
 
+  /// The roster keyed by its pupils' ID numbers ("roster.by-id"), with three pupils.
+  static func publishRosterByID(_ fixture: SharingFixture) async throws {
+    var table = SharingFixture.rosterResource(code: "roster.by-id")
+    table.dataset.ingested.keyFields = ["national_id"]
+    _ = try await fixture.publish(table)
+    try await fixture.ingest((1...3).map { SharingFixture.student($0) }, code: "roster.by-id")
+  }
+
   @Test("MIN of a birth date is classified as the birth date, hidden from a masked grant, and needs the steward and the security officer")
   func minOfPersonalField() async throws {
     try await withSharing { fixture in
@@ -97,10 +105,7 @@ struct EgressTests {
   func personalKeys() async throws {
     try await withSharing { fixture in
       let world = fixture.world
-      var table = SharingFixture.rosterResource(code: "roster.by-id")
-      table.dataset.ingested.keyFields = ["national_id"]
-      _ = try await fixture.publish(table)
-      try await fixture.ingest((1...3).map { SharingFixture.student($0) }, code: "roster.by-id")
+      try await Self.publishRosterByID(fixture)
       try await world.account("bureau2", role: .dataConsumer, org: "511722")
       func grant(_ user: String, _ org: String) async throws {
         let asked = try await fixture.sharing.requestAccess(
@@ -142,10 +147,7 @@ struct EgressTests {
   func personalKeysAtRest() async throws {
     try await withSharing { fixture in
       let world = fixture.world
-      var table = SharingFixture.rosterResource(code: "roster.by-id")
-      table.dataset.ingested.keyFields = ["national_id"]
-      _ = try await fixture.publish(table)
-      try await fixture.ingest((1...3).map { SharingFixture.student($0) }, code: "roster.by-id")
+      try await Self.publishRosterByID(fixture)
       _ = try await fixture.publish(SharingFixture.rosterResource())
       try await fixture.ingest((1...2).map { SharingFixture.student($0) })
       // A masked county, synced before a row is deleted (a first snapshot sends no tombstones).

@@ -372,6 +372,17 @@ struct PushAuthorityTests {
     }
   }
 
+  /// The body of an active, masked registration of a node `id` for the world's school, with `key`.
+  static func schoolNode(_ id: String, key: SigningKey) throws -> [UInt8] {
+    var node = Eduhub_Sync_V1_SyncNodeRecord()
+    node.node.id = id
+    node.node.orgCode = IdentityWorld.school
+    node.node.clearance = .masked
+    node.node.state = .active
+    node.node.publicKey = Data(key.publicKey)
+    return try node.serializedBytes()
+  }
+
   @Test("a node an owned county enrolls for a school of its own does not authenticate here; a school enrolled here is not the county's to relay or change")
   func registrationsFromBelow() async throws {
     try await withWorld { world in
@@ -381,21 +392,10 @@ struct PushAuthorityTests {
       // A school node of the county's making, with a key it holds: accepted (a county enrolls its
       // schools), but it syncs with the county; here it is refused, authority and all.
       let key = SigningKey()
-      var fake = Eduhub_Sync_V1_SyncNodeRecord()
-      fake.node.id = "school-fake"
-      fake.node.orgCode = IdentityWorld.school
-      fake.node.clearance = .masked
-      fake.node.state = .active
-      fake.node.publicKey = Data(key.publicKey)
-      try await owned.push([try owned.record(SyncCollections.node, "school-fake", scope: schoolPath, body: try fake.serializedBytes())])
-      var ask = Eduhub_Sync_V1_ChallengeRequest()
-      ask.nodeID = "school-fake"
-      let challenge = try await sync.challenge(ask).challenge
-      var answer = Eduhub_Sync_V1_AuthenticateRequest()
-      answer.nodeID = "school-fake"
-      answer.challenge = challenge
-      answer.signature = Data(key.sign(Array("eduhub-node-auth:".utf8) + [UInt8](challenge)))
-      let refusal = await expectStatus(.permissionDenied) { try await sync.authenticate(answer) }
+      try await owned.push([try owned.record(SyncCollections.node, "school-fake", scope: schoolPath, body: try Self.schoolNode("school-fake", key: key))])
+      let refusal = await expectStatus(.permissionDenied) {
+        try await NodeEnrollmentTests().authenticate(world, nodeID: "school-fake", key: key)
+      }
       #expect(refusal.contains("enrolled by a node below"), "\(refusal)")
       // A school enrolled here directly, inside the county's subtree: the county neither writes in
       // its name nor changes its registration.
@@ -457,13 +457,7 @@ struct PushAuthorityTests {
       bare = try owned.record(IdentityCollections.account, "Abare", scope: pupil.scope, body: try made.serializedBytes())
       bare.version = Data(ReplicationEncoding.encode(VersionVector()))
       try await owned.expectRefused([bare], "counts no new write by node county-511702")
-      var fake = Eduhub_Sync_V1_SyncNodeRecord()
-      fake.node.id = "school-bare"
-      fake.node.orgCode = IdentityWorld.school
-      fake.node.clearance = .masked
-      fake.node.state = .active
-      fake.node.publicKey = Data(SigningKey().publicKey)
-      var registration = try owned.record(SyncCollections.node, "school-bare", scope: pupil.scope, body: try fake.serializedBytes())
+      var registration = try owned.record(SyncCollections.node, "school-bare", scope: pupil.scope, body: try Self.schoolNode("school-bare", key: SigningKey()))
       registration.version = Data(ReplicationEncoding.encode(VersionVector()))
       registration.stamps = Data(ReplicationEncoding.encode([Int: FieldStamp]()))
       try await owned.expectRefused([registration], "counts no new write by node county-511702")
