@@ -36,6 +36,21 @@ extension IdentityService {
     }
   }
 
+  /// PushRefusal unless `actor` could act on the pushing node: a user of its scope, its own
+  /// console, or the system of the node or of one below it.
+  package static func checkActor(_ actor: String, _ node: PushingNode, _ view: PushView, _ what: String) throws {
+    if actor.hasPrefix("system:") {
+      guard node.mayCarry(String(actor.dropFirst("system:".count))) else {
+        throw PushRefusal("\(what): node \(node.id) cannot act as \(actor.prefix(60))")
+      }
+      return
+    }
+    if actor.hasPrefix("operator:") { return }
+    guard let account = try view.live(IdentityCollections.account, actor), !account.scope.isEmpty,
+      RecordStore.inScope(account.scope, node.scope)
+    else { throw PushRefusal("\(what): its actor is not a user of node \(node.id)'s scope") }
+  }
+
   /// PushRefusal unless `node`'s authority holds `permission` where the version replaced was and
   /// where the new one is (a move needs both; a deletion is judged by what it deletes). `at` maps a
   /// record's scope to the path the permission is checked on (an org's parent).

@@ -18,13 +18,25 @@ public struct PushingNode: Sendable {
   /// Nodes whose writes it may carry: itself and the nodes registered below it (whose writes it
   /// relays). Stamps, vector entries and system actors may name only these.
   public internal(set) var writers: Set<String>
+  /// The scope each node it relays is registered for (itself excluded): what a write made on that
+  /// node can reach.
+  public let writerScopes: [String: String]
+  /// The upstream sequence through which the node had applied this node's changes before it wrote
+  /// anything it pushes now (0: unknown). Its new writes come after everything stored here
+  /// through that sequence: a later hybrid clock, so it cannot backdate a write behind one it saw.
+  public let knownThrough: Int64
 
-  public init(id: String, scope: String, clear: Bool, authority: Caller, writers: Set<String>) {
+  public init(
+    id: String, scope: String, clear: Bool, authority: Caller, writers: Set<String>,
+    writerScopes: [String: String] = [:], knownThrough: Int64 = 0
+  ) {
     self.id = id
     self.scope = scope
     self.clear = clear
     self.authority = authority
     self.writers = writers
+    self.writerScopes = writerScopes
+    self.knownThrough = knownThrough
   }
 
   /// Whether the node may carry writes stamped by `node`.
@@ -70,6 +82,17 @@ public struct PushView {
         .filter { pending[collection + "\u{0}" + $0] == nil })
     ids.formUnion(pendingKeys[collection + "\u{0}" + index + "\u{0}" + key] ?? [])
     return ids
+  }
+
+  /// Live records of `collection` whose index `index` holds `key` as this push would leave them
+  /// (at most `limit` stored ones, and this message's own).
+  public func records(_ collection: String, index: String, key: String, limit: Int = 100_000) throws -> [StoredRecord] {
+    var found = try store.find(collection, index: index, key: key, limit: limit, in: db)
+      .filter { pending[collection + "\u{0}" + $0.id] == nil }
+    for id in pendingKeys[collection + "\u{0}" + index + "\u{0}" + key] ?? [] {
+      if let record = pending[collection + "\u{0}" + id], !record.deleted { found.append(record) }
+    }
+    return found
   }
 
   /// The database, for checks that read more.

@@ -63,6 +63,13 @@ extension SharingService {
     }
     let chain = try self.chain(request.terms, resource, in: view.database)
     for step in request.steps.dropFirst(before.count) {
+      // Every step names who took it: a user of the node's scope, or the system for a grant of
+      // unconditional terms.
+      if step.action == "granted" {
+        guard step.actor == "system" else { throw PushRefusal("\(what): only the system grants unconditional terms") }
+      } else {
+        try IdentityService.checkActor(step.actor, node, view, "\(what) (\(step.action.prefix(40)))")
+      }
       if Self.stewardSteps.contains(step.action) {
         try IdentityService.requireAuthority(.catalogPublish, at: record.scope, node, "\(what) (\(step.action))")
       } else if Self.requesterSteps.contains(step.action) {

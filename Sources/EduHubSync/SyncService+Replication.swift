@@ -277,7 +277,9 @@ extension SyncService {
             guard RecordStore.inScope(local.scope, scope), !local.scope.isEmpty else {
               throw identity.denied(caller, action, target: "\(record.collection)/\(record.id)", peer: peer, "record \(record.collection)/\(record.id) lies outside node \(request.nodeID)'s scope")
             }
-            guard !local.deleted, let masker = try maskers.masker(for: local, in: db) else {
+            // A tombstone keeps its last body: a push that revives it is sanitised the same way, or
+            // a masked node could bring a deleted person back with values it never saw.
+            guard let masker = try maskers.masker(for: local, in: db) else {
               sanitized.append(record)
               continue
             }
@@ -334,6 +336,12 @@ extension SyncService {
             registersNode: { $0.collection == SyncCollections.node && !$0.deleted ? $0.id : nil })
           let outcome = try identity.replica.apply(sanitized, in: db)
           try identity.store.setMeta("sync.pushed.\(request.nodeID)", Array(String(request.throughSequence).utf8), in: db)
+          // What the node had applied of ours when this push began bounds what it writes after it
+          // (it pushes before it pulls: its next writes come after that pull, and a refused push
+          // retried later keeps the bound of the last one taken).
+          // Never lowered: a pull with an old cursor must not reopen the past.
+          let bound = max(node.knownThrough, try pulledThrough(request.nodeID, in: db) ?? 0)
+          try identity.store.setMeta(Self.pushBoundKey(request.nodeID), Array(String(bound).utf8), in: db)
           return outcome
         }
       } catch let refusal as PushRefusal {
@@ -383,25 +391,30 @@ extension SyncService {
     // of its scope enrolled here (a school syncing with this node directly) writes for itself; its
     // stamps in the county's push would be borrowed.
     var writers: Set<String> = [nodeID]
-    var registrars: [(id: String, by: Set<String>)] = []
+    var registrars: [(id: String, scope: String, by: Set<String>)] = []
     var after: StoredRecord?
     while true {
       let page = try identity.store.inScope(SyncCollections.node, scope: scope, after: after, limit: 1000, in: db)
       for record in page where !record.scope.isEmpty && record.id != identity.nodeID {
-        registrars.append((record.id, Set(try ReplicationEncoding.decodeVector(record.version).entries.map(\.node))))
+        registrars.append((record.id, record.scope, Set(try ReplicationEncoding.decodeVector(record.version).entries.map(\.node))))
       }
       guard page.count == 1000 else { break }
       after = page.last
     }
+    var writerScopes: [String: String] = [:]
     var grew = true
     while grew {
       grew = false
-      for (id, by) in registrars where !writers.contains(id) && !by.isDisjoint(with: writers) {
+      for (id, scope, by) in registrars where !writers.contains(id) && !by.isDisjoint(with: writers) {
         writers.insert(id)
+        writerScopes[id] = scope
         grew = true
       }
     }
-    return PushingNode(id: nodeID, scope: scope, clear: clear, authority: authority, writers: writers)
+    let knownThrough = try identity.store.meta(Self.pushBoundKey(nodeID), in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+    return PushingNode(
+      id: nodeID, scope: scope, clear: clear, authority: authority, writers: writers, writerScopes: writerScopes,
+      knownThrough: knownThrough)
   }
 
   /// Checks a pushed record's version metadata. A node writes in its own name and relays the

@@ -29,6 +29,9 @@ extension SyncService {
     return id
   }
   static func pulledKey(_ nodeID: String) -> String { "sync.pulled." + nodeID }
+  /// Where `PushingNode.knownThrough` of `nodeID` is kept: its pulled sequence when its last
+  /// accepted push began.
+  static func pushBoundKey(_ nodeID: String) -> String { "sync.pushbound." + nodeID }
 
   /// The sequence through which `nodeID` has applied this node's changes (from its last pull).
   func pulledThrough(_ nodeID: String, in db: Database) throws -> Int64? {

@@ -332,8 +332,13 @@ public final class WorkOrderService: Sendable {
   func appendEvent(_ event: inout Event, scope: String, in db: Database) throws {
     event.hlc = identity.replica.clock.now().rawValue
     event.node = identity.nodeID
-    event.id = "\(event.orderID)|\(String(event.hlc, radix: 16))|\(event.node)"
+    event.id = Self.eventID(order: event.orderID, hlc: event.hlc, node: event.node)
     try identity.put(WorkOrderCollections.event, event.id, scope: scope, event, in: db)
+  }
+
+  /// An event's id: its order, its hybrid clock (hex) and its node, unique by construction.
+  static func eventID(order: String, hlc: UInt64, node: String) -> String {
+    "\(order)|\(String(hlc, radix: 16))|\(node)"
   }
 
   /// The action as the timeline names it (`verify and close`).

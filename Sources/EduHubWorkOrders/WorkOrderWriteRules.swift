@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubIdentity
+import EduHubReplication
 import EduHubStorage
 import SwiftProtobuf
 
@@ -21,19 +22,8 @@ extension WorkOrderService {
     }
   }
 
-  /// PushRefusal unless `actor` could act on the pushing node: a user of its scope, its own
-  /// console, or the system of the node or of one below it.
   static func checkActor(_ actor: String, _ node: PushingNode, _ view: PushView, _ what: String) throws {
-    if actor.hasPrefix("system:") {
-      guard node.mayCarry(String(actor.dropFirst("system:".count))) else {
-        throw PushRefusal("\(what): node \(node.id) cannot act as \(actor.prefix(60))")
-      }
-      return
-    }
-    if actor.hasPrefix("operator:") { return }
-    guard let account = try view.live(IdentityCollections.account, actor), !account.scope.isEmpty,
-      RecordStore.inScope(account.scope, node.scope)
-    else { throw PushRefusal("\(what): its actor is not a user of node \(node.id)'s scope") }
+    try IdentityService.checkActor(actor, node, view, what)
   }
 
   /// PushRefusal unless an immutable record arrives as it was first written.
@@ -66,23 +56,61 @@ extension WorkOrderService {
   }
 
   /// An event is checked as `Act` checks the step it records, against the order as this node
-  /// derives it from the events it holds that come before it: handlers' steps need orders.handle
-  /// on the service org the order has then (escalations included), the assignee's steps the
-  /// assignee or a handler, the submitter's the submitter.
+  /// derives it from the events that come before it (stored ones and this message's): handlers'
+  /// steps need orders.handle on the service org the order has then (escalations included) and
+  /// name an assignee org as `Act` allows, the assignee's steps the assignee or a handler, the
+  /// submitter's the submitter. Its id is the one `appendEvent` gives (order, clock, node), so it
+  /// cannot shadow another event; a step of the pushing node's own comes after every event of the
+  /// order it had pulled before it wrote (its clock had seen them), so it cannot be backdated
+  /// behind a step written above; its time lies between the order's creation and now.
   func checkEvent(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "work order event \(record.id.prefix(100))"
     guard try !Self.unchanged(record, existing, what) else { return }
     let event = try IdentityService.decode(Event.self, record)
     let order = try Self.order(event.orderID, of: record, view, what)
+    guard event.id == record.id, record.id == Self.eventID(order: event.orderID, hlc: event.hlc, node: event.node) else {
+      throw PushRefusal("\(what): its id is not its order, clock and node")
+    }
     guard node.mayCarry(event.node) else { throw PushRefusal("\(what): node \(node.id) cannot write events of node \(event.node.prefix(40))") }
     try Self.checkActor(event.actor, node, view, what)
-    let before = try identity.store.find(WorkOrderCollections.event, index: "order", key: order.id, limit: 100_000, in: view.database)
-      .compactMap { try? Event(serializedBytes: $0.body) }.filter { $0.hlc < event.hlc }
+    let drift = Int64(identity.replica.clock.maxDriftMilliseconds)
+    guard event.timeMs >= order.createdMs - drift, event.timeMs <= identity.nowMs() + drift else {
+      throw PushRefusal("\(what): its time lies before its order was created or in the future")
+    }
+    let stored = try identity.store.find(WorkOrderCollections.event, index: "order", key: order.id, limit: 100_000, in: view.database)
+    if event.node == node.id, node.knownThrough > 0 {
+      let seen = stored.filter { $0.sequence > 0 && $0.sequence <= node.knownThrough }
+        .compactMap { try? Event(serializedBytes: $0.body).hlc }.max() ?? 0
+      guard event.hlc > seen else {
+        throw PushRefusal("\(what): it is stamped before a step of this order that node \(node.id) had already pulled")
+      }
+    }
+    let before = try view.records(WorkOrderCollections.event, index: "order", key: order.id)
+      .compactMap { try? Event(serializedBytes: $0.body) }.filter { OrderMachine.precedes($0, event) }
     let derived = OrderMachine.derive(order, events: before, reopenWindowMs: reopenWindowMs)
-    let servicePath = Self.ancestorPath(derived.serviceOrg, of: record.scope) ?? record.scope
-    let handles = node.authority.can(.ordersHandle, at: servicePath)
+    guard let servicePath = Self.ancestorPath(derived.serviceOrg, of: record.scope) else {
+      throw PushRefusal("\(what): its service org does not contain the submitting org")
+    }
+    // A step written on a node it relays was taken by a user of that node: it handles only
+    // orders served within that node's scope.
+    let writtenWithin = event.node == node.id || node.writerScopes[event.node].map { RecordStore.inScope(servicePath, $0) } == true
+    let handles = writtenWithin && node.authority.can(.ordersHandle, at: servicePath)
     switch event.action {
-    case .accept, .reassign, .escalate, .reject:
+    case .accept, .reassign:
+      guard handles else { throw PushRefusal("\(what): orders.handle is needed on \(servicePath)") }
+      guard let orgPath = Self.ancestorPath(event.assigneeOrgCode, of: record.scope), RecordStore.inScope(orgPath, servicePath) else {
+        throw PushRefusal("\(what): its assignee org does not lie within the service org and contain the submitting org")
+      }
+      guard try event.assignee.isEmpty || view.live(IdentityCollections.account, event.assignee) != nil else {
+        throw PushRefusal("\(what): its assignee is not an account")
+      }
+    case .escalate:
+      guard handles else { throw PushRefusal("\(what): orders.handle is needed on \(servicePath)") }
+      let parts = servicePath.split(separator: "/")
+      guard parts.count >= 2, event.assigneeOrgCode == parts[parts.count - 2], event.assignee.isEmpty else {
+        throw PushRefusal("\(what): an escalation goes to the parent of the service org")
+      }
+    case .reject:
       guard handles else { throw PushRefusal("\(what): orders.handle is needed on \(servicePath)") }
     case .start, .askRequester, .resolve:
       guard handles || (!derived.assignee.isEmpty && event.actor == derived.assignee) else {
@@ -96,6 +124,11 @@ extension WorkOrderService {
       break  // any reader: a user of the scope, checked above
     case .unspecified, .UNRECOGNIZED:
       throw PushRefusal("\(what): no such step")
+    }
+    if event.action != .accept, event.action != .reassign, event.action != .escalate {
+      guard event.assigneeOrgCode.isEmpty, event.assignee.isEmpty else {
+        throw PushRefusal("\(what): only accept, reassign and escalate name an assignee")
+      }
     }
   }
 

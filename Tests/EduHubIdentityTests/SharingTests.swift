@@ -688,12 +688,14 @@ struct SharingTests {
       let asked = try await fixture.sharing.requestAccess(
         SharingFixture.terms(SharingFixture.roster, fields: ["student_id", "score"]), options: bureau)
       #expect(asked.state == .pendingSteward && !asked.needsSecurityOfficer)
+      let school = try #require(try world.identity.store.get(SharingCollections.request, asked.id)).scope
+      let stewardID = try await world.account(
+        "county-steward", role: .dataSteward, org: String(school.split(separator: "/").last ?? ""))
       let county = try await CountyNode.enroll(in: world, clearance: .clear)
       try await county.client.syncOnce()
       // On the county node with no connection upstream: the school's steward decides there.
-      let school = try #require(try county.store.get(SharingCollections.request, asked.id)).scope
       let steward = Caller(
-        accountID: "county-steward", username: "county-steward", personID: "", homeScope: school,
+        accountID: stewardID, username: "county-steward", personID: "", homeScope: school,
         roles: [.init(grantID: "g", role: .dataSteward, scope: school)], children: [], issuer: "county-511702", sessionID: "s")
       var decide = Eduhub_Sharing_V1_DecideRequest()
       decide.requestID = asked.id
@@ -705,7 +707,7 @@ struct SharingTests {
       var get = Eduhub_Sharing_V1_GetRequestRequest()
       get.requestID = asked.id
       let seen = try await fixture.sharing.getRequest(get, options: bureau)
-      #expect(seen.state == .approved && seen.steps.last?.actor == "county-steward")
+      #expect(seen.state == .approved && seen.steps.last?.actor == stewardID)
       let rows = try await fixture.subscribe(options: bureau) { $0.last?.snapshotDone == true }.flatMap(\.changes)
       #expect(rows.count == 4 && rows[0].row.values.count == 2)
       await county.close()
