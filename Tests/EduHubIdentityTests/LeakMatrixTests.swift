@@ -8,8 +8,10 @@ import EduHubRPC
 import EduHubSharing
 import EduHubStorage
 import EduHubSync
+import EduHubWorkOrders
 import Foundation
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 /// The leak matrix: every way data leaves a node × every kind of reader × every classified field of
@@ -90,7 +92,8 @@ struct LeakMatrixTests {
 
   /// A kind of reader and whether it is entitled to a child's data in clear (the policy, stated
   /// here on its own: staff of the child's school with clear reads, the child's confirmed guardian,
-  /// a node cleared for the child's county; never anyone else).
+  /// a node cleared for the child's county; never anyone else). Roles are held on orgs and a class
+  /// is not one: a teacher of another class of the same school is staff of the child's school.
   struct ReaderKind {
     let name: String
     let token: String
@@ -149,6 +152,7 @@ struct LeakMatrixTests {
       try await world.account("county", role: .countyAdmin, org: "511702")
       try await world.account("teacher", role: .teacher, org: IdentityWorld.school)
       try await world.account("otherteacher", role: .teacher, org: IdentityWorld.otherSchool)
+      try await world.account("classteacher", role: .teacher, org: IdentityWorld.school)
       try await world.account("guardian", org: IdentityWorld.school, person: guardian.id)
 
       // A table of the children's personal data, a view over the school's pupils, an API.
@@ -237,6 +241,10 @@ struct LeakMatrixTests {
       try await clearNode.client.syncOnce()
       try await clearNode.client.syncOnce()
       try await maskedNode.client.syncOnce()
+      // Central's sweep files the conflict as a work order: its description names both values.
+      #expect(try world.node.workOrders.sweep().conflictOrders > 0, "the conflict was filed as no work order")
+      let orderIDs = try await Eduhub_Workorder_V1_WorkOrderService.Client(world.rpc)
+        .listOrders(Eduhub_Workorder_V1_ListOrdersRequest(), options: try await world.options("cityadmin")).orders.map(\.id)
       let maskedNodeToken = try await maskedNode.client.authenticate()
       let clearNodeToken = try await clearNode.client.authenticate()
 
@@ -244,6 +252,7 @@ struct LeakMatrixTests {
         ReaderKind(name: "masked staff (county admin)", token: try await world.login("county").accessToken) { _ in false },
         ReaderKind(name: "clear staff (teacher of the school)", token: try await world.login("teacher").accessToken) { _ in true },
         ReaderKind(name: "teacher of another school", token: try await world.login("otherteacher").accessToken) { _ in false },
+        ReaderKind(name: "teacher of another class of the school", token: try await world.login("classteacher").accessToken) { _ in true },
         ReaderKind(name: "guardian of the first child", token: try await world.login("guardian").accessToken) {
           $0.person.id == children[0].person.id
         },
@@ -342,6 +351,33 @@ struct LeakMatrixTests {
         out += try bytes(try await orders.getStats(Eduhub_Workorder_V1_StatsRequest(), options: world.bearer(token)))
         return out
       })
+      for id in orderIDs {
+        paths.append(Path(name: "GetOrder \(id)") { token in
+          var get = Eduhub_Workorder_V1_GetOrderRequest()
+          get.id = id
+          return try bytes(try await Eduhub_Workorder_V1_WorkOrderService.Client(world.rpc).getOrder(get, options: world.bearer(token)))
+        })
+      }
+      paths.append(Path(name: "Watch from the start") { token in
+        var request = Eduhub_Workorder_V1_WatchRequest()
+        request.cursor = "0"
+        let received = Mutex<[UInt8]>([])
+        // Watch runs until cancelled: what a second of it brings from the start of the store.
+        let watching = Task {
+          try await Eduhub_Workorder_V1_WorkOrderService.Client(world.rpc).watch(request, options: world.bearer(token)) { stream in
+            for try await change in stream {
+              let out = try change.serializedBytes() as [UInt8]
+              received.withLock { $0 += out }
+            }
+          }
+        }
+        try await Task.sleep(for: .seconds(1))
+        watching.cancel()
+        if case .failure(let error as RPCError) = await watching.result, error.code != .cancelled {
+          received.withLock { $0 += Array(error.message.utf8) }
+        }
+        return received.withLock { $0 }
+      })
       paths.append(Path(name: "GetCallStats") { token in
         try bytes(try await sharing.getCallStats(Eduhub_Sharing_V1_CallStatsRequest(), options: world.bearer(token)))
       })
@@ -369,19 +405,25 @@ struct LeakMatrixTests {
           }
         }
       }
+      var answered: Set<String> = []
       for reader in readers {
         for path in paths {
           let out: [UInt8]
           do {
             out = try await path.call(reader.token)
+            if !out.isEmpty { answered.insert(path.name) }
           } catch let error as RPCError {
             out = Array(error.message.utf8)  // a refusal: its message must not leak either
           }
           try judge(reader, path.name, out)
         }
       }
+      // Work orders' paths carried something: the conflict's order reached some reader.
+      for name in ["Watch from the start"] + orderIDs.map({ "GetOrder \($0)" }) {
+        #expect(answered.contains(name), "\(name) gave no reader anything")
+      }
       // What a node holds after pulling is what left central for it: every record, whole.
-      for (node, reader) in [(maskedNode, readers[6]), (clearNode, readers[7])] {
+      for (node, reader) in [(maskedNode, readers[7]), (clearNode, readers[8])] {
         let dump = try node.node.identity.store.changes(after: 0, limit: 1_000_000)
         try judge(reader, "Pull (the node's replica)", dump.flatMap { Array($0.id.utf8) + Array($0.scope.utf8) + $0.body })
       }
