@@ -241,6 +241,20 @@ extension SharingService {
     }
   }
 
+  /// Whether `actor` approving `request` would approve its own request.
+  static func approvesOwn(_ actor: String, _ request: Eduhub_Sharing_V1_AccessRequest) -> Bool {
+    actor == request.requester && !actor.hasPrefix("operator:")
+  }
+
+  /// Whether the approvals `request` received since its terms were last set cover `chain`.
+  static func approvals(of request: Eduhub_Sharing_V1_AccessRequest, cover chain: Chain) -> Bool {
+    let since = request.steps.lastIndex { $0.action == "submitted" || $0.action == "amended" } ?? -1
+    let actions = Set(request.steps.dropFirst(since + 1).map(\.action))
+    return chain.steward
+      ? actions.contains("approved") && (!chain.securityOfficer || actions.contains("security-approved"))
+      : actions.contains("granted") || actions.contains("approved")
+  }
+
   /// The city a path lies in (its first org): where the data security officer's role is held.
   static func city(of path: String) -> String { String(path.prefix { $0 != "/" }) }
 
@@ -273,6 +287,11 @@ extension SharingService {
         throw RPCError(.failedPrecondition, "request \(request.id) is \(Self.stateName(request.state)): there is nothing to decide")
       }
       try Self.checkVersion(request, decision.expectedVersion)
+      // Four eyes: whoever asked does not approve (a county administrator is often its org's
+      // steward as well). The node's operator at its console is exempt.
+      if decision.decision == .approve, Self.approvesOwn(caller.actor, request) {
+        throw identity.denied(caller, action, target: request.id, peer: peer, "a request is approved by someone other than its requester")
+      }
       let now = identity.nowMs()
       switch decision.decision {
       case .approve:

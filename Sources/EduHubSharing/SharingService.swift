@@ -50,6 +50,8 @@ public final class SharingService: Sendable {
 
   /// When `sweep` last ran (ms).
   let lastSweep = Mutex<Int64>(0)
+  /// Whether each grant's approvals still cover its resource, by the versions it was judged on.
+  let approvalChecks = Mutex<[String: (versions: String, holds: Bool)]>([:])
 
   /// Recounts the catalog's subscriptions of the resources whose grants expired since the last sweep
   /// (`eduhub serve` runs it every minute); returns how many resources it recounted.
@@ -125,12 +127,38 @@ public final class SharingService: Sendable {
       try book.refresh(force: force)
       candidates = book.grants(of: resource).filter { Self.actsFor(caller, $0.terms.consumer, path: $0.consumerPath) }
       if !consumerID.isEmpty { candidates = candidates.filter { $0.terms.consumer.id == consumerID } }
-      if let usable = candidates.first(where: { Self.unusable($0, now: now) == nil }) { return usable }
+      if let usable = try candidates.first(where: { try Self.unusable($0, now: now) == nil && approvalHolds($0) }) { return usable }
     }
     let reason =
-      candidates.first.flatMap { Self.unusable($0, now: now) }
+      try candidates.first.flatMap { try Self.unusable($0, now: now) ?? (approvalHolds($0) ? nil : Self.outgrown($0)) }
       ?? "no grant gives \(consumerID.isEmpty ? "the caller" : consumerID.prefix(64) + "") access to \(resource.prefix(64)); ask for it (RequestAccess)"
     throw identity.denied(caller, action, target: resource, peer: peer, reason)
+  }
+
+  /// Why a grant whose approvals no longer cover its resource is not honoured.
+  static func outgrown(_ grant: Eduhub_Sharing_V1_Grant) -> String {
+    "the grant \(grant.id) was approved for \(grant.terms.resourceCode.prefix(64)) as it was; as it stands now its terms need approvals they did not get: ask again (RequestAccess)"
+  }
+
+  /// Whether the approvals `grant`'s request received still cover its terms over the resource as
+  /// it stands: a view switched from teachers to pupils, an API pointed at a personal table, or a
+  /// class made conditional needs the steward or the security officer again, whatever was
+  /// approved before. Judged once per version of the resource, its table and the request.
+  func approvalHolds(_ grant: Eduhub_Sharing_V1_Grant) throws -> Bool {
+    try identity.reading { db in
+      guard let (resourceRecord, resource) = try catalog.stored(grant.terms.resourceCode, in: db),
+        let requestRecord = try identity.live(SharingCollections.request, grant.id, in: db),
+        let request = try? Eduhub_Sharing_V1_AccessRequest(serializedBytes: requestRecord.body)
+      else { return false }
+      var versions = "\(resourceRecord.sequence)|\(requestRecord.sequence)"
+      if resource.type == .api, let table = try identity.store.get(CatalogCollections.resource, resource.api.datasetCode, in: db) {
+        versions += "|\(table.sequence)"
+      }
+      if let known = approvalChecks.withLock({ $0[grant.id] }), known.versions == versions { return known.holds }
+      let holds = Self.approvals(of: request, cover: try chain(grant.terms, resource, in: db))
+      approvalChecks.withLock { $0[grant.id] = (versions, holds) }
+      return holds
+    }
   }
 
   /// The catalog resource `code` as the caller may know it, or NOT_FOUND.

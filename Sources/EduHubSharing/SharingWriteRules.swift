@@ -70,6 +70,9 @@ extension SharingService {
       } else {
         try IdentityService.checkActor(step.actor, node, view, "\(what) (\(step.action.prefix(40)))")
       }
+      if step.action == "approved" || step.action == "security-approved", Self.approvesOwn(step.actor, request) {
+        throw PushRefusal("\(what): its requester approved it")
+      }
       if Self.stewardSteps.contains(step.action) {
         try IdentityService.requireAuthority(.catalogPublish, at: record.scope, node, "\(what) (\(step.action))")
       } else if Self.requesterSteps.contains(step.action) {
@@ -91,13 +94,7 @@ extension SharingService {
     }
     if request.state == .approved {
       // Approved by the whole chain since the last time the terms were set.
-      let since = request.steps.lastIndex { $0.action == "submitted" || $0.action == "amended" } ?? -1
-      let actions = Set(request.steps.dropFirst(since + 1).map(\.action))
-      let complete =
-        chain.steward
-        ? actions.contains("approved") && (!chain.securityOfficer || actions.contains("security-approved"))
-        : actions.contains("granted") || actions.contains("approved")
-      guard complete else { throw PushRefusal("\(what): approved without the approvals its terms need") }
+      guard Self.approvals(of: request, cover: chain) else { throw PushRefusal("\(what): approved without the approvals its terms need") }
     }
   }
 
