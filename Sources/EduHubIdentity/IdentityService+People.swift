@@ -205,9 +205,10 @@ extension IdentityService {
       return (person, path)
     }
     invalidateCallers()
-    var result = person
-    result.orgPath = path
-    return result
+    // The answer is the person as the caller may read it: writing a field (people.write) is not
+    // reading the others in clear, and an update of nothing must not be a way to read.
+    let written = StoredRecord(collection: IdentityCollections.person, id: person.id, scope: path, body: try person.serializedBytes())
+    return try view(written, for: caller, peer: peer, on: today)
   }
 
   public func listPeople(_ request: Eduhub_Identity_V1_ListPeopleRequest, caller: Caller, peer: String) throws

@@ -147,7 +147,11 @@ struct GrantedRows: Sendable {
         let result = try masker.mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today)
         var person = try Eduhub_Identity_V1_Person(serializedBytes: result.body)
         person.masked = result.changed
-        scratch.row = try PersonView.row(person, fields: fields).serializedBytes()
+        // The row's key as this reader gets it (a de-identified consumer's own pseudonym), never
+        // the person id the view's row would carry.
+        var row = PersonView.row(person, fields: fields)
+        row.key = key
+        scratch.row = try row.serializedBytes()
         return !result.auditedFields.isEmpty
       case .ingested(let schema, let masker):
         let result = try masker.mask(record.body, personID: storedKey(of: record), scope: record.scope, for: reader, on: today)
