@@ -79,7 +79,10 @@ extension CatalogService {
     guard let old, case .ingested = old.dataset.source else { return [] }
     let personal = Eduhub_Common_V1_Sensitivity.sensitive.rawValue
     return old.fields.compactMap { before in
-      guard let now = resource.fields.first(where: { $0.name == before.name }) else { return nil }
+      // A personal field removed counts as lowered: its column could come back as a public one.
+      guard let now = resource.fields.first(where: { $0.name == before.name }) else {
+        return before.sensitivity.rawValue >= personal ? before.name : nil
+      }
       let lowered = now.sensitivity.rawValue < before.sensitivity.rawValue
         || (before.sensitivity.rawValue >= personal && now.masking != before.masking)
       return lowered ? before.name : nil

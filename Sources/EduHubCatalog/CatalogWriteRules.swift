@@ -75,6 +75,14 @@ extension CatalogService {
       try Self.validate(normalized)
       var oldShown = old
       oldShown?.responsibleOrgPath = existing?.scope ?? ""
+      // Whether the table holds rows is what the store says, not the counter: a counter pushed to
+      // zero first would free the schema (drop a personal field, give its column to a public one).
+      if var shown = oldShown, shown.rowCount == 0,
+        try !identity.store.withPrefix(DatasetSchema.rowCollection, idPrefix: resource.code + "|", limit: 1, in: view.database).isEmpty
+      {
+        shown.rowCount = 1
+        oldShown = shown
+      }
       try Self.prepareDataset(&normalized, old: oldShown, responsiblePath: record.scope) { code in
         guard let path = try IdentityService.orgPath(code, view) else { throw PushRefusal("no org \(code.prefix(40))") }
         return path

@@ -112,6 +112,11 @@ extension IdentityService {
       throw PushRefusal("\(what): CreatePerson would refuse it: \(error.message)")
     }
     guard normalized(person) == person else { throw PushRefusal("\(what): it is not stored as CreatePerson stores it") }
+    // UpdatePerson never changes a kind: a pupil made a teacher would leave the rules (and the
+    // views) that protect pupils.
+    if let existing, !existing.deleted, try decode(Eduhub_Identity_V1_Person.self, existing).kind != person.kind {
+      throw PushRefusal("\(what): a person's kind does not change")
+    }
     if person.kind == .student, try decode(Eduhub_Identity_V1_Org.self, org).kind != .school {
       throw PushRefusal("\(what): a student belongs to a school")
     }

@@ -372,7 +372,9 @@ extension SyncService {
     let code = scope.split(separator: "/").last.map(String.init) ?? ""
     let kind = try identity.live(IdentityCollections.org, code, in: db)
       .flatMap { try? Eduhub_Identity_V1_Org(serializedBytes: $0.body).kind }
-    let role: Eduhub_Identity_V1_Role = kind == .school ? .schoolAdmin : .countyAdmin
+    // A county's (or a town's, which holds schools) administrator where the node stands; anywhere
+    // else (a school, a bureau, another unit) a school administrator's, the least an edge holds.
+    let role: Eduhub_Identity_V1_Role = kind == .county || kind == .town ? .countyAdmin : .schoolAdmin
     // Roles an administrator there may hand out (a steward, a dispatcher) add nothing above theirs
     // but the work-order and catalog permissions a school's administrator lacks; they are granted
     // from above, so a school node's authority is its administrator's alone.

@@ -1,0 +1,57 @@
+import EduHubAPI
+import EduHubCatalog
+import EduHubIdentity
+import EduHubStorage
+import EduHubSync
+import Foundation
+import SwiftProtobuf
+import Testing
+
+/// Findings of the third attacker review against an owned masked county, each refused.
+@Suite("Push: a pupil's kind, a table's row count")
+struct PushReviewTests {
+  @Test("an owned county cannot make a pupil a teacher (no RPC changes a kind)")
+  func kindStays() async throws {
+    try await withWorld { world in
+      let owned = try await OwnedNode.start(world)
+      let pupil = try #require(try owned.county.store.get(IdentityCollections.person, IdentityWorld.student))
+      var person = try Eduhub_Identity_V1_Person(serializedBytes: pupil.body)
+      person.kind = .teacher
+      person.grade = 0
+      person.className = ""
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.person, pupil.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil)],
+        "kind does not change")
+      await owned.county.close()
+    }
+  }
+
+  @Test("a table's row count pushed to zero does not free its schema: a personal field is not dropped nor its column reused")
+  func rowCountFromBelow() async throws {
+    try await withSharing { fixture in
+      let world = fixture.world
+      try await EgressTests.publishRosterByID(fixture)
+      let owned = try await OwnedNode.start(world)
+      let table = try #require(try owned.county.store.get(CatalogCollections.resource, "roster.by-id"))
+      var resource = try Eduhub_Catalog_V1_Resource(serializedBytes: table.body)
+      #expect(resource.rowCount == 3)
+      // Counters alone move from below: accepted.
+      resource.rowCount = 0
+      try await owned.push([try owned.record(CatalogCollections.resource, table.id, scope: table.scope, body: try resource.serializedBytes(), over: table)])
+      let zeroed = try #require(try owned.stored(CatalogCollections.resource, "roster.by-id"))
+      // Then the birth date dropped: the rows at central still hold it.
+      var dropped = try Eduhub_Catalog_V1_Resource(serializedBytes: zeroed.body)
+      dropped.fields.removeAll { $0.name == "birth_date" }
+      try await owned.expectRefused(
+        [try owned.record(CatalogCollections.resource, table.id, scope: table.scope, body: try dropped.serializedBytes(), over: zeroed)],
+        "birth_date")
+      // Nor is the key changed (the rows at central are keyed by ID number).
+      var rekeyed = try Eduhub_Catalog_V1_Resource(serializedBytes: zeroed.body)
+      rekeyed.dataset.ingested.keyFields = ["student_id"]
+      try await owned.expectRefused(
+        [try owned.record(CatalogCollections.resource, table.id, scope: table.scope, body: try rekeyed.serializedBytes(), over: zeroed)],
+        "its key cannot change")
+      await owned.county.close()
+    }
+  }
+}
