@@ -122,6 +122,12 @@ extension CatalogService {
       }
       guard !resource.retired else { throw RPCError(.failedPrecondition, "resource \(resource.code) is retired") }
       let schema = DatasetSchema(resource)
+      // Rows keyed by a personal field (an ID number) are written by someone who reads those
+      // people in clear: an upsert's row count, or where a probe row sorts among the others, would
+      // tell anyone else whether an ID number is there and what it is.
+      if schema.personalKey {
+        try identity.require(.peopleReadClear, at: record.scope, caller, action, target: resource.code, peer: peer)
+      }
       var positions: [Int] = []
       for column in first.columns {
         guard let position = resource.fields.firstIndex(where: { $0.name == column }) else {
@@ -418,7 +424,10 @@ extension CatalogService {
         if !result.auditedFields.isEmpty {
           identity.audit.record(
             .init(
-              actor: caller.actor, action: "privacy.clear-read", target: record.id,
+              // A row keyed by ID number is named by a pseudonym of the audit's own, stable
+              // across reads (auditors read people masked).
+              actor: caller.actor, action: "privacy.clear-read",
+              target: schema.personalKey ? resource.code + "|" + (try masker.rowKeyPseudonym(key, subject: "audit")) : record.id,
               detail: result.auditedFields.map(\.name).joined(separator: ","), peer: peer, timeMs: identity.nowMs()))
         }
       }

@@ -121,6 +121,9 @@ extension CatalogService {
     try IdentityService.requireAuthority(.catalogPublish, at: record.scope, node, what)
     let resource = try IdentityService.decode(Eduhub_Catalog_V1_Resource.self, table)
     guard case .ingested = resource.dataset.source else { throw PushRefusal("\(what): \(code.prefix(64)) does not take ingested rows") }
+    if DatasetSchema(resource).personalKey {
+      try IdentityService.requireAuthority(.peopleReadClear, at: record.scope, node, "\(what) (its key is personal)")
+    }
     if !record.deleted {
       guard let fields = try? WireFields.strings(record.body, [1]), fields[1] == code else {
         throw PushRefusal("\(what): its body names another table")

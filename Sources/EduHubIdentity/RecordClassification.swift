@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubPrivacy
 import EduHubStorage
+import Foundation
 import GRDB
 
 /// How the records of a replicated collection are classified: what every egress that sends whole
@@ -41,6 +42,16 @@ public struct RecordMaskers {
     return !hidden.isDisjoint(with: carried)
   }
 
+  /// `record`'s id as `reader` may see it: with its group only (`roster.by-id|（已隐藏）`) when the
+  /// rest repeats a field the reader sees masked (a row keyed by ID number), else whole. For lists,
+  /// titles and logs that name records.
+  public mutating func shownID(_ record: StoredRecord, for reader: Reader, on today: CivilDate, in db: Database? = nil) throws -> String {
+    guard try withholds(record, for: reader, on: today, in: db),
+      case .perGroup(let group, _, _)? = identity.classifications.of(record.collection)
+    else { return record.id }
+    return group(record.id) + "|（已隐藏）"
+  }
+
   /// The masker for `record`; nil when nothing in it is classified.
   /// - Throws: INTERNAL-worthy `StorageError` when the collection declared no classification.
   public mutating func masker(for record: StoredRecord, in db: Database? = nil) throws -> RecordMasker? {
@@ -75,5 +86,22 @@ public struct RecordMaskers {
       cache[key] = masker
       return masker
     }
+  }
+}
+
+extension IdentityService {
+  /// `text` with the personal part of every id of `records` whose collection's ids may carry a
+  /// classified field (rows keyed by ID number) replaced: a refusal or a log line names the record
+  /// by its group only.
+  package func scrubbingCarriedIDs(_ text: String, of records: some Sequence<(collection: String, id: String)>) -> String {
+    var text = text
+    for record in records {
+      guard case .perGroup(let group, _, let carried)? = classifications.of(record.collection), !carried.isEmpty else { continue }
+      let prefix = group(record.id)
+      let rest = record.id.dropFirst(prefix.count)
+      guard rest.count > 6 else { continue }  // short keys name nobody, and would scrub at random
+      text = text.replacingOccurrences(of: String(rest.dropFirst()), with: "（已隐藏）")
+    }
+    return text
   }
 }

@@ -345,7 +345,10 @@ extension SyncService {
           return outcome
         }
       } catch let refusal as PushRefusal {
-        throw refused(request.nodeID, caller: caller, reason: refusal.reason, peer: peer)
+        // The reason names records: a row keyed by ID number by its table only (it goes to the
+        // log, the audit and `eduhub status`).
+        let reason = identity.scrubbingCarriedIDs(refusal.reason, of: request.records.map { ($0.collection, $0.id) })
+        throw refused(request.nodeID, caller: caller, reason: reason, peer: peer)
       }
       for record in request.records { touched.insert(record.collection) }
       response.acknowledgedSequence = request.throughSequence
@@ -593,6 +596,9 @@ extension SyncService {
         var out = Eduhub_Sync_V1_Conflict()
         out.collection = conflict.collection
         out.recordID = conflict.recordID
+        if let current = try identity.store.get(conflict.collection, conflict.recordID, in: db) {
+          out.recordID = try maskers.shownID(current, for: reader, on: today, in: db)
+        }
         out.scope = scope
         out.field = Int32(conflict.field)
         out.losingValue = Data(losingValue)

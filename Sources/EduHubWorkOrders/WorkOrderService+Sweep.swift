@@ -153,14 +153,17 @@ extension WorkOrderService {
         var order = Order()
         order.id = "WO-CONFLICT-\(identity.nodeID)-\(id)"
         guard try identity.store.get(WorkOrderCollections.order, order.id, in: db) == nil else { continue }
+        // The record as a steward who reads people masked may name it (a row keyed by ID number
+        // by its table only): the order is read by every handler and reaches masked nodes.
+        let recordID = try shownID(conflict, in: db)
         order.kind = .syncConflict
         order.priority = .p3
-        order.title = "同步冲突：\(conflict.collection)/\(conflict.recordID) 字段 \(conflict.field)"
+        order.title = "同步冲突：\(conflict.collection)/\(recordID) 字段 \(conflict.field)"
         order.description_p = try describe(conflict, in: db)
         order.submitter = systemActor
         order.submittingOrgCode = orgCode
         order.serviceOrgCode = orgCode
-        order.recordRef = "\(conflict.collection)/\(conflict.recordID)"
+        order.recordRef = "\(conflict.collection)/\(recordID)"
         order.createdMs = now
         try identity.put(WorkOrderCollections.order, order.id, scope: scope, order, in: db)
         if let steward = try holders(of: [.dataSteward], at: orgCode, in: db).first {
@@ -213,8 +216,15 @@ extension WorkOrderService {
       }
       return "（\(raw.count) 字节，不显示）"
     }
-    return "记录 \(conflict.collection)/\(conflict.recordID) 的字段 \(conflict.field) 在两个节点上被同时修改。\n"
+    return "记录 \(conflict.collection)/\(try shownID(conflict, in: db)) 的字段 \(conflict.field) 在两个节点上被同时修改。\n"
       + "保留的值：\(shown(winning))\n被覆盖的值：\(shown(losing))"
+  }
+
+  /// The conflicting record's id as a steward without clear reads may see it.
+  func shownID(_ conflict: RecordStore.Conflict, in db: Database) throws -> String {
+    guard let current = try identity.store.get(conflict.collection, conflict.recordID, in: db) else { return conflict.recordID }
+    var maskers = RecordMaskers(identity: identity)
+    return try maskers.shownID(current, for: .staff(subject: "steward", grants: []), on: identity.today, in: db)
   }
 
   /// Field `number` of `fields` as text, if it is valid UTF-8 or a number.

@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubCatalog
 import EduHubIdentity
+import EduHubPrivacy
 import EduHubNode
 import EduHubRPC
 import EduHubSharing
@@ -55,7 +56,17 @@ struct EgressTests {
     var table = SharingFixture.rosterResource(code: "roster.by-id")
     table.dataset.ingested.keyFields = ["national_id"]
     _ = try await fixture.publish(table)
-    try await fixture.ingest((1...3).map { SharingFixture.student($0) }, code: "roster.by-id")
+    // Rows keyed by ID number are written by a steward who reads the school's pupils in clear.
+    await expectStatus(.permissionDenied) {
+      try await fixture.ingest([SharingFixture.student(1)], code: "roster.by-id")
+    }
+    let registrar = try await fixture.world.account("registrar", role: .dataSteward, org: IdentityWorld.school)
+    var clear = Eduhub_Identity_V1_GrantRoleRequest()
+    clear.accountID = registrar
+    clear.role = .teacher
+    clear.orgCode = IdentityWorld.school
+    _ = try fixture.world.identity.grantRole(clear, caller: .operator(name: "test"), peer: "test")
+    try await fixture.ingest((1...3).map { SharingFixture.student($0) }, code: "roster.by-id", as: "registrar")
   }
 
   @Test("MIN of a birth date is classified as the birth date, hidden from a masked grant, and needs the steward and the security officer")
@@ -194,6 +205,15 @@ struct EgressTests {
       let tombstone = try #require(try store.get(DatasetSchema.rowCollection, SharingFixture.roster + "|S0002"))
       #expect(tombstone.deleted)
       #expect(!String(decoding: tombstone.body, as: UTF8.self).contains("王小2") && !String(decoding: tombstone.body, as: UTF8.self).contains(ids[1]))
+      // Where a row is named (a conflict's record, a sync-conflict order, a refused push), a row
+      // keyed by ID number is named by its table alone for whoever reads the key masked.
+      let row = try #require(try world.identity.store.get(DatasetSchema.rowCollection, "roster.by-id|" + ids[0]))
+      var maskers = RecordMaskers(identity: world.identity)
+      let today = world.identity.today
+      #expect(try maskers.shownID(row, for: .staff(subject: "county", grants: []), on: today) == "roster.by-id|（已隐藏）")
+      #expect(try maskers.shownID(row, for: .node(id: "clear", clearScope: ""), on: today) == row.id)
+      let reason = world.identity.scrubbingCarriedIDs("row \(row.id): refused", of: [(row.collection, row.id)])
+      #expect(!reason.contains(ids[0]) && reason.contains("roster.by-id"), "\(reason)")
       await county.close()
     }
   }

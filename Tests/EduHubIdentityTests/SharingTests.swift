@@ -94,8 +94,8 @@ struct SharingFixture {
     ["S\(String(format: "%04d", index))", "王小\(index)", "51170220140501\(String(format: "%04d", index))", "2014-05-01", className, score]
   }
 
-  func ingest(_ rows: [[String]], code: String = roster) async throws {
-    let options = try await world.options("steward")
+  func ingest(_ rows: [[String]], code: String = roster, as user: String = "steward") async throws {
+    let options = try await world.options(user)
     _ = try await catalog.ingestRows(options: options) { writer in
       var message = Eduhub_Catalog_V1_IngestRowsRequest()
       message.resourceCode = code
