@@ -92,6 +92,20 @@ extension IdentityService {
     return account
   }
 
+  /// The account's phone as an administrator sees it: masked (138****5663), and not at all when
+  /// the account is a child's (under 14, or of no known age), whose phone the policy removes.
+  func shownPhone(_ account: Eduhub_Identity_V1_AccountRecord, in db: Database) throws -> String {
+    guard !account.personID.isEmpty, let record = try live(IdentityCollections.person, account.personID, in: db) else {
+      return Masking.phone(account.phone)
+    }
+    let person = try record.decode(Eduhub_Identity_V1_Person.self)
+    guard person.kind == .student else { return Masking.phone(account.phone) }
+    switch AgeClass.of(birthDate: CivilDate(iso: person.birthDate), nationalID: person.nationalID, on: today) {
+    case .child, .unknown: return ""
+    case .minor, .adult: return Masking.phone(account.phone)
+    }
+  }
+
   /// Sets a fresh one-time code on `account` and sends it to the account's phone.
   func issueCode(_ account: inout Eduhub_Identity_V1_AccountRecord, purpose: String) throws -> String {
     guard !account.phone.isEmpty else {
@@ -148,10 +162,12 @@ extension IdentityService {
       let person = try record.decode(Eduhub_Identity_V1_Person.self)
       var account = try createPendingAccount(person: person, path: record.scope, username: request.username, in: db)
       var response = Eduhub_Identity_V1_CreateAccountResponse()
-      response.deliveredTo = try issueCode(&account, purpose: "activation")
+      _ = try issueCode(&account, purpose: "activation")
+      response.deliveredTo = try shownPhone(account, in: db)
       try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: account.id, peer: peer, timeMs: nowMs()), in: db)
       response.account = Self.publicAccount(account)
+      response.account.phone = response.deliveredTo
       return response
     }
   }
@@ -168,7 +184,8 @@ extension IdentityService {
       try require(.accountsManage, at: record.scope, caller, action, target: request.accountID, peer: peer)
       var account = found
       var response = Eduhub_Identity_V1_StartResetResponse()
-      response.deliveredTo = try issueCode(&account, purpose: account.state == .pendingActivation ? "activation" : "reset")
+      _ = try issueCode(&account, purpose: account.state == .pendingActivation ? "activation" : "reset")
+      response.deliveredTo = try shownPhone(account, in: db)
       try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: account.id, peer: peer, timeMs: nowMs()), in: db)
       return response

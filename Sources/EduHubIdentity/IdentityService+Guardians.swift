@@ -7,14 +7,17 @@ import GRDB
 extension IdentityService {
   static func bindingID(guardian: String, child: String) -> String { guardian + ":" + child }
 
-  /// Checks a binding's two people and returns the child's org path.
-  func checkBinding(guardianID: String, childID: String, in db: Database) throws -> String {
-    guard let guardian = try live(IdentityCollections.person, guardianID, in: db) else {
-      throw RPCError(.notFound, "no guardian \(guardianID)")
-    }
-    guard let child = try live(IdentityCollections.person, childID, in: db) else {
-      throw RPCError(.notFound, "no child \(childID)")
-    }
+  /// Checks a binding's two people and returns the child's org path. One answer, PERMISSION_DENIED,
+  /// for a person who is absent, outside the caller's reach or of the wrong kind, until the caller
+  /// is known to bind the child and read the guardian: ids do not tell who exists elsewhere, nor
+  /// who is a pupil.
+  func checkBinding(guardianID: String, childID: String, caller: Caller, in db: Database) throws -> String {
+    let refused = RPCError(
+      .permissionDenied, "\(guardianID) and \(childID) are not a guardian and a pupil this caller binds, or do not exist")
+    guard let guardian = try live(IdentityCollections.person, guardianID, in: db),
+      let child = try live(IdentityCollections.person, childID, in: db),
+      caller.can(.guardiansBind, at: child.scope), caller.can(.peopleRead, at: guardian.scope)
+    else { throw refused }
     guard try guardian.decode(Eduhub_Identity_V1_Person.self).kind == .guardian else {
       throw RPCError(.failedPrecondition, "person \(guardianID) is not a guardian")
     }
@@ -37,8 +40,10 @@ extension IdentityService {
     try Validate.text(binding.relation, "relation", maxLength: 16)
     let action = "identity.BindGuardian"
     let stored = try transaction { db -> Eduhub_Identity_V1_GuardianBinding in
-      let path = try checkBinding(guardianID: binding.guardianID, childID: binding.childID, in: db)
-      try require(.guardiansBind, at: path, caller, action, target: binding.childID, peer: peer)
+      let path: String
+      do { path = try checkBinding(guardianID: binding.guardianID, childID: binding.childID, caller: caller, in: db) } catch let error as RPCError where error.code == .permissionDenied {
+        throw denied(caller, action, target: binding.childID, peer: peer, error.message)
+      }
       let id = Self.bindingID(guardian: binding.guardianID, child: binding.childID)
       if let record = try live(IdentityCollections.guardianship, id, in: db) {
         var existing = try record.decode(Eduhub_Identity_V1_GuardianBinding.self)

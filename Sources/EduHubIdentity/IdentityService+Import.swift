@@ -95,7 +95,7 @@ extension IdentityService {
     }
     for guardianID in row.guardianIds {
       try Validate.identifier(guardianID, "guardian_ids")
-      _ = try checkBinding(guardianID: guardianID, childID: person.id, in: db)
+      _ = try checkBinding(guardianID: guardianID, childID: person.id, caller: caller, in: db)
       // Imported bindings wait for a second person's confirmation, like BindGuardian's.
       var binding = Eduhub_Identity_V1_GuardianBinding()
       binding.guardianID = guardianID

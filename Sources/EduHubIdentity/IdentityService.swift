@@ -272,6 +272,14 @@ public final class IdentityService: Sendable {
   /// The node's pseudonym key (handed to nodes enrolling below this one, so pseudonyms agree).
   package var regionPseudonymKey: SecretBytes { pseudonymKey }
 
+  /// An 8-byte fingerprint of `message` (hex), keyed with this node's own session key: stable on
+  /// this node, useless to anyone who would test guesses against it.
+  package func keyedFingerprint(_ message: [UInt8]) -> String {
+    // The key is 32 bytes and the length valid: hashing cannot fail.
+    let digest = (try? KeyedHash.hash(Array("eduhub-fingerprint\u{0}".utf8) + message, key: sessionKey, length: 16)) ?? []
+    return Self.hex(Array(digest.prefix(8)))
+  }
+
   /// The masker of Person records.
   package var peopleMasker: RecordMasker { personMasker }
 

@@ -77,10 +77,12 @@ extension SharingService {
     return filters
   }
 
-  /// A fingerprint of the parameters (the same call, the same fingerprint; never the values).
-  static func fingerprint(_ values: [String: String]) -> String {
+  /// A fingerprint of the parameters (the same call, the same fingerprint; never the values),
+  /// keyed with this node's own key: an ID number passed as a parameter cannot be found again by
+  /// hashing candidates, whoever holds the database.
+  func fingerprint(_ values: [String: String]) -> String {
     let canonical = values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{0}")
-    return IdentityService.hex(KeyedHash.digest(Array(canonical.utf8), length: 8))
+    return identity.keyedFingerprint(Array(canonical.utf8))
   }
 
   /// Calls a shared API with `caller`'s grant: rate limit and quota, filters, rows masked for the
@@ -107,7 +109,7 @@ extension SharingService {
     let started = ContinuousClock.now
     let action = "sharing.CallApi"
     let grant = try self.grant(for: plan.api.code, caller: caller, consumerID: request.consumerID, action: action, peer: peer)
-    let fingerprint = Self.fingerprint(request.parameters)
+    let fingerprint = fingerprint(request.parameters)
     let kind = request.test ? "test" : "call"
     func fail(_ error: RPCError) -> RPCError {
       log(grant, resource: plan.api.code, scope: plan.scope, kind: kind, fingerprint: fingerprint, rows: 0, bytes: 0, status: Int(error.code.rawValue), since: started)

@@ -235,3 +235,32 @@ struct EgressTests {
     }
   }
 }
+
+@Suite("Answers that tell nothing about who exists elsewhere")
+struct OracleTests {
+  @Test("BindGuardian answers one PERMISSION_DENIED to a caller who does not bind the child, whether the ids exist or not; a child's account shows no phone")
+  func bindingAndPhones() async throws {
+    try await withWorld { world in
+      try await world.account("otherteacher", role: .teacher, org: IdentityWorld.otherSchool)
+      let other = try await world.options("otherteacher")
+      var messages: [String] = []
+      for (guardian, child) in [("G-none", "S-none"), ("G-none", IdentityWorld.student), (IdentityWorld.teacher, IdentityWorld.student)] {
+        var bind = Eduhub_Identity_V1_BindGuardianRequest()
+        bind.binding.guardianID = guardian
+        bind.binding.childID = child
+        let message = await expectStatus(.permissionDenied) { try await world.client.bindGuardian(bind, options: other) }
+        messages.append(message.replacingOccurrences(of: guardian, with: "G").replacingOccurrences(of: child, with: "C"))
+      }
+      #expect(Set(messages).count == 1, "\(messages)")
+      // A pupil of six: the code goes to the account's phone, which nobody is shown.
+      try edit(world.identity.replica, IdentityWorld.student) { $0.phone = "13800005663" }
+      try await world.account("countyadmin", role: .countyAdmin, org: "511702")
+      var create = Eduhub_Identity_V1_CreateAccountRequest()
+      create.personID = IdentityWorld.student
+      create.username = "pupil-one"
+      let created = try await world.client.createAccount(create, options: try await world.options("countyadmin"))
+      #expect(created.deliveredTo.isEmpty && created.account.phone.isEmpty, "\(created.deliveredTo)")
+      #expect(world.delivery.code(for: "13800005663") != nil, "the code was sent all the same")
+    }
+  }
+}
