@@ -136,6 +136,24 @@ struct GrantedRows: Sendable {
     return clear
   }
 
+  /// Whether any shown field's value in `masked` differs from `original` (`slots`: the masked
+  /// body's fields by number).
+  private func shownValuesDiffer(masked: [UInt8], original: [UInt8], schema: DatasetSchema, slots: [Range<Int>?]) throws -> Bool {
+    var originals = [Range<Int>?](repeating: nil, count: slots.count)
+    var index = 0
+    while index < original.count {
+      let field = try WireFields.nextField(original, &index)
+      if field.wireType == 2, field.number < originals.count { originals[field.number] = field.value }
+    }
+    for field in schema.fields {
+      let number = DatasetSchema.fieldNumber(field.column)
+      let before = originals[number].map { original[$0] }
+      let after = slots[number].map { masked[$0] }
+      if before.map(Array.init) != after.map(Array.init) { return true }
+    }
+    return false
+  }
+
   /// `scratch.row` := the `DataRow` of a live record (masked, the shown fields); returns whether a
   /// minor's sensitive field is in it in clear.
   private func encodeRow(_ record: StoredRecord, key: String, scratch: inout Scratch) throws -> Bool {
@@ -146,11 +164,17 @@ struct GrantedRows: Sendable {
         // People are decoded (a view's fields are computed from the Person message).
         let result = try masker.mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today)
         var person = try Eduhub_Identity_V1_Person(serializedBytes: result.body)
-        person.masked = result.changed
+        person.masked = false
         // The row's key as this reader gets it (a de-identified consumer's own pseudonym), never
         // the person id the view's row would carry.
         var row = PersonView.row(person, fields: fields)
         row.key = key
+        // Masked says a shown value was masked, never that a field the grant does not show holds
+        // something (that would tell which pupils have, say, special needs recorded).
+        if result.changed {
+          let original = PersonView.row(try Eduhub_Identity_V1_Person(serializedBytes: record.body), fields: fields)
+          row.masked = original.values != row.values
+        }
         scratch.row = try row.serializedBytes()
         return !result.auditedFields.isEmpty
       case .ingested(let schema, let masker):
@@ -171,7 +195,11 @@ struct GrantedRows: Sendable {
           let range = scratch.slots[DatasetSchema.fieldNumber(field.column)]
           RowWire.appendValue(range.map { body[$0] }, field.type, trusted: trusted[position], to: &scratch.row)
         }
-        if result.changed { RowWire.appendVarintField(3, 1, to: &scratch.row) }
+        // Masked says a shown value was masked, never that a field the grant does not show holds
+        // something (that would tell which pupils have, say, special needs recorded).
+        if result.changed, try shownValuesDiffer(masked: body, original: record.body, schema: schema, slots: scratch.slots) {
+          RowWire.appendVarintField(3, 1, to: &scratch.row)
+        }
         return !result.auditedFields.isEmpty
       }
     } catch {

@@ -236,6 +236,19 @@ struct EgressTests {
   }
 }
 
+@Suite("A row's masked flag")
+struct MaskedFlagTests {
+  @Test("a grant of non-personal fields gets rows that say nothing about the personal fields it does not show")
+  func onlyShownFields() async throws {
+    try await withSharing { fixture in
+      _ = try await fixture.granted(count: 3, fields: ["student_id", "class_name", "score"])
+      let rows = try await fixture.subscribe(options: try await fixture.world.options("bureau")) { $0.last?.snapshotDone == true }
+        .flatMap(\.changes)
+      #expect(rows.count == 3 && rows.allSatisfy { !$0.row.masked }, "\(rows.map(\.row.masked))")
+    }
+  }
+}
+
 @Suite("Answers that tell nothing about who exists elsewhere")
 struct OracleTests {
   @Test("BindGuardian answers one PERMISSION_DENIED to a caller who does not bind the child, whether the ids exist or not; a child's account shows no phone")
