@@ -20,7 +20,7 @@ public struct PushingNode: Sendable {
   public internal(set) var writers: Set<String>
   /// The scope each node it relays is registered for (itself excluded): what a write made on that
   /// node can reach.
-  public let writerScopes: [String: String]
+  public internal(set) var writerScopes: [String: String]
   /// The upstream sequence through which the node had applied this node's changes before it wrote
   /// anything it pushes now (0: unknown). Its new writes come after everything stored here
   /// through that sequence: a later hybrid clock, so it cannot backdate a write behind one it saw.
@@ -42,8 +42,11 @@ public struct PushingNode: Sendable {
   /// Whether the node may carry writes stamped by `node`.
   public func mayCarry(_ node: String) -> Bool { writers.contains(node) }
 
-  /// Adds a node registered in this very push (its writes may follow).
-  public mutating func adopt(_ node: String) { writers.insert(node) }
+  /// Adds a node registered in this very push for `scope` (its writes may follow).
+  public mutating func adopt(_ node: String, scope: String) {
+    writers.insert(node)
+    writerScopes[node] = scope
+  }
 }
 
 /// Why a pushed record is refused: the whole push is, and the reason is audited and reported.
@@ -162,7 +165,7 @@ extension PushView {
       case .fromBelow(let check):
         try check(record, existing, node, view)
       }
-      if let registered = registersNode(record) { node.adopt(registered) }
+      if let registered = registersNode(record) { node.adopt(registered, scope: record.scope) }
     }
     return node
   }

@@ -259,7 +259,7 @@ extension SyncService {
             guard try identity.store.get(IdentityCollections.nodeKey, record.id, in: db) == nil,
               try identity.store.get(SyncCollections.node, record.id, in: db) == nil
             else { continue }
-            node.adopt(record.id)
+            node.adopt(record.id, scope: record.scope)
           }
           var sanitized: [StoredRecord] = []
           // The stored version of each record, read once: the sanitising, the version check and

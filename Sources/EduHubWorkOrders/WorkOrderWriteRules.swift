@@ -73,9 +73,24 @@ extension WorkOrderService {
     }
     guard node.mayCarry(event.node) else { throw PushRefusal("\(what): node \(node.id) cannot write events of node \(event.node.prefix(40))") }
     try Self.checkActor(event.actor, node, view, what)
+    if event.node != node.id {
+      // A step written on a node it relays was taken there: by a user of that node's scope, or by
+      // that node's own system.
+      guard let relayed = node.writerScopes[event.node] else { throw PushRefusal("\(what): node \(event.node.prefix(40)) is not one it relays") }
+      if event.actor.hasPrefix("system:") {
+        guard event.actor == "system:" + event.node else { throw PushRefusal("\(what): a relayed node's system acts only as itself") }
+      } else if !event.actor.hasPrefix("operator:") {
+        guard let account = try view.live(IdentityCollections.account, event.actor), RecordStore.inScope(account.scope, relayed) else {
+          throw PushRefusal("\(what): its actor is not a user of node \(event.node.prefix(40))'s scope")
+        }
+      }
+    }
+    // Its time is its clock's (a node's clocks may be apart by the allowed drift, no more), and
+    // lies between the order's creation and now.
     let drift = Int64(identity.replica.clock.maxDriftMilliseconds)
-    guard event.timeMs >= order.createdMs - drift, event.timeMs <= identity.nowMs() + drift else {
-      throw PushRefusal("\(what): its time lies before its order was created or in the future")
+    let clockMs = Int64(truncatingIfNeeded: event.hlc >> 16)
+    guard event.timeMs >= order.createdMs - drift, event.timeMs <= identity.nowMs() + drift, abs(clockMs - event.timeMs) <= drift else {
+      throw PushRefusal("\(what): its time lies before its order was created, in the future, or away from its clock")
     }
     let stored = try identity.store.find(WorkOrderCollections.event, index: "order", key: order.id, limit: 100_000, in: view.database)
     if event.node == node.id, node.knownThrough > 0 {

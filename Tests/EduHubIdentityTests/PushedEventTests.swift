@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubCrypto
 import EduHubIdentity
 import EduHubNode
 import EduHubReplication
@@ -26,18 +27,18 @@ struct PushedEventTests {
   /// unless `id` says otherwise.
   static func event(
     _ owned: OwnedNode, _ order: Eduhub_Workorder_V1_WorkOrder, _ action: Eduhub_Workorder_V1_Action, hlc: UInt64,
-    org: String = "", bodyID: String? = nil
+    org: String = "", bodyID: String? = nil, node: String = "county-511702", actor: String = "operator:county"
   ) throws -> Eduhub_Sync_V1_SyncRecord {
     var event = Event()
     event.orderID = order.id
     event.action = action
-    event.actor = "operator:county"
+    event.actor = actor
     event.hlc = hlc
-    event.node = "county-511702"
+    event.node = node
     event.timeMs = owned.world.identity.nowMs()
     event.note = "a step of the county's"
     event.assigneeOrgCode = org
-    let id = order.id + "|" + String(hlc, radix: 16) + "|county-511702"
+    let id = order.id + "|" + String(hlc, radix: 16) + "|" + node
     event.id = bodyID ?? id
     return try owned.record(WorkOrderCollections.event, id, scope: order.orgPath, body: try event.serializedBytes())
   }
@@ -77,6 +78,30 @@ struct PushedEventTests {
       let detail = try world.node.workOrders.get(.with { $0.id = concurrent.id }, caller: city)
       #expect(detail.order.state == .rejected)
       #expect(detail.timeline.last?.superseded == true, "the city's accept came after the county's reject")
+      await owned.county.close()
+    }
+  }
+
+  @Test("a step stamped by a node the county registers in the same push is a step of that node: its users, its clock")
+  func relayedSteps() async throws {
+    try await withWorld { world in
+      let owned = try await OwnedNode.start(world)
+      let countyUser = try await world.account("county-user", role: .countyAdmin, org: "511702")
+      var submission = WorkOrderTests.submission()
+      submission.order.submittingOrgCode = "511702"
+      let order = try await Eduhub_Workorder_V1_WorkOrderService.Client(world.rpc).submit(submission, options: try await world.options("county-user"))
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org, IdentityWorld.school)).scope
+      let registration = try owned.record(
+        SyncCollections.node, "school-new", scope: schoolPath, body: try PushAuthorityTests.schoolNode("school-new", key: SigningKey()))
+      // The county's own user cancels, in the name of a school node: refused.
+      let now = world.identity.replica.clock.now().rawValue
+      try await owned.expectRefused(
+        [registration, try Self.event(owned, order, .cancel, hlc: now, node: "school-new", actor: countyUser)],
+        "is not a user of node school-new's scope")
+      // Its clock far from its time (a stamp just after the order's submission, to come first).
+      try await owned.expectRefused(
+        [registration, try Self.event(owned, order, .comment, hlc: 1 << 16, node: "school-new", actor: "system:school-new")],
+        "away from its clock")
       await owned.county.close()
     }
   }
