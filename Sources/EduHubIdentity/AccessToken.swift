@@ -68,14 +68,18 @@ public struct AccessTokens: Sendable {
   /// This node's public key (what other nodes verify its tokens with).
   public var publicKey: [UInt8] { signingKey.publicKey }
 
+  /// - Parameter audience: the audience this node accepts and issues by default: the node's own id
+  ///   unless given. A token names the one node it is for, so a token a client shows to another
+  ///   node (an owned school PC, say) is refused there and is worth nothing anywhere else it might
+  ///   be replayed.
   public init(
-    nodeID: String, signingKey: SigningKey, lifetimeSeconds: Int64 = 900, audience: String = "eduhub",
+    nodeID: String, signingKey: SigningKey, lifetimeSeconds: Int64 = 900, audience: String? = nil,
     publicKeys: @escaping @Sendable (String) -> [UInt8]?
   ) {
     self.nodeID = nodeID
     self.signingKey = signingKey
     self.lifetime = lifetimeSeconds
-    self.audience = audience
+    self.audience = audience ?? nodeID
     let own = signingKey.publicKey
     self.publicKeys = { id in id == nodeID ? own : publicKeys(id) }
   }
@@ -101,7 +105,7 @@ public struct AccessTokens: Sendable {
     guard let claims = AccessClaims(json: verified.message), claims.issuer == kid else {
       throw TokenError(reason: "the access token's claims are malformed")
     }
-    guard claims.audience == audience else { throw TokenError(reason: "the access token is for another audience") }
+    guard claims.audience == audience else { throw TokenError(reason: "the access token is for another node: log in here") }
     guard claims.expiresAt > now else { throw TokenError(reason: "the access token has expired") }
     guard claims.issuedAt <= now + 300 else { throw TokenError(reason: "the access token is issued in the future") }
     // Every node issues tokens for minutes; one that claims a longer life was not made by EduHub.

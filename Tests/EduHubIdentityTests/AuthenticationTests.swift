@@ -4,6 +4,7 @@ import EduHubIdentity
 import EduHubNode
 import EduHubRPC
 import EduHubReplication
+import EduHubSync
 import Foundation
 import SwiftProtobuf
 import Testing
@@ -242,7 +243,9 @@ struct AuthenticationTests {
       let session = String(try await world.login("teacher1").refreshToken.prefix { $0 != "." })
       let countyKey = SigningKey()
       let county = AccessTokens(nodeID: "county-511702", signingKey: countyKey) { _ in nil }
-      let token = county.issue(subject: account, sessionID: session, now: Int64(Date().timeIntervalSince1970)).token
+      // Issued for central (a token names the node it is for; the county's own is refused here).
+      let token = county.issue(subject: account, sessionID: session, audience: world.identity.nodeID, now: Int64(Date().timeIntervalSince1970)).token
+      let forCounty = county.issue(subject: account, sessionID: session, now: Int64(Date().timeIntervalSince1970)).token
       await expectStatus(.unauthenticated) { try await world.client.whoAmI(options: world.bearer(token)) }
       // The county node's key record arrives (as sync will bring it).
       var record = Eduhub_Identity_V1_NodeKeyRecord()
@@ -253,6 +256,21 @@ struct AuthenticationTests {
       ])
       let who = try await world.client.whoAmI(options: world.bearer(token))
       #expect(who.issuer == "county-511702" && who.accountID == account)
+      let refused = await expectStatus(.unauthenticated) { try await world.client.whoAmI(options: world.bearer(forCounty)) }
+      #expect(refused.contains("another node"), "\(refused)")
+    }
+  }
+
+  @Test("a token names the node it is for: central's, shown to another node, is refused there")
+  func tokensNameTheirNode() async throws {
+    try await withWorld { world in
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      try await county.client.syncOnce()
+      let central = try await world.login("teacher1").accessToken
+      let message = await expectStatus(.unauthenticated) { _ = try Authenticator(identity: county.node.identity).caller(for: central, peer: "test") }
+      #expect(message.contains("another node"), "\(message)")
+      await county.close()
     }
   }
 }

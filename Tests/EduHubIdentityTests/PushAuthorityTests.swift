@@ -494,13 +494,13 @@ struct PushAuthorityTests {
       _ = try await world.login("tc-teacher")
       let session = try #require(try world.identity.store.find(IdentityCollections.session, index: "account", key: teacher).first)
       let now = world.identity.nowSeconds
-      let forged = owned.county.node.identity.tokens.issue(subject: teacher, sessionID: session.id, now: now).token
+      let forged = owned.county.node.identity.tokens.issue(subject: teacher, sessionID: session.id, audience: world.identity.nodeID, now: now).token
       var get = Eduhub_Identity_V1_GetPersonRequest()
       get.id = IdentityWorld.student
       let seen = try await world.client.getPerson(get, options: world.bearer(forged))
       let clear = try await world.client.getPerson(get, options: try await world.options("tc-teacher"))
       #expect(seen.name != clear.name && seen.masked, "a masked node's token read a pupil in clear")
-      let forAdmin = owned.county.node.identity.tokens.issue(subject: admin.id, sessionID: session.id, now: now).token
+      let forAdmin = owned.county.node.identity.tokens.issue(subject: admin.id, sessionID: session.id, audience: world.identity.nodeID, now: now).token
       await expectStatus(.unauthenticated) { try await world.client.getPerson(get, options: world.bearer(forAdmin)) }
       // The county holds the session (and its digest) but not central's session key: the refresh
       // token is good where the session was opened, and nowhere else.

@@ -339,6 +339,7 @@ struct SyncTests {
       var login = Eduhub_Identity_V1_LoginRequest()
       login.login = "teacher.tc"
       login.password = IdentityWorld.password
+      login.audience = world.identity.nodeID  // a token for central
       let pair = try await county.node.identity.login(login, peer: "test")
       // The session travels up with the next sync; central then accepts the county's token.
       try await county.client.syncOnce()

@@ -1032,7 +1032,8 @@ public nonisolated struct Eduhub_Identity_V1_LoginRequest: Sendable {
 
   public var password: String = String()
 
-  /// Who the access token is for ("eduhub" when empty).
+  /// The node the access token is for (its node id; this node when empty). A node honours only
+  /// tokens for itself.
   public var audience: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
