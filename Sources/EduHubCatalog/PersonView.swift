@@ -106,17 +106,20 @@ package enum PersonView {
     return StoredRecord(collection: collection, id: String(position[position.index(after: split)...]), scope: String(position[..<split]), body: [])
   }
 
-  /// Whether a stored person body is of `kind` (field 2, a varint), read without decoding it.
+  /// Whether a stored person body is of `kind` (field 2, a varint), read without decoding it: the
+  /// last occurrence counts, as it does for a decoder.
   package static func isKind(_ body: [UInt8], _ kind: Eduhub_Identity_V1_PersonKind) -> Bool {
     guard kind != .unspecified else { return true }
     var index = 0
+    var found: UInt64 = 0
     while index < body.count {
       guard let field = try? WireFields.nextField(body, &index) else { return false }
       if field.number == 2, field.wireType == 0 {
         var at = field.value.lowerBound
-        return (try? WireFields.varint(body, &at)) == UInt64(kind.rawValue)
+        guard let value = try? WireFields.varint(body, &at) else { return false }
+        found = value
       }
     }
-    return false
+    return found == UInt64(kind.rawValue)
   }
 }

@@ -118,7 +118,14 @@ extension IdentityService {
       var response = Eduhub_Identity_V1_ListGuardianshipsResponse()
       let records = try store.find(
         IdentityCollections.guardianship, index: byChild ? "child" : "guardian", key: personID, limit: 1000, in: db)
-      response.bindings = try records.map { try $0.decode(Eduhub_Identity_V1_GuardianBinding.self) }
+      // A guardian's bindings stop at the children the caller may read: a teacher reading a parent
+      // of their school does not learn that parent's children at other schools.
+      response.bindings = try records.compactMap { record in
+        let binding = try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
+        guard !byChild else { return binding }
+        guard let child = try live(IdentityCollections.person, binding.childID, in: db), mayRead(child, caller) else { return nil }
+        return binding
+      }
       return response
     }
   }

@@ -71,10 +71,30 @@ extension IdentityService {
     return judged
   }
 
+  /// The record's body as `M`, read one way only: a body in which a field holding one value comes
+  /// twice is refused (a decoder keeps the last, a raw walk such as a view's kind test or a
+  /// masker's age may stop at the first, and a pupil could pass every rule as one thing and be
+  /// served as another).
   package static func decode<M: Message>(_ type: M.Type, _ record: StoredRecord) throws -> M {
-    do { return try M(serializedBytes: record.body) } catch {
+    let message: M
+    do { message = try M(serializedBytes: record.body) } catch {
       throw PushRefusal("\(record.collection)/\(record.id.prefix(64)) does not decode")
     }
+    guard let canonical = try? message.serializedBytes() as [UInt8], let given = occurrences(record.body),
+      given == occurrences(canonical)
+    else { throw PushRefusal("\(record.collection)/\(record.id.prefix(64)) repeats a field that holds one value") }
+    return message
+  }
+
+  /// How many times each top-level field number occurs in `body`; nil if it is not protobuf.
+  static func occurrences(_ body: [UInt8]) -> [Int: Int]? {
+    var counts: [Int: Int] = [:]
+    var index = 0
+    while index < body.count {
+      guard let field = try? WireFields.nextField(body, &index) else { return nil }
+      counts[field.number, default: 0] += 1
+    }
+    return counts
   }
 
   /// The parent path of an org path ("" for a top-level org).
@@ -114,7 +134,8 @@ extension IdentityService {
     guard normalized(person) == person else { throw PushRefusal("\(what): it is not stored as CreatePerson stores it") }
     // UpdatePerson never changes a kind: a pupil made a teacher would leave the rules (and the
     // views) that protect pupils.
-    if let existing, !existing.deleted, try decode(Eduhub_Identity_V1_Person.self, existing).kind != person.kind {
+    // A tombstone keeps its last body: a revival keeps its kind too.
+    if let existing, try decode(Eduhub_Identity_V1_Person.self, existing).kind != person.kind {
       throw PushRefusal("\(what): a person's kind does not change")
     }
     if person.kind == .student, try decode(Eduhub_Identity_V1_Org.self, org).kind != .school {

@@ -31,6 +31,9 @@ struct GrantedRows: Sendable {
   /// personal field (an ID number as key is the ID number).
   let keySubject: String?
   let keyMasker: RecordMasker
+  /// The record's field numbers of the shown fields: a row is flagged masked when the policy hides
+  /// one of them from the reader.
+  let shownNumbers: Set<Int>
 
   /// - Parameter fields: the dataset fields shown (granted, or an API's projection).
   init(
@@ -53,10 +56,13 @@ struct GrantedRows: Sendable {
     default:
       keySubject = nil
     }
+    let names = Set(fields.map(\.name))
     switch resource.dataset.source {
     case .view(let view):
       source = .view(kind: PersonView.kind(view.personKind) ?? .unspecified, path: viewPath ?? "", masker: identity.peopleMasker)
+      shownNumbers = Set(Eduhub_Identity_V1_Person.classifiedFields.filter { names.contains($0.name) }.map(\.number))
     case .ingested, nil:
+      shownNumbers = Set(fields.map { DatasetSchema.fieldNumber($0.column) })
       var shown = resource
       shown.fields = fields
       let schema = DatasetSchema(resource)
@@ -136,24 +142,6 @@ struct GrantedRows: Sendable {
     return clear
   }
 
-  /// Whether any shown field's value in `masked` differs from `original` (`slots`: the masked
-  /// body's fields by number).
-  private func shownValuesDiffer(masked: [UInt8], original: [UInt8], schema: DatasetSchema, slots: [Range<Int>?]) throws -> Bool {
-    var originals = [Range<Int>?](repeating: nil, count: slots.count)
-    var index = 0
-    while index < original.count {
-      let field = try WireFields.nextField(original, &index)
-      if field.wireType == 2, field.number < originals.count { originals[field.number] = field.value }
-    }
-    for field in schema.fields {
-      let number = DatasetSchema.fieldNumber(field.column)
-      let before = originals[number].map { original[$0] }
-      let after = slots[number].map { masked[$0] }
-      if before.map(Array.init) != after.map(Array.init) { return true }
-    }
-    return false
-  }
-
   /// `scratch.row` := the `DataRow` of a live record (masked, the shown fields); returns whether a
   /// minor's sensitive field is in it in clear.
   private func encodeRow(_ record: StoredRecord, key: String, scratch: inout Scratch) throws -> Bool {
@@ -169,12 +157,9 @@ struct GrantedRows: Sendable {
         // the person id the view's row would carry.
         var row = PersonView.row(person, fields: fields)
         row.key = key
-        // Masked says a shown value was masked, never that a field the grant does not show holds
-        // something (that would tell which pupils have, say, special needs recorded).
-        if result.changed {
-          let original = PersonView.row(try Eduhub_Identity_V1_Person(serializedBytes: record.body), fields: fields)
-          row.masked = original.values != row.values
-        }
+        // Masked: the policy hides a shown field from this reader, said whether or not the field
+        // holds a value, and never for a field the grant does not show.
+        row.masked = try masker.hidesAny(of: shownNumbers, record.body, personID: record.id, scope: record.scope, for: reader, on: today)
         scratch.row = try row.serializedBytes()
         return !result.auditedFields.isEmpty
       case .ingested(let schema, let masker):
@@ -195,9 +180,9 @@ struct GrantedRows: Sendable {
           let range = scratch.slots[DatasetSchema.fieldNumber(field.column)]
           RowWire.appendValue(range.map { body[$0] }, field.type, trusted: trusted[position], to: &scratch.row)
         }
-        // Masked says a shown value was masked, never that a field the grant does not show holds
-        // something (that would tell which pupils have, say, special needs recorded).
-        if result.changed, try shownValuesDiffer(masked: body, original: record.body, schema: schema, slots: scratch.slots) {
+        // Masked: the policy hides a shown field from this reader, said whether or not the field
+        // holds a value, and never for a field the grant does not show.
+        if try masker.hidesAny(of: shownNumbers, record.body, personID: storedKey(of: record), scope: record.scope, for: reader, on: today) {
           RowWire.appendVarintField(3, 1, to: &scratch.row)
         }
         return !result.auditedFields.isEmpty

@@ -23,6 +23,11 @@ extension SyncService {
     guard node.authority.can(.nodesManage, at: record.scope) else {
       throw PushRefusal("\(what): node \(node.id) could not have written it (nodes.manage is needed on \(record.scope))")
     }
+    // The nodes a node enrolls stand below it: one at its own level would relay writes for its
+    // whole scope under another name (free of the bounds on the pusher's own writes).
+    guard existing != nil || (record.scope != node.scope && RecordStore.inScope(record.scope, node.scope)) else {
+      throw PushRefusal("\(what): a node registers nodes below its own org, not at it")
+    }
     if let existing {
       // Registered by someone else at the pusher's own level (a second node of its scope), or above it.
       guard existing.scope != node.scope, RecordStore.inScope(existing.scope, node.scope), !existing.scope.isEmpty else {

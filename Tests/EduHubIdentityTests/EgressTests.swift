@@ -247,6 +247,19 @@ struct MaskedFlagTests {
       #expect(rows.count == 3 && rows.allSatisfy { !$0.row.masked }, "\(rows.map(\.row.masked))")
     }
   }
+
+  @Test("a shown field the policy hides flags every row, whether or not the row holds a value there")
+  func sameForEmptyValues() async throws {
+    try await withSharing { fixture in
+      _ = try await fixture.granted(count: 2, fields: ["student_id", "national_id", "score"])
+      var noID = SharingFixture.student(3)
+      noID[2] = ""
+      try await fixture.ingest([noID])
+      let rows = try await fixture.subscribe(options: try await fixture.world.options("bureau")) { $0.last?.snapshotDone == true }
+        .flatMap(\.changes)
+      #expect(rows.count == 3 && rows.allSatisfy { $0.row.masked }, "\(rows.map(\.row.masked))")
+    }
+  }
 }
 
 @Suite("Answers that tell nothing about who exists elsewhere")

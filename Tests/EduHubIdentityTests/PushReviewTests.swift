@@ -22,6 +22,33 @@ struct PushReviewTests {
       try await owned.expectRefused(
         [try owned.record(IdentityCollections.person, pupil.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil)],
         "kind does not change")
+      // Nor with the kind written twice (a decoder keeps the last, a raw walk might stop at the first).
+      let twice = [0x10, 0x02] + pupil.body + [0x10, 0x01]
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.person, pupil.id, scope: pupil.scope, body: twice, over: pupil)],
+        "repeats a field that holds one value")
+      // Nor by a tombstone and then a revival as a teacher.
+      try await owned.push([try owned.record(IdentityCollections.person, pupil.id, scope: pupil.scope, body: pupil.body, deleted: true, over: pupil)])
+      let gone = try #require(try owned.stored(IdentityCollections.person, pupil.id))
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.person, pupil.id, scope: pupil.scope, body: try person.serializedBytes(), over: gone)],
+        "kind does not change")
+      await owned.county.close()
+    }
+  }
+
+  @Test("an owned county registers nodes below its org, never a second node at its own level")
+  func registrationsBelowOnly() async throws {
+    try await withWorld { world in
+      let owned = try await OwnedNode.start(world)
+      var twin = Eduhub_Sync_V1_SyncNodeRecord()
+      twin.node.id = "county-twin"
+      twin.node.orgCode = "511702"
+      twin.node.clearance = .masked
+      twin.node.state = .active
+      try await owned.expectRefused(
+        [try owned.record(SyncCollections.node, "county-twin", scope: OwnedNode.scope, body: try twin.serializedBytes())],
+        "below its own org")
       await owned.county.close()
     }
   }

@@ -204,12 +204,15 @@ struct UntrustedEdgeProcessTests {
     try await withCounty { county in
       let key = SigningKey()
       var stored = Eduhub_Sync_V1_SyncNodeRecord()
+      // A node for one of its schools (one at its own level is refused before its clearance is judged).
       stored.node.id = "county-shadow"
-      stored.node.orgCode = "511702"
+      stored.node.orgCode = "5117020001"
       stored.node.clearance = .clear
       stored.node.state = .active
       stored.node.publicKey = Data(key.publicKey)
-      let errors = try await county.forgeAndSync([try Self.record(SyncCollections.node, "county-shadow", scope: Self.countyScope, stored)])
+      let errors = try await county.forgeAndSync([
+        try Self.record(SyncCollections.node, "county-shadow", scope: Self.countyScope + "/511702001/5117020001", stored)
+      ])
       #expect(errors.contains("clearance is at most its creator's"))
       let shadow = SyncClient(
         nodeID: "county-shadow", signingKey: key,
