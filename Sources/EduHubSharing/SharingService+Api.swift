@@ -17,16 +17,22 @@ extension SharingService {
   static let testRows = 10
 
   /// The plan of API `code` (cached until the store signals a commit).
-  func apiPlan(_ code: String, caller: Caller) throws -> ApiPlan {
+  /// The catalog's last write, read again only after a commit; a change drops the cached plans.
+  @discardableResult
+  func catalogSequence() throws -> (sequence: Int64, generation: UInt64) {
     let generation = identity.store.changed.generation
-    if apis.withLock({ $0.generation != generation }) {
-      // A commit somewhere (an order, a grant, a row): the plans stand unless the catalog changed.
-      let latest = try identity.reading { db in try identity.store.lastSequence(of: CatalogCollections.resource, in: db) }
-      apis.withLock { cache in
-        if cache.catalogSequence != latest { cache = ApiCache(catalogSequence: latest) }
-        cache.generation = generation
-      }
+    if let known = apis.withLock({ $0.generation == generation ? $0.catalogSequence : nil }) { return (known, generation) }
+    // A commit somewhere (an order, a grant, a row): the plans stand unless the catalog changed.
+    let latest = try identity.reading { db in try identity.store.lastSequence(of: CatalogCollections.resource, in: db) }
+    apis.withLock { cache in
+      if cache.catalogSequence != latest { cache = ApiCache(catalogSequence: latest) }
+      cache.generation = generation
     }
+    return (latest, generation)
+  }
+
+  func apiPlan(_ code: String, caller: Caller) throws -> ApiPlan {
+    let generation = try catalogSequence().generation
     let cached = apis.withLock { $0.byCode[code] }
     let plan: ApiPlan
     if let cached {

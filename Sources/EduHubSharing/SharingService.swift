@@ -143,22 +143,22 @@ public final class SharingService: Sendable {
   /// Whether the approvals `grant`'s request received still cover its terms over the resource as
   /// it stands: a view switched from teachers to pupils, an API pointed at a personal table, or a
   /// class made conditional needs the steward or the security officer again, whatever was
-  /// approved before. Judged once per version of the resource, its table and the request.
+  /// approved before. Judged again when the catalog or the grant changes (an approved request's
+  /// steps change only with its grant), else answered from memory: it is on every call's path.
   func approvalHolds(_ grant: Eduhub_Sharing_V1_Grant) throws -> Bool {
-    try identity.reading { db in
-      guard let (resourceRecord, resource) = try catalog.stored(grant.terms.resourceCode, in: db),
+    let versions = "\(try catalogSequence().sequence)|\(grant.version)"
+    if let known = approvalChecks.withLock({ $0[grant.id] }), known.versions == versions { return known.holds }
+    let judged = try identity.reading { db -> Bool? in
+      guard let (_, resource) = try catalog.stored(grant.terms.resourceCode, in: db),
         let requestRecord = try identity.live(SharingCollections.request, grant.id, in: db),
         let request = try? Eduhub_Sharing_V1_AccessRequest(serializedBytes: requestRecord.body)
-      else { return false }
-      var versions = "\(resourceRecord.sequence)|\(requestRecord.sequence)"
-      if resource.type == .api, let table = try identity.store.get(CatalogCollections.resource, resource.api.datasetCode, in: db) {
-        versions += "|\(table.sequence)"
-      }
-      if let known = approvalChecks.withLock({ $0[grant.id] }), known.versions == versions { return known.holds }
-      let holds = Self.approvals(of: request, cover: try chain(grant.terms, resource, in: db))
-      approvalChecks.withLock { $0[grant.id] = (versions, holds) }
-      return holds
+      else { return nil }
+      return Self.approvals(of: request, cover: try chain(grant.terms, resource, in: db))
     }
+    // Not judged (its request or resource not here yet): refused, and asked again next time.
+    guard let holds = judged else { return false }
+    approvalChecks.withLock { $0[grant.id] = (versions, holds) }
+    return holds
   }
 
   /// The catalog resource `code` as the caller may know it, or NOT_FOUND.
