@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubCrypto
 import EduHubIdentity
 import EduHubPrivacy
 import EduHubRPC
@@ -304,7 +305,7 @@ extension CatalogService {
         return try identity.store.get(DatasetSchema.rowCollection, id, in: db).map { !$0.deleted } ?? false
       }
       for row in rows {
-        let id = DatasetSchema.recordID(schema.code, row.key)
+        let id = rowID(schema, row.key)
         guard let values = row.values else {
           guard try isLive(id) else {
             errors.append((row.stream, row.key, "no row with this key"))
@@ -361,6 +362,19 @@ extension CatalogService {
 
   // MARK: Reading rows
 
+  /// The record id of row `key` of `schema`'s table: `code|key`, or, when the key is personal (an
+  /// ID number), `code|#` and a hash of it keyed with the region's pseudonym key, which every node
+  /// holding such rows has (clear nodes; masked ones never receive them). Rows are then stored, and
+  /// read, in an order that says nothing of the keys: rows keyed by ID number in ID order would
+  /// tell a reader who sees the keys masked each pupil's birth date within the year, and gender.
+  package func rowID(_ schema: DatasetSchema, _ key: String) -> String {
+    guard schema.personalKey else { return DatasetSchema.recordID(schema.code, key) }
+    let message = Array("eduhub-row\u{0}\(schema.code)\u{0}\(key)".utf8)
+    // The key is 32 bytes and the length valid: hashing cannot fail.
+    let digest = (try? KeyedHash.hash(message, key: identity.regionPseudonymKey, length: 16)) ?? []
+    return DatasetSchema.recordID(schema.code, DatasetSchema.hashedKeyMark + IdentityService.hex(digest))
+  }
+
   /// Rows of `resource` in key order after `after` (a key), masked for `caller`.
   func rows(
     of resource: Eduhub_Catalog_V1_Resource, scope: String, after: String?, keyPrefix: String = "", limit: Int,
@@ -396,6 +410,9 @@ extension CatalogService {
     case .ingested:
       let schema = DatasetSchema(resource)
       let masker = identity.masker(for: schema.classified)
+      if schema.personalKey, !keyPrefix.isEmpty {
+        throw Validate.invalid("rows of a table keyed by a personal field are not kept in key order: key_prefix cannot select them")
+      }
       let prefix = DatasetSchema.recordID(resource.code, keyPrefix)
       let page = try identity.store.withPrefix(
         DatasetSchema.rowCollection, idPrefix: prefix, after: after.map { DatasetSchema.recordID(resource.code, $0) },
@@ -403,7 +420,7 @@ extension CatalogService {
       var out: [Eduhub_Catalog_V1_DataRow] = []
       var lastKey: String?
       for record in page.prefix(limit) {
-        let key = DatasetSchema.key(ofRecordID: record.id, code: resource.code)
+        let key = DatasetSchema.key(of: record, code: resource.code, personalKey: schema.personalKey)
         let deidentified = sampleReader(record.scope)
         let result: RecordMasker.Result
         do {
@@ -421,7 +438,8 @@ extension CatalogService {
             row.key = try masker.rowKeyPseudonym(key, subject: caller.accountID)
           }
           out.append(row)
-          lastKey = key
+          // Where the page ends in the store's order (the key itself, unless it is hashed).
+          lastKey = DatasetSchema.key(ofRecordID: record.id, code: resource.code)
         } catch {
           throw RPCError(.dataLoss, "a row of \(resource.code) cannot be read")
         }

@@ -19,7 +19,7 @@ extension CatalogService {
     identity.declare(CatalogCollections.follow, writes: .fromBelow(Self.checkFollow), classified: .unclassified)
     // A row is classified by its table's schema (field numbers 8 + column).
     identity.declare(
-      DatasetSchema.rowCollection, writes: .fromBelow(Self.checkRow),
+      DatasetSchema.rowCollection, writes: .checked(by: self) { $0.checkRow },
       classified: .perGroup(
         group: { id in String(id.prefix { $0 != "|" }) },
         fields: { code, db in
@@ -108,7 +108,7 @@ extension CatalogService {
     else { throw PushRefusal("\(what): its follower is not an account of node \(node.id)'s scope") }
   }
 
-  static func checkRow(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+  func checkRow(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "row \(record.id.prefix(100))"
     let code = String(record.id.prefix { $0 != "|" })
     // IngestRows: catalog.publish on the table's org, rows stored at the table's scope.
@@ -125,8 +125,12 @@ extension CatalogService {
       try IdentityService.requireAuthority(.peopleReadClear, at: record.scope, node, "\(what) (its key is personal)")
     }
     if !record.deleted {
-      guard let fields = try? WireFields.strings(record.body, [1]), fields[1] == code else {
+      guard let fields = try? WireFields.strings(record.body, [1, DatasetSchema.keyField]), fields[1] == code else {
         throw PushRefusal("\(what): its body names another table")
+      }
+      // Its id is the one IngestRows gives its key (a hash of it, for a personal key).
+      guard record.id == rowID(DatasetSchema(resource), fields[DatasetSchema.keyField] ?? "") else {
+        throw PushRefusal("\(what): its id is not its key's")
       }
     }
   }

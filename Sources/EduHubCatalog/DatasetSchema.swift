@@ -39,9 +39,20 @@ package struct DatasetSchema: Sendable {
 
   package static func recordID(_ code: String, _ key: String) -> String { code + "|" + key }
 
-  /// The row key of record id `code|key`.
+  /// What follows `code|` in a record id: the row key, or (a table keyed by a personal field) the
+  /// mark of a hashed key and the hash (`CatalogService.rowID`).
   package static func key(ofRecordID id: String, code: String) -> String {
     String(id.utf8.dropFirst(code.utf8.count + 1)) ?? id
+  }
+
+  /// How a hashed row key begins in a record id.
+  package static let hashedKeyMark = "#"
+
+  /// The row key of `record`: from its id, or from its body when the table's key is personal (the
+  /// id holds a keyed hash of it; a tombstone keeps its last body).
+  package static func key(of record: StoredRecord, code: String, personalKey: Bool) -> String {
+    guard personalKey else { return key(ofRecordID: record.id, code: code) }
+    return (try? WireFields(parsing: record.body).text(keyField)) ?? ""
   }
 
   /// The field number of a row's key in its body (1 is the table's code).

@@ -34,6 +34,8 @@ struct GrantedRows: Sendable {
   /// The record's field numbers of the shown fields: a row is flagged masked when the policy hides
   /// one of them from the reader.
   let shownNumbers: Set<Int>
+  /// Whether the table's key is personal (its record ids hold a hash of the key, its bodies the key).
+  let personalKey: Bool
 
   /// - Parameter fields: the dataset fields shown (granted, or an API's projection).
   init(
@@ -57,6 +59,7 @@ struct GrantedRows: Sendable {
       keySubject = nil
     }
     let names = Set(fields.map(\.name))
+    personalKey = resource.dataset.source.map { if case .ingested = $0 { true } else { false } } == true && DatasetSchema(resource).personalKey
     switch resource.dataset.source {
     case .view(let view):
       source = .view(kind: PersonView.kind(view.personKind) ?? .unspecified, path: viewPath ?? "", masker: identity.peopleMasker)
@@ -93,7 +96,7 @@ struct GrantedRows: Sendable {
   /// The row key of a record as this reader sees it.
   func key(of record: StoredRecord) throws -> String {
     let stored: String
-    if case .view = source { stored = record.id } else { stored = DatasetSchema.key(ofRecordID: record.id, code: code) }
+    if case .view = source { stored = record.id } else { stored = DatasetSchema.key(of: record, code: code, personalKey: personalKey) }
     guard let keySubject else { return stored }
     return try keyMasker.rowKeyPseudonym(stored, subject: keySubject)
   }
@@ -101,7 +104,7 @@ struct GrantedRows: Sendable {
   /// The row key of a record as stored (what masking decides by: whose row it is).
   func storedKey(of record: StoredRecord) -> String {
     if case .view = source { return record.id }
-    return DatasetSchema.key(ofRecordID: record.id, code: code)
+    return DatasetSchema.key(of: record, code: code, personalKey: personalKey)
   }
 
   /// Whether a record belongs to the rows at all (a view keeps people of its kind).

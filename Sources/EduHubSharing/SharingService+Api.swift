@@ -290,7 +290,7 @@ extension SharingService {
     // One row by its id: every key field bound by EQUALS (which the id itself then satisfies; only
     // other filters are checked on the row).
     if let point = plan.pointKey, point.allSatisfy({ filters[$0] != nil }) {
-      let id = DatasetSchema.recordID(code, point.compactMap { filters[$0]?.value }.joined(separator: "|"))
+      let id = catalog.rowID(DatasetSchema(plan.table), point.compactMap { filters[$0]?.value }.joined(separator: "|"))
       guard let record = try identity.store.pointGet(DatasetSchema.rowCollection, id), !record.deleted else { return }
       if try filters.count == point.count || passes(record) { _ = try visit(record) }
       return

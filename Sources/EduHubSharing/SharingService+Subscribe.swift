@@ -168,7 +168,9 @@ extension SharingService {
   }
 
   func snapshotKey(_ rows: GrantedRows, _ record: StoredRecord) -> String {
-    rows.scope == nil ? rows.storedKey(of: record) : PersonView.position(of: record)
+    // Where the record stands in the store's order: its id after the table's prefix (the key
+    // itself, or its hash for a personal key).
+    rows.scope == nil ? DatasetSchema.key(ofRecordID: record.id, code: rows.code) : PersonView.position(of: record)
   }
 
   /// Records that `rows` rows with minors' sensitive fields went out in clear through `grant` (one
