@@ -410,6 +410,7 @@ extension CatalogService {
     case .ingested:
       let schema = DatasetSchema(resource)
       let masker = identity.masker(for: schema.classified)
+      let allNumbers = Set(resource.fields.map { DatasetSchema.fieldNumber($0.column) })
       if schema.personalKey, !keyPrefix.isEmpty {
         throw Validate.invalid("rows of a table keyed by a personal field are not kept in key order: key_prefix cannot select them")
       }
@@ -427,9 +428,11 @@ extension CatalogService {
           // A row's key is whatever the table says, not a person id: an account whose person id
           // (or a guardian whose child's) equals it is still staff here, or anyone able to create
           // a person with a chosen id could read a row of an exam-number table in clear.
-          result = try masker.mask(
-            record.body, personID: key, scope: record.scope, for: deidentified ?? .staff(subject: caller.accountID, grants: caller.grants), on: today)
-          var row = try schema.row(result.body, masked: result.changed)
+          let reader = deidentified ?? .staff(subject: caller.accountID, grants: caller.grants)
+          result = try masker.mask(record.body, personID: key, scope: record.scope, for: reader, on: today)
+          // Masked: the policy hides one of the row's fields from this reader, whether or not it
+          // holds a value (a flag for values present would tell who has, say, special needs).
+          var row = try schema.row(result.body, masked: masker.hidesAny(of: allNumbers, age: result.age, owner: result.owner, for: reader))
           if deidentified != nil {
             row.key = ""
           } else if row.key != key {

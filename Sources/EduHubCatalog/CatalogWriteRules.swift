@@ -124,14 +124,13 @@ extension CatalogService {
     if DatasetSchema(resource).personalKey {
       try IdentityService.requireAuthority(.peopleReadClear, at: record.scope, node, "\(what) (its key is personal)")
     }
-    if !record.deleted {
-      guard let fields = try? WireFields.strings(record.body, [1, DatasetSchema.keyField]), fields[1] == code else {
-        throw PushRefusal("\(what): its body names another table")
-      }
-      // Its id is the one IngestRows gives its key (a hash of it, for a personal key).
-      guard record.id == rowID(DatasetSchema(resource), fields[DatasetSchema.keyField] ?? "") else {
-        throw PushRefusal("\(what): its id is not its key's")
-      }
+    // A row, or a deletion with the last body it had: its body names its table and key, and its
+    // id is the one IngestRows gives that key (a hash of it, for a personal key).
+    guard let fields = try? WireFields.strings(record.body, [1, DatasetSchema.keyField]), fields[1] == code else {
+      throw PushRefusal("\(what): its body names another table")
+    }
+    guard record.id == rowID(DatasetSchema(resource), fields[DatasetSchema.keyField] ?? "") else {
+      throw PushRefusal("\(what): its id is not its key's")
     }
   }
 }

@@ -155,10 +155,10 @@ extension IdentityService {
     try Validate.username(request.username)
     let action = "identity.CreateAccount"
     return try transaction { db in
-      guard let record = try live(IdentityCollections.person, request.personID, in: db) else {
-        throw RPCError(.notFound, "no person \(request.personID)")
+      // One answer for "absent" and "not yours", as GetPerson gives.
+      guard let record = try live(IdentityCollections.person, request.personID, in: db), caller.can(.accountsManage, at: record.scope) else {
+        throw denied(caller, action, target: request.personID, peer: peer, "person \(request.personID) is not one this caller makes accounts for, or does not exist")
       }
-      try require(.accountsManage, at: record.scope, caller, action, target: request.personID, peer: peer)
       let person = try record.decode(Eduhub_Identity_V1_Person.self)
       var account = try createPendingAccount(person: person, path: record.scope, username: request.username, in: db)
       var response = Eduhub_Identity_V1_CreateAccountResponse()

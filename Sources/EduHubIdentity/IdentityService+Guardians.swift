@@ -90,10 +90,10 @@ extension IdentityService {
     let action = "identity.UnbindGuardian"
     let id = Self.bindingID(guardian: request.guardianID, child: request.childID)
     let binding = try transaction { db in
-      guard let record = try live(IdentityCollections.guardianship, id, in: db) else {
-        throw RPCError(.notFound, "\(request.guardianID) is not bound to \(request.childID)")
+      // One answer for "not bound" and "not yours": whether two people are linked is not told.
+      guard let record = try live(IdentityCollections.guardianship, id, in: db), caller.can(.guardiansBind, at: record.scope) else {
+        throw denied(caller, action, target: request.childID, peer: peer, "\(request.guardianID) is not bound to \(request.childID) where this caller binds")
       }
-      try require(.guardiansBind, at: record.scope, caller, action, target: request.childID, peer: peer)
       try delete(record, in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: id, peer: peer, timeMs: nowMs()), in: db)
       return try record.decode(Eduhub_Identity_V1_GuardianBinding.self)

@@ -74,6 +74,7 @@ extension IdentityService {
     var person = Self.normalized(row.person)
     if person.id.isEmpty { person.id = Self.newID("P") }
     try Validate.identifier(person.id, "id")
+    try Validate.personID(person.id)
     try Validate.person(person)
     let path: String
     if let known = paths[person.orgCode], person.kind != .student {

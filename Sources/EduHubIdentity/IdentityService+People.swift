@@ -15,6 +15,9 @@ extension IdentityService {
     "class_name", "title", "subjects",
   ]
 
+  /// The Person fields the privacy policy classifies, by proto name.
+  static let classifiedFieldNames = Set(Eduhub_Identity_V1_Person.classifiedFields.filter { $0.masking != .none }.map(\.name))
+
   package static func newID(_ prefix: String) -> String {
     prefix + Base64URL.encode(Random.bytes(9)).replacingOccurrences(of: "_", with: "0").replacingOccurrences(of: "-", with: "1")
   }
@@ -107,6 +110,7 @@ extension IdentityService {
     var person = Self.normalized(request.person)
     if person.id.isEmpty { person.id = Self.newID("P") }
     try Validate.identifier(person.id, "id")
+    try Validate.personID(person.id)
     try Validate.person(person)
     let action = "identity.CreatePerson"
     let path = try transaction { db -> String in
@@ -151,16 +155,25 @@ extension IdentityService {
     -> Eduhub_Identity_V1_Person
   {
     try Validate.identifier(request.person.id, "id")
-    let mask = request.updateMask.isEmpty ? Self.updatableFields : Set(request.updateMask)
+    var mask = request.updateMask.isEmpty ? Self.updatableFields : Set(request.updateMask)
     if let unknown = mask.first(where: { !Self.updatableFields.contains($0) }) {
       throw Validate.invalid("update_mask names \(unknown.prefix(40)), which cannot be updated")
     }
     let action = "identity.UpdatePerson"
     let (person, path) = try transaction { db -> (Eduhub_Identity_V1_Person, String) in
-      guard let record = try live(IdentityCollections.person, request.person.id, in: db) else {
-        throw RPCError(.notFound, "no person \(request.person.id)")
+      // One answer for "absent" and "not yours", as GetPerson gives.
+      guard let record = try live(IdentityCollections.person, request.person.id, in: db), caller.can(.peopleWrite, at: record.scope) else {
+        throw denied(caller, action, target: request.person.id, peer: peer, "person \(request.person.id) is not one this caller may change, or does not exist")
       }
-      try require(.peopleWrite, at: record.scope, caller, action, target: record.id, peer: peer)
+      if !caller.can(.peopleReadClear, at: record.scope) {
+        // Someone who reads this person masked writes no field they see masked unless they name
+        // it (a whole record sent back would store the masked values), and never the birth date or
+        // ID number: each is checked against the other, so a refusal would tell the hidden one.
+        if request.updateMask.isEmpty { mask.subtract(Self.classifiedFieldNames) }
+        if let hidden = mask.first(where: { $0 == "birth_date" || $0 == "national_id" }) {
+          throw denied(caller, action, target: record.id, peer: peer, "\(hidden) is written by someone who reads this person in clear")
+        }
+      }
       var person = try record.decode(Eduhub_Identity_V1_Person.self)
       let new = Self.normalized(request.person)
       for field in mask {

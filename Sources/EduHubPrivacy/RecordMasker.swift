@@ -81,6 +81,10 @@ public struct RecordMasker: Sendable {
     public var changed: Bool
     /// Fields read in clear that the audit log must record (a minor's sensitive fields).
     public var auditedFields: [FieldPolicy]
+    /// The person's age class and whether the reader owns the record, as the masking decided
+    /// them (for `hidesAny(of:age:owner:for:)`, without reading the body again).
+    public var age: AgeClass = .unknown
+    public var owner = false
   }
 
   /// What one walk of a body finds.
@@ -140,7 +144,7 @@ public struct RecordMasker: Sendable {
         audited.append(field)
       }
     }
-    guard anyHidden else { return Result(body: body, changed: false, auditedFields: audited) }
+    guard anyHidden else { return Result(body: body, changed: false, auditedFields: audited, age: age, owner: owner) }
 
     var out: [UInt8] = []
     // Room for what callers append (an org path, a flag) without a second allocation.
@@ -185,7 +189,7 @@ public struct RecordMasker: Sendable {
       WireFields.appendVarint(UInt64(shown.count), to: &out)
       out.append(contentsOf: shown)
     }
-    return Result(body: out, changed: true, auditedFields: audited)
+    return Result(body: out, changed: true, auditedFields: audited, age: age, owner: owner)
   }
 
   /// The masked bytes of a value for `kind`; empty removes it. Names, phones and dates are masked
@@ -223,6 +227,12 @@ public struct RecordMasker: Sendable {
       hidden.insert(field.number)
     }
     return hidden
+  }
+
+  /// `hidesAny(of:_:personID:scope:for:on:)` for a person whose age class and ownership a masking
+  /// already decided (`Result.age`, `Result.owner`).
+  public func hidesAny(of numbers: Set<Int>, age: AgeClass, owner: Bool, for reader: Reader) -> Bool {
+    classified.contains { numbers.contains($0.number) && policy.decide(reader, $0, owner: owner, age: age) != .clear }
   }
 
   /// Whether `reader` sees any of the classified fields `numbers` other than in clear, for the

@@ -162,7 +162,7 @@ struct GrantedRows: Sendable {
         row.key = key
         // Masked: the policy hides a shown field from this reader, said whether or not the field
         // holds a value, and never for a field the grant does not show.
-        row.masked = try masker.hidesAny(of: shownNumbers, record.body, personID: record.id, scope: record.scope, for: reader, on: today)
+        row.masked = masker.hidesAny(of: shownNumbers, age: result.age, owner: result.owner, for: reader)
         scratch.row = try row.serializedBytes()
         return !result.auditedFields.isEmpty
       case .ingested(let schema, let masker):
@@ -185,7 +185,7 @@ struct GrantedRows: Sendable {
         }
         // Masked: the policy hides a shown field from this reader, said whether or not the field
         // holds a value, and never for a field the grant does not show.
-        if try masker.hidesAny(of: shownNumbers, record.body, personID: storedKey(of: record), scope: record.scope, for: reader, on: today) {
+        if masker.hidesAny(of: shownNumbers, age: result.age, owner: result.owner, for: reader) {
           RowWire.appendVarintField(3, 1, to: &scratch.row)
         }
         return !result.auditedFields.isEmpty

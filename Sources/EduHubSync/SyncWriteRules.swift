@@ -28,6 +28,11 @@ extension SyncService {
     guard existing != nil || (record.scope != node.scope && RecordStore.inScope(record.scope, node.scope)) else {
       throw PushRefusal("\(what): a node registers nodes below its own org, not at it")
     }
+    // A registration stays where it was made: moved up to the pusher's level it would relay writes
+    // for the whole scope.
+    if let existing, existing.scope != record.scope {
+      throw PushRefusal("\(what): a node's registration does not move")
+    }
     if let existing {
       // Registered by someone else at the pusher's own level (a second node of its scope), or above it.
       guard existing.scope != node.scope, RecordStore.inScope(existing.scope, node.scope), !existing.scope.isEmpty else {

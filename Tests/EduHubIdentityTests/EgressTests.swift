@@ -8,6 +8,7 @@ import EduHubSharing
 import EduHubStorage
 import EduHubSync
 import Foundation
+import SwiftProtobuf
 import Testing
 
 /// The ways out of a node besides the main read paths: shared-API aggregates and parameters, row
@@ -294,6 +295,46 @@ struct OracleTests {
       let created = try await world.client.createAccount(create, options: try await world.options("countyadmin"))
       #expect(created.deliveredTo.isEmpty && created.account.phone.isEmpty, "\(created.deliveredTo)")
       #expect(world.delivery.code(for: "13800005663") != nil, "the code was sent all the same")
+    }
+  }
+
+  @Test("UpdatePerson by someone who reads the pupil masked: one answer for absent and not theirs, no birth date or ID number written (a refusal would tell the hidden one), a whole record sent back keeps the real values; ids hold no ID number")
+  func updatesByMaskedStaff() async throws {
+    try await withWorld { world in
+      try await world.account("countyadmin", role: .countyAdmin, org: "511702")
+      let admin = try await world.options("countyadmin")
+      var get = Eduhub_Identity_V1_GetPersonRequest()
+      get.id = IdentityWorld.student
+      let seen = try await world.client.getPerson(get, options: admin)
+      #expect(seen.masked)
+      var messages: [String] = []
+      for id in ["P-none", IdentityWorld.otherStudent] {
+        var update = Eduhub_Identity_V1_UpdatePersonRequest()
+        update.person.id = id
+        update.person.className = "x"
+        update.updateMask = ["class_name"]
+        messages.append(await expectStatus(.permissionDenied) { try await world.client.updatePerson(update, options: admin) }
+          .replacingOccurrences(of: id, with: "X"))
+      }
+      #expect(Set(messages).count == 1, "\(messages)")
+      var update = Eduhub_Identity_V1_UpdatePersonRequest()
+      update.person = seen
+      update.person.birthDate = "2020-02-10"
+      update.updateMask = ["birth_date"]
+      await expectStatus(.permissionDenied) { try await world.client.updatePerson(update, options: admin) }
+      // The whole record as read (masked), with a new class: only the class changes.
+      update.person = seen
+      update.person.className = "三年级二班"
+      update.updateMask = []
+      _ = try await world.client.updatePerson(update, options: admin)
+      let stored = try Eduhub_Identity_V1_Person(serializedBytes: try #require(try world.identity.store.get(IdentityCollections.person, IdentityWorld.student)).body)
+      #expect(stored.className == "三年级二班" && stored.name != seen.name && stored.nationalID != seen.nationalID)
+      var create = Eduhub_Identity_V1_CreatePersonRequest()
+      create.person = stored
+      create.person.id = "S" + stored.nationalID
+      create.person.nationalID = ""
+      let refused = await expectStatus(.invalidArgument) { try await world.client.createPerson(create, options: admin) }
+      #expect(refused.contains("must not contain an ID number"), "\(refused)")
     }
   }
 }

@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubCatalog
+import EduHubCrypto
 import EduHubIdentity
 import EduHubStorage
 import EduHubSync
@@ -49,6 +50,17 @@ struct PushReviewTests {
       try await owned.expectRefused(
         [try owned.record(SyncCollections.node, "county-twin", scope: OwnedNode.scope, body: try twin.serializedBytes())],
         "below its own org")
+      // Nor one below moved up to it afterwards.
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org, IdentityWorld.school)).scope
+      try await owned.push([
+        try owned.record(SyncCollections.node, "school-moved", scope: schoolPath, body: try PushAuthorityTests.schoolNode("school-moved", key: SigningKey()))
+      ])
+      let below = try #require(try owned.stored(SyncCollections.node, "school-moved"))
+      var moved = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: below.body)
+      moved.node.orgCode = "511702"
+      try await owned.expectRefused(
+        [try owned.record(SyncCollections.node, "school-moved", scope: OwnedNode.scope, body: try moved.serializedBytes(), over: below)],
+        "does not move")
       await owned.county.close()
     }
   }
