@@ -34,7 +34,7 @@ extension CatalogService {
   }
 
   /// A resource with its counters cleared: two versions that differ only there differ only by reads.
-  static func withoutCounters(_ resource: Eduhub_Catalog_V1_Resource) -> Eduhub_Catalog_V1_Resource {
+  package static func withoutCounters(_ resource: Eduhub_Catalog_V1_Resource) -> Eduhub_Catalog_V1_Resource {
     var copy = resource
     copy.views = 0
     copy.follows = 0

@@ -143,6 +143,17 @@ extension SharingService {
           caller, action, target: plan.api.code, peer: peer,
           "parameter \(name) filters on the personal field \(filter.field.name), which grant \(grant.id) shows masked")
       }
+      // An aggregate of personal values answers a masked grant over fixed partitions only: one
+      // parameter, by EQUALS. Two ranges (or prefixes, or two parameters) whose groups differ by one
+      // pupil give that pupil's value as the difference of two sums or averages.
+      if grant.terms.masking != .clear, !plan.api.api.aggregates.isEmpty,
+        plan.api.api.aggregates.contains(where: { aggregate in plan.table.fields.contains { $0.name == aggregate.field && ApiDefinitionCheck.isPersonal($0) } }),
+        filters.count > 1 || filters.values.contains(where: { $0.operation != .equals })
+      {
+        throw identity.denied(
+          caller, action, target: plan.api.code, peer: peer,
+          "an aggregate of personal values takes at most one parameter, by EQUALS, under grant \(grant.id) (it shows them masked)")
+      }
       let shown = request.fields.isEmpty ? nil : try requestedFields(request.fields, grant, of: plan.api, caller: caller, action: action, peer: peer)
       answer = try execute(
         plan, grant: grant, shown: shown.map { Set($0.map(\.name)) }, filters: filters,

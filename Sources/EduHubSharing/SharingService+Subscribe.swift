@@ -83,6 +83,10 @@ extension SharingService {
         status: status, since: started)
     }
     let signal = identity.store.changed
+    // The definition the rows are shaped and masked by: a change to it (a column raised to personal,
+    // a view turned to pupils, the class, retirement) ends the stream, to be judged again.
+    let definition = CatalogService.withoutCounters(resource)
+    var catalogAt = try catalogSequence().sequence
     // One message's bytes and the row buffers, reused.
     var message: [UInt8] = []
     var scratch = GrantedRows.Scratch()
@@ -95,6 +99,15 @@ extension SharingService {
         if let reason = Self.unusable(grant, now: identity.nowMs()) {
           throw identity.denied(caller, action, target: resource.code, peer: peer, reason)
         }
+        let latest = try catalogSequence().sequence
+        if latest != catalogAt {
+          catalogAt = latest
+          let now = try identity.reading { db in try catalog.stored(resource.code, in: db)?.1 }
+          guard let now, CatalogService.withoutCounters(now) == definition else {
+            throw RPCError(.aborted, "resource \(resource.code) changed since the subscription began: subscribe again from the last cursor")
+          }
+        }
+        guard try approvalHolds(grant) else { throw identity.denied(caller, action, target: resource.code, peer: peer, Self.outgrown(grant)) }
         let generation = signal.generation
         message.removeAll(keepingCapacity: true)
         var changes = 0

@@ -244,6 +244,26 @@ struct EgressTests {
   }
 }
 
+@Suite("Aggregates of personal values")
+struct AggregateDifferencingTests {
+  @Test("a masked grant calls an aggregate of personal values with one EQUALS parameter at most: two ranges differing by one pupil would give that pupil's value")
+  func noDifferencing() async throws {
+    try await withSharing { fixture in
+      _ = try await fixture.publish(SharingFixture.rosterResource())
+      try await fixture.ingest((1...12).map { SharingFixture.student($0) })
+      _ = try await fixture.publish(EgressTests.aggregateApi("roster.born-count", .max, field: "birth_date", parameter: ("from", "score", .atLeast)))
+      _ = try await EgressTests.grant(fixture, "roster.born-count")
+      let bureau = try await fixture.world.options("bureau")
+      var call = Eduhub_Sharing_V1_CallApiRequest()
+      call.apiCode = "roster.born-count"
+      #expect(try await fixture.sharing.callApi(call, options: bureau).rows.isEmpty == false)
+      call.parameters = ["from": "80"]
+      let message = await expectStatus(.permissionDenied) { try await fixture.sharing.callApi(call, options: bureau) }
+      #expect(message.contains("at most one parameter, by EQUALS"), "\(message)")
+    }
+  }
+}
+
 @Suite("A row's masked flag")
 struct MaskedFlagTests {
   @Test("a grant of non-personal fields gets rows that say nothing about the personal fields it does not show")

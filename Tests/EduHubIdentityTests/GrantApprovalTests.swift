@@ -42,6 +42,31 @@ struct GrantApprovalTests {
     }
   }
 
+  @Test("an open subscription ends when its resource's definition changes (a column raised to personal is not streamed on under the old one)")
+  func definitionChangeEndsStreams() async throws {
+    try await withSharing { fixture in
+      _ = try await fixture.granted(count: 3, fields: ["student_id", "class_name", "score"])
+      let steward = try await fixture.world.options("steward")
+      var request = Eduhub_Sharing_V1_SubscribeRequest()
+      request.resourceCode = SharingFixture.roster
+      let catalog = fixture.catalog
+      let message = await expectStatus(.aborted) {
+        try await fixture.sharing.subscribe(request, options: try await fixture.world.options("bureau")) { stream in
+          for try await message in stream where message.snapshotDone {
+            var update = Eduhub_Catalog_V1_UpdateResourceRequest()
+            update.resource = try await catalog.getResource(.with { $0.code = SharingFixture.roster }, options: steward)
+            if let index = update.resource.fields.firstIndex(where: { $0.name == "score" }) {
+              update.resource.fields[index].sensitivity = .sensitive
+              update.resource.fields[index].masking = .redact
+            }
+            _ = try await catalog.updateResource(update, options: steward)
+          }
+        }
+      }
+      #expect(message.contains("subscribe again"), "\(message)")
+    }
+  }
+
   @Test("a steward who is also the consumer does not approve its own request")
   func fourEyes() async throws {
     try await withSharing { fixture in
