@@ -56,6 +56,11 @@ extension CatalogService {
         guard case .ingested(let before) = old.dataset.source, before.keyFields == ingested.keyFields else {
           throw RPCError(.failedPrecondition, "the dataset holds \(old.rowCount) rows: its key cannot change")
         }
+        // Rows are stored under their key, or a hash of it when the key is personal: which one
+        // cannot change under stored rows.
+        guard DatasetSchema(resource).personalKey == DatasetSchema(old).personalKey else {
+          throw RPCError(.failedPrecondition, "the dataset holds \(old.rowCount) rows: whether its key is personal cannot change")
+        }
         for field in old.fields {
           guard let now = resource.fields.first(where: { $0.name == field.name }), now.type == field.type else {
             throw RPCError(

@@ -128,7 +128,13 @@ extension IdentityService {
     }
     // CreatePerson and UpdatePerson: a valid person, stored normalised, a student in a school, and
     // an ID number nobody else has.
-    do { try Validate.person(person) } catch let error as RPCError {
+    do {
+      if existing == nil {
+        try Validate.identifier(person.id, "id")
+        try Validate.personID(person.id)
+      }
+      try Validate.person(person)
+    } catch let error as RPCError {
       throw PushRefusal("\(what): CreatePerson would refuse it: \(error.message)")
     }
     guard normalized(person) == person else { throw PushRefusal("\(what): it is not stored as CreatePerson stores it") }

@@ -21,12 +21,19 @@ extension SharingService {
   @discardableResult
   func catalogSequence() throws -> (sequence: Int64, generation: UInt64) {
     let generation = identity.store.changed.generation
-    if let known = apis.withLock({ $0.generation == generation ? $0.catalogSequence : nil }) { return (known, generation) }
-    // A commit somewhere (an order, a grant, a row): the plans stand unless the catalog changed.
+    let now = ContinuousClock.now
+    // Known while nothing committed here, and for a second at most: writes by another process (the
+    // command line on the same data) do not signal.
+    if let known = apis.withLock({ cache in
+      cache.generation == generation && cache.checked.map { now - $0 < .seconds(1) } == true ? cache.catalogSequence : nil
+    }) {
+      return (known, generation)
+    }
     let latest = try identity.reading { db in try identity.store.lastSequence(of: CatalogCollections.resource, in: db) }
     apis.withLock { cache in
       if cache.catalogSequence != latest { cache = ApiCache(catalogSequence: latest) }
       cache.generation = generation
+      cache.checked = now
     }
     return (latest, generation)
   }
@@ -146,13 +153,16 @@ extension SharingService {
       // An aggregate of personal values answers a masked grant over fixed partitions only: one
       // parameter, by EQUALS. Two ranges (or prefixes, or two parameters) whose groups differ by one
       // pupil give that pupil's value as the difference of two sums or averages.
+      // An API with no parameter has one partition; one with a parameter must be called with it
+      // (a call without it would be the whole, the others its parts, and the difference one pupil).
+      let defined = plan.api.api.parameters.count
       if grant.terms.masking != .clear, !plan.api.api.aggregates.isEmpty,
         plan.api.api.aggregates.contains(where: { aggregate in plan.table.fields.contains { $0.name == aggregate.field && ApiDefinitionCheck.isPersonal($0) } }),
-        filters.count > 1 || filters.values.contains(where: { $0.operation != .equals })
+        defined > 1 || (defined == 1 && filters.count != 1) || filters.values.contains(where: { $0.operation != .equals })
       {
         throw identity.denied(
           caller, action, target: plan.api.code, peer: peer,
-          "an aggregate of personal values takes at most one parameter, by EQUALS, under grant \(grant.id) (it shows them masked)")
+          "an aggregate of personal values answers grant \(grant.id) (it shows them masked) over one parameter at most, bound by EQUALS in every call")
       }
       let shown = request.fields.isEmpty ? nil : try requestedFields(request.fields, grant, of: plan.api, caller: caller, action: action, peer: peer)
       answer = try execute(

@@ -55,6 +55,8 @@ extension SharingService {
     let action = "sharing.Subscribe"
     let batch = request.batchSize == 0 ? 500 : Int(request.batchSize)
     guard (1...5000).contains(batch) else { throw Validate.invalid("batch_size is 1 to 5,000") }
+    // Taken before the resource is read: a change in between is seen on the first pass.
+    var catalogAt = try catalogSequence().sequence
     let (record, resource, viewPath) = try identity.reading { db -> (StoredRecord, Eduhub_Catalog_V1_Resource, String?) in
       let (record, resource) = try self.resource(request.resourceCode, caller: caller, in: db)
       var viewPath: String?
@@ -86,7 +88,6 @@ extension SharingService {
     // The definition the rows are shaped and masked by: a change to it (a column raised to personal,
     // a view turned to pupils, the class, retirement) ends the stream, to be judged again.
     let definition = CatalogService.withoutCounters(resource)
-    var catalogAt = try catalogSequence().sequence
     // One message's bytes and the row buffers, reused.
     var message: [UInt8] = []
     var scratch = GrantedRows.Scratch()

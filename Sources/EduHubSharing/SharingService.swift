@@ -26,6 +26,8 @@ public final class SharingService: Sendable {
     var generation: UInt64 = 0
     /// The catalog's last write the plans were made after.
     var catalogSequence: Int64 = -1
+    /// When the catalog's last write was read.
+    var checked: ContinuousClock.Instant?
     var byCode: [String: ApiPlan] = [:]
     var rows: [String: GrantedRows] = [:]
   }

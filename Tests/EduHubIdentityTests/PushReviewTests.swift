@@ -28,6 +28,14 @@ struct PushReviewTests {
       try await owned.expectRefused(
         [try owned.record(IdentityCollections.person, pupil.id, scope: pupil.scope, body: twice, over: pupil)],
         "repeats a field that holds one value")
+      // A new person whose id is a pupil's ID number: refused as CreatePerson refuses it.
+      var twin = try Eduhub_Identity_V1_Person(serializedBytes: pupil.body)
+      twin.id = "511702201301019999"
+      twin.nationalID = ""
+      twin.birthDate = "2013-01-01"
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.person, twin.id, scope: pupil.scope, body: try twin.serializedBytes())],
+        "must not contain an ID number")
       // Nor by a tombstone and then a revival as a teacher.
       try await owned.push([try owned.record(IdentityCollections.person, pupil.id, scope: pupil.scope, body: pupil.body, deleted: true, over: pupil)])
       let gone = try #require(try owned.stored(IdentityCollections.person, pupil.id))
