@@ -266,6 +266,47 @@ struct AggregateDifferencingTests {
   }
 }
 
+@Suite("A guardian's bindings")
+struct GuardianBindingListTests {
+  @Test("a teacher reading a guardian of their school sees only the bindings to children they may read")
+  func bindingsStopAtReadableChildren() async throws {
+    try await withWorld { world in
+      let guardian = "G\(IdentityWorld.school)-0001a"
+      var bind = Eduhub_Identity_V1_BindGuardianRequest()
+      bind.binding.guardianID = guardian
+      bind.binding.childID = IdentityWorld.otherStudent
+      bind.binding.relation = "父亲"
+      _ = try world.identity.bindGuardian(bind, caller: .operator(name: "test"), peer: "test")
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      var list = Eduhub_Identity_V1_ListGuardianshipsRequest()
+      list.guardianID = guardian
+      let seen = try await world.client.listGuardianships(list, options: try await world.options("teacher1")).bindings.map(\.childID)
+      let all = try world.identity.listGuardianships(list, caller: .operator(name: "test"), peer: "test").bindings.map(\.childID)
+      #expect(all.contains(IdentityWorld.otherStudent) && !seen.isEmpty && !seen.contains(IdentityWorld.otherStudent), "\(seen) of \(all)")
+    }
+  }
+}
+
+@Suite("A table's key under stored rows")
+struct PersonalKeyChangeTests {
+  @Test("a key field raised to personal under stored rows is refused: the rows are stored by their key, a personal one by its hash")
+  func personalKeyStays() async throws {
+    try await withSharing { fixture in
+      _ = try await fixture.publish(SharingFixture.rosterResource())
+      try await fixture.ingest((1...2).map { SharingFixture.student($0) })
+      let steward = try await fixture.world.options("steward")
+      var update = Eduhub_Catalog_V1_UpdateResourceRequest()
+      update.resource = try await fixture.catalog.getResource(.with { $0.code = SharingFixture.roster }, options: steward)
+      if let index = update.resource.fields.firstIndex(where: { $0.name == "student_id" }) {
+        update.resource.fields[index].sensitivity = .sensitive
+        update.resource.fields[index].masking = .redact
+      }
+      let message = await expectStatus(.failedPrecondition) { try await fixture.catalog.updateResource(update, options: steward) }
+      #expect(message.contains("whether its key is personal cannot change"), "\(message)")
+    }
+  }
+}
+
 @Suite("A row's masked flag")
 struct MaskedFlagTests {
   @Test("a grant of non-personal fields gets rows that say nothing about the personal fields it does not show")
