@@ -229,24 +229,12 @@ public struct RecordMasker: Sendable {
     return hidden
   }
 
-  /// `hidesAny(of:_:personID:scope:for:on:)` for a person whose age class and ownership a masking
-  /// already decided (`Result.age`, `Result.owner`).
+  /// Whether `reader` sees any of the classified fields `numbers` other than in clear, for a
+  /// person whose age class and ownership a masking already decided (`Result.age`,
+  /// `Result.owner`): the policy's decision, whether or not the body holds a value there (a flag
+  /// set only for values present would tell who has, say, special needs recorded).
   public func hidesAny(of numbers: Set<Int>, age: AgeClass, owner: Bool, for reader: Reader) -> Bool {
     classified.contains { numbers.contains($0.number) && policy.decide(reader, $0, owner: owner, age: age) != .clear }
-  }
-
-  /// Whether `reader` sees any of the classified fields `numbers` other than in clear, for the
-  /// person `body` is about: the policy's decision, whether or not the body holds a value there
-  /// (a flag set only for values present would tell who has, say, special needs recorded).
-  public func hidesAny(of numbers: Set<Int>, _ body: [UInt8], personID: String, scope: String, for reader: Reader, on today: CivilDate)
-    throws -> Bool
-  {
-    let found = try scan(body)
-    let nationalID = found.birthDate == nil ? found.nationalID.map { String(decoding: body[$0], as: UTF8.self) } : nil
-    let subject = DataSubject(personID: personID, scope: scope, birthDate: found.birthDate, nationalID: nationalID)
-    let age = AgeClass.of(birthDate: found.birthDate, nationalID: nationalID, on: today)
-    let owner = policy.isOwner(reader, of: subject)
-    return classified.contains { numbers.contains($0.number) && policy.decide(reader, $0, owner: owner, age: age) != .clear }
   }
 
   /// Masks a batch of stored records of this message type (whose ids are the people's ids) for

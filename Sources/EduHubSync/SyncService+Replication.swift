@@ -592,13 +592,11 @@ extension SyncService {
       for (conflict, scope) in try identity.store.conflicts(inScope: path, limit: limit, in: db) {
         // A losing value is the record's field as it was: shown as the caller may see that field of
         // the record (a county administrator sees a pupil's losing name masked, like the winner).
-        let losingValue = try shown(conflict, for: reader, on: today, maskers: &maskers, in: db)
+        let current = try identity.store.get(conflict.collection, conflict.recordID, in: db)
+        let losingValue = try shown(conflict, of: current, for: reader, on: today, maskers: &maskers, in: db)
         var out = Eduhub_Sync_V1_Conflict()
         out.collection = conflict.collection
-        out.recordID = conflict.recordID
-        if let current = try identity.store.get(conflict.collection, conflict.recordID, in: db) {
-          out.recordID = try maskers.shownID(current, for: reader, on: today, in: db)
-        }
+        out.recordID = try current.map { try maskers.shownID($0, for: reader, on: today, in: db) } ?? conflict.recordID
         out.scope = scope
         out.field = Int32(conflict.field)
         out.losingValue = Data(losingValue)
@@ -617,9 +615,10 @@ extension SyncService {
   /// for the reader, and the field taken out again (the age class comes from the whole record).
   /// Nothing is shown of a record no longer here.
   func shown(
-    _ conflict: RecordStore.Conflict, for reader: Reader, on today: CivilDate, maskers: inout RecordMaskers, in db: Database
+    _ conflict: RecordStore.Conflict, of current: StoredRecord?, for reader: Reader, on today: CivilDate, maskers: inout RecordMaskers,
+    in db: Database
   ) throws -> [UInt8] {
-    guard let current = try identity.store.get(conflict.collection, conflict.recordID, in: db) else { return [] }
+    guard let current else { return [] }
     guard let masker = try maskers.masker(for: current, in: db) else { return conflict.losingValue }
     var fields = try WireFields(parsing: current.body)
     fields[conflict.field] = conflict.losingValue.isEmpty ? nil : conflict.losingValue

@@ -155,11 +155,12 @@ extension WorkOrderService {
         guard try identity.store.get(WorkOrderCollections.order, order.id, in: db) == nil else { continue }
         // The record as a steward who reads people masked may name it (a row keyed by ID number
         // by its table only): the order is read by every handler and reaches masked nodes.
-        let recordID = try shownID(conflict, in: db)
+        let current = try identity.store.get(conflict.collection, conflict.recordID, in: db)
+        let recordID = try shownID(conflict, current, in: db)
         order.kind = .syncConflict
         order.priority = .p3
         order.title = "同步冲突：\(conflict.collection)/\(recordID) 字段 \(conflict.field)"
-        order.description_p = try describe(conflict, in: db)
+        order.description_p = try describe(conflict, current, recordID: recordID)
         order.submitter = systemActor
         order.submittingOrgCode = orgCode
         order.serviceOrgCode = orgCode
@@ -188,8 +189,8 @@ extension WorkOrderService {
   }
 
   /// Both values of a conflicting field, masked for a reader without clearance.
-  func describe(_ conflict: RecordStore.Conflict, in db: Database) throws -> String {
-    let current = try identity.store.get(conflict.collection, conflict.recordID, in: db)
+  /// - Parameters: current: the record as stored (nil if gone); recordID: its id as shown.
+  func describe(_ conflict: RecordStore.Conflict, _ current: StoredRecord?, recordID: String) throws -> String {
     let winning = current.flatMap { try? WireFields(parsing: $0.body)[conflict.field] } ?? []
     let losing = conflict.losingValue
     func shown(_ raw: [UInt8]) -> String {
@@ -216,13 +217,13 @@ extension WorkOrderService {
       }
       return "（\(raw.count) 字节，不显示）"
     }
-    return "记录 \(conflict.collection)/\(try shownID(conflict, in: db)) 的字段 \(conflict.field) 在两个节点上被同时修改。\n"
+    return "记录 \(conflict.collection)/\(recordID) 的字段 \(conflict.field) 在两个节点上被同时修改。\n"
       + "保留的值：\(shown(winning))\n被覆盖的值：\(shown(losing))"
   }
 
   /// The conflicting record's id as a steward without clear reads may see it.
-  func shownID(_ conflict: RecordStore.Conflict, in db: Database) throws -> String {
-    guard let current = try identity.store.get(conflict.collection, conflict.recordID, in: db) else { return conflict.recordID }
+  func shownID(_ conflict: RecordStore.Conflict, _ current: StoredRecord?, in db: Database) throws -> String {
+    guard let current else { return conflict.recordID }
     var maskers = RecordMaskers(identity: identity)
     return try maskers.shownID(current, for: .staff(subject: "steward", grants: []), on: identity.today, in: db)
   }

@@ -22,10 +22,6 @@ extension WorkOrderService {
     }
   }
 
-  static func checkActor(_ actor: String, _ node: PushingNode, _ view: PushView, _ what: String) throws {
-    try IdentityService.checkActor(actor, node, view, what)
-  }
-
   /// PushRefusal unless an immutable record arrives as it was first written.
   static func unchanged(_ record: StoredRecord, _ existing: StoredRecord?, _ what: String) throws -> Bool {
     guard !record.deleted else { throw PushRefusal("\(what): work orders are never deleted") }
@@ -52,7 +48,7 @@ extension WorkOrderService {
       let servicePath = try IdentityService.orgPath(order.serviceOrgCode, view), RecordStore.inScope(record.scope, servicePath)
     else { throw PushRefusal("\(what): its orgs do not match the scope it is stored under") }
     try IdentityService.requireAuthority(.ordersSubmit, at: record.scope, node, what)
-    try checkActor(order.submitter, node, view, what)
+    try IdentityService.checkActor(order.submitter, node, view, what)
   }
 
   /// An event is checked as `Act` checks the step it records, against the order as this node
@@ -72,7 +68,7 @@ extension WorkOrderService {
       throw PushRefusal("\(what): its id is not its order, clock and node")
     }
     guard node.mayCarry(event.node) else { throw PushRefusal("\(what): node \(node.id) cannot write events of node \(event.node.prefix(40))") }
-    try Self.checkActor(event.actor, node, view, what)
+    try IdentityService.checkActor(event.actor, node, view, what)
     if event.node != node.id {
       // A step written on a node it relays was taken there: by a user of that node's scope, or by
       // that node's own system.
@@ -152,7 +148,7 @@ extension WorkOrderService {
     let mark = try IdentityService.decode(Event.self, IdentityService.judged(record, existing))
     _ = try order(mark.orderID, of: record, view, what)
     guard record.id == mark.orderID + "|" + mark.actor else { throw PushRefusal("\(what): its id does not name its order and watcher") }
-    try checkActor(mark.actor, node, view, what)
+    try IdentityService.checkActor(mark.actor, node, view, what)
   }
 
   static func checkAttachment(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
@@ -163,7 +159,7 @@ extension WorkOrderService {
     guard attachment.id == record.id, record.id.hasPrefix(attachment.orderID + "|") else {
       throw PushRefusal("\(what): its id does not name its order")
     }
-    try checkActor(attachment.uploadedBy, node, view, what)
+    try IdentityService.checkActor(attachment.uploadedBy, node, view, what)
   }
 
   static func checkChunk(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {

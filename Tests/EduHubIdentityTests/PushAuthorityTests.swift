@@ -374,11 +374,11 @@ struct PushAuthorityTests {
     }
   }
 
-  /// The body of an active, masked registration of a node `id` for the world's school, with `key`.
-  static func schoolNode(_ id: String, key: SigningKey) throws -> [UInt8] {
+  /// The body of an active, masked registration of a node `id` for `org` (the world's school), with `key`.
+  static func schoolNode(_ id: String, key: SigningKey, org: String = IdentityWorld.school) throws -> [UInt8] {
     var node = Eduhub_Sync_V1_SyncNodeRecord()
     node.node.id = id
-    node.node.orgCode = IdentityWorld.school
+    node.node.orgCode = org
     node.node.clearance = .masked
     node.node.state = .active
     node.node.publicKey = Data(key.publicKey)

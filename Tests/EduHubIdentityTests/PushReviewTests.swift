@@ -50,13 +50,9 @@ struct PushReviewTests {
   func registrationsBelowOnly() async throws {
     try await withWorld { world in
       let owned = try await OwnedNode.start(world)
-      var twin = Eduhub_Sync_V1_SyncNodeRecord()
-      twin.node.id = "county-twin"
-      twin.node.orgCode = "511702"
-      twin.node.clearance = .masked
-      twin.node.state = .active
+      let twin = try PushAuthorityTests.schoolNode("county-twin", key: SigningKey(), org: "511702")
       try await owned.expectRefused(
-        [try owned.record(SyncCollections.node, "county-twin", scope: OwnedNode.scope, body: try twin.serializedBytes())],
+        [try owned.record(SyncCollections.node, "county-twin", scope: OwnedNode.scope, body: twin)],
         "below its own org")
       // Nor one below moved up to it afterwards.
       let schoolPath = try #require(try owned.stored(IdentityCollections.org, IdentityWorld.school)).scope
