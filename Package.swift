@@ -75,7 +75,9 @@ let package = Package(
     // Hybrid logical clocks, version vectors, field-level merge, and the replica that stamps writes.
     .target(
       name: "EduHubReplication",
-      dependencies: ["EduHubStorage", .product(name: "GRDB", package: "GRDB.swift")],
+      dependencies: [
+        "EduHubStorage", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       swiftSettings: swiftSettings
     ),
 
@@ -143,7 +145,7 @@ let package = Package(
     .target(
       name: "EduHubCatalog",
       dependencies: [
-        "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy",
+        "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubReplication",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
@@ -165,7 +167,7 @@ let package = Package(
     .target(
       name: "EduHubSharing",
       dependencies: [
-        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubCatalog",
+        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubCatalog", "EduHubReplication",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],

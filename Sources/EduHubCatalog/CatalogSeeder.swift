@@ -86,7 +86,7 @@ public enum CatalogSeeder {
   /// ingested datasets from the seeded people; returns how many resources were published.
   @discardableResult
   public static func run(into catalog: CatalogService, now: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) throws -> Int {
-    let replica = catalog.identity.replica
+    let replica = catalog.store.replica
     var published: [Eduhub_Catalog_V1_Resource] = []
     try replica.store.database.write { db in
       for definition in definitions {
@@ -144,7 +144,7 @@ public enum CatalogSeeder {
   /// Writes text rows (every column, in schema order) into a just-published ingested resource.
   static func fill(_ catalog: CatalogService, _ code: String, rows: [[String]], if published: Set<String>) throws {
     guard published.contains(code) else { return }
-    let plan = try catalog.identity.reading { db in
+    let plan = try catalog.store.read { db in
       guard let (record, resource) = try catalog.stored(code, in: db) else { throw Validate.invalid("no resource \(code)") }
       let schema = DatasetSchema(resource)
       return CatalogService.IngestPlan(

@@ -118,7 +118,7 @@ extension CatalogService {
       throw Validate.invalid("the first message must name resource_code and the columns")
     }
     let action = "catalog.IngestRows"
-    return try identity.reading { db in
+    return try store.read { db in
       guard let (record, resource) = try stored(first.resourceCode, in: db), visible(resource, path: record.scope, to: caller) else {
         throw RPCError(.notFound, "no resource \(first.resourceCode.prefix(64))")
       }
@@ -270,7 +270,7 @@ extension CatalogService {
     try await settle()
     response.errors.sort { $0.row < $1.row }
     if response.received == 0 {
-      response.rowCount = try identity.reading { db in try stored(plan.schema.code, in: db)?.1.rowCount ?? 0 }
+      response.rowCount = try store.read { db in try stored(plan.schema.code, in: db)?.1.rowCount ?? 0 }
     }
     identity.audit.record(
       .init(
@@ -287,7 +287,7 @@ extension CatalogService {
   /// Writes one batch of checked rows in one transaction, with the resource's new row count.
   func write(_ rows: [CheckedRow], _ plan: IngestPlan) throws -> WriteOutcome {
     let schema = plan.schema
-    return try identity.transaction { db in
+    return try store.transaction { db in
       // The resource as it is now: a concurrent update may have retired it or changed its schema.
       guard let (record, resource) = try stored(schema.code, in: db), !resource.retired,
         resource.fields.map(\.column) == schema.fields.map(\.column), resource.fields.map(\.type) == schema.fields.map(\.type)
@@ -307,7 +307,7 @@ extension CatalogService {
       var pendingValues: [String: [(column: Int32, text: String)]] = [:]
       func isLive(_ id: String) throws -> Bool {
         if let known = live[id] { return known }
-        return try identity.store.get(DatasetSchema.rowCollection, id, in: db).map { !$0.deleted } ?? false
+        return try store.records.get(DatasetSchema.rowCollection, id, in: db).map { !$0.deleted } ?? false
       }
       for row in rows {
         let id = rowID(schema, row.key)
@@ -328,7 +328,7 @@ extension CatalogService {
           let sent = Set(values.map(\.column))
           if let earlier = pendingValues[id] {
             merged += earlier.filter { !sent.contains($0.column) }
-          } else if try isLive(id), let old = try identity.store.get(DatasetSchema.rowCollection, id, in: db) {
+          } else if try isLive(id), let old = try store.records.get(DatasetSchema.rowCollection, id, in: db) {
             let fields = try WireFields(parsing: old.body)
             for field in schema.fields where !sent.contains(field.column) {
               if let text = fields.text(DatasetSchema.fieldNumber(field.column)) {
@@ -347,7 +347,7 @@ extension CatalogService {
         upserted += 1
       }
       var prior: [Bool] = []
-      try identity.replica.write(writes, in: db, prior: &prior)
+      try store.replica.write(writes, in: db, prior: &prior)
       // Live rows before and after, key by key in order: the row count's change.
       var delta: Int64 = 0
       var state: [String: Bool] = [:]
@@ -360,7 +360,7 @@ extension CatalogService {
       var updated = resource
       updated.rowCount = max(0, resource.rowCount + delta)
       updated.updatedMs = identity.nowMs()
-      try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(updated), in: db)
+      try store.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(updated), in: db)
       return (upserted, deleted, updated.rowCount, errors)
     }
   }
@@ -401,7 +401,7 @@ extension CatalogService {
       var cursor = after.flatMap(PersonView.cursor)
       // Pages of people in the view's subtree, kept when of the view's kind.
       while true {
-        let page = try identity.store.inScope(PersonView.collection, scope: path, after: cursor, limit: 1000, in: db)
+        let page = try store.records.inScope(PersonView.collection, scope: path, after: cursor, limit: 1000, in: db)
         for record in page {
           cursor = record
           guard PersonView.isKind(record.body, kind), record.id.hasPrefix(keyPrefix) else { continue }
@@ -420,7 +420,7 @@ extension CatalogService {
         throw Validate.invalid("rows of a table keyed by a personal field are not kept in key order: key_prefix cannot select them")
       }
       let prefix = DatasetSchema.recordID(resource.code, keyPrefix)
-      let page = try identity.store.withPrefix(
+      let page = try store.records.withPrefix(
         DatasetSchema.rowCollection, idPrefix: prefix, after: after.map { DatasetSchema.recordID(resource.code, $0) },
         limit: limit + 1, in: db)
       var out: [Eduhub_Catalog_V1_DataRow] = []
@@ -476,7 +476,7 @@ extension CatalogService {
     let size = try Validate.pageSize(request.page.pageSize, default: 100, maximum: 1000)
     guard request.keyPrefix.utf8.count <= DatasetSchema.maxKeyLength else { throw Validate.invalid("key_prefix is too long") }
     let action = "catalog.ReadRows"
-    return try identity.reading { db in
+    return try store.read { db in
       guard let (record, resource) = try stored(request.code, in: db), visible(resource, path: record.scope, to: caller) else {
         throw RPCError(.notFound, "no resource \(request.code.prefix(64))")
       }
@@ -529,7 +529,7 @@ extension CatalogService {
     var count: Int64 = 0
     var cursor: StoredRecord?
     while true {
-      let page = try identity.store.inScope(PersonView.collection, scope: path, after: cursor, limit: 5000, in: db)
+      let page = try store.records.inScope(PersonView.collection, scope: path, after: cursor, limit: 5000, in: db)
       count += Int64(page.lazy.filter { PersonView.isKind($0.body, kind) }.count)
       guard page.count == 5000 else { return count }
       cursor = page.last

@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubIdentity
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -37,8 +38,8 @@ extension CatalogService {
     unpaged.page = .init()
     let fingerprint = Self.fingerprint((try? unpaged.serializedBytes()) ?? [])
     let now = identity.nowMs()
-    return try identity.reading { db in
-      let (entries, facetNames) = try index.entries(store: identity.store, collection: CatalogCollections.resource, in: db)
+    return try store.read { db in
+      let (entries, facetNames) = try index.entries(store: store.records, collection: CatalogCollections.resource, in: db)
       let mine = try followed(by: caller, in: db)
       var response = Eduhub_Catalog_V1_SearchResourcesResponse()
       let codes: [String]

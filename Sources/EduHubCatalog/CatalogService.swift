@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubIdentity
 import EduHubPrivacy
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -34,6 +35,8 @@ public enum CatalogCollections {
 /// search with facets, follow.
 public final class CatalogService: Sendable {
   public let identity: IdentityService
+  /// The node's storage (shared with every service; this one owns its own collections in it).
+  public let store: NodeStore
   /// Views counted today, one per viewer and resource (kept in memory: a restart may count again).
   private let viewed = Mutex<(day: String, seen: Set<String>)>(("", []))
   /// The resources in memory for search.
@@ -48,6 +51,7 @@ public final class CatalogService: Sendable {
 
   public init(identity: IdentityService) {
     self.identity = identity
+    self.store = identity.store
     registerWriteRules()
   }
 
@@ -88,7 +92,7 @@ public final class CatalogService: Sendable {
   }
 
   package func stored(_ code: String, in db: Database) throws -> (StoredRecord, Eduhub_Catalog_V1_Resource)? {
-    guard let record = try identity.live(CatalogCollections.resource, code, in: db) else { return nil }
+    guard let record = try store.live(CatalogCollections.resource, code, in: db) else { return nil }
     var resource = try Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
     resource.responsibleOrgPath = record.scope
     return (record, resource)
@@ -116,10 +120,10 @@ public final class CatalogService: Sendable {
     var resource = request.resource
     try Self.validate(resource)
     let action = "catalog.PublishResource"
-    return try identity.transaction { db in
+    return try store.transaction { db in
       let path = try identity.orgPath(resource.responsibleOrgCode, in: db)
       try identity.require(.catalogPublish, at: path, caller, action, target: resource.code, peer: peer)
-      if try identity.store.get(CatalogCollections.resource, resource.code, in: db) != nil {
+      if try store.records.get(CatalogCollections.resource, resource.code, in: db) != nil {
         throw RPCError(.alreadyExists, "resource \(resource.code) already exists")
       }
       try Self.prepareDataset(&resource, old: nil, responsiblePath: path) { try identity.orgPath($0, in: db) }
@@ -135,7 +139,7 @@ public final class CatalogService: Sendable {
       resource.subscriptions = 0
       resource.retired = false
       resource.updatedMs = identity.nowMs()
-      try identity.put(CatalogCollections.resource, resource.code, scope: path, Self.writable(resource), in: db)
+      try store.put(CatalogCollections.resource, resource.code, scope: path, Self.writable(resource), in: db)
       try identity.audit.append(.init(actor: caller.actor, action: action, target: resource.code, peer: peer, timeMs: identity.nowMs()), in: db)
       resource.responsibleOrgPath = path
       return resource
@@ -147,7 +151,7 @@ public final class CatalogService: Sendable {
   {
     try Self.validate(request.resource)
     let action = "catalog.UpdateResource"
-    return try identity.transaction { db in
+    return try store.transaction { db in
       guard let (record, old) = try stored(request.resource.code, in: db), visible(old, path: record.scope, to: caller) else {
         throw RPCError(.notFound, "no resource \(request.resource.code)")
       }
@@ -170,7 +174,7 @@ public final class CatalogService: Sendable {
       try prepareApi(&resource, old: old, responsiblePath: record.scope, in: db)
       if case .view(let view) = resource.dataset.source { resource.rowCount = try countView(view, in: db) }
       resource.updatedMs = identity.nowMs()
-      try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
+      try store.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
       try identity.audit.append(.init(actor: caller.actor, action: action, target: resource.code, peer: peer, timeMs: identity.nowMs()), in: db)
       resource.responsibleOrgPath = record.scope
       return resource
@@ -181,7 +185,7 @@ public final class CatalogService: Sendable {
     -> Eduhub_Catalog_V1_Resource
   {
     let action = "catalog.RetireResource"
-    return try identity.transaction { db in
+    return try store.transaction { db in
       guard let (record, old) = try stored(request.code, in: db), visible(old, path: record.scope, to: caller) else {
         throw RPCError(.notFound, "no resource \(request.code.prefix(64))")
       }
@@ -189,7 +193,7 @@ public final class CatalogService: Sendable {
       var resource = old
       resource.retired = true
       resource.updatedMs = identity.nowMs()
-      try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
+      try store.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
       try identity.audit.append(.init(actor: caller.actor, action: action, target: resource.code, peer: peer, timeMs: identity.nowMs()), in: db)
       return resource
     }
@@ -208,7 +212,7 @@ public final class CatalogService: Sendable {
   /// The codes `caller` follows.
   func followed(by caller: Caller, in db: Database) throws -> Set<String> {
     Set(
-      try identity.store.find(CatalogCollections.follow, index: "account", key: caller.accountID, limit: 10_000, in: db)
+      try store.records.find(CatalogCollections.follow, index: "account", key: caller.accountID, limit: 10_000, in: db)
         .map { String($0.id.prefix { $0 != "|" }) })
   }
 
@@ -229,13 +233,13 @@ public final class CatalogService: Sendable {
     // Counting the view is the only write; the detail (a masked sample, which for a view reads
     // people) is read outside the writer's transaction.
     if firstView {
-      try identity.transaction { db in
+      try store.transaction { db in
         var (record, resource) = try find(db)
         resource.views += 1
-        try identity.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
+        try store.put(CatalogCollections.resource, resource.code, scope: record.scope, Self.writable(resource), in: db)
       }
     }
-    return try identity.reading { db in
+    return try store.read { db in
       var (record, resource) = try find(db)
       resource.followed = try followed(by: caller, in: db).contains(resource.code)
       if case .view = resource.dataset.source { recountLater(resource.code) }
@@ -258,15 +262,15 @@ public final class CatalogService: Sendable {
     guard due else { return }
     Task.detached(priority: .background) { [self] in
       do {
-        guard let (view, count) = try identity.reading({ db -> (Eduhub_Catalog_V1_ViewSource, Int64)? in
+        guard let (view, count) = try store.read({ db -> (Eduhub_Catalog_V1_ViewSource, Int64)? in
           guard let (_, resource) = try stored(code, in: db), case .view(let view) = resource.dataset.source else { return nil }
           return (view, try countView(view, in: db))
         }) else { return }
-        try identity.transaction { db in
+        try store.transaction { db in
           guard let (record, resource) = try stored(code, in: db), resource.dataset.view == view, resource.rowCount != count else { return }
           var updated = resource
           updated.rowCount = count
-          try identity.put(CatalogCollections.resource, code, scope: record.scope, Self.writable(updated), in: db)
+          try store.put(CatalogCollections.resource, code, scope: record.scope, Self.writable(updated), in: db)
         }
       } catch {
         viewCounted.withLock { $0[code] = nil }  // try again on a later read
@@ -275,24 +279,24 @@ public final class CatalogService: Sendable {
   }
 
   public func follow(_ code: String, _ on: Bool, caller: Caller, peer: String) throws -> Eduhub_Catalog_V1_FollowResponse {
-    try identity.transaction { db in
+    try store.transaction { db in
       guard let (record, found) = try stored(code, in: db), visible(found, path: record.scope, to: caller) else {
         throw RPCError(.notFound, "no resource \(code.prefix(64))")
       }
       let id = code + "|" + caller.accountID
-      let existing = try identity.live(CatalogCollections.follow, id, in: db)
+      let existing = try store.live(CatalogCollections.follow, id, in: db)
       var resource = found
       if on, existing == nil {
         var mark = Eduhub_Catalog_V1_FollowRequest()
         mark.code = caller.accountID  // field 1 carries the follower (the index key)
-        try identity.put(CatalogCollections.follow, id, scope: record.scope, mark, in: db)
+        try store.put(CatalogCollections.follow, id, scope: record.scope, mark, in: db)
         resource.follows += 1
       } else if !on, let existing {
-        try identity.delete(existing, in: db)
+        try store.delete(existing, in: db)
         resource.follows = max(0, resource.follows - 1)
       }
       if (on && existing == nil) || (!on && existing != nil) {
-        try identity.put(CatalogCollections.resource, code, scope: record.scope, Self.writable(resource), in: db)
+        try store.put(CatalogCollections.resource, code, scope: record.scope, Self.writable(resource), in: db)
       }
       var response = Eduhub_Catalog_V1_FollowResponse()
       response.following = on
@@ -302,7 +306,7 @@ public final class CatalogService: Sendable {
   }
 
   public func listFollowed(caller: Caller) throws -> Eduhub_Catalog_V1_ListFollowedResponse {
-    try identity.reading { db in
+    try store.read { db in
       var response = Eduhub_Catalog_V1_ListFollowedResponse()
       for code in try followed(by: caller, in: db).sorted() {
         guard let (record, resource) = try stored(code, in: db), visible(resource, path: record.scope, to: caller) else { continue }

@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubIdentity
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import GRDB
 import SwiftProtobuf
@@ -11,7 +12,7 @@ import SwiftProtobuf
 /// any reader at the node may move them, nothing else of a resource.
 extension CatalogService {
   func registerWriteRules() {
-    let store = identity.store
+    let store = store.records
     identity.declare(
       CatalogCollections.resource,
       writes: .checked(by: self) { $0.checkResource },
@@ -78,7 +79,7 @@ extension CatalogService {
       // Whether the table holds rows is what the store says, not the counter: a counter pushed to
       // zero first would free the schema (drop a personal field, give its column to a public one).
       if var shown = oldShown, shown.rowCount == 0,
-        try !identity.store.withPrefix(DatasetSchema.rowCollection, idPrefix: resource.code + "|", limit: 1, in: view.database).isEmpty
+        try !store.records.withPrefix(DatasetSchema.rowCollection, idPrefix: resource.code + "|", limit: 1, in: view.database).isEmpty
       {
         shown.rowCount = 1
         oldShown = shown

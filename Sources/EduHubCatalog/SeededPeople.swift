@@ -1,3 +1,4 @@
+import EduHubReplication
 import EduHubStorage
 import Foundation
 

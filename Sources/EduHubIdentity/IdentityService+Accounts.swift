@@ -1,11 +1,12 @@
-import SwiftProtobuf
 import EduHubAPI
 import EduHubCrypto
 import EduHubPrivacy
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
+import SwiftProtobuf
 
 extension IdentityService {
   /// Lower-case hex, two digits a byte (by table: String(format:) goes through Foundation's locale
@@ -36,12 +37,12 @@ extension IdentityService {
   }
 
   func account(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Identity_V1_AccountRecord)? {
-    guard let record = try live(IdentityCollections.account, id, in: db) else { return nil }
+    guard let record = try store.live(IdentityCollections.account, id, in: db) else { return nil }
     return (record, try record.decode(Eduhub_Identity_V1_AccountRecord.self))
   }
 
   func account(username: String, in db: Database) throws -> (StoredRecord, Eduhub_Identity_V1_AccountRecord)? {
-    guard let record = try store.find(IdentityCollections.account, index: "username", key: username.lowercased(), limit: 1, in: db).first
+    guard let record = try store.records.find(IdentityCollections.account, index: "username", key: username.lowercased(), limit: 1, in: db).first
     else { return nil }
     return (record, try record.decode(Eduhub_Identity_V1_AccountRecord.self))
   }
@@ -49,7 +50,7 @@ extension IdentityService {
   /// The account a login names: a username, or a phone number that exactly one account has.
   func account(login: String, in db: Database) throws -> (StoredRecord, Eduhub_Identity_V1_AccountRecord)? {
     if login.utf8.count == 11, login.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
-      let found = try store.find(IdentityCollections.account, index: "phone", key: login, limit: 2, in: db)
+      let found = try store.records.find(IdentityCollections.account, index: "phone", key: login, limit: 2, in: db)
       guard found.count == 1 else { return nil }
       return (found[0], try found[0].decode(Eduhub_Identity_V1_AccountRecord.self))
     }
@@ -77,7 +78,7 @@ extension IdentityService {
     if try account(username: username, in: db) != nil {
       throw RPCError(.alreadyExists, "username \(username) is taken")
     }
-    if !(try store.find(IdentityCollections.account, index: "person", key: person.id, limit: 1, in: db)).isEmpty {
+    if !(try store.records.find(IdentityCollections.account, index: "person", key: person.id, limit: 1, in: db)).isEmpty {
       throw RPCError(.alreadyExists, "person \(person.id) already has an account")
     }
     var account = Eduhub_Identity_V1_AccountRecord()
@@ -88,14 +89,14 @@ extension IdentityService {
     account.orgCode = person.orgCode
     account.state = .pendingActivation
     account.createdMs = nowMs()
-    try put(IdentityCollections.account, account.id, scope: path, account, in: db)
+    try store.put(IdentityCollections.account, account.id, scope: path, account, in: db)
     return account
   }
 
   /// The account's phone as an administrator sees it: masked (138****5663), and not at all when
   /// the account is a child's (under 14, or of no known age), whose phone the policy removes.
   func shownPhone(_ account: Eduhub_Identity_V1_AccountRecord, in db: Database) throws -> String {
-    guard !account.personID.isEmpty, let record = try live(IdentityCollections.person, account.personID, in: db) else {
+    guard !account.personID.isEmpty, let record = try store.live(IdentityCollections.person, account.personID, in: db) else {
       return Masking.phone(account.phone)
     }
     let person = try record.decode(Eduhub_Identity_V1_Person.self)
@@ -126,7 +127,7 @@ extension IdentityService {
     try Validate.username(username)
     if let problem = PasswordRules.problem(with: password, username: username) { throw Validate.invalid(problem) }
     let hash = try await hasher.hash(password)
-    return try transaction { db in
+    return try store.transaction { db in
       let path = try orgPath(orgCode, in: db)
       try require(.accountsManage, at: "", caller, "identity.CreateAccount", target: username, peer: "console")
       if try account(username: username, in: db) != nil { throw RPCError(.alreadyExists, "username \(username) is taken") }
@@ -139,10 +140,10 @@ extension IdentityService {
       account.passwordHash = hash
       account.createdMs = nowMs()
       if !personID.isEmpty {
-        guard let person = try live(IdentityCollections.person, personID, in: db) else { throw RPCError(.notFound, "no person \(personID)") }
+        guard let person = try store.live(IdentityCollections.person, personID, in: db) else { throw RPCError(.notFound, "no person \(personID)") }
         account.phone = try person.decode(Eduhub_Identity_V1_Person.self).phone
       }
-      try put(IdentityCollections.account, account.id, scope: path, account, in: db)
+      try store.put(IdentityCollections.account, account.id, scope: path, account, in: db)
       try audit.append(.init(actor: caller.actor, action: "identity.CreateAccount", target: account.id, peer: "console", timeMs: nowMs()), in: db)
       return Self.publicAccount(account)
     }
@@ -154,9 +155,9 @@ extension IdentityService {
     try Validate.identifier(request.personID, "person_id")
     try Validate.username(request.username)
     let action = "identity.CreateAccount"
-    return try transaction { db in
+    return try store.transaction { db in
       // One answer for "absent" and "not yours", as GetPerson gives.
-      guard let record = try live(IdentityCollections.person, request.personID, in: db), caller.can(.accountsManage, at: record.scope) else {
+      guard let record = try store.live(IdentityCollections.person, request.personID, in: db), caller.can(.accountsManage, at: record.scope) else {
         throw denied(caller, action, target: request.personID, peer: peer, "person \(request.personID) is not one this caller makes accounts for, or does not exist")
       }
       let person = try record.decode(Eduhub_Identity_V1_Person.self)
@@ -164,7 +165,7 @@ extension IdentityService {
       var response = Eduhub_Identity_V1_CreateAccountResponse()
       _ = try issueCode(&account, purpose: "activation")
       response.deliveredTo = try shownPhone(account, in: db)
-      try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+      try store.put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: account.id, peer: peer, timeMs: nowMs()), in: db)
       response.account = Self.publicAccount(account)
       response.account.phone = response.deliveredTo
@@ -177,7 +178,7 @@ extension IdentityService {
   {
     try Validate.identifier(request.accountID, "account_id")
     let action = "identity.StartReset"
-    return try transaction { db in
+    return try store.transaction { db in
       guard let (record, found) = try account(request.accountID, in: db) else {
         throw RPCError(.notFound, "no account \(request.accountID)")
       }
@@ -186,7 +187,7 @@ extension IdentityService {
       var response = Eduhub_Identity_V1_StartResetResponse()
       _ = try issueCode(&account, purpose: account.state == .pendingActivation ? "activation" : "reset")
       response.deliveredTo = try shownPhone(account, in: db)
-      try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+      try store.put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: account.id, peer: peer, timeMs: nowMs()), in: db)
       return response
     }
@@ -197,14 +198,14 @@ extension IdentityService {
   {
     try Validate.identifier(request.accountID, "account_id")
     let action = "identity.EndSessions"
-    let ended = try transaction { db -> Int32 in
+    let ended = try store.transaction { db -> Int32 in
       guard let (record, found) = try account(request.accountID, in: db) else {
         throw RPCError(.notFound, "no account \(request.accountID)")
       }
       try require(.accountsManage, at: record.scope, caller, action, target: request.accountID, peer: peer)
       var account = found
       account.sessionsNotBeforeMs = nowMs()
-      try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+      try store.put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
       let ended = try revokeSessions(of: account.id, except: nil, reason: "ended by an administrator", in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: account.id, detail: "\(ended) sessions", peer: peer, timeMs: nowMs()), in: db)
       return ended
@@ -218,13 +219,13 @@ extension IdentityService {
   /// Revokes the account's live sessions but `except`; returns how many.
   func revokeSessions(of accountID: String, except: String?, reason: String, in db: Database) throws -> Int32 {
     var ended: Int32 = 0
-    for record in try store.find(IdentityCollections.session, index: "account", key: accountID, limit: 100_000, in: db)
+    for record in try store.records.find(IdentityCollections.session, index: "account", key: accountID, limit: 100_000, in: db)
     where record.id != except {
       var session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
       guard !session.revoked, session.expiresMs > nowMs() else { continue }
       session.revoked = true
       session.revokedReason = reason
-      try put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
+      try store.put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
       ended += 1
     }
     return ended
@@ -234,6 +235,6 @@ extension IdentityService {
 extension IdentityService {
   /// The id of the account with `username`, if any (for the operator's tools).
   public func accountID(username: String) throws -> String? {
-    try reading { db in try account(username: username, in: db)?.1.id }
+    try store.read { db in try account(username: username, in: db)?.1.id }
   }
 }

@@ -1,8 +1,9 @@
-import SwiftProtobuf
 import EduHubAPI
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import GRDB
+import SwiftProtobuf
 
 extension IdentityService {
   static func bindingID(guardian: String, child: String) -> String { guardian + ":" + child }
@@ -14,8 +15,8 @@ extension IdentityService {
   func checkBinding(guardianID: String, childID: String, caller: Caller, in db: Database) throws -> String {
     let refused = RPCError(
       .permissionDenied, "\(guardianID) and \(childID) are not a guardian and a pupil this caller binds, or do not exist")
-    guard let guardian = try live(IdentityCollections.person, guardianID, in: db),
-      let child = try live(IdentityCollections.person, childID, in: db),
+    guard let guardian = try store.live(IdentityCollections.person, guardianID, in: db),
+      let child = try store.live(IdentityCollections.person, childID, in: db),
       caller.can(.guardiansBind, at: child.scope), caller.can(.peopleRead, at: guardian.scope)
     else { throw refused }
     guard try guardian.decode(Eduhub_Identity_V1_Person.self).kind == .guardian else {
@@ -39,13 +40,13 @@ extension IdentityService {
     try Validate.identifier(binding.childID, "child_id")
     try Validate.text(binding.relation, "relation", maxLength: 16)
     let action = "identity.BindGuardian"
-    let stored = try transaction { db -> Eduhub_Identity_V1_GuardianBinding in
+    let stored = try store.transaction { db -> Eduhub_Identity_V1_GuardianBinding in
       let path: String
       do { path = try checkBinding(guardianID: binding.guardianID, childID: binding.childID, caller: caller, in: db) } catch let error as RPCError where error.code == .permissionDenied {
         throw denied(caller, action, target: binding.childID, peer: peer, error.message)
       }
       let id = Self.bindingID(guardian: binding.guardianID, child: binding.childID)
-      if let record = try live(IdentityCollections.guardianship, id, in: db) {
+      if let record = try store.live(IdentityCollections.guardianship, id, in: db) {
         var existing = try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
         guard existing.confirmedBy.isEmpty else {
           throw RPCError(.alreadyExists, "\(binding.guardianID) is already bound to \(binding.childID)")
@@ -56,13 +57,13 @@ extension IdentityService {
             "the binding waits for a second person holding guardians.bind on the child's school to confirm it; its binder cannot")
         }
         existing.confirmedBy = caller.accountID
-        try put(IdentityCollections.guardianship, id, scope: path, existing, in: db)
+        try store.put(IdentityCollections.guardianship, id, scope: path, existing, in: db)
         try audit.append(.init(actor: caller.actor, action: action, target: id, detail: "confirmed", peer: peer, timeMs: nowMs()), in: db)
         return existing
       }
       binding.boundBy = caller.accountID
       binding.confirmedBy = Self.isOperator(caller) ? caller.accountID : ""
-      try put(IdentityCollections.guardianship, id, scope: path, binding, in: db)
+      try store.put(IdentityCollections.guardianship, id, scope: path, binding, in: db)
       try audit.append(
         .init(actor: caller.actor, action: action, target: id, detail: binding.confirmedBy.isEmpty ? "bound, to be confirmed" : "bound", peer: peer, timeMs: nowMs()),
         in: db)
@@ -89,12 +90,12 @@ extension IdentityService {
     try Validate.identifier(request.childID, "child_id")
     let action = "identity.UnbindGuardian"
     let id = Self.bindingID(guardian: request.guardianID, child: request.childID)
-    let binding = try transaction { db in
+    let binding = try store.transaction { db in
       // One answer for "not bound" and "not yours": whether two people are linked is not told.
-      guard let record = try live(IdentityCollections.guardianship, id, in: db), caller.can(.guardiansBind, at: record.scope) else {
+      guard let record = try store.live(IdentityCollections.guardianship, id, in: db), caller.can(.guardiansBind, at: record.scope) else {
         throw denied(caller, action, target: request.childID, peer: peer, "\(request.guardianID) is not bound to \(request.childID) where this caller binds")
       }
-      try delete(record, in: db)
+      try store.delete(record, in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: id, peer: peer, timeMs: nowMs()), in: db)
       return try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
     }
@@ -111,19 +112,19 @@ extension IdentityService {
     let byChild = !request.childID.isEmpty
     let personID = byChild ? request.childID : request.guardianID
     try Validate.identifier(personID, byChild ? "child_id" : "guardian_id")
-    return try reading { db in
-      guard let person = try live(IdentityCollections.person, personID, in: db), mayRead(person, caller) else {
+    return try store.read { db in
+      guard let person = try store.live(IdentityCollections.person, personID, in: db), mayRead(person, caller) else {
         throw denied(caller, "identity.ListGuardianships", target: personID, peer: peer, "person \(personID) is not readable by this caller, or does not exist")
       }
       var response = Eduhub_Identity_V1_ListGuardianshipsResponse()
-      let records = try store.find(
+      let records = try store.records.find(
         IdentityCollections.guardianship, index: byChild ? "child" : "guardian", key: personID, limit: 1000, in: db)
       // A guardian's bindings stop at the children the caller may read: a teacher reading a parent
       // of their school does not learn that parent's children at other schools.
       response.bindings = try records.compactMap { record in
         let binding = try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
         guard !byChild else { return binding }
-        guard let child = try live(IdentityCollections.person, binding.childID, in: db), mayRead(child, caller) else { return nil }
+        guard let child = try store.live(IdentityCollections.person, binding.childID, in: db), mayRead(child, caller) else { return nil }
         return binding
       }
       return response

@@ -49,7 +49,7 @@ extension IdentityService {
   /// Writes the valid rows of one batch in one transaction; returns each row's error (nil: written).
   /// A row's checks see the rows before it, so a guardian imported earlier in the stream binds.
   func importBatch(_ rows: [Eduhub_Identity_V1_ImportPeopleRequest], caller: Caller, peer: String) throws -> [String?] {
-    try transaction { db in
+    try store.transaction { db in
       var outcomes: [String?] = []
       var paths: [String: String] = [:]
       for row in rows {
@@ -86,11 +86,11 @@ extension IdentityService {
     guard caller.can(.peopleWrite, at: path) else {
       throw RPCError(.permissionDenied, "people.write is needed on \(person.orgCode)")
     }
-    if try store.get(IdentityCollections.person, person.id, in: db) != nil {
+    if try store.records.get(IdentityCollections.person, person.id, in: db) != nil {
       throw RPCError(.alreadyExists, "person \(person.id) already exists")
     }
     try checkUnique(person, in: db)
-    try put(IdentityCollections.person, person.id, scope: path, person, in: db)
+    try store.put(IdentityCollections.person, person.id, scope: path, person, in: db)
     if !row.guardianIds.isEmpty, !caller.can(.guardiansBind, at: path) {
       throw RPCError(.permissionDenied, "guardians.bind is needed on \(person.orgCode) to bind guardians")
     }
@@ -103,7 +103,7 @@ extension IdentityService {
       binding.childID = person.id
       binding.boundBy = caller.accountID
       binding.confirmedBy = Self.isOperator(caller) ? caller.accountID : ""
-      try put(IdentityCollections.guardianship, Self.bindingID(guardian: guardianID, child: person.id), scope: path, binding, in: db)
+      try store.put(IdentityCollections.guardianship, Self.bindingID(guardian: guardianID, child: person.id), scope: path, binding, in: db)
     }
     if !row.username.isEmpty {
       try createPendingAccount(person: person, path: path, username: row.username, in: db)

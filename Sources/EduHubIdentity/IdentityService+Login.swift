@@ -34,7 +34,7 @@ extension IdentityService {
     session.audience = audience
     let secret = Base64URL.encode(Random.bytes(32))
     session.refreshHash = refreshDigest(secret)
-    try put(IdentityCollections.session, session.id, scope: scope, session, in: db)
+    try store.put(IdentityCollections.session, session.id, scope: scope, session, in: db)
     return tokenPair(session: session, secret: secret)
   }
 
@@ -55,7 +55,7 @@ extension IdentityService {
     }
     if !request.audience.isEmpty { try Validate.identifier(request.audience, "audience", maxLength: 64) }
     let action = "identity.Login"
-    let found = try reading { db in try account(login: request.login, in: db) }
+    let found = try store.read { db in try account(login: request.login, in: db) }
     let hash = found.flatMap { $0.1.passwordHash.isEmpty ? nil : $0.1.passwordHash }
     // Always one Argon2id verification, against a decoy when there is no hash: equal timing.
     let matches = try await hasher.verify(request.password, hash: hash)
@@ -63,7 +63,7 @@ extension IdentityService {
       audit.record(.init(actor: "anonymous", action: action, target: "unknown login", outcome: "failed", peer: peer, timeMs: nowMs()))
       throw Self.loginFailed
     }
-    let outcome = try transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
+    let outcome = try store.transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
       // Read again inside the transaction: concurrent failures all count.
       guard let (record, current) = try account(found!.0.id, in: db) else { return .failure(Self.loginFailed) }
       var account = current
@@ -73,7 +73,7 @@ extension IdentityService {
         if !locked && !matches {
           countFailure(&account)
           if account.lockedUntilMs > nowMs() { detail += "; locked" }
-          try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+          try store.put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
         }
         try audit.append(.init(actor: account.id, action: action, target: account.id, outcome: "failed", detail: detail, peer: peer, timeMs: nowMs()), in: db)
         return .failure(Self.loginFailed)
@@ -81,7 +81,7 @@ extension IdentityService {
       if account.failedLogins != 0 || account.lockedUntilMs != 0 {
         account.failedLogins = 0
         account.lockedUntilMs = 0
-        try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+        try store.put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
       }
       let pair = try openSession(for: account, scope: record.scope, audience: request.audience, in: db)
       try audit.append(.init(actor: account.id, action: action, target: account.id, peer: peer, timeMs: nowMs()), in: db)
@@ -109,7 +109,7 @@ extension IdentityService {
         && account.state != .disabled
         && ConstantTime.equals(Array(codeDigest(request.code.uppercased()).utf8), Array(account.activationHash.utf8))
     }
-    try transaction { db -> Result<Void, RPCError> in
+    try store.transaction { db -> Result<Void, RPCError> in
       guard let (record, current) = try account(username: request.username, in: db) else {
         audit.record(.init(actor: "anonymous", action: action, target: "unknown login", outcome: "failed", peer: peer, timeMs: nowMs()))
         return .failure(failed)
@@ -117,14 +117,14 @@ extension IdentityService {
       guard codeMatches(current) else {
         var account = current
         if account.lockedUntilMs <= nowMs() { countFailure(&account) }
-        try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+        try store.put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
         try audit.append(.init(actor: account.id, action: action, target: account.id, outcome: "failed", peer: peer, timeMs: nowMs()), in: db)
         return .failure(failed)
       }
       return .success(())
     }.get()
     let hash = try await hasher.hash(request.newPassword)
-    let outcome = try transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
+    let outcome = try store.transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
       // A concurrent activation may have used the code meanwhile.
       guard let (record, current) = try account(username: request.username, in: db), codeMatches(current) else {
         return .failure(failed)
@@ -137,7 +137,7 @@ extension IdentityService {
       account.failedLogins = 0
       account.lockedUntilMs = 0
       account.sessionsNotBeforeMs = nowMs()
-      try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+      try store.put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
       _ = try revokeSessions(of: account.id, except: nil, reason: "password reset", in: db)
       let pair = try openSession(for: account, scope: record.scope, audience: "", in: db)
       try audit.append(.init(actor: account.id, action: action, target: account.id, peer: peer, timeMs: nowMs()), in: db)
@@ -155,8 +155,8 @@ extension IdentityService {
     let presented = refreshDigest(String(parts[1]))
     let action = "identity.Refresh"
     var revokedFamily = false
-    let outcome = try transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
-      guard let record = try live(IdentityCollections.session, sessionID, in: db) else { return .failure(failed) }
+    let outcome = try store.transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
+      guard let record = try store.live(IdentityCollections.session, sessionID, in: db) else { return .failure(failed) }
       var session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
       // A session opened or rotated by a node below this one is refreshed there, not here: an owned
       // node could otherwise write a session with a refresh hash of its choosing and have this node
@@ -174,7 +174,7 @@ extension IdentityService {
         if session.rotatedHashes.count > 32 { session.rotatedHashes.removeFirst(session.rotatedHashes.count - 32) }
         let secret = Base64URL.encode(Random.bytes(32))
         session.refreshHash = refreshDigest(secret)
-        try put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
+        try store.put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
         try audit.append(.init(actor: session.accountID, action: action, target: session.id, peer: peer, timeMs: nowMs()), in: db)
         return .success(tokenPair(session: session, secret: secret))
       }
@@ -183,7 +183,7 @@ extension IdentityService {
         if !session.revoked {
           session.revoked = true
           session.revokedReason = "refresh token reuse"
-          try put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
+          try store.put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
           revokedFamily = true
         }
         try audit.append(
@@ -197,12 +197,12 @@ extension IdentityService {
   }
 
   public func logout(caller: Caller, peer: String) throws -> Eduhub_Identity_V1_LogoutResponse {
-    try transaction { db in
-      if let record = try live(IdentityCollections.session, caller.sessionID, in: db) {
+    try store.transaction { db in
+      if let record = try store.live(IdentityCollections.session, caller.sessionID, in: db) {
         var session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
         session.revoked = true
         session.revokedReason = "logout"
-        try put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
+        try store.put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
       }
       try audit.append(.init(actor: caller.actor, action: "identity.Logout", target: caller.sessionID, peer: peer, timeMs: nowMs()), in: db)
     }
@@ -216,7 +216,7 @@ extension IdentityService {
     guard request.oldPassword.utf8.count <= 1024 else { throw Validate.invalid("old_password is at most 1,024 bytes") }
     if let problem = PasswordRules.problem(with: request.newPassword, username: caller.username) { throw Validate.invalid(problem) }
     let action = "identity.ChangePassword"
-    guard let (_, current) = try reading({ db in try account(caller.accountID, in: db) }) else {
+    guard let (_, current) = try store.read({ db in try account(caller.accountID, in: db) }) else {
       throw RPCError(.unauthenticated, "the account no longer exists")
     }
     guard try await hasher.verify(request.oldPassword, hash: current.passwordHash.isEmpty ? nil : current.passwordHash) else {
@@ -224,11 +224,11 @@ extension IdentityService {
       throw RPCError(.permissionDenied, "the old password is wrong")
     }
     let hash = try await hasher.hash(request.newPassword)
-    let ended = try transaction { db -> Int32 in
+    let ended = try store.transaction { db -> Int32 in
       guard let (record, found) = try account(caller.accountID, in: db) else { throw RPCError(.unauthenticated, "the account no longer exists") }
       var account = found
       account.passwordHash = hash
-      try put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
+      try store.put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
       let ended = try revokeSessions(of: account.id, except: caller.sessionID, reason: "password changed", in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: account.id, detail: "\(ended) other sessions ended", peer: peer, timeMs: nowMs()), in: db)
       return ended
@@ -272,14 +272,14 @@ extension IdentityService {
     if let resolver = principalResolvers.withLock({ $0.first { claims.subject.hasPrefix($0.prefix) } }) {
       return try resolver.resolve(claims)
     }
-    return try reading { db in
+    return try store.read { db in
       guard let (accountRecord, account) = try account(claims.subject, in: db), account.state == .active else {
         throw unauthenticated("the token's account is not active")
       }
       guard claims.issuedAt * 1000 >= account.sessionsNotBeforeMs - 999 else {
         throw unauthenticated("the token's session was ended")
       }
-      guard let sessionRecord = try live(IdentityCollections.session, claims.sessionID, in: db) else {
+      guard let sessionRecord = try store.live(IdentityCollections.session, claims.sessionID, in: db) else {
         throw unauthenticated("the token's session is unknown")
       }
       let session = try sessionRecord.decode(Eduhub_Identity_V1_SessionRecord.self)
@@ -302,7 +302,7 @@ extension IdentityService {
       cap = try self.cap(cap, byWritersOf: Self.credentialFields, of: accountRecord, in: db)
       cap = try self.cap(cap, byWritersOf: Self.sessionFields, of: sessionRecord, in: db)
       var roles: [Caller.HeldRole] = []
-      for record in try store.find(IdentityCollections.roleGrant, index: "account", key: account.id, limit: 1000, in: db) {
+      for record in try store.records.find(IdentityCollections.roleGrant, index: "account", key: account.id, limit: 1000, in: db) {
         let grant = try record.decode(Eduhub_Identity_V1_RoleGrant.self)
         var permissions = Roles.permissions(of: grant.role)
         if let cap {
@@ -313,7 +313,7 @@ extension IdentityService {
       }
       var children: Set<String> = []
       if !account.personID.isEmpty, cap?.clear ?? true {
-        for record in try store.find(IdentityCollections.guardianship, index: "guardian", key: account.personID, limit: 1000, in: db) {
+        for record in try store.records.find(IdentityCollections.guardianship, index: "guardian", key: account.personID, limit: 1000, in: db) {
           // A capped token's children are those inside its cap (a node's own pupils).
           if let cap, record.scope.isEmpty || !RecordStore.inScope(record.scope, cap.scope) { continue }
           // Only confirmed bindings (two people) give a guardian the child's data.

@@ -32,13 +32,13 @@ extension IdentityService {
     }
     if case .UNRECOGNIZED = org.schoolLevel { throw Validate.invalid("school_level is not a known value") }
     let action = "identity.CreateOrg"
-    return try transaction { db in
+    return try store.transaction { db in
       let path: String
       if org.parentCode.isEmpty {
         guard org.kind == .city else { throw Validate.invalid("only the city has no parent_code") }
         // A root needs every-scope rights: only the operator has them.
         try require(.orgWrite, at: "", caller, action, target: org.code, peer: peer)
-        guard try store.find(IdentityCollections.org, index: "parent", key: "", limit: 1, in: db).isEmpty else {
+        guard try store.records.find(IdentityCollections.org, index: "parent", key: "", limit: 1, in: db).isEmpty else {
           throw RPCError(.alreadyExists, "the org tree already has a root")
         }
         path = org.code
@@ -47,12 +47,12 @@ extension IdentityService {
         try require(.orgWrite, at: parentPath, caller, action, target: org.parentCode, peer: peer)
         path = parentPath + "/" + org.code
       }
-      if try store.get(IdentityCollections.org, org.code, in: db) != nil {
+      if try store.records.get(IdentityCollections.org, org.code, in: db) != nil {
         throw RPCError(.alreadyExists, "org \(org.code) already exists")
       }
       if org.divisionCode.isEmpty, org.kind == .city || org.kind == .county { org.divisionCode = org.code }
       org.path = ""
-      try put(IdentityCollections.org, org.code, scope: path, org, in: db)
+      try store.put(IdentityCollections.org, org.code, scope: path, org, in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: org.code, peer: peer, timeMs: nowMs()), in: db)
       org.path = path
       return org
@@ -63,7 +63,7 @@ extension IdentityService {
     -> Eduhub_Identity_V1_Org
   {
     try Validate.identifier(request.code, "code", maxLength: 32)
-    let record = try reading { db in try live(IdentityCollections.org, request.code, in: db) }
+    let record = try store.read { db in try store.live(IdentityCollections.org, request.code, in: db) }
     guard let record else { throw RPCError(.notFound, "no org \(request.code)") }
     // Org names and codes are public inside the region: any signed-in caller may read the tree.
     return try withPath(record)
@@ -75,8 +75,8 @@ extension IdentityService {
     try Validate.identifier(request.code, "code", maxLength: 32)
     try Validate.identifier(request.newParentCode, "new_parent_code", maxLength: 32)
     let action = "identity.MoveOrg"
-    let moved = try transaction { db -> StoredRecord in
-      guard let record = try live(IdentityCollections.org, request.code, in: db) else {
+    let moved = try store.transaction { db -> StoredRecord in
+      guard let record = try store.live(IdentityCollections.org, request.code, in: db) else {
         throw RPCError(.notFound, "no org \(request.code)")
       }
       let oldPath = record.scope
@@ -90,12 +90,12 @@ extension IdentityService {
       let newPath = newParentPath + "/" + request.code
       var org = try record.decode(Eduhub_Identity_V1_Org.self)
       org.parentCode = request.newParentCode
-      try put(IdentityCollections.org, org.code, scope: newPath, org, in: db)
+      try store.put(IdentityCollections.org, org.code, scope: newPath, org, in: db)
       // Everything in the subtree keeps its place relative to the org.
       for collection in Self.scopedCollections {
         var after: StoredRecord?
         while true {
-          let page = try store.inScope(collection, scope: oldPath, after: after, limit: 500, in: db)
+          let page = try store.records.inScope(collection, scope: oldPath, after: after, limit: 500, in: db)
           guard let last = page.last else { break }
           after = last
           let writes = page.filter { !($0.collection == IdentityCollections.org && $0.id == org.code) }.map { record in
@@ -109,7 +109,7 @@ extension IdentityService {
       try audit.append(
         .init(actor: caller.actor, action: action, target: request.code, detail: "to \(request.newParentCode)", peer: peer, timeMs: nowMs()),
         in: db)
-      return try live(IdentityCollections.org, request.code, in: db)!
+      return try store.live(IdentityCollections.org, request.code, in: db)!
     }
     invalidateCallers()
     return try withPath(moved)
@@ -121,11 +121,11 @@ extension IdentityService {
     try Validate.identifier(request.code, "code", maxLength: 32)
     let size = try Validate.pageSize(request.page.pageSize, default: 100, maximum: 1000)
     let kinds = Set(request.kinds)
-    return try reading { db in
+    return try store.read { db in
       let path = try orgPath(request.code, in: db)
       var response = Eduhub_Identity_V1_ListOrgsResponse()
       if !request.subtree {
-        let children = try store.find(IdentityCollections.org, index: "parent", key: request.code, limit: 100_000, in: db)
+        let children = try store.records.find(IdentityCollections.org, index: "parent", key: request.code, limit: 100_000, in: db)
         let start = try PageToken.parse(request.page.pageToken, parts: 1)?[0] ?? ""
         let matching = children.filter { ($0.id > start) && (kinds.isEmpty || kinds.contains((try? $0.decode(Eduhub_Identity_V1_Org.self).kind) ?? .unspecified)) }
         for record in matching.prefix(size) { response.orgs.append(try withPath(record)) }
@@ -139,7 +139,7 @@ extension IdentityService {
       // The org itself is not part of its subtree listing.
       var scanned = 0
       while response.orgs.count < size, scanned < 20_000 {
-        let page = try store.inScope(IdentityCollections.org, scope: path, after: after, limit: 500, in: db)
+        let page = try store.records.inScope(IdentityCollections.org, scope: path, after: after, limit: 500, in: db)
         guard !page.isEmpty else {
           after = nil
           break

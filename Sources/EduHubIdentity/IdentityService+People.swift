@@ -78,7 +78,7 @@ extension IdentityService {
 
   /// Checks that the org can hold this kind of person and returns its path.
   func placement(of person: Eduhub_Identity_V1_Person, in db: Database) throws -> String {
-    guard let org = try live(IdentityCollections.org, person.orgCode, in: db) else {
+    guard let org = try store.live(IdentityCollections.org, person.orgCode, in: db) else {
       throw RPCError(.notFound, "no org \(person.orgCode)")
     }
     if person.kind == .student, (try org.decode(Eduhub_Identity_V1_Org.self)).kind != .school {
@@ -90,7 +90,7 @@ extension IdentityService {
   /// Refuses a national ID another person already has.
   func checkUnique(_ person: Eduhub_Identity_V1_Person, in db: Database) throws {
     guard !person.nationalID.isEmpty else { return }
-    let holders = try store.find(IdentityCollections.person, index: "national_id", key: person.nationalID, limit: 2, in: db)
+    let holders = try store.records.find(IdentityCollections.person, index: "national_id", key: person.nationalID, limit: 2, in: db)
     if holders.contains(where: { $0.id != person.id }) {
       throw RPCError(.alreadyExists, "another person has this national_id")
     }
@@ -113,14 +113,14 @@ extension IdentityService {
     try Validate.personID(person.id)
     try Validate.person(person)
     let action = "identity.CreatePerson"
-    let path = try transaction { db -> String in
+    let path = try store.transaction { db -> String in
       let path = try placement(of: person, in: db)
       try require(.peopleWrite, at: path, caller, action, target: person.orgCode, peer: peer)
-      if try store.get(IdentityCollections.person, person.id, in: db) != nil {
+      if try store.records.get(IdentityCollections.person, person.id, in: db) != nil {
         throw RPCError(.alreadyExists, "person \(person.id) already exists")
       }
       try checkUnique(person, in: db)
-      try put(IdentityCollections.person, person.id, scope: path, person, in: db)
+      try store.put(IdentityCollections.person, person.id, scope: path, person, in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: person.id, peer: peer, timeMs: nowMs()), in: db)
       return path
     }
@@ -140,7 +140,7 @@ extension IdentityService {
   {
     try Validate.identifier(request.id, "id")
     let record: StoredRecord?
-    do { record = try store.pointGet(IdentityCollections.person, request.id) } catch { throw RPCError(.internalError, "storage failed") }
+    do { record = try store.records.pointGet(IdentityCollections.person, request.id) } catch { throw RPCError(.internalError, "storage failed") }
     // The same answer for "absent" and "not yours": ids do not reveal who exists elsewhere.
     guard let record, !record.deleted, mayRead(record, caller) else {
       if let record, !record.deleted {
@@ -160,9 +160,9 @@ extension IdentityService {
       throw Validate.invalid("update_mask names \(unknown.prefix(40)), which cannot be updated")
     }
     let action = "identity.UpdatePerson"
-    let (person, path) = try transaction { db -> (Eduhub_Identity_V1_Person, String) in
+    let (person, path) = try store.transaction { db -> (Eduhub_Identity_V1_Person, String) in
       // One answer for "absent" and "not yours", as GetPerson gives.
-      guard let record = try live(IdentityCollections.person, request.person.id, in: db), caller.can(.peopleWrite, at: record.scope) else {
+      guard let record = try store.live(IdentityCollections.person, request.person.id, in: db), caller.can(.peopleWrite, at: record.scope) else {
         throw denied(caller, action, target: request.person.id, peer: peer, "person \(request.person.id) is not one this caller may change, or does not exist")
       }
       if !caller.can(.peopleReadClear, at: record.scope) {
@@ -203,12 +203,12 @@ extension IdentityService {
       if person.nationalID != (try record.decode(Eduhub_Identity_V1_Person.self)).nationalID {
         try checkUnique(person, in: db)
       }
-      try put(IdentityCollections.person, person.id, scope: path, person, in: db)
+      try store.put(IdentityCollections.person, person.id, scope: path, person, in: db)
       if path != record.scope {
         // The person's account and their bindings as a child follow them to the new org.
         let followers =
-          try store.find(IdentityCollections.account, index: "person", key: person.id, in: db)
-          + store.find(IdentityCollections.guardianship, index: "child", key: person.id, in: db)
+          try store.records.find(IdentityCollections.account, index: "person", key: person.id, in: db)
+          + store.records.find(IdentityCollections.guardianship, index: "child", key: person.id, in: db)
         try replica.write(
           followers.map { .init(collection: $0.collection, id: $0.id, scope: path, body: $0.body) }, in: db)
       }
@@ -232,7 +232,7 @@ extension IdentityService {
     if case .UNRECOGNIZED = request.sort { throw Validate.invalid("sort is not a known value") }
     let action = "identity.ListPeople"
     let today = self.today
-    return try reading { db in
+    return try store.read { db in
       let path = try orgPath(request.orgCode, in: db)
       try require(.peopleRead, at: path, caller, action, target: request.orgCode, peer: peer)
       // Filtering or sorting by a field the caller sees masked would reveal it: refused.
@@ -263,8 +263,8 @@ extension IdentityService {
       if !request.nationalID.isEmpty || !request.phone.isEmpty {
         let found =
           !request.nationalID.isEmpty
-          ? try store.find(IdentityCollections.person, index: "national_id", key: request.nationalID.uppercased(), limit: 1000, in: db)
-          : try store.find(IdentityCollections.person, index: "phone", key: request.phone, limit: 1000, in: db)
+          ? try store.records.find(IdentityCollections.person, index: "national_id", key: request.nationalID.uppercased(), limit: 1000, in: db)
+          : try store.records.find(IdentityCollections.person, index: "phone", key: request.phone, limit: 1000, in: db)
         for record in found where Caller.covers(path, record.scope) {
           let person = try record.decode(Eduhub_Identity_V1_Person.self)
           if matches(person) { response.people.append(try view(record, for: caller, peer: peer, on: today)) }
@@ -281,7 +281,7 @@ extension IdentityService {
       var scanned = 0
       let filtered = request.kind != .unspecified || request.grade != 0 || !request.className.isEmpty
       scan: while response.people.count < size, scanned < 50_000 {
-        let page = try store.inScope(IdentityCollections.person, scope: path, after: after, limit: min(1000, size + 1), in: db)
+        let page = try store.records.inScope(IdentityCollections.person, scope: path, after: after, limit: min(1000, size + 1), in: db)
         guard !page.isEmpty else {
           after = nil
           break
@@ -313,7 +313,7 @@ extension IdentityService {
     var all: [(key: String, record: StoredRecord)] = []
     var after: StoredRecord?
     while true {
-      let page = try store.inScope(IdentityCollections.person, scope: path, after: after, limit: 1000, in: db)
+      let page = try store.records.inScope(IdentityCollections.person, scope: path, after: after, limit: 1000, in: db)
       guard let last = page.last else { break }
       after = last
       for record in page {
@@ -342,7 +342,7 @@ extension IdentityService {
     let limit = request.limit == 0 ? 20 : min(Int(request.limit), 200)
     let action = "identity.SearchPeople"
     let today = self.today
-    return try reading { db in
+    return try store.read { db in
       let scopes: [String]
       if request.orgCode.isEmpty {
         scopes = caller.scopes(for: .peopleRead)
@@ -364,7 +364,7 @@ extension IdentityService {
       }
       var response = Eduhub_Identity_V1_SearchPeopleResponse()
       let found: [StoredRecord]
-      do { found = try store.search(IdentityCollections.person, query: request.query, limit: limit * 50, in: db) } catch {
+      do { found = try store.records.search(IdentityCollections.person, query: request.query, limit: limit * 50, in: db) } catch {
         throw RPCError(.internalError, "search failed")
       }
       for record in found where scopes.contains(where: { Caller.covers($0, record.scope) }) {

@@ -1,8 +1,9 @@
-import SwiftProtobuf
 import EduHubAPI
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import GRDB
+import SwiftProtobuf
 
 extension IdentityService {
   func publicGrant(_ record: StoredRecord) throws -> Eduhub_Identity_V1_RoleGrant {
@@ -31,11 +32,11 @@ extension IdentityService {
     guard !Roles.permissions(of: request.role).isEmpty else { throw Validate.invalid("role is required") }
     guard request.role != .node else { throw Validate.invalid("ROLE_NODE comes with a node's enrollment, not with GrantRole") }
     let action = "identity.GrantRole"
-    let record = try transaction { db -> StoredRecord in
+    let record = try store.transaction { db -> StoredRecord in
       let path = try orgPath(request.orgCode, in: db)
       guard try account(request.accountID, in: db) != nil else { throw RPCError(.notFound, "no account \(request.accountID)") }
       try requireGrantable(request.role, at: path, caller, action, target: request.orgCode, peer: peer)
-      let existing = try store.find(IdentityCollections.roleGrant, index: "account", key: request.accountID, limit: 1000, in: db)
+      let existing = try store.records.find(IdentityCollections.roleGrant, index: "account", key: request.accountID, limit: 1000, in: db)
       for record in existing where record.scope == path {
         if try record.decode(Eduhub_Identity_V1_RoleGrant.self).role == request.role {
           throw RPCError(.alreadyExists, "the account already holds \(Roles.name(of: request.role)) on \(request.orgCode)")
@@ -48,11 +49,11 @@ extension IdentityService {
       grant.orgCode = request.orgCode
       grant.grantedBy = caller.accountID
       grant.grantedMs = nowMs()
-      try put(IdentityCollections.roleGrant, grant.id, scope: path, grant, in: db)
+      try store.put(IdentityCollections.roleGrant, grant.id, scope: path, grant, in: db)
       try audit.append(
         .init(actor: caller.actor, action: action, target: request.accountID, detail: "\(Roles.name(of: request.role)) on \(request.orgCode)", peer: peer, timeMs: nowMs()),
         in: db)
-      return try live(IdentityCollections.roleGrant, grant.id, in: db)!
+      return try store.live(IdentityCollections.roleGrant, grant.id, in: db)!
     }
     invalidateCallers()
     return try publicGrant(record)
@@ -63,13 +64,13 @@ extension IdentityService {
   {
     try Validate.identifier(request.grantID, "grant_id")
     let action = "identity.RevokeRole"
-    try transaction { db in
-      guard let record = try live(IdentityCollections.roleGrant, request.grantID, in: db) else {
+    try store.transaction { db in
+      guard let record = try store.live(IdentityCollections.roleGrant, request.grantID, in: db) else {
         throw RPCError(.notFound, "no role grant \(request.grantID)")
       }
       let grant = try record.decode(Eduhub_Identity_V1_RoleGrant.self)
       try requireGrantable(grant.role, at: record.scope, caller, action, target: grant.orgCode, peer: peer)
-      try delete(record, in: db)
+      try store.delete(record, in: db)
       try audit.append(
         .init(actor: caller.actor, action: action, target: grant.accountID, detail: "\(Roles.name(of: grant.role)) on \(grant.orgCode)", peer: peer, timeMs: nowMs()),
         in: db)
@@ -82,7 +83,7 @@ extension IdentityService {
     -> Eduhub_Identity_V1_ListRoleGrantsResponse
   {
     try Validate.identifier(request.accountID, "account_id")
-    return try reading { db in
+    return try store.read { db in
       guard let (record, _) = try account(request.accountID, in: db) else {
         throw RPCError(.notFound, "no account \(request.accountID)")
       }
@@ -90,7 +91,7 @@ extension IdentityService {
         try require(.accountsManage, at: record.scope, caller, "identity.ListRoleGrants", target: request.accountID, peer: peer)
       }
       var response = Eduhub_Identity_V1_ListRoleGrantsResponse()
-      response.grants = try store.find(IdentityCollections.roleGrant, index: "account", key: request.accountID, limit: 1000, in: db)
+      response.grants = try store.records.find(IdentityCollections.roleGrant, index: "account", key: request.accountID, limit: 1000, in: db)
         .map(publicGrant)
       return response
     }

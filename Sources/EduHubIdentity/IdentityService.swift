@@ -39,7 +39,8 @@ public struct IdentityConfiguration: Sendable {
 public final class IdentityService: Sendable {
   public let nodeID: String
   public let replica: Replica
-  public var store: RecordStore { replica.store }
+  /// The node's storage: every service's transactions and typed reads go through it.
+  public let store: NodeStore
   public let audit: AuditLog
   public let tokens: AccessTokens
   public let hasher: PasswordHasher
@@ -58,8 +59,6 @@ public final class IdentityService: Sendable {
   /// guardianships): cached callers from an older epoch are resolved again.
   let epoch = Atomic<UInt64>(0)
   let nodeKeys = KeyRing()
-  /// Group commit for `batched`.
-  let batcher: WriteBatcher
   /// Who may originate writes of each replicated collection (each service registers its own).
   public let writeAuthorities = WriteAuthorities()
   /// How each replicated collection's records are classified (each service registers its own).
@@ -88,7 +87,7 @@ public final class IdentityService: Sendable {
     self.configuration = configuration
     self.delivery = delivery
     self.nowMs = nowMs
-    self.batcher = WriteBatcher(database: replica.store.database, mapError: Self.rpcError)
+    self.store = NodeStore(replica: replica)
     self.hasher = try PasswordHasher(limits: configuration.passwordLimits, threads: configuration.hashingThreads)
     let consumerKey = consumerKey ?? SecretBytes(randomCount: 32)
     self.personMasker = RecordMasker(
@@ -157,60 +156,9 @@ public final class IdentityService: Sendable {
 
   // MARK: Storage helpers
 
-  /// Runs `body` in one write transaction; storage failures become INTERNAL/UNAVAILABLE.
-  package func transaction<T>(_ body: (Database) throws -> T) throws -> T {
-    do {
-      return try store.database.write(body)
-    } catch {
-      throw Self.rpcError(error)
-    }
-  }
-
-  /// `transaction` with group commit: concurrent callers share one transaction (each in its own
-  /// savepoint, so one failing rolls back alone) and return once it has committed.
-  package func batched<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-    try await batcher.write(body)
-  }
-
-  /// What a storage failure is to a caller: RPC errors pass, damage is DATA_LOSS, the rest INTERNAL.
-  static func rpcError(_ error: any Error) -> any Error {
-    switch error {
-    case let error as RPCError: return error
-    // A refused push is reported by sync as the security event it is.
-    case let error as PushRefusal: return error
-    case let error as StorageError where error.code == .corrupted: return RPCError(.dataLoss, "the database is damaged: \(error.message)")
-    case let error as BinaryDecodingError: return RPCError(.dataLoss, "a stored record cannot be read: \(error)")
-    default: return RPCError(.internalError, "storage failed")
-    }
-  }
-
-  /// Reads in one snapshot; storage failures become INTERNAL.
-  package func reading<T>(_ body: (Database) throws -> T) throws -> T {
-    do {
-      return try store.database.read(body)
-    } catch let error as RPCError {
-      throw error
-    } catch {
-      throw RPCError(.internalError, "storage failed")
-    }
-  }
-
-  package func put(_ collection: String, _ id: String, scope: String, _ message: some Message, in db: Database) throws {
-    try replica.write([.init(collection: collection, id: id, scope: scope, body: try message.serializedBytes())], in: db)
-  }
-
-  package func delete(_ record: StoredRecord, in db: Database) throws {
-    try replica.write([.init(collection: record.collection, id: record.id, scope: record.scope, body: nil)], in: db)
-  }
-
-  package func live(_ collection: String, _ id: String, in db: Database) throws -> StoredRecord? {
-    guard !id.isEmpty, let record = try store.get(collection, id, in: db), !record.deleted else { return nil }
-    return record
-  }
-
   /// The path of org `code`, or NOT_FOUND.
   package func orgPath(_ code: String, in db: Database) throws -> String {
-    guard let record = try live(IdentityCollections.org, code, in: db) else {
+    guard let record = try store.live(IdentityCollections.org, code, in: db) else {
       throw RPCError(.notFound, "no org \(code.prefix(40))")
     }
     return record.scope

@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubPrivacy
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -80,7 +81,7 @@ public struct RecordMaskers {
       if let db {
         fields = try read(group(record.id), db)
       } else {
-        fields = try identity.reading { db in try read(group(record.id), db) }
+        fields = try identity.store.read { db in try read(group(record.id), db) }
       }
       let masker = fields.isEmpty ? nil : identity.masker(for: fields)
       cache[key] = masker

@@ -96,10 +96,19 @@ extension RPCError {
   { RPCError(.internalError, message, file: file, line: line) }
 
   /// Maps any error thrown by a handler to the status sent to the client: an ``RPCError`` as it is,
-  /// cancellation as CANCELLED, anything else as INTERNAL with a generic message.
+  /// an ``RPCErrorConvertible`` as it says, cancellation as CANCELLED, anything else as INTERNAL with
+  /// a generic message.
   public static func from(_ error: any Error) -> RPCError {
     if let rpc = error as? RPCError { return rpc }
+    if let convertible = error as? any RPCErrorConvertible { return convertible.rpcError }
     if error is CancellationError { return RPCError(.cancelled, "the call was cancelled") }
     return RPCError(.internalError, "internal error")
   }
+}
+
+/// An error of a lower layer (storage, say) that knows which status it is to a caller. The layer
+/// that sees both declares the conformance, so the lower layer needs no RPC.
+public protocol RPCErrorConvertible: Error {
+  /// The status a caller receives; its message must hold no personal data.
+  var rpcError: RPCError { get }
 }

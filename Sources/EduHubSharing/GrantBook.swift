@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubPrivacy
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB

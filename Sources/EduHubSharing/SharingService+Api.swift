@@ -4,6 +4,7 @@ import EduHubCrypto
 import EduHubIdentity
 import EduHubPrivacy
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -20,7 +21,7 @@ extension SharingService {
   /// The catalog's last write, read again only after a commit; a change drops the cached plans.
   @discardableResult
   func catalogSequence() throws -> (sequence: Int64, generation: UInt64) {
-    let generation = identity.store.changed.generation
+    let generation = store.records.changed.generation
     let now = ContinuousClock.now
     // Known while nothing committed here, and for a second at most: writes by another process (the
     // command line on the same data) do not signal.
@@ -29,7 +30,7 @@ extension SharingService {
     }) {
       return (known, generation)
     }
-    let latest = try identity.reading { db in try identity.store.lastSequence(of: CatalogCollections.resource, in: db) }
+    let latest = try store.read { db in try store.records.lastSequence(of: CatalogCollections.resource, in: db) }
     apis.withLock { cache in
       if cache.catalogSequence != latest { cache = ApiCache(catalogSequence: latest) }
       cache.generation = generation
@@ -45,7 +46,7 @@ extension SharingService {
     if let cached {
       plan = cached
     } else {
-      plan = try identity.reading { db in
+      plan = try store.read { db in
         guard let (record, api) = try catalog.stored(code, in: db) else { throw RPCError(.notFound, "no API \(code.prefix(64))") }
         guard api.type == .api, api.hasApi else {
           throw RPCError(.failedPrecondition, "resource \(api.code) is not an API served by this system")
@@ -312,20 +313,20 @@ extension SharingService {
     // other filters are checked on the row).
     if let point = plan.pointKey, point.allSatisfy({ filters[$0] != nil }) {
       let id = catalog.rowID(DatasetSchema(plan.table), point.compactMap { filters[$0]?.value }.joined(separator: "|"))
-      guard let record = try identity.store.pointGet(DatasetSchema.rowCollection, id), !record.deleted else { return }
+      guard let record = try store.records.pointGet(DatasetSchema.rowCollection, id), !record.deleted else { return }
       if try filters.count == point.count || passes(record) { _ = try visit(record) }
       return
     }
-    try identity.reading { db in
+    try store.read { db in
       var scanned = 0
       var after: StoredRecord?
       let kind = plan.viewPath == nil ? nil : PersonView.kind(plan.table.dataset.view.personKind)
       while true {
         let page: [StoredRecord]
         if let path = plan.viewPath {
-          page = try identity.store.inScope(PersonView.collection, scope: path, after: after, limit: 2000, in: db)
+          page = try store.records.inScope(PersonView.collection, scope: path, after: after, limit: 2000, in: db)
         } else {
-          page = try identity.store.withPrefix(
+          page = try store.records.withPrefix(
             DatasetSchema.rowCollection, idPrefix: DatasetSchema.recordID(code, ""), after: after?.id, limit: 2000, in: db)
         }
         for record in page {

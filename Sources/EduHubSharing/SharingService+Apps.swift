@@ -3,6 +3,7 @@ import EduHubCrypto
 import EduHubIdentity
 import EduHubPrivacy
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -14,7 +15,7 @@ extension SharingService {
   static let appPrefix = "app:"
 
   func app(_ clientID: String, in db: Database) throws -> (StoredRecord, Eduhub_Sharing_V1_AppRecord)? {
-    guard let record = try identity.live(SharingCollections.app, clientID, in: db) else { return nil }
+    guard let record = try store.live(SharingCollections.app, clientID, in: db) else { return nil }
     return (record, try Eduhub_Sharing_V1_AppRecord(serializedBytes: record.body))
   }
 
@@ -34,7 +35,7 @@ extension SharingService {
     try Validate.text(request.name, "name", maxLength: 100, required: true)
     try Validate.text(request.description_p, "description", maxLength: 1000, multiline: true)
     let action = "sharing.RegisterApp"
-    return try identity.transaction { db in
+    return try store.transaction { db in
       let path = try identity.orgPath(request.orgCode, in: db)
       try identity.require(.shareApps, at: path, caller, action, target: request.orgCode, peer: peer)
       var record = Eduhub_Sharing_V1_AppRecord()
@@ -44,7 +45,7 @@ extension SharingService {
       record.app.description_p = request.description_p
       record.app.createdMs = identity.nowMs()
       let secret = newSecret(&record)
-      try identity.put(SharingCollections.app, record.app.clientID, scope: path, record, in: db)
+      try store.put(SharingCollections.app, record.app.clientID, scope: path, record, in: db)
       try identity.audit.append(.init(actor: caller.actor, action: action, target: record.app.clientID, peer: peer, timeMs: identity.nowMs()), in: db)
       var answer = Eduhub_Sharing_V1_AppSecret()
       answer.app = record.app
@@ -69,11 +70,11 @@ extension SharingService {
     _ clientID: String, caller: Caller, action: String, detail: String = "", peer: String,
     _ change: (inout Eduhub_Sharing_V1_AppRecord) -> T
   ) throws -> T {
-    let result = try identity.transaction { db in
+    let result = try store.transaction { db in
       let (record, stored) = try managedApp(clientID, caller: caller, action: action, peer: peer, in: db)
       var app = stored
       let result = change(&app)
-      try identity.put(SharingCollections.app, app.app.clientID, scope: record.scope, app, in: db)
+      try store.put(SharingCollections.app, app.app.clientID, scope: record.scope, app, in: db)
       try identity.audit.append(
         .init(actor: caller.actor, action: action, target: app.app.clientID, detail: detail, peer: peer, timeMs: identity.nowMs()), in: db)
       return result
@@ -106,7 +107,7 @@ extension SharingService {
 
   public func listApps(caller: Caller) throws -> Eduhub_Sharing_V1_ListAppsResponse {
     let scopes = caller.scopes(for: .shareApps)
-    return try identity.reading { db in
+    return try store.read { db in
       var response = Eduhub_Sharing_V1_ListAppsResponse()
       for scope in scopes {
         for record in try subtree(SharingCollections.app, scope, limit: 10_000, in: db) {
@@ -122,7 +123,7 @@ extension SharingService {
   public func exchangeToken(_ request: Eduhub_Sharing_V1_ExchangeTokenRequest, peer: String) throws -> Eduhub_Sharing_V1_AppToken {
     let refused = RPCError(.unauthenticated, "the client id or secret is wrong, or the application is disabled")
     guard request.clientID.utf8.count <= 64, request.clientSecret.utf8.count <= 128 else { throw refused }
-    let found = try identity.reading { db in try app(request.clientID, in: db) }
+    let found = try store.read { db in try app(request.clientID, in: db) }
     let presented = Array(IdentityService.secretDigest(request.clientSecret).utf8)
     let stored = Array((found?.1.secretDigest ?? String(repeating: "0", count: presented.count)).utf8)
     guard let (_, app) = found, ConstantTime.equals(presented, stored), !app.app.disabled else {
@@ -141,7 +142,7 @@ extension SharingService {
   /// is of its current secret. It reads the catalog; its data comes through its grants alone.
   func appCaller(_ claims: AccessClaims) throws -> Caller {
     let clientID = String(claims.subject.dropFirst(Self.appPrefix.count))
-    return try identity.reading { db in
+    return try store.read { db in
       guard let (record, app) = try app(clientID, in: db), !app.app.disabled else {
         throw RPCError(.unauthenticated, "the application is unknown or disabled")
       }

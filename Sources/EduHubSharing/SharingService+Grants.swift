@@ -3,6 +3,7 @@ import EduHubCatalog
 import EduHubIdentity
 import EduHubPrivacy
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -11,7 +12,7 @@ import Synchronization
 
 extension SharingService {
   func loadGrant(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Sharing_V1_Grant)? {
-    guard let record = try identity.live(SharingCollections.grant, id, in: db) else { return nil }
+    guard let record = try store.live(SharingCollections.grant, id, in: db) else { return nil }
     var grant = try Eduhub_Sharing_V1_Grant(serializedBytes: record.body)
     grant.resourceOrgPath = record.scope
     return (record, grant)
@@ -30,7 +31,7 @@ extension SharingService {
     let action = "sharing.ChangeGrant"
     guard change.action != .unspecified else { throw Validate.invalid("action is required") }
     try Validate.text(change.reason, "reason", maxLength: 500, required: change.action == .suspend || change.action == .revoke, multiline: true)
-    return try identity.transaction { db in
+    return try store.transaction { db in
       guard let (record, stored) = try loadGrant(change.grantID, in: db) else { throw RPCError(.notFound, "no grant \(change.grantID.prefix(64))") }
       guard caller.can(.catalogPublish, at: record.scope) else {
         if Self.actsFor(caller, stored.terms.consumer, path: stored.consumerPath) {
@@ -62,7 +63,7 @@ extension SharingService {
       grant.updatedMs = now
       var written = grant
       written.resourceOrgPath = ""
-      try identity.put(SharingCollections.grant, grant.id, scope: record.scope, written, in: db)
+      try store.put(SharingCollections.grant, grant.id, scope: record.scope, written, in: db)
       try recountSubscriptions(grant.terms.resourceCode, in: db)
       try identity.audit.append(
         .init(actor: caller.actor, action: action, target: grant.id, detail: Self.actionName(change.action), peer: peer, timeMs: now), in: db)
@@ -74,14 +75,14 @@ extension SharingService {
     let size = try Validate.pageSize(list.page.pageSize, default: 50, maximum: 500)
     let after = try PageToken.parse(list.page.pageToken, parts: 1)?[0]
     try book.refresh()
-    return try identity.reading { db in
+    return try store.read { db in
       var grants: [Eduhub_Sharing_V1_Grant] = []
       let records: [StoredRecord]
       if !list.resourceCode.isEmpty {
-        records = try identity.store.find(SharingCollections.grant, index: "resource", key: list.resourceCode, limit: 100_000, in: db)
+        records = try store.records.find(SharingCollections.grant, index: "resource", key: list.resourceCode, limit: 100_000, in: db)
       } else if list.mine {
         records = try Self.consumerIDs(of: caller).ids.flatMap { id in
-          try identity.store.find(SharingCollections.grant, index: "consumer", key: id, limit: 100_000, in: db)
+          try store.records.find(SharingCollections.grant, index: "consumer", key: id, limit: 100_000, in: db)
         }
       } else {
         records = try caller.scopes(for: .catalogPublish).flatMap { scope in

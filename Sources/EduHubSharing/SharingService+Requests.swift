@@ -4,6 +4,7 @@ import EduHubCrypto
 import EduHubIdentity
 import EduHubPrivacy
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -125,7 +126,7 @@ extension SharingService {
   }
 
   func loadRequest(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Sharing_V1_AccessRequest)? {
-    guard let record = try identity.live(SharingCollections.request, id, in: db) else { return nil }
+    guard let record = try store.live(SharingCollections.request, id, in: db) else { return nil }
     var request = try Eduhub_Sharing_V1_AccessRequest(serializedBytes: record.body)
     request.resourceOrgPath = record.scope
     return (record, request)
@@ -136,8 +137,8 @@ extension SharingService {
   func saveRequest(_ request: Eduhub_Sharing_V1_AccessRequest, scope: String, in db: Database) throws {
     var stored = request
     stored.resourceOrgPath = ""
-    try identity.put(SharingCollections.request, request.id, scope: scope, stored, in: db)
-    if request.state == .approved, try identity.store.get(SharingCollections.grant, request.id, in: db) == nil {
+    try store.put(SharingCollections.request, request.id, scope: scope, stored, in: db)
+    if request.state == .approved, try store.records.get(SharingCollections.grant, request.id, in: db) == nil {
       try writeGrant(of: request, scope: scope, in: db)
     }
   }
@@ -158,7 +159,7 @@ extension SharingService {
     grant.updatedMs = grant.createdMs
     grant.version = 1
     grant.consumerPath = request.consumerPath
-    try identity.put(SharingCollections.grant, grant.id, scope: scope, grant, in: db)
+    try store.put(SharingCollections.grant, grant.id, scope: scope, grant, in: db)
     try recountSubscriptions(request.terms.resourceCode, in: db)
   }
 
@@ -167,13 +168,13 @@ extension SharingService {
     guard let (record, resource) = try catalog.stored(code, in: db) else { return }
     var count: Int64 = 0
     let now = identity.nowMs()
-    for grantRecord in try identity.store.find(SharingCollections.grant, index: "resource", key: code, limit: 100_000, in: db) {
+    for grantRecord in try store.records.find(SharingCollections.grant, index: "resource", key: code, limit: 100_000, in: db) {
       if Self.unusable(try Eduhub_Sharing_V1_Grant(serializedBytes: grantRecord.body), now: now) == nil { count += 1 }
     }
     guard resource.subscriptions != count else { return }
     var updated = resource
     updated.subscriptions = count
-    try identity.put(CatalogCollections.resource, code, scope: record.scope, CatalogService.writable(updated), in: db)
+    try store.put(CatalogCollections.resource, code, scope: record.scope, CatalogService.writable(updated), in: db)
   }
 
   /// Sends a new or amended request down its chain: to the steward, or granted at once.
@@ -210,7 +211,7 @@ extension SharingService {
   {
     let action = "sharing.RequestAccess"
     var terms = request.terms
-    return try identity.transaction { db in
+    return try store.transaction { db in
       let (record, resource) = try self.resource(terms.resourceCode, caller: caller, in: db)
       guard resource.sharingClass != .notShared else {
         throw RPCError(.failedPrecondition, "resource \(resource.code) is not shared")
@@ -268,7 +269,7 @@ extension SharingService {
     let action = "sharing.Decide"
     guard [.approve, .reject, .askChanges].contains(decision.decision) else { throw Validate.invalid("decision is required") }
     try Validate.text(decision.reason, "reason", maxLength: 500, required: decision.decision != .approve, multiline: true)
-    return try identity.transaction { db in
+    return try store.transaction { db in
       guard let (record, stored) = try loadRequest(decision.requestID, in: db),
         mayRead(stored, path: record.scope, caller)
       else { throw RPCError(.notFound, "no request \(decision.requestID.prefix(64))") }
@@ -330,7 +331,7 @@ extension SharingService {
 
   public func amend(_ amendment: Eduhub_Sharing_V1_AmendRequestRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
     let action = "sharing.AmendRequest"
-    return try identity.transaction { db in
+    return try store.transaction { db in
       let (record, stored) = try ownRequest(amendment.requestID, caller: caller, action: action, peer: peer, in: db)
       var request = stored
       guard [.changesRequested, .pendingSteward].contains(request.state) else {
@@ -357,7 +358,7 @@ extension SharingService {
 
   public func withdraw(_ withdrawal: Eduhub_Sharing_V1_WithdrawRequestRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
     let action = "sharing.WithdrawRequest"
-    return try identity.transaction { db in
+    return try store.transaction { db in
       let (record, stored) = try ownRequest(withdrawal.requestID, caller: caller, action: action, peer: peer, in: db)
       var request = stored
       guard [.changesRequested, .pendingSteward, .pendingSecurity].contains(request.state) else {
@@ -372,7 +373,7 @@ extension SharingService {
   }
 
   public func getRequest(_ get: Eduhub_Sharing_V1_GetRequestRequest, caller: Caller) throws -> Eduhub_Sharing_V1_AccessRequest {
-    try identity.reading { db in
+    try store.read { db in
       guard let (record, request) = try loadRequest(get.requestID, in: db),
         mayRead(request, path: record.scope, caller)
       else { throw RPCError(.notFound, "no request \(get.requestID.prefix(64))") }
@@ -384,7 +385,7 @@ extension SharingService {
     let size = try Validate.pageSize(list.page.pageSize, default: 50, maximum: 500)
     let after = try PageToken.parse(list.page.pageToken, parts: 1)?[0]
     let states = Set(list.states)
-    return try identity.reading { db in
+    return try store.read { db in
       var found: [String: (StoredRecord, Eduhub_Sharing_V1_AccessRequest)] = [:]
       func add(_ records: [StoredRecord], _ keep: (Eduhub_Sharing_V1_AccessRequest) -> Bool = { _ in true }) throws {
         for record in records where !record.deleted {
@@ -393,7 +394,7 @@ extension SharingService {
           if keep(request) { found[request.id] = (record, request) }
         }
       }
-      let store = identity.store
+      let store = store.records
       switch list.filter {
       case .mine:
         try add(store.find(SharingCollections.request, index: "requester", key: caller.accountID, limit: 10_000, in: db))

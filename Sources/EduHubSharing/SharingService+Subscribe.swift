@@ -4,6 +4,7 @@ import EduHubCrypto
 import EduHubIdentity
 import EduHubPrivacy
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -57,7 +58,7 @@ extension SharingService {
     guard (1...5000).contains(batch) else { throw Validate.invalid("batch_size is 1 to 5,000") }
     // Taken before the resource is read: a change in between is seen on the first pass.
     var catalogAt = try catalogSequence().sequence
-    let (record, resource, viewPath) = try identity.reading { db -> (StoredRecord, Eduhub_Catalog_V1_Resource, String?) in
+    let (record, resource, viewPath) = try store.read { db -> (StoredRecord, Eduhub_Catalog_V1_Resource, String?) in
       let (record, resource) = try self.resource(request.resourceCode, caller: caller, in: db)
       var viewPath: String?
       if case .view(let view) = resource.dataset.source { viewPath = try identity.orgPath(view.orgCode, in: db) }
@@ -70,7 +71,7 @@ extension SharingService {
     var grant = try self.grant(for: resource.code, caller: caller, consumerID: request.consumerID, action: action, peer: peer)
     var cursor =
       try SubscriptionCursor.parse(request.cursor, code: resource.code, identity: identity)
-      ?? SubscriptionCursor(snapshot: true, sequence: try identity.reading { db in try identity.store.lastSequence(in: db) }, key: "")
+      ?? SubscriptionCursor(snapshot: true, sequence: try store.read { db in try store.records.lastSequence(in: db) }, key: "")
     let rows = GrantedRows(
       resource: resource,
       fields: try requestedFields(request.fields, grant, of: resource, caller: caller, action: action, peer: peer),
@@ -84,7 +85,7 @@ extension SharingService {
         grant, resource: resource.code, scope: record.scope, kind: "stream", fingerprint: "", rows: sent.rows, bytes: sent.bytes,
         status: status, since: started)
     }
-    let signal = identity.store.changed
+    let signal = store.records.changed
     // The definition the rows are shaped and masked by: a change to it (a column raised to personal,
     // a view turned to pupils, the class, retirement) ends the stream, to be judged again.
     let definition = CatalogService.withoutCounters(resource)
@@ -103,7 +104,7 @@ extension SharingService {
         let latest = try catalogSequence().sequence
         if latest != catalogAt {
           catalogAt = latest
-          let now = try identity.reading { db in try catalog.stored(resource.code, in: db)?.1 }
+          let now = try store.read { db in try catalog.stored(resource.code, in: db)?.1 }
           guard let now, CatalogService.withoutCounters(now) == definition else {
             throw RPCError(.aborted, "resource \(resource.code) changed since the subscription began: subscribe again from the last cursor")
           }
@@ -115,7 +116,7 @@ extension SharingService {
         var snapshotDone = false
         var clearMinors = 0
         if cursor.snapshot {
-          let page = try identity.reading { db in try snapshotPage(rows, after: cursor.key, limit: batch, in: db) }
+          let page = try store.read { db in try snapshotPage(rows, after: cursor.key, limit: batch, in: db) }
           for record in page {
             cursor.key = snapshotKey(rows, record)
             // Written after the snapshot began: delivered with the changes instead.
@@ -128,16 +129,16 @@ extension SharingService {
             snapshotDone = true
           }
         } else {
-          let (page, through) = try identity.reading { db -> ([StoredRecord], Int64) in
-            let head = try identity.store.lastSequence(in: db)
-            var page = try identity.store.changes(
+          let (page, through) = try store.read { db -> ([StoredRecord], Int64) in
+            let head = try store.records.lastSequence(in: db)
+            var page = try store.records.changes(
               of: rows.collection, after: cursor.sequence, through: head, idPrefix: rows.idPrefix, inScope: rows.scope, limit: batch,
               in: db)
             // Everything up to the head was read when the page was not full.
             let through = page.count < batch ? max(cursor.sequence, head) : page.last?.sequence ?? cursor.sequence
             // A view also loses the people who left its subtree (moved to another org): deletions.
             if let scope = rows.scope {
-              for exit in try identity.store.exits(after: cursor.sequence, through: through, fromScope: scope, in: db)
+              for exit in try store.records.exits(after: cursor.sequence, through: through, fromScope: scope, in: db)
               where exit.collection == rows.collection {
                 page.append(StoredRecord(collection: exit.collection, id: exit.id, scope: exit.oldScope, body: [], deleted: true, sequence: exit.sequence))
               }
@@ -175,9 +176,9 @@ extension SharingService {
   func snapshotPage(_ rows: GrantedRows, after key: String, limit: Int, in db: Database) throws -> [StoredRecord] {
     if let scope = rows.scope {
       // A view is read by (scope, id).
-      return try identity.store.inScope(rows.collection, scope: scope, after: PersonView.cursor(key), limit: limit, in: db)
+      return try store.records.inScope(rows.collection, scope: scope, after: PersonView.cursor(key), limit: limit, in: db)
     }
-    return try identity.store.withPrefix(
+    return try store.records.withPrefix(
       rows.collection, idPrefix: rows.idPrefix, after: key.isEmpty ? nil : rows.idPrefix + key, limit: limit, in: db)
   }
 

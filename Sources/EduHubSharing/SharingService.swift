@@ -3,6 +3,7 @@ import EduHubCatalog
 import EduHubIdentity
 import EduHubPrivacy
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -13,6 +14,8 @@ import Synchronization
 /// shared APIs, rate limits, quotas and the call log.
 public final class SharingService: Sendable {
   public let identity: IdentityService
+  /// The node's storage (shared with every service; this one owns its own collections in it).
+  public let store: NodeStore
   public let catalog: CatalogService
   /// Every grant, in memory, caught up from the grant collection's changes.
   let book: GrantBook
@@ -40,9 +43,10 @@ public final class SharingService: Sendable {
 
   public init(identity: IdentityService, catalog: CatalogService) throws {
     self.identity = identity
+    self.store = identity.store
     self.catalog = catalog
-    self.book = GrantBook(store: identity.store)
-    self.callLog = try CallLog(database: identity.store.database)
+    self.book = GrantBook(store: store.records)
+    self.callLog = try CallLog(database: store.records.database)
     registerWriteRules()
     identity.registerPrincipals(prefix: Self.appPrefix) { [weak self] claims in
       guard let self else { throw RPCError(.unauthenticated, "the node is shutting down") }
@@ -67,7 +71,7 @@ public final class SharingService: Sendable {
     }
     let due = Set(book.all().filter { $0.state == .active && $0.terms.expiresMs > since && $0.terms.expiresMs <= now }.map(\.terms.resourceCode))
     for code in due.sorted() {
-      try identity.transaction { db in try recountSubscriptions(code, in: db) }
+      try store.transaction { db in try recountSubscriptions(code, in: db) }
     }
     return due.count
   }
@@ -150,9 +154,9 @@ public final class SharingService: Sendable {
   func approvalHolds(_ grant: Eduhub_Sharing_V1_Grant) throws -> Bool {
     let versions = "\(try catalogSequence().sequence)|\(grant.version)"
     if let known = approvalChecks.withLock({ $0[grant.id] }), known.versions == versions { return known.holds }
-    let judged = try identity.reading { db -> Bool? in
+    let judged = try store.read { db -> Bool? in
       guard let (_, resource) = try catalog.stored(grant.terms.resourceCode, in: db),
-        let requestRecord = try identity.live(SharingCollections.request, grant.id, in: db),
+        let requestRecord = try store.live(SharingCollections.request, grant.id, in: db),
         let request = try? Eduhub_Sharing_V1_AccessRequest(serializedBytes: requestRecord.body)
       else { return nil }
       return Self.approvals(of: request, cover: try chain(grant.terms, resource, in: db))
@@ -173,7 +177,7 @@ public final class SharingService: Sendable {
   /// Live records of `collection` in the org subtree `scope`; the empty scope (the node's operator)
   /// is every record. (`RecordStore.inScope` reads "" as the global records only, which sync needs.)
   func subtree(_ collection: String, _ scope: String, limit: Int, in db: Database) throws -> [StoredRecord] {
-    scope.isEmpty ? try identity.store.records(collection, limit: limit, in: db) : try identity.store.inScope(collection, scope: scope, limit: limit, in: db)
+    scope.isEmpty ? try store.records.records(collection, limit: limit, in: db) : try store.records.inScope(collection, scope: scope, limit: limit, in: db)
   }
 
   /// The privacy reader a grant reads as.

@@ -16,6 +16,8 @@ public struct StorageError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let notFound = Code(rawValue: 5)
     /// A write was refused: nothing of it was stored.
     public static let rejected = Code(rawValue: 6)
+    /// The store failed for another reason (SQLite's own error, not shown to callers).
+    public static let failed = Code(rawValue: 7)
   }
 
   public var code: Code

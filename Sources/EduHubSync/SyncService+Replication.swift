@@ -69,7 +69,7 @@ extension SyncService {
       }
     }
     let storeID = try storeID()
-    let last = try identity.reading { db in try identity.store.lastSequence(in: db) }
+    let last = try store.read { db in try store.records.lastSequence(in: db) }
     if !request.cursor.isEmpty, cursor.storeID != storeID || cursor.sequence > last || cursor.snapshotSequence > last {
       // The cursor is ahead of this store, or from another one: this node was restored from a
       // backup or re-created. What the puller pushed since may be gone here: it must push
@@ -93,7 +93,7 @@ extension SyncService {
     if cursor.snapshotDone {
       // The node has applied everything through its cursor: what tombstones can be collected.
       try recordPulled(request.nodeID, through: cursor.sequence)
-      if cursor.sequence < (try identity.reading { db in try gcHorizon(in: db) }) {
+      if cursor.sequence < (try store.read { db in try gcHorizon(in: db) }) {
         // Deletions it never saw are gone: it must start again.
         var resync = Eduhub_Sync_V1_PullBatch()
         resync.resync = true
@@ -111,7 +111,7 @@ extension SyncService {
     var sent = 0
     while true {
       try Task.checkCancellation()
-      let (batch, next, caughtUp) = try identity.reading { db in
+      let (batch, next, caughtUp) = try store.read { db in
         try readBatch(from: cursor, scope: scope, maxRecords: maxRecords, maxBytes: maxBytes, in: db)
       }
       var out = Eduhub_Sync_V1_PullBatch()
@@ -159,7 +159,7 @@ extension SyncService {
   {
     var cursor = start
     var page = PullPage()
-    let store = identity.store
+    let store = store.records
     if !cursor.snapshotDone {
       // The walk: each collection's global records (empty scope), then its records in the scope,
       // by (scope, id). Records changed after the walk began come with the change sequence.
@@ -228,7 +228,7 @@ extension SyncService {
       guard request.records.count <= 10_000 else {
         throw RPCError(.invalidArgument, "at most 10,000 records a push message")
       }
-      let known = Set(identity.store.collectionNames)
+      let known = Set(store.records.collectionNames)
       for record in request.records {
         guard known.contains(record.collection) else {
           throw RPCError(.invalidArgument, "unknown collection \(record.collection.prefix(40))")
@@ -248,7 +248,7 @@ extension SyncService {
       let today = identity.today
       let outcome: Replica.ApplyOutcome
       do {
-        outcome = try identity.transaction { db -> Replica.ApplyOutcome in
+        outcome = try store.transaction { db -> Replica.ApplyOutcome in
           var node = try pusher ?? pushingNode(request.nodeID, scope: scope, in: db)
           // Nodes this message registers may already have written in it (a school's first records
           // arrive with its registration); the registrations themselves are checked below.
@@ -256,8 +256,8 @@ extension SyncService {
             && RecordStore.inScope(record.scope, scope) && record.id != request.nodeID && record.id != identity.nodeID
           {
             // New registrations only: one that exists is the pusher's to relay already, or not at all.
-            guard try identity.store.get(IdentityCollections.nodeKey, record.id, in: db) == nil,
-              try identity.store.get(SyncCollections.node, record.id, in: db) == nil
+            guard try store.records.get(IdentityCollections.nodeKey, record.id, in: db) == nil,
+              try store.records.get(SyncCollections.node, record.id, in: db) == nil
             else { continue }
             node.adopt(record.id, scope: record.scope)
           }
@@ -267,7 +267,7 @@ extension SyncService {
           var locals: [StoredRecord?] = []
           for incoming in request.records {
             let record = Self.stored(incoming)
-            let local = try identity.store.get(record.collection, record.id, in: db)
+            let local = try store.records.get(record.collection, record.id, in: db)
             locals.append(local)
             guard let local else {
               sanitized.append(record)
@@ -323,7 +323,7 @@ extension SyncService {
               replaced.append(nil)
               continue
             }
-            switch try identity.replica.resolve(record, against: local) {
+            switch try store.replica.resolve(record, against: local) {
             case .skip: continue
             case .replace(let stored), .merge(let stored, _):
               try Self.checkProvenance(stored, local: local, incoming: record, from: node)
@@ -332,16 +332,16 @@ extension SyncService {
             }
           }
           pusher = try PushView.check(
-            judged, replacing: replaced, from: node, rules: identity.writeAuthorities, store: identity.store, in: db,
+            judged, replacing: replaced, from: node, rules: identity.writeAuthorities, store: store.records, in: db,
             registersNode: { $0.collection == SyncCollections.node && !$0.deleted ? $0.id : nil })
-          let outcome = try identity.replica.apply(sanitized, in: db)
-          try identity.store.setMeta("sync.pushed.\(request.nodeID)", Array(String(request.throughSequence).utf8), in: db)
+          let outcome = try store.replica.apply(sanitized, in: db)
+          try store.records.setMeta("sync.pushed.\(request.nodeID)", Array(String(request.throughSequence).utf8), in: db)
           // What the node had applied of ours when this push began bounds what it writes after it
           // (it pushes before it pulls: its next writes come after that pull, and a refused push
           // retried later keeps the bound of the last one taken).
           // Never lowered: a pull with an old cursor must not reopen the past.
           let bound = max(node.knownThrough, try pulledThrough(request.nodeID, in: db) ?? 0)
-          try identity.store.setMeta(Self.pushBoundKey(request.nodeID), Array(String(bound).utf8), in: db)
+          try store.records.setMeta(Self.pushBoundKey(request.nodeID), Array(String(bound).utf8), in: db)
           return outcome
         }
       } catch let refusal as PushRefusal {
@@ -373,7 +373,7 @@ extension SyncService {
     }
     let clear = stored.node.clearance == .clear
     let code = scope.split(separator: "/").last.map(String.init) ?? ""
-    let kind = try identity.live(IdentityCollections.org, code, in: db)
+    let kind = try store.live(IdentityCollections.org, code, in: db)
       .flatMap { try? Eduhub_Identity_V1_Org(serializedBytes: $0.body).kind }
     // A county's (or a town's, which holds schools) administrator where the node stands; anywhere
     // else (a school, a bureau, another unit) a school administrator's, the least an edge holds.
@@ -399,7 +399,7 @@ extension SyncService {
     var registrars: [(id: String, scope: String, by: Set<String>)] = []
     var after: StoredRecord?
     while true {
-      let page = try identity.store.inScope(SyncCollections.node, scope: scope, after: after, limit: 1000, in: db)
+      let page = try store.records.inScope(SyncCollections.node, scope: scope, after: after, limit: 1000, in: db)
       for record in page where !record.scope.isEmpty && record.id != identity.nodeID {
         registrars.append((record.id, record.scope, Set(try ReplicationEncoding.decodeVector(record.version).entries.map(\.node))))
       }
@@ -416,7 +416,7 @@ extension SyncService {
         grew = true
       }
     }
-    let knownThrough = try identity.store.meta(Self.pushBoundKey(nodeID), in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+    let knownThrough = try store.records.meta(Self.pushBoundKey(nodeID), in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
     return PushingNode(
       id: nodeID, scope: scope, clear: clear, authority: authority, writers: writers, writerScopes: writerScopes,
       knownThrough: knownThrough)
@@ -505,13 +505,13 @@ extension SyncService {
     identity.securityEvent(
       "a downstream node pushed what it could not have written; the push is refused",
       ["sync.node": nodeID, "sync.reason": reason])
-    try? identity.transaction { db in
-      var refusals = try Self.refusals(in: db, store: identity.store)
+    try? store.transaction { db in
+      var refusals = try Self.refusals(in: db, store: store.records)
       let count = (refusals.first { $0.nodeID == nodeID }?.count ?? 0) + 1
       refusals.removeAll { $0.nodeID == nodeID }
       refusals.append(RefusedPush(nodeID: nodeID, count: count, lastMs: identity.nowMs(), reason: String(reason.prefix(300))))
       let text = refusals.map { "\($0.nodeID)\t\($0.count)\t\($0.lastMs)\t\($0.reason.replacingOccurrences(of: "\n", with: " "))" }
-      try identity.store.setMeta(Self.refusalsKey, Array(text.joined(separator: "\n").utf8), in: db)
+      try store.records.setMeta(Self.refusalsKey, Array(text.joined(separator: "\n").utf8), in: db)
     }
     return identity.denied(caller, "sync.Push", target: nodeID, peer: peer, message)
   }
@@ -529,7 +529,7 @@ extension SyncService {
 
   /// Pushes this node refused, by downstream node: how many and the last one's reason.
   public func refusedPushes() throws -> [RefusedPush] {
-    try identity.reading { db in try Self.refusals(in: db, store: identity.store) }
+    try store.read { db in try Self.refusals(in: db, store: store.records) }
   }
 
 
@@ -554,15 +554,15 @@ extension SyncService {
       }
     }
     let storeID = try storeID()
-    return try identity.reading { db in
+    return try store.read { db in
       var response = Eduhub_Sync_V1_HandshakeResponse()
       response.upstreamNodeID = identity.nodeID
       response.storeID = storeID
-      response.lastSequence = try identity.store.lastSequence(in: db)
+      response.lastSequence = try store.records.lastSequence(in: db)
       response.scope = scope
       response.clearance = try node(request.nodeID, in: db)?.1.node.clearance ?? .unspecified
       response.pulledThrough = try pulledThrough(request.nodeID, in: db) ?? 0
-      response.acknowledgedPush = try identity.store.meta("sync.pushed.\(request.nodeID)", in: db)
+      response.acknowledgedPush = try store.records.meta("sync.pushed.\(request.nodeID)", in: db)
         .flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
       if !request.cursor.isEmpty {
         let horizon = try gcHorizon(in: db)
@@ -585,14 +585,14 @@ extension SyncService {
     let today = identity.today
     let reader = Reader.staff(subject: caller.accountID, grants: caller.grants)
     var maskers = RecordMaskers(identity: identity)
-    return try identity.reading { db in
+    return try store.read { db in
       let path = try identity.orgPath(request.orgCode, in: db)
       try identity.require(.nodesManage, at: path, caller, "sync.ListConflicts", target: request.orgCode, peer: peer)
       var response = Eduhub_Sync_V1_ListConflictsResponse()
-      for (conflict, scope) in try identity.store.conflicts(inScope: path, limit: limit, in: db) {
+      for (conflict, scope) in try store.records.conflicts(inScope: path, limit: limit, in: db) {
         // A losing value is the record's field as it was: shown as the caller may see that field of
         // the record (a county administrator sees a pupil's losing name masked, like the winner).
-        let current = try identity.store.get(conflict.collection, conflict.recordID, in: db)
+        let current = try store.records.get(conflict.collection, conflict.recordID, in: db)
         let losingValue = try shown(conflict, of: current, for: reader, on: today, maskers: &maskers, in: db)
         var out = Eduhub_Sync_V1_Conflict()
         out.collection = conflict.collection

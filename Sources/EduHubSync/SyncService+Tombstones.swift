@@ -19,10 +19,10 @@ extension SyncService {
   func storeID() throws -> String {
     // Asked on every pull: read (or made) once, then kept.
     if let known = knownStoreID.withLock({ $0 }) { return known }
-    let id = try identity.transaction { db -> String in
-      if let id = try identity.store.meta(Self.storeIDKey, in: db) { return String(decoding: id, as: UTF8.self) }
+    let id = try store.transaction { db -> String in
+      if let id = try store.records.meta(Self.storeIDKey, in: db) { return String(decoding: id, as: UTF8.self) }
       let id = IdentityService.newID("store-")
-      try identity.store.setMeta(Self.storeIDKey, Array(id.utf8), in: db)
+      try store.records.setMeta(Self.storeIDKey, Array(id.utf8), in: db)
       return id
     }
     knownStoreID.withLock { $0 = id }
@@ -35,19 +35,19 @@ extension SyncService {
 
   /// The sequence through which `nodeID` has applied this node's changes (from its last pull).
   func pulledThrough(_ nodeID: String, in db: Database) throws -> Int64? {
-    try identity.store.meta(Self.pulledKey(nodeID), in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
+    try store.records.meta(Self.pulledKey(nodeID), in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
   }
 
   func recordPulled(_ nodeID: String, through sequence: Int64) throws {
-    try identity.transaction { db in
-      try identity.store.setMeta(Self.pulledKey(nodeID), Array(String(sequence).utf8), in: db)
+    try store.transaction { db in
+      try store.records.setMeta(Self.pulledKey(nodeID), Array(String(sequence).utf8), in: db)
     }
   }
 
   /// The highest sequence of a tombstone collected before some node had it: cursors below it
   /// must resync.
   func gcHorizon(in db: Database) throws -> Int64 {
-    try identity.store.meta(Self.gcHorizonKey, in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+    try store.records.meta(Self.gcHorizonKey, in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
   }
 
   /// What one collection pass did.
@@ -63,9 +63,9 @@ extension SyncService {
   @discardableResult
   public func collectTombstones(retentionMs: Int64 = 30 * 86_400_000) throws -> TombstoneCollection {
     let now = identity.nowMs()
-    return try identity.transaction { db in
+    return try store.transaction { db in
       var nodes: [(scope: String, pulled: Int64)] = []
-      for record in try identity.store.records(SyncCollections.node, limit: 100_000, in: db) {
+      for record in try store.records.records(SyncCollections.node, limit: 100_000, in: db) {
         let stored = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)
         guard stored.node.state == .active else { continue }
         nodes.append((record.scope, try pulledThrough(stored.node.id, in: db) ?? 0))
@@ -74,7 +74,7 @@ extension SyncService {
       var horizon = try gcHorizon(in: db)
       var after: Int64 = 0
       while true {
-        let batch = try identity.store.tombstones(after: after, limit: 1000, in: db)
+        let batch = try store.records.tombstones(after: after, limit: 1000, in: db)
         guard let last = batch.last else { break }
         after = last.sequence
         for tombstone in batch {
@@ -83,7 +83,7 @@ extension SyncService {
           let deletedAt = (try? ReplicationEncoding.decodeStamps(tombstone.stamps))?[RecordVersion.deletionField]?.time.milliseconds
           let expired = deletedAt.map { now - Int64($0) > retentionMs } ?? false
           guard everyoneHasIt || expired else { continue }
-          try identity.store.purge(tombstone.collection, tombstone.id, in: db)
+          try store.records.purge(tombstone.collection, tombstone.id, in: db)
           result.purged += 1
           if !everyoneHasIt {
             result.expired += 1
@@ -91,7 +91,7 @@ extension SyncService {
           }
         }
       }
-      try identity.store.setMeta(Self.gcHorizonKey, Array(String(horizon).utf8), in: db)
+      try store.records.setMeta(Self.gcHorizonKey, Array(String(horizon).utf8), in: db)
       return result
     }
   }

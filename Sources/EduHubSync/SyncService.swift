@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubCrypto
 import EduHubIdentity
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -15,6 +16,8 @@ import Synchronization
 /// role on the node's scope, with `people.read.clear` there only if its clearance is clear.
 public final class SyncService: Sendable {
   public let identity: IdentityService
+  /// The node's storage (shared with every service; this one owns its own collections in it).
+  public let store: NodeStore
   let challenges = NodeChallenges()
   /// Live sessions a node may hold at once; authenticating again ends the oldest.
   public static let sessionsPerNode = 4
@@ -30,6 +33,7 @@ public final class SyncService: Sendable {
 
   public init(identity: IdentityService) {
     self.identity = identity
+    self.store = identity.store
     registerWriteRules()
     identity.registerCallerCollection(SyncCollections.node)
     identity.registerPrincipals(prefix: "node:") { [weak self] claims in
@@ -38,7 +42,7 @@ public final class SyncService: Sendable {
     }
     // Tokens a downstream node issued to its own users verify here with its enrolled key, for
     // accounts of its scope only.
-    let store = identity.store
+    let store = store.records
     identity.registerIssuerScopes { id, db in
       guard let record = try store.get(SyncCollections.node, id, in: db), !record.deleted else { return nil }
       let stored = try? Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)
@@ -56,7 +60,7 @@ public final class SyncService: Sendable {
   static func subject(_ nodeID: String) -> String { "node:" + nodeID }
 
   func node(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Sync_V1_SyncNodeRecord)? {
-    guard let record = try identity.live(SyncCollections.node, id, in: db) else { return nil }
+    guard let record = try store.live(SyncCollections.node, id, in: db) else { return nil }
     return (record, try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body))
   }
 
@@ -79,7 +83,7 @@ public final class SyncService: Sendable {
     guard request.nodeID != identity.nodeID else { throw RPCError(.invalidArgument, "a node cannot enroll itself") }
     let action = "sync.CreateNode"
     let secret = Base64URL.encode(Random.bytes(32))
-    return try identity.transaction { db in
+    return try store.transaction { db in
       let path = try identity.orgPath(request.orgCode, in: db)
       try identity.require(.nodesManage, at: path, caller, action, target: request.orgCode, peer: peer)
       // A node's clearance is at most its creator's: only someone who reads the subtree in clear
@@ -90,7 +94,7 @@ public final class SyncService: Sendable {
           caller, action, target: request.orgCode, peer: peer,
           "a clear node needs people.read.clear on \(request.orgCode): create it masked, or as the node's operator")
       }
-      if try identity.store.get(SyncCollections.node, request.nodeID, in: db) != nil {
+      if try store.records.get(SyncCollections.node, request.nodeID, in: db) != nil {
         throw RPCError(.alreadyExists, "node \(request.nodeID) already exists")
       }
       var stored = Eduhub_Sync_V1_SyncNodeRecord()
@@ -102,7 +106,7 @@ public final class SyncService: Sendable {
       stored.node.createdMs = identity.nowMs()
       stored.enrollmentHash = IdentityService.secretDigest(secret)
       stored.enrollmentExpiresMs = identity.nowMs() + Self.enrollmentLifetimeMs
-      try identity.put(SyncCollections.node, request.nodeID, scope: path, stored, in: db)
+      try store.put(SyncCollections.node, request.nodeID, scope: path, stored, in: db)
       try identity.audit.append(
         .init(actor: caller.actor, action: action, target: request.nodeID, detail: "scope \(path), \(request.clearance)", peer: peer, timeMs: identity.nowMs()),
         in: db)
@@ -125,7 +129,7 @@ public final class SyncService: Sendable {
     let nodeID = String(parts[0])
     let digest = IdentityService.secretDigest(String(parts[1]))
     let action = "sync.Enroll"
-    let outcome = try identity.transaction { db -> Result<Eduhub_Sync_V1_EnrollResponse, RPCError> in
+    let outcome = try store.transaction { db -> Result<Eduhub_Sync_V1_EnrollResponse, RPCError> in
       guard let (record, found) = try node(nodeID, in: db) else {
         identity.audit.record(.init(actor: "anonymous", action: action, target: "unknown node", outcome: "failed", peer: peer, timeMs: identity.nowMs()))
         return .failure(failed)
@@ -142,7 +146,7 @@ public final class SyncService: Sendable {
       stored.node.enrolledMs = identity.nowMs()
       stored.enrollmentHash = ""
       stored.enrollmentExpiresMs = 0
-      try identity.put(SyncCollections.node, nodeID, scope: record.scope, stored, in: db)
+      try store.put(SyncCollections.node, nodeID, scope: record.scope, stored, in: db)
       try identity.audit.append(.init(actor: Self.subject(nodeID), action: action, target: nodeID, peer: peer, timeMs: identity.nowMs()), in: db)
       var response = Eduhub_Sync_V1_EnrollResponse()
       response.node = Self.publicNode(record, stored)
@@ -179,7 +183,7 @@ public final class SyncService: Sendable {
     let action = "sync.Authenticate"
     let challenge = [UInt8](request.challenge)
     let valid = challenges.isValid(challenge, for: request.nodeID, now: identity.nowMs())
-    let outcome = try identity.transaction { db -> Result<Eduhub_Sync_V1_AuthenticateResponse, RPCError> in
+    let outcome = try store.transaction { db -> Result<Eduhub_Sync_V1_AuthenticateResponse, RPCError> in
       // Spent only once the signature holds: nobody but the node can fill the spent list.
       guard valid, let (record, stored) = try node(request.nodeID, in: db), stored.node.state == .active,
         SigningKey.verify(
@@ -225,7 +229,7 @@ public final class SyncService: Sendable {
   /// with clearance; refused once the node is revoked or its session ended.
   func caller(for claims: AccessClaims) throws -> Caller {
     let nodeID = String(claims.subject.dropFirst("node:".count))
-    return try identity.reading { db in
+    return try store.read { db in
       guard let (record, stored) = try node(nodeID, in: db), stored.node.state == .active else {
         throw RPCError(.unauthenticated, "the token's node is not active")
       }
@@ -248,11 +252,11 @@ public final class SyncService: Sendable {
     -> Eduhub_Sync_V1_ListNodesResponse
   {
     try Validate.identifier(request.orgCode, "org_code")
-    return try identity.reading { db in
+    return try store.read { db in
       let path = try identity.orgPath(request.orgCode, in: db)
       try identity.require(.nodesManage, at: path, caller, "sync.ListNodes", target: request.orgCode, peer: peer)
       var response = Eduhub_Sync_V1_ListNodesResponse()
-      for record in try identity.store.inScope(SyncCollections.node, scope: path, limit: 10_000, in: db) {
+      for record in try store.records.inScope(SyncCollections.node, scope: path, limit: 10_000, in: db) {
         response.nodes.append(Self.publicNode(record, try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)))
       }
       return response
@@ -264,7 +268,7 @@ public final class SyncService: Sendable {
   {
     try Validate.identifier(request.nodeID, "node_id")
     let action = "sync.RevokeNode"
-    let revoked = try identity.transaction { db in
+    let revoked = try store.transaction { db in
       guard let (record, found) = try self.node(request.nodeID, in: db) else {
         throw RPCError(.notFound, "no node \(request.nodeID)")
       }
@@ -272,7 +276,7 @@ public final class SyncService: Sendable {
       var stored = found
       stored.node.state = .revoked
       stored.enrollmentHash = ""
-      try identity.put(SyncCollections.node, request.nodeID, scope: record.scope, stored, in: db)
+      try store.put(SyncCollections.node, request.nodeID, scope: record.scope, stored, in: db)
       try identity.audit.append(.init(actor: caller.actor, action: action, target: request.nodeID, peer: peer, timeMs: identity.nowMs()), in: db)
       return Self.publicNode(record, stored)
     }

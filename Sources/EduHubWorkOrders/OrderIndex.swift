@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubIdentity
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -117,7 +118,7 @@ final class OrderIndex: Sendable {
 
   /// Catches up and returns every order's summary.
   func orders(_ service: WorkOrderService, in db: Database, stop: @Sendable () -> Bool = { false }) throws -> [String: Summary] {
-    let store = service.identity.store
+    let store = service.store.records
     if state.withLock({ $0.sequences.isEmpty }) {
       // One first load at a time (a sweep and a query may both come first): the others wait for
       // it rather than load a million orders again beside it.
@@ -157,7 +158,7 @@ final class OrderIndex: Sendable {
   /// The first load: orders, their events and their watch marks walked in id order together (an
   /// event's and a mark's id start with their order's), one order in memory at a time.
   private func load(_ service: WorkOrderService, in db: Database, stop: () -> Bool) throws {
-    let store = service.identity.store
+    let store = service.store.records
     let through = try store.lastSequence(in: db)
     let now = service.identity.nowMs()
     /// One collection read in pages by id.

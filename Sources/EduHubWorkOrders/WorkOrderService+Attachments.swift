@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubCrypto
 import EduHubIdentity
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -32,7 +33,7 @@ extension WorkOrderService {
     try Validate.text(first.contentType, "content_type", maxLength: 100)
     guard !content.isEmpty else { throw Validate.invalid("the attachment is empty") }
     let now = identity.nowMs()
-    return try identity.transaction { db in
+    return try store.transaction { db in
       guard let (record, order, events) = try load(first.orderID, in: db) else {
         throw RPCError(.notFound, "no work order \(first.orderID.prefix(64))")
       }
@@ -50,11 +51,11 @@ extension WorkOrderService {
       attachment.uploadedBy = caller.accountID.isEmpty ? caller.actor : caller.accountID
       attachment.uploadedMs = now
       attachment.chunks = Int32((content.count + Self.chunkSize - 1) / Self.chunkSize)
-      try identity.put(WorkOrderCollections.attachment, attachment.id, scope: record.scope, attachment, in: db)
+      try store.put(WorkOrderCollections.attachment, attachment.id, scope: record.scope, attachment, in: db)
       for index in 0..<Int(attachment.chunks) {
         var piece = Eduhub_Workorder_V1_AttachmentChunk()
         piece.data = Data(content[(index * Self.chunkSize)..<min(content.count, (index + 1) * Self.chunkSize)])
-        try identity.put(WorkOrderCollections.chunk, "\(attachment.id)|\(index)", scope: record.scope, piece, in: db)
+        try store.put(WorkOrderCollections.chunk, "\(attachment.id)|\(index)", scope: record.scope, piece, in: db)
       }
       var event = Event()
       event.orderID = order.id
@@ -71,7 +72,7 @@ extension WorkOrderService {
 
   /// The order's attachments, oldest first.
   func attachments(of orderID: String, in db: Database) throws -> [Eduhub_Workorder_V1_Attachment] {
-    try identity.store.find(WorkOrderCollections.attachment, index: "order", key: orderID, limit: 1000, in: db)
+    try store.records.find(WorkOrderCollections.attachment, index: "order", key: orderID, limit: 1000, in: db)
       .map { try Eduhub_Workorder_V1_Attachment(serializedBytes: $0.body) }
       .sorted { ($0.uploadedMs, $0.id) < ($1.uploadedMs, $1.id) }
   }
@@ -83,9 +84,9 @@ extension WorkOrderService {
     send: (Eduhub_Workorder_V1_AttachmentChunk) async throws -> Void
   ) async throws {
     let orderID = String(request.id.prefix { $0 != "|" })
-    let attachment = try identity.reading { db -> Eduhub_Workorder_V1_Attachment in
+    let attachment = try store.read { db -> Eduhub_Workorder_V1_Attachment in
       guard let (record, order, events) = try load(orderID, in: db),
-        let stored = try identity.live(WorkOrderCollections.attachment, request.id, in: db)
+        let stored = try store.live(WorkOrderCollections.attachment, request.id, in: db)
       else { throw RPCError(.notFound, "no attachment \(request.id.prefix(80))") }
       let derived = OrderMachine.derive(order, events: events, reopenWindowMs: reopenWindowMs)
       guard mayRead(order, path: record.scope, assignee: derived.assignee, caller) else {
@@ -100,8 +101,8 @@ extension WorkOrderService {
     head.attachment = attachment
     try await send(head)
     for index in 0..<Int(attachment.chunks) {
-      let piece = try identity.reading { db in
-        try identity.live(WorkOrderCollections.chunk, "\(attachment.id)|\(index)", in: db)
+      let piece = try store.read { db in
+        try store.live(WorkOrderCollections.chunk, "\(attachment.id)|\(index)", in: db)
       }
       guard let piece else { throw RPCError(.unavailable, "part \(index + 1) of the attachment has not arrived on this node yet") }
       try await send(try Eduhub_Workorder_V1_AttachmentChunk(serializedBytes: piece.body))

@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubIdentity
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -28,7 +29,7 @@ extension WorkOrderService {
       guard let ms = Int64(parts[0]) else { throw RPCError(.invalidArgument, "page_token is not valid") }
       return (ms, parts[1])
     }
-    return try identity.reading { db in
+    return try store.read { db in
       let all = try index.orders(self, in: db)
       let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
       let handled = caller.scopes(for: .ordersHandle)
@@ -70,7 +71,7 @@ extension WorkOrderService {
   // MARK: Statistics
 
   public func stats(_ request: Eduhub_Workorder_V1_StatsRequest, caller: Caller) throws -> Eduhub_Workorder_V1_Stats {
-    try identity.reading { db in
+    try store.read { db in
       _ = try index.orders(self, in: db)
       let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
       let now = identity.nowMs()
@@ -212,15 +213,15 @@ extension WorkOrderService {
   {
     var cursor: Int64
     if request.cursor.isEmpty {
-      cursor = try identity.reading { db in try identity.store.lastSequence(in: db) }
+      cursor = try store.read { db in try store.records.lastSequence(in: db) }
     } else {
       guard let parsed = Int64(request.cursor), parsed >= 0 else { throw Validate.invalid("cursor is not valid") }
       cursor = parsed
     }
-    let signal = identity.store.changed
+    let signal = store.records.changed
     while !Task.isCancelled {
       let generation = signal.generation
-      let (changes, through) = try identity.reading { db in try self.changes(after: cursor, for: caller, in: db) }
+      let (changes, through) = try store.read { db in try self.changes(after: cursor, for: caller, in: db) }
       for change in changes { try await send(change) }
       if through == cursor {
         await signal.wait(after: generation, timeout: .seconds(1))
@@ -242,7 +243,7 @@ extension WorkOrderService {
     var newEvents: [String: [Eduhub_Workorder_V1_OrderEvent]] = [:]
     var lastSequence: [String: Int64] = [:]
     let collections = [WorkOrderCollections.order, WorkOrderCollections.event, WorkOrderCollections.watch]
-    let pages = try collections.map { try identity.store.changes(of: $0, after: cursor, limit: page, in: db).records }
+    let pages = try collections.map { try store.records.changes(of: $0, after: cursor, limit: page, in: db).records }
     // Through the lowest last sequence among full pages (beyond it a collection may hold unread
     // writes), else through everything read.
     let full = pages.filter { $0.count == page }.compactMap { $0.last?.sequence }

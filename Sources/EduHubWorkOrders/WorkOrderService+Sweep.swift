@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubIdentity
 import EduHubPrivacy
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -22,7 +23,7 @@ extension WorkOrderService {
   /// list or statistics call after a start does not wait for it.
   /// - Parameter stop: asked between pages of 5,000 orders; true ends the load (CancellationError).
   public func warmUp(stop: @escaping @Sendable () -> Bool = { false }) throws {
-    _ = try identity.reading { db in try index.orders(self, in: db, stop: stop) }
+    _ = try store.read { db in try index.orders(self, in: db, stop: stop) }
   }
 
   /// The system's account name on this node (the actor of its events).
@@ -36,13 +37,13 @@ extension WorkOrderService {
   public func sweep(now: Int64? = nil) throws -> SweepReport {
     let now = now ?? identity.nowMs()
     var report = SweepReport()
-    let summaries = try identity.reading { db in try index.orders(self, in: db) }
+    let summaries = try store.read { db in try index.orders(self, in: db) }
     // Only orders whose clocks or silence call for a step are opened (the index knows when); at
     // most `sweepLimit` a run, `sweepBatch` to a transaction, so a backlog (a node back after
     // weeks) is worked off over a few runs without holding the writer from everyone else.
     let due = summaries.values.lazy.filter { self.needsSweep($0, now: now) }.prefix(Self.sweepLimit).map(\.id)
     for batch in Array(due).chunked(Self.sweepBatch) {
-      try identity.transaction { db in
+      try store.transaction { db in
         for id in batch { try sweep(id, now: now, report: &report, in: db) }
       }
     }
@@ -124,7 +125,7 @@ extension WorkOrderService {
 
   /// Accounts holding one of `roles` on the org `code` itself.
   func holders(of roles: Set<Eduhub_Identity_V1_Role>, at code: String, in db: Database) throws -> [String] {
-    try identity.store.records(IdentityCollections.roleGrant, limit: 100_000, in: db).compactMap { record in
+    try store.records.records(IdentityCollections.roleGrant, limit: 100_000, in: db).compactMap { record in
       guard let grant = try? Eduhub_Identity_V1_RoleGrant(serializedBytes: record.body), grant.orgCode == code,
         roles.contains(grant.role)
       else { return nil }
@@ -140,22 +141,22 @@ extension WorkOrderService {
   /// conflict, in the record's org, assigned to that org's data steward when it has one. The values
   /// are shown masked as a steward (who does not read people in clear) may see them.
   func conflictOrders(now: Int64) throws -> Int {
-    try identity.transaction { db in
-      let after = try identity.store.meta(Self.conflictCursor, in: db).map { bytes in
+    try store.transaction { db in
+      let after = try store.records.meta(Self.conflictCursor, in: db).map { bytes in
         bytes.reduce(Int64(0)) { $0 << 8 | Int64($1) }
       } ?? 0
-      let found = try identity.store.conflicts(afterID: after, limit: 500, in: db)
+      let found = try store.records.conflicts(afterID: after, limit: 500, in: db)
       var created = 0
       for (id, conflict, scope) in found {
         guard let scope, let orgCode = scope.split(separator: "/").last.map(String.init),
-          try identity.live(IdentityCollections.org, orgCode, in: db) != nil
+          try store.live(IdentityCollections.org, orgCode, in: db) != nil
         else { continue }
         var order = Order()
         order.id = "WO-CONFLICT-\(identity.nodeID)-\(id)"
-        guard try identity.store.get(WorkOrderCollections.order, order.id, in: db) == nil else { continue }
+        guard try store.records.get(WorkOrderCollections.order, order.id, in: db) == nil else { continue }
         // The record as a steward who reads people masked may name it (a row keyed by ID number
         // by its table only): the order is read by every handler and reaches masked nodes.
-        let current = try identity.store.get(conflict.collection, conflict.recordID, in: db)
+        let current = try store.records.get(conflict.collection, conflict.recordID, in: db)
         let recordID = try shownID(conflict, current, in: db)
         order.kind = .syncConflict
         order.priority = .p3
@@ -166,7 +167,7 @@ extension WorkOrderService {
         order.serviceOrgCode = orgCode
         order.recordRef = "\(conflict.collection)/\(recordID)"
         order.createdMs = now
-        try identity.put(WorkOrderCollections.order, order.id, scope: scope, order, in: db)
+        try store.put(WorkOrderCollections.order, order.id, scope: scope, order, in: db)
         if let steward = try holders(of: [.dataSteward], at: orgCode, in: db).first {
           var event = Event()
           event.orderID = order.id
@@ -182,7 +183,7 @@ extension WorkOrderService {
         created += 1
       }
       if let last = found.last?.id {
-        try identity.store.setMeta(Self.conflictCursor, (0..<8).reversed().map { UInt8(truncatingIfNeeded: last >> ($0 * 8)) }, in: db)
+        try store.records.setMeta(Self.conflictCursor, (0..<8).reversed().map { UInt8(truncatingIfNeeded: last >> ($0 * 8)) }, in: db)
       }
       return created
     }

@@ -14,6 +14,8 @@ import Synchronization
 /// Watch. Every order and event is a replicated record; state is derived from the events.
 public final class WorkOrderService: Sendable {
   public let identity: IdentityService
+  /// The node's storage (shared with every service; this one owns its own collections in it).
+  public let store: NodeStore
   public let sla: SlaPolicy
   /// How long after resolution the submitter may reopen (default 7 days).
   public let reopenWindowMs: Int64
@@ -25,6 +27,7 @@ public final class WorkOrderService: Sendable {
 
   public init(identity: IdentityService, sla: SlaPolicy = SlaPolicy(), reopenWindowMs: Int64 = 7 * 86_400_000) {
     self.identity = identity
+    self.store = identity.store
     self.sla = sla
     self.reopenWindowMs = reopenWindowMs
     self.index = OrderIndex()
@@ -39,9 +42,9 @@ public final class WorkOrderService: Sendable {
 
   /// The order and its events as stored, or nil.
   func load(_ id: String, in db: Database) throws -> (record: StoredRecord, order: Order, events: [Event])? {
-    guard let record = try identity.live(WorkOrderCollections.order, id, in: db) else { return nil }
+    guard let record = try store.live(WorkOrderCollections.order, id, in: db) else { return nil }
     let order = try Order(serializedBytes: record.body)
-    let events = try identity.store.find(WorkOrderCollections.event, index: "order", key: id, limit: 100_000, in: db)
+    let events = try store.records.find(WorkOrderCollections.event, index: "order", key: id, limit: 100_000, in: db)
       .map { try Event(serializedBytes: $0.body) }
     return (record, order, events)
   }
@@ -68,7 +71,7 @@ public final class WorkOrderService: Sendable {
 
   /// The accounts watching order `id` (from their watch marks).
   func watchers(of id: String, in db: Database) throws -> [String] {
-    try identity.store.find(WorkOrderCollections.watch, index: "order", key: id, limit: 1000, in: db)
+    try store.records.find(WorkOrderCollections.watch, index: "order", key: id, limit: 1000, in: db)
       .compactMap { try? Event(serializedBytes: $0.body).actor }
   }
 
@@ -89,7 +92,7 @@ public final class WorkOrderService: Sendable {
   }
 
   public func get(_ request: Eduhub_Workorder_V1_GetOrderRequest, caller: Caller) throws -> Eduhub_Workorder_V1_OrderDetail {
-    try identity.reading { db in
+    try store.read { db in
       guard let (record, order, events) = try load(request.id, in: db) else {
         throw RPCError(.notFound, "no work order \(request.id.prefix(64))")
       }
@@ -155,7 +158,7 @@ public final class WorkOrderService: Sendable {
     submitted.submitter = caller.accountID.isEmpty ? caller.actor : caller.accountID
     // Everything but the writes happens before the shared transaction, on the caller's thread:
     // the transaction is the one part that runs on one thread at a time.
-    guard let org = try identity.store.pointGet(IdentityCollections.org, submitted.submittingOrgCode), !org.deleted else {
+    guard let org = try store.records.pointGet(IdentityCollections.org, submitted.submittingOrgCode), !org.deleted else {
       throw RPCError(.notFound, "no org \(submitted.submittingOrgCode.prefix(40))")
     }
     let path = org.scope
@@ -168,15 +171,15 @@ public final class WorkOrderService: Sendable {
     var mark = Event()
     mark.orderID = submitted.id
     mark.actor = submitted.submitter
-    let records = try identity.replica.stampNew([
+    let records = try store.replica.stampNew([
       .init(collection: WorkOrderCollections.order, id: submitted.id, scope: path, body: try submitted.serializedBytes()),
       .init(collection: WorkOrderCollections.watch, id: submitted.id + "|" + submitted.submitter, scope: path, body: try mark.serializedBytes()),
     ])
     let audit = AuditLog.Entry(actor: caller.actor, action: action, target: submitted.id, peer: peer, timeMs: submitted.createdMs)
     // Submissions share transactions (group commit): many schools file at once. The order, the
     // submitter's watch mark (the order is new: nothing to look up) and the audit event.
-    try await identity.batched { [identity] db in
-      try identity.replica.insert(records, in: db)
+    try await store.batched { [identity] db in
+      try self.store.replica.insert(records, in: db)
       try identity.audit.append(audit, in: db)
     }
     // What the events (none yet) make of it.
@@ -207,19 +210,19 @@ public final class WorkOrderService: Sendable {
 
   func setWatch(_ orderID: String, account: String, on: Bool, scope: String, in db: Database) throws {
     let id = orderID + "|" + account
-    let existing = try identity.live(WorkOrderCollections.watch, id, in: db)
+    let existing = try store.live(WorkOrderCollections.watch, id, in: db)
     if on, existing == nil {
       var mark = Event()
       mark.orderID = orderID
       mark.actor = account
-      try identity.put(WorkOrderCollections.watch, id, scope: scope, mark, in: db)
+      try store.put(WorkOrderCollections.watch, id, scope: scope, mark, in: db)
     } else if !on, let existing {
-      try identity.delete(existing, in: db)
+      try store.delete(existing, in: db)
     }
   }
 
   public func setWatch(_ request: Eduhub_Workorder_V1_WatchOrderRequest, caller: Caller) throws -> Order {
-    try identity.transaction { db in
+    try store.transaction { db in
       guard let (record, order, events) = try load(request.orderID, in: db) else {
         throw RPCError(.notFound, "no work order \(request.orderID.prefix(64))")
       }
@@ -241,7 +244,7 @@ public final class WorkOrderService: Sendable {
       throw Validate.invalid("action is required (AUTO_CLOSE and SLA marks are the system's)")
     }
     if case .UNRECOGNIZED = request.action { throw Validate.invalid("action is not known") }
-    return try identity.transaction { db in
+    return try store.transaction { db in
       guard let (record, order, events) = try load(request.orderID, in: db) else {
         throw RPCError(.notFound, "no work order \(request.orderID.prefix(64))")
       }
@@ -285,7 +288,7 @@ public final class WorkOrderService: Sendable {
           throw Validate.invalid("the assignee org must lie within the service org and contain the submitting org")
         }
         if !request.assignee.isEmpty {
-          guard try identity.live(IdentityCollections.account, request.assignee, in: db) != nil else {
+          guard try store.live(IdentityCollections.account, request.assignee, in: db) != nil else {
             throw Validate.invalid("no account \(request.assignee.prefix(64))")
           }
         }
@@ -330,10 +333,10 @@ public final class WorkOrderService: Sendable {
 
   /// Stamps an event with this node's clock and writes it.
   func appendEvent(_ event: inout Event, scope: String, in db: Database) throws {
-    event.hlc = identity.replica.clock.now().rawValue
+    event.hlc = store.replica.clock.now().rawValue
     event.node = identity.nodeID
     event.id = Self.eventID(order: event.orderID, hlc: event.hlc, node: event.node)
-    try identity.put(WorkOrderCollections.event, event.id, scope: scope, event, in: db)
+    try store.put(WorkOrderCollections.event, event.id, scope: scope, event, in: db)
   }
 
   /// An event's id: its order, its hybrid clock (hex) and its node, unique by construction.

@@ -83,12 +83,12 @@ extension WorkOrderService {
     }
     // Its time is its clock's (a node's clocks may be apart by the allowed drift, no more), and
     // lies between the order's creation and now.
-    let drift = Int64(identity.replica.clock.maxDriftMilliseconds)
+    let drift = Int64(store.replica.clock.maxDriftMilliseconds)
     let clockMs = Int64(truncatingIfNeeded: event.hlc >> 16)
     guard event.timeMs >= order.createdMs - drift, event.timeMs <= identity.nowMs() + drift, abs(clockMs - event.timeMs) <= drift else {
       throw PushRefusal("\(what): its time lies before its order was created, in the future, or away from its clock")
     }
-    let stored = try identity.store.find(WorkOrderCollections.event, index: "order", key: order.id, limit: 100_000, in: view.database)
+    let stored = try store.records.find(WorkOrderCollections.event, index: "order", key: order.id, limit: 100_000, in: view.database)
     if event.node == node.id, node.knownThrough > 0 {
       let seen = stored.filter { $0.sequence > 0 && $0.sequence <= node.knownThrough }
         .compactMap { try? Event(serializedBytes: $0.body).hlc }.max() ?? 0

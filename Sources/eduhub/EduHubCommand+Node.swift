@@ -4,10 +4,11 @@ import EduHubCatalog
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
-import SwiftProtobuf
 import Logging
+import SwiftProtobuf
 
 /// The node directory option of the commands that work on a node's data.
 struct DataOptions: ParsableArguments {
@@ -118,8 +119,8 @@ extension EduHubCommand {
         }
         // The bureau's data resources, for the catalog.
         let published = try CatalogSeeder.run(into: open.catalog)
-        let rows = try open.identity.store.database.read { db in
-          try open.identity.store.records(CatalogCollections.resource, limit: 10_000, in: db).reduce(Int64(0)) { total, record in
+        let rows = try open.identity.store.records.database.read { db in
+          try open.identity.store.records.records(CatalogCollections.resource, limit: 10_000, in: db).reduce(Int64(0)) { total, record in
             let resource = try Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
             guard case .ingested = resource.dataset.source else { return total }
             return total + resource.rowCount

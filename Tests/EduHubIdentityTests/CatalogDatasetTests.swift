@@ -3,6 +3,7 @@ import EduHubCatalog
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import SwiftProtobuf
@@ -213,8 +214,8 @@ struct CatalogDatasetTests {
       let published = try await catalog(world).publishResource(request, options: steward)
       #expect(published.fields.map(\.type) == [.string, .date, .integer])
       #expect(published.fields[0].sensitivity == .sensitive && published.fields[0].masking == .name)
-      let schoolPath = try #require(try world.identity.store.get("org", IdentityWorld.school)).scope
-      let students = try world.identity.store.inScope("person", scope: schoolPath, limit: 100_000)
+      let schoolPath = try #require(try world.identity.store.records.get("org", IdentityWorld.school)).scope
+      let students = try world.identity.store.records.inScope("person", scope: schoolPath, limit: 100_000)
         .filter { (try? Eduhub_Identity_V1_Person(serializedBytes: $0.body))?.kind == .student }
       #expect(published.rowCount == Int64(students.count) && students.count > 10)
 

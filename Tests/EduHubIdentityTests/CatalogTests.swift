@@ -3,6 +3,7 @@ import EduHubCatalog
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import Testing
@@ -176,7 +177,7 @@ struct CatalogTests {
       _ = try await catalog(world).publishResource(Self.resource("n4", "学生", org: "511702"), options: steward)
       await expectStatus(.alreadyExists) { try await catalog(world).publishResource(Self.resource("n4", "again", org: "511702"), options: steward) }
       for code in ["n1", "n2", "n3"] {
-        #expect(try world.identity.store.get(CatalogCollections.resource, code) == nil)
+        #expect(try world.identity.store.records.get(CatalogCollections.resource, code) == nil)
       }
     }
   }

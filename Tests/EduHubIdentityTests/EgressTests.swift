@@ -5,6 +5,7 @@ import EduHubPrivacy
 import EduHubNode
 import EduHubRPC
 import EduHubSharing
+import EduHubReplication
 import EduHubStorage
 import EduHubSync
 import Foundation
@@ -195,7 +196,7 @@ struct EgressTests {
       // A masked county's replica: the roster's rows, none of the table keyed by ID numbers, and
       // the deleted row's last body masked.
       try await county.client.syncOnce()
-      let store = county.node.identity.store
+      let store = county.node.identity.store.records
       let (byID, roster) = try store.database.read { db in
         (
           try store.withPrefix(DatasetSchema.rowCollection, idPrefix: "roster.by-id|", limit: 10, in: db),
@@ -209,8 +210,8 @@ struct EgressTests {
       // Where a row is named (a conflict's record, a sync-conflict order, a refused push), a row
       // keyed by ID number is named by its table alone for whoever reads the key masked.
       // The rows' ids hold a keyed hash of the ID number, never the number (nor its order).
-      let byIDRows = try world.identity.store.database.read { db in
-        try world.identity.store.withPrefix(DatasetSchema.rowCollection, idPrefix: "roster.by-id|", limit: 10, in: db)
+      let byIDRows = try world.identity.store.records.database.read { db in
+        try world.identity.store.records.withPrefix(DatasetSchema.rowCollection, idPrefix: "roster.by-id|", limit: 10, in: db)
       }
       #expect(byIDRows.count == 3 && byIDRows.allSatisfy { row in !ids.contains { row.id.contains(String($0.prefix(10))) } })
       let row = try #require(byIDRows.first)
@@ -390,7 +391,7 @@ struct OracleTests {
       update.person.className = "三年级二班"
       update.updateMask = []
       _ = try await world.client.updatePerson(update, options: admin)
-      let stored = try Eduhub_Identity_V1_Person(serializedBytes: try #require(try world.identity.store.get(IdentityCollections.person, IdentityWorld.student)).body)
+      let stored = try Eduhub_Identity_V1_Person(serializedBytes: try #require(try world.identity.store.records.get(IdentityCollections.person, IdentityWorld.student)).body)
       #expect(stored.className == "三年级二班" && stored.name != seen.name && stored.nationalID != seen.nationalID)
       var create = Eduhub_Identity_V1_CreatePersonRequest()
       create.person = stored

@@ -6,6 +6,7 @@ import EduHubNode
 import EduHubPrivacy
 import EduHubRPC
 import EduHubSharing
+import EduHubReplication
 import EduHubStorage
 import EduHubSync
 import EduHubWorkOrders
@@ -383,7 +384,7 @@ struct LeakMatrixTests {
         try bytes(try await sharing.getCallStats(Eduhub_Sharing_V1_CallStatsRequest(), options: world.bearer(token)))
       })
 
-      #expect(try !world.identity.store.conflicts().isEmpty || !clearNode.store.conflicts().isEmpty, "the fixture made no conflict")
+      #expect(try !world.identity.store.records.conflicts().isEmpty || !clearNode.store.conflicts().isEmpty, "the fixture made no conflict")
       var leaks: [String] = []
       var clearSeen: [String: Int] = [:]
       let regionKey = world.identity.regionPseudonymKey
@@ -430,7 +431,7 @@ struct LeakMatrixTests {
       }
       // What a node holds after pulling is what left central for it: every record, whole.
       for (node, reader) in [(maskedNode, readers[7]), (clearNode, readers[8])] {
-        let dump = try node.node.identity.store.changes(after: 0, limit: 1_000_000)
+        let dump = try node.node.identity.store.records.changes(after: 0, limit: 1_000_000)
         try judge(reader, "Pull (the node's replica)", dump.flatMap { Array($0.id.utf8) + Array($0.scope.utf8) + $0.body })
       }
       // Central's log at trace level, every line of the run: no reader is entitled to anything in it.

@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Testing
 
@@ -89,7 +90,7 @@ struct OrgTreeTests {
       let moved = try await world.client.moveOrg(move, options: options)
       #expect(moved.path == "511700/511702/511702002/5117020001")
       #expect(moved.parentCode == "511702002")
-      let student = try world.identity.store.get(IdentityCollections.person, IdentityWorld.student)
+      let student = try world.identity.store.records.get(IdentityCollections.person, IdentityWorld.student)
       #expect(student?.scope == "511700/511702/511702002/5117020001")
     }
   }
@@ -108,7 +109,7 @@ struct OrgTreeTests {
       await expectStatus(.permissionDenied) { try await world.client.moveOrg(move, options: options) }
       let denials = try world.auditEvents(action: "identity.MoveOrg")
       #expect(denials.count == 2 && denials.allSatisfy { $0.outcome == "denied" })
-      #expect(try world.identity.store.get(IdentityCollections.org, IdentityWorld.school)?.scope == "511700/511702/511702001/5117020001")
+      #expect(try world.identity.store.records.get(IdentityCollections.org, IdentityWorld.school)?.scope == "511700/511702/511702001/5117020001")
     }
   }
 

@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import Testing
 
@@ -72,7 +73,7 @@ struct PeopleTests {
         if page.page.nextPageToken.isEmpty { break }
         list.page.pageToken = page.page.nextPageToken
       }
-      let expected = try world.identity.store.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000)
+      let expected = try world.identity.store.records.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000)
         .filter { $0.id.hasPrefix("S") }.map(\.id)
       #expect(ids.count == Set(ids).count)
       #expect(Set(ids) == Set(expected))
@@ -106,7 +107,7 @@ struct PeopleTests {
       await expectStatus(.alreadyExists) { try await create(Self.newStudent("S-ok-2")) }
       await expectStatus(.alreadyExists) { try await create(Self.newStudent("S-ok-1", nationalID: "")) }
       for id in ["S-bad-1", "S-bad-2", "S-bad-3", "S-bad-4", "S-ok-2"] {
-        #expect(try world.identity.store.get(IdentityCollections.person, id) == nil)
+        #expect(try world.identity.store.records.get(IdentityCollections.person, id) == nil)
       }
     }
   }
@@ -187,8 +188,8 @@ struct PeopleTests {
       #expect(response.failed == 3)
       #expect(response.errors.map(\.row) == [502, 503, 504])
       #expect(response.errors.map(\.personID) == ["S-imp-500", "S-imp-501", "S-imp-502"])
-      #expect(try world.identity.store.get(IdentityCollections.person, "S-imp-502") == nil)
-      #expect(try world.identity.store.get(IdentityCollections.person, "S-imp-1199") != nil)
+      #expect(try world.identity.store.records.get(IdentityCollections.person, "S-imp-502") == nil)
+      #expect(try world.identity.store.records.get(IdentityCollections.person, "S-imp-1199") != nil)
       var bindings = Eduhub_Identity_V1_ListGuardianshipsRequest()
       bindings.childID = "S-imp-3"
       #expect(try await world.client.listGuardianships(bindings, options: options).bindings.map(\.guardianID) == ["G-imp-1"])

@@ -64,15 +64,15 @@ struct OwnedNode {
   }
 
   func stored(_ collection: String, _ id: String) throws -> StoredRecord? {
-    try world.identity.store.get(collection, id)
+    try world.identity.store.records.get(collection, id)
   }
 
   /// Pushes and expects the refusal to name `reason`; nothing changes at central.
   func expectRefused(_ records: [Eduhub_Sync_V1_SyncRecord], _ reason: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-    let before = try world.identity.store.lastSequence()
+    let before = try world.identity.store.records.lastSequence()
     let message = await expectStatus(.permissionDenied, sourceLocation: sourceLocation) { try await push(records) }
     #expect(message.contains(reason), "\(message)", sourceLocation: sourceLocation)
-    #expect(try world.identity.store.lastSequence() == before, "a refused push changed central", sourceLocation: sourceLocation)
+    #expect(try world.identity.store.records.lastSequence() == before, "a refused push changed central", sourceLocation: sourceLocation)
   }
 }
 
@@ -82,7 +82,7 @@ struct PushAuthorityTests {
   func guardianOfAnotherChild() async throws {
     try await withWorld { world in
       let owned = try await OwnedNode.start(world)
-      let guardian = try #require(try world.identity.store.find(IdentityCollections.guardianship, index: "child", key: IdentityWorld.otherStudent).first)
+      let guardian = try #require(try world.identity.store.records.find(IdentityCollections.guardianship, index: "child", key: IdentityWorld.otherStudent).first)
       let guardianID = try Eduhub_Identity_V1_GuardianBinding(serializedBytes: guardian.body).guardianID
       var binding = Eduhub_Identity_V1_GuardianBinding()
       binding.guardianID = guardianID
@@ -108,7 +108,7 @@ struct PushAuthorityTests {
   /// of the city's; returns it as stored.
   func publishCountyStudentView(_ world: IdentityWorld) throws {
     _ = try CatalogSeeder.run(into: world.node.catalog)
-    var view = try Eduhub_Catalog_V1_Resource(serializedBytes: try #require(try world.identity.store.get(CatalogCollections.resource, "dz.student.basic")).body)
+    var view = try Eduhub_Catalog_V1_Resource(serializedBytes: try #require(try world.identity.store.records.get(CatalogCollections.resource, "dz.student.basic")).body)
     view.code = "tc.student.basic"
     view.responsibleOrgCode = "511702"
     view.dataset.view.orgCode = ""
@@ -118,7 +118,7 @@ struct PushAuthorityTests {
   }
 
   func countyStudentView(_ world: IdentityWorld) throws -> Eduhub_Catalog_V1_Resource {
-    try Eduhub_Catalog_V1_Resource(serializedBytes: try #require(try world.identity.store.get(CatalogCollections.resource, "tc.student.basic")).body)
+    try Eduhub_Catalog_V1_Resource(serializedBytes: try #require(try world.identity.store.records.get(CatalogCollections.resource, "tc.student.basic")).body)
   }
 
   @Test("a catalog view widened to the whole city or declassified, an API singling pupils out, a retired resource revived, a role the county cannot grant, a node key and an application are refused")
@@ -162,7 +162,7 @@ struct PushAuthorityTests {
       try await owned.expectRefused(
         [try owned.record(CatalogCollections.resource, api.code, scope: OwnedNode.scope, body: try api.serializedBytes())], "is personal")
       // A city administrator's role on the county (it carries share.apps, which a county's lacks).
-      let account = try #require(try world.identity.store.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
+      let account = try #require(try world.identity.store.records.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
       var grant = Eduhub_Identity_V1_RoleGrant()
       grant.id = "Gforged"
       grant.accountID = account.id
@@ -248,15 +248,15 @@ struct PushAuthorityTests {
     try await withWorld { world in
       try await world.account("tc-teacher", role: .teacher, org: IdentityWorld.school)
       let owned = try await OwnedNode.start(world)
-      let admin = try #require(try world.identity.store.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
-      let mine = try #require(try world.identity.store.find(IdentityCollections.account, index: "username", key: "tc-teacher").first)
+      let admin = try #require(try world.identity.store.records.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
+      let mine = try #require(try world.identity.store.records.find(IdentityCollections.account, index: "username", key: "tc-teacher").first)
       var account = try Eduhub_Identity_V1_AccountRecord(serializedBytes: mine.body)
       account.id = "A0000"
       account.username = "City-County-511702"
       try await owned.expectRefused(
         [try owned.record(IdentityCollections.account, "A0000", scope: mine.scope, body: try account.serializedBytes())],
         "the username is already another account's")
-      #expect(try world.identity.store.find(IdentityCollections.account, index: "username", key: "city-county-511702").map(\.id) == [admin.id])
+      #expect(try world.identity.store.records.find(IdentityCollections.account, index: "username", key: "city-county-511702").map(\.id) == [admin.id])
       await owned.county.close()
     }
   }
@@ -328,7 +328,7 @@ struct PushAuthorityTests {
         options: try await world.options("tc-bureau"))
       #expect(!asked.needsSecurityOfficer)
       let owned = try await OwnedNode.start(world)
-      let v1 = try #require(try owned.county.node.identity.store.get("share_request", asked.id))
+      let v1 = try #require(try owned.county.node.identity.store.records.get("share_request", asked.id))
       // At central the requester amends the terms to clear: the chain now needs the officer.
       var amend = Eduhub_Sharing_V1_AmendRequestRequest()
       amend.requestID = asked.id
@@ -369,7 +369,7 @@ struct PushAuthorityTests {
       record.version = Data(ReplicationEncoding.encode(vector))
       record.stamps = Data(ReplicationEncoding.encode(stamps))
       try await owned.expectRefused([record], "approval chain does not match its terms")
-      #expect(try fixture.world.identity.store.get("share_request", asked.id)?.body == v2.body)
+      #expect(try fixture.world.identity.store.records.get("share_request", asked.id)?.body == v2.body)
       await owned.county.close()
     }
   }
@@ -489,10 +489,10 @@ struct PushAuthorityTests {
     try await withWorld { world in
       let teacher = try await world.account("tc-teacher", role: .teacher, org: IdentityWorld.school)
       let owned = try await OwnedNode.start(world)
-      let admin = try #require(try world.identity.store.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
+      let admin = try #require(try world.identity.store.records.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
       // The teacher's live session at central (sessions replicate to the county with their ids).
       _ = try await world.login("tc-teacher")
-      let session = try #require(try world.identity.store.find(IdentityCollections.session, index: "account", key: teacher).first)
+      let session = try #require(try world.identity.store.records.find(IdentityCollections.session, index: "account", key: teacher).first)
       let now = world.identity.nowSeconds
       let forged = owned.county.node.identity.tokens.issue(subject: teacher, sessionID: session.id, audience: world.identity.nodeID, now: now).token
       var get = Eduhub_Identity_V1_GetPersonRequest()
@@ -599,7 +599,7 @@ struct PushAuthorityTests {
       _ = try school.node.replica.write([.init(collection: WorkOrderCollections.event, id: id, scope: order.scope, body: try event.serializedBytes())])
       let message = await expectStatus(.permissionDenied) { try await school.client.syncOnce() }
       #expect(message.contains("only the assignee or a handler"), "\(message)")
-      #expect(try world.identity.store.get(WorkOrderCollections.event, id) == nil)
+      #expect(try world.identity.store.records.get(WorkOrderCollections.event, id) == nil)
       await school.close()
     }
   }
@@ -608,7 +608,7 @@ struct PushAuthorityTests {
   /// own, bodies copied from anywhere (and mutated toward more power), forged and extreme version
   /// metadata, deletions.
   static func hostileRecords(_ random: inout SplitMix64, owned: OwnedNode) throws -> [Eduhub_Sync_V1_SyncRecord] {
-    let store = owned.world.identity.store
+    let store = owned.world.identity.store.records
     let collections = store.collectionNames
     let scopes = [
       OwnedNode.scope, try store.get(IdentityCollections.org, IdentityWorld.school)?.scope ?? OwnedNode.scope, "511700", "511700/511703",
@@ -660,7 +660,7 @@ struct PushAuthorityTests {
     try await withWorld { world in
       _ = try CatalogSeeder.run(into: world.node.catalog)
       let owned = try await OwnedNode.start(world)
-      let store = world.identity.store
+      let store = world.identity.store.records
       let countyPermissions = Roles.permissions(of: .countyAdmin).union(Roles.permissions(of: .dataSteward))
         .union(Roles.permissions(of: .dispatcher)).subtracting([.peopleReadClear])
       let admin = try await world.options("city-county-511702")

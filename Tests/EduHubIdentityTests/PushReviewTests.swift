@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubCatalog
 import EduHubCrypto
 import EduHubIdentity
+import EduHubReplication
 import EduHubStorage
 import EduHubSync
 import Foundation

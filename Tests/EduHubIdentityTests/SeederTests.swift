@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubIdentity
 import EduHubNode
 import EduHubPrivacy
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import SwiftProtobuf
@@ -12,7 +13,7 @@ struct SeederTests {
   @Test("valid, unique ID numbers; birth dates that fit the grade; guardians bound; the real counties")
   func realisticCity() async throws {
     try await withWorld { world in
-      let people = try world.identity.store.inScope(IdentityCollections.person, scope: CitySeeder.cityCode, limit: 100_000)
+      let people = try world.identity.store.records.inScope(IdentityCollections.person, scope: CitySeeder.cityCode, limit: 100_000)
         .map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) }
       #expect(people.count > 2000)
       let ids = people.map(\.nationalID)
@@ -26,10 +27,10 @@ struct SeederTests {
           #expect(id.birthDate.years(until: cutoff) == 5 + Int(person.grade), "\(person.id) grade \(person.grade)")
         }
       }
-      let counties = try world.identity.store.find(IdentityCollections.org, index: "parent", key: CitySeeder.cityCode)
+      let counties = try world.identity.store.records.find(IdentityCollections.org, index: "parent", key: CitySeeder.cityCode)
         .map(\.id).filter { $0.count == 6 }
       #expect(Set(counties) == Set(CitySeeder.counties.map(\.code)))
-      let bindings = try world.identity.store.find(IdentityCollections.guardianship, index: "child", key: IdentityWorld.student)
+      let bindings = try world.identity.store.records.find(IdentityCollections.guardianship, index: "child", key: IdentityWorld.student)
       #expect(!bindings.isEmpty)
     }
   }

@@ -6,6 +6,7 @@ import EduHubNode
 import EduHubPrivacy
 import EduHubRPC
 import EduHubSharing
+import EduHubReplication
 import EduHubStorage
 import EduHubSync
 import Foundation
@@ -298,7 +299,7 @@ struct SharingTests {
       #expect(try await fixture.sharing.listGrants(list, options: bureau).grants.first?.state == .expired)
       // The sweep takes the expired grant out of the catalog's subscription count.
       func subscriptions() throws -> Int64? {
-        try world.identity.store.get(CatalogCollections.resource, SharingFixture.roster)
+        try world.identity.store.records.get(CatalogCollections.resource, SharingFixture.roster)
           .map { try Eduhub_Catalog_V1_Resource(serializedBytes: $0.body).subscriptions }
       }
       #expect(try subscriptions() == 1)
@@ -640,7 +641,7 @@ struct SharingTests {
       #expect(app.clientSecret.count > 40 && app.app.clientID.hasPrefix("app-"))
       #expect(try await fixture.sharing.listApps(Eduhub_Sharing_V1_ListAppsRequest(), options: admin).apps.map(\.clientID) == [app.app.clientID])
       // The secret is stored only as a hash.
-      let stored = try #require(try world.identity.store.get(SharingCollections.app, app.app.clientID))
+      let stored = try #require(try world.identity.store.records.get(SharingCollections.app, app.app.clientID))
       #expect(!String(decoding: stored.body, as: UTF8.self).contains(app.clientSecret))
       var exchange = Eduhub_Sharing_V1_ExchangeTokenRequest()
       exchange.clientID = app.app.clientID
@@ -688,7 +689,7 @@ struct SharingTests {
       let asked = try await fixture.sharing.requestAccess(
         SharingFixture.terms(SharingFixture.roster, fields: ["student_id", "score"]), options: bureau)
       #expect(asked.state == .pendingSteward && !asked.needsSecurityOfficer)
-      let school = try #require(try world.identity.store.get(SharingCollections.request, asked.id)).scope
+      let school = try #require(try world.identity.store.records.get(SharingCollections.request, asked.id)).scope
       let stewardID = try await world.account(
         "county-steward", role: .dataSteward, org: String(school.split(separator: "/").last ?? ""))
       let county = try await CountyNode.enroll(in: world, clearance: .clear)

@@ -82,7 +82,7 @@ struct SyncTests {
     try await withWorld { world in
       let county = try await CountyNode.enroll(in: world, clearance: .clear)
       let report = try await county.client.syncOnce(batchRecords: 97)
-      let expected = try world.identity.store.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000)
+      let expected = try world.identity.store.records.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000)
       let got = try county.store.inScope(IdentityCollections.person, scope: "511700", limit: 100_000)
       #expect(Set(got.map(\.id)) == Set(expected.map(\.id)))
       #expect(got.allSatisfy { $0.scope.hasPrefix("511700/511702/") })
@@ -91,7 +91,7 @@ struct SyncTests {
       #expect(try county.store.get(IdentityCollections.nodeKey, "test-central") != nil)
       #expect(try county.person(IdentityWorld.otherStudent) == nil)
       // Clear clearance: the child as central holds her.
-      #expect(try county.person(IdentityWorld.student) == (try world.identity.store.get(IdentityCollections.person, IdentityWorld.student)).flatMap { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
+      #expect(try county.person(IdentityWorld.student) == (try world.identity.store.records.get(IdentityCollections.person, IdentityWorld.student)).flatMap { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
       let again = try await county.client.syncOnce()
       #expect(again.pulledFastForwarded == 0 && again.pulledMerged == 0 && again.pushed == 0)
       // A county official sees the same pseudonym on either node (the region's key came with enrollment).
@@ -121,7 +121,7 @@ struct SyncTests {
       try edit(world.identity.replica, IdentityWorld.student) { $0.address = "四川省达州市通川区新街1号" }
       let report = try await county.client.syncOnce()
       #expect(report.pushed == 1)
-      for person in [try county.person(IdentityWorld.student), try world.identity.store.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) }] {
+      for person in [try county.person(IdentityWorld.student), try world.identity.store.records.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) }] {
         #expect(person?.phone == "13900000001" && person?.address == "四川省达州市通川区新街1号")
       }
       // The same field on both: one value wins everywhere, the other is kept in a conflict log.
@@ -130,16 +130,16 @@ struct SyncTests {
       try await county.client.syncOnce()
       try await county.client.syncOnce()
       let atCounty = try #require(try county.person(IdentityWorld.student))
-      let atCentral = try #require(try world.identity.store.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
+      let atCentral = try #require(try world.identity.store.records.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
       #expect(atCounty == atCentral)
-      let conflicts = try county.store.conflicts() + world.identity.store.conflicts()
+      let conflicts = try county.store.conflicts() + world.identity.store.records.conflicts()
       #expect(conflicts.contains { $0.recordID == IdentityWorld.student && $0.field == 14 })
       // An admin lists them through the RPC.
       var list = Eduhub_Sync_V1_ListConflictsRequest()
       list.orgCode = "511702"
       try await world.account("conflict-admin", role: .countyAdmin, org: "511702")
       let listed = try await Eduhub_Sync_V1_SyncService.Client(world.rpc).listConflicts(list, options: try await world.options("conflict-admin"))
-      if try !world.identity.store.conflicts().isEmpty {
+      if try !world.identity.store.records.conflicts().isEmpty {
         #expect(listed.conflicts.contains { $0.recordID == IdentityWorld.student && $0.field == 14 && $0.scope.hasPrefix("511700/511702/") })
         #expect(listed.conflicts.allSatisfy { !$0.localVersion.isEmpty && !$0.remoteVersion.isEmpty && !$0.losingNode.isEmpty })
       }
@@ -154,7 +154,7 @@ struct SyncTests {
       try await county.client.syncOnce()
       let phones = try await Eduhub_Sync_V1_SyncService.Client(world.rpc).listConflicts(list, options: try await world.options("conflict-admin"))
         .conflicts.filter { $0.recordID == IdentityWorld.student && $0.field == 8 }
-      if try world.identity.store.conflicts().contains(where: { $0.recordID == IdentityWorld.student && $0.field == 8 }) {
+      if try world.identity.store.records.conflicts().contains(where: { $0.recordID == IdentityWorld.student && $0.field == 8 }) {
         #expect(!phones.isEmpty)
       }
       for conflict in phones {
@@ -179,7 +179,7 @@ struct SyncTests {
       let report = try await county.client.syncOnce()
       #expect(report.evicted >= 1)
       #expect(try county.person("S5117020001-0002") == nil)
-      #expect(try world.identity.store.get(IdentityCollections.person, "S5117020001-0002")?.deleted == false)
+      #expect(try world.identity.store.records.get(IdentityCollections.person, "S5117020001-0002")?.deleted == false)
       await county.close()
     }
   }
@@ -194,7 +194,7 @@ struct SyncTests {
       // The county edits a field it may see (the class); the record it pushes carries masked values.
       try edit(county.node.replica, IdentityWorld.student) { $0.className = "9班" }
       try await county.client.syncOnce()
-      let central = try #require(try world.identity.store.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
+      let central = try #require(try world.identity.store.records.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body) })
       #expect(central.className == "9班")
       #expect(!central.nationalID.hasPrefix("ID-") && central.nationalID.count == 18 && !central.name.contains("*"))
       await county.close()
@@ -214,12 +214,12 @@ struct SyncTests {
       record.collection = IdentityCollections.person
       record.id = IdentityWorld.otherStudent
       record.scope = "511700/511703/511703001/5117030001"
-      record.body = Data(try world.identity.store.get(IdentityCollections.person, IdentityWorld.otherStudent)?.body ?? [])
+      record.body = Data(try world.identity.store.records.get(IdentityCollections.person, IdentityWorld.otherStudent)?.body ?? [])
       push.records = [record]
       push.throughSequence = 1
       await expectStatus(.permissionDenied) { try await sync.push(options: options) { try await $0.write(push) } }
       // Nor may it raise its own clearance by pushing its registration.
-      let ownRecord = try #require(try world.identity.store.get(SyncCollections.node, "county-511702"))
+      let ownRecord = try #require(try world.identity.store.records.get(SyncCollections.node, "county-511702"))
       var own = Eduhub_Sync_V1_SyncRecord()
       own.collection = SyncCollections.node
       own.id = "county-511702"
@@ -255,7 +255,7 @@ struct SyncTests {
       try edit(schoolReplica, IdentityWorld.student) { $0.phone = "13911112222" }
       try await tiers.school.syncOnce()
       try await tiers.county.client.syncOnce()
-      let atCentral = try #require(try world.identity.store.get(IdentityCollections.person, IdentityWorld.student))
+      let atCentral = try #require(try world.identity.store.records.get(IdentityCollections.person, IdentityWorld.student))
       #expect(try Eduhub_Identity_V1_Person(serializedBytes: atCentral.body).phone == "13911112222")
       // Down: central changes a class; central -> county -> school.
       try edit(world.identity.replica, "S5117020001-0003") { $0.className = "7班" }
@@ -282,7 +282,7 @@ struct SyncTests {
       let token = county.node.identity.tokens.issue(subject: steward, sessionID: session.id, now: world.identity.nowSeconds).token
       let authenticator = Authenticator(identity: county.node.identity)
       #expect(try authenticator.caller(for: token, peer: "test").roles.contains { $0.role == .dataSteward })
-      let grant = try #require(try world.identity.store.find(IdentityCollections.roleGrant, index: "account", key: steward).first)
+      let grant = try #require(try world.identity.store.records.find(IdentityCollections.roleGrant, index: "account", key: steward).first)
       var revoke = Eduhub_Identity_V1_RevokeRoleRequest()
       revoke.grantID = grant.id
       _ = try world.identity.revokeRole(revoke, caller: .operator(name: "test"), peer: "console")
@@ -298,7 +298,7 @@ struct SyncTests {
       let county = try await CountyNode.enroll(in: world, clearance: .clear)
       try await county.client.syncOnce()
       let gone = "S5117020001-0004"
-      let record = try #require(try world.identity.store.get(IdentityCollections.person, gone))
+      let record = try #require(try world.identity.store.records.get(IdentityCollections.person, gone))
       try world.identity.replica.write([.init(collection: IdentityCollections.person, id: gone, scope: record.scope, body: nil)])
       // The county has not pulled it yet: the tombstone stays.
       #expect(try county.node.sync.collectTombstones().purged == 0)
@@ -308,11 +308,11 @@ struct SyncTests {
       // The next pull tells central the county applied it: now it can go.
       try await county.client.syncOnce()
       #expect(try world.openSync.collectTombstones().purged == 1)
-      #expect(try world.identity.store.get(IdentityCollections.person, gone) == nil)
+      #expect(try world.identity.store.records.get(IdentityCollections.person, gone) == nil)
 
       // Another delete, collected for age before the county pulled it: the county must resync.
       let second = "S5117020001-0005"
-      let secondRecord = try #require(try world.identity.store.get(IdentityCollections.person, second))
+      let secondRecord = try #require(try world.identity.store.records.get(IdentityCollections.person, second))
       try world.identity.replica.write([.init(collection: IdentityCollections.person, id: second, scope: secondRecord.scope, body: nil)])
       // And an offline write at the county, which must survive the resync.
       try edit(county.node.replica, "S5117020001-0006") { $0.className = "offline-edit" }
@@ -322,7 +322,7 @@ struct SyncTests {
       #expect(try county.person(second) == nil)
       #expect(try county.person("S5117020001-0006")?.className == "offline-edit")
       #expect(try county.person(IdentityWorld.student) != nil)
-      let expected = try world.identity.store.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000).map(\.id)
+      let expected = try world.identity.store.records.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000).map(\.id)
       let got = try county.store.inScope(IdentityCollections.person, scope: "511700", limit: 100_000).map(\.id)
       #expect(Set(got) == Set(expected))
       await county.close()

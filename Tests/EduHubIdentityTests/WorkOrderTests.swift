@@ -252,7 +252,7 @@ struct WorkOrderTests {
       var rounds = 0
       while rounds < 100 {
         rounds += 1
-        let (changes, through) = try world.identity.reading { db in
+        let (changes, through) = try world.identity.store.read { db in
           try service.changes(after: cursor, for: .operator(name: "test"), page: 2, in: db)
         }
         // A page of two writes of each of the three collections at most.
@@ -471,9 +471,9 @@ struct WorkOrderTests {
       }
       await expectStatus(.notFound) { try await upload([1, 2, 3], options: try await world.options("teacher2")) }
       // Over the limit: refused, and no metadata, chunk or event written.
-      let before = try world.identity.store.database.read { db in try world.identity.store.lastSequence(in: db) }
+      let before = try world.identity.store.records.database.read { db in try world.identity.store.records.lastSequence(in: db) }
       await expectStatus(.resourceExhausted) { try await upload([UInt8](repeating: 7, count: (10 << 20) + 1), options: teacher) }
-      let after = try world.identity.store.database.read { db in try world.identity.store.lastSequence(in: db) }
+      let after = try world.identity.store.records.database.read { db in try world.identity.store.records.lastSequence(in: db) }
       #expect(after == before)
     }
   }
@@ -486,7 +486,7 @@ struct WorkOrderTests {
         for index in 0..<64 {
           group.addTask {
             do {
-              try await identity.batched { db in
+              try await identity.store.batched { db in
                 var mark = Eduhub_Workorder_V1_OrderEvent()
                 mark.orderID = "WO-T-\(index)"
                 try identity.replica.write(
@@ -505,7 +505,7 @@ struct WorkOrderTests {
         return out
       }
       for index in 0..<64 {
-        let stored = try identity.store.get(WorkOrderCollections.watch, "WO-T-\(index)|a") != nil
+        let stored = try identity.store.records.get(WorkOrderCollections.watch, "WO-T-\(index)|a") != nil
         #expect(results[index] == (index % 10 != 3) && stored == results[index], "\(index)")
       }
     }

@@ -1,5 +1,3 @@
-import EduHubRPC
-import EduHubStorage
 import Dispatch
 import GRDB
 import Synchronization
@@ -8,7 +6,7 @@ import Synchronization
 /// each inside its own savepoint (a failing one rolls back alone), and learn their outcome once
 /// that transaction has committed. Many small concurrent writes (work order submissions) then cost
 /// one commit between them instead of one each, and wait for the writer once, not in a queue.
-final class WriteBatcher: Sendable {
+public final class GroupCommit: Sendable {
   private struct Job: Sendable {
     /// Runs the write inside the shared transaction; returns what to do after the commit.
     let run: @Sendable (Database) -> @Sendable (Result<Void, any Error>) -> Void
@@ -24,16 +22,17 @@ final class WriteBatcher: Sendable {
   private let state = Mutex(State())
   private let database: EncryptedDatabase
   private let mapError: @Sendable (any Error) -> any Error
-  static let queue = DispatchQueue(label: "eduhub.write-batcher", qos: .userInitiated)
+  static let queue = DispatchQueue(label: "eduhub.group-commit", qos: .userInitiated)
   /// The most writes in one transaction.
   static let limit = 256
 
-  init(database: EncryptedDatabase, mapError: @escaping @Sendable (any Error) -> any Error) {
+  public init(database: EncryptedDatabase, mapError: @escaping @Sendable (any Error) -> any Error) {
     self.database = database
     self.mapError = mapError
   }
 
-  func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+  /// Runs `body` in the next shared transaction; returns once that transaction has committed.
+  public func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
       let job = Job(run: { db in
         // Savepoints by prepared statements (compiled once per connection, not once per write).
@@ -97,7 +96,7 @@ final class WriteBatcher: Sendable {
       for finish in finishers { finish(commit) }
       if finishers.count < batch.count {
         let error: any Error
-        if case .failure(let failure) = commit { error = failure } else { error = RPCError(.internalError, "storage failed") }
+        if case .failure(let failure) = commit { error = failure } else { error = StorageError(.failed, "the write was not run") }
         for job in batch[finishers.count...] { job.fail(error) }
       }
     }

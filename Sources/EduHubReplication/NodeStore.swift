@@ -1,0 +1,137 @@
+import EduHubStorage
+import GRDB
+import SwiftProtobuf
+
+/// The one door from a service to the node's storage: transactions, group commit, typed reads and
+/// stamped writes of replicated records.
+///
+/// Services never open a transaction on the database themselves; they come here, so the storage
+/// behind the door (today SQLite through GRDB) can change without touching them. Failures leave as
+/// ``StorageError`` (damage as `.corrupted`, anything else SQLite says as `.failed`); errors the
+/// caller's own body throws pass through unchanged.
+public final class NodeStore: Sendable {
+  /// Stamps local writes and reconciles remote ones.
+  public let replica: Replica
+  /// Group commit for ``batched(_:)``.
+  private let commits: GroupCommit
+
+  public init(replica: Replica) {
+    self.replica = replica
+    let path = replica.store.database.path
+    self.commits = GroupCommit(database: replica.store.database) { Self.storageError($0, path: path) }
+  }
+
+  /// The record store (indexes, change feeds, search) for reads inside a transaction of this door.
+  public var records: RecordStore { replica.store }
+
+  /// The node's database (for logs that keep tables of their own beside the records).
+  public var database: EncryptedDatabase { replica.store.database }
+
+  /// Runs `body` in one write transaction.
+  public func transaction<T>(_ body: (Database) throws -> T) throws -> T {
+    do {
+      return try database.pool.write(body)
+    } catch {
+      throw Self.storageError(error, path: database.path)
+    }
+  }
+
+  /// `transaction` with group commit: concurrent callers share one transaction (each in its own
+  /// savepoint, so one failing rolls back alone) and return once it has committed. The transaction
+  /// runs on the group's own queue, never on the caller's thread.
+  public func batched<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    try await commits.write(body)
+  }
+
+  /// Reads in one snapshot.
+  public func read<T>(_ body: (Database) throws -> T) throws -> T {
+    do {
+      return try database.pool.read(body)
+    } catch {
+      throw Self.storageError(error, path: database.path)
+    }
+  }
+
+  /// Writes `message` as record `id` of `collection`, stamped by this node.
+  public func put(_ collection: String, _ id: String, scope: String, _ message: some Message, in db: Database) throws {
+    try replica.write([.init(collection: collection, id: id, scope: scope, body: try message.serializedBytes())], in: db)
+  }
+
+  /// Writes `message` as record `id` of a typed collection.
+  public func put<M>(_ collection: RecordCollection<M>, _ id: String, scope: String, _ message: M, in db: Database) throws {
+    try put(collection.name, id, scope: scope, message, in: db)
+  }
+
+  /// Deletes `record` (a tombstone that replicates).
+  public func delete(_ record: StoredRecord, in db: Database) throws {
+    try replica.write([.init(collection: record.collection, id: record.id, scope: record.scope, body: nil)], in: db)
+  }
+
+  /// Record `id` of `collection` unless it is absent or deleted (an empty id is absent).
+  public func live(_ collection: String, _ id: String, in db: Database) throws -> StoredRecord? {
+    guard !id.isEmpty, let record = try records.get(collection, id, in: db), !record.deleted else { return nil }
+    return record
+  }
+
+  /// Record `id` of a typed collection, decoded, unless it is absent or deleted.
+  public func live<M>(_ collection: RecordCollection<M>, _ id: String, in db: Database) throws -> Stored<M>? {
+    guard let record = try live(collection.name, id, in: db) else { return nil }
+    return Stored(record: record, value: try collection.decode(record))
+  }
+
+  /// What a failure below the door is to the caller: damage is `.corrupted`, SQLite's other errors
+  /// `.failed` (their text stays in the node); the body's own errors pass through.
+  static func storageError(_ error: any Error, path: String) -> any Error {
+    switch error {
+    case is DatabaseError:
+      let mapped = EncryptedDatabase.mapError(error, path: path)
+      return mapped is StorageError ? mapped : StorageError(.failed, "storage failed")
+    case let error as BinaryDecodingError:
+      return StorageError(.corrupted, "a stored record cannot be read: \(error)")
+    default:
+      return error
+    }
+  }
+}
+
+/// A stored record with its body decoded.
+public struct Stored<M: Message & Sendable>: Sendable {
+  /// The record as stored: id, scope, version, deletion.
+  public var record: StoredRecord
+  /// Its body.
+  public var value: M
+
+  public init(record: StoredRecord, value: M) {
+    self.record = record
+    self.value = value
+  }
+}
+
+/// A replicated collection of one protobuf message type: its name in the record store and the type
+/// of its bodies, so reads decode to the right type and writes cannot put another in.
+public struct RecordCollection<M: Message & Sendable>: Sendable, Hashable {
+  /// The collection's name in the record store.
+  public let name: String
+
+  public init(_ name: String, of type: M.Type = M.self) {
+    self.name = name
+  }
+
+  /// The body of `record` (of this collection), or `.corrupted` when it does not decode.
+  public func decode(_ record: StoredRecord) throws -> M {
+    do {
+      return try M(serializedBytes: record.body)
+    } catch {
+      throw StorageError(.corrupted, "\(name)/\(record.id.prefix(64)) cannot be read")
+    }
+  }
+
+  /// Decodes raw body bytes as this collection's message.
+  public func decode(_ body: [UInt8]) throws -> M {
+    do {
+      return try M(serializedBytes: body)
+    } catch {
+      throw StorageError(.corrupted, "a \(name) record cannot be read")
+    }
+  }
+}
