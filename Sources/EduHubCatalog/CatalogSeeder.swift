@@ -88,7 +88,7 @@ public enum CatalogSeeder {
   public static func run(into catalog: CatalogService, now: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) throws -> Int {
     let replica = catalog.store.replica
     var published: [Eduhub_Catalog_V1_Resource] = []
-    try replica.store.database.write { db in
+    try catalog.store.transaction { db in
       for definition in definitions {
         guard let org = try replica.store.get(IdentityCollections.org, definition.org, in: db), !org.deleted,
           try replica.store.get(CatalogCollections.resource, definition.code, in: db) == nil
@@ -133,7 +133,7 @@ public enum CatalogSeeder {
     }
     let codes = Set(published.map(\.code))
     if codes.contains("dz.school.annual") || codes.contains("dz.evaluation.scores") || codes.contains("dz.safety.inspection") {
-      let people = try SeededPeople.read(replica.store)
+      let people = try SeededPeople.read(catalog.store)
       try fill(catalog, "dz.school.annual", rows: SeededPeople.schoolRows(people), if: codes)
       try fill(catalog, "dz.evaluation.scores", rows: SeededPeople.scoreRows(people), if: codes)
       try fill(catalog, "dz.safety.inspection", rows: SeededPeople.inspectionRows(people), if: codes)

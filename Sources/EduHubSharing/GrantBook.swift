@@ -23,22 +23,22 @@ final class GrantBook: Sendable {
   }
 
   private let state = Mutex(State())
-  let store: RecordStore
+  let store: NodeStore
   static let recheck = Duration.seconds(1)
 
-  init(store: RecordStore) { self.store = store }
+  init(store: NodeStore) { self.store = store }
 
   /// Catches up with the store when it may have changed (`force`: whether or not it signalled, for
   /// a refusal about to be given, which must not rest on a view up to a second old).
   func refresh(force: Bool = false) throws {
-    let generation = store.changed.generation
+    let generation = store.records.changed.generation
     let now = ContinuousClock.now
     let after = state.withLock { state -> Int64? in
       if !force, state.generation == generation, let checked = state.checked, now - checked < Self.recheck { return nil }
       return state.sequence
     }
     guard let after else { return }
-    let changes = try store.database.read { db in try store.changes(of: SharingCollections.grant, after: after, in: db) }
+    let changes = try store.read { db in try store.records.changes(of: SharingCollections.grant, after: after, in: db) }
     state.withLock { state in
       for record in changes.records where record.sequence > state.sequence {
         state.sequence = record.sequence

@@ -45,7 +45,7 @@ public final class SharingService: Sendable {
     self.identity = identity
     self.store = identity.store
     self.catalog = catalog
-    self.book = GrantBook(store: store.records)
+    self.book = GrantBook(store: store)
     self.callLog = try CallLog(database: store.records.database)
     registerWriteRules()
     identity.registerPrincipals(prefix: Self.appPrefix) { [weak self] claims in

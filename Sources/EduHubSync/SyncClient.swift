@@ -33,6 +33,8 @@ public struct SyncReport: Sendable, Hashable, CustomStringConvertible {
 public final class SyncClient: Sendable {
   public let nodeID: String
   let signingKey: SigningKey
+  /// The node's storage, through its one door.
+  public let store: NodeStore
   public let replica: Replica
   let upstream: RPCClient
 
@@ -50,17 +52,17 @@ public final class SyncClient: Sendable {
   let onApplied: @Sendable (Set<String>) -> Void
 
   public init(
-    nodeID: String, signingKey: SigningKey, replica: Replica, upstream: RPCClient,
+    nodeID: String, signingKey: SigningKey, store: NodeStore, upstream: RPCClient,
     onApplied: @escaping @Sendable (Set<String>) -> Void = { _ in }
   ) {
     self.nodeID = nodeID
     self.signingKey = signingKey
-    self.replica = replica
+    self.store = store
+    self.replica = store.replica
     self.upstream = upstream
     self.onApplied = onApplied
   }
 
-  var store: RecordStore { replica.store }
 
   /// A fresh access token from the upstream: a signed challenge.
   public func authenticate() async throws -> String {
@@ -109,7 +111,7 @@ public final class SyncClient: Sendable {
       _ = try await pull(options: options, batchRecords: batchRecords, into: &report)
     }
     let now = Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)
-    try store.database.write { db in try store.setMeta(Self.lastSyncKey, now, in: db) }
+    try store.transaction { db in try store.records.setMeta(Self.lastSyncKey, now, in: db) }
     return report
   }
 
@@ -124,7 +126,7 @@ public final class SyncClient: Sendable {
     request.maxBytes = 4 << 20
     let replica = self.replica
     let store = self.store
-    request.cursor = Data(try store.database.read { db in try store.meta(Self.pullCursorKey, in: db) } ?? [])
+    request.cursor = Data(try store.read { db in try store.records.meta(Self.pullCursorKey, in: db) } ?? [])
     var resync: ResyncReason?
     report = try await Eduhub_Sync_V1_SyncService.Client(upstream).pull(request, options: options) { batches in
       var report = report
@@ -134,33 +136,33 @@ public final class SyncClient: Sendable {
           break
         }
         let records = batch.records.map(SyncService.stored)
-        let outcome = try store.database.write { db -> Replica.ApplyOutcome in
-          let before = try store.lastSequence(in: db)
+        let outcome = try store.transaction { db -> Replica.ApplyOutcome in
+          let before = try store.records.lastSequence(in: db)
           let outcome = try replica.apply(records, in: db)
-          for eviction in batch.evictions { try store.evict(eviction.collection, eviction.id, in: db) }
+          for eviction in batch.evictions { try store.records.evict(eviction.collection, eviction.id, in: db) }
           if !outcome.mergedRecords.isEmpty {
-            var list = String(decoding: try store.meta(Self.mustPushKey, in: db) ?? [], as: UTF8.self)
+            var list = String(decoding: try store.records.meta(Self.mustPushKey, in: db) ?? [], as: UTF8.self)
             for merged in outcome.mergedRecords where !merged.collection.isEmpty {
               list += merged.collection + "\t" + merged.id + "\n"
             }
-            try store.setMeta(Self.mustPushKey, Array(list.utf8), in: db)
+            try store.records.setMeta(Self.mustPushKey, Array(list.utf8), in: db)
           }
-          let after = try store.lastSequence(in: db)
+          let after = try store.records.lastSequence(in: db)
           if after > before {
-            let pushed = try store.meta(Self.pushCursorKey, in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+            let pushed = try store.records.meta(Self.pushCursorKey, in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
             if pushed >= before {
               // Everything before this batch went up already: the push cursor simply moves past it
               // (so a later push does not walk what a first sync brought). Records merged here
               // hold writes the upstream lacks: they are listed to go up with the next push.
-              try store.setMeta(Self.pushCursorKey, Array(String(after).utf8), in: db)
+              try store.records.setMeta(Self.pushCursorKey, Array(String(after).utf8), in: db)
             } else {
-              var ranges = PulledRanges(decoding: try store.meta(Self.pulledRangesKey, in: db) ?? [])
+              var ranges = PulledRanges(decoding: try store.records.meta(Self.pulledRangesKey, in: db) ?? [])
               ranges.add((before + 1)...after)
-              try store.setMeta(Self.pulledRangesKey, ranges.encoded, in: db)
+              try store.records.setMeta(Self.pulledRangesKey, ranges.encoded, in: db)
             }
           }
           // The cursor commits with the batch it covers: a crash never skips or repeats work.
-          try store.setMeta(Self.pullCursorKey, [UInt8](batch.cursor), in: db)
+          try store.records.setMeta(Self.pullCursorKey, [UInt8](batch.cursor), in: db)
           return outcome
         }
         if outcome.fastForwarded + outcome.merged > 0 || !batch.evictions.isEmpty {
@@ -181,23 +183,23 @@ public final class SyncClient: Sendable {
   /// Drops every record of this node's scope (not the global ones) and its pull state, logging
   /// each as an exit so this node's own downstream nodes drop them too.
   func resetForResync() throws {
-    try store.database.write { db in
-      for collection in store.collectionNames {
+    try store.transaction { db in
+      for collection in store.records.collectionNames {
         while true {
-          let page = try store.records(collection, limit: 1000, in: db).filter { !$0.scope.isEmpty }
+          let page = try store.records.records(collection, limit: 1000, in: db).filter { !$0.scope.isEmpty }
           guard !page.isEmpty else { break }
-          for record in page { try store.evict(record.collection, record.id, in: db) }
+          for record in page { try store.records.evict(record.collection, record.id, in: db) }
         }
       }
       var after: Int64 = 0
       while true {
-        let tombstones = try store.tombstones(after: after, limit: 1000, in: db)
+        let tombstones = try store.records.tombstones(after: after, limit: 1000, in: db)
         guard let last = tombstones.last else { break }
         after = last.sequence
-        for record in tombstones where !record.scope.isEmpty { try store.evict(record.collection, record.id, in: db) }
+        for record in tombstones where !record.scope.isEmpty { try store.records.evict(record.collection, record.id, in: db) }
       }
-      try store.setMeta(Self.pullCursorKey, [], in: db)
-      try store.setMeta(Self.pulledRangesKey, [], in: db)
+      try store.records.setMeta(Self.pullCursorKey, [], in: db)
+      try store.records.setMeta(Self.pulledRangesKey, [], in: db)
     }
   }
 
@@ -205,9 +207,9 @@ public final class SyncClient: Sendable {
   /// brought as they are. A record merged here during a pull carries this node's entry in its
   /// vector and goes up too; records this node's own downstream nodes pushed go up (three tiers).
   func pendingWrites(after: Int64, limit: Int) throws -> (records: [StoredRecord], through: Int64) {
-    try store.database.read { db in
-      let ranges = PulledRanges(decoding: try store.meta(Self.pulledRangesKey, in: db) ?? [])
-      let changes = try store.changes(after: after, inScope: "", limit: limit, in: db)
+    try store.read { db in
+      let ranges = PulledRanges(decoding: try store.records.meta(Self.pulledRangesKey, in: db) ?? [])
+      let changes = try store.records.changes(after: after, inScope: "", limit: limit, in: db)
       var pending: [StoredRecord] = []
       for record in changes where !record.scope.isEmpty {
         if ranges.contains(record.sequence) {
@@ -232,18 +234,18 @@ public final class SyncClient: Sendable {
   }
 
   func pushedCursor() throws -> Int64 {
-    try store.database.read { db in
-      try store.meta(Self.pushCursorKey, in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+    try store.read { db in
+      try store.records.meta(Self.pushCursorKey, in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
     }
   }
 
   /// After an upstream's rollback: pushes every record written by this node or by a node enrolled
   /// below it (their ids are in the version vectors).
   func pushAll(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws {
-    let ownScope = try store.database.read { db in try store.get(SyncCollections.node, nodeID, in: db)?.scope } ?? ""
-    let writers: Set<String> = try store.database.read { db in
+    let ownScope = try store.read { db in try store.records.get(SyncCollections.node, nodeID, in: db)?.scope } ?? ""
+    let writers: Set<String> = try store.read { db in
       var ids: Set<String> = [nodeID]
-      for record in try store.records(SyncCollections.node, limit: 100_000, in: db)
+      for record in try store.records.records(SyncCollections.node, limit: 100_000, in: db)
       where record.id != nodeID && !ownScope.isEmpty && RecordStore.inScope(record.scope, ownScope) {
         ids.insert(record.id)
       }
@@ -251,8 +253,8 @@ public final class SyncClient: Sendable {
     }
     var after: Int64 = 0
     while true {
-      let (records, through) = try store.database.read { db -> ([StoredRecord], Int64) in
-        let changes = try store.changes(after: after, inScope: "", limit: batchRecords, in: db)
+      let (records, through) = try store.read { db -> ([StoredRecord], Int64) in
+        let changes = try store.records.changes(after: after, inScope: "", limit: batchRecords, in: db)
         let mine = try changes.filter { record in
           guard !record.scope.isEmpty else { return false }
           return try ReplicationEncoding.decodeVector(record.version).entries.contains { writers.contains($0.node) }
@@ -275,13 +277,13 @@ public final class SyncClient: Sendable {
 
   /// The records merged during pulls that must go up (their current versions).
   func mustPush() throws -> [StoredRecord] {
-    try store.database.read { db in
-      let list = String(decoding: try store.meta(Self.mustPushKey, in: db) ?? [], as: UTF8.self)
+    try store.read { db in
+      let list = String(decoding: try store.records.meta(Self.mustPushKey, in: db) ?? [], as: UTF8.self)
       var seen = Set<String>()
       var records: [StoredRecord] = []
       for line in list.split(separator: "\n") where seen.insert(String(line)).inserted {
         let parts = line.split(separator: "\t", maxSplits: 1)
-        guard parts.count == 2, let record = try store.get(String(parts[0]), String(parts[1]), in: db),
+        guard parts.count == 2, let record = try store.records.get(String(parts[0]), String(parts[1]), in: db),
           !record.scope.isEmpty
         else { continue }
         records.append(record)
@@ -300,7 +302,7 @@ public final class SyncClient: Sendable {
       let response = try await Eduhub_Sync_V1_SyncService.Client(upstream).push(options: options) { writer in
         try await writer.write(request)
       }
-      try store.database.write { db in try store.setMeta(Self.mustPushKey, [], in: db) }
+      try store.transaction { db in try store.records.setMeta(Self.mustPushKey, [], in: db) }
       report.pushed += merged.count
       report.pushMerged += Int(response.merged)
     }
@@ -316,11 +318,11 @@ public final class SyncClient: Sendable {
         try await writer.write(request)
       }
       let acknowledged = Array(String(response.acknowledgedSequence).utf8)
-      try store.database.write { db in
-        try store.setMeta(Self.pushCursorKey, acknowledged, in: db)
-        var ranges = PulledRanges(decoding: try store.meta(Self.pulledRangesKey, in: db) ?? [])
+      try store.transaction { db in
+        try store.records.setMeta(Self.pushCursorKey, acknowledged, in: db)
+        var ranges = PulledRanges(decoding: try store.records.meta(Self.pulledRangesKey, in: db) ?? [])
         ranges.drop(through: response.acknowledgedSequence)
-        try store.setMeta(Self.pulledRangesKey, ranges.encoded, in: db)
+        try store.records.setMeta(Self.pulledRangesKey, ranges.encoded, in: db)
       }
       report.pushed += records.count
       report.pushMerged += Int(response.merged)
@@ -333,7 +335,7 @@ public final class SyncClient: Sendable {
     let token = try await authenticate()
     var request = Eduhub_Sync_V1_HandshakeRequest()
     request.nodeID = nodeID
-    request.cursor = Data(try store.database.read { db in try store.meta(Self.pullCursorKey, in: db) } ?? [])
+    request.cursor = Data(try store.read { db in try store.records.meta(Self.pullCursorKey, in: db) } ?? [])
     return try await Eduhub_Sync_V1_SyncService.Client(upstream).handshake(
       request, options: CallOptions(timeout: .seconds(10), metadata: ["authorization": .string("Bearer " + token)]))
   }
@@ -349,14 +351,14 @@ public final class SyncClient: Sendable {
   }
 
   public func status() throws -> Status {
-    let (last, cursor) = try store.database.read { db in
-      (try store.meta(Self.lastSyncKey, in: db), try store.meta(Self.pullCursorKey, in: db))
+    let (last, cursor) = try store.read { db in
+      (try store.records.meta(Self.lastSyncKey, in: db), try store.records.meta(Self.pullCursorKey, in: db))
     }
     let decoded = try cursor.map { try Eduhub_Sync_V1_PullCursor(serializedBytes: $0) }
     return Status(
       lastSyncMs: last.flatMap { Int64(String(decoding: $0, as: UTF8.self)) },
       pulledThrough: decoded.map { $0.snapshotDone ? $0.sequence : $0.snapshotSequence },
       firstSyncDone: decoded?.snapshotDone ?? false, pushedThrough: try pushedCursor(), pendingWrites: try pendingCount(),
-      conflicts: try store.conflicts(limit: 100_000).count)
+      conflicts: try store.records.conflicts(limit: 100_000).count)
   }
 }

@@ -119,7 +119,7 @@ extension EduHubCommand {
         }
         // The bureau's data resources, for the catalog.
         let published = try CatalogSeeder.run(into: open.catalog)
-        let rows = try open.identity.store.records.database.read { db in
+        let rows = try open.identity.store.read { db in
           try open.identity.store.records.records(CatalogCollections.resource, limit: 10_000, in: db).reduce(Int64(0)) { total, record in
             let resource = try Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
             guard case .ingested = resource.dataset.source else { return total }

@@ -146,7 +146,7 @@ func syncClient(for node: OpenNode) throws -> SyncClient? {
   do { key = try SigningKey(seed: try node.data.key("node")) } catch { throw FailureMessage(text: "\(error)") }
   let identity = node.identity
   return SyncClient(
-    nodeID: node.data.identity.nodeID, signingKey: key, replica: node.replica, upstream: rpc,
+    nodeID: node.data.identity.nodeID, signingKey: key, store: node.identity.store, upstream: rpc,
     onApplied: { identity.applied(collections: $0) })
 }
 

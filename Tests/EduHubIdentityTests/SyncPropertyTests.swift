@@ -47,7 +47,7 @@ struct ThreeTiers {
     let enrolled = try await Eduhub_Sync_V1_SyncService.Client(rpc).enroll(enroll)
     if !enrolled.pseudonymKey.isEmpty { try data.replaceKey("pseudonym", with: SecretBytes(enrolled.pseudonymKey)) }
     let (database, replica) = try data.openReplica()
-    let school = SyncClient(nodeID: create.nodeID, signingKey: key, replica: replica, upstream: rpc)
+    let school = SyncClient(nodeID: create.nodeID, signingKey: key, store: NodeStore(replica: replica), upstream: rpc)
     try await school.syncOnce()
     return ThreeTiers(
       world: world, county: county, countyServer: server, countyRPC: rpc, school: school, schoolDatabase: database,

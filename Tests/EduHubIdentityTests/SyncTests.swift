@@ -46,7 +46,7 @@ struct CountyNode {
     let node = try data.open(identityConfiguration: configuration, logger: logger)
     let identity = node.identity
     let client = SyncClient(
-      nodeID: id, signingKey: key, replica: node.replica, upstream: world.rpc, onApplied: { identity.applied(collections: $0) })
+      nodeID: id, signingKey: key, store: node.identity.store, upstream: world.rpc, onApplied: { identity.applied(collections: $0) })
     return CountyNode(directory: directory, node: node, client: client)
   }
 
@@ -389,7 +389,7 @@ struct SyncTests {
     enroll.publicKey = Data(key.publicKey)
     _ = try await Eduhub_Sync_V1_SyncService.Client(rpc).enroll(enroll)
     let (countyDatabase, county) = try countyData.openReplica()
-    try await SyncClient(nodeID: "county-511702", signingKey: key, replica: county, upstream: rpc).syncOnce()
+    try await SyncClient(nodeID: "county-511702", signingKey: key, store: NodeStore(replica: county), upstream: rpc).syncOnce()
 
     // Central is backed up here, then the county writes and syncs.
     await rpc.close()
@@ -398,7 +398,7 @@ struct SyncTests {
     central = try await startCentral()
     rpc = RPCClient(host: "127.0.0.1", port: central.2)
     try edit(county, IdentityWorld.student) { $0.phone = "13988887777" }
-    try await SyncClient(nodeID: "county-511702", signingKey: key, replica: county, upstream: rpc).syncOnce()
+    try await SyncClient(nodeID: "county-511702", signingKey: key, store: NodeStore(replica: county), upstream: rpc).syncOnce()
     #expect(try central.0.replica.store.get(IdentityCollections.person, IdentityWorld.student).map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body).phone } == "13988887777")
 
     // Central is restored from the backup: the county's write is gone there.
@@ -408,7 +408,7 @@ struct SyncTests {
     try FileManager.default.copyItem(atPath: root + "/backup", toPath: centralDirectory)
     central = try await startCentral()
     rpc = RPCClient(host: "127.0.0.1", port: central.2)
-    let report = try await SyncClient(nodeID: "county-511702", signingKey: key, replica: county, upstream: rpc).syncOnce()
+    let report = try await SyncClient(nodeID: "county-511702", signingKey: key, store: NodeStore(replica: county), upstream: rpc).syncOnce()
     #expect(report.resynced)
     let restored = try central.0.replica.store.get(IdentityCollections.person, IdentityWorld.student)
     #expect(try restored.map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body).phone } == "13988887777")

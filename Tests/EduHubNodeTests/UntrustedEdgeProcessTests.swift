@@ -99,7 +99,7 @@ struct UntrustedEdgeProcessTests {
     func pushRaw(_ records: [Eduhub_Sync_V1_SyncRecord]) async throws {
       let key = try SigningKey(seed: try NodeData.load(county).key("node"))
       let client = try await ownCounty { node in
-        SyncClient(nodeID: "county-511702", signingKey: key, replica: node.replica, upstream: rpc)
+        SyncClient(nodeID: "county-511702", signingKey: key, store: node.identity.store, upstream: rpc)
       }
       let token = try await client.authenticate()
       var push = Eduhub_Sync_V1_PushRequest()
@@ -216,7 +216,7 @@ struct UntrustedEdgeProcessTests {
       #expect(errors.contains("clearance is at most its creator's"))
       let shadow = SyncClient(
         nodeID: "county-shadow", signingKey: key,
-        replica: try await county.ownCounty { $0.replica }, upstream: county.rpc)
+        store: NodeStore(replica: try await county.ownCounty { $0.replica }), upstream: county.rpc)
       await expectCode(.unauthenticated) { _ = try await shadow.authenticate() }
     }
   }
