@@ -39,12 +39,8 @@ public final class AuditLog: Sendable {
 
   let database: EncryptedDatabase
   private let key: SecretBytes
-  private struct Pending {
-    var entries: [(entry: Entry, count: Int)] = []
-    /// Where each distinct event stands in `entries`.
-    var index: [EventKey: Int] = [:]
-    var flushScheduled = false
-  }
+  /// Records waiting to be written (reads and denials must not each cost a transaction).
+  private let writes: GroupCommit<Entry>
 
   /// An event without its time: what makes two records of it the same.
   private struct EventKey: Hashable {
@@ -59,8 +55,6 @@ public final class AuditLog: Sendable {
       peer = entry.peer
     }
   }
-
-  private let pending = Mutex(Pending())
 
   static let migrator: DatabaseMigrator = {
     var migrator = DatabaseMigrator()
@@ -88,75 +82,61 @@ public final class AuditLog: Sendable {
   public init(database: EncryptedDatabase, key: SecretBytes) throws {
     self.database = database
     self.key = key
+    // A batch is written together; an entry identical to an earlier one of the batch but for its
+    // time (the same caller reading the same record again and again) is counted on it, `×N` in
+    // its detail, rather than written again.
+    self.writes = GroupCommit(
+      database: database, label: "audit", delay: .milliseconds(20), limit: 4096, onFailure: .retry
+    ) { db, entries in
+      var distinct: [(entry: Entry, count: Int)] = []
+      var index: [EventKey: Int] = [:]
+      for entry in entries {
+        if let at = index[EventKey(entry)] {
+          distinct[at].count += 1
+        } else {
+          index[EventKey(entry)] = distinct.count
+          distinct.append((entry, 1))
+        }
+      }
+      for (entry, count) in distinct {
+        var written = entry
+        if count > 1 { written.detail += (written.detail.isEmpty ? "" : " ") + "×\(count)" }
+        try Self.append(written, key: key, in: db)
+      }
+    }
     do { try Self.migrator.migrate(database.pool) } catch { throw EncryptedDatabase.mapError(error, path: database.path) }
   }
 
   /// Appends `entry` inside the caller's write transaction: the event commits with the change it
   /// records, or not at all.
   public func append(_ entry: Entry, in db: Database) throws {
-    let last = try Row.fetchOne(
-      db.cachedStatement(sql: "SELECT sequence, hash FROM audit_event ORDER BY sequence DESC LIMIT 1"))
-    let sequence: Int64 = (last?[0] ?? 0) + 1
-    let previous = last.map { [UInt8]($0[1] as Data) } ?? []
-    let hash = try Self.chainHash(previous: previous, sequence: sequence, entry, key: key)
-    try db.cachedStatement(
-      sql: """
-        INSERT INTO audit_event (sequence, time_ms, actor, action, target, outcome, detail, peer, hash)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """
-    ).execute(arguments: [
-      sequence, entry.timeMs, entry.actor, entry.action, entry.target, entry.outcome, entry.detail, entry.peer,
-      Data(hash),
-    ])
+    try Self.append(entry, key: key, in: db)
   }
 
-  /// Records `entry` soon, batched with others (reads and denials must not each cost a transaction).
-  /// An entry identical to one already pending (the same caller reading the same record again and
-  /// again, within one flush) is counted on it, `×N` in its detail, rather than written again. ``flush()`` writes what is pending; listing events flushes first.
+  private static func append(_ entry: Entry, key: SecretBytes, in db: Database) throws {
+    let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT sequence, hash FROM audit_event ORDER BY sequence DESC LIMIT 1"))
+    let sequence: Int64 = (last?["sequence"] ?? 0) + 1
+    let previous = last.map { [UInt8]($0["hash"] as Data) } ?? []
+    let hash = Data(try chainHash(previous: previous, sequence: sequence, entry, key: key))
+    // Prepared once per connection (GRDB caches it by its text; the values are bound).
+    try db.cachedStatement(
+      literal: """
+        INSERT INTO audit_event (sequence, time_ms, actor, action, target, outcome, detail, peer, hash)
+        VALUES (\(sequence), \(entry.timeMs), \(entry.actor), \(entry.action), \(entry.target), \(entry.outcome),
+          \(entry.detail), \(entry.peer), \(hash))
+        """
+    ).execute()
+  }
+
+  /// Records `entry` soon, written with others in one transaction within about 20 ms.
+  /// ``flush()`` writes what is pending; listing events flushes first.
   public func record(_ entry: Entry) {
-    let key = EventKey(entry)
-    let schedule = pending.withLock { state -> Bool in
-      if let index = state.index[key] {
-        state.entries[index].count += 1
-        return false
-      }
-      state.index[key] = state.entries.count
-      state.entries.append((entry, 1))
-      if state.flushScheduled { return false }
-      state.flushScheduled = true
-      return true
-    }
-    guard schedule else { return }
-    Task.detached { [self] in
-      try? await Task.sleep(for: .milliseconds(20))
-      try? flush()
-    }
+    writes.append(entry)
   }
 
   /// Writes every pending entry now.
   public func flush() throws {
-    let entries = pending.withLock { state -> [(entry: Entry, count: Int)] in
-      defer { state = Pending() }
-      return state.entries
-    }
-    guard !entries.isEmpty else { return }
-    do {
-      try database.write { db in
-        for (entry, count) in entries {
-          var written = entry
-          if count > 1 { written.detail += (written.detail.isEmpty ? "" : " ") + "×\(count)" }
-          try append(written, in: db)
-        }
-      }
-    } catch {
-      // Put them back first so a later flush retries: an audit event is never dropped silently.
-      pending.withLock { state in
-        state.entries.insert(contentsOf: entries, at: 0)
-        state.index = [:]
-        for (position, pending) in state.entries.enumerated() { state.index[EventKey(pending.entry)] = position }
-      }
-      throw error
-    }
+    try writes.flush()
   }
 
   /// Events after `after`, oldest first, optionally only of one actor, action or outcome.
@@ -165,33 +145,22 @@ public final class AuditLog: Sendable {
   {
     try flush()
     return try database.read { db in
-      var sql = "SELECT sequence, time_ms, actor, action, target, outcome, detail, peer, hash FROM audit_event WHERE sequence > ?"
-      var arguments: [any DatabaseValueConvertible] = [after]
-      if !actor.isEmpty {
-        sql += " AND actor = ?"
-        arguments.append(actor)
-      }
-      if !action.isEmpty {
-        sql += " AND action = ?"
-        arguments.append(action)
-      }
-      if !outcome.isEmpty {
-        sql += " AND outcome = ?"
-        arguments.append(outcome)
-      }
-      sql += " ORDER BY sequence LIMIT ?"
-      arguments.append(limit)
-      return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { row in
+      var sql: SQL = "SELECT sequence, time_ms, actor, action, target, outcome, detail, peer, hash FROM audit_event WHERE sequence > \(after)"
+      if !actor.isEmpty { sql += " AND actor = \(actor)" }
+      if !action.isEmpty { sql += " AND action = \(action)" }
+      if !outcome.isEmpty { sql += " AND outcome = \(outcome)" }
+      sql += " ORDER BY sequence LIMIT \(limit)"
+      return try Row.fetchAll(db, SQLRequest(literal: sql)).map { row in
         var event = Eduhub_Identity_V1_AuditEvent()
-        event.sequence = row[0]
-        event.timeMs = row[1]
-        event.actor = row[2]
-        event.action = row[3]
-        event.target = row[4]
-        event.outcome = row[5]
-        event.detail = row[6]
-        event.peer = row[7]
-        event.hash = [UInt8](row[8] as Data).map { String(format: "%02x", $0) }.joined()
+        event.sequence = row["sequence"]
+        event.timeMs = row["time_ms"]
+        event.actor = row["actor"]
+        event.action = row["action"]
+        event.target = row["target"]
+        event.outcome = row["outcome"]
+        event.detail = row["detail"]
+        event.peer = row["peer"]
+        event.hash = [UInt8](row["hash"] as Data).map { String(format: "%02x", $0) }.joined()
         return event
       }
     }
@@ -216,10 +185,11 @@ public final class AuditLog: Sendable {
       let rows = try Row.fetchCursor(
         db, sql: "SELECT sequence, time_ms, actor, action, target, outcome, detail, peer, hash FROM audit_event ORDER BY sequence")
       while let row = try rows.next() {
-        let sequence: Int64 = row[0]
+        let sequence: Int64 = row["sequence"]
         let entry = Entry(
-          actor: row[2], action: row[3], target: row[4], outcome: row[5], detail: row[6], peer: row[7], timeMs: row[1])
-        let stored = [UInt8](row[8] as Data)
+          actor: row["actor"], action: row["action"], target: row["target"], outcome: row["outcome"], detail: row["detail"],
+          peer: row["peer"], timeMs: row["time_ms"])
+        let stored = [UInt8](row["hash"] as Data)
         count += 1
         if sequence != expected {
           return Verification(entries: count, brokenAt: sequence, reason: "entry \(expected) is missing")

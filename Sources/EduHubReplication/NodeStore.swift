@@ -13,12 +13,12 @@ public final class NodeStore: Sendable {
   /// Stamps local writes and reconciles remote ones.
   public let replica: Replica
   /// Group commit for ``batched(_:)``.
-  private let commits: GroupCommit
+  private let commits: BatchedWrites
 
   public init(replica: Replica) {
     self.replica = replica
     let path = replica.store.database.path
-    self.commits = GroupCommit(database: replica.store.database) { Self.storageError($0, path: path) }
+    self.commits = BatchedWrites(database: replica.store.database) { Self.storageError($0, path: path) }
   }
 
   /// The record store (indexes, change feeds, search) for reads inside a transaction of this door.

@@ -33,15 +33,9 @@ public final class CallLog: Sendable {
   }
 
   let database: EncryptedDatabase
-  private struct Pending {
-    var entries: [Entry] = []
-    var flushScheduled = false
-    /// Entries a flush is writing (counted by `calls` until their transaction has committed).
-    var flushing: [Entry] = []
-  }
-
-  private let pending = Mutex(Pending())
-  /// Flushed at once beyond this many.
+  /// Calls waiting to be written.
+  private let writes: GroupCommit<Entry>
+  /// Written at once beyond this many.
   static let batch = 4096
 
   static let migrator: DatabaseMigrator = {
@@ -100,79 +94,54 @@ public final class CallLog: Sendable {
 
   init(database: EncryptedDatabase) throws {
     self.database = database
+    self.writes = GroupCommit(
+      database: database, label: "calls", delay: .milliseconds(50), limit: Self.batch, onFailure: .retry, write: Self.write)
     do { try Self.migrator.migrate(database.pool) } catch { throw EncryptedDatabase.mapError(error, path: database.path) }
   }
 
   /// Logs `entry` soon (within about 50 ms, or at once when many are waiting).
   public func record(_ entry: Entry) {
-    let (schedule, now) = pending.withLock { state -> (Bool, Bool) in
-      state.entries.append(entry)
-      if state.entries.count >= Self.batch { return (false, true) }
-      if state.flushScheduled { return (false, false) }
-      state.flushScheduled = true
-      return (true, false)
-    }
-    if now {
-      Task.detached { [self] in try? flush() }
-    } else if schedule {
-      Task.detached { [self] in
-        try? await Task.sleep(for: .milliseconds(50))
-        try? flush()
-      }
-    }
+    writes.append(entry)
   }
 
   /// Writes every pending entry now.
   public func flush() throws {
-    let entries = pending.withLock { state -> [Entry] in
-      let taken = state.entries
-      state.entries = []
-      state.flushScheduled = false
-      state.flushing += taken
-      return taken
+    try writes.flush()
+  }
+
+  /// Writes a batch: each call, and the day's totals by one upsert per group of the batch.
+  private static func write(_ db: Database, _ entries: [Entry]) throws {
+    struct Key: Hashable { let day, resource, consumer, scope, path: String }
+    var totals: [Key: [Int64]] = [:]
+    for entry in entries {
+      try db.cachedStatement(
+        literal: """
+          INSERT INTO share_call (time_ms, day, resource, resource_scope, consumer, consumer_path, grant_id, kind,
+            fingerprint, rows, bytes, status, latency_us)
+          VALUES (\(entry.timeMs), \(entry.day), \(entry.resource), \(entry.resourceScope), \(entry.consumer),
+            \(entry.consumerPath), \(entry.grant), \(entry.kind), \(entry.fingerprint), \(entry.rows), \(entry.bytes),
+            \(entry.status), \(entry.latencyMicros))
+          """
+      ).execute()
+      let session = entry.kind == "stream"
+      let key = Key(day: entry.day, resource: entry.resource, consumer: entry.consumer, scope: entry.resourceScope, path: entry.consumerPath)
+      let add: [Int64] = [
+        session ? 0 : 1, entry.status != 0 ? 1 : 0, entry.rows, entry.bytes, session ? 0 : entry.latencyMicros, session ? 1 : 0,
+      ]
+      totals[key] = zip(totals[key] ?? [0, 0, 0, 0, 0, 0], add).map { $0 + $1 }
     }
-    guard !entries.isEmpty else { return }
-    defer { pending.withLock { $0.flushing.removeFirst(min(entries.count, $0.flushing.count)) } }
-    do {
-      try database.write { db in
-        let insert = try db.cachedStatement(
-          sql: """
-            INSERT INTO share_call (time_ms, day, resource, resource_scope, consumer, consumer_path, grant_id, kind,
-              fingerprint, rows, bytes, status, latency_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """)
-        // The day's totals: one upsert per group of this flush.
-        struct Key: Hashable { let day, resource, consumer, scope, path: String }
-        var totals: [Key: [Int64]] = [:]
-        for entry in entries {
-          try insert.execute(arguments: [
-            entry.timeMs, entry.day, entry.resource, entry.resourceScope, entry.consumer, entry.consumerPath, entry.grant,
-            entry.kind, entry.fingerprint, entry.rows, entry.bytes, entry.status, entry.latencyMicros,
-          ])
-          let session = entry.kind == "stream"
-          let key = Key(day: entry.day, resource: entry.resource, consumer: entry.consumer, scope: entry.resourceScope, path: entry.consumerPath)
-          let add: [Int64] = [
-            session ? 0 : 1, entry.status != 0 ? 1 : 0, entry.rows, entry.bytes, session ? 0 : entry.latencyMicros, session ? 1 : 0,
-          ]
-          totals[key] = zip(totals[key] ?? [0, 0, 0, 0, 0, 0], add).map { $0 + $1 }
-        }
-        let upsert = try db.cachedStatement(
-          sql: """
-            INSERT INTO share_call_daily (day, resource, consumer, resource_scope, consumer_path, calls, failures, rows, bytes,
-              latency_us, sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, failures = failures + excluded.failures,
-              rows = rows + excluded.rows, bytes = bytes + excluded.bytes, latency_us = latency_us + excluded.latency_us,
-              sessions = sessions + excluded.sessions
-            """)
-        for (key, values) in totals {
-          try upsert.execute(arguments: [
-            key.day, key.resource, key.consumer, key.scope, key.path, values[0], values[1], values[2], values[3], values[4], values[5],
-          ])
-        }
-      }
-    } catch {
-      // Back in front of what came since: a later flush retries; nothing is dropped silently.
-      pending.withLock { $0.entries.insert(contentsOf: entries, at: 0) }
-      throw error
+    for (key, values) in totals {
+      try db.cachedStatement(
+        literal: """
+          INSERT INTO share_call_daily (day, resource, consumer, resource_scope, consumer_path, calls, failures, rows, bytes,
+            latency_us, sessions)
+          VALUES (\(key.day), \(key.resource), \(key.consumer), \(key.scope), \(key.path), \(values[0]), \(values[1]),
+            \(values[2]), \(values[3]), \(values[4]), \(values[5]))
+          ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, failures = failures + excluded.failures,
+            rows = rows + excluded.rows, bytes = bytes + excluded.bytes, latency_us = latency_us + excluded.latency_us,
+            sessions = sessions + excluded.sessions
+          """
+      ).execute()
     }
   }
 
@@ -182,12 +151,11 @@ public final class CallLog: Sendable {
   func calls(of grant: String, on day: String) throws -> Int64 {
     // Memory first (pending and being written): an entry committed between the two reads is
     // counted twice rather than missed.
-    let pending = pending.withLock { state in
-      Int64((state.flushing + state.entries).lazy.filter { $0.grant == grant && $0.day == day && ($0.kind == "call" || $0.kind == "test") }.count)
+    let pending = writes.unwritten { entries in
+      Int64(entries.lazy.filter { $0.grant == grant && $0.day == day && ($0.kind == "call" || $0.kind == "test") }.count)
     }
     let written = try database.read { db in
-      try Int64.fetchOne(
-        db, sql: "SELECT count(*) FROM share_call WHERE grant_id = ? AND day = ? AND kind IN ('call', 'test')", arguments: [grant, day]) ?? 0
+      try Int64.fetchOne(db, SQLRequest<Int64>(literal: "SELECT count(*) FROM share_call WHERE grant_id = \(grant) AND day = \(day) AND kind IN ('call', 'test')")) ?? 0
     }
     return written + pending
   }
@@ -203,33 +171,26 @@ public final class CallLog: Sendable {
   func statistics(from: String, to: String, resource: String, consumer: String) throws -> [Group] {
     try flush()
     return try database.read { db in
-      var sql = """
+      var sql: SQL = """
         SELECT day, resource, consumer, resource_scope, consumer_path, calls, failures, rows, bytes, latency_us, sessions
-        FROM share_call_daily WHERE day >= ? AND day <= ?
+        FROM share_call_daily WHERE day >= \(from) AND day <= \(to)
         """
-      var arguments: [any DatabaseValueConvertible] = [from, to]
-      if !resource.isEmpty {
-        sql += " AND resource = ?"
-        arguments.append(resource)
-      }
-      if !consumer.isEmpty {
-        sql += " AND consumer = ?"
-        arguments.append(consumer)
-      }
+      if !resource.isEmpty { sql += " AND resource = \(resource)" }
+      if !consumer.isEmpty { sql += " AND consumer = \(consumer)" }
       sql += " ORDER BY day, resource, consumer"
-      return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { row in
+      return try Row.fetchAll(db, SQLRequest(literal: sql)).map { row in
         var stat = Eduhub_Sharing_V1_CallStat()
-        stat.day = row[0]
-        stat.resourceCode = row[1]
-        stat.consumerID = row[2]
-        stat.calls = row[5]
-        stat.failures = row[6]
-        stat.rows = row[7]
-        stat.bytes = row[8]
-        let latency: Int64 = row[9]
+        stat.day = row["day"]
+        stat.resourceCode = row["resource"]
+        stat.consumerID = row["consumer"]
+        stat.calls = row["calls"]
+        stat.failures = row["failures"]
+        stat.rows = row["rows"]
+        stat.bytes = row["bytes"]
+        let latency: Int64 = row["latency_us"]
         stat.meanLatencyUs = stat.calls > 0 ? latency / stat.calls : 0
-        stat.sessions = row[10]
-        return Group(stat: stat, resourceScope: row[3], consumerPath: row[4])
+        stat.sessions = row["sessions"]
+        return Group(stat: stat, resourceScope: row["resource_scope"], consumerPath: row["consumer_path"])
       }
     }
   }
