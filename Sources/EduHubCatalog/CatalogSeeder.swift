@@ -126,7 +126,7 @@ public enum CatalogSeeder {
         }
         if case .view(let view) = resource.dataset.source { resource.rowCount = try catalog.countView(view, in: db) }
         try replica.write(
-          [.init(collection: CatalogCollections.resource, id: resource.code, scope: org.scope, body: try resource.serializedBytes())],
+          [.init(collection: CatalogCollections.resource.name, id: resource.code, scope: org.scope, body: try resource.serializedBytes())],
           in: db)
         published.append(resource)
       }

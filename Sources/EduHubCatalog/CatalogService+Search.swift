@@ -39,7 +39,7 @@ extension CatalogService {
     let fingerprint = Self.fingerprint((try? unpaged.serializedBytes()) ?? [])
     let now = identity.nowMs()
     return try store.read { db in
-      let (entries, facetNames) = try index.entries(store: store.records, collection: CatalogCollections.resource, in: db)
+      let (entries, facetNames) = try index.entries(store: store.records, collection: CatalogCollections.resource.name, in: db)
       let mine = try followed(by: caller, in: db)
       var response = Eduhub_Catalog_V1_SearchResourcesResponse()
       let codes: [String]

@@ -11,21 +11,23 @@ import Synchronization
 
 /// The record-store collections of the catalog.
 public enum CatalogCollections {
-  public static let resource = "catalog_resource"
-  public static let follow = "catalog_follow"
+  /// Searched in memory (CatalogIndex), which catches up through the change index.
+  public static let resource = RecordCollection<Eduhub_Catalog_V1_Resource>("catalog_resource", indexesChanges: true) { body in
+    // A body that is not a resource is refused here rather than when search reads it.
+    _ = try Eduhub_Catalog_V1_Resource(serializedBytes: body)
+    return .init()
+  }
+
+  /// Follow marks: field 1 carries the follower (the index key).
+  public static let follow = RecordCollection<Eduhub_Catalog_V1_FollowRequest>("catalog_follow", indexes: ["account"]) { body in
+    .init(keys: [("account", try WireFields.strings(body, [1])[1] ?? "")])
+  }
 
   public static var all: [CollectionDefinition] {
     [
-      // Searched in memory (CatalogIndex), which catches up through the change index.
-      CollectionDefinition(name: resource, indexesChanges: true) { body in
-        // A body that is not a resource is refused here rather than when search reads it.
-        _ = try Eduhub_Catalog_V1_Resource(serializedBytes: body)
-        return .init()
-      },
-      CollectionDefinition(name: follow, indexes: ["account"]) { body in
-        .init(keys: [("account", try WireFields.strings(body, [1])[1] ?? "")])
-      },
-      // Rows of ingested datasets (see DatasetSchema): found by id prefix, so no index.
+      resource.definition, follow.definition,
+      // Rows of ingested datasets (see DatasetSchema): found by id prefix, so no index. Their bodies
+      // follow each table's own schema, so the collection has no one message type.
       CollectionDefinition(name: DatasetSchema.rowCollection),
     ]
   }

@@ -14,10 +14,10 @@ extension CatalogService {
   func registerWriteRules() {
     let store = store.records
     identity.declare(
-      CatalogCollections.resource,
+      CatalogCollections.resource.name,
       writes: .checked(by: self) { $0.checkResource },
       classified: .fields(Eduhub_Catalog_V1_Resource.classifiedFields))
-    identity.declare(CatalogCollections.follow, writes: .fromBelow(Self.checkFollow), classified: .unclassified)
+    identity.declare(CatalogCollections.follow.name, writes: .fromBelow(Self.checkFollow), classified: .unclassified)
     // A row is classified by its table's schema (field numbers 8 + column).
     identity.declare(
       DatasetSchema.rowCollection, writes: .checked(by: self) { $0.checkRow },
@@ -101,10 +101,10 @@ extension CatalogService {
     let what = "follow \(record.id.prefix(100))"
     let mark = try IdentityService.decode(Eduhub_Catalog_V1_FollowRequest.self, IdentityService.judged(record, existing))
     let code = String(record.id.prefix { $0 != "|" })
-    guard record.id == code + "|" + mark.code, let resource = try view.live(CatalogCollections.resource, code),
+    guard record.id == code + "|" + mark.code, let resource = try view.live(CatalogCollections.resource.name, code),
       resource.scope == record.scope
     else { throw PushRefusal("\(what): it does not name a resource stored at its scope and its follower") }
-    guard let account = try view.live(IdentityCollections.account, mark.code), !account.scope.isEmpty,
+    guard let account = try view.live(IdentityCollections.account.name, mark.code), !account.scope.isEmpty,
       RecordStore.inScope(account.scope, node.scope)
     else { throw PushRefusal("\(what): its follower is not an account of node \(node.id)'s scope") }
   }
@@ -113,7 +113,7 @@ extension CatalogService {
     let what = "row \(record.id.prefix(100))"
     let code = String(record.id.prefix { $0 != "|" })
     // IngestRows: catalog.publish on the table's org, rows stored at the table's scope.
-    guard let table = try view.live(CatalogCollections.resource, code), table.scope == record.scope else {
+    guard let table = try view.live(CatalogCollections.resource.name, code), table.scope == record.scope else {
       throw PushRefusal("\(what): it is not a row of a table stored at its scope")
     }
     if let existing, existing.scope != record.scope {

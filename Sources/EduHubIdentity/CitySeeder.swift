@@ -70,8 +70,8 @@ public struct CitySeeder: Sendable {
     var summary = Summary()
     var issued: [String: Int] = [:]
     let city = org(Self.cityCode, "达州市", .city, parent: "")
-    var writes: [Replica.Write] = [write(IdentityCollections.org, Self.cityCode, Self.cityCode, city)]
-    writes.append(write(IdentityCollections.org, "EDU-511700", "511700/EDU-511700", org("EDU-511700", "达州市教育局", .bureau, parent: Self.cityCode)))
+    var writes: [Replica.Write] = [write(IdentityCollections.org.name, Self.cityCode, Self.cityCode, city)]
+    writes.append(write(IdentityCollections.org.name, "EDU-511700", "511700/EDU-511700", org("EDU-511700", "达州市教育局", .bureau, parent: Self.cityCode)))
     summary.orgs += 2
     // Schools per county, by weight, summing to the total.
     var schoolCounts = Self.counties.map { max(1, Int(Double(totalSchools) * $0.weight)) }
@@ -81,7 +81,7 @@ public struct CitySeeder: Sendable {
     let teachersPerSchool = Double(targetTeachers) / Double(totalSchools)
     for (countyIndex, county) in Self.counties.enumerated() {
       let countyPath = Self.cityCode + "/" + county.code
-      var orgs: [Replica.Write] = [write(IdentityCollections.org, county.code, countyPath, org(county.code, county.name, .county, parent: Self.cityCode))]
+      var orgs: [Replica.Write] = [write(IdentityCollections.org.name, county.code, countyPath, org(county.code, county.name, .county, parent: Self.cityCode))]
       summary.orgs += 1
       var towns: [(code: String, path: String, name: String)] = []
       for townIndex in 0..<townsPerCounty {
@@ -90,7 +90,7 @@ public struct CitySeeder: Sendable {
         towns.append((code, countyPath + "/" + code, name))
         var town = org(code, name, .town, parent: county.code)
         town.divisionCode = county.code
-        orgs.append(write(IdentityCollections.org, code, countyPath + "/" + code, town))
+        orgs.append(write(IdentityCollections.org.name, code, countyPath + "/" + code, town))
         summary.orgs += 1
       }
       try replica.write(orgs)
@@ -103,7 +103,7 @@ public struct CitySeeder: Sendable {
         school.divisionCode = county.code
         school.schoolLevel = level
         school.address = "四川省达州市\(county.name)\(town.name)\(Names.street(&random))\(random.next(200) + 1)号"
-        var batch = [write(IdentityCollections.org, code, path, school)]
+        var batch = [write(IdentityCollections.org.name, code, path, school)]
         summary.orgs += 1
         summary.schools += 1
         let students = max(1, Int(studentsPerSchool * Self.sizeFactor(level) * (0.7 + Double(random.next(61)) / 100)))
@@ -147,7 +147,7 @@ public struct CitySeeder: Sendable {
       student.grade = grade
       student.className = "\(classNumber)班"
       try Validate.person(student)
-      batch.append(write(IdentityCollections.person, student.id, path, student))
+      batch.append(write(IdentityCollections.person.name, student.id, path, student))
       summary.students += 1
       // Siblings: about one student in twenty shares the guardians of the student before.
       var guardianIDs: [String] = []
@@ -168,7 +168,7 @@ public struct CitySeeder: Sendable {
           guardian.phone = Names.phone(&random)
           guardian.address = student.address
           guardian.orgCode = school
-          batch.append(write(IdentityCollections.person, guardian.id, path, guardian))
+          batch.append(write(IdentityCollections.person.name, guardian.id, path, guardian))
           summary.guardians += 1
           guardianIDs.append(guardian.id)
         }
@@ -180,7 +180,7 @@ public struct CitySeeder: Sendable {
         binding.relation = number == 0 ? "父亲" : "母亲"
         binding.boundBy = "system"
         binding.confirmedBy = "system"
-        batch.append(write(IdentityCollections.guardianship, guardianID + ":" + student.id, path, binding))
+        batch.append(write(IdentityCollections.guardianship.name, guardianID + ":" + student.id, path, binding))
         summary.bindings += 1
       }
       previousGuardians = guardianIDs
@@ -201,7 +201,7 @@ public struct CitySeeder: Sendable {
       teacher.orgCode = school
       teacher.title = titles[random.next(titles.count)]
       teacher.subjects = [subjects[random.next(subjects.count)]]
-      batch.append(write(IdentityCollections.person, teacher.id, path, teacher))
+      batch.append(write(IdentityCollections.person.name, teacher.id, path, teacher))
       summary.teachers += 1
     }
   }

@@ -8,8 +8,8 @@ import GRDB
 extension IdentityService {
   /// Every collection whose records carry an org path as their scope: moved along with their org.
   static let scopedCollections = [
-    IdentityCollections.org, IdentityCollections.person, IdentityCollections.guardianship,
-    IdentityCollections.account, IdentityCollections.session, IdentityCollections.roleGrant,
+    IdentityCollections.org.name, IdentityCollections.person.name, IdentityCollections.guardianship.name,
+    IdentityCollections.account.name, IdentityCollections.session.name, IdentityCollections.roleGrant.name,
   ]
 
   func withPath(_ record: StoredRecord) throws -> Eduhub_Identity_V1_Org {
@@ -98,7 +98,7 @@ extension IdentityService {
           let page = try store.records.inScope(collection, scope: oldPath, after: after, limit: 500, in: db)
           guard let last = page.last else { break }
           after = last
-          let writes = page.filter { !($0.collection == IdentityCollections.org && $0.id == org.code) }.map { record in
+          let writes = page.filter { !($0.collection == IdentityCollections.org.name && $0.id == org.code) }.map { record in
             Replica.Write(
               collection: record.collection, id: record.id, scope: newPath + record.scope.dropFirst(oldPath.count),
               body: record.body)
@@ -134,7 +134,7 @@ extension IdentityService {
       }
       var after: StoredRecord?
       if let parts = try PageToken.parse(request.page.pageToken, parts: 2) {
-        after = StoredRecord(collection: IdentityCollections.org, id: parts[1], scope: parts[0], body: [])
+        after = StoredRecord(collection: IdentityCollections.org.name, id: parts[1], scope: parts[0], body: [])
       }
       // The org itself is not part of its subtree listing.
       var scanned = 0

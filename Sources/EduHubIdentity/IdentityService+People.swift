@@ -220,7 +220,7 @@ extension IdentityService {
     invalidateCallers()
     // The answer is the person as the caller may read it: writing a field (people.write) is not
     // reading the others in clear, and an update of nothing must not be a way to read.
-    let written = StoredRecord(collection: IdentityCollections.person, id: person.id, scope: path, body: try person.serializedBytes())
+    let written = StoredRecord(collection: IdentityCollections.person.name, id: person.id, scope: path, body: try person.serializedBytes())
     return try view(written, for: caller, peer: peer, on: today)
   }
 
@@ -276,7 +276,7 @@ extension IdentityService {
       }
       var after: StoredRecord?
       if let parts = try PageToken.parse(request.page.pageToken, parts: 2) {
-        after = StoredRecord(collection: IdentityCollections.person, id: parts[1], scope: parts[0], body: [])
+        after = StoredRecord(collection: IdentityCollections.person.name, id: parts[1], scope: parts[0], body: [])
       }
       var scanned = 0
       let filtered = request.kind != .unspecified || request.grade != 0 || !request.className.isEmpty

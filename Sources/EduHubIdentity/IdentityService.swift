@@ -66,8 +66,8 @@ public final class IdentityService: Sendable {
   /// Collections whose changes can alter a resolved caller or a trusted key: a change to one that
   /// arrives by sync invalidates the caches as a local write does (services add their own).
   let callerCollections = Mutex<Set<String>>([
-    IdentityCollections.account, IdentityCollections.session, IdentityCollections.roleGrant,
-    IdentityCollections.guardianship, IdentityCollections.person, IdentityCollections.nodeKey,
+    IdentityCollections.account.name, IdentityCollections.session.name, IdentityCollections.roleGrant.name,
+    IdentityCollections.guardianship.name, IdentityCollections.person.name, IdentityCollections.nodeKey.name,
   ])
   /// Scopes of downstream token issuers (see `registerIssuerScopes`).
   let issuerScopes = Mutex<[@Sendable (String, Database) throws -> (scope: String, clear: Bool)?]>([])
@@ -123,7 +123,7 @@ public final class IdentityService: Sendable {
       record.nodeID = nodeID
       record.publicKey = Data(signingKey.publicKey)
       record.createdMs = nowMs()
-      try replica.write([.init(collection: IdentityCollections.nodeKey, id: nodeID, scope: "", body: try record.serializedBytes())])
+      try replica.write([.init(collection: IdentityCollections.nodeKey.name, id: nodeID, scope: "", body: try record.serializedBytes())])
     }
   }
 

@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import SwiftProtobuf
 
@@ -8,25 +9,25 @@ import SwiftProtobuf
 /// flows, `grantRole`/`revokeRole`), with the pushing node's authority as the caller.
 extension IdentityService {
   func registerWriteRules() {
-    declare(IdentityCollections.org, writes: .fromBelow(Self.checkOrg), classified: .fields(Eduhub_Identity_V1_Org.classifiedFields))
-    declare(IdentityCollections.person, writes: .fromBelow(Self.checkPerson), classified: .fields(Eduhub_Identity_V1_Person.classifiedFields))
+    declare(IdentityCollections.org.name, writes: .fromBelow(Self.checkOrg), classified: .fields(Eduhub_Identity_V1_Org.classifiedFields))
+    declare(IdentityCollections.person.name, writes: .fromBelow(Self.checkPerson), classified: .fields(Eduhub_Identity_V1_Person.classifiedFields))
     declare(
-      IdentityCollections.guardianship, writes: .fromBelow(Self.checkGuardianship),
+      IdentityCollections.guardianship.name, writes: .fromBelow(Self.checkGuardianship),
       classified: .fields(Eduhub_Identity_V1_GuardianBinding.classifiedFields))
     declare(
-      IdentityCollections.account, writes: .fromBelow(Self.checkAccount), classified: .fields(Eduhub_Identity_V1_AccountRecord.classifiedFields))
+      IdentityCollections.account.name, writes: .fromBelow(Self.checkAccount), classified: .fields(Eduhub_Identity_V1_AccountRecord.classifiedFields))
     declare(
-      IdentityCollections.session, writes: .fromBelow(Self.checkSession), classified: .fields(Eduhub_Identity_V1_SessionRecord.classifiedFields))
-    declare(IdentityCollections.roleGrant, writes: .fromBelow(Self.checkRoleGrant), classified: .unclassified)
+      IdentityCollections.session.name, writes: .fromBelow(Self.checkSession), classified: .fields(Eduhub_Identity_V1_SessionRecord.classifiedFields))
+    declare(IdentityCollections.roleGrant.name, writes: .fromBelow(Self.checkRoleGrant), classified: .unclassified)
     // A node's signing key is published by that node to its own store and reaches others from
     // above; one pushed up would let the pusher choose which key verifies whose tokens.
-    declare(IdentityCollections.nodeKey, writes: .downOnly, classified: .unclassified)
+    declare(IdentityCollections.nodeKey.name, writes: .downOnly, classified: .unclassified)
   }
 
   /// The org path of `code` as the push would leave it; nil when no such org exists.
   package static func orgPath(_ code: String, _ view: PushView) throws -> String? {
     guard !code.isEmpty else { return nil }
-    return try view.live(IdentityCollections.org, code)?.scope
+    return try view.live(IdentityCollections.org.name, code)?.scope
   }
 
   /// PushRefusal unless `node`'s authority holds `permission` on `path`.
@@ -46,7 +47,7 @@ extension IdentityService {
       return
     }
     if actor.hasPrefix("operator:") { return }
-    guard let account = try view.live(IdentityCollections.account, actor), !account.scope.isEmpty,
+    guard let account = try view.live(IdentityCollections.account.name, actor), !account.scope.isEmpty,
       RecordStore.inScope(account.scope, node.scope)
     else { throw PushRefusal("\(what): its actor is not a user of node \(node.id)'s scope") }
   }
@@ -123,7 +124,7 @@ extension IdentityService {
     try requireWhereWritten(.peopleWrite, record, existing, node, what)
     guard !record.deleted else { return }
     let person = try decode(Eduhub_Identity_V1_Person.self, record)
-    guard person.id == record.id, let org = try view.live(IdentityCollections.org, person.orgCode), org.scope == record.scope else {
+    guard person.id == record.id, let org = try view.live(IdentityCollections.org.name, person.orgCode), org.scope == record.scope else {
       throw PushRefusal("\(what): its org does not match the scope it is stored under")
     }
     // CreatePerson and UpdatePerson: a valid person, stored normalised, a student in a school, and
@@ -148,7 +149,7 @@ extension IdentityService {
       throw PushRefusal("\(what): a student belongs to a school")
     }
     if !person.nationalID.isEmpty {
-      let holders = try view.ids(IdentityCollections.person, index: "national_id", key: person.nationalID)
+      let holders = try view.ids(IdentityCollections.person.name, index: "national_id", key: person.nationalID)
       guard holders.subtracting([record.id]).isEmpty else { throw PushRefusal("\(what): another person has this national_id") }
     }
   }
@@ -163,10 +164,10 @@ extension IdentityService {
       throw PushRefusal("\(what): a binding names who bound it, and is confirmed by someone else")
     }
     guard record.id == binding.guardianID + ":" + binding.childID else { throw PushRefusal("\(what): its id does not name its guardian and child") }
-    guard let child = try view.live(IdentityCollections.person, binding.childID), child.scope == record.scope,
+    guard let child = try view.live(IdentityCollections.person.name, binding.childID), child.scope == record.scope,
       try decode(Eduhub_Identity_V1_Person.self, child).kind == .student
     else { throw PushRefusal("\(what): the child is not a student stored at the binding's scope") }
-    guard let guardian = try view.live(IdentityCollections.person, binding.guardianID),
+    guard let guardian = try view.live(IdentityCollections.person.name, binding.guardianID),
       try decode(Eduhub_Identity_V1_Person.self, guardian).kind == .guardian
     else { throw PushRefusal("\(what): the guardian is not a guardian known here") }
   }
@@ -180,7 +181,7 @@ extension IdentityService {
     let account = try decode(Eduhub_Identity_V1_AccountRecord.self, record)
     guard account.id == record.id else { throw PushRefusal("\(what): its id disagrees") }
     if !account.personID.isEmpty {
-      guard let person = try view.live(IdentityCollections.person, account.personID), person.scope == record.scope else {
+      guard let person = try view.live(IdentityCollections.person.name, account.personID), person.scope == record.scope else {
         throw PushRefusal("\(what): its person is not stored at the account's scope")
       }
     } else {
@@ -189,12 +190,12 @@ extension IdentityService {
     // Logins stay unique across replicas: a pushed account never takes over another's name or phone.
     let username = account.username.lowercased()
     guard !username.isEmpty else { throw PushRefusal("\(what): it has no username") }
-    let sameName = try view.ids(IdentityCollections.account, index: "username", key: username)
+    let sameName = try view.ids(IdentityCollections.account.name, index: "username", key: username)
     guard sameName.subtracting([record.id]).isEmpty else {
       throw PushRefusal("\(what): the username is already another account's")
     }
     if !account.phone.isEmpty {
-      let samePhone = try view.ids(IdentityCollections.account, index: "phone", key: account.phone)
+      let samePhone = try view.ids(IdentityCollections.account.name, index: "phone", key: account.phone)
       guard samePhone.subtracting([record.id]).isEmpty else {
         throw PushRefusal("\(what): the phone number is already another account's")
       }
@@ -206,7 +207,7 @@ extension IdentityService {
     let session = try decode(Eduhub_Identity_V1_SessionRecord.self, judged(record, existing))
     // A session is opened by its account's login: it lives with the account, inside the node's
     // scope. One naming an account above the node (the city's administrator) is a forgery.
-    guard session.id == record.id, let account = try view.live(IdentityCollections.account, session.accountID),
+    guard session.id == record.id, let account = try view.live(IdentityCollections.account.name, session.accountID),
       account.scope == record.scope, !account.scope.isEmpty, RecordStore.inScope(account.scope, node.scope)
     else { throw PushRefusal("\(what): its account is not an account of node \(node.id)'s scope") }
     if let existing {
@@ -233,7 +234,7 @@ extension IdentityService {
     guard grant.id == record.id, try orgPath(grant.orgCode, view) == record.scope else {
       throw PushRefusal("\(what): its org does not match the scope it is stored under")
     }
-    guard try view.live(IdentityCollections.account, grant.accountID) != nil else {
+    guard try view.live(IdentityCollections.account.name, grant.accountID) != nil else {
       throw PushRefusal("\(what): no account \(grant.accountID.prefix(40))")
     }
   }

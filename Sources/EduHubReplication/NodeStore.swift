@@ -73,8 +73,13 @@ public final class NodeStore: Sendable {
     return record
   }
 
+  /// Record `id` of a typed collection unless it is absent or deleted.
+  public func live<M>(_ collection: RecordCollection<M>, _ id: String, in db: Database) throws -> StoredRecord? {
+    try live(collection.name, id, in: db)
+  }
+
   /// Record `id` of a typed collection, decoded, unless it is absent or deleted.
-  public func live<M>(_ collection: RecordCollection<M>, _ id: String, in db: Database) throws -> Stored<M>? {
+  public func value<M>(_ collection: RecordCollection<M>, _ id: String, in db: Database) throws -> Stored<M>? {
     guard let record = try live(collection.name, id, in: db) else { return nil }
     return Stored(record: record, value: try collection.decode(record))
   }
@@ -90,48 +95,6 @@ public final class NodeStore: Sendable {
       return StorageError(.corrupted, "a stored record cannot be read: \(error)")
     default:
       return error
-    }
-  }
-}
-
-/// A stored record with its body decoded.
-public struct Stored<M: Message & Sendable>: Sendable {
-  /// The record as stored: id, scope, version, deletion.
-  public var record: StoredRecord
-  /// Its body.
-  public var value: M
-
-  public init(record: StoredRecord, value: M) {
-    self.record = record
-    self.value = value
-  }
-}
-
-/// A replicated collection of one protobuf message type: its name in the record store and the type
-/// of its bodies, so reads decode to the right type and writes cannot put another in.
-public struct RecordCollection<M: Message & Sendable>: Sendable, Hashable {
-  /// The collection's name in the record store.
-  public let name: String
-
-  public init(_ name: String, of type: M.Type = M.self) {
-    self.name = name
-  }
-
-  /// The body of `record` (of this collection), or `.corrupted` when it does not decode.
-  public func decode(_ record: StoredRecord) throws -> M {
-    do {
-      return try M(serializedBytes: record.body)
-    } catch {
-      throw StorageError(.corrupted, "\(name)/\(record.id.prefix(64)) cannot be read")
-    }
-  }
-
-  /// Decodes raw body bytes as this collection's message.
-  public func decode(_ body: [UInt8]) throws -> M {
-    do {
-      return try M(serializedBytes: body)
-    } catch {
-      throw StorageError(.corrupted, "a \(name) record cannot be read")
     }
   }
 }

@@ -110,7 +110,7 @@ extension SharingService {
     return try store.read { db in
       var response = Eduhub_Sharing_V1_ListAppsResponse()
       for scope in scopes {
-        for record in try subtree(SharingCollections.app, scope, limit: 10_000, in: db) {
+        for record in try subtree(SharingCollections.app.name, scope, limit: 10_000, in: db) {
           response.apps.append(try Eduhub_Sharing_V1_AppRecord(serializedBytes: record.body).app)
         }
       }

@@ -86,7 +86,7 @@ extension SharingService {
         }
       } else {
         records = try caller.scopes(for: .catalogPublish).flatMap { scope in
-          try subtree(SharingCollections.grant, scope, limit: 100_000, in: db)
+          try subtree(SharingCollections.grant.name, scope, limit: 100_000, in: db)
         }
       }
       var seen = Set<String>()

@@ -406,14 +406,14 @@ extension SharingService {
         }
       case .toDecide:
         for scope in caller.scopes(for: .catalogPublish) {
-          try add(subtree(SharingCollections.request, scope, limit: 10_000, in: db)) { $0.state == .pendingSteward }
+          try add(subtree(SharingCollections.request.name, scope, limit: 10_000, in: db)) { $0.state == .pendingSteward }
         }
         for scope in caller.scopes(for: .shareSecurity) {
-          try add(subtree(SharingCollections.request, scope, limit: 10_000, in: db)) { $0.state == .pendingSecurity }
+          try add(subtree(SharingCollections.request.name, scope, limit: 10_000, in: db)) { $0.state == .pendingSecurity }
         }
       case .stewarded, .UNRECOGNIZED:
         for scope in caller.scopes(for: .catalogPublish) {
-          try add(subtree(SharingCollections.request, scope, limit: 10_000, in: db))
+          try add(subtree(SharingCollections.request.name, scope, limit: 10_000, in: db))
         }
       }
       var response = Eduhub_Sharing_V1_ListRequestsResponse()

@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubCatalog
 import EduHubIdentity
 import EduHubRPC
+import EduHubReplication
 import EduHubStorage
 import SwiftProtobuf
 
@@ -12,16 +13,16 @@ import SwiftProtobuf
 /// whole chain its terms need, and no edge node takes the city security officer's step.
 extension SharingService {
   func registerWriteRules() {
-    identity.declare(SharingCollections.app, writes: .downOnly, classified: .fields(Eduhub_Sharing_V1_AppRecord.classifiedFields))
+    identity.declare(SharingCollections.app.name, writes: .downOnly, classified: .fields(Eduhub_Sharing_V1_AppRecord.classifiedFields))
     identity.declare(
-      SharingCollections.request,
+      SharingCollections.request.name,
       writes: .checked(by: self) { $0.checkRequest },
       classified: .unclassified)
     identity.declare(
-      SharingCollections.grant,
+      SharingCollections.grant.name,
       writes: .checked(by: self) { $0.checkGrant },
       classified: .unclassified)
-    identity.registerCallerCollection(SharingCollections.app)
+    identity.registerCallerCollection(SharingCollections.app.name)
   }
 
   /// Steps an edge node may add, by who takes them.
@@ -32,7 +33,7 @@ extension SharingService {
     let what = "access request \(record.id.prefix(64))"
     guard !record.deleted else { throw PushRefusal("\(what): requests are never deleted") }
     let request = try IdentityService.decode(Eduhub_Sharing_V1_AccessRequest.self, record)
-    guard request.id == record.id, let table = try view.live(CatalogCollections.resource, request.terms.resourceCode),
+    guard request.id == record.id, let table = try view.live(CatalogCollections.resource.name, request.terms.resourceCode),
       table.scope == record.scope
     else { throw PushRefusal("\(what): it is not stored with its resource") }
     let resource = try IdentityService.decode(Eduhub_Catalog_V1_Resource.self, table)
@@ -103,7 +104,7 @@ extension SharingService {
     guard !record.deleted else { throw PushRefusal("\(what): grants are never deleted") }
     let grant = try IdentityService.decode(Eduhub_Sharing_V1_Grant.self, record)
     // A grant is its request's, approved (the request's own check saw the chain through).
-    guard grant.id == record.id, let requestRecord = try view.live(SharingCollections.request, grant.id),
+    guard grant.id == record.id, let requestRecord = try view.live(SharingCollections.request.name, grant.id),
       requestRecord.scope == record.scope
     else { throw PushRefusal("\(what): no request of that id is stored with it") }
     let request = try IdentityService.decode(Eduhub_Sharing_V1_AccessRequest.self, requestRecord)

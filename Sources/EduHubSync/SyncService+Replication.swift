@@ -239,7 +239,7 @@ extension SyncService {
             "record \(record.collection)/\(record.id) lies outside node \(request.nodeID)'s scope")
         }
         // A node manages the nodes below it, never its own registration (its clearance, its key).
-        guard !(record.collection == SyncCollections.node && record.id == request.nodeID) else {
+        guard !(record.collection == SyncCollections.node.name && record.id == request.nodeID) else {
           throw identity.denied(
             caller, action, target: "\(record.collection)/\(record.id)", peer: peer,
             "a node cannot change its own registration")
@@ -252,7 +252,7 @@ extension SyncService {
           var node = try pusher ?? pushingNode(request.nodeID, scope: scope, in: db)
           // Nodes this message registers may already have written in it (a school's first records
           // arrive with its registration); the registrations themselves are checked below.
-          for record in request.records where record.collection == SyncCollections.node && !record.deleted
+          for record in request.records where record.collection == SyncCollections.node.name && !record.deleted
             && RecordStore.inScope(record.scope, scope) && record.id != request.nodeID && record.id != identity.nodeID
           {
             // New registrations only: one that exists is the pusher's to relay already, or not at all.
@@ -333,7 +333,7 @@ extension SyncService {
           }
           pusher = try PushView.check(
             judged, replacing: replaced, from: node, rules: identity.writeAuthorities, store: store.records, in: db,
-            registersNode: { $0.collection == SyncCollections.node && !$0.deleted ? $0.id : nil })
+            registersNode: { $0.collection == SyncCollections.node.name && !$0.deleted ? $0.id : nil })
           let outcome = try store.replica.apply(sanitized, in: db)
           try store.records.setMeta("sync.pushed.\(request.nodeID)", Array(String(request.throughSequence).utf8), in: db)
           // What the node had applied of ours when this push began bounds what it writes after it

@@ -35,7 +35,7 @@ public final class SyncService: Sendable {
     self.identity = identity
     self.store = identity.store
     registerWriteRules()
-    identity.registerCallerCollection(SyncCollections.node)
+    identity.registerCallerCollection(SyncCollections.node.name)
     identity.registerPrincipals(prefix: "node:") { [weak self] claims in
       guard let self else { throw RPCError(.unauthenticated, "the node service is gone") }
       return try self.caller(for: claims)

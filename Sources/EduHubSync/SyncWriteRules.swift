@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubIdentity
+import EduHubReplication
 import EduHubStorage
 import SwiftProtobuf
 
@@ -9,14 +10,14 @@ import SwiftProtobuf
 extension SyncService {
   func registerWriteRules() {
     identity.declare(
-      SyncCollections.node, writes: .fromBelow(Self.checkNode), classified: .fields(Eduhub_Sync_V1_SyncNodeRecord.classifiedFields))
+      SyncCollections.node.name, writes: .fromBelow(Self.checkNode), classified: .fields(Eduhub_Sync_V1_SyncNodeRecord.classifiedFields))
   }
 
   static func checkNode(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "node registration \(record.id.prefix(40))"
     guard record.id != node.id else { throw PushRefusal("\(what): a node cannot change its own registration") }
     // This node and the nodes above it publish their keys here: none of them is registered from below.
-    guard try view.live(IdentityCollections.nodeKey, record.id) == nil else {
+    guard try view.live(IdentityCollections.nodeKey.name, record.id) == nil else {
       throw PushRefusal("\(what): that id is this node's or one above it")
     }
     let stored = try IdentityService.decode(Eduhub_Sync_V1_SyncNodeRecord.self, IdentityService.judged(record, existing))

@@ -129,10 +129,10 @@ final class OrderIndex: Sendable {
     let known = state.withLock { $0.sequences }
     var affected = Set<String>()
     var latest: [String: Int64] = [:]
-    for collection in [WorkOrderCollections.order, WorkOrderCollections.event, WorkOrderCollections.watch] {
+    for collection in [WorkOrderCollections.order.name, WorkOrderCollections.event.name, WorkOrderCollections.watch.name] {
       let (records, _) = try store.changes(of: collection, after: known[collection] ?? 0, in: db)
       for record in records {
-        affected.insert(collection == WorkOrderCollections.order ? record.id : String(record.id.prefix { $0 != "|" }))
+        affected.insert(collection == WorkOrderCollections.order.name ? record.id : String(record.id.prefix { $0 != "|" }))
       }
       latest[collection] = records.last?.sequence ?? known[collection] ?? 0
     }
@@ -178,9 +178,9 @@ final class OrderIndex: Sendable {
         return index < page.count ? page[index] : nil
       }
     }
-    var orders = Walk(collection: WorkOrderCollections.order)
-    var events = Walk(collection: WorkOrderCollections.event)
-    var watches = Walk(collection: WorkOrderCollections.watch)
+    var orders = Walk(collection: WorkOrderCollections.order.name)
+    var events = Walk(collection: WorkOrderCollections.event.name)
+    var watches = Walk(collection: WorkOrderCollections.watch.name)
     var loaded: [String: Summary] = [:]
     // Records met before their order (an id that extends another, "…12" and "…123|…") wait here.
     var early: [String: [StoredRecord]] = [:]
@@ -211,7 +211,7 @@ final class OrderIndex: Sendable {
       guard state.sequences.isEmpty else { return }
       state.rows.reserveCapacity(loaded.count)
       for (id, summary) in loaded { state.set(id, summary) }
-      state.sequences = [WorkOrderCollections.order: through, WorkOrderCollections.event: through, WorkOrderCollections.watch: through]
+      state.sequences = [WorkOrderCollections.order.name: through, WorkOrderCollections.event.name: through, WorkOrderCollections.watch.name: through]
     }
   }
 

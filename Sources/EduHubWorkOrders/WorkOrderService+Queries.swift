@@ -242,7 +242,7 @@ extension WorkOrderService {
   {
     var newEvents: [String: [Eduhub_Workorder_V1_OrderEvent]] = [:]
     var lastSequence: [String: Int64] = [:]
-    let collections = [WorkOrderCollections.order, WorkOrderCollections.event, WorkOrderCollections.watch]
+    let collections = [WorkOrderCollections.order.name, WorkOrderCollections.event.name, WorkOrderCollections.watch.name]
     let pages = try collections.map { try store.records.changes(of: $0, after: cursor, limit: page, in: db).records }
     // Through the lowest last sequence among full pages (beyond it a collection may hold unread
     // writes), else through everything read.
@@ -250,9 +250,9 @@ extension WorkOrderService {
     let through = full.min() ?? pages.compactMap { $0.last?.sequence }.max() ?? cursor
     for (collection, records) in zip(collections, pages) {
       for record in records where record.sequence <= through {
-        let orderID = collection == WorkOrderCollections.order ? record.id : String(record.id.prefix { $0 != "|" })
+        let orderID = collection == WorkOrderCollections.order.name ? record.id : String(record.id.prefix { $0 != "|" })
         lastSequence[orderID] = max(lastSequence[orderID] ?? 0, record.sequence)
-        if collection == WorkOrderCollections.event, !record.deleted, let event = try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: record.body) {
+        if collection == WorkOrderCollections.event.name, !record.deleted, let event = try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: record.body) {
           newEvents[orderID, default: []].append(event)
         }
       }

@@ -196,7 +196,7 @@ extension WorkOrderService {
     let losing = conflict.losingValue
     func shown(_ raw: [UInt8]) -> String {
       guard !raw.isEmpty else { return "（空）" }
-      if conflict.collection == IdentityCollections.person, let current {
+      if conflict.collection == IdentityCollections.person.name, let current {
         // Mask the field as the person's record: the policy sees the person's birth date and ID.
         var fields = (try? WireFields(parsing: current.body)) ?? WireFields()
         fields[conflict.field] = raw
@@ -210,7 +210,7 @@ extension WorkOrderService {
         return "（已隐藏）"
       }
       // Other collections: text of identity-free records is shown; anything else by size only.
-      let plain: Set<String> = [IdentityCollections.org, "catalog_resource", WorkOrderCollections.order]
+      let plain: Set<String> = [IdentityCollections.org.name, "catalog_resource", WorkOrderCollections.order.name]
       if plain.contains(conflict.collection), let fields = try? WireFields(parsing: raw),
         let text = Self.text(fields, conflict.field), text.count <= 200
       {

@@ -11,11 +11,11 @@ import SwiftProtobuf
 extension WorkOrderService {
   func registerWriteRules() {
     let rules: [(String, WriteAuthority, [ClassifiedField])] = [
-      (WorkOrderCollections.order, .fromBelow(Self.checkOrder), Order.classifiedFields),
-      (WorkOrderCollections.event, .checked(by: self) { $0.checkEvent }, Event.classifiedFields),
-      (WorkOrderCollections.watch, .fromBelow(Self.checkWatch), Event.classifiedFields),
-      (WorkOrderCollections.attachment, .fromBelow(Self.checkAttachment), Eduhub_Workorder_V1_Attachment.classifiedFields),
-      (WorkOrderCollections.chunk, .fromBelow(Self.checkChunk), Eduhub_Workorder_V1_AttachmentChunk.classifiedFields),
+      (WorkOrderCollections.order.name, .fromBelow(Self.checkOrder), Order.classifiedFields),
+      (WorkOrderCollections.event.name, .checked(by: self) { $0.checkEvent }, Event.classifiedFields),
+      (WorkOrderCollections.watch.name, .fromBelow(Self.checkWatch), Event.classifiedFields),
+      (WorkOrderCollections.attachment.name, .fromBelow(Self.checkAttachment), Eduhub_Workorder_V1_Attachment.classifiedFields),
+      (WorkOrderCollections.chunk.name, .fromBelow(Self.checkChunk), Eduhub_Workorder_V1_AttachmentChunk.classifiedFields),
     ]
     for (collection, writes, fields) in rules {
       identity.declare(collection, writes: writes, classified: .fields(fields))
@@ -34,7 +34,7 @@ extension WorkOrderService {
 
   /// The order an event, watch or attachment belongs to, stored at the same scope.
   static func order(_ id: String, of record: StoredRecord, _ view: PushView, _ what: String) throws -> Order {
-    guard let stored = try view.live(WorkOrderCollections.order, id), stored.scope == record.scope else {
+    guard let stored = try view.live(WorkOrderCollections.order.name, id), stored.scope == record.scope else {
       throw PushRefusal("\(what): its order is not stored at its scope")
     }
     return try IdentityService.decode(Order.self, stored)
@@ -76,7 +76,7 @@ extension WorkOrderService {
       if event.actor.hasPrefix("system:") {
         guard event.actor == "system:" + event.node else { throw PushRefusal("\(what): a relayed node's system acts only as itself") }
       } else if !event.actor.hasPrefix("operator:") {
-        guard let account = try view.live(IdentityCollections.account, event.actor), RecordStore.inScope(account.scope, relayed) else {
+        guard let account = try view.live(IdentityCollections.account.name, event.actor), RecordStore.inScope(account.scope, relayed) else {
           throw PushRefusal("\(what): its actor is not a user of node \(event.node.prefix(40))'s scope")
         }
       }
@@ -96,7 +96,7 @@ extension WorkOrderService {
         throw PushRefusal("\(what): it is stamped before a step of this order that node \(node.id) had already pulled")
       }
     }
-    let before = try view.records(WorkOrderCollections.event, index: "order", key: order.id)
+    let before = try view.records(WorkOrderCollections.event.name, index: "order", key: order.id)
       .compactMap { try? Event(serializedBytes: $0.body) }.filter { OrderMachine.precedes($0, event) }
     let derived = OrderMachine.derive(order, events: before, reopenWindowMs: reopenWindowMs)
     guard let servicePath = Self.ancestorPath(derived.serviceOrg, of: record.scope) else {
@@ -112,7 +112,7 @@ extension WorkOrderService {
       guard let orgPath = Self.ancestorPath(event.assigneeOrgCode, of: record.scope), RecordStore.inScope(orgPath, servicePath) else {
         throw PushRefusal("\(what): its assignee org does not lie within the service org and contain the submitting org")
       }
-      guard try event.assignee.isEmpty || view.live(IdentityCollections.account, event.assignee) != nil else {
+      guard try event.assignee.isEmpty || view.live(IdentityCollections.account.name, event.assignee) != nil else {
         throw PushRefusal("\(what): its assignee is not an account")
       }
     case .escalate:
@@ -166,7 +166,7 @@ extension WorkOrderService {
     let what = "attachment chunk \(record.id.prefix(100))"
     guard try !unchanged(record, existing, what) else { return }
     guard let bar = record.id.lastIndex(of: "|"),
-      let attachment = try view.live(WorkOrderCollections.attachment, String(record.id[..<bar])), attachment.scope == record.scope
+      let attachment = try view.live(WorkOrderCollections.attachment.name, String(record.id[..<bar])), attachment.scope == record.scope
     else { throw PushRefusal("\(what): its attachment is not stored at its scope") }
   }
 }

@@ -200,7 +200,7 @@ func enrollWithUpstream(_ data: NodeData, upstream: String, token: String) async
   upstreamKey.nodeID = response.upstreamNodeID
   upstreamKey.publicKey = response.upstreamPublicKey
   try replica.write([
-    .init(collection: IdentityCollections.nodeKey, id: response.upstreamNodeID, scope: "", body: try upstreamKey.serializedBytes())
+    .init(collection: IdentityCollections.nodeKey.name, id: response.upstreamNodeID, scope: "", body: try upstreamKey.serializedBytes())
   ])
   try database.close()
   return enrolled

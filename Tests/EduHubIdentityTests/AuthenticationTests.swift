@@ -252,7 +252,7 @@ struct AuthenticationTests {
       record.nodeID = "county-511702"
       record.publicKey = Data(countyKey.publicKey)
       try world.identity.replica.write([
-        .init(collection: IdentityCollections.nodeKey, id: "county-511702", scope: "", body: try record.serializedBytes())
+        .init(collection: IdentityCollections.nodeKey.name, id: "county-511702", scope: "", body: try record.serializedBytes())
       ])
       let who = try await world.client.whoAmI(options: world.bearer(token))
       #expect(who.issuer == "county-511702" && who.accountID == account)

@@ -91,14 +91,14 @@ struct PushAuthorityTests {
       binding.confirmedBy = "someone-else"
       let id = guardianID + ":" + IdentityWorld.otherStudent
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.guardianship, id + "x", scope: OwnedNode.scope, body: try binding.serializedBytes())],
+        [try owned.record(IdentityCollections.guardianship.name, id + "x", scope: OwnedNode.scope, body: try binding.serializedBytes())],
         "guardians.bind is needed")
       // One of its own pupils, filed at the pupil's school: a county administrator reads pupils
       // masked and binds nobody, so neither does its node.
-      let schoolPath = try #require(try owned.stored(IdentityCollections.org, IdentityWorld.school)).scope
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org.name, IdentityWorld.school)).scope
       binding.childID = IdentityWorld.student
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.guardianship, guardianID + ":" + IdentityWorld.student, scope: schoolPath, body: try binding.serializedBytes())],
+        [try owned.record(IdentityCollections.guardianship.name, guardianID + ":" + IdentityWorld.student, scope: schoolPath, body: try binding.serializedBytes())],
         "guardians.bind is needed")
       await owned.county.close()
     }
@@ -134,7 +134,7 @@ struct PushAuthorityTests {
       widened.code = "tc.all.pupils"
       widened.dataset.view.orgCode = "511700"
       try await owned.expectRefused(
-        [try owned.record(CatalogCollections.resource, widened.code, scope: OwnedNode.scope, body: try widened.serializedBytes())],
+        [try owned.record(CatalogCollections.resource.name, widened.code, scope: OwnedNode.scope, body: try widened.serializedBytes())],
         "the view's org must lie within the responsible org's subtree")
       var quiet = basic
       quiet.code = "tc.quiet.pupils"
@@ -143,7 +143,7 @@ struct PushAuthorityTests {
         quiet.fields[index].masking = .none
       }
       try await owned.expectRefused(
-        [try owned.record(CatalogCollections.resource, quiet.code, scope: OwnedNode.scope, body: try quiet.serializedBytes())],
+        [try owned.record(CatalogCollections.resource.name, quiet.code, scope: OwnedNode.scope, body: try quiet.serializedBytes())],
         "not what PublishResource would store")
       var api = Eduhub_Catalog_V1_Resource()
       api.code = "tc.ids"
@@ -160,26 +160,26 @@ struct PushAuthorityTests {
       api.api.aggregates = [count]
       api.api.minGroupSize = 1
       try await owned.expectRefused(
-        [try owned.record(CatalogCollections.resource, api.code, scope: OwnedNode.scope, body: try api.serializedBytes())], "is personal")
+        [try owned.record(CatalogCollections.resource.name, api.code, scope: OwnedNode.scope, body: try api.serializedBytes())], "is personal")
       // A city administrator's role on the county (it carries share.apps, which a county's lacks).
-      let account = try #require(try world.identity.store.records.find(IdentityCollections.account, index: "username", key: "city-county-511702").first)
+      let account = try #require(try world.identity.store.records.find(IdentityCollections.account.name, index: "username", key: "city-county-511702").first)
       var grant = Eduhub_Identity_V1_RoleGrant()
       grant.id = "Gforged"
       grant.accountID = account.id
       grant.role = .cityAdmin
       grant.orgCode = "511702"
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.roleGrant, "Gforged", scope: OwnedNode.scope, body: try grant.serializedBytes())],
+        [try owned.record(IdentityCollections.roleGrant.name, "Gforged", scope: OwnedNode.scope, body: try grant.serializedBytes())],
         "share.apps is needed")
       grant.role = .node
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.roleGrant, "Gforged", scope: OwnedNode.scope, body: try grant.serializedBytes())],
+        [try owned.record(IdentityCollections.roleGrant.name, "Gforged", scope: OwnedNode.scope, body: try grant.serializedBytes())],
         "that role is not granted through the API")
       var key = Eduhub_Identity_V1_NodeKeyRecord()
       key.nodeID = "county-shadow"
       key.publicKey = Data(SigningKey().publicKey)
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.nodeKey, "county-shadow", scope: OwnedNode.scope, body: try key.serializedBytes())],
+        [try owned.record(IdentityCollections.nodeKey.name, "county-shadow", scope: OwnedNode.scope, body: try key.serializedBytes())],
         "written only above")
       var app = Eduhub_Sharing_V1_AppRecord()
       app.app.clientID = "app-forged"
@@ -187,29 +187,29 @@ struct PushAuthorityTests {
       try await owned.expectRefused(
         [try owned.record("share_app", "app-forged", scope: OwnedNode.scope, body: try app.serializedBytes())], "written only above")
       // A teacher's role reads pupils in clear: a masked county cannot give it.
-      let schoolPath = try #require(try owned.stored(IdentityCollections.org, IdentityWorld.school)).scope
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org.name, IdentityWorld.school)).scope
       grant.id = "Gteacher"
       grant.role = .teacher
       grant.orgCode = IdentityWorld.school
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.roleGrant, "Gteacher", scope: schoolPath, body: try grant.serializedBytes())],
+        [try owned.record(IdentityCollections.roleGrant.name, "Gteacher", scope: schoolPath, body: try grant.serializedBytes())],
         "people.read.clear is needed")
       // What it may grant passes: a dispatcher's role in one of its schools.
       grant.id = "Gdispatcher"
       grant.role = .dispatcher
-      try await owned.push([try owned.record(IdentityCollections.roleGrant, "Gdispatcher", scope: schoolPath, body: try grant.serializedBytes())])
-      #expect(try owned.stored(IdentityCollections.roleGrant, "Gdispatcher") != nil)
+      try await owned.push([try owned.record(IdentityCollections.roleGrant.name, "Gdispatcher", scope: schoolPath, body: try grant.serializedBytes())])
+      #expect(try owned.stored(IdentityCollections.roleGrant.name, "Gdispatcher") != nil)
       // A school's roster declaring its pupils' names internal: the county does not read them in
       // clear, so it may not lower what its stored rows are masked by (nor through UpdateResource).
       _ = try world.node.catalog.publish(CatalogDatasetTests.roster(), caller: .operator(name: "test"), peer: "console")
-      let roster = try #require(try owned.stored(CatalogCollections.resource, "school.roster"))
+      let roster = try #require(try owned.stored(CatalogCollections.resource.name, "school.roster"))
       var lowered = try Eduhub_Catalog_V1_Resource(serializedBytes: roster.body)
       for index in lowered.fields.indices where lowered.fields[index].name == "name" {
         lowered.fields[index].sensitivity = .internal
         lowered.fields[index].masking = .none
       }
       try await owned.expectRefused(
-        [try owned.record(CatalogCollections.resource, lowered.code, scope: roster.scope, body: try lowered.serializedBytes(), over: roster)],
+        [try owned.record(CatalogCollections.resource.name, lowered.code, scope: roster.scope, body: try lowered.serializedBytes(), over: roster)],
         "lowers the classification of name")
       var update = Eduhub_Catalog_V1_UpdateResourceRequest()
       update.resource = lowered
@@ -233,11 +233,11 @@ struct PushAuthorityTests {
       var retire = Eduhub_Catalog_V1_RetireResourceRequest()
       retire.code = basic.code
       _ = try world.node.catalog.retire(retire, caller: .operator(name: "test"), peer: "console")
-      let retired = try #require(try owned.stored(CatalogCollections.resource, basic.code))
+      let retired = try #require(try owned.stored(CatalogCollections.resource.name, basic.code))
       var revived = try Eduhub_Catalog_V1_Resource(serializedBytes: retired.body)
       revived.retired = false
       try await owned.expectRefused(
-        [try owned.record(CatalogCollections.resource, basic.code, scope: OwnedNode.scope, body: try revived.serializedBytes(), over: retired)],
+        [try owned.record(CatalogCollections.resource.name, basic.code, scope: OwnedNode.scope, body: try revived.serializedBytes(), over: retired)],
         "stays retired")
       await owned.county.close()
     }
@@ -254,9 +254,9 @@ struct PushAuthorityTests {
       account.id = "A0000"
       account.username = "City-County-511702"
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.account, "A0000", scope: mine.scope, body: try account.serializedBytes())],
+        [try owned.record(IdentityCollections.account.name, "A0000", scope: mine.scope, body: try account.serializedBytes())],
         "the username is already another account's")
-      #expect(try world.identity.store.records.find(IdentityCollections.account, index: "username", key: "city-county-511702").map(\.id) == [admin.id])
+      #expect(try world.identity.store.records.find(IdentityCollections.account.name, index: "username", key: "city-county-511702").map(\.id) == [admin.id])
       await owned.county.close()
     }
   }
@@ -279,7 +279,7 @@ struct PushAuthorityTests {
       #expect(!clear.masked)
 
       // A new account of its own making that names a pupil as its person.
-      let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      let pupil = try #require(try owned.stored(IdentityCollections.person.name, IdentityWorld.student))
       var made = Eduhub_Identity_V1_AccountRecord()
       made.id = "Aowned"
       made.username = "owned-pupil"
@@ -287,7 +287,7 @@ struct PushAuthorityTests {
       made.state = .active
       made.orgCode = IdentityWorld.school
       made.passwordHash = hash
-      try await owned.push([try owned.record(IdentityCollections.account, "Aowned", scope: pupil.scope, body: try made.serializedBytes())])
+      try await owned.push([try owned.record(IdentityCollections.account.name, "Aowned", scope: pupil.scope, body: try made.serializedBytes())])
       // Central then makes it a steward of the city: a role above the node.
       steward.accountID = "Aowned"
       _ = try world.identity.grantRole(steward, caller: .operator(name: "test"), peer: "test")
@@ -299,18 +299,18 @@ struct PushAuthorityTests {
       #expect(!whoAmI.grants.contains { $0.role == .dataSteward }, "the city steward role came with a password the county set")
 
       // The teacher's account with a password of the node's choosing.
-      let stored = try #require(try owned.stored(IdentityCollections.account, teacher))
+      let stored = try #require(try owned.stored(IdentityCollections.account.name, teacher))
       var account = try Eduhub_Identity_V1_AccountRecord(serializedBytes: stored.body)
       account.passwordHash = hash
       // Over the stored account, the hash it sees masked keeps central's value.
-      try await owned.push([try owned.record(IdentityCollections.account, teacher, scope: stored.scope, body: try account.serializedBytes(), over: stored)])
+      try await owned.push([try owned.record(IdentityCollections.account.name, teacher, scope: stored.scope, body: try account.serializedBytes(), over: stored)])
       await expectStatus(.unauthenticated) { try await world.login("tc-teacher", password: chosen) }
       // A tombstone first, then the account anew: the tombstone keeps its last body, and the hash
       // the node sees masked keeps central's value there too.
-      let now = try #require(try owned.stored(IdentityCollections.account, teacher))
-      try await owned.push([try owned.record(IdentityCollections.account, teacher, scope: now.scope, body: now.body, deleted: true, over: now)])
-      let gone = try #require(try owned.stored(IdentityCollections.account, teacher))
-      try await owned.push([try owned.record(IdentityCollections.account, teacher, scope: gone.scope, body: try account.serializedBytes(), over: gone)])
+      let now = try #require(try owned.stored(IdentityCollections.account.name, teacher))
+      try await owned.push([try owned.record(IdentityCollections.account.name, teacher, scope: now.scope, body: now.body, deleted: true, over: now)])
+      let gone = try #require(try owned.stored(IdentityCollections.account.name, teacher))
+      try await owned.push([try owned.record(IdentityCollections.account.name, teacher, scope: gone.scope, body: try account.serializedBytes(), over: gone)])
       await expectStatus(.unauthenticated) { try await world.login("tc-teacher", password: chosen) }
       await owned.county.close()
     }
@@ -389,12 +389,12 @@ struct PushAuthorityTests {
   func registrationsFromBelow() async throws {
     try await withWorld { world in
       let owned = try await OwnedNode.start(world)
-      let schoolPath = try #require(try owned.stored(IdentityCollections.org, IdentityWorld.school)).scope
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org.name, IdentityWorld.school)).scope
       let sync = Eduhub_Sync_V1_SyncService.Client(world.rpc)
       // A school node of the county's making, with a key it holds: accepted (a county enrolls its
       // schools), but it syncs with the county; here it is refused, authority and all.
       let key = SigningKey()
-      try await owned.push([try owned.record(SyncCollections.node, "school-fake", scope: schoolPath, body: try Self.schoolNode("school-fake", key: key))])
+      try await owned.push([try owned.record(SyncCollections.node.name, "school-fake", scope: schoolPath, body: try Self.schoolNode("school-fake", key: key))])
       let refusal = await expectStatus(.permissionDenied) {
         try await NodeEnrollmentTests().authenticate(world, nodeID: "school-fake", key: key)
       }
@@ -406,17 +406,17 @@ struct PushAuthorityTests {
       create.orgCode = IdentityWorld.school
       create.clearance = .masked
       _ = try await sync.createNode(create, options: try await world.options("city-county-511702"))
-      let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      let pupil = try #require(try owned.stored(IdentityCollections.person.name, IdentityWorld.student))
       var person = try Eduhub_Identity_V1_Person(serializedBytes: pupil.body)
       person.className = "borrowed"
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.person, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil, stampedBy: "school-direct")],
+        [try owned.record(IdentityCollections.person.name, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil, stampedBy: "school-direct")],
         "cannot write in its name")
-      let direct = try #require(try owned.stored(SyncCollections.node, "school-direct"))
+      let direct = try #require(try owned.stored(SyncCollections.node.name, "school-direct"))
       var revoked = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: direct.body)
       revoked.node.state = .revoked
       try await owned.expectRefused(
-        [try owned.record(SyncCollections.node, "school-direct", scope: direct.scope, body: try revoked.serializedBytes(), over: direct)],
+        [try owned.record(SyncCollections.node.name, "school-direct", scope: direct.scope, body: try revoked.serializedBytes(), over: direct)],
         "did not enroll it")
       await owned.county.close()
     }
@@ -430,7 +430,7 @@ struct PushAuthorityTests {
       let hash = try PasswordHash.hash("owned node password 1", limits: .init(opsLimit: 1, memLimit: 256 * 1024))
       // central's stamp on the hash, one millisecond older, over a value of the node's choosing: a
       // merge would keep central's, but the vector says the node saw it, so it would replace it.
-      let stored = try #require(try owned.stored(IdentityCollections.account, teacher))
+      let stored = try #require(try owned.stored(IdentityCollections.account.name, teacher))
       var account = try Eduhub_Identity_V1_AccountRecord(serializedBytes: stored.body)
       account.passwordHash = hash
       var vector = try ReplicationEncoding.decodeVector(stored.version)
@@ -438,12 +438,12 @@ struct PushAuthorityTests {
       var stamps = try ReplicationEncoding.decodeStamps(stored.stamps)
       let theirs = try #require(stamps[8])
       stamps[8] = FieldStamp(time: HLCTimestamp(milliseconds: theirs.time.milliseconds - 1, counter: 0), node: theirs.node, counter: theirs.counter)
-      var older = try owned.record(IdentityCollections.account, teacher, scope: stored.scope, body: try account.serializedBytes(), over: stored)
+      var older = try owned.record(IdentityCollections.account.name, teacher, scope: stored.scope, body: try account.serializedBytes(), over: stored)
       older.version = Data(ReplicationEncoding.encode(vector))
       older.stamps = Data(ReplicationEncoding.encode(stamps))
       try await owned.expectRefused([older], "changes field 8 under a stamp that is not node county-511702's")
       // A new account naming a pupil, and a school node of its own, with no version at all.
-      let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      let pupil = try #require(try owned.stored(IdentityCollections.person.name, IdentityWorld.student))
       var made = Eduhub_Identity_V1_AccountRecord()
       made.id = "Abare"
       made.username = "bare-pupil"
@@ -451,15 +451,15 @@ struct PushAuthorityTests {
       made.state = .active
       made.orgCode = IdentityWorld.school
       made.passwordHash = hash
-      var bare = try owned.record(IdentityCollections.account, "Abare", scope: pupil.scope, body: try made.serializedBytes())
+      var bare = try owned.record(IdentityCollections.account.name, "Abare", scope: pupil.scope, body: try made.serializedBytes())
       bare.version = Data(ReplicationEncoding.encode(VersionVector()))
       bare.stamps = Data(ReplicationEncoding.encode([Int: FieldStamp]()))
       try await owned.expectRefused([bare], "counts no new write by node county-511702")
       // Stamped by the node but no vector entry of its own.
-      bare = try owned.record(IdentityCollections.account, "Abare", scope: pupil.scope, body: try made.serializedBytes())
+      bare = try owned.record(IdentityCollections.account.name, "Abare", scope: pupil.scope, body: try made.serializedBytes())
       bare.version = Data(ReplicationEncoding.encode(VersionVector()))
       try await owned.expectRefused([bare], "counts no new write by node county-511702")
-      var registration = try owned.record(SyncCollections.node, "school-bare", scope: pupil.scope, body: try Self.schoolNode("school-bare", key: SigningKey()))
+      var registration = try owned.record(SyncCollections.node.name, "school-bare", scope: pupil.scope, body: try Self.schoolNode("school-bare", key: SigningKey()))
       registration.version = Data(ReplicationEncoding.encode(VersionVector()))
       registration.stamps = Data(ReplicationEncoding.encode([Int: FieldStamp]()))
       try await owned.expectRefused([registration], "counts no new write by node county-511702")
@@ -471,15 +471,15 @@ struct PushAuthorityTests {
   func forgedStamps() async throws {
     try await withWorld { world in
       let owned = try await OwnedNode.start(world)
-      let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      let pupil = try #require(try owned.stored(IdentityCollections.person.name, IdentityWorld.student))
       var person = try Eduhub_Identity_V1_Person(serializedBytes: pupil.body)
       person.className = "forged"
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.person, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil, stampedBy: "test-central")],
+        [try owned.record(IdentityCollections.person.name, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil, stampedBy: "test-central")],
         "cannot write in its name")
       // The same edit in its own name is an edit a county administrator may make.
-      try await owned.push([try owned.record(IdentityCollections.person, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil)])
-      #expect(try Eduhub_Identity_V1_Person(serializedBytes: try #require(try owned.stored(IdentityCollections.person, person.id)).body).className == person.className)
+      try await owned.push([try owned.record(IdentityCollections.person.name, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil)])
+      #expect(try Eduhub_Identity_V1_Person(serializedBytes: try #require(try owned.stored(IdentityCollections.person.name, person.id)).body).className == person.className)
       await owned.county.close()
     }
   }
@@ -520,7 +520,7 @@ struct PushAuthorityTests {
       _ = try CatalogSeeder.run(into: world.node.catalog)
       let teacher = try await world.account("tc-teacher", role: .teacher, org: IdentityWorld.school)
       let owned = try await OwnedNode.start(world)
-      let account = try #require(try owned.stored(IdentityCollections.account, teacher))
+      let account = try #require(try owned.stored(IdentityCollections.account.name, teacher))
       // A session of its own teacher, with a refresh hash the node chose: accepted (the node could
       // open it by a login there), but Refresh at central does not honour it.
       var session = Eduhub_Identity_V1_SessionRecord()
@@ -529,7 +529,7 @@ struct PushAuthorityTests {
       session.createdMs = world.identity.nowMs()
       session.expiresMs = session.createdMs + 86_400_000
       session.refreshHash = IdentityService.secretDigest("chosen")
-      try await owned.push([try owned.record(IdentityCollections.session, "Sbelow", scope: account.scope, body: try session.serializedBytes())])
+      try await owned.push([try owned.record(IdentityCollections.session.name, "Sbelow", scope: account.scope, body: try session.serializedBytes())])
       var refresh = Eduhub_Identity_V1_RefreshRequest()
       refresh.refreshToken = "Sbelow.chosen"
       await expectStatus(.unauthenticated) { try await world.client.refresh(refresh) }
@@ -540,17 +540,17 @@ struct PushAuthorityTests {
       central.node.clearance = .masked
       central.node.state = .active
       try await owned.expectRefused(
-        [try owned.record(SyncCollections.node, "test-central", scope: OwnedNode.scope, body: try central.serializedBytes())],
+        [try owned.record(SyncCollections.node.name, "test-central", scope: OwnedNode.scope, body: try central.serializedBytes())],
         "this node's or one above it")
       // A person of its scope with another county pupil's ID number.
-      let other = try Eduhub_Identity_V1_Person(serializedBytes: try #require(try owned.stored(IdentityCollections.person, IdentityWorld.otherStudent)).body)
-      let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      let other = try Eduhub_Identity_V1_Person(serializedBytes: try #require(try owned.stored(IdentityCollections.person.name, IdentityWorld.otherStudent)).body)
+      let pupil = try #require(try owned.stored(IdentityCollections.person.name, IdentityWorld.student))
       var twin = try Eduhub_Identity_V1_Person(serializedBytes: pupil.body)
       twin.id = "Ptwin"
       twin.nationalID = other.nationalID
       twin.birthDate = other.birthDate
       try await owned.expectRefused(
-        [try owned.record(IdentityCollections.person, "Ptwin", scope: pupil.scope, body: try twin.serializedBytes())],
+        [try owned.record(IdentityCollections.person.name, "Ptwin", scope: pupil.scope, body: try twin.serializedBytes())],
         "another person has this national_id")
       await owned.county.close()
     }
@@ -563,7 +563,7 @@ struct PushAuthorityTests {
       var key = Eduhub_Identity_V1_NodeKeyRecord()
       key.nodeID = "county-shadow"
       _ = try owned.county.node.replica.write([
-        .init(collection: IdentityCollections.nodeKey, id: "county-shadow", scope: OwnedNode.scope, body: try key.serializedBytes())
+        .init(collection: IdentityCollections.nodeKey.name, id: "county-shadow", scope: OwnedNode.scope, body: try key.serializedBytes())
       ])
       try edit(world.identity.replica, IdentityWorld.student) { $0.className = "changed at central" }
       await expectStatus(.permissionDenied) { try await owned.county.client.syncOnce() }
@@ -596,10 +596,10 @@ struct PushAuthorityTests {
       event.timeMs = world.identity.nowMs()
       let id = submitted.id + "|" + String(event.hlc, radix: 16) + "|school-5117020001"
       event.id = id
-      _ = try school.node.replica.write([.init(collection: WorkOrderCollections.event, id: id, scope: order.scope, body: try event.serializedBytes())])
+      _ = try school.node.replica.write([.init(collection: WorkOrderCollections.event.name, id: id, scope: order.scope, body: try event.serializedBytes())])
       let message = await expectStatus(.permissionDenied) { try await school.client.syncOnce() }
       #expect(message.contains("only the assignee or a handler"), "\(message)")
-      #expect(try world.identity.store.records.get(WorkOrderCollections.event, id) == nil)
+      #expect(try world.identity.store.records.get(WorkOrderCollections.event.name, id) == nil)
       await school.close()
     }
   }
@@ -671,12 +671,12 @@ struct PushAuthorityTests {
         let records = try Self.hostileRecords(&random, owned: owned)
         if (try? await owned.push(records)) != nil { accepted.withLock { $0 += 1 } }
         // And what a county may write still goes through after it (nothing hostile sticks).
-        let pupil = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+        let pupil = try #require(try owned.stored(IdentityCollections.person.name, IdentityWorld.student))
         var person = try Eduhub_Identity_V1_Person(serializedBytes: pupil.body)
         person.className = "round \(seed)"
-        let edit = try owned.record(IdentityCollections.person, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil)
+        let edit = try owned.record(IdentityCollections.person.name, person.id, scope: pupil.scope, body: try person.serializedBytes(), over: pupil)
         try await owned.push([edit])
-        #expect(try Eduhub_Identity_V1_Person(serializedBytes: try #require(try owned.stored(IdentityCollections.person, person.id)).body).className == person.className)
+        #expect(try Eduhub_Identity_V1_Person(serializedBytes: try #require(try owned.stored(IdentityCollections.person.name, person.id)).body).className == person.className)
         // Central still answers.
         _ = try await world.client.whoAmI(options: admin)
         for record in try store.changes(after: before, limit: 10_000) {
@@ -684,21 +684,21 @@ struct PushAuthorityTests {
           #expect(!record.scope.isEmpty && RecordStore.inScope(record.scope, OwnedNode.scope), "\(what) changed outside the county")
           guard !record.deleted else { continue }
           switch record.collection {
-          case "share_grant", "share_app", IdentityCollections.nodeKey:
+          case "share_grant", "share_app", IdentityCollections.nodeKey.name:
             Issue.record("\(what): the node wrote a \(record.collection)")
-          case SyncCollections.node:
+          case SyncCollections.node.name:
             let node = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)
             #expect(node.node.clearance != .clear, "\(what): a clear node")
-          case IdentityCollections.roleGrant:
+          case IdentityCollections.roleGrant.name:
             let grant = try Eduhub_Identity_V1_RoleGrant(serializedBytes: record.body)
             #expect(Roles.permissions(of: grant.role).isSubset(of: countyPermissions), "\(what): \(grant.role)")
-          case IdentityCollections.session:
+          case IdentityCollections.session.name:
             let session = try Eduhub_Identity_V1_SessionRecord(serializedBytes: record.body)
             let account = try store.get(IdentityCollections.account, session.accountID)
             #expect(account.map { RecordStore.inScope($0.scope, OwnedNode.scope) && $0.scope == record.scope } == true, "\(what): another's session")
-          case IdentityCollections.guardianship:
+          case IdentityCollections.guardianship.name:
             let binding = try Eduhub_Identity_V1_GuardianBinding(serializedBytes: record.body)
-            #expect(try store.get(IdentityCollections.person, binding.childID)?.scope == record.scope, "\(what): another's child")
+            #expect(try store.get(IdentityCollections.person.name, binding.childID)?.scope == record.scope, "\(what): another's child")
           default:
             break
           }

@@ -40,7 +40,7 @@ struct PushedEventTests {
     event.assigneeOrgCode = org
     let id = order.id + "|" + String(hlc, radix: 16) + "|" + node
     event.id = bodyID ?? id
-    return try owned.record(WorkOrderCollections.event, id, scope: order.orgPath, body: try event.serializedBytes())
+    return try owned.record(WorkOrderCollections.event.name, id, scope: order.orgPath, body: try event.serializedBytes())
   }
 
   @Test("an owned county cannot backdate a step behind one it pulled, shadow an event's id, or name an assignee org Act refuses; a step it could not have seen before stays concurrent")
@@ -90,9 +90,9 @@ struct PushedEventTests {
       var submission = WorkOrderTests.submission()
       submission.order.submittingOrgCode = "511702"
       let order = try await Eduhub_Workorder_V1_WorkOrderService.Client(world.rpc).submit(submission, options: try await world.options("county-user"))
-      let schoolPath = try #require(try owned.stored(IdentityCollections.org, IdentityWorld.school)).scope
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org.name, IdentityWorld.school)).scope
       let registration = try owned.record(
-        SyncCollections.node, "school-new", scope: schoolPath, body: try PushAuthorityTests.schoolNode("school-new", key: SigningKey()))
+        SyncCollections.node.name, "school-new", scope: schoolPath, body: try PushAuthorityTests.schoolNode("school-new", key: SigningKey()))
       // The county's own user cancels, in the name of a school node: refused.
       let now = world.identity.replica.clock.now().rawValue
       try await owned.expectRefused(
@@ -110,10 +110,10 @@ struct PushedEventTests {
   func revivedTombstones() async throws {
     try await withWorld { world in
       let owned = try await OwnedNode.start(world)
-      let original = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      let original = try #require(try owned.stored(IdentityCollections.person.name, IdentityWorld.student))
       let realID = try Eduhub_Identity_V1_Person(serializedBytes: original.body).nationalID
       _ = try world.identity.replica.write([
-        .init(collection: IdentityCollections.person, id: IdentityWorld.student, scope: original.scope, body: nil)
+        .init(collection: IdentityCollections.person.name, id: IdentityWorld.student, scope: original.scope, body: nil)
       ])
       try await owned.county.client.syncOnce()
       let tombstone = try #require(try owned.county.store.get(IdentityCollections.person, IdentityWorld.student))
@@ -124,10 +124,10 @@ struct PushedEventTests {
       revived.birthDate = "2013-01-01"
       revived.className = "重新启用"
       let record = try owned.record(
-        IdentityCollections.person, IdentityWorld.student, scope: tombstone.scope, body: try revived.serializedBytes(), over: tombstone)
+        IdentityCollections.person.name, IdentityWorld.student, scope: tombstone.scope, body: try revived.serializedBytes(), over: tombstone)
       // Accepted (the node may write its pupils), with central's ID number and birth date kept.
       try await owned.push([record])
-      let stored = try #require(try owned.stored(IdentityCollections.person, IdentityWorld.student))
+      let stored = try #require(try owned.stored(IdentityCollections.person.name, IdentityWorld.student))
       let person = try Eduhub_Identity_V1_Person(serializedBytes: stored.body)
       #expect(!stored.deleted && person.className == "重新启用")
       #expect(person.nationalID == realID)

@@ -71,7 +71,7 @@ func edit(_ replica: Replica, _ id: String, _ change: (inout Eduhub_Identity_V1_
     var person = try Eduhub_Identity_V1_Person(serializedBytes: record.body)
     change(&person)
     try replica.write(
-      [.init(collection: IdentityCollections.person, id: id, scope: record.scope, body: try person.serializedBytes())], in: db)
+      [.init(collection: IdentityCollections.person.name, id: id, scope: record.scope, body: try person.serializedBytes())], in: db)
   }
 }
 
@@ -211,17 +211,17 @@ struct SyncTests {
       var push = Eduhub_Sync_V1_PushRequest()
       push.nodeID = "county-511702"
       var record = Eduhub_Sync_V1_SyncRecord()
-      record.collection = IdentityCollections.person
+      record.collection = IdentityCollections.person.name
       record.id = IdentityWorld.otherStudent
       record.scope = "511700/511703/511703001/5117030001"
-      record.body = Data(try world.identity.store.records.get(IdentityCollections.person, IdentityWorld.otherStudent)?.body ?? [])
+      record.body = Data(try world.identity.store.records.get(IdentityCollections.person.name, IdentityWorld.otherStudent)?.body ?? [])
       push.records = [record]
       push.throughSequence = 1
       await expectStatus(.permissionDenied) { try await sync.push(options: options) { try await $0.write(push) } }
       // Nor may it raise its own clearance by pushing its registration.
       let ownRecord = try #require(try world.identity.store.records.get(SyncCollections.node, "county-511702"))
       var own = Eduhub_Sync_V1_SyncRecord()
-      own.collection = SyncCollections.node
+      own.collection = SyncCollections.node.name
       own.id = "county-511702"
       own.scope = ownRecord.scope
       own.body = Data(ownRecord.body)
@@ -299,7 +299,7 @@ struct SyncTests {
       try await county.client.syncOnce()
       let gone = "S5117020001-0004"
       let record = try #require(try world.identity.store.records.get(IdentityCollections.person, gone))
-      try world.identity.replica.write([.init(collection: IdentityCollections.person, id: gone, scope: record.scope, body: nil)])
+      try world.identity.replica.write([.init(collection: IdentityCollections.person.name, id: gone, scope: record.scope, body: nil)])
       // The county has not pulled it yet: the tombstone stays.
       #expect(try county.node.sync.collectTombstones().purged == 0)
       #expect(try world.openSync.collectTombstones().purged == 0)
@@ -313,7 +313,7 @@ struct SyncTests {
       // Another delete, collected for age before the county pulled it: the county must resync.
       let second = "S5117020001-0005"
       let secondRecord = try #require(try world.identity.store.records.get(IdentityCollections.person, second))
-      try world.identity.replica.write([.init(collection: IdentityCollections.person, id: second, scope: secondRecord.scope, body: nil)])
+      try world.identity.replica.write([.init(collection: IdentityCollections.person.name, id: second, scope: secondRecord.scope, body: nil)])
       // And an offline write at the county, which must survive the resync.
       try edit(county.node.replica, "S5117020001-0006") { $0.className = "offline-edit" }
       #expect(try world.openSync.collectTombstones(retentionMs: -1).expired == 1)

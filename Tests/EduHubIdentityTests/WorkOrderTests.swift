@@ -490,7 +490,7 @@ struct WorkOrderTests {
                 var mark = Eduhub_Workorder_V1_OrderEvent()
                 mark.orderID = "WO-T-\(index)"
                 try identity.replica.write(
-                  [.init(collection: WorkOrderCollections.watch, id: "WO-T-\(index)|a", scope: "", body: try mark.serializedBytes())],
+                  [.init(collection: WorkOrderCollections.watch.name, id: "WO-T-\(index)|a", scope: "", body: try mark.serializedBytes())],
                   in: db)
                 if index % 10 == 3 { throw RPCError(.failedPrecondition, "refused after writing") }
               }

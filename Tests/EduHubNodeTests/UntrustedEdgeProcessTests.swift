@@ -159,7 +159,7 @@ struct UntrustedEdgeProcessTests {
       session.createdMs = Int64(Date().timeIntervalSince1970 * 1000)
       session.expiresMs = session.createdMs + 86_400_000
       session.refreshHash = IdentityService.secretDigest(secret)
-      let errors = try await county.forgeAndSync([try Self.record(IdentityCollections.session, "Sforged", scope: Self.countyScope, session)])
+      let errors = try await county.forgeAndSync([try Self.record(IdentityCollections.session.name, "Sforged", scope: Self.countyScope, session)])
       #expect(errors.contains("session Sforged"))
       var refresh = Eduhub_Identity_V1_RefreshRequest()
       refresh.refreshToken = "Sforged." + secret
@@ -211,7 +211,7 @@ struct UntrustedEdgeProcessTests {
       stored.node.state = .active
       stored.node.publicKey = Data(key.publicKey)
       let errors = try await county.forgeAndSync([
-        try Self.record(SyncCollections.node, "county-shadow", scope: Self.countyScope + "/511702001/5117020001", stored)
+        try Self.record(SyncCollections.node.name, "county-shadow", scope: Self.countyScope + "/511702001/5117020001", stored)
       ])
       #expect(errors.contains("clearance is at most its creator's"))
       let shadow = SyncClient(
@@ -228,7 +228,7 @@ struct UntrustedEdgeProcessTests {
         try #require(try node.replica.store.find(IdentityCollections.account, index: "username", key: "tongchuan").first)
       }
       var record = Eduhub_Sync_V1_SyncRecord()
-      record.collection = IdentityCollections.account
+      record.collection = IdentityCollections.account.name
       record.id = admin.id
       record.scope = admin.scope
       record.body = Data(admin.body)
@@ -247,7 +247,7 @@ struct UntrustedEdgeProcessTests {
         poisoned.version = ReplicationEncoding.encode(VersionVector(["county-511702": UInt64.max]))
         try node.replica.store.database.write { db in _ = try node.replica.store.put([poisoned], in: db) }
         #expect(throws: (any Error).self) {
-          _ = try node.replica.write([.init(collection: IdentityCollections.account, id: admin.id, scope: admin.scope, body: admin.body)])
+          _ = try node.replica.write([.init(collection: IdentityCollections.account.name, id: admin.id, scope: admin.scope, body: admin.body)])
         }
       }
     }

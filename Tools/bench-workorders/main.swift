@@ -63,7 +63,7 @@ func generate() throws {
     let parts = school.scope.split(separator: "/")
     order.serviceOrgCode = String(parts.count >= 2 ? parts[1] : parts[0])
     order.createdMs = now - Int64(random.next(Int(year / 1000))) * 1000
-    writes.append(.init(collection: WorkOrderCollections.order, id: order.id, scope: school.scope, body: try order.serializedBytes()))
+    writes.append(.init(collection: WorkOrderCollections.order.name, id: order.id, scope: school.scope, body: try order.serializedBytes()))
     var pick = random.next(100)
     var path: [Eduhub_Workorder_V1_Action] = []
     for (candidate, weight) in zip(paths, weights) {
@@ -87,7 +87,7 @@ func generate() throws {
       event.timeMs = min(time, now)
       if action == .accept { event.assigneeOrgCode = order.serviceOrgCode; event.assignee = "bench-worker" }
       if action == .comment || action == .resolve || action == .reject || action == .askRequester { event.note = "处理说明" }
-      writes.append(.init(collection: WorkOrderCollections.event, id: event.id, scope: school.scope, body: try event.serializedBytes()))
+      writes.append(.init(collection: WorkOrderCollections.event.name, id: event.id, scope: school.scope, body: try event.serializedBytes()))
       events += 1
     }
     if writes.count >= 10_000 {
