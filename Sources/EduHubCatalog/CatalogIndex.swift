@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubReplication
 import EduHubStorage
 import Foundation
 import GRDB
@@ -65,7 +66,7 @@ final class CatalogIndex: Sendable {
   static let nameWeight = 10, codeWeight = 8, labelWeight = 4, summaryWeight = 3, contentWeight = 2
 
   static func entry(_ record: StoredRecord, facets: inout Facets) throws -> Entry {
-    var resource = try Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
+    var resource = try CatalogCollections.resource.decode(record)
     resource.responsibleOrgPath = record.scope
     func bytes(_ text: String) -> [UInt8] { Array(text.lowercased().utf8) }
     let content = resource.fields.flatMap { [$0.name, $0.description_p] }.joined(separator: " ")

@@ -95,7 +95,7 @@ public final class CatalogService: Sendable {
 
   package func stored(_ code: String, in db: Database) throws -> (StoredRecord, Eduhub_Catalog_V1_Resource)? {
     guard let record = try store.live(CatalogCollections.resource, code, in: db) else { return nil }
-    var resource = try Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
+    var resource = try CatalogCollections.resource.decode(record)
     resource.responsibleOrgPath = record.scope
     return (record, resource)
   }

@@ -25,7 +25,7 @@ extension CatalogService {
         group: { id in String(id.prefix { $0 != "|" }) },
         fields: { code, db in
           guard let record = try store.get(CatalogCollections.resource, code, in: db),
-            let resource = try? Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
+            let resource = try? CatalogCollections.resource.decode(record)
           else {
             // Rows whose table is unknown here cannot be masked: they are not sent.
             throw StorageError(.rejected, "rows of \(code.prefix(64)) have no table here to classify them")

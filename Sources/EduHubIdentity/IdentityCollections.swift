@@ -60,10 +60,3 @@ public enum IdentityCollections {
     ]
   }
 }
-
-extension StoredRecord {
-  /// The body decoded as `M`.
-  func decode<M: Message>(_ type: M.Type) throws -> M {
-    try M(serializedBytes: body)
-  }
-}

@@ -38,13 +38,13 @@ extension IdentityService {
 
   func account(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Identity_V1_AccountRecord)? {
     guard let record = try store.live(IdentityCollections.account, id, in: db) else { return nil }
-    return (record, try record.decode(Eduhub_Identity_V1_AccountRecord.self))
+    return (record, try IdentityCollections.account.decode(record))
   }
 
   func account(username: String, in db: Database) throws -> (StoredRecord, Eduhub_Identity_V1_AccountRecord)? {
     guard let record = try store.records.find(IdentityCollections.account, index: "username", key: username.lowercased(), limit: 1, in: db).first
     else { return nil }
-    return (record, try record.decode(Eduhub_Identity_V1_AccountRecord.self))
+    return (record, try IdentityCollections.account.decode(record))
   }
 
   /// The account a login names: a username, or a phone number that exactly one account has.
@@ -52,7 +52,7 @@ extension IdentityService {
     if login.utf8.count == 11, login.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
       let found = try store.records.find(IdentityCollections.account, index: "phone", key: login, limit: 2, in: db)
       guard found.count == 1 else { return nil }
-      return (found[0], try found[0].decode(Eduhub_Identity_V1_AccountRecord.self))
+      return (found[0], try IdentityCollections.account.decode(found[0]))
     }
     return try account(username: login, in: db)
   }
@@ -99,7 +99,7 @@ extension IdentityService {
     guard !account.personID.isEmpty, let record = try store.live(IdentityCollections.person, account.personID, in: db) else {
       return Masking.phone(account.phone)
     }
-    let person = try record.decode(Eduhub_Identity_V1_Person.self)
+    let person = try IdentityCollections.person.decode(record)
     guard person.kind == .student else { return Masking.phone(account.phone) }
     switch AgeClass.of(birthDate: CivilDate(iso: person.birthDate), nationalID: person.nationalID, on: today) {
     case .child, .unknown: return ""
@@ -141,7 +141,7 @@ extension IdentityService {
       account.createdMs = nowMs()
       if !personID.isEmpty {
         guard let person = try store.live(IdentityCollections.person, personID, in: db) else { throw RPCError(.notFound, "no person \(personID)") }
-        account.phone = try person.decode(Eduhub_Identity_V1_Person.self).phone
+        account.phone = try IdentityCollections.person.decode(person).phone
       }
       try store.put(IdentityCollections.account, account.id, scope: path, account, in: db)
       try audit.append(.init(actor: caller.actor, action: "identity.CreateAccount", target: account.id, peer: "console", timeMs: nowMs()), in: db)
@@ -160,7 +160,7 @@ extension IdentityService {
       guard let record = try store.live(IdentityCollections.person, request.personID, in: db), caller.can(.accountsManage, at: record.scope) else {
         throw denied(caller, action, target: request.personID, peer: peer, "person \(request.personID) is not one this caller makes accounts for, or does not exist")
       }
-      let person = try record.decode(Eduhub_Identity_V1_Person.self)
+      let person = try IdentityCollections.person.decode(record)
       var account = try createPendingAccount(person: person, path: record.scope, username: request.username, in: db)
       var response = Eduhub_Identity_V1_CreateAccountResponse()
       _ = try issueCode(&account, purpose: "activation")
@@ -221,7 +221,7 @@ extension IdentityService {
     var ended: Int32 = 0
     for record in try store.records.find(IdentityCollections.session, index: "account", key: accountID, limit: 100_000, in: db)
     where record.id != except {
-      var session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
+      var session = try IdentityCollections.session.decode(record)
       guard !session.revoked, session.expiresMs > nowMs() else { continue }
       session.revoked = true
       session.revokedReason = reason

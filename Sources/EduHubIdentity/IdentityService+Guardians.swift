@@ -19,10 +19,10 @@ extension IdentityService {
       let child = try store.live(IdentityCollections.person, childID, in: db),
       caller.can(.guardiansBind, at: child.scope), caller.can(.peopleRead, at: guardian.scope)
     else { throw refused }
-    guard try guardian.decode(Eduhub_Identity_V1_Person.self).kind == .guardian else {
+    guard try IdentityCollections.person.decode(guardian).kind == .guardian else {
       throw RPCError(.failedPrecondition, "person \(guardianID) is not a guardian")
     }
-    guard try child.decode(Eduhub_Identity_V1_Person.self).kind == .student else {
+    guard try IdentityCollections.person.decode(child).kind == .student else {
       throw RPCError(.failedPrecondition, "person \(childID) is not a student")
     }
     return child.scope
@@ -47,7 +47,7 @@ extension IdentityService {
       }
       let id = Self.bindingID(guardian: binding.guardianID, child: binding.childID)
       if let record = try store.live(IdentityCollections.guardianship, id, in: db) {
-        var existing = try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
+        var existing = try IdentityCollections.guardianship.decode(record)
         guard existing.confirmedBy.isEmpty else {
           throw RPCError(.alreadyExists, "\(binding.guardianID) is already bound to \(binding.childID)")
         }
@@ -97,7 +97,7 @@ extension IdentityService {
       }
       try store.delete(record, in: db)
       try audit.append(.init(actor: caller.actor, action: action, target: id, peer: peer, timeMs: nowMs()), in: db)
-      return try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
+      return try IdentityCollections.guardianship.decode(record)
     }
     invalidateCallers()
     return binding
@@ -122,7 +122,7 @@ extension IdentityService {
       // A guardian's bindings stop at the children the caller may read: a teacher reading a parent
       // of their school does not learn that parent's children at other schools.
       response.bindings = try records.compactMap { record in
-        let binding = try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
+        let binding = try IdentityCollections.guardianship.decode(record)
         guard !byChild else { return binding }
         guard let child = try store.live(IdentityCollections.person, binding.childID, in: db), mayRead(child, caller) else { return nil }
         return binding

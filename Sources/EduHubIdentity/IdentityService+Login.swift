@@ -157,7 +157,7 @@ extension IdentityService {
     var revokedFamily = false
     let outcome = try store.transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
       guard let record = try store.live(IdentityCollections.session, sessionID, in: db) else { return .failure(failed) }
-      var session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
+      var session = try IdentityCollections.session.decode(record)
       // A session opened or rotated by a node below this one is refreshed there, not here: an owned
       // node could otherwise write a session with a refresh hash of its choosing and have this node
       // sign tokens for it.
@@ -199,7 +199,7 @@ extension IdentityService {
   public func logout(caller: Caller, peer: String) throws -> Eduhub_Identity_V1_LogoutResponse {
     try store.transaction { db in
       if let record = try store.live(IdentityCollections.session, caller.sessionID, in: db) {
-        var session = try record.decode(Eduhub_Identity_V1_SessionRecord.self)
+        var session = try IdentityCollections.session.decode(record)
         session.revoked = true
         session.revokedReason = "logout"
         try store.put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
@@ -282,7 +282,7 @@ extension IdentityService {
       guard let sessionRecord = try store.live(IdentityCollections.session, claims.sessionID, in: db) else {
         throw unauthenticated("the token's session is unknown")
       }
-      let session = try sessionRecord.decode(Eduhub_Identity_V1_SessionRecord.self)
+      let session = try IdentityCollections.session.decode(sessionRecord)
       guard !session.revoked, session.accountID == account.id, sessionRecord.scope == accountRecord.scope, session.expiresMs > nowMs() else {
         throw unauthenticated("the token's session was ended")
       }
@@ -303,7 +303,7 @@ extension IdentityService {
       cap = try self.cap(cap, byWritersOf: Self.sessionFields, of: sessionRecord, in: db)
       var roles: [Caller.HeldRole] = []
       for record in try store.records.find(IdentityCollections.roleGrant, index: "account", key: account.id, limit: 1000, in: db) {
-        let grant = try record.decode(Eduhub_Identity_V1_RoleGrant.self)
+        let grant = try IdentityCollections.roleGrant.decode(record)
         var permissions = Roles.permissions(of: grant.role)
         if let cap {
           guard !record.scope.isEmpty, RecordStore.inScope(record.scope, cap.scope) else { continue }
@@ -317,7 +317,7 @@ extension IdentityService {
           // A capped token's children are those inside its cap (a node's own pupils).
           if let cap, record.scope.isEmpty || !RecordStore.inScope(record.scope, cap.scope) { continue }
           // Only confirmed bindings (two people) give a guardian the child's data.
-          let binding = try record.decode(Eduhub_Identity_V1_GuardianBinding.self)
+          let binding = try IdentityCollections.guardianship.decode(record)
           if Self.isConfirmed(binding) { children.insert(binding.childID) }
         }
       }

@@ -13,7 +13,7 @@ extension IdentityService {
   ]
 
   func withPath(_ record: StoredRecord) throws -> Eduhub_Identity_V1_Org {
-    var org = try record.decode(Eduhub_Identity_V1_Org.self)
+    var org = try IdentityCollections.org.decode(record)
     org.path = record.scope
     return org
   }
@@ -88,7 +88,7 @@ extension IdentityService {
         throw RPCError(.failedPrecondition, "an org cannot move under itself")
       }
       let newPath = newParentPath + "/" + request.code
-      var org = try record.decode(Eduhub_Identity_V1_Org.self)
+      var org = try IdentityCollections.org.decode(record)
       org.parentCode = request.newParentCode
       try store.put(IdentityCollections.org, org.code, scope: newPath, org, in: db)
       // Everything in the subtree keeps its place relative to the org.
@@ -127,7 +127,7 @@ extension IdentityService {
       if !request.subtree {
         let children = try store.records.find(IdentityCollections.org, index: "parent", key: request.code, limit: 100_000, in: db)
         let start = try PageToken.parse(request.page.pageToken, parts: 1)?[0] ?? ""
-        let matching = children.filter { ($0.id > start) && (kinds.isEmpty || kinds.contains((try? $0.decode(Eduhub_Identity_V1_Org.self).kind) ?? .unspecified)) }
+        let matching = children.filter { ($0.id > start) && (kinds.isEmpty || kinds.contains((try? IdentityCollections.org.decode($0).kind) ?? .unspecified)) }
         for record in matching.prefix(size) { response.orgs.append(try withPath(record)) }
         if matching.count > size, let last = response.orgs.last { response.page.nextPageToken = PageToken.make([last.code]) }
         return response

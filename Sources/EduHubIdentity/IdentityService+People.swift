@@ -81,7 +81,7 @@ extension IdentityService {
     guard let org = try store.live(IdentityCollections.org, person.orgCode, in: db) else {
       throw RPCError(.notFound, "no org \(person.orgCode)")
     }
-    if person.kind == .student, (try org.decode(Eduhub_Identity_V1_Org.self)).kind != .school {
+    if person.kind == .student, (try IdentityCollections.org.decode(org)).kind != .school {
       throw Validate.invalid("a student belongs to a school")
     }
     return org.scope
@@ -174,7 +174,7 @@ extension IdentityService {
           throw denied(caller, action, target: record.id, peer: peer, "\(hidden) is written by someone who reads this person in clear")
         }
       }
-      var person = try record.decode(Eduhub_Identity_V1_Person.self)
+      var person = try IdentityCollections.person.decode(record)
       let new = Self.normalized(request.person)
       for field in mask {
         switch field {
@@ -200,7 +200,7 @@ extension IdentityService {
         try require(.peopleWrite, at: path, caller, action, target: person.orgCode, peer: peer)
       }
       // Only a changed number is checked: an update of other fields never trips over old data.
-      if person.nationalID != (try record.decode(Eduhub_Identity_V1_Person.self)).nationalID {
+      if person.nationalID != (try IdentityCollections.person.decode(record)).nationalID {
         try checkUnique(person, in: db)
       }
       try store.put(IdentityCollections.person, person.id, scope: path, person, in: db)
@@ -266,7 +266,7 @@ extension IdentityService {
           ? try store.records.find(IdentityCollections.person, index: "national_id", key: request.nationalID.uppercased(), limit: 1000, in: db)
           : try store.records.find(IdentityCollections.person, index: "phone", key: request.phone, limit: 1000, in: db)
         for record in found where Caller.covers(path, record.scope) {
-          let person = try record.decode(Eduhub_Identity_V1_Person.self)
+          let person = try IdentityCollections.person.decode(record)
           if matches(person) { response.people.append(try view(record, for: caller, peer: peer, on: today)) }
         }
         return response
@@ -291,7 +291,7 @@ extension IdentityService {
           scanned += 1
           after = record
           if filtered {
-            guard matches(try record.decode(Eduhub_Identity_V1_Person.self)) else { continue }
+            guard matches(try IdentityCollections.person.decode(record)) else { continue }
           }
           response.people.append(try view(record, for: caller, peer: peer, on: today))
         }
@@ -317,7 +317,7 @@ extension IdentityService {
       guard let last = page.last else { break }
       after = last
       for record in page {
-        let person = try record.decode(Eduhub_Identity_V1_Person.self)
+        let person = try IdentityCollections.person.decode(record)
         guard matches(person) else { continue }
         all.append((request.sort == .name ? person.name : person.birthDate, record))
       }

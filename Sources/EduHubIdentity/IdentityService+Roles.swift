@@ -7,7 +7,7 @@ import SwiftProtobuf
 
 extension IdentityService {
   func publicGrant(_ record: StoredRecord) throws -> Eduhub_Identity_V1_RoleGrant {
-    var grant = try record.decode(Eduhub_Identity_V1_RoleGrant.self)
+    var grant = try IdentityCollections.roleGrant.decode(record)
     grant.orgPath = record.scope
     grant.permissions = Roles.permissions(of: grant.role).map(\.rawValue).sorted()
     return grant
@@ -38,7 +38,7 @@ extension IdentityService {
       try requireGrantable(request.role, at: path, caller, action, target: request.orgCode, peer: peer)
       let existing = try store.records.find(IdentityCollections.roleGrant, index: "account", key: request.accountID, limit: 1000, in: db)
       for record in existing where record.scope == path {
-        if try record.decode(Eduhub_Identity_V1_RoleGrant.self).role == request.role {
+        if try IdentityCollections.roleGrant.decode(record).role == request.role {
           throw RPCError(.alreadyExists, "the account already holds \(Roles.name(of: request.role)) on \(request.orgCode)")
         }
       }
@@ -68,7 +68,7 @@ extension IdentityService {
       guard let record = try store.live(IdentityCollections.roleGrant, request.grantID, in: db) else {
         throw RPCError(.notFound, "no role grant \(request.grantID)")
       }
-      let grant = try record.decode(Eduhub_Identity_V1_RoleGrant.self)
+      let grant = try IdentityCollections.roleGrant.decode(record)
       try requireGrantable(grant.role, at: record.scope, caller, action, target: grant.orgCode, peer: peer)
       try store.delete(record, in: db)
       try audit.append(

@@ -102,7 +102,7 @@ public final class IdentityService: Sendable {
     ) { id in
       if let key = keys.keys.withLock({ $0[id] }) { return key }
       guard let record = try? store.get(IdentityCollections.nodeKey, id), !record.deleted,
-        let key = try? Eduhub_Identity_V1_NodeKeyRecord(serializedBytes: record.body).publicKey, key.count == 32
+        let key = try? IdentityCollections.nodeKey.decode(record).publicKey, key.count == 32
       else {
         // Not a published key: perhaps a node enrolled here (asked each time, never cached, so a
         // revoked node's tokens stop verifying at once).

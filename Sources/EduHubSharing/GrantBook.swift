@@ -45,7 +45,7 @@ final class GrantBook: Sendable {
         let old = state.byID[record.id]
         if record.deleted {
           state.byID[record.id] = nil
-        } else if var grant = try? Eduhub_Sharing_V1_Grant(serializedBytes: record.body) {
+        } else if var grant = try? SharingCollections.grant.decode(record) {
           grant.resourceOrgPath = record.scope
           state.byID[record.id] = grant
           if old?.terms.resourceCode != grant.terms.resourceCode {

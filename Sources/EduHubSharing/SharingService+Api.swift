@@ -290,7 +290,7 @@ extension SharingService {
     -> [String?]
   {
     if case .view = table.dataset.source {
-      let person = try Eduhub_Identity_V1_Person(serializedBytes: record.body)
+      let person = try IdentityCollections.person.decode(record)
       return fields.map { field in field.flatMap { PersonView.fields[$0.name]?.value(person) }.flatMap { $0.isEmpty ? nil : $0 } }
     }
     let parsed = try WireFields(parsing: record.body)

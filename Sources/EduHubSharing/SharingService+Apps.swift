@@ -16,7 +16,7 @@ extension SharingService {
 
   func app(_ clientID: String, in db: Database) throws -> (StoredRecord, Eduhub_Sharing_V1_AppRecord)? {
     guard let record = try store.live(SharingCollections.app, clientID, in: db) else { return nil }
-    return (record, try Eduhub_Sharing_V1_AppRecord(serializedBytes: record.body))
+    return (record, try SharingCollections.app.decode(record))
   }
 
   /// A new secret for `record`: its digest and a new generation stored, the secret returned.
@@ -111,7 +111,7 @@ extension SharingService {
       var response = Eduhub_Sharing_V1_ListAppsResponse()
       for scope in scopes {
         for record in try subtree(SharingCollections.app.name, scope, limit: 10_000, in: db) {
-          response.apps.append(try Eduhub_Sharing_V1_AppRecord(serializedBytes: record.body).app)
+          response.apps.append(try SharingCollections.app.decode(record).app)
         }
       }
       response.apps.sort { $0.createdMs < $1.createdMs }

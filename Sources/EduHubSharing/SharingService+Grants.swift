@@ -13,7 +13,7 @@ import Synchronization
 extension SharingService {
   func loadGrant(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Sharing_V1_Grant)? {
     guard let record = try store.live(SharingCollections.grant, id, in: db) else { return nil }
-    var grant = try Eduhub_Sharing_V1_Grant(serializedBytes: record.body)
+    var grant = try SharingCollections.grant.decode(record)
     grant.resourceOrgPath = record.scope
     return (record, grant)
   }
@@ -91,7 +91,7 @@ extension SharingService {
       }
       var seen = Set<String>()
       for record in records where !record.deleted && seen.insert(record.id).inserted {
-        var grant = try Eduhub_Sharing_V1_Grant(serializedBytes: record.body)
+        var grant = try SharingCollections.grant.decode(record)
         grant.resourceOrgPath = record.scope
         let consumer = Self.actsFor(caller, grant.terms.consumer, path: grant.consumerPath)
         guard list.mine ? consumer : caller.can(.catalogPublish, at: record.scope) else { continue }

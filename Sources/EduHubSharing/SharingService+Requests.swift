@@ -127,7 +127,7 @@ extension SharingService {
 
   func loadRequest(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Sharing_V1_AccessRequest)? {
     guard let record = try store.live(SharingCollections.request, id, in: db) else { return nil }
-    var request = try Eduhub_Sharing_V1_AccessRequest(serializedBytes: record.body)
+    var request = try SharingCollections.request.decode(record)
     request.resourceOrgPath = record.scope
     return (record, request)
   }
@@ -389,7 +389,7 @@ extension SharingService {
       var found: [String: (StoredRecord, Eduhub_Sharing_V1_AccessRequest)] = [:]
       func add(_ records: [StoredRecord], _ keep: (Eduhub_Sharing_V1_AccessRequest) -> Bool = { _ in true }) throws {
         for record in records where !record.deleted {
-          var request = try Eduhub_Sharing_V1_AccessRequest(serializedBytes: record.body)
+          var request = try SharingCollections.request.decode(record)
           request.resourceOrgPath = record.scope
           if keep(request) { found[request.id] = (record, request) }
         }

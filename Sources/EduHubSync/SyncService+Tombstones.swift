@@ -66,7 +66,7 @@ extension SyncService {
     return try store.transaction { db in
       var nodes: [(scope: String, pulled: Int64)] = []
       for record in try store.records.records(SyncCollections.node, limit: 100_000, in: db) {
-        let stored = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)
+        let stored = try SyncCollections.node.decode(record)
         guard stored.node.state == .active else { continue }
         nodes.append((record.scope, try pulledThrough(stored.node.id, in: db) ?? 0))
       }

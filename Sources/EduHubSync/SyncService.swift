@@ -45,12 +45,12 @@ public final class SyncService: Sendable {
     let store = store.records
     identity.registerIssuerScopes { id, db in
       guard let record = try store.get(SyncCollections.node, id, in: db), !record.deleted else { return nil }
-      let stored = try? Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)
+      let stored = try? SyncCollections.node.decode(record)
       return (record.scope, stored?.node.clearance == .clear)
     }
     identity.registerKeyProvider { id in
       guard let record = try? store.get(SyncCollections.node, id), !record.deleted,
-        let stored = try? Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body), stored.node.state == .active,
+        let stored = try? SyncCollections.node.decode(record), stored.node.state == .active,
         stored.node.publicKey.count == 32
       else { return nil }
       return [UInt8](stored.node.publicKey)
@@ -61,7 +61,7 @@ public final class SyncService: Sendable {
 
   func node(_ id: String, in db: Database) throws -> (StoredRecord, Eduhub_Sync_V1_SyncNodeRecord)? {
     guard let record = try store.live(SyncCollections.node, id, in: db) else { return nil }
-    return (record, try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body))
+    return (record, try SyncCollections.node.decode(record))
   }
 
   static func publicNode(_ record: StoredRecord, _ stored: Eduhub_Sync_V1_SyncNodeRecord) -> Eduhub_Sync_V1_SyncNode {
@@ -257,7 +257,7 @@ public final class SyncService: Sendable {
       try identity.require(.nodesManage, at: path, caller, "sync.ListNodes", target: request.orgCode, peer: peer)
       var response = Eduhub_Sync_V1_ListNodesResponse()
       for record in try store.records.inScope(SyncCollections.node, scope: path, limit: 10_000, in: db) {
-        response.nodes.append(Self.publicNode(record, try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: record.body)))
+        response.nodes.append(Self.publicNode(record, try SyncCollections.node.decode(record)))
       }
       return response
     }

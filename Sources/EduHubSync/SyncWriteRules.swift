@@ -43,7 +43,7 @@ extension SyncService {
       guard node.mayCarry(record.id) else {
         throw PushRefusal("\(what): node \(node.id) did not enroll it")
       }
-      if let old = try? Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: existing.body) {
+      if let old = try? SyncCollections.node.decode(existing) {
         guard old.node.state != .revoked || stored.node.state == .revoked else {
           throw PushRefusal("\(what): a revoked node stays revoked")
         }

@@ -204,7 +204,7 @@ final class OrderIndex: Sendable {
       let orderEvents = try group(&events, "e").map { try Eduhub_Workorder_V1_OrderEvent(serializedBytes: $0.body) }
       let watchers = try group(&watches, "w").compactMap { try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: $0.body).actor }
       guard !record.deleted else { continue }
-      let order = try Eduhub_Workorder_V1_WorkOrder(serializedBytes: record.body)
+      let order = try WorkOrderCollections.order.decode(record)
       loaded[record.id] = Self.summary(service, record, order, orderEvents, watchers: watchers, now: now)
     }
     state.withLock { state in

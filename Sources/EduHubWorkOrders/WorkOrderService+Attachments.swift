@@ -92,7 +92,7 @@ extension WorkOrderService {
       guard mayRead(order, path: record.scope, assignee: derived.assignee, caller) else {
         throw RPCError(.notFound, "no attachment \(request.id.prefix(80))")
       }
-      return try Eduhub_Workorder_V1_Attachment(serializedBytes: stored.body)
+      return try WorkOrderCollections.attachment.decode(stored)
     }
     var head = Eduhub_Workorder_V1_AttachmentChunk()
     head.orderID = attachment.orderID
@@ -105,7 +105,7 @@ extension WorkOrderService {
         try store.live(WorkOrderCollections.chunk, "\(attachment.id)|\(index)", in: db)
       }
       guard let piece else { throw RPCError(.unavailable, "part \(index + 1) of the attachment has not arrived on this node yet") }
-      try await send(try Eduhub_Workorder_V1_AttachmentChunk(serializedBytes: piece.body))
+      try await send(try WorkOrderCollections.chunk.decode(piece))
     }
   }
 }

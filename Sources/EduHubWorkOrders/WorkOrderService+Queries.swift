@@ -252,7 +252,7 @@ extension WorkOrderService {
       for record in records where record.sequence <= through {
         let orderID = collection == WorkOrderCollections.order.name ? record.id : String(record.id.prefix { $0 != "|" })
         lastSequence[orderID] = max(lastSequence[orderID] ?? 0, record.sequence)
-        if collection == WorkOrderCollections.event.name, !record.deleted, let event = try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: record.body) {
+        if collection == WorkOrderCollections.event.name, !record.deleted, let event = try? WorkOrderCollections.event.decode(record) {
           newEvents[orderID, default: []].append(event)
         }
       }

@@ -126,7 +126,7 @@ extension WorkOrderService {
   /// Accounts holding one of `roles` on the org `code` itself.
   func holders(of roles: Set<Eduhub_Identity_V1_Role>, at code: String, in db: Database) throws -> [String] {
     try store.records.records(IdentityCollections.roleGrant, limit: 100_000, in: db).compactMap { record in
-      guard let grant = try? Eduhub_Identity_V1_RoleGrant(serializedBytes: record.body), grant.orgCode == code,
+      guard let grant = try? IdentityCollections.roleGrant.decode(record), grant.orgCode == code,
         roles.contains(grant.role)
       else { return nil }
       return grant.accountID

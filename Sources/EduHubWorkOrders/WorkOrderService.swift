@@ -43,7 +43,7 @@ public final class WorkOrderService: Sendable {
   /// The order and its events as stored, or nil.
   func load(_ id: String, in db: Database) throws -> (record: StoredRecord, order: Order, events: [Event])? {
     guard let record = try store.live(WorkOrderCollections.order, id, in: db) else { return nil }
-    let order = try Order(serializedBytes: record.body)
+    let order = try WorkOrderCollections.order.decode(record)
     let events = try store.records.find(WorkOrderCollections.event, index: "order", key: id, limit: 100_000, in: db)
       .map { try Event(serializedBytes: $0.body) }
     return (record, order, events)

@@ -121,7 +121,7 @@ extension EduHubCommand {
         let published = try CatalogSeeder.run(into: open.catalog)
         let rows = try open.identity.store.read { db in
           try open.identity.store.records.records(CatalogCollections.resource, limit: 10_000, in: db).reduce(Int64(0)) { total, record in
-            let resource = try Eduhub_Catalog_V1_Resource(serializedBytes: record.body)
+            let resource = try CatalogCollections.resource.decode(record)
             guard case .ingested = resource.dataset.source else { return total }
             return total + resource.rowCount
           }
