@@ -13,11 +13,8 @@ import SwiftProtobuf
 extension CatalogService {
   func registerWriteRules() {
     let store = store.records
-    identity.declare(
-      CatalogCollections.resource.name,
-      writes: .checked(by: self) { $0.checkResource },
-      classified: .fields(Eduhub_Catalog_V1_Resource.classifiedFields))
-    identity.declare(CatalogCollections.follow.name, writes: .fromBelow(Self.checkFollow), classified: .unclassified)
+    identity.declare(CatalogCollections.resource, writes: .checked(by: self) { $0.checkResource })
+    identity.declare(unclassified: CatalogCollections.follow, writes: .fromBelow(Self.checkFollow))
     // A row is classified by its table's schema (field numbers 8 + column).
     identity.declare(
       DatasetSchema.rowCollection, writes: .checked(by: self) { $0.checkRow },

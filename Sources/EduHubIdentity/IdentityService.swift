@@ -197,6 +197,17 @@ public final class IdentityService: Sendable {
     classifications.register(collection, classified)
   }
 
+  /// Declares a typed collection whose message classifies its fields in its .proto: its records are
+  /// masked by the type's own classification, so it cannot be declared other than it is.
+  public func declare<M: ClassifiedMessage>(_ collection: RecordCollection<M>, writes: WriteAuthority) {
+    declare(collection.name, writes: writes, classified: .fields(M.classifiedFields))
+  }
+
+  /// Declares a typed collection whose message has no classified field (declared, not assumed).
+  public func declare<M>(unclassified collection: RecordCollection<M>, writes: WriteAuthority) {
+    declare(collection.name, writes: writes, classified: .unclassified)
+  }
+
   /// Declares a collection whose changes can alter a resolved caller (roles, sessions, nodes, apps).
   public func registerCallerCollection(_ name: String) {
     _ = callerCollections.withLock { $0.insert(name) }

@@ -9,19 +9,15 @@ import SwiftProtobuf
 /// flows, `grantRole`/`revokeRole`), with the pushing node's authority as the caller.
 extension IdentityService {
   func registerWriteRules() {
-    declare(IdentityCollections.org.name, writes: .fromBelow(Self.checkOrg), classified: .fields(Eduhub_Identity_V1_Org.classifiedFields))
-    declare(IdentityCollections.person.name, writes: .fromBelow(Self.checkPerson), classified: .fields(Eduhub_Identity_V1_Person.classifiedFields))
-    declare(
-      IdentityCollections.guardianship.name, writes: .fromBelow(Self.checkGuardianship),
-      classified: .fields(Eduhub_Identity_V1_GuardianBinding.classifiedFields))
-    declare(
-      IdentityCollections.account.name, writes: .fromBelow(Self.checkAccount), classified: .fields(Eduhub_Identity_V1_AccountRecord.classifiedFields))
-    declare(
-      IdentityCollections.session.name, writes: .fromBelow(Self.checkSession), classified: .fields(Eduhub_Identity_V1_SessionRecord.classifiedFields))
-    declare(IdentityCollections.roleGrant.name, writes: .fromBelow(Self.checkRoleGrant), classified: .unclassified)
+    declare(IdentityCollections.org, writes: .fromBelow(Self.checkOrg))
+    declare(IdentityCollections.person, writes: .fromBelow(Self.checkPerson))
+    declare(IdentityCollections.guardianship, writes: .fromBelow(Self.checkGuardianship))
+    declare(IdentityCollections.account, writes: .fromBelow(Self.checkAccount))
+    declare(IdentityCollections.session, writes: .fromBelow(Self.checkSession))
+    declare(unclassified: IdentityCollections.roleGrant, writes: .fromBelow(Self.checkRoleGrant))
     // A node's signing key is published by that node to its own store and reaches others from
     // above; one pushed up would let the pusher choose which key verifies whose tokens.
-    declare(IdentityCollections.nodeKey.name, writes: .downOnly, classified: .unclassified)
+    declare(unclassified: IdentityCollections.nodeKey, writes: .downOnly)
   }
 
   /// The org path of `code` as the push would leave it; nil when no such org exists.

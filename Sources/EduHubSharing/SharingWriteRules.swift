@@ -13,15 +13,9 @@ import SwiftProtobuf
 /// whole chain its terms need, and no edge node takes the city security officer's step.
 extension SharingService {
   func registerWriteRules() {
-    identity.declare(SharingCollections.app.name, writes: .downOnly, classified: .fields(Eduhub_Sharing_V1_AppRecord.classifiedFields))
-    identity.declare(
-      SharingCollections.request.name,
-      writes: .checked(by: self) { $0.checkRequest },
-      classified: .unclassified)
-    identity.declare(
-      SharingCollections.grant.name,
-      writes: .checked(by: self) { $0.checkGrant },
-      classified: .unclassified)
+    identity.declare(SharingCollections.app, writes: .downOnly)
+    identity.declare(unclassified: SharingCollections.request, writes: .checked(by: self) { $0.checkRequest })
+    identity.declare(unclassified: SharingCollections.grant, writes: .checked(by: self) { $0.checkGrant })
     identity.registerCallerCollection(SharingCollections.app.name)
   }
 

@@ -9,8 +9,7 @@ import SwiftProtobuf
 /// and never one that reads more than it does.
 extension SyncService {
   func registerWriteRules() {
-    identity.declare(
-      SyncCollections.node.name, writes: .fromBelow(Self.checkNode), classified: .fields(Eduhub_Sync_V1_SyncNodeRecord.classifiedFields))
+    identity.declare(SyncCollections.node, writes: .fromBelow(Self.checkNode))
   }
 
   static func checkNode(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {

@@ -10,16 +10,11 @@ import SwiftProtobuf
 /// a system event names the pusher or a node below it, every actor is a user of the node's scope.
 extension WorkOrderService {
   func registerWriteRules() {
-    let rules: [(String, WriteAuthority, [ClassifiedField])] = [
-      (WorkOrderCollections.order.name, .fromBelow(Self.checkOrder), Order.classifiedFields),
-      (WorkOrderCollections.event.name, .checked(by: self) { $0.checkEvent }, Event.classifiedFields),
-      (WorkOrderCollections.watch.name, .fromBelow(Self.checkWatch), Event.classifiedFields),
-      (WorkOrderCollections.attachment.name, .fromBelow(Self.checkAttachment), Eduhub_Workorder_V1_Attachment.classifiedFields),
-      (WorkOrderCollections.chunk.name, .fromBelow(Self.checkChunk), Eduhub_Workorder_V1_AttachmentChunk.classifiedFields),
-    ]
-    for (collection, writes, fields) in rules {
-      identity.declare(collection, writes: writes, classified: .fields(fields))
-    }
+    identity.declare(WorkOrderCollections.order, writes: .fromBelow(Self.checkOrder))
+    identity.declare(WorkOrderCollections.event, writes: .checked(by: self) { $0.checkEvent })
+    identity.declare(WorkOrderCollections.watch, writes: .fromBelow(Self.checkWatch))
+    identity.declare(WorkOrderCollections.attachment, writes: .fromBelow(Self.checkAttachment))
+    identity.declare(WorkOrderCollections.chunk, writes: .fromBelow(Self.checkChunk))
   }
 
   /// PushRefusal unless an immutable record arrives as it was first written.
