@@ -19,7 +19,7 @@ public enum CatalogSeeder {
 
   static func view(_ kind: String) -> Eduhub_Catalog_V1_Dataset {
     var dataset = Eduhub_Catalog_V1_Dataset()
-    dataset.view.collection = "person"
+    dataset.view.collection = PersonView.collection
     dataset.view.personKind = kind
     return dataset
   }
@@ -86,12 +86,11 @@ public enum CatalogSeeder {
   /// ingested datasets from the seeded people; returns how many resources were published.
   @discardableResult
   public static func run(into catalog: CatalogService, now: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) throws -> Int {
-    let replica = catalog.store.replica
     var published: [Eduhub_Catalog_V1_Resource] = []
     try catalog.store.transaction { db in
       for definition in definitions {
-        guard let org = try replica.store.get(IdentityCollections.org, definition.org, in: db), !org.deleted,
-          try replica.store.get(CatalogCollections.resource, definition.code, in: db) == nil
+        guard let org = try catalog.identity.org(definition.org, in: db),
+          try catalog.store.records.get(CatalogCollections.resource, definition.code, in: db) == nil
         else { continue }
         var resource = Eduhub_Catalog_V1_Resource()
         resource.code = definition.code
@@ -119,21 +118,19 @@ public enum CatalogSeeder {
         if let dataset = definition.dataset { resource.dataset = dataset }
         try CatalogService.validate(resource)
         try CatalogService.prepareDataset(&resource, old: nil, responsiblePath: org.scope) { code in
-          guard let found = try replica.store.get(IdentityCollections.org, code, in: db), !found.deleted else {
+          guard let found = try catalog.identity.org(code, in: db)?.record else {
             throw Validate.invalid("no org \(code)")
           }
           return found.scope
         }
         if case .view(let view) = resource.dataset.source { resource.rowCount = try catalog.countView(view, in: db) }
-        try replica.write(
-          [.init(collection: CatalogCollections.resource.name, id: resource.code, scope: org.scope, body: try resource.serializedBytes())],
-          in: db)
+        try catalog.store.put(CatalogCollections.resource, resource.code, scope: org.scope, resource, in: db)
         published.append(resource)
       }
     }
     let codes = Set(published.map(\.code))
     if codes.contains("dz.school.annual") || codes.contains("dz.evaluation.scores") || codes.contains("dz.safety.inspection") {
-      let people = try SeededPeople.read(catalog.store)
+      let people = try SeededPeople.read(catalog)
       try fill(catalog, "dz.school.annual", rows: SeededPeople.schoolRows(people), if: codes)
       try fill(catalog, "dz.evaluation.scores", rows: SeededPeople.scoreRows(people), if: codes)
       try fill(catalog, "dz.safety.inspection", rows: SeededPeople.inspectionRows(people), if: codes)

@@ -401,7 +401,7 @@ extension CatalogService {
       var cursor = after.flatMap(PersonView.cursor)
       // Pages of people in the view's subtree, kept when of the view's kind.
       while true {
-        let page = try store.records.inScope(PersonView.collection, scope: path, after: cursor, limit: 1000, in: db)
+        let page = try identity.people(inScope: path, after: cursor, limit: 1000, in: db)
         for record in page {
           cursor = record
           guard PersonView.isKind(record.body, kind), record.id.hasPrefix(keyPrefix) else { continue }
@@ -529,7 +529,7 @@ extension CatalogService {
     var count: Int64 = 0
     var cursor: StoredRecord?
     while true {
-      let page = try store.records.inScope(PersonView.collection, scope: path, after: cursor, limit: 5000, in: db)
+      let page = try identity.people(inScope: path, after: cursor, limit: 5000, in: db)
       count += Int64(page.lazy.filter { PersonView.isKind($0.body, kind) }.count)
       guard page.count == 5000 else { return count }
       cursor = page.last

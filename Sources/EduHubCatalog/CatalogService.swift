@@ -93,13 +93,6 @@ public final class CatalogService: Sendable {
     guard resource.rowCount >= 0 else { throw invalid("row_count may not be negative") }
   }
 
-  package func stored(_ code: String, in db: Database) throws -> (StoredRecord, Eduhub_Catalog_V1_Resource)? {
-    guard let record = try store.live(CatalogCollections.resource, code, in: db) else { return nil }
-    var resource = try CatalogCollections.resource.decode(record)
-    resource.responsibleOrgPath = record.scope
-    return (record, resource)
-  }
-
   /// Whether `caller` may know the resource exists: shared ones are visible to every reader of the
   /// catalog; not-shared ones only inside the caller's own subtree.
   package func visible(_ resource: Eduhub_Catalog_V1_Resource, path: String, to caller: Caller) -> Bool {

@@ -14,7 +14,7 @@ extension CatalogService {
   func registerWriteRules() {
     let store = store.records
     identity.declare(CatalogCollections.resource, writes: .checked(by: self) { $0.checkResource })
-    identity.declare(unclassified: CatalogCollections.follow, writes: .fromBelow(Self.checkFollow))
+    identity.declare(unclassified: CatalogCollections.follow, writes: .checked(by: self) { $0.checkFollow })
     // A row is classified by its table's schema (field numbers 8 + column).
     identity.declare(
       DatasetSchema.rowCollection, writes: .checked(by: self) { $0.checkRow },
@@ -94,14 +94,14 @@ extension CatalogService {
     }
   }
 
-  static func checkFollow(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+  func checkFollow(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "follow \(record.id.prefix(100))"
     let mark = try IdentityService.decode(Eduhub_Catalog_V1_FollowRequest.self, IdentityService.judged(record, existing))
     let code = String(record.id.prefix { $0 != "|" })
     guard record.id == code + "|" + mark.code, let resource = try view.live(CatalogCollections.resource.name, code),
       resource.scope == record.scope
     else { throw PushRefusal("\(what): it does not name a resource stored at its scope and its follower") }
-    guard let account = try view.live(IdentityCollections.account.name, mark.code), !account.scope.isEmpty,
+    guard let account = try identity.account(mark.code, in: view), !account.scope.isEmpty,
       RecordStore.inScope(account.scope, node.scope)
     else { throw PushRefusal("\(what): its follower is not an account of node \(node.id)'s scope") }
   }

@@ -1,11 +1,20 @@
 import EduHubAPI
 import EduHubIdentity
+import EduHubReplication
 import EduHubStorage
+import SwiftProtobuf
 
 /// The fields a view over people may expose, typed and classified as identity.proto declares them
 /// (a view's publisher names the fields; their classification is the .proto's, never lowered).
 package enum PersonView {
+  /// The name a dataset view gives its source: people of the org tree (catalog.proto).
   package static let collection = "person"
+
+  /// The person a body from ``OrgDirectory/people(inScope:after:limit:in:)`` holds (or a masked
+  /// body of one); a body that does not decode is DATA_LOSS.
+  package static func person(_ body: [UInt8]) throws -> Eduhub_Identity_V1_Person {
+    do { return try Eduhub_Identity_V1_Person(serializedBytes: body) } catch { throw StorageError(.corrupted, "a person record cannot be read") }
+  }
 
   package struct Field {
     let type: Eduhub_Catalog_V1_FieldType

@@ -1,3 +1,4 @@
+import EduHubIdentity
 import EduHubReplication
 import EduHubStorage
 import Foundation
@@ -15,12 +16,12 @@ struct SeededPeople {
   /// Grade 9 students (ids), for the evaluation scores: at most 20,000.
   var ninthGraders: [String] = []
 
-  static func read(_ store: NodeStore) throws -> SeededPeople {
+  static func read(_ catalog: CatalogService) throws -> SeededPeople {
     var people = SeededPeople()
-    try store.read { db in
+    try catalog.store.read { db in
       var cursor: StoredRecord?
       while true {
-        let page = try store.records.records("person", after: cursor, limit: 5000, in: db)
+        let page = try catalog.identity.people(after: cursor, limit: 5000, in: db)
         for record in page {
           // 2 kind, 11 org_code, 13 grade, 14 class_name.
           guard let fields = try? WireFields(parsing: record.body) else { continue }

@@ -156,14 +156,6 @@ public final class IdentityService: Sendable {
 
   // MARK: Storage helpers
 
-  /// The path of org `code`, or NOT_FOUND.
-  package func orgPath(_ code: String, in db: Database) throws -> String {
-    guard let record = try store.live(IdentityCollections.org, code, in: db) else {
-      throw RPCError(.notFound, "no org \(code.prefix(40))")
-    }
-    return record.scope
-  }
-
   package func invalidateCallers() { epoch.add(1, ordering: .relaxed) }
 
   /// Logs a security event at warning (it is audited by whoever refused it as well).
@@ -206,6 +198,21 @@ public final class IdentityService: Sendable {
   /// Declares a typed collection whose message has no classified field (declared, not assumed).
   public func declare<M>(unclassified collection: RecordCollection<M>, writes: WriteAuthority) {
     declare(collection.name, writes: writes, classified: .unclassified)
+  }
+
+  /// Whether field `number` of `collection`'s records is declared readable by any staff of the
+  /// region: the collection is unclassified, or its message classifies that field public or
+  /// internal (or not at all). A record-dependent or missing declaration is not.
+  public func readableByStaff(_ collection: String, field number: Int) -> Bool {
+    switch classifications.of(collection) {
+    case .unclassified?:
+      return true
+    case .fields(let fields)?:
+      guard let field = fields.first(where: { $0.number == number }), field.isClassified else { return true }
+      return field.sensitivity == .public || field.sensitivity == .internal
+    case .perGroup?, nil:
+      return false
+    }
   }
 
   /// Declares a collection whose changes can alter a resolved caller (roles, sessions, nodes, apps).

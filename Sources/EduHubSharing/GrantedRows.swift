@@ -155,7 +155,7 @@ struct GrantedRows: Sendable {
       case .view(_, _, let masker):
         // People are decoded (a view's fields are computed from the Person message).
         let result = try masker.mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today)
-        var person = try IdentityCollections.person.decode(result.body)
+        var person = try PersonView.person(result.body)
         person.masked = false
         // The row's key as this reader gets it (a de-identified consumer's own pseudonym), never
         // the person id the view's row would carry.

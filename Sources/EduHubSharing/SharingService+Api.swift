@@ -30,7 +30,7 @@ extension SharingService {
     }) {
       return (known, generation)
     }
-    let latest = try store.read { db in try store.records.lastSequence(of: CatalogCollections.resource, in: db) }
+    let latest = try store.read { db in try catalog.definitionsSequence(in: db) }
     apis.withLock { cache in
       if cache.catalogSequence != latest { cache = ApiCache(catalogSequence: latest) }
       cache.generation = generation
@@ -290,7 +290,7 @@ extension SharingService {
     -> [String?]
   {
     if case .view = table.dataset.source {
-      let person = try IdentityCollections.person.decode(record)
+      let person = try PersonView.person(record.body)
       return fields.map { field in field.flatMap { PersonView.fields[$0.name]?.value(person) }.flatMap { $0.isEmpty ? nil : $0 } }
     }
     let parsed = try WireFields(parsing: record.body)
@@ -324,7 +324,7 @@ extension SharingService {
       while true {
         let page: [StoredRecord]
         if let path = plan.viewPath {
-          page = try store.records.inScope(PersonView.collection, scope: path, after: after, limit: 2000, in: db)
+          page = try identity.people(inScope: path, after: after, limit: 2000, in: db)
         } else {
           page = try store.records.withPrefix(
             DatasetSchema.rowCollection, idPrefix: DatasetSchema.recordID(code, ""), after: after?.id, limit: 2000, in: db)

@@ -165,16 +165,13 @@ extension SharingService {
 
   /// The catalog's subscription count of a resource: its usable grants (active, not expired).
   func recountSubscriptions(_ code: String, in db: Database) throws {
-    guard let (record, resource) = try catalog.stored(code, in: db) else { return }
+    guard try catalog.stored(code, in: db) != nil else { return }
     var count: Int64 = 0
     let now = identity.nowMs()
     for grantRecord in try store.records.find(SharingCollections.grant, index: "resource", key: code, limit: 100_000, in: db) {
       if Self.unusable(try Eduhub_Sharing_V1_Grant(serializedBytes: grantRecord.body), now: now) == nil { count += 1 }
     }
-    guard resource.subscriptions != count else { return }
-    var updated = resource
-    updated.subscriptions = count
-    try store.put(CatalogCollections.resource, code, scope: record.scope, CatalogService.writable(updated), in: db)
+    try catalog.setSubscriptions(count, of: code, in: db)
   }
 
   /// Sends a new or amended request down its chain: to the steward, or granted at once.

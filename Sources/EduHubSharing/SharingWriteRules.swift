@@ -27,7 +27,7 @@ extension SharingService {
     let what = "access request \(record.id.prefix(64))"
     guard !record.deleted else { throw PushRefusal("\(what): requests are never deleted") }
     let request = try IdentityService.decode(Eduhub_Sharing_V1_AccessRequest.self, record)
-    guard request.id == record.id, let table = try view.live(CatalogCollections.resource.name, request.terms.resourceCode),
+    guard request.id == record.id, let table = try catalog.resource(request.terms.resourceCode, in: view),
       table.scope == record.scope
     else { throw PushRefusal("\(what): it is not stored with its resource") }
     let resource = try IdentityService.decode(Eduhub_Catalog_V1_Resource.self, table)

@@ -256,7 +256,7 @@ extension SyncService {
             && RecordStore.inScope(record.scope, scope) && record.id != request.nodeID && record.id != identity.nodeID
           {
             // New registrations only: one that exists is the pusher's to relay already, or not at all.
-            guard try store.records.get(IdentityCollections.nodeKey, record.id, in: db) == nil,
+            guard try !identity.publishesKey(record.id, in: db),
               try store.records.get(SyncCollections.node, record.id, in: db) == nil
             else { continue }
             node.adopt(record.id, scope: record.scope)
@@ -373,8 +373,7 @@ extension SyncService {
     }
     let clear = stored.node.clearance == .clear
     let code = scope.split(separator: "/").last.map(String.init) ?? ""
-    let kind = try store.live(IdentityCollections.org, code, in: db)
-      .flatMap { try? Eduhub_Identity_V1_Org(serializedBytes: $0.body).kind }
+    let kind = (try? identity.org(code, in: db))??.value.kind
     // A county's (or a town's, which holds schools) administrator where the node stands; anywhere
     // else (a school, a bureau, another unit) a school administrator's, the least an edge holds.
     let role: Eduhub_Identity_V1_Role = kind == .county || kind == .town ? .countyAdmin : .schoolAdmin

@@ -9,14 +9,14 @@ import SwiftProtobuf
 /// and never one that reads more than it does.
 extension SyncService {
   func registerWriteRules() {
-    identity.declare(SyncCollections.node, writes: .fromBelow(Self.checkNode))
+    identity.declare(SyncCollections.node, writes: .checked(by: self) { $0.checkNode })
   }
 
-  static func checkNode(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+  func checkNode(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "node registration \(record.id.prefix(40))"
     guard record.id != node.id else { throw PushRefusal("\(what): a node cannot change its own registration") }
     // This node and the nodes above it publish their keys here: none of them is registered from below.
-    guard try view.live(IdentityCollections.nodeKey.name, record.id) == nil else {
+    guard try !identity.publishesKey(record.id, in: view) else {
       throw PushRefusal("\(what): that id is this node's or one above it")
     }
     let stored = try IdentityService.decode(Eduhub_Sync_V1_SyncNodeRecord.self, IdentityService.judged(record, existing))

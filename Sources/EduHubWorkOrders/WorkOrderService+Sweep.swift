@@ -118,19 +118,9 @@ extension WorkOrderService {
   /// On a breach: the administrators of the assignee org (or of the service org) watch the order.
   func escalate(_ order: Order, _ derived: OrderMachine.Derived, scope: String, in db: Database) throws {
     let org = derived.assigneeOrg.isEmpty ? derived.serviceOrg : derived.assigneeOrg
-    for account in try holders(of: [.cityAdmin, .countyAdmin, .schoolAdmin], at: org, in: db) {
+    for account in try identity.holders(of: [.cityAdmin, .countyAdmin, .schoolAdmin], at: org, in: db) {
       try setWatch(order.id, account: account, on: true, scope: scope, in: db)
     }
-  }
-
-  /// Accounts holding one of `roles` on the org `code` itself.
-  func holders(of roles: Set<Eduhub_Identity_V1_Role>, at code: String, in db: Database) throws -> [String] {
-    try store.records.records(IdentityCollections.roleGrant, limit: 100_000, in: db).compactMap { record in
-      guard let grant = try? IdentityCollections.roleGrant.decode(record), grant.orgCode == code,
-        roles.contains(grant.role)
-      else { return nil }
-      return grant.accountID
-    }.sorted()
   }
 
   // MARK: Sync conflicts
@@ -149,7 +139,7 @@ extension WorkOrderService {
       var created = 0
       for (id, conflict, scope) in found {
         guard let scope, let orgCode = scope.split(separator: "/").last.map(String.init),
-          try store.live(IdentityCollections.org, orgCode, in: db) != nil
+          try identity.org(orgCode, in: db) != nil
         else { continue }
         var order = Order()
         order.id = "WO-CONFLICT-\(identity.nodeID)-\(id)"
@@ -168,7 +158,7 @@ extension WorkOrderService {
         order.recordRef = "\(conflict.collection)/\(recordID)"
         order.createdMs = now
         try store.put(WorkOrderCollections.order, order.id, scope: scope, order, in: db)
-        if let steward = try holders(of: [.dataSteward], at: orgCode, in: db).first {
+        if let steward = try identity.holders(of: [.dataSteward], at: orgCode, in: db).first {
           var event = Event()
           event.orderID = order.id
           event.action = .accept
@@ -194,30 +184,7 @@ extension WorkOrderService {
   func describe(_ conflict: RecordStore.Conflict, _ current: StoredRecord?, recordID: String) throws -> String {
     let winning = current.flatMap { try? WireFields(parsing: $0.body)[conflict.field] } ?? []
     let losing = conflict.losingValue
-    func shown(_ raw: [UInt8]) -> String {
-      guard !raw.isEmpty else { return "（空）" }
-      if conflict.collection == IdentityCollections.person.name, let current {
-        // Mask the field as the person's record: the policy sees the person's birth date and ID.
-        var fields = (try? WireFields(parsing: current.body)) ?? WireFields()
-        fields[conflict.field] = raw
-        let body = fields.joined()
-        let steward = Reader.staff(subject: "steward", grants: [])
-        if let masked = try? identity.peopleMasker.mask(body, personID: current.id, scope: current.scope, for: steward, on: identity.today),
-          let fields = try? WireFields(parsing: masked.body)
-        {
-          return Self.text(fields, conflict.field) ?? "（已隐藏）"
-        }
-        return "（已隐藏）"
-      }
-      // Other collections: text of identity-free records is shown; anything else by size only.
-      let plain: Set<String> = [IdentityCollections.org.name, "catalog_resource", WorkOrderCollections.order.name]
-      if plain.contains(conflict.collection), let fields = try? WireFields(parsing: raw),
-        let text = Self.text(fields, conflict.field), text.count <= 200
-      {
-        return text
-      }
-      return "（\(raw.count) 字节，不显示）"
-    }
+    func shown(_ raw: [UInt8]) -> String { identity.shownConflictValue(raw, of: conflict, current: current) }
     return "记录 \(conflict.collection)/\(recordID) 的字段 \(conflict.field) 在两个节点上被同时修改。\n"
       + "保留的值：\(shown(winning))\n被覆盖的值：\(shown(losing))"
   }
@@ -227,12 +194,6 @@ extension WorkOrderService {
     guard let current else { return conflict.recordID }
     var maskers = RecordMaskers(identity: identity)
     return try maskers.shownID(current, for: .staff(subject: "steward", grants: []), on: identity.today, in: db)
-  }
-
-  /// Field `number` of `fields` as text, if it is valid UTF-8 or a number.
-  static func text(_ fields: WireFields, _ number: Int) -> String? {
-    if let bytes = fields.bytes(number) { return String(validating: bytes, as: UTF8.self) }
-    return fields.varint(number).map { String($0) }
   }
 }
 

@@ -158,7 +158,7 @@ public final class WorkOrderService: Sendable {
     submitted.submitter = caller.accountID.isEmpty ? caller.actor : caller.accountID
     // Everything but the writes happens before the shared transaction, on the caller's thread:
     // the transaction is the one part that runs on one thread at a time.
-    guard let org = try store.records.pointGet(IdentityCollections.org, submitted.submittingOrgCode), !org.deleted else {
+    guard let org = try identity.org(submitted.submittingOrgCode) else {
       throw RPCError(.notFound, "no org \(submitted.submittingOrgCode.prefix(40))")
     }
     let path = org.scope
@@ -288,7 +288,7 @@ public final class WorkOrderService: Sendable {
           throw Validate.invalid("the assignee org must lie within the service org and contain the submitting org")
         }
         if !request.assignee.isEmpty {
-          guard try store.live(IdentityCollections.account, request.assignee, in: db) != nil else {
+          guard try identity.account(request.assignee, in: db) != nil else {
             throw Validate.invalid("no account \(request.assignee.prefix(64))")
           }
         }

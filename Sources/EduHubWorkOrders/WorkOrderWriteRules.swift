@@ -71,7 +71,7 @@ extension WorkOrderService {
       if event.actor.hasPrefix("system:") {
         guard event.actor == "system:" + event.node else { throw PushRefusal("\(what): a relayed node's system acts only as itself") }
       } else if !event.actor.hasPrefix("operator:") {
-        guard let account = try view.live(IdentityCollections.account.name, event.actor), RecordStore.inScope(account.scope, relayed) else {
+        guard let account = try identity.account(event.actor, in: view), RecordStore.inScope(account.scope, relayed) else {
           throw PushRefusal("\(what): its actor is not a user of node \(event.node.prefix(40))'s scope")
         }
       }
@@ -107,7 +107,7 @@ extension WorkOrderService {
       guard let orgPath = Self.ancestorPath(event.assigneeOrgCode, of: record.scope), RecordStore.inScope(orgPath, servicePath) else {
         throw PushRefusal("\(what): its assignee org does not lie within the service org and contain the submitting org")
       }
-      guard try event.assignee.isEmpty || view.live(IdentityCollections.account.name, event.assignee) != nil else {
+      guard try event.assignee.isEmpty || identity.account(event.assignee, in: view) != nil else {
         throw PushRefusal("\(what): its assignee is not an account")
       }
     case .escalate:

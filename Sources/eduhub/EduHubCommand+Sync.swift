@@ -199,9 +199,7 @@ func enrollWithUpstream(_ data: NodeData, upstream: String, token: String) async
   var upstreamKey = Eduhub_Identity_V1_NodeKeyRecord()
   upstreamKey.nodeID = response.upstreamNodeID
   upstreamKey.publicKey = response.upstreamPublicKey
-  try replica.write([
-    .init(collection: IdentityCollections.nodeKey.name, id: response.upstreamNodeID, scope: "", body: try upstreamKey.serializedBytes())
-  ])
+  try replica.write([try IdentityCollections.nodeKey.write(response.upstreamNodeID, scope: "", upstreamKey)])
   try database.close()
   return enrolled
 }
