@@ -197,7 +197,7 @@ extension CatalogService {
 
   /// Receives an ingest stream: every row checked, valid ones written per batch, invalid ones
   /// reported by position; the resource's row count and update time kept with each batch.
-  public func ingest(
+  public func ingestRows(
     _ requests: some AsyncSequence<Eduhub_Catalog_V1_IngestRowsRequest, any Error>, caller: Caller, peer: String
   ) async throws -> Eduhub_Catalog_V1_IngestRowsResponse {
     var response = Eduhub_Catalog_V1_IngestRowsResponse()

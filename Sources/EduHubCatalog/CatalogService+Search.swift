@@ -26,7 +26,7 @@ extension CatalogService {
   /// Search: the visible resources that pass the filters and match the text, best first; facet
   /// counts per filter over the resources that pass every other filter (so each count says how
   /// many results choosing that value gives); a page of them.
-  public func search(_ request: Eduhub_Catalog_V1_SearchResourcesRequest, caller: Caller, peer: String) throws
+  public func searchResources(_ request: Eduhub_Catalog_V1_SearchResourcesRequest, caller: Caller, peer: String) throws
     -> Eduhub_Catalog_V1_SearchResourcesResponse
   {
     guard request.query.count <= 100 else { throw RPCError(.invalidArgument, "query has at most 100 characters") }
@@ -197,47 +197,5 @@ extension CatalogService {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
     for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
     return String(hash, radix: 36)
-  }
-}
-
-extension CatalogService: Eduhub_Catalog_V1_CatalogService.Handler {
-  public func publishResource(request: Eduhub_Catalog_V1_PublishResourceRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_Resource {
-    try publish(request, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func updateResource(request: Eduhub_Catalog_V1_UpdateResourceRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_Resource {
-    try update(request, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func retireResource(request: Eduhub_Catalog_V1_RetireResourceRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_Resource {
-    try retire(request, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func getResource(request: Eduhub_Catalog_V1_GetResourceRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_Resource {
-    try get(request, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func searchResources(request: Eduhub_Catalog_V1_SearchResourcesRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_SearchResourcesResponse {
-    try search(request, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func follow(request: Eduhub_Catalog_V1_FollowRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_FollowResponse {
-    try follow(request.code, true, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func unfollow(request: Eduhub_Catalog_V1_FollowRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_FollowResponse {
-    try follow(request.code, false, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func listFollowed(request: Eduhub_Catalog_V1_ListFollowedRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_ListFollowedResponse {
-    try listFollowed(caller: try context.caller())
-  }
-
-  public func ingestRows(requests: RPCStream<Eduhub_Catalog_V1_IngestRowsRequest>, context: ServerContext) async throws -> Eduhub_Catalog_V1_IngestRowsResponse {
-    try await ingest(requests, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func readRows(request: Eduhub_Catalog_V1_ReadRowsRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_ReadRowsResponse {
-    try readRows(request, caller: try context.caller(), peer: context.peer)
   }
 }

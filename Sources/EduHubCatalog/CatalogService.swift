@@ -109,7 +109,7 @@ public final class CatalogService: Sendable {
     return copy
   }
 
-  public func publish(_ request: Eduhub_Catalog_V1_PublishResourceRequest, caller: Caller, peer: String) throws
+  public func publishResource(_ request: Eduhub_Catalog_V1_PublishResourceRequest, caller: Caller, peer: String) throws
     -> Eduhub_Catalog_V1_Resource
   {
     var resource = request.resource
@@ -141,7 +141,7 @@ public final class CatalogService: Sendable {
     }
   }
 
-  public func update(_ request: Eduhub_Catalog_V1_UpdateResourceRequest, caller: Caller, peer: String) throws
+  public func updateResource(_ request: Eduhub_Catalog_V1_UpdateResourceRequest, caller: Caller, peer: String) throws
     -> Eduhub_Catalog_V1_Resource
   {
     try Self.validate(request.resource)
@@ -176,7 +176,7 @@ public final class CatalogService: Sendable {
     }
   }
 
-  public func retire(_ request: Eduhub_Catalog_V1_RetireResourceRequest, caller: Caller, peer: String) throws
+  public func retireResource(_ request: Eduhub_Catalog_V1_RetireResourceRequest, caller: Caller, peer: String) throws
     -> Eduhub_Catalog_V1_Resource
   {
     let action = "catalog.RetireResource"
@@ -211,7 +211,7 @@ public final class CatalogService: Sendable {
         .map { String($0.id.prefix { $0 != "|" }) })
   }
 
-  public func get(_ request: Eduhub_Catalog_V1_GetResourceRequest, caller: Caller, peer: String) throws
+  public func getResource(_ request: Eduhub_Catalog_V1_GetResourceRequest, caller: Caller, peer: String) throws
     -> Eduhub_Catalog_V1_Resource
   {
     let day = String(identity.today.description)

@@ -83,7 +83,7 @@ extension SharingService {
     return result
   }
 
-  public func rotateSecret(_ request: Eduhub_Sharing_V1_RotateAppSecretRequest, caller: Caller, peer: String) throws
+  public func rotateAppSecret(_ request: Eduhub_Sharing_V1_RotateAppSecretRequest, caller: Caller, peer: String) throws
     -> Eduhub_Sharing_V1_AppSecret
   {
     try updateApp(request.clientID, caller: caller, action: "sharing.RotateAppSecret", peer: peer) { app in
@@ -94,7 +94,7 @@ extension SharingService {
     }
   }
 
-  public func setDisabled(_ request: Eduhub_Sharing_V1_SetAppDisabledRequest, caller: Caller, peer: String) throws
+  public func setAppDisabled(_ request: Eduhub_Sharing_V1_SetAppDisabledRequest, caller: Caller, peer: String) throws
     -> Eduhub_Sharing_V1_App
   {
     try updateApp(

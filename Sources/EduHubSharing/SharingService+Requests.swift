@@ -326,7 +326,7 @@ extension SharingService {
     return (record, request)
   }
 
-  public func amend(_ amendment: Eduhub_Sharing_V1_AmendRequestRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
+  public func amendRequest(_ amendment: Eduhub_Sharing_V1_AmendRequestRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
     let action = "sharing.AmendRequest"
     return try store.transaction { db in
       let (record, stored) = try ownRequest(amendment.requestID, caller: caller, action: action, peer: peer, in: db)
@@ -353,7 +353,7 @@ extension SharingService {
     }
   }
 
-  public func withdraw(_ withdrawal: Eduhub_Sharing_V1_WithdrawRequestRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
+  public func withdrawRequest(_ withdrawal: Eduhub_Sharing_V1_WithdrawRequestRequest, caller: Caller, peer: String) throws -> Eduhub_Sharing_V1_AccessRequest {
     let action = "sharing.WithdrawRequest"
     return try store.transaction { db in
       let (record, stored) = try ownRequest(withdrawal.requestID, caller: caller, action: action, peer: peer, in: db)

@@ -641,21 +641,3 @@ extension SyncService {
     return record
   }
 }
-
-extension SyncService {
-  public func pull(request: Eduhub_Sync_V1_PullRequest, response: RPCWriter<Eduhub_Sync_V1_PullBatch>, context: ServerContext) async throws {
-    try await pull(request, caller: try context.caller(), peer: context.peer) { batch in try await response.write(batch) }
-  }
-
-  public func push(requests: RPCStream<Eduhub_Sync_V1_PushRequest>, context: ServerContext) async throws -> Eduhub_Sync_V1_PushResponse {
-    try await push(requests, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func handshake(request: Eduhub_Sync_V1_HandshakeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_HandshakeResponse {
-    try handshake(request, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func listConflicts(request: Eduhub_Sync_V1_ListConflictsRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_ListConflictsResponse {
-    try listConflicts(request, caller: try context.caller(), peer: context.peer)
-  }
-}

@@ -285,29 +285,3 @@ public final class SyncService: Sendable {
     return revoked
   }
 }
-
-extension SyncService: Eduhub_Sync_V1_SyncService.Handler {
-  public func createNode(request: Eduhub_Sync_V1_CreateNodeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_CreateNodeResponse {
-    try createNode(request, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func enroll(request: Eduhub_Sync_V1_EnrollRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_EnrollResponse {
-    try enroll(request, peer: context.peer)
-  }
-
-  public func challenge(request: Eduhub_Sync_V1_ChallengeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_ChallengeResponse {
-    try challenge(request)
-  }
-
-  public func authenticate(request: Eduhub_Sync_V1_AuthenticateRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_AuthenticateResponse {
-    try authenticate(request, peer: context.peer)
-  }
-
-  public func listNodes(request: Eduhub_Sync_V1_ListNodesRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_ListNodesResponse {
-    try listNodes(request, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func revokeNode(request: Eduhub_Sync_V1_RevokeNodeRequest, context: ServerContext) async throws -> Eduhub_Sync_V1_SyncNode {
-    try revokeNode(request, caller: try context.caller(), peer: context.peer)
-  }
-}

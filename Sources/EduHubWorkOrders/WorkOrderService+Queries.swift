@@ -22,7 +22,7 @@ extension WorkOrderService {
     }
   }
 
-  public func list(_ request: Eduhub_Workorder_V1_ListOrdersRequest, caller: Caller) throws -> Eduhub_Workorder_V1_ListOrdersResponse {
+  public func listOrders(_ request: Eduhub_Workorder_V1_ListOrdersRequest, caller: Caller) throws -> Eduhub_Workorder_V1_ListOrdersResponse {
     let size = try Validate.pageSize(request.page.pageSize, default: 50, maximum: 500)
     // Newest first by submission time (which never changes), so pages stay stable while orders move.
     let after = try PageToken.parse(request.page.pageToken, parts: 2).map { parts -> (Int64, String) in
@@ -70,7 +70,7 @@ extension WorkOrderService {
 
   // MARK: Statistics
 
-  public func stats(_ request: Eduhub_Workorder_V1_StatsRequest, caller: Caller) throws -> Eduhub_Workorder_V1_Stats {
+  public func getStats(_ request: Eduhub_Workorder_V1_StatsRequest, caller: Caller) throws -> Eduhub_Workorder_V1_Stats {
     try store.read { db in
       _ = try index.orders(self, in: db)
       let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
@@ -283,43 +283,5 @@ extension WorkOrderService {
     var changes = out.map(\.1)
     if !changes.isEmpty { changes[changes.count - 1].cursor = String(through) }
     return (changes, through)
-  }
-}
-
-extension WorkOrderService: Eduhub_Workorder_V1_WorkOrderService.Handler {
-  public func submit(request: Eduhub_Workorder_V1_SubmitRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_WorkOrder {
-    try await submit(request, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func getOrder(request: Eduhub_Workorder_V1_GetOrderRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_OrderDetail {
-    try get(request, caller: try context.caller())
-  }
-
-  public func act(request: Eduhub_Workorder_V1_ActRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_OrderDetail {
-    try act(request, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func setWatch(request: Eduhub_Workorder_V1_WatchOrderRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_WorkOrder {
-    try setWatch(request, caller: try context.caller())
-  }
-
-  public func listOrders(request: Eduhub_Workorder_V1_ListOrdersRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_ListOrdersResponse {
-    try list(request, caller: try context.caller())
-  }
-
-  public func watch(request: Eduhub_Workorder_V1_WatchRequest, response: RPCWriter<Eduhub_Workorder_V1_OrderChange>, context: ServerContext) async throws {
-    try await watch(request, caller: try context.caller()) { change in try await response.write(change) }
-  }
-
-  public func getStats(request: Eduhub_Workorder_V1_StatsRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_Stats {
-    try stats(request, caller: try context.caller())
-  }
-
-  public func addAttachment(requests: RPCStream<Eduhub_Workorder_V1_AttachmentChunk>, context: ServerContext) async throws -> Eduhub_Workorder_V1_Attachment {
-    try await addAttachment(requests, caller: try context.caller(), peer: context.peer)
-  }
-
-  public func getAttachment(request: Eduhub_Workorder_V1_GetAttachmentRequest, response: RPCWriter<Eduhub_Workorder_V1_AttachmentChunk>, context: ServerContext) async throws {
-    try await getAttachment(request, caller: try context.caller()) { chunk in try await response.write(chunk) }
   }
 }

@@ -91,7 +91,7 @@ public final class WorkOrderService: Sendable {
     caller.can(.ordersRead, at: path) || caller.can(.ordersHandle, at: path)
   }
 
-  public func get(_ request: Eduhub_Workorder_V1_GetOrderRequest, caller: Caller) throws -> Eduhub_Workorder_V1_OrderDetail {
+  public func getOrder(_ request: Eduhub_Workorder_V1_GetOrderRequest, caller: Caller) throws -> Eduhub_Workorder_V1_OrderDetail {
     try store.read { db in
       guard let (record, order, events) = try load(request.id, in: db) else {
         throw RPCError(.notFound, "no work order \(request.id.prefix(64))")

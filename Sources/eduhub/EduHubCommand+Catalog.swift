@@ -36,7 +36,7 @@ extension EduHubCommand {
         var request = Eduhub_Catalog_V1_PublishResourceRequest()
         request.resource = try Self.definition(data, file: file)
         let open = try node.open()
-        let resource = try await asOperator(open) { caller in try open.catalog.publish(request, caller: caller, peer: "console") }
+        let resource = try await asOperator(open) { caller in try open.catalog.publishResource(request, caller: caller, peer: "console") }
         print("published \(resource.code) (\(resource.name)) for \(resource.responsibleOrgPath)")
       }
 
@@ -102,7 +102,7 @@ extension EduHubCommand {
           progress.show($0)
         }
         let open = try node.open()
-        let response = try await asOperator(open) { caller in try await open.catalog.ingest(rows, caller: caller, peer: "console") }
+        let response = try await asOperator(open) { caller in try await open.catalog.ingestRows(rows, caller: caller, peer: "console") }
         progress.finish()
         if let error = rows.readError { throw FailureMessage(text: "\(file): \(error)") }
         print(
@@ -141,7 +141,7 @@ extension EduHubCommand {
         request.query = text
         request.page.pageSize = 50
         let open = try node.open()
-        let found = try await asOperator(open) { caller in try open.catalog.search(request, caller: caller, peer: "console") }
+        let found = try await asOperator(open) { caller in try open.catalog.searchResources(request, caller: caller, peer: "console") }
         print("\(found.total) resources")
         for resource in found.resources {
           print("  \(resource.code)  \(resource.name)  [\(resource.theme), \(resource.publishingSystem), \(resource.responsibleOrgCode)]")

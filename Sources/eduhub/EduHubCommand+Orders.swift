@@ -45,7 +45,7 @@ extension EduHubCommand {
           request.states.append(found)
         }
         let open = try node.open()
-        let response = try await asOperator(open) { caller in try open.workOrders.list(request, caller: caller) }
+        let response = try await asOperator(open) { caller in try open.workOrders.listOrders(request, caller: caller) }
         print("\(response.total) orders")
         for order in response.orders {
           let sla = order.sla.resolutionBreached ? "  SLA breached" : order.sla.warning ? "  SLA warning" : ""
@@ -68,7 +68,7 @@ extension EduHubCommand {
         var request = Eduhub_Workorder_V1_GetOrderRequest()
         request.id = id
         let open = try node.open()
-        let detail = try await asOperator(open) { caller in try open.workOrders.get(request, caller: caller) }
+        let detail = try await asOperator(open) { caller in try open.workOrders.getOrder(request, caller: caller) }
         let order = detail.order
         print("\(order.id)  \(order.title)")
         print("  state \(OrderMachine.name(order.state)), version \(order.version), P\(order.priority.rawValue)")
@@ -110,7 +110,7 @@ extension EduHubCommand {
         var request = Eduhub_Workorder_V1_StatsRequest()
         request.orgCode = org
         let open = try node.open()
-        let stats = try await asOperator(open) { caller in try open.workOrders.stats(request, caller: caller) }
+        let stats = try await asOperator(open) { caller in try open.workOrders.getStats(request, caller: caller) }
         func line(_ name: String, _ counts: [String: Int64]) {
           print("  \(name): " + counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }

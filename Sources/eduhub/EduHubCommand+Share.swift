@@ -268,7 +268,7 @@ extension EduHubCommand {
         var request = Eduhub_Sharing_V1_RotateAppSecretRequest()
         request.clientID = id
         let open = try node.open()
-        App.printSecret(try await asOperator(open) { caller in try open.sharing.rotateSecret(request, caller: caller, peer: "console") })
+        App.printSecret(try await asOperator(open) { caller in try open.sharing.rotateAppSecret(request, caller: caller, peer: "console") })
       }
     }
 
@@ -288,7 +288,7 @@ extension EduHubCommand {
         request.clientID = id
         request.disabled = !enable
         let open = try node.open()
-        let app = try await asOperator(open) { caller in try open.sharing.setDisabled(request, caller: caller, peer: "console") }
+        let app = try await asOperator(open) { caller in try open.sharing.setAppDisabled(request, caller: caller, peer: "console") }
         print("\(app.clientID) is \(app.disabled ? "disabled" : "enabled")")
       }
     }

@@ -114,7 +114,7 @@ struct PushAuthorityTests {
     view.dataset.view.orgCode = ""
     var publish = Eduhub_Catalog_V1_PublishResourceRequest()
     publish.resource = view
-    _ = try world.node.catalog.publish(publish, caller: .operator(name: "test"), peer: "console")
+    _ = try world.node.catalog.publishResource(publish, caller: .operator(name: "test"), peer: "console")
   }
 
   func countyStudentView(_ world: IdentityWorld) throws -> Eduhub_Catalog_V1_Resource {
@@ -201,7 +201,7 @@ struct PushAuthorityTests {
       #expect(try owned.stored(IdentityCollections.roleGrant.name, "Gdispatcher") != nil)
       // A school's roster declaring its pupils' names internal: the county does not read them in
       // clear, so it may not lower what its stored rows are masked by (nor through UpdateResource).
-      _ = try world.node.catalog.publish(CatalogDatasetTests.roster(), caller: .operator(name: "test"), peer: "console")
+      _ = try world.node.catalog.publishResource(CatalogDatasetTests.roster(), caller: .operator(name: "test"), peer: "console")
       let roster = try #require(try owned.stored(CatalogCollections.resource.name, "school.roster"))
       var lowered = try Eduhub_Catalog_V1_Resource(serializedBytes: roster.body)
       for index in lowered.fields.indices where lowered.fields[index].name == "name" {
@@ -232,7 +232,7 @@ struct PushAuthorityTests {
       // A retired resource brought back to life: no RPC does that.
       var retire = Eduhub_Catalog_V1_RetireResourceRequest()
       retire.code = basic.code
-      _ = try world.node.catalog.retire(retire, caller: .operator(name: "test"), peer: "console")
+      _ = try world.node.catalog.retireResource(retire, caller: .operator(name: "test"), peer: "console")
       let retired = try #require(try owned.stored(CatalogCollections.resource.name, basic.code))
       var revived = try Eduhub_Catalog_V1_Resource(serializedBytes: retired.body)
       revived.retired = false

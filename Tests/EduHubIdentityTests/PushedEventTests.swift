@@ -75,7 +75,7 @@ struct PushedEventTests {
       let cityStep = try world.node.workOrders.act(WorkOrderTests.act(concurrent.id, .accept), caller: city, peer: "test")
       let acceptHLC = try #require(cityStep.timeline.last).hlc
       try await owned.push([try Self.event(owned, concurrent, .reject, hlc: acceptHLC - 1)])
-      let detail = try world.node.workOrders.get(.with { $0.id = concurrent.id }, caller: city)
+      let detail = try world.node.workOrders.getOrder(.with { $0.id = concurrent.id }, caller: city)
       #expect(detail.order.state == .rejected)
       #expect(detail.timeline.last?.superseded == true, "the city's accept came after the county's reject")
       await owned.county.close()

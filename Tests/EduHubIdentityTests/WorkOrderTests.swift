@@ -177,8 +177,8 @@ struct WorkOrderTests {
       try await county.client.syncOnce()
       var get = Eduhub_Workorder_V1_GetOrderRequest()
       get.id = submitted.id
-      let atCentral = try world.node.workOrders.get(get, caller: .operator(name: "x"))
-      let atCounty = try county.node.workOrders.get(get, caller: .operator(name: "x"))
+      let atCentral = try world.node.workOrders.getOrder(get, caller: .operator(name: "x"))
+      let atCounty = try county.node.workOrders.getOrder(get, caller: .operator(name: "x"))
       #expect(atCentral.timeline == atCounty.timeline && atCentral.timeline.count == 3)
       #expect(atCentral.order.state == atCounty.order.state && atCentral.order.version == atCounty.order.version)
       #expect(atCentral.timeline.filter(\.superseded).count >= 1)
@@ -342,10 +342,10 @@ struct WorkOrderTests {
         }
       }
       var request = Eduhub_Workorder_V1_StatsRequest()
-      let all = try service.stats(request, caller: .operator(name: "s"))
+      let all = try service.getStats(request, caller: .operator(name: "s"))
       var list = Eduhub_Workorder_V1_ListOrdersRequest()
       list.page.pageSize = 500
-      let orders = try service.list(list, caller: .operator(name: "s")).orders
+      let orders = try service.listOrders(list, caller: .operator(name: "s")).orders
       #expect(all.total == 40 && orders.count == 40)
       var byState: [String: Int64] = [:]
       for order in orders { byState[OrderMachine.name(order.state), default: 0] += 1 }
@@ -356,7 +356,7 @@ struct WorkOrderTests {
       if !responded.isEmpty { #expect(all.firstResponse.medianMinutes == responded[(responded.count + 1) / 2 - 1]) }
       // One county only.
       request.orgCode = "511702"
-      let county = try service.stats(request, caller: .operator(name: "s"))
+      let county = try service.getStats(request, caller: .operator(name: "s"))
       #expect(county.total == Int64(orders.filter { $0.orgPath.hasPrefix("511700/511702/") }.count))
       #expect(county.byOrg.keys.sorted() == ["511702"])
     }
@@ -381,7 +381,7 @@ struct WorkOrderTests {
       #expect(report.breaches == 1)
       var get = Eduhub_Workorder_V1_GetOrderRequest()
       get.id = order.id
-      var detail = try service.get(get, caller: .operator(name: "s"))
+      var detail = try service.getOrder(get, caller: .operator(name: "s"))
       #expect(detail.timeline.map(\.action) == [.slaWarning, .slaBreach] && detail.order.watchers.contains(admin))
       #expect(detail.order.version == 0 && detail.order.state == .submitted)
       // Resolved and silent past the period: closed by the system.
@@ -390,7 +390,7 @@ struct WorkOrderTests {
       }
       report = try service.sweep(now: world.identity.nowMs() + 8 * 86_400_000)
       #expect(report.autoClosed == 1)
-      detail = try service.get(get, caller: .operator(name: "s"))
+      detail = try service.getOrder(get, caller: .operator(name: "s"))
       #expect(detail.order.state == .closed && detail.timeline.last?.action == .autoClose)
     }
   }
@@ -413,8 +413,8 @@ struct WorkOrderTests {
       #expect(created >= 1)
       var list = Eduhub_Workorder_V1_ListOrdersRequest()
       list.kind = .syncConflict
-      let found = try world.node.workOrders.list(list, caller: .operator(name: "s")).orders
-        + county.node.workOrders.list(list, caller: .operator(name: "s")).orders
+      let found = try world.node.workOrders.listOrders(list, caller: .operator(name: "s")).orders
+        + county.node.workOrders.listOrders(list, caller: .operator(name: "s")).orders
       let order = try #require(found.first)
       #expect(order.recordRef == "person/\(IdentityWorld.student)" && order.assignee == steward && order.state == .accepted)
       // The pupil is a child: a steward without clearance sees neither number (contacts are removed).

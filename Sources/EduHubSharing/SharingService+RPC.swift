@@ -1,48 +1,20 @@
 import EduHubAPI
 import EduHubIdentity
-import EduHubPrivacy
 import EduHubRPC
-import EduHubStorage
-import Foundation
-import SwiftProtobuf
-import Synchronization
 
-extension SharingService {
-  /// Calls and sessions by day, resource and consumer: stewards see their resources', consumers
-  /// their own.
-  public func callStats(_ request: Eduhub_Sharing_V1_CallStatsRequest, caller: Caller) throws -> Eduhub_Sharing_V1_CallStatsResponse {
-    let today = identity.today
-    let from = request.fromDay.isEmpty ? CivilDate(chinaTimeAt: identity.nowSeconds - 29 * 86_400).description : request.fromDay
-    let to = request.toDay.isEmpty ? today.description : request.toDay
-    guard CivilDate(iso: from) != nil, CivilDate(iso: to) != nil else { throw Validate.invalid("from_day and to_day are YYYY-MM-DD") }
-    let groups: [CallLog.Group]
-    do {
-      groups = try callLog.statistics(from: from, to: to, resource: request.resourceCode, consumer: request.consumerID)
-    } catch {
-      throw RPCError(.internalError, "storage failed")
-    }
-    let app = Self.appConsumer(caller)
-    var response = Eduhub_Sharing_V1_CallStatsResponse()
-    for group in groups {
-      let own = app.map { $0 == group.stat.consumerID } ?? (!group.consumerPath.isEmpty && caller.can(.shareRequest, at: group.consumerPath))
-      guard own || caller.can(.catalogPublish, at: group.resourceScope) else { continue }
-      response.stats.append(group.stat)
-    }
-    return response
-  }
-}
-
+/// The RPC face of ``SharingService``: one method per RPC of sharing.proto, each calling the
+/// implementation of the same name with the caller the server's authenticator resolved.
 extension SharingService: Eduhub_Sharing_V1_SharingService.Handler {
   public func registerApp(request: Eduhub_Sharing_V1_RegisterAppRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AppSecret {
     try registerApp(request, caller: try context.caller(), peer: context.peer)
   }
 
   public func rotateAppSecret(request: Eduhub_Sharing_V1_RotateAppSecretRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AppSecret {
-    try rotateSecret(request, caller: try context.caller(), peer: context.peer)
+    try rotateAppSecret(request, caller: try context.caller(), peer: context.peer)
   }
 
   public func setAppDisabled(request: Eduhub_Sharing_V1_SetAppDisabledRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_App {
-    try setDisabled(request, caller: try context.caller(), peer: context.peer)
+    try setAppDisabled(request, caller: try context.caller(), peer: context.peer)
   }
 
   public func listApps(request: Eduhub_Sharing_V1_ListAppsRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_ListAppsResponse {
@@ -62,11 +34,11 @@ extension SharingService: Eduhub_Sharing_V1_SharingService.Handler {
   }
 
   public func amendRequest(request: Eduhub_Sharing_V1_AmendRequestRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
-    try amend(request, caller: try context.caller(), peer: context.peer)
+    try amendRequest(request, caller: try context.caller(), peer: context.peer)
   }
 
   public func withdrawRequest(request: Eduhub_Sharing_V1_WithdrawRequestRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
-    try withdraw(request, caller: try context.caller(), peer: context.peer)
+    try withdrawRequest(request, caller: try context.caller(), peer: context.peer)
   }
 
   public func getRequest(request: Eduhub_Sharing_V1_GetRequestRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
@@ -96,7 +68,7 @@ extension SharingService: Eduhub_Sharing_V1_SharingService.Handler {
   }
 
   public func getCallStats(request: Eduhub_Sharing_V1_CallStatsRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_CallStatsResponse {
-    try callStats(request, caller: try context.caller())
+    try getCallStats(request, caller: try context.caller())
   }
 }
 

@@ -1,7 +1,8 @@
 import EduHubAPI
 import EduHubRPC
 
-/// The RPC face of ``IdentityService``: each method takes its caller from the call's context.
+/// The RPC face of ``IdentityService``: one method per RPC of identity.proto, each calling the
+/// implementation of the same name with the caller the server's authenticator resolved.
 extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   public func createOrg(request: Eduhub_Identity_V1_CreateOrgRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_Org {
     try createOrg(request, caller: try context.caller(), peer: context.peer)
