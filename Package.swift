@@ -322,12 +322,74 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // Fixtures the service suites share: a seeded central node on loopback, an enrolled county
+    // node, the sharing world.
+    .target(
+      name: "EduHubTestSupport",
+      dependencies: [
+        "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI", "EduHubRPC",
+        "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
+        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      path: "Tests/EduHubTestSupport",
+      swiftSettings: swiftSettings
+    ),
     .testTarget(
       name: "EduHubIdentityTests",
       dependencies: [
-        "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage",
-        "EduHubReplication",
-        "EduHubCrypto", "EduHubPrivacy", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+        "EduHubTestSupport", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
+        "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
+        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "EduHubSyncTests",
+      dependencies: [
+        "EduHubTestSupport", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
+        "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
+        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "EduHubCatalogTests",
+      dependencies: [
+        "EduHubTestSupport", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
+        "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
+        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "EduHubSharingTests",
+      dependencies: [
+        "EduHubTestSupport", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
+        "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
+        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "EduHubWorkOrdersTests",
+      dependencies: [
+        "EduHubTestSupport", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
+        "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
+        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PropertyBased", package: "swift-property-based"),
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -343,7 +405,8 @@ let package = Package(
       name: "EduHubNodeTests",
       dependencies: [
         "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubCrypto", "eduhub", "EduHubSync",
-        "EduHubIdentity", "EduHubReplication",
+        "EduHubIdentity", "EduHubReplication", "EduHubTestSupport", "EduHubCatalog", "EduHubSharing", "EduHubWorkOrders",
+        "EduHubPrivacy", .product(name: "PropertyBased", package: "swift-property-based"),
         .product(name: "GRDB", package: "GRDB.swift"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),
       ],

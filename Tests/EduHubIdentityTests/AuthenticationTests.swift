@@ -5,6 +5,7 @@ import EduHubNode
 import EduHubRPC
 import EduHubReplication
 import EduHubSync
+import EduHubTestSupport
 import Foundation
 import SwiftProtobuf
 import Testing

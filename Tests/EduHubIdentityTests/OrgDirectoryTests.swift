@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubIdentity
 import EduHubReplication
 import EduHubStorage
+import EduHubTestSupport
 import SwiftProtobuf
 import Testing
 

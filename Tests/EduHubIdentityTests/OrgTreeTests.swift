@@ -4,6 +4,7 @@ import EduHubNode
 import EduHubRPC
 import EduHubReplication
 import EduHubStorage
+import EduHubTestSupport
 import Testing
 
 @Suite("Org tree: create, get, list, move — with scope checks")

@@ -4,6 +4,7 @@ import EduHubNode
 import EduHubRPC
 import EduHubReplication
 import EduHubStorage
+import EduHubTestSupport
 import Testing
 
 @Suite("People: create, get, update, list, search, import, guardians")

@@ -3,6 +3,7 @@ import EduHubIdentity
 import EduHubNode
 import EduHubRPC
 import EduHubStorage
+import EduHubTestSupport
 import GRDB
 import Testing
 

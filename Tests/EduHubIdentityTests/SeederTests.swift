@@ -4,6 +4,7 @@ import EduHubNode
 import EduHubPrivacy
 import EduHubReplication
 import EduHubStorage
+import EduHubTestSupport
 import Foundation
 import SwiftProtobuf
 import Testing

@@ -5,6 +5,7 @@ import EduHubNode
 import EduHubRPC
 import EduHubReplication
 import EduHubStorage
+import EduHubTestSupport
 import Foundation
 import SwiftProtobuf
 import Testing
@@ -13,57 +14,8 @@ import Testing
 struct CatalogDatasetTests {
   func catalog(_ world: IdentityWorld) -> Eduhub_Catalog_V1_CatalogService.Client { .init(world.rpc) }
 
-  static func field(
-    _ name: String, _ type: Eduhub_Catalog_V1_FieldType, _ sensitivity: Eduhub_Common_V1_Sensitivity = .internal,
-    _ masking: Eduhub_Common_V1_MaskingKind = .none, maxLength: Int32 = 0
-  ) -> Eduhub_Catalog_V1_SchemaField {
-    var field = Eduhub_Catalog_V1_SchemaField()
-    field.name = name
-    field.type = type
-    field.sensitivity = sensitivity
-    field.masking = masking
-    field.maxLength = maxLength
-    return field
-  }
-
-  /// A school's roster of minors, ingested: the school's staff own it, others see it masked.
-  static func roster(org: String = IdentityWorld.school) -> Eduhub_Catalog_V1_PublishResourceRequest {
-    var request = Eduhub_Catalog_V1_PublishResourceRequest()
-    request.resource.code = "school.roster"
-    request.resource.name = "学生花名册"
-    request.resource.summary = "本校学生名单与成绩"
-    request.resource.theme = "student"
-    request.resource.type = .table
-    request.resource.publishingSystem = "校园管理系统"
-    request.resource.responsibleOrgCode = org
-    request.resource.exchangeForms = ["数据库"]
-    request.resource.sharingClass = .conditional
-    request.resource.openingClass = .notOpen
-    request.resource.fields = [
-      field("student_id", .string), field("name", .string, .sensitive, .name, maxLength: 20),
-      field("birth_date", .date, .sensitive, .birthDate), field("score", .decimal), field("enrolled", .boolean),
-    ]
-    request.resource.dataset.ingested.keyFields = ["student_id"]
-    return request
-  }
-
-  static func text(_ value: String) -> Eduhub_Catalog_V1_Value {
-    var out = Eduhub_Catalog_V1_Value()
-    out.text = value
-    return out
-  }
-
-  static func row(_ values: [Eduhub_Catalog_V1_Value], delete: Bool = false) -> Eduhub_Catalog_V1_IngestRow {
-    var row = Eduhub_Catalog_V1_IngestRow()
-    row.values = values
-    row.delete = delete
-    return row
-  }
-
-  static let columns = ["student_id", "name", "birth_date", "score", "enrolled"]
-
   func ingest(
-    _ world: IdentityWorld, _ rows: [Eduhub_Catalog_V1_IngestRow], code: String = "school.roster", columns: [String] = columns,
+    _ world: IdentityWorld, _ rows: [Eduhub_Catalog_V1_IngestRow], code: String = "school.roster", columns: [String] = CatalogFixture.columns,
     options: CallOptions, perMessage: Int = 3
   ) async throws -> Eduhub_Catalog_V1_IngestRowsResponse {
     try await catalog(world).ingestRows(options: options) { writer in
@@ -87,21 +39,21 @@ struct CatalogDatasetTests {
       try await world.account("steward", role: .dataSteward, org: IdentityWorld.school)
       try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
       let steward = try await world.options("steward")
-      _ = try await catalog(world).publishResource(Self.roster(), options: steward)
+      _ = try await catalog(world).publishResource(CatalogFixture.roster(), options: steward)
       var integer = Eduhub_Catalog_V1_Value()
       integer.integer = 20_140_501
       var rows: [Eduhub_Catalog_V1_IngestRow] = []
       for index in 1...10 {
         let id = String(format: "S%02d", index)
-        var values = [Self.text(id), Self.text("王芳\(index)"), Self.text("2014-05-0\(index % 9 + 1)"), Self.text("9\(index).5"), Self.text("true")]
+        var values = [CatalogFixture.text(id), CatalogFixture.text("王芳\(index)"), CatalogFixture.text("2014-05-0\(index % 9 + 1)"), CatalogFixture.text("9\(index).5"), CatalogFixture.text("true")]
         switch index {
         case 3: values[2] = integer  // an integer where a date belongs
-        case 5: values[0] = Self.text("")  // no key
-        case 7: values[1] = Self.text(String(repeating: "长", count: 21))  // longer than max_length 20
+        case 5: values[0] = CatalogFixture.text("")  // no key
+        case 7: values[1] = CatalogFixture.text(String(repeating: "长", count: 21))  // longer than max_length 20
         case 9: values.removeLast()  // one value short
         default: break
         }
-        rows.append(Self.row(values))
+        rows.append(CatalogFixture.row(values))
       }
       let response = try await ingest(world, rows, options: steward)
       #expect(response.received == 10 && response.upserted == 6 && response.rejected == 4 && response.rowCount == 6)
@@ -115,7 +67,7 @@ struct CatalogDatasetTests {
       var read = Eduhub_Catalog_V1_ReadRowsRequest()
       read.code = "school.roster"
       var page = try await catalog(world).readRows(read, options: teacher)
-      #expect(page.columns == Self.columns)
+      #expect(page.columns == CatalogFixture.columns)
       #expect(page.rows.map(\.key) == ["S01", "S02", "S04", "S06", "S08", "S10"])
       #expect(page.rows[0].values[1].text == "王芳1" && page.rows[0].values[2].date == "2014-05-02")
       #expect(page.rows[0].values[3].decimal == "91.5" && page.rows[0].values[4].boolean && !page.rows[0].masked)
@@ -124,8 +76,8 @@ struct CatalogDatasetTests {
       let second = try await ingest(
         world,
         [
-          Self.row([Self.text("S01"), Self.text("80")]), Self.row([Self.text("S02")], delete: true),
-          Self.row([Self.text("S99")], delete: true), Self.row([Self.text("S11"), Self.text("70")]),
+          CatalogFixture.row([CatalogFixture.text("S01"), CatalogFixture.text("80")]), CatalogFixture.row([CatalogFixture.text("S02")], delete: true),
+          CatalogFixture.row([CatalogFixture.text("S99")], delete: true), CatalogFixture.row([CatalogFixture.text("S11"), CatalogFixture.text("70")]),
         ], columns: ["student_id", "score"], options: steward)
       #expect(second.upserted == 2 && second.deleted == 1 && second.rejected == 1 && second.rowCount == 6)
       #expect(second.errors.map(\.row) == [3])
@@ -140,11 +92,11 @@ struct CatalogDatasetTests {
 
       // A schema change that would misread the stored rows is refused.
       var update = Eduhub_Catalog_V1_UpdateResourceRequest()
-      update.resource = Self.roster().resource
+      update.resource = CatalogFixture.roster().resource
       update.resource.fields.removeLast()
       await expectStatus(.failedPrecondition) { try await catalog(world).updateResource(update, options: steward) }
-      update.resource = Self.roster().resource
-      update.resource.fields.append(Self.field("class_name", .string))
+      update.resource = CatalogFixture.roster().resource
+      update.resource.fields.append(CatalogFixture.field("class_name", .string))
       let updated = try await catalog(world).updateResource(update, options: steward)
       #expect(updated.fields.map(\.column) == [1, 2, 3, 4, 5, 6] && updated.rowCount == 6)
 
@@ -164,9 +116,9 @@ struct CatalogDatasetTests {
       try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
       try await world.account("outsider", role: .dataSteward, org: "511703")
       let steward = try await world.options("steward")
-      _ = try await catalog(world).publishResource(Self.roster(), options: steward)
+      _ = try await catalog(world).publishResource(CatalogFixture.roster(), options: steward)
       _ = try await ingest(
-        world, [Self.row([Self.text("S01"), Self.text("王芳"), Self.text("2014-05-01"), Self.text("88"), Self.text("1")])],
+        world, [CatalogFixture.row([CatalogFixture.text("S01"), CatalogFixture.text("王芳"), CatalogFixture.text("2014-05-01"), CatalogFixture.text("88"), CatalogFixture.text("1")])],
         options: steward)
       var get = Eduhub_Catalog_V1_GetResourceRequest()
       get.code = "school.roster"
@@ -192,7 +144,7 @@ struct CatalogDatasetTests {
       let example = try Eduhub_Catalog_V1_ReadRowsRequest(jsonString: manual.requestExample)
       #expect(example.code == "school.roster")
       let response = try Eduhub_Catalog_V1_ReadRowsResponse(jsonString: manual.responseExample)
-      #expect(response.columns == Self.columns && response.rows.first?.values.count == 5)
+      #expect(response.columns == CatalogFixture.columns && response.rows.first?.values.count == 5)
     }
   }
 
@@ -202,14 +154,14 @@ struct CatalogDatasetTests {
       try await world.account("steward", role: .dataSteward, org: IdentityWorld.school)
       try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
       var request = Eduhub_Catalog_V1_PublishResourceRequest()
-      request.resource = Self.roster().resource
+      request.resource = CatalogFixture.roster().resource
       request.resource.code = "school.students"
       request.resource.dataset.view.collection = "person"
       request.resource.dataset.view.personKind = "student"
       // The publisher asks for fields by name; a lower classification is not taken.
-      var name = Self.field("name", .string, .public, .none)
+      var name = CatalogFixture.field("name", .string, .public, .none)
       name.description_p = "姓名"
-      request.resource.fields = [name, Self.field("birth_date", .string), Self.field("grade", .string)]
+      request.resource.fields = [name, CatalogFixture.field("birth_date", .string), CatalogFixture.field("grade", .string)]
       let steward = try await world.options("steward")
       let published = try await catalog(world).publishResource(request, options: steward)
       #expect(published.fields.map(\.type) == [.string, .date, .integer])
@@ -254,7 +206,7 @@ struct CatalogDatasetTests {
 
       var bad = request
       bad.resource.code = "bad.view"
-      bad.resource.fields = [Self.field("password_hash", .string)]
+      bad.resource.fields = [CatalogFixture.field("password_hash", .string)]
       await expectStatus(.invalidArgument) { try await catalog(world).publishResource(bad, options: steward) }
       bad.resource.fields = []
       bad.resource.dataset.view.orgCode = IdentityWorld.otherSchool

@@ -4,6 +4,7 @@ import EduHubIdentity
 import EduHubNode
 import EduHubRPC
 import EduHubSync
+import EduHubTestSupport
 import Foundation
 import Testing
 

@@ -5,39 +5,16 @@ import EduHubRPC
 import EduHubReplication
 import EduHubStorage
 import EduHubSync
-@testable import EduHubWorkOrders
+import EduHubTestSupport
 import Foundation
 import PropertyBased
 import SwiftProtobuf
 import Testing
+@testable import EduHubWorkOrders
 
 @Suite("Work orders: lifecycle, permissions, convergence, SLA in working time, Watch, statistics")
 struct WorkOrderTests {
   func orders(_ world: IdentityWorld) -> Eduhub_Workorder_V1_WorkOrderService.Client { .init(world.rpc) }
-
-  static func submission(_ title: String = "学籍数据缺失", kind: Eduhub_Workorder_V1_OrderKind = .dataQuality) -> Eduhub_Workorder_V1_SubmitRequest {
-    var request = Eduhub_Workorder_V1_SubmitRequest()
-    request.order.kind = kind
-    request.order.title = title
-    request.order.description_p = "三年级二班有 3 名学生缺少身份证号"
-    request.order.priority = .p2
-    request.order.resourceCode = "dz.student.basic"
-    return request
-  }
-
-  static func act(
-    _ id: String, _ action: Eduhub_Workorder_V1_Action, note: String = "", version: Int64 = 0, assignee: String = "",
-    org: String = ""
-  ) -> Eduhub_Workorder_V1_ActRequest {
-    var request = Eduhub_Workorder_V1_ActRequest()
-    request.orderID = id
-    request.action = action
-    request.note = note
-    request.expectedVersion = version
-    request.assignee = assignee
-    request.assigneeOrgCode = org
-    return request
-  }
 
   @Test("the whole loop: submit, accept, start, ask (paused), answer, resolve, verify and close; every illegal step refused")
   func lifecycle() async throws {
@@ -48,55 +25,55 @@ struct WorkOrderTests {
       let worker = try await world.account("worker", role: .dispatcher, org: "511702")
       let teacher = try await world.options("teacher1")
       let dispatch = try await world.options("dispatch")
-      let submitted = try await orders(world).submit(Self.submission(), options: teacher)
+      let submitted = try await orders(world).submit(WorkOrderFixture.submission(), options: teacher)
       #expect(submitted.state == .submitted && submitted.serviceOrgCode == "511702" && submitted.submittingOrgCode == IdentityWorld.school)
       #expect(submitted.sla.firstResponseTargetMinutes == 240 && submitted.watchers.count == 1)
       let id = submitted.id
 
       // Illegal steps name the state; permissions are checked; others' orders are invisible.
-      var message = await expectStatus(.failedPrecondition) { try await orders(world).act(Self.act(id, .verifyClose), options: teacher) }
+      var message = await expectStatus(.failedPrecondition) { try await orders(world).act(WorkOrderFixture.act(id, .verifyClose), options: teacher) }
       #expect(message.contains("SUBMITTED"))
-      await expectStatus(.permissionDenied) { try await orders(world).act(Self.act(id, .accept), options: teacher) }
+      await expectStatus(.permissionDenied) { try await orders(world).act(WorkOrderFixture.act(id, .accept), options: teacher) }
       #expect(try world.auditEvents(action: "workorder.Act").contains { $0.outcome == "denied" })
       var get = Eduhub_Workorder_V1_GetOrderRequest()
       get.id = id
       await expectStatus(.notFound) { try await orders(world).getOrder(get, options: try await world.options("teacher2")) }
-      await expectStatus(.invalidArgument) { try await orders(world).act(Self.act(id, .reject), options: dispatch) }
+      await expectStatus(.invalidArgument) { try await orders(world).act(WorkOrderFixture.act(id, .reject), options: dispatch) }
 
-      var detail = try await orders(world).act(Self.act(id, .accept, version: 0, assignee: worker), options: dispatch)
+      var detail = try await orders(world).act(WorkOrderFixture.act(id, .accept, version: 0, assignee: worker), options: dispatch)
       #expect(detail.order.state == .accepted && detail.order.assignee == worker && detail.order.version == 1)
       // A stale version is ABORTED.
-      message = await expectStatus(.aborted) { try await orders(world).act(Self.act(id, .start, version: 0 + 7), options: dispatch) }
+      message = await expectStatus(.aborted) { try await orders(world).act(WorkOrderFixture.act(id, .start, version: 0 + 7), options: dispatch) }
       #expect(message.contains("version 1"))
       let workerOptions = try await world.options("worker")
-      detail = try await orders(world).act(Self.act(id, .start, version: 1), options: workerOptions)
-      detail = try await orders(world).act(Self.act(id, .askRequester, note: "请提供学生名单"), options: workerOptions)
+      detail = try await orders(world).act(WorkOrderFixture.act(id, .start, version: 1), options: workerOptions)
+      detail = try await orders(world).act(WorkOrderFixture.act(id, .askRequester, note: "请提供学生名单"), options: workerOptions)
       #expect(detail.order.state == .waitingRequester && detail.order.sla.paused)
-      await expectStatus(.permissionDenied) { try await orders(world).act(Self.act(id, .answer), options: workerOptions) }
-      detail = try await orders(world).act(Self.act(id, .answer, note: "名单已附"), options: teacher)
-      detail = try await orders(world).act(Self.act(id, .comment, note: "收到"), options: workerOptions)
-      detail = try await orders(world).act(Self.act(id, .resolve, note: "已补录身份证号"), options: workerOptions)
+      await expectStatus(.permissionDenied) { try await orders(world).act(WorkOrderFixture.act(id, .answer), options: workerOptions) }
+      detail = try await orders(world).act(WorkOrderFixture.act(id, .answer, note: "名单已附"), options: teacher)
+      detail = try await orders(world).act(WorkOrderFixture.act(id, .comment, note: "收到"), options: workerOptions)
+      detail = try await orders(world).act(WorkOrderFixture.act(id, .resolve, note: "已补录身份证号"), options: workerOptions)
       #expect(detail.order.state == .resolved && detail.order.feedback == "已补录身份证号")
-      detail = try await orders(world).act(Self.act(id, .reopen, note: "还有一名未补"), options: teacher)
+      detail = try await orders(world).act(WorkOrderFixture.act(id, .reopen, note: "还有一名未补"), options: teacher)
       #expect(detail.order.state == .inProgress && detail.order.reopenCount == 1)
-      detail = try await orders(world).act(Self.act(id, .resolve, note: "全部补录"), options: workerOptions)
-      detail = try await orders(world).act(Self.act(id, .verifyClose), options: teacher)
+      detail = try await orders(world).act(WorkOrderFixture.act(id, .resolve, note: "全部补录"), options: workerOptions)
+      detail = try await orders(world).act(WorkOrderFixture.act(id, .verifyClose), options: teacher)
       #expect(detail.order.state == .closed)
       #expect(detail.timeline.map(\.action) == [.accept, .start, .askRequester, .answer, .comment, .resolve, .reopen, .resolve, .verifyClose])
       #expect(detail.timeline.allSatisfy { !$0.superseded })
-      await expectStatus(.failedPrecondition) { try await orders(world).act(Self.act(id, .cancel), options: teacher) }
+      await expectStatus(.failedPrecondition) { try await orders(world).act(WorkOrderFixture.act(id, .cancel), options: teacher) }
 
       // Cancel before work starts; reject with a reason; escalate to the parent org.
-      let second = try await orders(world).submit(Self.submission("另一个问题"), options: teacher)
-      detail = try await orders(world).act(Self.act(second.id, .cancel), options: teacher)
+      let second = try await orders(world).submit(WorkOrderFixture.submission("另一个问题"), options: teacher)
+      detail = try await orders(world).act(WorkOrderFixture.act(second.id, .cancel), options: teacher)
       #expect(detail.order.state == .cancelled)
-      let third = try await orders(world).submit(Self.submission("第三个问题"), options: teacher)
-      detail = try await orders(world).act(Self.act(third.id, .escalate), options: dispatch)
+      let third = try await orders(world).submit(WorkOrderFixture.submission("第三个问题"), options: teacher)
+      detail = try await orders(world).act(WorkOrderFixture.act(third.id, .escalate), options: dispatch)
       #expect(detail.order.serviceOrgCode == "511700")
       // The county's dispatcher no longer handles it; the city does.
-      await expectStatus(.permissionDenied) { try await orders(world).act(Self.act(third.id, .reject, note: "x"), options: dispatch) }
+      await expectStatus(.permissionDenied) { try await orders(world).act(WorkOrderFixture.act(third.id, .reject, note: "x"), options: dispatch) }
       try await world.account("city", role: .dispatcher, org: "511700")
-      detail = try await orders(world).act(Self.act(third.id, .reject, note: "不属于数据问题"), options: try await world.options("city"))
+      detail = try await orders(world).act(WorkOrderFixture.act(third.id, .reject, note: "不属于数据问题"), options: try await world.options("city"))
       #expect(detail.order.state == .rejected)
 
       // Queues.
@@ -164,15 +141,15 @@ struct WorkOrderTests {
       let county = try await CountyNode.enroll(in: world, clearance: .clear)
       let submitted = try await world.node.workOrders.submit(
         {
-          var request = Self.submission()
+          var request = WorkOrderFixture.submission()
           request.order.submittingOrgCode = IdentityWorld.school
           return request
         }(), caller: .operator(name: "school"), peer: "test")
       try await county.client.syncOnce()
       // Partitioned: the county accepts and starts; central (the city) rejects.
-      _ = try county.node.workOrders.act(Self.act(submitted.id, .accept), caller: .operator(name: "county"), peer: "test")
-      _ = try county.node.workOrders.act(Self.act(submitted.id, .start), caller: .operator(name: "county"), peer: "test")
-      _ = try world.node.workOrders.act(Self.act(submitted.id, .reject, note: "重复"), caller: .operator(name: "city"), peer: "test")
+      _ = try county.node.workOrders.act(WorkOrderFixture.act(submitted.id, .accept), caller: .operator(name: "county"), peer: "test")
+      _ = try county.node.workOrders.act(WorkOrderFixture.act(submitted.id, .start), caller: .operator(name: "county"), peer: "test")
+      _ = try world.node.workOrders.act(WorkOrderFixture.act(submitted.id, .reject, note: "重复"), caller: .operator(name: "city"), peer: "test")
       try await county.client.syncOnce()
       try await county.client.syncOnce()
       var get = Eduhub_Workorder_V1_GetOrderRequest()
@@ -245,7 +222,7 @@ struct WorkOrderTests {
       try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
       let teacher = try await world.options("teacher1")
       var submitted: Set<String> = []
-      for index in 0..<7 { submitted.insert(try await orders(world).submit(Self.submission("缺失 \(index)"), options: teacher).id) }
+      for index in 0..<7 { submitted.insert(try await orders(world).submit(WorkOrderFixture.submission("缺失 \(index)"), options: teacher).id) }
       let service = world.node.workOrders
       var cursor: Int64 = 0
       var seen: Set<String> = []
@@ -285,12 +262,12 @@ struct WorkOrderTests {
       try await world.account("dispatch", role: .dispatcher, org: "511702")
       let teacher = try await world.options("teacher1")
       let dispatch = try await world.options("dispatch")
-      let order = try await orders(world).submit(Self.submission(), options: teacher)
+      let order = try await orders(world).submit(WorkOrderFixture.submission(), options: teacher)
       // The teacher watches; the dispatcher accepts.
       let first = try await orders(world).watch(Eduhub_Workorder_V1_WatchRequest(), options: teacher) { stream in
         let waiter = Task {
           try await Task.sleep(for: .milliseconds(100))
-          return try await orders(world).act(Self.act(order.id, .accept), options: dispatch)
+          return try await orders(world).act(WorkOrderFixture.act(order.id, .accept), options: dispatch)
         }
         var received: [Eduhub_Workorder_V1_OrderChange] = []
         for try await change in stream {
@@ -302,8 +279,8 @@ struct WorkOrderTests {
       }
       #expect(first.count == 1 && first[0].order.state == .accepted && first[0].events.map(\.action) == [.accept])
       // While no stream is open: two more steps. Resuming from the cursor delivers both.
-      _ = try await orders(world).act(Self.act(order.id, .start), options: dispatch)
-      _ = try await orders(world).act(Self.act(order.id, .comment, note: "处理中"), options: dispatch)
+      _ = try await orders(world).act(WorkOrderFixture.act(order.id, .start), options: dispatch)
+      _ = try await orders(world).act(WorkOrderFixture.act(order.id, .comment, note: "处理中"), options: dispatch)
       var resume = Eduhub_Workorder_V1_WatchRequest()
       resume.cursor = first[0].cursor
       let missed = try await orders(world).watch(resume, options: teacher) { stream in
@@ -333,12 +310,12 @@ struct WorkOrderTests {
       let schools = [IdentityWorld.school, IdentityWorld.otherSchool]
       let actions: [[Eduhub_Workorder_V1_Action]] = [[], [.accept], [.accept, .start], [.accept, .start, .resolve], [.cancel], [.reject]]
       for index in 0..<40 {
-        var request = Self.submission("问题\(index)", kind: [.dataQuality, .dataRequest, .safetyHazard][index % 3])
+        var request = WorkOrderFixture.submission("问题\(index)", kind: [.dataQuality, .dataRequest, .safetyHazard][index % 3])
         request.order.priority = [.p1, .p2, .p3, .p4][Int(random.next() % 4)]
         request.order.submittingOrgCode = schools[index % 2]
         let order = try await service.submit(request, caller: .operator(name: "s"), peer: "t")
         for action in actions[Int(random.next() % UInt64(actions.count))] {
-          _ = try service.act(Self.act(order.id, action, note: "说明"), caller: .operator(name: "s"), peer: "t")
+          _ = try service.act(WorkOrderFixture.act(order.id, action, note: "说明"), caller: .operator(name: "s"), peer: "t")
         }
       }
       var request = Eduhub_Workorder_V1_StatsRequest()
@@ -367,7 +344,7 @@ struct WorkOrderTests {
     try await withWorld { world in
       let admin = try await world.account("county-admin", role: .countyAdmin, org: "511702")
       let service = world.node.workOrders
-      var request = Self.submission("紧急：数据无法访问", kind: .accessProblem)
+      var request = WorkOrderFixture.submission("紧急：数据无法访问", kind: .accessProblem)
       request.order.priority = .p1
       request.order.submittingOrgCode = IdentityWorld.school
       let order = try await service.submit(request, caller: .operator(name: "s"), peer: "t")
@@ -386,7 +363,7 @@ struct WorkOrderTests {
       #expect(detail.order.version == 0 && detail.order.state == .submitted)
       // Resolved and silent past the period: closed by the system.
       for action: Eduhub_Workorder_V1_Action in [.accept, .start, .resolve] {
-        _ = try service.act(Self.act(order.id, action, note: "已处理"), caller: .operator(name: "s"), peer: "t")
+        _ = try service.act(WorkOrderFixture.act(order.id, action, note: "已处理"), caller: .operator(name: "s"), peer: "t")
       }
       report = try service.sweep(now: world.identity.nowMs() + 8 * 86_400_000)
       #expect(report.autoClosed == 1)
@@ -431,7 +408,7 @@ struct WorkOrderTests {
       try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
       try await world.account("teacher2", role: .teacher, org: IdentityWorld.otherSchool)
       let teacher = try await world.options("teacher1")
-      let order = try await orders(world).submit(Self.submission(), options: teacher)
+      let order = try await orders(world).submit(WorkOrderFixture.submission(), options: teacher)
       let content = (0..<(600 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
       func upload(_ bytes: [UInt8], options: CallOptions) async throws -> Eduhub_Workorder_V1_Attachment {
         try await orders(world).addAttachment(options: options) { writer in

@@ -5,6 +5,7 @@ import EduHubNode
 import EduHubRPC
 import EduHubReplication
 import EduHubStorage
+import EduHubTestSupport
 import Foundation
 import Testing
 

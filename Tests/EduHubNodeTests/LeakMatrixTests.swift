@@ -5,10 +5,11 @@ import EduHubIdentity
 import EduHubNode
 import EduHubPrivacy
 import EduHubRPC
-import EduHubSharing
 import EduHubReplication
+import EduHubSharing
 import EduHubStorage
 import EduHubSync
+import EduHubTestSupport
 import EduHubWorkOrders
 import Foundation
 import SwiftProtobuf
@@ -337,7 +338,7 @@ struct LeakMatrixTests {
         return try bytes(try await sharing.callApi(call, options: world.bearer(token)))
       })
       paths.append(Path(name: "CallApi as JSON over HTTP/1.1") { token in
-        let (_, output) = try await SharingTests.run(
+        let (_, output) = try await ChildProcess.run(
           "/usr/bin/curl",
           ["-sS", "--http1.1", "http://127.0.0.1:\(world.port)/v1/apis/leak.lookup", "-H", "authorization: Bearer \(token)",
            "-H", "content-type: application/json", "-d", "{}"])

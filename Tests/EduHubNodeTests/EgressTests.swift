@@ -1,13 +1,14 @@
 import EduHubAPI
 import EduHubCatalog
 import EduHubIdentity
-import EduHubPrivacy
 import EduHubNode
+import EduHubPrivacy
 import EduHubRPC
-import EduHubSharing
 import EduHubReplication
+import EduHubSharing
 import EduHubStorage
 import EduHubSync
+import EduHubTestSupport
 import Foundation
 import SwiftProtobuf
 import Testing
@@ -51,24 +52,6 @@ struct EgressTests {
     if decided.state == .pendingSecurity { decided = try await fixture.decide(asked.id, .approve, as: "officer") }
     #expect(decided.state == .approved)
     return asked
-  }
-
-  /// The roster keyed by its pupils' ID numbers ("roster.by-id"), with three pupils.
-  static func publishRosterByID(_ fixture: SharingFixture) async throws {
-    var table = SharingFixture.rosterResource(code: "roster.by-id")
-    table.dataset.ingested.keyFields = ["national_id"]
-    _ = try await fixture.publish(table)
-    // Rows keyed by ID number are written by a steward who reads the school's pupils in clear.
-    await expectStatus(.permissionDenied) {
-      try await fixture.ingest([SharingFixture.student(1)], code: "roster.by-id")
-    }
-    let registrar = try await fixture.world.account("registrar", role: .dataSteward, org: IdentityWorld.school)
-    var clear = Eduhub_Identity_V1_GrantRoleRequest()
-    clear.accountID = registrar
-    clear.role = .teacher
-    clear.orgCode = IdentityWorld.school
-    _ = try fixture.world.identity.grantRole(clear, caller: .operator(name: "test"), peer: "test")
-    try await fixture.ingest((1...3).map { SharingFixture.student($0) }, code: "roster.by-id", as: "registrar")
   }
 
   @Test("MIN of a birth date is classified as the birth date, hidden from a masked grant, and needs the steward and the security officer")
@@ -118,7 +101,7 @@ struct EgressTests {
   func personalKeys() async throws {
     try await withSharing { fixture in
       let world = fixture.world
-      try await Self.publishRosterByID(fixture)
+      try await SharingFixture.publishRosterByID(fixture)
       try await world.account("bureau2", role: .dataConsumer, org: "511722")
       func grant(_ user: String, _ org: String) async throws {
         let asked = try await fixture.sharing.requestAccess(
@@ -160,7 +143,7 @@ struct EgressTests {
   func personalKeysAtRest() async throws {
     try await withSharing { fixture in
       let world = fixture.world
-      try await Self.publishRosterByID(fixture)
+      try await SharingFixture.publishRosterByID(fixture)
       _ = try await fixture.publish(SharingFixture.rosterResource())
       try await fixture.ingest((1...2).map { SharingFixture.student($0) })
       // A masked county, synced before a row is deleted (a first snapshot sends no tombstones).

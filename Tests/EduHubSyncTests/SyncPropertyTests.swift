@@ -6,6 +6,7 @@ import EduHubRPC
 import EduHubReplication
 import EduHubStorage
 import EduHubSync
+import EduHubTestSupport
 import Foundation
 import Logging
 import NIOCore

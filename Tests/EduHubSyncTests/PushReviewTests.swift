@@ -5,6 +5,7 @@ import EduHubIdentity
 import EduHubReplication
 import EduHubStorage
 import EduHubSync
+import EduHubTestSupport
 import Foundation
 import SwiftProtobuf
 import Testing
@@ -51,14 +52,14 @@ struct PushReviewTests {
   func registrationsBelowOnly() async throws {
     try await withWorld { world in
       let owned = try await OwnedNode.start(world)
-      let twin = try PushAuthorityTests.schoolNode("county-twin", key: SigningKey(), org: "511702")
+      let twin = try PushedNodesTests.schoolNode("county-twin", key: SigningKey(), org: "511702")
       try await owned.expectRefused(
         [try owned.record(SyncCollections.node.name, "county-twin", scope: OwnedNode.scope, body: twin)],
         "below its own org")
       // Nor one below moved up to it afterwards.
       let schoolPath = try #require(try owned.stored(IdentityCollections.org.name, IdentityWorld.school)).scope
       try await owned.push([
-        try owned.record(SyncCollections.node.name, "school-moved", scope: schoolPath, body: try PushAuthorityTests.schoolNode("school-moved", key: SigningKey()))
+        try owned.record(SyncCollections.node.name, "school-moved", scope: schoolPath, body: try PushedNodesTests.schoolNode("school-moved", key: SigningKey()))
       ])
       let below = try #require(try owned.stored(SyncCollections.node.name, "school-moved"))
       var moved = try Eduhub_Sync_V1_SyncNodeRecord(serializedBytes: below.body)
@@ -74,7 +75,7 @@ struct PushReviewTests {
   func rowCountFromBelow() async throws {
     try await withSharing { fixture in
       let world = fixture.world
-      try await EgressTests.publishRosterByID(fixture)
+      try await SharingFixture.publishRosterByID(fixture)
       let owned = try await OwnedNode.start(world)
       let table = try #require(try owned.county.store.get(CatalogCollections.resource, "roster.by-id"))
       var resource = try Eduhub_Catalog_V1_Resource(serializedBytes: table.body)

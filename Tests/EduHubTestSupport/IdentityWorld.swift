@@ -13,29 +13,31 @@ import Synchronization
 import Testing
 
 /// Every log line a node writes, at trace level: what an operator reading its logs would see.
-final class CapturedLog: Sendable {
-  let lines = Mutex<[String]>([])
+package final class CapturedLog: Sendable {
+  package init() {}
 
-  var text: String { lines.withLock { $0.joined(separator: "\n") } }
+  package let lines = Mutex<[String]>([])
+
+  package var text: String { lines.withLock { $0.joined(separator: "\n") } }
 
   /// A logger writing here, at `.trace`.
-  func logger(label: String) -> Logger {
+  package func logger(label: String) -> Logger {
     var logger = Logger(label: label) { _ in Handler(log: self) }
     logger.logLevel = .trace
     return logger
   }
 
-  struct Handler: LogHandler {
+  package struct Handler: LogHandler {
     let log: CapturedLog
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
+    package var metadata: Logger.Metadata = [:]
+    package var logLevel: Logger.Level = .trace
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
       get { metadata[key] }
       set { metadata[key] = newValue }
     }
 
-    func log(
+    package func log(
       level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String,
       function: String, line: UInt
     ) {
@@ -47,47 +49,47 @@ final class CapturedLog: Sendable {
 }
 
 /// Captures one-time codes as a person's phone would receive them.
-final class CapturingDelivery: CodeDelivery {
-  let sent = Mutex<[String: String]>([:])
+package final class CapturingDelivery: CodeDelivery {
+  package let sent = Mutex<[String: String]>([:])
 
-  func deliver(code: String, to phone: String, purpose: String) throws {
+  package func deliver(code: String, to phone: String, purpose: String) throws {
     sent.withLock { $0[phone] = code }
   }
 
-  func code(for phone: String) -> String? { sent.withLock { $0[phone] } }
+  package func code(for phone: String) -> String? { sent.withLock { $0[phone] } }
 }
 
 /// The node's wall clock, which a test moves forward instead of sleeping: what a test judges
 /// (a lock lifting, a grant expiring) then never depends on how busy the machine is.
-final class TestClock: Sendable {
+package final class TestClock: Sendable {
   private let offsetMs = Atomic<Int64>(0)
 
-  var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) + offsetMs.load(ordering: .relaxed) }
+  package var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) + offsetMs.load(ordering: .relaxed) }
 
-  func advance(by duration: Duration) {
+  package func advance(by duration: Duration) {
     offsetMs.add(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000, ordering: .relaxed)
   }
 }
 
 /// A seeded node serving Identity on 127.0.0.1 with a real encrypted database in a temporary
 /// directory, and clients for it.
-final class IdentityWorld: Sendable {
-  static let password = "correct horse battery staple"
+package final class IdentityWorld: Sendable {
+  package static let password = "correct horse battery staple"
   /// A primary school of Tongchuan with its first student and first teacher (seeded).
-  static let school = "5117020001"
-  static let student = "S5117020001-0001"
-  static let teacher = "T5117020001-001"
+  package static let school = "5117020001"
+  package static let student = "S5117020001-0001"
+  package static let teacher = "T5117020001-001"
   /// A school of Dachuan.
-  static let otherSchool = "5117030001"
-  static let otherStudent = "S5117030001-0001"
+  package static let otherSchool = "5117030001"
+  package static let otherStudent = "S5117030001-0001"
 
-  let directory: String
-  let node: OpenNode
-  let server: RPCServer
-  let port: Int
-  let delivery: CapturingDelivery
-  let clock: TestClock
-  let rpc: RPCClient
+  package let directory: String
+  package let node: OpenNode
+  package let server: RPCServer
+  package let port: Int
+  package let delivery: CapturingDelivery
+  package let clock: TestClock
+  package let rpc: RPCClient
 
   private init(directory: String, node: OpenNode, server: RPCServer, port: Int, delivery: CapturingDelivery, clock: TestClock) {
     self.directory = directory
@@ -101,7 +103,7 @@ final class IdentityWorld: Sendable {
 
   /// Production rules with a short lockout and a cheap Argon2id: the tests check behaviour, and
   /// two dozen worlds hashing at OWASP's cost in parallel would starve the other suites' timers.
-  static func testConfiguration() -> IdentityConfiguration {
+  package static func testConfiguration() -> IdentityConfiguration {
     var configuration = IdentityConfiguration()
     configuration.lockoutBase = 2
     configuration.passwordLimits = PasswordHash.Limits(opsLimit: 1, memLimit: 256 * 1024)
@@ -109,10 +111,10 @@ final class IdentityWorld: Sendable {
   }
 
   /// A node directory made once per test run (seeded or not); each world starts from a copy.
-  static let emptyTemplate = Result { try makeTemplate(seed: false) }
-  static let seededTemplate = Result { try makeTemplate(seed: true) }
+  package static let emptyTemplate = Result { try makeTemplate(seed: false) }
+  package static let seededTemplate = Result { try makeTemplate(seed: true) }
 
-  static func makeTemplate(seed: Bool) throws -> String {
+  package static func makeTemplate(seed: Bool) throws -> String {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-template-\(UUID().uuidString)").path
     let data = try NodeData.initialize(at: directory, identity: NodeIdentity(nodeID: "test-central", scope: "", role: .central))
     let (database, replica) = try data.openReplica()
@@ -122,7 +124,7 @@ final class IdentityWorld: Sendable {
   }
 
   /// - Parameter log: where the node's log goes, at trace level (nil: warnings to stderr).
-  static func start(
+  package static func start(
     seed: Bool = true, configuration: IdentityConfiguration = testConfiguration(), log: CapturedLog? = nil
   ) async throws -> IdentityWorld {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-identity-\(UUID().uuidString)").path
@@ -143,11 +145,11 @@ final class IdentityWorld: Sendable {
     return IdentityWorld(directory: directory, node: node, server: server, port: address.port ?? 0, delivery: delivery, clock: clock)
   }
 
-  var identity: IdentityService { node.identity }
-  var openSync: SyncService { node.sync }
-  var client: Eduhub_Identity_V1_IdentityService.Client { .init(rpc) }
+  package var identity: IdentityService { node.identity }
+  package var openSync: SyncService { node.sync }
+  package var client: Eduhub_Identity_V1_IdentityService.Client { .init(rpc) }
 
-  func stop() async {
+  package func stop() async {
     await rpc.close()
     await server.shutdownGracefully()
     await node.close()
@@ -156,7 +158,7 @@ final class IdentityWorld: Sendable {
 
   /// An active account with `role` on `org` (created by the operator), returning its id.
   @discardableResult
-  func account(
+  package func account(
     _ username: String, role: Eduhub_Identity_V1_Role? = nil, org: String = CitySeeder.cityCode, person: String = ""
   ) async throws -> String {
     let account = try await identity.createActiveAccount(
@@ -171,7 +173,7 @@ final class IdentityWorld: Sendable {
     return account.id
   }
 
-  func login(_ username: String, password: String = IdentityWorld.password) async throws -> Eduhub_Identity_V1_TokenPair {
+  package func login(_ username: String, password: String = IdentityWorld.password) async throws -> Eduhub_Identity_V1_TokenPair {
     var request = Eduhub_Identity_V1_LoginRequest()
     request.login = username
     request.password = password
@@ -179,17 +181,17 @@ final class IdentityWorld: Sendable {
   }
 
   /// Call options carrying `username`'s access token.
-  func options(_ username: String) async throws -> CallOptions {
+  package func options(_ username: String) async throws -> CallOptions {
     bearer(try await login(username).accessToken)
   }
 
-  func bearer(_ token: String) -> CallOptions {
+  package func bearer(_ token: String) -> CallOptions {
     CallOptions(metadata: ["authorization": .string("Bearer " + token)])
   }
 
   /// How many times `action` happened with `outcome`: repeated identical events are written once
   /// with `×N` in their detail.
-  func auditCount(action: String, outcome: String) throws -> Int {
+  package func auditCount(action: String, outcome: String) throws -> Int {
     try auditEvents(action: action).filter { $0.outcome == outcome }.reduce(0) { total, event in
       guard let mark = event.detail.range(of: "×", options: .backwards), let count = Int(event.detail[mark.upperBound...])
       else { return total + 1 }
@@ -198,13 +200,13 @@ final class IdentityWorld: Sendable {
   }
 
   /// The audit events of `action`, oldest first.
-  func auditEvents(action: String) throws -> [Eduhub_Identity_V1_AuditEvent] {
+  package func auditEvents(action: String) throws -> [Eduhub_Identity_V1_AuditEvent] {
     try node.audit.events(after: 0, action: action, limit: 10_000)
   }
 }
 
 /// Runs `body` with a started world and always stops it.
-func withWorld<R>(
+package func withWorld<R>(
   seed: Bool = true, configuration: IdentityConfiguration = IdentityWorld.testConfiguration(), log: CapturedLog? = nil,
   _ body: (IdentityWorld) async throws -> R
 ) async throws -> R {
@@ -221,7 +223,7 @@ func withWorld<R>(
 
 /// Expects `body` to fail with `code`; returns the error's message.
 @discardableResult
-func expectStatus(
+package func expectStatus(
   _ code: RPCError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> some Any
 ) async -> String {
   do {

@@ -5,6 +5,7 @@ import EduHubNode
 import EduHubReplication
 import EduHubStorage
 import EduHubSync
+import EduHubTestSupport
 import EduHubWorkOrders
 import Foundation
 import SwiftProtobuf
@@ -18,7 +19,7 @@ struct PushedEventTests {
 
   /// An order of the world's school, served by its county, submitted at central.
   static func order(_ world: IdentityWorld) async throws -> Eduhub_Workorder_V1_WorkOrder {
-    var submission = WorkOrderTests.submission()
+    var submission = WorkOrderFixture.submission()
     submission.order.submittingOrgCode = IdentityWorld.school
     return try await world.node.workOrders.submit(submission, caller: .operator(name: "school"), peer: "test")
   }
@@ -50,8 +51,8 @@ struct PushedEventTests {
       let city = Caller.operator(name: "city")
       // Escalated to the city and accepted there.
       let escalated = try await Self.order(world)
-      _ = try world.node.workOrders.act(WorkOrderTests.act(escalated.id, .escalate), caller: city, peer: "test")
-      let accepted = try world.node.workOrders.act(WorkOrderTests.act(escalated.id, .accept), caller: city, peer: "test")
+      _ = try world.node.workOrders.act(WorkOrderFixture.act(escalated.id, .escalate), caller: city, peer: "test")
+      let accepted = try world.node.workOrders.act(WorkOrderFixture.act(escalated.id, .accept), caller: city, peer: "test")
       let cityAccept = try #require(accepted.timeline.last)
       let first = try #require(accepted.timeline.first)
       // The county pulls both steps, and a push of its own follows.
@@ -72,7 +73,7 @@ struct PushedEventTests {
         [try Self.event(owned, served, .escalate, hlc: now, org: IdentityWorld.school)], "an escalation goes to the parent")
       // A step taken before the county could have seen the city's: concurrent, and judged so.
       let concurrent = try await Self.order(world)
-      let cityStep = try world.node.workOrders.act(WorkOrderTests.act(concurrent.id, .accept), caller: city, peer: "test")
+      let cityStep = try world.node.workOrders.act(WorkOrderFixture.act(concurrent.id, .accept), caller: city, peer: "test")
       let acceptHLC = try #require(cityStep.timeline.last).hlc
       try await owned.push([try Self.event(owned, concurrent, .reject, hlc: acceptHLC - 1)])
       let detail = try world.node.workOrders.getOrder(.with { $0.id = concurrent.id }, caller: city)
@@ -87,12 +88,12 @@ struct PushedEventTests {
     try await withWorld { world in
       let owned = try await OwnedNode.start(world)
       let countyUser = try await world.account("county-user", role: .countyAdmin, org: "511702")
-      var submission = WorkOrderTests.submission()
+      var submission = WorkOrderFixture.submission()
       submission.order.submittingOrgCode = "511702"
       let order = try await Eduhub_Workorder_V1_WorkOrderService.Client(world.rpc).submit(submission, options: try await world.options("county-user"))
       let schoolPath = try #require(try owned.stored(IdentityCollections.org.name, IdentityWorld.school)).scope
       let registration = try owned.record(
-        SyncCollections.node.name, "school-new", scope: schoolPath, body: try PushAuthorityTests.schoolNode("school-new", key: SigningKey()))
+        SyncCollections.node.name, "school-new", scope: schoolPath, body: try PushedNodesTests.schoolNode("school-new", key: SigningKey()))
       // The county's own user cancels, in the name of a school node: refused.
       let now = world.identity.replica.clock.now().rawValue
       try await owned.expectRefused(

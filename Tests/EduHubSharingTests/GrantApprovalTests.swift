@@ -4,6 +4,7 @@ import EduHubIdentity
 import EduHubNode
 import EduHubRPC
 import EduHubSharing
+import EduHubTestSupport
 import SwiftProtobuf
 import Testing
 
