@@ -53,6 +53,9 @@ let package = Package(
       linkerSettings: [.linkedLibrary("sqlite3"), .linkedLibrary("sodium")]
     ),
 
+    // What every layer shares: the plain failure type.
+    .target(name: "EduHubCore", swiftSettings: swiftSettings),
+
     // libsodium for the rest of EduHub: AEAD, Argon2id, Ed25519, keyed BLAKE2b, key files.
     .target(
       name: "EduHubCrypto",
@@ -76,7 +79,8 @@ let package = Package(
     .target(
       name: "EduHubReplication",
       dependencies: [
-        "EduHubStorage", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        "EduHubCore", "EduHubStorage", .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       swiftSettings: swiftSettings
     ),
@@ -84,7 +88,7 @@ let package = Package(
     // Field-level privacy of minors' data: ID numbers, age classes, masking and pseudonyms.
     .target(
       name: "EduHubPrivacy",
-      dependencies: ["EduHubCrypto", "EduHubStorage", "EduHubAPI"],
+      dependencies: ["EduHubCore", "EduHubCrypto", "EduHubStorage", "EduHubAPI"],
       swiftSettings: swiftSettings
     ),
 
@@ -92,7 +96,7 @@ let package = Package(
     .target(
       name: "EduHubIdentity",
       dependencies: [
-        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubReplication", "EduHubPrivacy",
+        "EduHubCore", "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubReplication", "EduHubPrivacy",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -134,7 +138,7 @@ let package = Package(
     .target(
       name: "EduHubSync",
       dependencies: [
-        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubReplication",
+        "EduHubCore", "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubReplication",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
@@ -145,7 +149,7 @@ let package = Package(
     .target(
       name: "EduHubCatalog",
       dependencies: [
-        "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubReplication",
+        "EduHubCore", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubReplication",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
@@ -156,7 +160,7 @@ let package = Package(
     .target(
       name: "EduHubWorkOrders",
       dependencies: [
-        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubReplication",
+        "EduHubCore", "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubReplication",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
@@ -167,7 +171,7 @@ let package = Package(
     .target(
       name: "EduHubSharing",
       dependencies: [
-        "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubCatalog", "EduHubReplication",
+        "EduHubCore", "EduHubAPI", "EduHubRPC", "EduHubCrypto", "EduHubStorage", "EduHubIdentity", "EduHubPrivacy", "EduHubCatalog", "EduHubReplication",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
@@ -178,6 +182,7 @@ let package = Package(
     .target(
       name: "EduHubNode",
       dependencies: [
+        "EduHubCore",
         "EduHubRPC",
         "EduHubAPI",
         "EduHubIdentity",
@@ -203,6 +208,7 @@ let package = Package(
     .executableTarget(
       name: "eduhub",
       dependencies: [
+        "EduHubCore",
         "EduHubNode",
         "EduHubStorage",
         "EduHubCrypto",
@@ -339,7 +345,7 @@ let package = Package(
     .testTarget(
       name: "EduHubIdentityTests",
       dependencies: [
-        "EduHubTestSupport", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
+        "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
         "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
         .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PropertyBased", package: "swift-property-based"),
@@ -351,7 +357,7 @@ let package = Package(
     .testTarget(
       name: "EduHubSyncTests",
       dependencies: [
-        "EduHubTestSupport", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
+        "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
         "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
         .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PropertyBased", package: "swift-property-based"),
@@ -363,7 +369,7 @@ let package = Package(
     .testTarget(
       name: "EduHubCatalogTests",
       dependencies: [
-        "EduHubTestSupport", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
+        "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
         "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
         .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PropertyBased", package: "swift-property-based"),
@@ -375,7 +381,7 @@ let package = Package(
     .testTarget(
       name: "EduHubSharingTests",
       dependencies: [
-        "EduHubTestSupport", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
+        "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
         "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
         .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PropertyBased", package: "swift-property-based"),
@@ -387,7 +393,7 @@ let package = Package(
     .testTarget(
       name: "EduHubWorkOrdersTests",
       dependencies: [
-        "EduHubTestSupport", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
+        "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
         "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
         .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PropertyBased", package: "swift-property-based"),
@@ -405,7 +411,7 @@ let package = Package(
       name: "EduHubNodeTests",
       dependencies: [
         "EduHubNode", "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubCrypto", "eduhub", "EduHubSync",
-        "EduHubIdentity", "EduHubReplication", "EduHubTestSupport", "EduHubCatalog", "EduHubSharing", "EduHubWorkOrders",
+        "EduHubIdentity", "EduHubReplication", "EduHubTestSupport", "EduHubCore", "EduHubCatalog", "EduHubSharing", "EduHubWorkOrders",
         "EduHubPrivacy", .product(name: "PropertyBased", package: "swift-property-based"),
         .product(name: "GRDB", package: "GRDB.swift"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),

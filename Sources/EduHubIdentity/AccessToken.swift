@@ -1,3 +1,4 @@
+import EduHubCore
 import EduHubCrypto
 import EduHubPrivacy
 import Foundation
@@ -49,10 +50,8 @@ public struct AccessClaims: Sendable, Hashable {
 }
 
 /// Why a token was refused. The message is safe to show the caller.
-public struct TokenError: Error, Sendable, Hashable, CustomStringConvertible {
-  public let reason: String
-  public var description: String { reason }
-}
+public typealias TokenError = Failure<TokenRefused>
+public enum TokenRefused {}
 
 /// Issues access tokens signed with this node's key and verifies tokens of every node whose public
 /// key it holds.
@@ -97,20 +96,20 @@ public struct AccessTokens: Sendable {
     guard token.utf8.count <= 4096, let footer = PasetoV4Public.footer(of: token),
       let object = try? JSONSerialization.jsonObject(with: Data(footer)) as? [String: Any],
       let kid = object["kid"] as? String
-    else { throw TokenError(reason: "the access token is malformed") }
-    guard let key = publicKeys(kid) else { throw TokenError(reason: "the access token was issued by an unknown node") }
+    else { throw TokenError("the access token is malformed") }
+    guard let key = publicKeys(kid) else { throw TokenError("the access token was issued by an unknown node") }
     guard let verified = PasetoV4Public.verify(token, publicKey: key) else {
-      throw TokenError(reason: "the access token's signature is not valid")
+      throw TokenError("the access token's signature is not valid")
     }
     guard let claims = AccessClaims(json: verified.message), claims.issuer == kid else {
-      throw TokenError(reason: "the access token's claims are malformed")
+      throw TokenError("the access token's claims are malformed")
     }
-    guard claims.audience == audience else { throw TokenError(reason: "the access token is for another node: log in here") }
-    guard claims.expiresAt > now else { throw TokenError(reason: "the access token has expired") }
-    guard claims.issuedAt <= now + 300 else { throw TokenError(reason: "the access token is issued in the future") }
+    guard claims.audience == audience else { throw TokenError("the access token is for another node: log in here") }
+    guard claims.expiresAt > now else { throw TokenError("the access token has expired") }
+    guard claims.issuedAt <= now + 300 else { throw TokenError("the access token is issued in the future") }
     // Every node issues tokens for minutes; one that claims a longer life was not made by EduHub.
     guard claims.expiresAt - claims.issuedAt <= Self.longestLifetime else {
-      throw TokenError(reason: "the access token claims a lifetime longer than any node issues")
+      throw TokenError("the access token claims a lifetime longer than any node issues")
     }
     return claims
   }

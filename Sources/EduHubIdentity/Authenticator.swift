@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubCore
 import EduHubRPC
 import Synchronization
 #if canImport(Glibc)
@@ -105,7 +106,7 @@ public final class Authenticator: ServerInterceptor {
     do {
       claims = try identity.tokens.verify(token, now: now)
     } catch {
-      throw refuse(peer: peer, method: method, error.reason)
+      throw refuse(peer: peer, method: method, error.message)
     }
     let caller: Caller
     do {

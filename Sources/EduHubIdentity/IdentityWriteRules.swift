@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubCore
 import EduHubRPC
 import EduHubReplication
 import EduHubStorage

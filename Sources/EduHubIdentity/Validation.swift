@@ -1,8 +1,9 @@
-import SwiftProtobuf
-import Foundation
 import EduHubAPI
+import EduHubCore
 import EduHubPrivacy
 import EduHubRPC
+import Foundation
+import SwiftProtobuf
 
 /// Input checks shared by the methods: every message is hostile until checked, and the error says
 /// which field is wrong without echoing personal values.
@@ -86,7 +87,7 @@ package enum Validate {
     }
     if !person.nationalID.isEmpty {
       let id: NationalID
-      do { id = try NationalID(person.nationalID) } catch { throw invalid("national_id is not valid: \(error.reason)") }
+      do { id = try NationalID(person.nationalID) } catch { throw invalid("national_id is not valid: \(error.message)") }
       if let birthDate, birthDate != id.birthDate { throw invalid("birth_date does not match the national_id") }
     }
     try text(person.ethnicity, "ethnicity", maxLength: 32)

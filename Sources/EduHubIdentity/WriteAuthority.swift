@@ -1,3 +1,4 @@
+import EduHubCore
 import EduHubStorage
 import GRDB
 
@@ -50,11 +51,8 @@ public struct PushingNode: Sendable {
 }
 
 /// Why a pushed record is refused: the whole push is, and the reason is audited and reported.
-public struct PushRefusal: Error, Sendable, CustomStringConvertible {
-  public let reason: String
-  public init(_ reason: String) { self.reason = reason }
-  public var description: String { reason }
-}
+public typealias PushRefusal = Failure<PushRefused>
+public enum PushRefused {}
 
 /// The records of one push, as they stand while it is checked: the message's own records count
 /// (a person and its account may arrive together), then the store.

@@ -1,4 +1,5 @@
 import EduHubCatalog
+import EduHubCore
 import EduHubCrypto
 import EduHubIdentity
 import EduHubReplication
@@ -155,11 +156,9 @@ public struct OpenNode: Sendable {
 }
 
 /// Why a node's directory cannot be used. Safe to print.
-public struct NodeDataError: Error, Sendable, CustomStringConvertible {
-  public let message: String
-  public init(_ message: String) { self.message = message }
-  public var description: String { message }
-}
+/// A node's data directory cannot be used as asked.
+public typealias NodeDataError = Failure<NodeDataFailure>
+public enum NodeDataFailure {}
 
 extension NodeData {
   /// Replaces one of the node's keys (the region's pseudonym key, received at enrollment).

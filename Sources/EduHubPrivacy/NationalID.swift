@@ -1,3 +1,4 @@
+import EduHubCore
 /// An 18-digit resident identity number (GB 11643-1999): 6-digit region code, 8-digit birth date
 /// (YYYYMMDD), 3-digit sequence (odd for men), and a check character (0-9 or X) computed with
 /// ISO 7064 MOD 11-2.
@@ -41,8 +42,5 @@ public struct NationalID: Sendable, Hashable {
 }
 
 /// Why a national ID number is not valid.
-public struct NationalIDError: Error, Sendable, Hashable, CustomStringConvertible {
-  public let reason: String
-  init(_ reason: String) { self.reason = reason }
-  public var description: String { reason }
-}
+public typealias NationalIDError = Failure<NationalIDFailure>
+public enum NationalIDFailure {}

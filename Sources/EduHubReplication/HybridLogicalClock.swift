@@ -1,3 +1,4 @@
+import EduHubCore
 import Synchronization
 
 /// A hybrid logical clock timestamp: 48 bits of wall-clock milliseconds and a 16-bit counter for
@@ -22,10 +23,8 @@ public struct HLCTimestamp: Sendable, Hashable, Comparable, CustomStringConverti
 }
 
 /// Why a clock refused a timestamp.
-public struct ClockError: Error, Sendable, CustomStringConvertible {
-  public let message: String
-  public var description: String { message }
-}
+public typealias ClockError = Failure<ClockFailure>
+public enum ClockFailure {}
 
 /// A hybrid logical clock (Kulkarni et al.): timestamps that never go backwards on one node, stay
 /// close to wall time, and order causally related events across nodes even when their wall clocks
@@ -80,7 +79,7 @@ public final class HybridLogicalClock: Sendable {
     let wall = wallClock()
     guard remote.milliseconds <= wall + maxDriftMilliseconds else {
       throw ClockError(
-        message: "a timestamp \(remote.milliseconds - wall) ms ahead of this node's clock exceeds the allowed drift")
+        "a timestamp \(remote.milliseconds - wall) ms ahead of this node's clock exceeds the allowed drift")
     }
     return state.withLock { last in
       if remote > last { last = remote }

@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubCatalog
+import EduHubCore
 import EduHubIdentity
 import EduHubRPC
 import EduHubReplication

@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubCore
 import EduHubIdentity
 import EduHubPrivacy
 import EduHubRPC
@@ -347,7 +348,7 @@ extension SyncService {
       } catch let refusal as PushRefusal {
         // The reason names records: a row keyed by ID number by its table only (it goes to the
         // log, the audit and `eduhub status`).
-        let reason = identity.scrubbingCarriedIDs(refusal.reason, of: request.records.map { ($0.collection, $0.id) })
+        let reason = identity.scrubbingCarriedIDs(refusal.message, of: request.records.map { ($0.collection, $0.id) })
         throw refused(request.nodeID, caller: caller, reason: reason, peer: peer)
       }
       for record in request.records { touched.insert(record.collection) }

@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubCore
 import EduHubIdentity
 import EduHubReplication
 import EduHubStorage

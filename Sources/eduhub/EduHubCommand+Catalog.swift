@@ -1,10 +1,11 @@
 import ArgumentParser
+import CSV
 import EduHubAPI
 import EduHubCatalog
+import EduHubCore
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
-import CSV
 import Foundation
 import SwiftProtobuf
 import Yams
@@ -31,7 +32,7 @@ extension EduHubCommand {
 
       func run() async throws {
         guard let data = FileManager.default.contents(atPath: file) else {
-          throw FailureMessage(text: "cannot read \(file)")
+          throw FailureMessage("cannot read \(file)")
         }
         var request = Eduhub_Catalog_V1_PublishResourceRequest()
         request.resource = try Self.definition(data, file: file)
@@ -49,17 +50,17 @@ extension EduHubCommand {
             // No timestamp rule: dates stay the strings the proto expects.
             let resolver = Resolver.default.removing(.timestamp)
             guard let tree = try Yams.load(yaml: text, resolver), JSONSerialization.isValidJSONObject(tree) else {
-              throw FailureMessage(text: "\(file) is not a resource definition: expected a mapping")
+              throw FailureMessage("\(file) is not a resource definition: expected a mapping")
             }
             json = try JSONSerialization.data(withJSONObject: tree)
           } catch let error as YamlError {
-            throw FailureMessage(text: "\(file) is not valid YAML: \(error)")
+            throw FailureMessage("\(file) is not valid YAML: \(error)")
           }
         }
         do {
           return try Eduhub_Catalog_V1_Resource(jsonUTF8Data: json)
         } catch {
-          throw FailureMessage(text: "\(file) is not a resource definition: \(error)")
+          throw FailureMessage("\(file) is not a resource definition: \(error)")
         }
       }
     }
@@ -87,15 +88,15 @@ extension EduHubCommand {
       func run() async throws {
         guard (1...10_000).contains(batch) else { throw ValidationError("--batch must be 1 to 10000") }
         guard FileManager.default.isReadableFile(atPath: file), let stream = InputStream(fileAtPath: file) else {
-          throw FailureMessage(text: "cannot read \(file)")
+          throw FailureMessage("cannot read \(file)")
         }
         let reader: CSVReader
         do {
           reader = try CSVReader(stream: stream, hasHeaderRow: true)
         } catch {
-          throw FailureMessage(text: "\(file) is not CSV: \(error)")
+          throw FailureMessage("\(file) is not CSV: \(error)")
         }
-        guard let header = reader.headerRow, !header.isEmpty else { throw FailureMessage(text: "\(file) has no header row") }
+        guard let header = reader.headerRow, !header.isEmpty else { throw FailureMessage("\(file) has no header row") }
         let total = Self.lines(file) - 1
         let progress = ProgressBar(label: "import", total: max(total, 1))
         let rows = CSVRows(reader: reader, code: resource, columns: header.map { $0.trimmingCharacters(in: .whitespaces) }, batch: batch) {
@@ -104,7 +105,7 @@ extension EduHubCommand {
         let open = try node.open()
         let response = try await asOperator(open) { caller in try await open.catalog.ingestRows(rows, caller: caller, peer: "console") }
         progress.finish()
-        if let error = rows.readError { throw FailureMessage(text: "\(file): \(error)") }
+        if let error = rows.readError { throw FailureMessage("\(file): \(error)") }
         print(
           "\(response.received) rows read: \(response.upserted) upserted, \(response.deleted) deleted, \(response.rejected) rejected; \(resource) holds \(response.rowCount) rows"
         )

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EduHubCore
 import EduHubCrypto
 import EduHubStorage
 import Foundation
@@ -19,7 +20,7 @@ struct KeyOptions: ParsableArguments {
     case let (nil, variable?):
       return .passphrase(try environmentSecret(variable, "passphrase"))
     default:
-      throw FailureMessage(text: "give exactly one of --key-file and --passphrase-env")
+      throw FailureMessage("give exactly one of --key-file and --passphrase-env")
     }
   }
 }
@@ -36,7 +37,7 @@ extension EduHubCommand {
       do {
         try KeyFile.create(at: path, key: AEAD.makeKey())
       } catch {
-        throw FailureMessage(text: error.message)
+        throw FailureMessage(error.message)
       }
       print("created key file \(path)")
     }
@@ -67,7 +68,7 @@ extension EduHubCommand {
       do {
         try EncryptedDatabase.rekey(path: database, from: old, to: new)
       } catch let error as StorageError {
-        throw FailureMessage(text: error.message)
+        throw FailureMessage(error.message)
       }
       print("rekeyed \(database)")
     }

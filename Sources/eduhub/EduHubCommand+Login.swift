@@ -1,5 +1,6 @@
 import ArgumentParser
 import EduHubAPI
+import EduHubCore
 import EduHubNode
 import EduHubRPC
 import Foundation
@@ -9,7 +10,7 @@ func connect(_ target: NodeAddress, tlsCA: String?) throws -> RPCClient {
   var tls: ClientTLSConfiguration?
   if tlsCA != nil || target.secure {
     do { tls = try ClientTLSConfiguration(caFile: tlsCA) } catch let error as RPCError {
-      throw FailureMessage(text: error.message)
+      throw FailureMessage(error.message)
     }
   }
   return RPCClient(host: target.host, port: target.port, tls: tls)
@@ -18,7 +19,7 @@ func connect(_ target: NodeAddress, tlsCA: String?) throws -> RPCClient {
 /// A secret from the environment variable `name` (never from the command line, where `ps` shows it).
 func environmentSecret(_ name: String, _ what: String) throws -> String {
   guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
-    throw FailureMessage(text: "the environment variable \(name) holds no \(what)")
+    throw FailureMessage("the environment variable \(name) holds no \(what)")
   }
   return value
 }
@@ -58,7 +59,7 @@ extension EduHubCommand {
         print(pair.accessToken)
       } catch let error as RPCError {
         await rpc.close()
-        throw FailureMessage(text: "\(target): \(error.code): \(error.message)")
+        throw FailureMessage("\(target): \(error.code): \(error.message)")
       }
     }
   }

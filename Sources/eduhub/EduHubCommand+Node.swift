@@ -1,6 +1,7 @@
 import ArgumentParser
 import EduHubAPI
 import EduHubCatalog
+import EduHubCore
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
@@ -23,7 +24,7 @@ struct DataOptions: ParsableArguments {
     do {
       return try NodeData.load(data).open(sla: try WorkCalendarFile.policy(workCalendar), logger: logger)
     } catch let error as NodeDataError {
-      throw FailureMessage(text: error.message)
+      throw FailureMessage(error.message)
     }
   }
 }
@@ -37,7 +38,7 @@ func asOperator<T>(_ node: OpenNode, _ body: (Caller) async throws -> T) async t
     return result
   } catch let error as RPCError {
     await node.close()
-    throw FailureMessage(text: error.message)
+    throw FailureMessage(error.message)
   }
 }
 
@@ -76,7 +77,7 @@ extension EduHubCommand {
       do {
         created = try NodeData.initialize(at: data, identity: NodeIdentity(nodeID: id, scope: scope, role: role), upstream: upstream)
       } catch let error as NodeDataError {
-        throw FailureMessage(text: error.message)
+        throw FailureMessage(error.message)
       }
       guard let upstream, let enroll else {
         print("initialized node \(id) in \(data)")
@@ -234,7 +235,7 @@ extension EduHubCommand {
         let result: AuditLog.Verification
         do { result = try open.audit.verify() } catch {
           await open.close()
-          throw FailureMessage(text: "cannot read the audit log: \(error)")
+          throw FailureMessage("cannot read the audit log: \(error)")
         }
         await open.close()
         if let broken = result.brokenAt {

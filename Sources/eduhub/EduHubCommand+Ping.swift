@@ -1,5 +1,6 @@
 import ArgumentParser
 import EduHubAPI
+import EduHubCore
 import EduHubNode
 import EduHubRPC
 import Foundation
@@ -63,13 +64,13 @@ extension EduHubCommand {
           let reply = try await node.ping(request, options: options)
           let elapsed = ContinuousClock.now - start
           guard reply.payload == request.payload else {
-            throw FailureMessage(text: "ping \(index + 1): the payload came back changed")
+            throw FailureMessage("ping \(index + 1): the payload came back changed")
           }
           let micros = Double(elapsed.components.attoseconds) / 1e12 + Double(elapsed.components.seconds) * 1e6
           print("ping \(index + 1): \(payloadSize) bytes, \(String(format: "%.3f", micros / 1000)) ms")
         }
       } catch let error as RPCError {
-        throw FailureMessage(text: "\(target): \(error.code): \(error.message)")
+        throw FailureMessage("\(target): \(error.code): \(error.message)")
       }
     }
   }

@@ -1,12 +1,13 @@
 import ArgumentParser
-import EduHubNode
+import Dispatch
+import EduHubCore
 import EduHubIdentity
-import EduHubSync
-import EduHubWorkOrders
+import EduHubNode
 import EduHubRPC
 import EduHubSharing
+import EduHubSync
+import EduHubWorkOrders
 import Logging
-import Dispatch
 import NIOCore
 import Synchronization
 
@@ -95,13 +96,13 @@ extension EduHubCommand {
           services = node.services(configuration: &configuration.rpc)
           open = node
         } catch let error as NodeDataError {
-          throw FailureMessage(text: error.message)
+          throw FailureMessage(error.message)
         }
       }
       var syncing: Task<Void, Never>?
       if let open, let syncEvery, let seconds = Self.seconds(syncEvery) {
         guard let client = try syncClient(for: open) else {
-          throw FailureMessage(text: "--sync-every: node \(open.data.identity.nodeID) has no upstream")
+          throw FailureMessage("--sync-every: node \(open.data.identity.nodeID) has no upstream")
         }
         syncing = Task { await Self.syncPeriodically(client, every: seconds, logger: logger) }
       }
@@ -182,7 +183,7 @@ extension EduHubCommand {
         await open?.close()
       } catch let error as RPCError {
         await open?.close()
-        throw FailureMessage(text: error.message)
+        throw FailureMessage(error.message)
       }
     }
 
@@ -222,7 +223,7 @@ extension EduHubCommand {
         do {
           tls = try ServerTLSConfiguration(certificateChainFile: tlsCert, privateKeyFile: tlsKey)
         } catch let error as RPCError {
-          throw FailureMessage(text: error.message)
+          throw FailureMessage(error.message)
         }
       }
       var rpc = ServerConfiguration()
@@ -238,7 +239,6 @@ extension EduHubCommand {
 }
 
 /// A one-line failure for the terminal.
-struct FailureMessage: Error, CustomStringConvertible {
-  let text: String
-  var description: String { text }
-}
+/// What the command prints before it exits with a failure.
+typealias FailureMessage = Failure<CommandFailed>
+enum CommandFailed {}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EduHubAPI
+import EduHubCore
 import EduHubCrypto
 import EduHubIdentity
 import EduHubNode
@@ -73,7 +74,7 @@ extension EduHubCommand {
       let open = try node.open()
       guard let client = try syncClient(for: open) else {
         await open.close()
-        throw FailureMessage(text: "node \(open.data.identity.nodeID) has no upstream")
+        throw FailureMessage("node \(open.data.identity.nodeID) has no upstream")
       }
       do {
         let start = ContinuousClock.now
@@ -86,7 +87,7 @@ extension EduHubCommand {
       } catch let error as RPCError {
         await client.upstreamClient.close()
         await open.close()
-        throw FailureMessage(text: "sync with \(open.data.upstream ?? ""): \(error.code): \(error.message)")
+        throw FailureMessage("sync with \(open.data.upstream ?? ""): \(error.code): \(error.message)")
       }
     }
   }
@@ -140,10 +141,10 @@ extension EduHubCommand {
 func syncClient(for node: OpenNode) throws -> SyncClient? {
   guard let upstream = node.data.upstream else { return nil }
   let address: NodeAddress
-  do { address = try NodeAddress(parsing: upstream) } catch { throw FailureMessage(text: "node.json: \(error)") }
+  do { address = try NodeAddress(parsing: upstream) } catch { throw FailureMessage("node.json: \(error)") }
   let rpc = try connect(address, tlsCA: nil)
   let key: SigningKey
-  do { key = try SigningKey(seed: try node.data.key("node")) } catch { throw FailureMessage(text: "\(error)") }
+  do { key = try SigningKey(seed: try node.data.key("node")) } catch { throw FailureMessage("\(error)") }
   let identity = node.identity
   return SyncClient(
     nodeID: node.data.identity.nodeID, signingKey: key, store: node.identity.store, upstream: rpc,
@@ -168,10 +169,10 @@ extension EduHubCommand {
 
 func enrollWithUpstream(_ data: NodeData, upstream: String, token: String) async throws -> NodeData {
   let address: NodeAddress
-  do { address = try NodeAddress(parsing: upstream) } catch { throw FailureMessage(text: "\(error)") }
+  do { address = try NodeAddress(parsing: upstream) } catch { throw FailureMessage("\(error)") }
   let rpc = try connect(address, tlsCA: nil)
   let key: SigningKey
-  do { key = try SigningKey(seed: try data.key("node")) } catch { throw FailureMessage(text: "\(error)") }
+  do { key = try SigningKey(seed: try data.key("node")) } catch { throw FailureMessage("\(error)") }
   var request = Eduhub_Sync_V1_EnrollRequest()
   request.enrollmentToken = token
   request.publicKey = Data(key.publicKey)
@@ -181,18 +182,18 @@ func enrollWithUpstream(_ data: NodeData, upstream: String, token: String) async
     await rpc.close()
   } catch let error as RPCError {
     await rpc.close()
-    throw FailureMessage(text: "enrollment with \(upstream): \(error.code): \(error.message)")
+    throw FailureMessage("enrollment with \(upstream): \(error.code): \(error.message)")
   }
   let enrolled = try data.withScope(response.node.scope)
   // A clear node receives the region's pseudonym key, which replaces the one init made: pseudonyms
   // agree on every node. A masked node receives none (it could reverse pseudonyms with it): its
   // records arrive with pseudonyms computed, and its own key serves only what it writes itself.
   if response.node.clearance == .clear {
-    guard response.pseudonymKey.count == 32 else { throw FailureMessage(text: "the upstream sent no pseudonym key") }
+    guard response.pseudonymKey.count == 32 else { throw FailureMessage("the upstream sent no pseudonym key") }
     do {
       try enrolled.replaceKey("pseudonym", with: SecretBytes(response.pseudonymKey))
     } catch let error as NodeDataError {
-      throw FailureMessage(text: error.message)
+      throw FailureMessage(error.message)
     }
   }
   let (database, replica) = try enrolled.openReplica()

@@ -1,3 +1,4 @@
+import EduHubCore
 import EduHubWorkOrders
 import Foundation
 import Yams
@@ -7,17 +8,17 @@ import Yams
 enum WorkCalendarFile {
   static func policy(_ path: String?) throws -> SlaPolicy {
     guard let path else { return SlaPolicy() }
-    guard let data = FileManager.default.contents(atPath: path) else { throw FailureMessage(text: "cannot read \(path)") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw FailureMessage("cannot read \(path)") }
     do {
       // No timestamp rule: dates stay text, checked as calendar dates by the configuration.
       guard let tree = try Yams.load(yaml: String(decoding: data, as: UTF8.self), Resolver.default.removing(.timestamp)) else {
-        throw FailureMessage(text: "\(path) is empty")
+        throw FailureMessage("\(path) is empty")
       }
       return try SlaConfiguration.policy(from: tree)
     } catch let error as SlaConfiguration.Problem {
-      throw FailureMessage(text: "\(path): \(error.description)")
+      throw FailureMessage("\(path): \(error.description)")
     } catch let error as YamlError {
-      throw FailureMessage(text: "\(path) is not valid YAML: \(error)")
+      throw FailureMessage("\(path) is not valid YAML: \(error)")
     }
   }
 }

@@ -1,3 +1,4 @@
+import EduHubCore
 import EduHubCrypto
 import EduHubPrivacy
 import Foundation
