@@ -102,10 +102,12 @@ public enum Roles {
 
   /// The role named `name` (as `name(of:)` writes it).
   public static func role(named name: String) -> Eduhub_Identity_V1_Role? {
-    let all: [Eduhub_Identity_V1_Role] = [
-      .cityAdmin, .countyAdmin, .schoolAdmin, .teacher, .student, .guardian, .dataConsumer, .auditor, .dataSteward,
-      .dispatcher, .securityOfficer,
-    ]
-    return all.first { Self.name(of: $0) == name }
+    all.first { Self.name(of: $0) == name }
   }
+
+  /// Every role a grant can hold.
+  public static let all: [Eduhub_Identity_V1_Role] = [
+    .cityAdmin, .countyAdmin, .schoolAdmin, .teacher, .student, .guardian, .dataConsumer, .auditor, .dataSteward,
+    .dispatcher, .securityOfficer,
+  ]
 }

@@ -56,8 +56,8 @@ extension EduHubCommand {
     @Option(help: "The org subtree this node holds, e.g. 511700/511702 (empty for the whole region).")
     var scope: String = ""
 
-    @Option(help: "The node's role: central, county or school.")
-    var role: String = "central"
+    @Option(help: "The node's role.")
+    var role: NodeIdentity.Role = .central
 
     @Option(help: "The upstream node to enroll with and sync with, HOST:PORT (needs --enroll).")
     var upstream: String?
@@ -70,7 +70,6 @@ extension EduHubCommand {
     }
 
     func run() async throws {
-      guard let role = NodeIdentity.Role(rawValue: role) else { throw ValidationError("--role must be central, county or school") }
       // An enrolled node's id is the one its token was made for.
       let id = enroll.map { String($0.prefix { $0 != "." }) } ?? nodeID
       let created: NodeData
@@ -101,14 +100,13 @@ extension EduHubCommand {
 
     @OptionGroup var node: DataOptions
 
-    @Option(help: "small or city.")
-    var scale: String = "small"
+    @Option(help: "How much to generate.")
+    var scale: CitySeeder.Scale = .small
 
     @Option(help: "Seed of the generator (the same seed writes the same people).")
     var seed: UInt64 = 2026
 
     func run() async throws {
-      guard let scale = CitySeeder.Scale(rawValue: scale) else { throw ValidationError("--scale must be small or city") }
       let open = try node.open()
       let seeder = CitySeeder(scale: scale, seed: seed)
       let start = Date()
@@ -157,8 +155,8 @@ extension EduHubCommand {
     @Option(help: "The name of an environment variable holding the password.")
     var passwordEnv: String
 
-    @Option(help: "The role to grant: city-admin, county-admin, school-admin, teacher, auditor, …")
-    var role: String?
+    @Option(help: "The role to grant.")
+    var role: RoleArgument?
 
     @Option(help: "The org code the account belongs to and the role is granted on.")
     var org: String = CitySeeder.cityCode
@@ -168,10 +166,7 @@ extension EduHubCommand {
 
     func run() async throws {
       let password = try environmentSecret(passwordEnv, "password")
-      let grantedRole = try role.map { name in
-        guard let role = Roles.role(named: name) else { throw ValidationError("unknown role \(name)") }
-        return role
-      }
+      let grantedRole = role?.role
       let open = try node.open()
       let account = try await asOperator(open) { caller in
         let account = try await open.identity.createActiveAccount(
@@ -185,7 +180,7 @@ extension EduHubCommand {
         }
         return account
       }
-      print("created account \(account.username) (\(account.id))" + (role.map { " with role \($0) on \(org)" } ?? ""))
+      print("created account \(account.username) (\(account.id))" + (role.map { " with role \(Roles.name(of: $0.role)) on \(org)" } ?? ""))
     }
   }
 
@@ -197,14 +192,14 @@ extension EduHubCommand {
     @Option(help: "The account's username.")
     var username: String
 
-    @Option(help: "The role: city-admin, county-admin, school-admin, teacher, student, guardian, data-consumer, auditor.")
-    var role: String
+    @Option(help: "The role.")
+    var role: RoleArgument
 
     @Option(help: "The org code the role is held on.")
     var org: String
 
     func run() async throws {
-      guard let role = Roles.role(named: role) else { throw ValidationError("unknown role \(self.role)") }
+      let role = role.role
       let open = try node.open()
       let grant = try await asOperator(open) { caller in
         guard let accountID = try open.identity.accountID(username: username) else {

@@ -48,8 +48,8 @@ extension EduHubCommand {
     @Option(help: "The org subtree this node holds, e.g. 511700/511702 (empty for the whole region).")
     var scope: String = ""
 
-    @Option(help: "The node's role: central, county or school.")
-    var role: String = "central"
+    @Option(help: "The node's role (without --data).")
+    var role: NodeIdentity.Role = .central
 
     @Option(help: "Largest request message accepted, in bytes.")
     var maxMessageSize: Int = 4 * 1024 * 1024
@@ -68,9 +68,6 @@ extension EduHubCommand {
         throw ValidationError("--tls-cert and --tls-key go together")
       }
       do { _ = try NodeAddress(parsing: listen) } catch { throw ValidationError("\(error)") }
-      guard NodeIdentity.Role(rawValue: role) != nil else {
-        throw ValidationError("--role must be central, county or school")
-      }
       guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
       guard gracePeriod >= 0 else { throw ValidationError("--grace-period must not be negative") }
       if let eventLoops, !(1...256).contains(eventLoops) {
@@ -232,7 +229,7 @@ extension EduHubCommand {
       rpc.busyPollBudget = busyPollUs > 0 ? .microseconds(Int64(busyPollUs)) : nil
       return NodeServerConfiguration(
         host: address.host, port: address.port,
-        identity: NodeIdentity(nodeID: nodeID, scope: scope, role: NodeIdentity.Role(rawValue: role) ?? .central),
+        identity: NodeIdentity(nodeID: nodeID, scope: scope, role: role),
         tls: tls, rpc: rpc)
     }
   }

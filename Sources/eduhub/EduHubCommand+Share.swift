@@ -49,8 +49,8 @@ extension EduHubCommand {
       @Option(help: "Fields, comma-separated (default: all).")
       var fields = ""
 
-      @Option(help: "clear, masked or de-identified.")
-      var masking = "masked"
+      @Option(help: "How the consumer sees personal fields.")
+      var masking: MaskingArgument = .masked
 
       func run() async throws {
         var request = Eduhub_Sharing_V1_RequestAccessRequest()
@@ -59,12 +59,7 @@ extension EduHubCommand {
         request.terms.consumer.id = consumer
         request.terms.purpose = purpose
         request.terms.fields = fields.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        switch masking {
-        case "clear": request.terms.masking = .clear
-        case "masked": request.terms.masking = .masked
-        case "de-identified", "deidentified": request.terms.masking = .deidentified
-        default: throw ValidationError("--masking is clear, masked or de-identified")
-        }
+        request.terms.masking = masking.level
         let open = try node.open()
         let asked = try await asOperator(open) { caller in try open.sharing.requestAccess(request, caller: caller, peer: "console") }
         print(Share.describe(asked))

@@ -30,16 +30,11 @@ extension EduHubCommand {
       @Option(help: "The org code whose subtree the node holds.")
       var org: String
 
-      @Option(help: "clear (personal fields in clear) or masked.")
-      var clearance: String = "clear"
+      @Option(help: "Whether the node reads personal fields in clear or masked.")
+      var clearance: ClearanceArgument = .clear
 
       func run() async throws {
-        let level: Eduhub_Sync_V1_Clearance
-        switch clearance {
-        case "clear": level = .clear
-        case "masked": level = .masked
-        default: throw ValidationError("--clearance must be clear or masked")
-        }
+        let level = clearance.level
         let open = try node.open()
         let created = try await asOperator(open) { caller in
           var request = Eduhub_Sync_V1_CreateNodeRequest()

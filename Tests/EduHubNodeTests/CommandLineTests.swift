@@ -41,6 +41,20 @@ struct CommandLineTests {
     #expect(result.errors.hasPrefix("Error: Unknown option '--bogus'"))
   }
 
+  @Test("an option with a fixed set of values refuses any other and names the set", arguments: [
+    (["serve", "--role", "capital"], "Please provide one of 'central', 'county' or 'school'"),
+    (["seed", "--data", "/nonexistent", "--scale", "huge"], "Please provide one of 'small' and 'city'"),
+    (["grant", "--data", "/nonexistent", "--username", "u", "--org", "1", "--role", "king"], "city-admin"),
+    (["share", "request", "--data", "/nonexistent", "--resource", "r", "--consumer", "c", "--purpose", "p", "--masking", "blurred"], "de-identified"),
+    (["node", "create", "--data", "/nonexistent", "--node-id", "n", "--org", "1", "--clearance", "half"], "'clear' and 'masked'"),
+  ])
+  func fixedValues(arguments: [String], named: String) throws {
+    let result = try run(arguments)
+    #expect(result.status != 0)
+    #expect(result.errors.hasPrefix("Error: The value"), "\(result.errors)")
+    #expect(result.errors.contains(named), "\(result.errors)")
+  }
+
   @Test("a missing certificate is one line and a non-zero exit")
   func missingCertificate() throws {
     let result = try run(["serve", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.pem"])
