@@ -97,14 +97,17 @@ extension NodeServer {
   /// Runs a node until SIGTERM or SIGINT, then drains it: the `eduhub serve` main loop.
   /// - Parameter eventLoops: event-loop threads; nil uses NIO's shared group (one per core).
   /// - Parameter services: the node's services besides Node, Health and Reflection.
+  /// - Parameter background: what the node repeats while it serves; stopped before the server drains.
   public static func serve(
-    _ configuration: NodeServerConfiguration, services: [any RPCService] = [], eventLoops: Int? = nil, logger: Logger
+    _ configuration: NodeServerConfiguration, services: [any RPCService] = [], background: [any Service] = [],
+    eventLoops: Int? = nil, logger: Logger
   ) async throws {
     let loops: any EventLoopGroup =
       eventLoops.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) } ?? MultiThreadedEventLoopGroup.singleton
     let node = NodeServer(configuration: configuration, services: services, group: loops, logger: logger)
+    // Shut down in reverse order: the background loops stop first, then the server drains.
     let group = ServiceGroup(
-      services: [node], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+      services: [node] + background, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
     try await group.run()
   }
 }

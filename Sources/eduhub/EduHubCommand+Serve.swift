@@ -9,6 +9,7 @@ import EduHubSync
 import EduHubWorkOrders
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 
 extension EduHubCommand {
@@ -96,87 +97,20 @@ extension EduHubCommand {
           throw FailureMessage(error.message)
         }
       }
-      var syncing: Task<Void, Never>?
-      if let open, let syncEvery, let seconds = Self.seconds(syncEvery) {
-        guard let client = try syncClient(for: open) else {
-          throw FailureMessage("--sync-every: node \(open.data.identity.nodeID) has no upstream")
-        }
-        syncing = Task { await Self.syncPeriodically(client, every: seconds, logger: logger) }
-      }
-      // Tombstones every downstream node has, or older than 30 days, are collected hourly.
-      let collecting = open.map { node in
-        Task {
-          while !Task.isCancelled {
-            guard (try? await Task.sleep(for: .seconds(3600))) != nil else { break }  // stopping
-            do {
-              let result = try node.sync.collectTombstones()
-              if result.purged > 0 {
-                logger.info("collected tombstones", metadata: ["purged": "\(result.purged)", "expired": "\(result.expired)"])
-              }
-            } catch {
-              logger.warning("tombstone collection failed", metadata: ["error": "\(error)"])
-            }
+      var background: [any Service] = []
+      if let open {
+        var client: SyncClient?
+        if let syncEvery, Self.seconds(syncEvery) != nil {
+          guard let made = try syncClient(for: open) else {
+            throw FailureMessage("--sync-every: node \(open.data.identity.nodeID) has no upstream")
           }
+          client = made
         }
-      }
-      // Work orders: auto-close, SLA warnings and breaches, sync conflicts to orders, every minute;
-      // sharing: subscription counts of grants that expired.
-      let sweeping = open.map { node in
-        Task {
-          // The order index is loaded first, off the cooperative threads (a million orders take a
-          // minute), stopping early if the node stops; then it is swept every minute.
-          let stopping = Atomic<Bool>(false)
-          await withTaskCancellationHandler {
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-              DispatchQueue.global(qos: .utility).async {
-                do {
-                  try node.workOrders.warmUp { stopping.load(ordering: .relaxed) }
-                } catch where stopping.load(ordering: .relaxed) {
-                  // Stopped on purpose: the node is shutting down.
-                } catch {
-                  logger.warning("loading the work order index failed", metadata: ["error": "\(error)"])
-                }
-                done.resume()
-              }
-            }
-          } onCancel: {
-            stopping.store(true, ordering: .relaxed)
-          }
-          while !Task.isCancelled {
-            guard (try? await Task.sleep(for: .seconds(60))) != nil else { break }  // stopping
-            do {
-              let report = try node.workOrders.sweep()
-              if report != .init() {
-                logger.info(
-                  "work order sweep",
-                  metadata: [
-                    "closed": "\(report.autoClosed)", "warnings": "\(report.warnings)", "breaches": "\(report.breaches)",
-                    "conflicts": "\(report.conflictOrders)",
-                  ])
-              }
-            } catch where !Task.isCancelled {
-              logger.warning("work order sweep failed", metadata: ["error": "\(error)"])
-            } catch {}
-            // Sharing: the catalog's subscription counts of grants that expired meanwhile.
-            do { try node.sharing.sweep() } catch where !Task.isCancelled {
-              logger.warning("sharing sweep failed", metadata: ["error": "\(error)"])
-            } catch {}
-          }
-        }
-      }
-      defer {
-        syncing?.cancel()
-        collecting?.cancel()
-        sweeping?.cancel()
+        background = open.backgroundServices(sync: client, syncEvery: syncEvery.flatMap(Self.seconds), logger: logger)
       }
       do {
-        try await NodeServer.serve(configuration, services: services, eventLoops: eventLoops, logger: logger)
-        syncing?.cancel()
-        collecting?.cancel()
-        sweeping?.cancel()
-        // Background work in flight finishes before the database closes.
-        await sweeping?.value
-        await collecting?.value
+        try await NodeServer.serve(configuration, services: services, background: background, eventLoops: eventLoops, logger: logger)
+        // The loops have stopped and the calls drained: the database can close.
         await open?.close()
       } catch let error as RPCError {
         await open?.close()
@@ -190,27 +124,6 @@ extension EduHubCommand {
       if let unit = text.last, let factor = units[unit], let value = Double(text.dropLast()), value > 0 { return value * factor }
       if let value = Double(text), value > 0 { return value }
       return nil
-    }
-
-    /// Syncs now and then every `seconds` (±10%); after failures, retries sooner with a doubling,
-    /// jittered backoff (5 s, 10 s, … up to the interval), while the node serves from its replica.
-    static func syncPeriodically(_ client: SyncClient, every seconds: Double, logger: Logger) async {
-      var failures = 0
-      while !Task.isCancelled {
-        do {
-          let report = try await client.syncOnce()
-          failures = 0
-          logger.info("synced with upstream", metadata: ["sync.report": "\(report)"])
-        } catch is CancellationError {
-          return
-        } catch {
-          failures += 1
-          logger.warning("sync failed; serving from the replica and retrying", metadata: ["error": "\(error)", "failures": "\(failures)"])
-        }
-        let base = failures == 0 ? seconds : min(seconds, 5 * Double(1 << min(failures - 1, 10)))
-        let delay = base * Double.random(in: 0.9...1.1)
-        try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
-      }
     }
 
     private func makeConfiguration() throws -> NodeServerConfiguration {

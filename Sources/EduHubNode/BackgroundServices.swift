@@ -1,0 +1,158 @@
+import EduHubSharing
+import EduHubSync
+import EduHubWorkOrders
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+// What a node repeats while it serves, each a ServiceLifecycle service run beside the server in one
+// ServiceGroup: at SIGTERM or SIGINT they stop first (a group shuts its services down in reverse
+// order), then the server drains its calls, and only then does the database close.
+
+/// Syncs with the upstream now and then every `interval` (±10%); after failures, retries sooner
+/// with a doubling, jittered backoff (5 s, 10 s, … up to the interval), while the node serves from
+/// its replica.
+public struct SyncLoop: Service {
+  let client: SyncClient
+  let interval: Double
+  let logger: Logger
+
+  /// - Parameter interval: seconds between syncs when they succeed.
+  public init(client: SyncClient, interval: Double, logger: Logger) {
+    self.client = client
+    self.interval = interval
+    self.logger = logger
+  }
+
+  public func run() async throws {
+    try? await cancelWhenGracefulShutdown {
+      var failures = 0
+      while !Task.isCancelled {
+        do {
+          let report = try await client.syncOnce()
+          failures = 0
+          logger.info("synced with upstream", metadata: ["sync.report": "\(report)"])
+        } catch is CancellationError {
+          return
+        } catch {
+          failures += 1
+          logger.warning(
+            "sync failed; serving from the replica and retrying", metadata: ["error": "\(error)", "failures": "\(failures)"])
+        }
+        try await Task.sleep(for: .milliseconds(Int64(Self.delay(after: failures, interval: interval) * 1000)))
+      }
+    }
+  }
+
+  /// Seconds to wait after `failures` failures in a row (0: the last sync succeeded).
+  package static func delay(after failures: Int, interval: Double) -> Double {
+    let base = failures == 0 ? interval : min(interval, 5 * Double(1 << min(failures - 1, 10)))
+    return base * Double.random(in: 0.9...1.1)
+  }
+}
+
+/// Collects tombstones every downstream node has, or older than 30 days, every hour.
+public struct TombstoneCollector: Service {
+  let sync: SyncService
+  let every: Duration
+  let logger: Logger
+
+  public init(sync: SyncService, every: Duration = .seconds(3600), logger: Logger) {
+    self.sync = sync
+    self.every = every
+    self.logger = logger
+  }
+
+  public func run() async throws {
+    try? await cancelWhenGracefulShutdown {
+      while true {
+        try await Task.sleep(for: every)
+        do {
+          let result = try sync.collectTombstones()
+          if result.purged > 0 {
+            logger.info("collected tombstones", metadata: ["purged": "\(result.purged)", "expired": "\(result.expired)"])
+          }
+        } catch {
+          logger.warning("tombstone collection failed", metadata: ["error": "\(error)"])
+        }
+      }
+    }
+  }
+}
+
+/// Loads the work order index, then every minute sweeps work orders (auto-close, SLA warnings and
+/// breaches, sync conflicts to orders) and sharing (the catalog's subscription counts of grants
+/// that expired).
+public struct Sweeper: Service {
+  let workOrders: WorkOrderService
+  let sharing: SharingService
+  let every: Duration
+  let logger: Logger
+
+  public init(workOrders: WorkOrderService, sharing: SharingService, every: Duration = .seconds(60), logger: Logger) {
+    self.workOrders = workOrders
+    self.sharing = sharing
+    self.every = every
+    self.logger = logger
+  }
+
+  public func run() async throws {
+    try? await cancelWhenGracefulShutdown {
+      await warmUp()
+      while true {
+        try await Task.sleep(for: every)
+        do {
+          let report = try workOrders.sweep()
+          if report != .init() {
+            logger.info(
+              "work order sweep",
+              metadata: [
+                "closed": "\(report.autoClosed)", "warnings": "\(report.warnings)", "breaches": "\(report.breaches)",
+                "conflicts": "\(report.conflictOrders)",
+              ])
+          }
+        } catch where !Task.isCancelled {
+          logger.warning("work order sweep failed", metadata: ["error": "\(error)"])
+        }
+        do { _ = try sharing.sweep() } catch where !Task.isCancelled {
+          logger.warning("sharing sweep failed", metadata: ["error": "\(error)"])
+        }
+      }
+    }
+  }
+
+  /// Loads the order index off the cooperative threads (a million orders take a minute), stopping
+  /// early if the node stops.
+  private func warmUp() async {
+    let stopping = Atomic<Bool>(false)
+    let workOrders = self.workOrders
+    let logger = self.logger
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        DispatchQueue.global(qos: .utility).async {
+          do {
+            try workOrders.warmUp { stopping.load(ordering: .relaxed) }
+          } catch where stopping.load(ordering: .relaxed) {
+            // Stopped on purpose: the node is shutting down.
+          } catch {
+            logger.warning("loading the work order index failed", metadata: ["error": "\(error)"])
+          }
+          done.resume()
+        }
+      }
+    } onCancel: {
+      stopping.store(true, ordering: .relaxed)
+    }
+  }
+}
+
+extension OpenNode {
+  /// What the node repeats while it serves: tombstone collection and sweeps, and syncing every
+  /// `syncEvery` seconds when a sync client is given.
+  public func backgroundServices(sync client: SyncClient?, syncEvery: Double?, logger: Logger) -> [any Service] {
+    var services: [any Service] = [TombstoneCollector(sync: sync, logger: logger), Sweeper(workOrders: workOrders, sharing: sharing, logger: logger)]
+    if let client, let syncEvery { services.append(SyncLoop(client: client, interval: syncEvery, logger: logger)) }
+    return services
+  }
+}
