@@ -13,10 +13,7 @@ import Synchronization
 
 extension SharingService {
   /// Who must approve a request.
-  struct Chain: Equatable {
-    var steward: Bool
-    var securityOfficer: Bool
-  }
+  typealias Chain = RequestMachine.Chain
 
   /// A time-ordered id (lists sort by it).
   func newID(_ prefix: String) -> String {
@@ -174,14 +171,33 @@ extension SharingService {
     try catalog.setSubscriptions(count, of: code, in: db)
   }
 
+  /// Takes `step` on `request` (recorded in its history, its state moved as the workflow says), or
+  /// FAILED_PRECONDITION naming what the request's state allows.
+  static func take(
+    _ step: RequestMachine.Step, on request: inout Eduhub_Sharing_V1_AccessRequest, by actor: String, _ reason: String = "",
+    chain: Chain, at now: Int64
+  ) throws {
+    guard let next = RequestMachine.transition(step, from: request.state, chain: chain) else {
+      let why =
+        switch step {
+        case .amended: "it can no longer change"
+        case .withdrawn: "it cannot be withdrawn (a grant is revoked by its steward)"
+        default: "there is nothing to decide"
+        }
+      throw RPCError(.failedPrecondition, "request \(request.id) is \(stateName(request.state)): \(why)")
+    }
+    request.steps.append(Self.step(actor, step.rawValue, reason, at: now))
+    if next == .approved { approve(&request) } else { request.state = next }
+  }
+
   /// Sends a new or amended request down its chain: to the steward, or granted at once.
-  func route(_ request: inout Eduhub_Sharing_V1_AccessRequest, _ chain: Chain, scope: String, at now: Int64, in db: Database) throws {
+  func route(_ step: RequestMachine.Step, _ request: inout Eduhub_Sharing_V1_AccessRequest, by actor: String, _ chain: Chain, at now: Int64)
+    throws
+  {
     request.needsSecurityOfficer = chain.securityOfficer
-    if chain.steward {
-      request.state = .pendingSteward
-    } else {
-      request.steps.append(Self.step("system", "granted", "the resource is shared unconditionally", at: now))
-      Self.approve(&request)
+    try Self.take(step, on: &request, by: actor, chain: chain, at: now)
+    if !chain.steward {
+      try Self.take(.granted, on: &request, by: "system", "the resource is shared unconditionally", chain: chain, at: now)
     }
   }
 
@@ -229,8 +245,7 @@ extension SharingService {
       access.updatedMs = now
       access.version = 1
       access.consumerPath = consumerPath
-      access.steps = [Self.step(caller.actor, "submitted", at: now)]
-      try route(&access, chain, scope: record.scope, at: now, in: db)
+      try route(.submitted, &access, by: caller.actor, chain, at: now)
       try saveRequest(access, scope: record.scope, in: db)
       try identity.audit.append(
         .init(actor: caller.actor, action: action, target: access.id, detail: "\(resource.code) for \(terms.consumer.id)", peer: peer, timeMs: now), in: db)
@@ -246,11 +261,7 @@ extension SharingService {
 
   /// Whether the approvals `request` received since its terms were last set cover `chain`.
   static func approvals(of request: Eduhub_Sharing_V1_AccessRequest, cover chain: Chain) -> Bool {
-    let since = request.steps.lastIndex { $0.action == "submitted" || $0.action == "amended" } ?? -1
-    let actions = Set(request.steps.dropFirst(since + 1).map(\.action))
-    return chain.steward
-      ? actions.contains("approved") && (!chain.securityOfficer || actions.contains("security-approved"))
-      : actions.contains("granted") || actions.contains("approved")
+    RequestMachine.approvalsCover(chain, in: request.steps)
   }
 
   /// The city a path lies in (its first org): where the data security officer's role is held.
@@ -271,13 +282,12 @@ extension SharingService {
         mayRead(stored, path: record.scope, caller)
       else { throw RPCError(.notFound, "no request \(decision.requestID.prefix(64))") }
       var request = stored
-      let securityStep = request.state == .pendingSecurity
-      switch request.state {
-      case .pendingSteward:
+      switch RequestMachine.decider(in: request.state) {
+      case .steward?:
         guard caller.can(.catalogPublish, at: record.scope) else {
           throw identity.denied(caller, action, target: request.id, peer: peer, "the data steward of the resource's org decides this request")
         }
-      case .pendingSecurity:
+      case .securityOfficer?:
         guard caller.can(.shareSecurity, at: Self.city(of: record.scope)) else {
           throw identity.denied(caller, action, target: request.id, peer: peer, "the city's data security officer decides this request")
         }
@@ -291,21 +301,12 @@ extension SharingService {
         throw identity.denied(caller, action, target: request.id, peer: peer, "a request is approved by someone other than its requester")
       }
       let now = identity.nowMs()
-      switch decision.decision {
-      case .approve:
-        request.steps.append(Self.step(caller.actor, securityStep ? "security-approved" : "approved", decision.reason, at: now))
-        if !securityStep, request.needsSecurityOfficer {
-          request.state = .pendingSecurity
-        } else {
-          Self.approve(&request)
-        }
-      case .reject:
-        request.steps.append(Self.step(caller.actor, "rejected", decision.reason, at: now))
-        request.state = .rejected
-      default:
-        request.steps.append(Self.step(caller.actor, "changes-requested", decision.reason, at: now))
-        request.state = .changesRequested
+      guard let step = RequestMachine.step(deciding: decision.decision, in: request.state) else {
+        throw Validate.invalid("decision is required")
       }
+      // The chain the request was routed down (its terms have not changed since).
+      let chain = Chain(steward: true, securityOfficer: request.needsSecurityOfficer)
+      try Self.take(step, on: &request, by: caller.actor, decision.reason, chain: chain, at: now)
       try saveStep(
         &request, scope: record.scope, caller: caller, action: action, detail: request.steps.last?.action ?? "", peer: peer, at: now, in: db)
       return request
@@ -331,7 +332,7 @@ extension SharingService {
     return try store.transaction { db in
       let (record, stored) = try ownRequest(amendment.requestID, caller: caller, action: action, peer: peer, in: db)
       var request = stored
-      guard [.changesRequested, .pendingSteward].contains(request.state) else {
+      guard RequestMachine.transition(.amended, from: request.state, chain: Chain(steward: true, securityOfficer: false)) != nil else {
         throw RPCError(.failedPrecondition, "request \(request.id) is \(Self.stateName(request.state)): it can no longer change")
       }
       try Self.checkVersion(request, amendment.expectedVersion)
@@ -346,8 +347,7 @@ extension SharingService {
       let chain = try chain(terms, resource, in: db)
       let now = identity.nowMs()
       request.terms = terms
-      request.steps.append(Self.step(caller.actor, "amended", at: now))
-      try route(&request, chain, scope: record.scope, at: now, in: db)
+      try route(.amended, &request, by: caller.actor, chain, at: now)
       try saveStep(&request, scope: record.scope, caller: caller, action: action, peer: peer, at: now, in: db)
       return request
     }
@@ -358,12 +358,8 @@ extension SharingService {
     return try store.transaction { db in
       let (record, stored) = try ownRequest(withdrawal.requestID, caller: caller, action: action, peer: peer, in: db)
       var request = stored
-      guard [.changesRequested, .pendingSteward, .pendingSecurity].contains(request.state) else {
-        throw RPCError(.failedPrecondition, "request \(request.id) is \(Self.stateName(request.state)): it cannot be withdrawn (a grant is revoked by its steward)")
-      }
       let now = identity.nowMs()
-      request.steps.append(Self.step(caller.actor, "withdrawn", at: now))
-      request.state = .withdrawn
+      try Self.take(.withdrawn, on: &request, by: caller.actor, chain: Chain(steward: true, securityOfficer: request.needsSecurityOfficer), at: now)
       try saveStep(&request, scope: record.scope, caller: caller, action: action, peer: peer, at: now, in: db)
       return request
     }

@@ -20,10 +20,6 @@ extension SharingService {
     identity.registerCallerCollection(SharingCollections.app.name)
   }
 
-  /// Steps an edge node may add, by who takes them.
-  static let stewardSteps: Set<String> = ["approved", "rejected", "changes-requested"]
-  static let requesterSteps: Set<String> = ["submitted", "amended", "withdrawn"]
-
   func checkRequest(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
     let what = "access request \(record.id.prefix(64))"
     guard !record.deleted else { throw PushRefusal("\(what): requests are never deleted") }
@@ -59,26 +55,39 @@ extension SharingService {
     }
     let chain = try self.chain(request.terms, resource, in: view.database)
     for step in request.steps.dropFirst(before.count) {
+      guard let kind = RequestMachine.Step(rawValue: step.action) else {
+        throw PushRefusal("\(what): \(step.action.prefix(40)) is not a step of the workflow")
+      }
       // Every step names who took it: a user of the node's scope, or the system for a grant of
       // unconditional terms.
-      if step.action == "granted" {
+      if kind == .granted {
         guard step.actor == "system" else { throw PushRefusal("\(what): only the system grants unconditional terms") }
       } else {
-        try IdentityService.checkActor(step.actor, node, view, "\(what) (\(step.action.prefix(40)))")
+        try IdentityService.checkActor(step.actor, node, view, "\(what) (\(step.action))")
       }
-      if step.action == "approved" || step.action == "security-approved", Self.approvesOwn(step.actor, request) {
+      if kind == .approved || kind == .securityApproved, Self.approvesOwn(step.actor, request) {
         throw PushRefusal("\(what): its requester approved it")
       }
-      if Self.stewardSteps.contains(step.action) {
+      switch RequestMachine.taker(of: kind) {
+      case .steward:
         try IdentityService.requireAuthority(.catalogPublish, at: record.scope, node, "\(what) (\(step.action))")
-      } else if Self.requesterSteps.contains(step.action) {
+      case .requester:
         try IdentityService.requireAuthority(.shareRequest, at: request.consumerPath, node, "\(what) (\(step.action))")
-      } else if step.action == "granted" {
+      case .system:
         guard !chain.steward else { throw PushRefusal("\(what): its terms need the steward's approval") }
-      } else {
-        // "security-approved": the city's data security officer decides at the city only.
-        throw PushRefusal("\(what): node \(node.id) cannot take the step \(step.action.prefix(40))")
+      case .securityOfficer:
+        // The city's data security officer decides at the city only.
+        throw PushRefusal("\(what): node \(node.id) cannot take the step \(step.action)")
       }
+    }
+    // The state is where the workflow leads from the stored state through the steps added.
+    switch RequestMachine.replay(request.steps.dropFirst(before.count).map(\.action), from: old?.state ?? .unspecified, chain: chain) {
+    case .success(let state):
+      guard state == request.state else {
+        throw PushRefusal("\(what): its steps lead to \(Self.stateName(state)), not \(Self.stateName(request.state))")
+      }
+    case .failure(let error):
+      throw PushRefusal("\(what): the step \(error.action) cannot follow \(Self.stateName(error.state))")
     }
     if let old, old.terms != request.terms {
       guard [.pendingSteward, .changesRequested].contains(old.state),
