@@ -118,14 +118,11 @@ public final class AuditLog: Sendable {
     let sequence: Int64 = (last?["sequence"] ?? 0) + 1
     let previous = last.map { [UInt8]($0["hash"] as Data) } ?? []
     let hash = Data(try chainHash(previous: previous, sequence: sequence, entry, key: key))
-    // Prepared once per connection (GRDB caches it by its text; the values are bound).
+    // A constant statement, prepared once per connection, its values bound (a mutation writes one
+    // of these in its own transaction: no SQL is built per event).
     try db.cachedStatement(
-      literal: """
-        INSERT INTO audit_event (sequence, time_ms, actor, action, target, outcome, detail, peer, hash)
-        VALUES (\(sequence), \(entry.timeMs), \(entry.actor), \(entry.action), \(entry.target), \(entry.outcome),
-          \(entry.detail), \(entry.peer), \(hash))
-        """
-    ).execute()
+      sql: "INSERT INTO audit_event (sequence, time_ms, actor, action, target, outcome, detail, peer, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ).execute(arguments: [sequence, entry.timeMs, entry.actor, entry.action, entry.target, entry.outcome, entry.detail, entry.peer, hash])
   }
 
   /// Records `entry` soon, written with others in one transaction within about 20 ms.

@@ -127,7 +127,7 @@ extension IdentityService {
     try Validate.username(username)
     if let problem = PasswordRules.problem(with: password, username: username) { throw Validate.invalid(problem) }
     let hash = try await hasher.hash(password)
-    return try store.transaction { db in
+    return try await store.write { [self] db in
       let path = try orgPath(orgCode, in: db)
       try require(.accountsManage, at: "", caller, "identity.CreateAccount", target: username, peer: "console")
       if try account(username: username, in: db) != nil { throw RPCError(.alreadyExists, "username \(username) is taken") }

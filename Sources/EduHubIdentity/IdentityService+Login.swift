@@ -63,7 +63,7 @@ extension IdentityService {
       audit.record(.init(actor: "anonymous", action: action, target: "unknown login", outcome: "failed", peer: peer, timeMs: nowMs()))
       throw Self.loginFailed
     }
-    let outcome = try store.transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
+    let outcome = try await store.write { [self] db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
       // Read again inside the transaction: concurrent failures all count.
       guard let (record, current) = try account(found!.0.id, in: db) else { return .failure(Self.loginFailed) }
       var account = current
@@ -104,12 +104,12 @@ extension IdentityService {
     // The code is checked before the new password is hashed: anonymous callers with wrong codes
     // cost a read, not an Argon2id run on the hashing threads (unknown usernames likewise, so the
     // two answer alike). It is checked again in the transaction that stores the password.
-    func codeMatches(_ account: Eduhub_Identity_V1_AccountRecord) -> Bool {
+    @Sendable func codeMatches(_ account: Eduhub_Identity_V1_AccountRecord) -> Bool {
       !account.activationHash.isEmpty && account.activationExpiresMs > nowMs() && account.lockedUntilMs <= nowMs()
         && account.state != .disabled
         && ConstantTime.equals(Array(codeDigest(request.code.uppercased()).utf8), Array(account.activationHash.utf8))
     }
-    try store.transaction { db -> Result<Void, RPCError> in
+    try await store.write { [self] db -> Result<Void, RPCError> in
       guard let (record, current) = try account(username: request.username, in: db) else {
         audit.record(.init(actor: "anonymous", action: action, target: "unknown login", outcome: "failed", peer: peer, timeMs: nowMs()))
         return .failure(failed)
@@ -124,7 +124,7 @@ extension IdentityService {
       return .success(())
     }.get()
     let hash = try await hasher.hash(request.newPassword)
-    let outcome = try store.transaction { db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
+    let outcome = try await store.write { [self] db -> Result<Eduhub_Identity_V1_TokenPair, RPCError> in
       // A concurrent activation may have used the code meanwhile.
       guard let (record, current) = try account(username: request.username, in: db), codeMatches(current) else {
         return .failure(failed)
@@ -224,7 +224,7 @@ extension IdentityService {
       throw RPCError(.permissionDenied, "the old password is wrong")
     }
     let hash = try await hasher.hash(request.newPassword)
-    let ended = try store.transaction { db -> Int32 in
+    let ended = try await store.write { [self] db -> Int32 in
       guard let (record, found) = try account(caller.accountID, in: db) else { throw RPCError(.unauthenticated, "the account no longer exists") }
       var account = found
       account.passwordHash = hash

@@ -1,11 +1,12 @@
 import EduHubAPI
 import EduHubRPC
+import EduHubReplication
 
 /// The RPC face of ``IdentityService``: one method per RPC of identity.proto, each calling the
 /// implementation of the same name with the caller the server's authenticator resolved.
 extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   public func createOrg(request: Eduhub_Identity_V1_CreateOrgRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_Org {
-    try createOrg(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.createOrg(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func getOrg(request: Eduhub_Identity_V1_GetOrgRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_Org {
@@ -13,7 +14,7 @@ extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   }
 
   public func moveOrg(request: Eduhub_Identity_V1_MoveOrgRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_Org {
-    try moveOrg(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.moveOrg(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func listOrgs(request: Eduhub_Identity_V1_ListOrgsRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_ListOrgsResponse {
@@ -21,7 +22,7 @@ extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   }
 
   public func createPerson(request: Eduhub_Identity_V1_CreatePersonRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_Person {
-    try createPerson(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.createPerson(request, caller: try context.caller(), peer: context.peer) }
   }
 
   /// Inline on the event loop: a token cache hit, one point read from SQLite's page cache, masking.
@@ -30,7 +31,7 @@ extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   }
 
   public func updatePerson(request: Eduhub_Identity_V1_UpdatePersonRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_Person {
-    try updatePerson(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.updatePerson(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func listPeople(request: Eduhub_Identity_V1_ListPeopleRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_ListPeopleResponse {
@@ -46,11 +47,11 @@ extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   }
 
   public func bindGuardian(request: Eduhub_Identity_V1_BindGuardianRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_GuardianBinding {
-    try bindGuardian(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.bindGuardian(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func unbindGuardian(request: Eduhub_Identity_V1_UnbindGuardianRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_GuardianBinding {
-    try unbindGuardian(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.unbindGuardian(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func listGuardianships(request: Eduhub_Identity_V1_ListGuardianshipsRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_ListGuardianshipsResponse {
@@ -58,7 +59,7 @@ extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   }
 
   public func createAccount(request: Eduhub_Identity_V1_CreateAccountRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_CreateAccountResponse {
-    try createAccount(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.createAccount(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func activateAccount(request: Eduhub_Identity_V1_ActivateAccountRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_TokenPair {
@@ -70,11 +71,11 @@ extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   }
 
   public func refresh(request: Eduhub_Identity_V1_RefreshRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_TokenPair {
-    try refresh(request, peer: context.peer)
+    try await store.blocking { try self.refresh(request, peer: context.peer) }
   }
 
   public func logout(request: Eduhub_Identity_V1_LogoutRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_LogoutResponse {
-    try logout(caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.logout(caller: try context.caller(), peer: context.peer) }
   }
 
   public func changePassword(request: Eduhub_Identity_V1_ChangePasswordRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_ChangePasswordResponse {
@@ -82,11 +83,11 @@ extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   }
 
   public func endSessions(request: Eduhub_Identity_V1_EndSessionsRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_EndSessionsResponse {
-    try endSessions(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.endSessions(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func startReset(request: Eduhub_Identity_V1_StartResetRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_StartResetResponse {
-    try startReset(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.startReset(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func whoAmI(request: Eduhub_Identity_V1_WhoAmIRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_WhoAmIResponse {
@@ -94,11 +95,11 @@ extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   }
 
   public func grantRole(request: Eduhub_Identity_V1_GrantRoleRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_RoleGrant {
-    try grantRole(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.grantRole(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func revokeRole(request: Eduhub_Identity_V1_RevokeRoleRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_RevokeRoleResponse {
-    try revokeRole(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.revokeRole(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func listRoleGrants(request: Eduhub_Identity_V1_ListRoleGrantsRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_ListRoleGrantsResponse {
@@ -106,7 +107,7 @@ extension IdentityService: Eduhub_Identity_V1_IdentityService.Handler {
   }
 
   public func listAuditEvents(request: Eduhub_Identity_V1_ListAuditEventsRequest, context: ServerContext) async throws -> Eduhub_Identity_V1_ListAuditEventsResponse {
-    try listAuditEvents(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.listAuditEvents(request, caller: try context.caller(), peer: context.peer) }
   }
 }
 

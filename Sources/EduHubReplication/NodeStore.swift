@@ -1,3 +1,4 @@
+import Dispatch
 import EduHubStorage
 import GRDB
 import SwiftProtobuf
@@ -42,6 +43,25 @@ public final class NodeStore: Sendable {
   public func batched<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
     try await commits.write(body)
   }
+
+  /// `transaction` for async callers: the transaction runs on a thread of the storage layer's own
+  /// (see ``blocking(_:)``), never on the cooperative pool.
+  public func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    try await blocking { try self.transaction(body) }
+  }
+
+  /// Runs `body`, which may wait for the database's one writer, on a thread of the storage layer's
+  /// own and resumes the caller when it is done: a task never blocks a thread of the cooperative
+  /// pool (one per core) while another transaction holds the writer.
+  public func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+      Self.blockingQueue.async { continuation.resume(with: Result { try body() }) }
+    }
+  }
+
+  /// Where ``blocking(_:)`` runs bodies: concurrent, so reads and the work around a transaction
+  /// overlap, while SQLite takes the writes one at a time.
+  private static let blockingQueue = DispatchQueue(label: "eduhub.storage.blocking", qos: .userInitiated, attributes: .concurrent)
 
   /// Reads in one snapshot.
   public func read<T>(_ body: (Database) throws -> T) throws -> T {

@@ -113,16 +113,18 @@ public final class CallLog: Sendable {
   private static func write(_ db: Database, _ entries: [Entry]) throws {
     struct Key: Hashable { let day, resource, consumer, scope, path: String }
     var totals: [Key: [Int64]] = [:]
+    // One constant statement for the batch, its values bound per call (every shared API call logs
+    // one: no SQL is built per call).
+    let insert = try db.cachedStatement(
+      sql: """
+        INSERT INTO share_call (time_ms, day, resource, resource_scope, consumer, consumer_path, grant_id, kind,
+          fingerprint, rows, bytes, status, latency_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """)
     for entry in entries {
-      try db.cachedStatement(
-        literal: """
-          INSERT INTO share_call (time_ms, day, resource, resource_scope, consumer, consumer_path, grant_id, kind,
-            fingerprint, rows, bytes, status, latency_us)
-          VALUES (\(entry.timeMs), \(entry.day), \(entry.resource), \(entry.resourceScope), \(entry.consumer),
-            \(entry.consumerPath), \(entry.grant), \(entry.kind), \(entry.fingerprint), \(entry.rows), \(entry.bytes),
-            \(entry.status), \(entry.latencyMicros))
-          """
-      ).execute()
+      try insert.execute(arguments: [
+        entry.timeMs, entry.day, entry.resource, entry.resourceScope, entry.consumer, entry.consumerPath, entry.grant, entry.kind,
+        entry.fingerprint, entry.rows, entry.bytes, entry.status, entry.latencyMicros,
+      ])
       let session = entry.kind == "stream"
       let key = Key(day: entry.day, resource: entry.resource, consumer: entry.consumer, scope: entry.resourceScope, path: entry.consumerPath)
       let add: [Int64] = [

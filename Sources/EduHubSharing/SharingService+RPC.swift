@@ -1,20 +1,21 @@
 import EduHubAPI
 import EduHubIdentity
 import EduHubRPC
+import EduHubReplication
 
 /// The RPC face of ``SharingService``: one method per RPC of sharing.proto, each calling the
 /// implementation of the same name with the caller the server's authenticator resolved.
 extension SharingService: Eduhub_Sharing_V1_SharingService.Handler {
   public func registerApp(request: Eduhub_Sharing_V1_RegisterAppRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AppSecret {
-    try registerApp(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.registerApp(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func rotateAppSecret(request: Eduhub_Sharing_V1_RotateAppSecretRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AppSecret {
-    try rotateAppSecret(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.rotateAppSecret(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func setAppDisabled(request: Eduhub_Sharing_V1_SetAppDisabledRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_App {
-    try setAppDisabled(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.setAppDisabled(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func listApps(request: Eduhub_Sharing_V1_ListAppsRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_ListAppsResponse {
@@ -22,23 +23,23 @@ extension SharingService: Eduhub_Sharing_V1_SharingService.Handler {
   }
 
   public func exchangeToken(request: Eduhub_Sharing_V1_ExchangeTokenRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AppToken {
-    try exchangeToken(request, peer: context.peer)
+    try await store.blocking { try self.exchangeToken(request, peer: context.peer) }
   }
 
   public func requestAccess(request: Eduhub_Sharing_V1_RequestAccessRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
-    try requestAccess(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.requestAccess(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func decide(request: Eduhub_Sharing_V1_DecideRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
-    try decide(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.decide(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func amendRequest(request: Eduhub_Sharing_V1_AmendRequestRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
-    try amendRequest(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.amendRequest(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func withdrawRequest(request: Eduhub_Sharing_V1_WithdrawRequestRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
-    try withdrawRequest(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.withdrawRequest(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func getRequest(request: Eduhub_Sharing_V1_GetRequestRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_AccessRequest {
@@ -50,7 +51,7 @@ extension SharingService: Eduhub_Sharing_V1_SharingService.Handler {
   }
 
   public func changeGrant(request: Eduhub_Sharing_V1_ChangeGrantRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_Grant {
-    try changeGrant(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.changeGrant(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func listGrants(request: Eduhub_Sharing_V1_ListGrantsRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_ListGrantsResponse {
@@ -68,7 +69,7 @@ extension SharingService: Eduhub_Sharing_V1_SharingService.Handler {
   }
 
   public func getCallStats(request: Eduhub_Sharing_V1_CallStatsRequest, context: ServerContext) async throws -> Eduhub_Sharing_V1_CallStatsResponse {
-    try getCallStats(request, caller: try context.caller())
+    try await store.blocking { try self.getCallStats(request, caller: try context.caller()) }
   }
 }
 

@@ -111,7 +111,7 @@ public final class SyncClient: Sendable {
       _ = try await pull(options: options, batchRecords: batchRecords, into: &report)
     }
     let now = Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)
-    try store.transaction { db in try store.records.setMeta(Self.lastSyncKey, now, in: db) }
+    try await store.write { [self] db in try store.records.setMeta(Self.lastSyncKey, now, in: db) }
     return report
   }
 
@@ -136,7 +136,7 @@ public final class SyncClient: Sendable {
           break
         }
         let records = batch.records.map(SyncService.stored)
-        let outcome = try store.transaction { db -> Replica.ApplyOutcome in
+        let outcome = try await store.write { [self] db -> Replica.ApplyOutcome in
           let before = try store.records.lastSequence(in: db)
           let outcome = try replica.apply(records, in: db)
           for eviction in batch.evictions { try store.records.evict(eviction.collection, eviction.id, in: db) }
@@ -302,7 +302,7 @@ public final class SyncClient: Sendable {
       let response = try await Eduhub_Sync_V1_SyncService.Client(upstream).push(options: options) { writer in
         try await writer.write(request)
       }
-      try store.transaction { db in try store.records.setMeta(Self.mustPushKey, [], in: db) }
+      try await store.write { [self] db in try store.records.setMeta(Self.mustPushKey, [], in: db) }
       report.pushed += merged.count
       report.pushMerged += Int(response.merged)
     }
@@ -318,7 +318,7 @@ public final class SyncClient: Sendable {
         try await writer.write(request)
       }
       let acknowledged = Array(String(response.acknowledgedSequence).utf8)
-      try store.transaction { db in
+      try await store.write { [self] db in
         try store.records.setMeta(Self.pushCursorKey, acknowledged, in: db)
         var ranges = PulledRanges(decoding: try store.records.meta(Self.pulledRangesKey, in: db) ?? [])
         ranges.drop(through: response.acknowledgedSequence)

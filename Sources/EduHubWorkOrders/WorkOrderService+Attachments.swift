@@ -33,7 +33,8 @@ extension WorkOrderService {
     try Validate.text(first.contentType, "content_type", maxLength: 100)
     guard !content.isEmpty else { throw Validate.invalid("the attachment is empty") }
     let now = identity.nowMs()
-    return try store.transaction { db in
+    let bytes = content
+    return try await store.write { [self] db in
       guard let (record, order, events) = try load(first.orderID, in: db) else {
         throw RPCError(.notFound, "no work order \(first.orderID.prefix(64))")
       }
@@ -46,15 +47,15 @@ extension WorkOrderService {
       attachment.orderID = order.id
       attachment.fileName = first.fileName
       attachment.contentType = first.contentType.isEmpty ? "application/octet-stream" : first.contentType
-      attachment.size = Int64(content.count)
-      attachment.digest = KeyedHash.digest(content).map { String(format: "%02x", $0) }.joined()
+      attachment.size = Int64(bytes.count)
+      attachment.digest = KeyedHash.digest(bytes).map { String(format: "%02x", $0) }.joined()
       attachment.uploadedBy = caller.accountID.isEmpty ? caller.actor : caller.accountID
       attachment.uploadedMs = now
-      attachment.chunks = Int32((content.count + Self.chunkSize - 1) / Self.chunkSize)
+      attachment.chunks = Int32((bytes.count + Self.chunkSize - 1) / Self.chunkSize)
       try store.put(WorkOrderCollections.attachment, attachment.id, scope: record.scope, attachment, in: db)
       for index in 0..<Int(attachment.chunks) {
         var piece = Eduhub_Workorder_V1_AttachmentChunk()
-        piece.data = Data(content[(index * Self.chunkSize)..<min(content.count, (index + 1) * Self.chunkSize)])
+        piece.data = Data(bytes[(index * Self.chunkSize)..<min(bytes.count, (index + 1) * Self.chunkSize)])
         try store.put(WorkOrderCollections.chunk, "\(attachment.id)|\(index)", scope: record.scope, piece, in: db)
       }
       var event = Event()

@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubIdentity
 import EduHubRPC
+import EduHubReplication
 
 /// The RPC face of ``WorkOrderService``: one method per RPC of workorder.proto, each calling the
 /// implementation of the same name with the caller the server's authenticator resolved.
@@ -14,11 +15,11 @@ extension WorkOrderService: Eduhub_Workorder_V1_WorkOrderService.Handler {
   }
 
   public func act(request: Eduhub_Workorder_V1_ActRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_OrderDetail {
-    try act(request, caller: try context.caller(), peer: context.peer)
+    try await store.blocking { try self.act(request, caller: try context.caller(), peer: context.peer) }
   }
 
   public func setWatch(request: Eduhub_Workorder_V1_WatchOrderRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_WorkOrder {
-    try setWatch(request, caller: try context.caller())
+    try await store.blocking { try self.setWatch(request, caller: try context.caller()) }
   }
 
   public func listOrders(request: Eduhub_Workorder_V1_ListOrdersRequest, context: ServerContext) async throws -> Eduhub_Workorder_V1_ListOrdersResponse {
