@@ -61,7 +61,16 @@ public final class NodeStore: Sendable {
 
   /// Where ``blocking(_:)`` runs bodies: concurrent, so reads and the work around a transaction
   /// overlap, while SQLite takes the writes one at a time.
-  private static let blockingQueue = DispatchQueue(label: "eduhub.storage.blocking", qos: .userInitiated, attributes: .concurrent)
+  private static let blockingQueue: DispatchQueue = {
+    let queue = DispatchQueue(label: "eduhub.storage.blocking", qos: .userInitiated, attributes: .concurrent)
+    queue.setSpecific(key: blockingKey, value: true)
+    return queue
+  }()
+  private static let blockingKey = DispatchSpecificKey<Bool>()
+
+  /// Whether the caller runs on the storage layer's own threads (where ``blocking(_:)`` and
+  /// ``write(_:)`` run their bodies).
+  package static var onStorageThread: Bool { DispatchQueue.getSpecific(key: blockingKey) == true }
 
   /// Reads in one snapshot.
   public func read<T>(_ body: (Database) throws -> T) throws -> T {
