@@ -6,14 +6,6 @@ import Synchronization
 ///
 /// Lives on the connection's event loop; a handler's task only reaches it through `execute`.
 final class ServerStream: @unchecked Sendable {
-  private enum ResponseState {
-    /// Nothing sent yet: an error can still go as a trailers-only response.
-    case idle
-    /// Headers submitted; DATA flows from the data provider.
-    case started
-    /// Trailers submitted (or a trailers-only response): nothing more to send.
-    case done
-  }
 
   let id: Int32
   let connection: ServerConnectionHandler
@@ -47,15 +39,11 @@ final class ServerStream: @unchecked Sendable {
   private var unconsumedBytes = 0
   private var requestComplete = false
 
-  // Response.
-  private var state = ResponseState.idle
+  // Response: what it may still send and its status are the machine's; this class carries out
+  // what it decides.
+  private var machine = ServerCallStateMachine()
   private var singleResponse: ByteBuffer?
   private var outbound: OutboundMessageQueue?
-  private var status: RPCError?
-  private var statusReady = false
-  private var dataDeferred = false
-  /// The response answers a plain HTTP request: it ends with its body, without gRPC trailers.
-  private var plainHTTP = false
 
   /// Whether the call was accepted and its handler chosen (the request headers were valid).
   private var started = false
@@ -65,7 +53,7 @@ final class ServerStream: @unchecked Sendable {
   let responseMetadata = Mutex(ResponseMetadata())
   private var task: Task<Void, Never>?
   private var deadlineTimer: Scheduled<Void>?
-  private(set) var isClosed = false
+  var isClosed: Bool { machine.isClosed }
 
   init(id: Int32, connection: ServerConnectionHandler) {
     self.id = id
@@ -180,7 +168,7 @@ final class ServerStream: @unchecked Sendable {
   func receive(_ bytes: UnsafeRawBufferPointer) {
     if httpBody != nil {
       connection.consumeStream(id, bytes.count)
-      guard state == .idle, !isClosed else { return }
+      guard machine.response == .idle, !machine.isClosed else { return }
       if httpBody!.count + bytes.count > connection.configuration.maxReceiveMessageSize {
         httpBody = nil
         respondHTTP(.text(413, "the request body exceeds \(connection.configuration.maxReceiveMessageSize) bytes"))
@@ -189,7 +177,7 @@ final class ServerStream: @unchecked Sendable {
       httpBody!.append(contentsOf: bytes)
       return
     }
-    guard state != .done, !isClosed, started else {
+    guard machine.isOpen, started else {
       connection.consumeStream(id, bytes.count)
       return
     }
@@ -224,7 +212,7 @@ final class ServerStream: @unchecked Sendable {
     requestComplete = true
     if let body = httpBody, let handler = connection.configuration.httpHandler {
       httpBody = nil
-      guard state == .idle, !isClosed else { return }
+      guard machine.response == .idle, !machine.isClosed else { return }
       let request = HTTPRequest(
         method: otherMethod ?? (isPost ? "POST" : "GET"), target: unknownPath ?? "/",
         headers: metadata.textEntries + (otherContentType.map { [("content-type", $0)] } ?? []), body: body,
@@ -239,7 +227,7 @@ final class ServerStream: @unchecked Sendable {
       }
       return
     }
-    guard state != .done, !isClosed, started, let method else { return }
+    guard machine.isOpen, started, let method else { return }
     if deframer?.hasPartialMessage == true {
       inbound?.finish(RPCError(.internalError, "the request ended inside a message"))
       return fail(RPCError(.internalError, "the request ended inside a message"))
@@ -345,45 +333,27 @@ final class ServerStream: @unchecked Sendable {
 
   /// Sends a unary response: headers, the one message, trailers.
   func respond(with framedMessage: ByteBuffer) {
-    guard state == .idle, !isClosed else { return }
+    let action = machine.respond()
+    guard action != .nothing else { return }
     deadlineTimer?.cancel()
     singleResponse = framedMessage
-    status = nil
-    statusReady = true
-    submitResponseHeaders()
+    perform(action)
   }
 
   /// Ends the call with `status` (nil for OK) after any queued messages.
   func finish(_ status: RPCError?) {
-    // The first status decided is the call's: a handler that returns after its deadline failed
-    // the call (it was cancelled) must not turn DEADLINE_EXCEEDED into OK before the trailers go.
-    guard state != .done, !isClosed, !statusReady else { return }
+    // The first status decided is the call's: a handler that returns after its deadline failed the
+    // call (it was cancelled) must not turn DEADLINE_EXCEEDED into OK before the trailers go.
+    guard let action = machine.finish(status, outputPending: (outbound?.pendingBytes ?? 0) > 0) else { return }
     deadlineTimer?.cancel()
-    self.status = status
-    statusReady = true
-    if state == .idle, (outbound?.pendingBytes ?? 0) == 0 {
-      outbound?.finish()
-      sendTrailersOnly(status ?? RPCError(.ok, ""))
-      return
-    }
     outbound?.finish()
-    if state == .idle {
-      submitResponseHeaders()
-    } else if dataDeferred, let session = connection.session {
-      dataDeferred = false
-      nghttp2_session_resume_data(session, id)
-    }
+    perform(action)
   }
 
   /// A handler wrote a message (or finished its stream) while nghttp2 was waiting for data.
   private func outputAvailable() {
-    guard !isClosed, state != .done, let session = connection.session else { return }
-    if state == .idle {
-      submitResponseHeaders()
-    } else if dataDeferred {
-      dataDeferred = false
-      nghttp2_session_resume_data(session, id)
-    }
+    guard connection.session != nil else { return }
+    perform(machine.outputAvailable())
     connection.scheduleFlush()
   }
 
@@ -392,24 +362,35 @@ final class ServerStream: @unchecked Sendable {
     task?.cancel()
     inbound?.finish(error)
     outbound?.fail(error)
-    guard state != .done else { return }
-    if state == .idle {
-      sendTrailersOnly(error, httpStatus: httpStatus)
-    } else {
-      finish(error)
+    if case .finish(let action) = machine.fail(error, httpStatus: httpStatus) {
+      deadlineTimer?.cancel()
+      perform(action)
+    }
+  }
+
+  /// Carries out what the machine decided.
+  private func perform(_ action: ServerCallStateMachine.SendAction) {
+    switch action {
+    case .nothing:
+      break
+    case .submitHeaders:
+      submitResponseHeaders()
+    case .resumeData:
+      if let session = connection.session { nghttp2_session_resume_data(session, id) }
+    case .trailersOnly(let status, let httpStatus):
+      sendTrailersOnly(status, httpStatus: httpStatus)
     }
   }
 
   private func deadlineExceeded() {
     deadlineTimer = nil
-    guard !isClosed, state != .done else { return }
+    guard machine.isOpen else { return }
     fail(RPCError(.deadlineExceeded, "deadline exceeded"))
     connection.scheduleFlush()
   }
 
   private func submitResponseHeaders() {
     guard let session = connection.session else { return }
-    state = .started
     var provider = nghttp2_data_provider(
       source: nghttp2_data_source(ptr: Unmanaged.passUnretained(self).toOpaque()),
       read_callback: ServerCallbacks.readResponse)
@@ -428,9 +409,7 @@ final class ServerStream: @unchecked Sendable {
 
   /// Answers a plain HTTP request: headers, then the body, ending the stream (no trailers).
   private func respondHTTP(_ response: HTTPResponse) {
-    guard state == .idle, !isClosed, let session = connection.session else { return }
-    state = .started
-    plainHTTP = true
+    guard let session = connection.session, machine.respondHTTP() else { return }
     var headers = HeaderList()
     headers.add(":status", String(response.status))
     for (name, value) in response.headers where name != "content-length" { headers.add(name.lowercased(), value) }
@@ -446,7 +425,6 @@ final class ServerStream: @unchecked Sendable {
 
   private func sendTrailersOnly(_ status: RPCError, httpStatus: String = "200") {
     guard let session = connection.session else { return }
-    state = .done
     deadlineTimer?.cancel()
     var headers = HeaderList()
     headers.add(":status", httpStatus)
@@ -464,9 +442,8 @@ final class ServerStream: @unchecked Sendable {
     }
   }
 
-  private func submitTrailers() {
+  private func submitTrailers(_ status: RPCError?) {
     guard let session = connection.session else { return }
-    state = .done
     let customTrailers = !responseMetadata.withLock { $0.trailers.isEmpty }
     if status == nil, !customTrailers {
       let block = StaticHeaders.okTrailers
@@ -498,36 +475,35 @@ final class ServerStream: @unchecked Sendable {
     }
     switch outbound.read(into: buffer) {
     case .bytes(let count, let end):
-      if end && statusReady { endData(flags) }
+      if end && machine.dataEnds { endData(flags) }
       return count
-    case .end where statusReady:
+    case .end where machine.dataEnds:
       endData(flags)
       return 0
     case .end, .deferred:
-      dataDeferred = true
+      machine.deferData()
       return Int(NGHTTP2_ERR_DEFERRED.rawValue)
     }
   }
 
   private func endData(_ flags: UnsafeMutablePointer<UInt32>) {
-    if plainHTTP {
-      state = .done
+    switch machine.endOfData() {
+    case .endStream:
       flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-      return
+    case .submitTrailers(let status):
+      flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+      submitTrailers(status)
     }
-    flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-    submitTrailers()
   }
 
   // MARK: End
 
   /// nghttp2 closed the stream: a reset by the client, the end of the call, or the connection's end.
   func closed(errorCode: UInt32) {
-    guard !isClosed else { return }
-    isClosed = true
+    guard let cancelHandler = machine.closed(errorCode: errorCode) else { return }
     deadlineTimer?.cancel()
     deadlineTimer = nil
-    if state != .done || errorCode != NGHTTP2_NO_ERROR.rawValue {
+    if cancelHandler {
       task?.cancel()
       let error = RPCError(.cancelled, "the client cancelled the call")
       inbound?.finish(error)
