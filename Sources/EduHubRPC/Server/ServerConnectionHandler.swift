@@ -27,19 +27,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
   private var readInProgress = false
   private var flushScheduled = false
-  private var draining = false
-  private var closing = false
   private var sawFirstBytes = false
   /// The connection went to the HTTP/1 handler: nothing of HTTP/2 may be written any more.
   private var handedOver = false
 
   private var timer: RepeatedTask?
-  private var lastActivity = NIODeadline.now()
-  private var idleSince: NIODeadline? = NIODeadline.now()
-  private var pingSentAt: NIODeadline?
-  /// Token bucket of stream resets the client may still send (rapid-reset protection).
-  private var resetBudget: Double = 0
-  private var resetBudgetUpdated = NIODeadline.now()
+  /// Keepalive, idleness, draining, the reset budget, closing: decided by the machine, carried out here.
+  private var manager: ServerConnectionStateMachine
 
 
   /// The connection's socket, for the busy poller.
@@ -53,6 +47,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   ) {
     self.router = router
     self.configuration = configuration
+    self.manager = ServerConnectionStateMachine(limits: .init(configuration), now: .now())
     self.connectionInfo = connectionInfo
     self.descriptor = descriptor
     self.poller = poller
@@ -90,7 +85,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(clamping: configuration.connectionWindowSize))
     startTimer(context: context)
     if descriptor >= 0 { poller?.register(descriptor) }
-    resetBudget = Double(configuration.streamResetBurst)
     // Our SETTINGS go out with the answer to the client's first bytes, so that a client speaking
     // HTTP/1 gets a clean HTTP/1 answer.
   }
@@ -108,7 +102,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard let session else { return }
     let buffer = unwrapInboundIn(data)
-    lastActivity = .now()
+    manager.received(now: .now())
     if !sawFirstBytes {
       sawFirstBytes = true
       if HTTP1Detector.looksLikeHTTP1(buffer) {
@@ -161,7 +155,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
   /// Moves whatever nghttp2 has to send into the channel, while the channel accepts it.
   func flush() {
-    guard let session, let context, !closing, !handedOver else { return }
+    guard let session, let context, !manager.closing, !handedOver else { return }
     switch sendPendingOutput(of: session, to: context) {
     case .failed(let error):
       logger.debug("HTTP/2 send failed", metadata: ["h2.error": "\(error)"])
@@ -170,11 +164,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     case .sent(let wrote):
       if wrote { poller?.activity() }
     }
-    if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0 {
-      closeNow()
-    } else if draining, streams.isEmpty, nghttp2_session_want_write(session) == 0 {
-      closeNow()
-    }
+    let closes = manager.closesAfterFlush(
+      wantsRead: nghttp2_session_want_read(session) != 0, wantsWrite: nghttp2_session_want_write(session) != 0,
+      streamsOpen: !streams.isEmpty)
+    if closes { closeNow() }
   }
 
   /// Flushes once at the end of the current event-loop turn, coalescing the completions of many calls.
@@ -194,7 +187,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     let stream = ServerStream(id: streamID, connection: self)
     streams.insert(stream)
     nghttp2_session_set_stream_user_data(session, streamID, Unmanaged.passUnretained(stream).toOpaque())
-    idleSince = nil
+    manager.streamOpened()
     return 0
   }
 
@@ -210,10 +203,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     guard let stream = withStream(id, { $0 }) else { return }
     streams.remove(stream)
     stream.closed(errorCode: errorCode)
-    if streams.isEmpty {
-      idleSince = .now()
-      if draining { scheduleFlush() }
-    }
+    if streams.isEmpty, manager.lastStreamClosed(now: .now()) { scheduleFlush() }
   }
 
   fileprivate func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) {
@@ -226,11 +216,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     case FrameType.data:
       if frame.endsStream { withStream(frame.streamID) { $0.requestEnded() } }
     case FrameType.ping:
-      if frame.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { pingSentAt = nil }
+      if frame.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { manager.pingAcknowledged() }
     case FrameType.goaway:
       // The client will open no new stream; close once the open ones finish.
-      draining = true
-      if streams.isEmpty { scheduleFlush() }
+      if manager.goawayReceived(streamsOpen: !streams.isEmpty) { scheduleFlush() }
     case FrameType.rstStream:
       streamResetReceived()
     default:
@@ -253,17 +242,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// Counts a client's stream reset against its budget; a client that resets faster than the
   /// configured rate (the HTTP/2 rapid-reset attack) loses the connection with ENHANCE_YOUR_CALM.
   private func streamResetReceived() {
-    guard let session, !draining else { return }
-    let now = NIODeadline.now()
-    let elapsed = Double((now - resetBudgetUpdated).nanoseconds) / 1e9
-    resetBudgetUpdated = now
-    resetBudget = min(
-      Double(configuration.streamResetBurst),
-      resetBudget + elapsed * Double(configuration.streamResetRatePerSecond))
-    resetBudget -= 1
-    guard resetBudget < 0 else { return }
+    guard let session, manager.streamReset(now: .now()) == .enhanceYourCalm else { return }
     logger.warning("closing connection: too many stream resets", metadata: ["rpc.peer": "\(connectionInfo.peer)"])
-    draining = true
     nghttp2_submit_goaway(
       session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
       NGHTTP2_ENHANCE_YOUR_CALM.rawValue, nil, 0)
@@ -276,9 +256,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   // MARK: Life cycle
 
   private func startTimer(context: ChannelHandlerContext) {
-    let intervals = [configuration.keepaliveInterval, configuration.idleTimeout].compactMap { $0 }
-    guard let shortest = intervals.min() else { return }
-    let tick = TimeAmount.nanoseconds(max(shortest.nanoseconds / 4, 10_000_000))
+    guard let tick = manager.tickInterval else { return }
     // A strong capture, released when teardown cancels the timer: a weak one would give the
     // handler a side table and put every retain and release of it on Swift's slow path.
     timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in
@@ -287,21 +265,17 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   }
 
   private func tick() {
-    guard let session, !closing else { return }
-    let now = NIODeadline.now()
-    if let sent = pingSentAt, now - sent > configuration.keepaliveTimeout {
+    guard let session else { return }
+    switch manager.tick(now: .now()) {
+    case .none:
+      break
+    case .closeUnanswered:
       logger.debug("closing connection: keepalive ping unanswered", metadata: ["rpc.peer": "\(connectionInfo.peer)"])
       closeNow()
-      return
-    }
-    if let idleTimeout = configuration.idleTimeout, let idleSince, now - idleSince > idleTimeout {
+    case .drainIdle:
       logger.debug("closing idle connection", metadata: ["rpc.peer": "\(connectionInfo.peer)"])
       beginDrain()
-      return
-    }
-    if let interval = configuration.keepaliveInterval, pingSentAt == nil, now - lastActivity > interval {
-      pingSentAt = now
-      lastActivity = now
+    case .ping:
       nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
       flush()
     }
@@ -310,8 +284,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// Stops taking new streams (GOAWAY naming the last stream processed) and closes once the open
   /// ones have finished.
   func beginDrain() {
-    guard let session, !draining else { return }
-    draining = true
+    guard let session, manager.beginDrain() else { return }
     nghttp2_submit_goaway(
       session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
       NGHTTP2_NO_ERROR.rawValue, nil, 0)
@@ -319,8 +292,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   }
 
   private func closeNow() {
-    guard !closing else { return }
-    closing = true
+    guard manager.close() else { return }
     context?.close(promise: nil)
   }
 
@@ -366,7 +338,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       "HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"
     var out = context.channel.allocator.buffer(capacity: response.utf8.count)
     out.writeString(response)
-    closing = true
+    _ = manager.close()
     context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in context.close(promise: nil) }
   }
 }
