@@ -220,9 +220,10 @@ extension SyncService {
   ) async throws -> Eduhub_Sync_V1_PushResponse {
     let action = "sync.Push"
     var response = Eduhub_Sync_V1_PushResponse()
-    var maskers = RecordMaskers(identity: identity)
+    // What the messages of one push carry over (the pushing node as judged, the maskers made), used
+    // by one message's transaction at a time on the storage threads.
+    let carried = PushCarry(maskers: RecordMaskers(identity: identity))
     let reader = Reader.staff(subject: caller.accountID, grants: caller.grants)
-    var pusher: PushingNode?
     var touched = Set<String>()
     for try await request in requests {
       let scope = try callingNode(caller, named: request.nodeID, action, peer: peer)
@@ -249,8 +250,9 @@ extension SyncService {
       let today = identity.today
       let outcome: Replica.ApplyOutcome
       do {
-        outcome = try store.transaction { db -> Replica.ApplyOutcome in
-          var node = try pusher ?? pushingNode(request.nodeID, scope: scope, in: db)
+        // Off the cooperative pool: the transaction may wait for the writer.
+        outcome = try await store.write { [self] db -> Replica.ApplyOutcome in
+          var node = try carried.pusher ?? pushingNode(request.nodeID, scope: scope, in: db)
           // Nodes this message registers may already have written in it (a school's first records
           // arrive with its registration); the registrations themselves are checked below.
           for record in request.records where record.collection == SyncCollections.node.name && !record.deleted
@@ -280,7 +282,7 @@ extension SyncService {
             }
             // A tombstone keeps its last body: a push that revives it is sanitised the same way, or
             // a masked node could bring a deleted person back with values it never saw.
-            guard let masker = try maskers.masker(for: local, in: db) else {
+            guard let masker = try carried.maskers.masker(for: local, in: db) else {
               sanitized.append(record)
               continue
             }
@@ -332,7 +334,7 @@ extension SyncService {
               replaced.append(local)
             }
           }
-          pusher = try PushView.check(
+          carried.pusher = try PushView.check(
             judged, replacing: replaced, from: node, rules: identity.writeAuthorities, store: store.records, in: db,
             registersNode: { $0.collection == SyncCollections.node.name && !$0.deleted ? $0.id : nil })
           let outcome = try store.replica.apply(sanitized, in: db)
@@ -641,4 +643,14 @@ extension SyncService {
     record.stamps = ReplicationEncoding.encode(stamps)
     return record
   }
+}
+
+/// What the messages of one push carry from one to the next: the pushing node as judged and the
+/// maskers made. Only one message's transaction uses it at a time (the stream's messages are taken
+/// in turn, each awaited), on whichever storage thread runs it.
+final class PushCarry: @unchecked Sendable {
+  var pusher: PushingNode?
+  var maskers: RecordMaskers
+
+  init(maskers: RecordMaskers) { self.maskers = maskers }
 }
