@@ -1,3 +1,4 @@
+import EduHubReplication
 import EduHubSharing
 import EduHubSync
 import EduHubWorkOrders
@@ -8,7 +9,8 @@ import Synchronization
 
 // What a node repeats while it serves, each a ServiceLifecycle service run beside the server in one
 // ServiceGroup: at SIGTERM or SIGINT they stop first (a group shuts its services down in reverse
-// order), then the server drains its calls, and only then does the database close.
+// order), then the server drains its calls, and only then does the database close. Their
+// transactions run on the storage layer's threads, like the RPCs'.
 
 /// Syncs with the upstream now and then every `interval` (±10%); after failures, retries sooner
 /// with a doubling, jittered backoff (5 s, 10 s, … up to the interval), while the node serves from
@@ -69,7 +71,8 @@ public struct TombstoneCollector: Service {
       while true {
         try await Task.sleep(for: every)
         do {
-          let result = try sync.collectTombstones()
+          let sync = self.sync
+          let result = try await sync.store.blocking { try sync.collectTombstones() }
           if result.purged > 0 {
             logger.info("collected tombstones", metadata: ["purged": "\(result.purged)", "expired": "\(result.expired)"])
           }
@@ -103,7 +106,8 @@ public struct Sweeper: Service {
       while true {
         try await Task.sleep(for: every)
         do {
-          let report = try workOrders.sweep()
+          let workOrders = self.workOrders
+          let report = try await workOrders.store.blocking { try workOrders.sweep() }
           if report != .init() {
             logger.info(
               "work order sweep",
@@ -115,7 +119,8 @@ public struct Sweeper: Service {
         } catch where !Task.isCancelled {
           logger.warning("work order sweep failed", metadata: ["error": "\(error)"])
         }
-        do { _ = try sharing.sweep() } catch where !Task.isCancelled {
+        let sharing = self.sharing
+        do { _ = try await sharing.store.blocking { try sharing.sweep() } } catch where !Task.isCancelled {
           logger.warning("sharing sweep failed", metadata: ["error": "\(error)"])
         }
       }
