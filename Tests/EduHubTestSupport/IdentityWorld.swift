@@ -37,13 +37,10 @@ package final class CapturedLog: Sendable {
       set { metadata[key] = newValue }
     }
 
-    package func log(
-      level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String,
-      function: String, line: UInt
-    ) {
-      let all = metadata.merging(explicit ?? [:]) { $1 }
+    package func log(event: LogEvent) {
+      let all = metadata.merging(event.metadata ?? [:]) { $1 }
       let rendered = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-      log.lines.withLock { $0.append("\(level) \(message) \(rendered)") }
+      log.lines.withLock { $0.append("\(event.level) \(event.message) \(rendered)") }
     }
   }
 }
