@@ -7,6 +7,17 @@ let swiftSettings: [SwiftSetting] = [
   .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// What the service suites (Identity, Sync, Catalog, Sharing, WorkOrders) build on: the services,
+// the shared fixtures and the libraries their tests call.
+let serviceTestDependencies: [Target.Dependency] = [
+  "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode",
+  "EduHubAPI", "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
+  .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
+  .product(name: "PropertyBased", package: "swift-property-based"),
+  .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+  .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+]
+
 let package = Package(
   name: "EduHub",
   platforms: [.macOS(.v15)],
@@ -345,62 +356,27 @@ let package = Package(
     ),
     .testTarget(
       name: "EduHubIdentityTests",
-      dependencies: [
-        "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
-        "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
-        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "PropertyBased", package: "swift-property-based"),
-        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
-        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-      ],
+      dependencies: serviceTestDependencies,
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "EduHubSyncTests",
-      dependencies: [
-        "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
-        "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
-        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "PropertyBased", package: "swift-property-based"),
-        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
-        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-      ],
+      dependencies: serviceTestDependencies,
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "EduHubCatalogTests",
-      dependencies: [
-        "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
-        "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
-        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "PropertyBased", package: "swift-property-based"),
-        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
-        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-      ],
+      dependencies: serviceTestDependencies,
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "EduHubSharingTests",
-      dependencies: [
-        "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
-        "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
-        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "PropertyBased", package: "swift-property-based"),
-        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
-        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-      ],
+      dependencies: serviceTestDependencies,
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "EduHubWorkOrdersTests",
-      dependencies: [
-        "EduHubTestSupport", "EduHubCore", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders", "EduHubSharing", "EduHubNode", "EduHubAPI",
-        "EduHubRPC", "EduHubStorage", "EduHubReplication", "EduHubCrypto", "EduHubPrivacy",
-        .product(name: "GRDB", package: "GRDB.swift"), .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "PropertyBased", package: "swift-property-based"),
-        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
-        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-      ],
+      dependencies: serviceTestDependencies,
       swiftSettings: swiftSettings
     ),
     .testTarget(

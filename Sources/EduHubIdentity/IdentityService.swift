@@ -123,7 +123,7 @@ public final class IdentityService: Sendable {
       record.nodeID = nodeID
       record.publicKey = Data(signingKey.publicKey)
       record.createdMs = nowMs()
-      try replica.write([.init(collection: IdentityCollections.nodeKey.name, id: nodeID, scope: "", body: try record.serializedBytes())])
+      try replica.write([try IdentityCollections.nodeKey.write(nodeID, scope: "", record)])
     }
   }
 
@@ -154,7 +154,7 @@ public final class IdentityService: Sendable {
     }
   }
 
-  // MARK: Storage helpers
+  // MARK: Caches and registries
 
   package func invalidateCallers() { epoch.add(1, ordering: .relaxed) }
 

@@ -127,27 +127,21 @@ public struct Sweeper: Service {
     }
   }
 
-  /// Loads the order index off the cooperative threads (a million orders take a minute), stopping
+  /// Loads the order index on the storage threads (a million orders take a minute), stopping
   /// early if the node stops.
   private func warmUp() async {
     let stopping = Atomic<Bool>(false)
     let workOrders = self.workOrders
-    let logger = self.logger
-    await withTaskCancellationHandler {
-      await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-        DispatchQueue.global(qos: .utility).async {
-          do {
-            try workOrders.warmUp { stopping.load(ordering: .relaxed) }
-          } catch where stopping.load(ordering: .relaxed) {
-            // Stopped on purpose: the node is shutting down.
-          } catch {
-            logger.warning("loading the work order index failed", metadata: ["error": "\(error)"])
-          }
-          done.resume()
-        }
+    do {
+      try await withTaskCancellationHandler {
+        try await workOrders.store.blocking { try workOrders.warmUp { stopping.load(ordering: .relaxed) } }
+      } onCancel: {
+        stopping.store(true, ordering: .relaxed)
       }
-    } onCancel: {
-      stopping.store(true, ordering: .relaxed)
+    } catch where stopping.load(ordering: .relaxed) {
+      // Stopped on purpose: the node is shutting down.
+    } catch {
+      logger.warning("loading the work order index failed", metadata: ["error": "\(error)"])
     }
   }
 }

@@ -41,9 +41,6 @@ public struct RecordCollection<M: Message & Sendable>: Sendable, CustomStringCon
     }
   }
 
-  /// Whether `record` belongs to this collection.
-  public func holds(_ record: StoredRecord) -> Bool { record.collection == name }
-
   /// A local write of `message` as record `id` (for ``Replica/write(_:in:)``).
   public func write(_ id: String, scope: String, _ message: M) throws -> Replica.Write {
     Replica.Write(collection: name, id: id, scope: scope, body: try message.serializedBytes())

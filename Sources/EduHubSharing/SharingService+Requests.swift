@@ -259,11 +259,6 @@ extension SharingService {
     actor == request.requester && !actor.hasPrefix("operator:")
   }
 
-  /// Whether the approvals `request` received since its terms were last set cover `chain`.
-  static func approvals(of request: Eduhub_Sharing_V1_AccessRequest, cover chain: Chain) -> Bool {
-    RequestMachine.approvalsCover(chain, in: request.steps)
-  }
-
   /// The city a path lies in (its first org): where the data security officer's role is held.
   static func city(of path: String) -> String { String(path.prefix { $0 != "/" }) }
 

@@ -159,7 +159,7 @@ public final class SharingService: Sendable {
         let requestRecord = try store.live(SharingCollections.request, grant.id, in: db),
         let request = try? Eduhub_Sharing_V1_AccessRequest(serializedBytes: requestRecord.body)
       else { return nil }
-      return Self.approvals(of: request, cover: try chain(grant.terms, resource, in: db))
+      return RequestMachine.approvalsCover(try chain(grant.terms, resource, in: db), in: request.steps)
     }
     // Not judged (its request or resource not here yet): refused, and asked again next time.
     guard let holds = judged else { return false }

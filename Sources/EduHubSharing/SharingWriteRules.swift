@@ -99,7 +99,7 @@ extension SharingService {
     }
     if request.state == .approved {
       // Approved by the whole chain since the last time the terms were set.
-      guard Self.approvals(of: request, cover: chain) else { throw PushRefusal("\(what): approved without the approvals its terms need") }
+      guard RequestMachine.approvalsCover(chain, in: request.steps) else { throw PushRefusal("\(what): approved without the approvals its terms need") }
     }
   }
 

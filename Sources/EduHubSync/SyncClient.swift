@@ -136,7 +136,7 @@ public final class SyncClient: Sendable {
           break
         }
         let records = batch.records.map(SyncService.stored)
-        let outcome = try await store.write { [self] db -> Replica.ApplyOutcome in
+        let outcome = try await store.write { db -> Replica.ApplyOutcome in
           let before = try store.records.lastSequence(in: db)
           let outcome = try replica.apply(records, in: db)
           for eviction in batch.evictions { try store.records.evict(eviction.collection, eviction.id, in: db) }

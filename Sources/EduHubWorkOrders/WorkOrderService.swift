@@ -172,8 +172,8 @@ public final class WorkOrderService: Sendable {
     mark.orderID = submitted.id
     mark.actor = submitted.submitter
     let records = try store.replica.stampNew([
-      .init(collection: WorkOrderCollections.order.name, id: submitted.id, scope: path, body: try submitted.serializedBytes()),
-      .init(collection: WorkOrderCollections.watch.name, id: submitted.id + "|" + submitted.submitter, scope: path, body: try mark.serializedBytes()),
+      WorkOrderCollections.order.write(submitted.id, scope: path, submitted),
+      WorkOrderCollections.watch.write(submitted.id + "|" + submitted.submitter, scope: path, mark),
     ])
     let audit = AuditLog.Entry(actor: caller.actor, action: action, target: submitted.id, peer: peer, timeMs: submitted.createdMs)
     // Submissions share transactions (group commit): many schools file at once. The order, the
