@@ -14,21 +14,21 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   let scheme: String
   let logger: Logger
 
-  private(set) var session: OpaquePointer?
+  private(set) var session: Nghttp2Session?
   private var context: ChannelHandlerContext?
   private(set) var eventLoop: (any EventLoop)?
   private var streams: [Int32: ClientStream] = [:]
   /// Calls made before the server's SETTINGS arrived: they wait, so that the server's limits (such
   /// as its concurrent-stream cap) are known before any stream opens and none is refused.
   private var waiting: [ClientStream] = []
-  private var serverSettingsReceived = false
   private var readInProgress = false
   private var flushScheduled = false
-  private var closing = false
-  private(set) var isUsable = true
   private var timer: RepeatedTask?
-  private var pingSentAt: NIODeadline?
-  private var lastActivity = NIODeadline.now()
+  /// Readiness, keepalive and closing: decided by the machine, carried out here.
+  private var manager: ClientConnectionStateMachine
+
+  /// Whether new calls may use the connection.
+  var isUsable: Bool { manager.isUsable }
 
   /// Called when the connection can take no new call (GOAWAY, close).
   var onUnusable: (@Sendable () -> Void)?
@@ -38,27 +38,27 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     self.authority = authority
     self.scheme = scheme
     self.logger = logger
+    self.manager = ClientConnectionStateMachine(
+      keepaliveInterval: configuration.keepaliveInterval, keepaliveTimeout: configuration.keepaliveTimeout, now: .now())
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
     self.eventLoop = context.eventLoop
     guard
-      let session = makeNghttp2Session(
+      let session = Nghttp2Session(
         server: false, callbacks: ClientCallbacks.shared, userData: Unmanaged.passUnretained(self).toOpaque())
     else {
       context.close(promise: nil)
       return
     }
     self.session = session
-    _ = HTTP2Settings(
-      maxConcurrentStreams: nil, initialWindowSize: configuration.streamWindowSize,
-      maxHeaderListSize: configuration.maxHeaderListSize
-    ).submit(to: session)
-    _ = nghttp2_session_set_local_window_size(
-      session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(clamping: configuration.connectionWindowSize))
-    if let interval = configuration.keepaliveInterval {
-      let tick = TimeAmount.nanoseconds(max(interval.nanoseconds / 4, 10_000_000))
+    session.announce(
+      HTTP2Settings(
+        maxConcurrentStreams: nil, initialWindowSize: configuration.streamWindowSize,
+        maxHeaderListSize: configuration.maxHeaderListSize),
+      connectionWindow: configuration.connectionWindowSize)
+    if let tick = manager.tickInterval {
       // Strong, released when teardown cancels it (a weak capture would slow every retain).
       timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in
         self.tick()
@@ -90,15 +90,13 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard let session else { return }
     let buffer = unwrapInboundIn(data)
-    lastActivity = .now()
+    manager.received(now: .now())
     readInProgress = true
-    let consumed = buffer.withUnsafeReadableBytes { bytes in
-      nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
-    }
+    let failure = session.receive(buffer)
     readInProgress = false
-    if consumed < 0 {
-      teardown(RPCError(.internalError, "HTTP/2 protocol error from \(authority): \(Nghttp2Error(code: consumed))"))
-      context.close(promise: nil)
+    if let failure {
+      teardown(RPCError(.internalError, "HTTP/2 protocol error from \(authority): \(failure)"))
+      closeNow()
     }
   }
 
@@ -117,11 +115,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   /// Opens a stream for `stream`'s call and submits its headers (and its body, as it comes).
   func start(_ stream: ClientStream) {
     guard !stream.isDone else { return }
-    guard let session, isUsable, !closing else {
+    guard let session, manager.start() != .refuse else {
       stream.failBeforeSending(RPCError(.unavailable, "connection to \(authority) is closing"))
       return
     }
-    guard serverSettingsReceived else {
+    guard manager.start() == .start else {
       waiting.append(stream)
       return
     }
@@ -142,14 +140,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
       headers.add("grpc-timeout", GRPCTimeout.format(nanoseconds: remaining))
     }
     headers.add(metadata: stream.metadata)
-    var provider = nghttp2_data_provider(
-      source: nghttp2_data_source(ptr: Unmanaged.passUnretained(stream).toOpaque()),
-      read_callback: ClientCallbacks.readRequest)
-    let streamID = headers.withNV { nv, count in
-      nghttp2_submit_request(session, nil, nv, count, &provider, Unmanaged.passUnretained(stream).toOpaque())
-    }
-    guard streamID > 0 else {
-      stream.fail(RPCError(.unavailable, "cannot start a call: \(Nghttp2Error(code: Int(streamID)))"))
+    let streamID: Int32
+    switch session.submitRequest(&headers, body: Nghttp2Session.provider(stream, ClientCallbacks.readRequest), call: stream) {
+    case .success(let id): streamID = id
+    case .failure(let error):
+      stream.fail(RPCError(.unavailable, "cannot start a call: \(error)"))
       return
     }
     stream.opened(id: streamID, connection: self)
@@ -163,28 +158,26 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   /// Resets a stream (cancellation or deadline).
   func reset(_ id: Int32, code: UInt32 = NGHTTP2_CANCEL.rawValue) {
     guard let session else { return }
-    nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, code)
+    session.reset(id, code: code)
     scheduleFlush()
   }
 
   func resumeData(_ id: Int32) {
     guard let session else { return }
-    nghttp2_session_resume_data(session, id)
+    session.resumeData(id)
     scheduleFlush()
   }
 
   func consumeStream(_ id: Int32, _ count: Int) {
-    guard let session, count > 0 else { return }
-    nghttp2_session_consume_stream(session, id, count)
+    session?.consumeStream(id, count)
   }
 
   fileprivate func consumeConnection(_ count: Int) {
-    guard let session, count > 0 else { return }
-    nghttp2_session_consume_connection(session, count)
+    session?.consumeConnection(count)
   }
 
   fileprivate func stream(_ id: Int32) -> ClientStream? {
-    guard let session, let pointer = nghttp2_session_get_stream_user_data(session, id) else { return nil }
+    guard let pointer = session?.userData(ofStream: id) else { return nil }
     return Unmanaged<ClientStream>.fromOpaque(pointer).takeUnretainedValue()
   }
 
@@ -196,12 +189,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     case FrameType.data:
       if frame.endsStream, let stream = stream(frame.streamID) { stream.responseEnded() }
     case FrameType.ping:
-      if frame.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { pingSentAt = nil }
+      if frame.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { manager.pingAcknowledged() }
     case FrameType.goaway:
       markUnusable()
     case FrameType.settings:
-      if frame.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0, !serverSettingsReceived {
-        serverSettingsReceived = true
+      if frame.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0, manager.settingsReceived() {
         let ready = waiting
         waiting.removeAll()
         for stream in ready { start(stream) }
@@ -224,15 +216,14 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   // MARK: Output and life cycle
 
   func flush() {
-    guard let session, let context, !closing else { return }
-    if case .failed(let error) = sendPendingOutput(of: session, to: context) {
+    guard let session, let context, !manager.closing else { return }
+    if case .failed(let error) = session.send(to: context) {
       teardown(RPCError(.internalError, "HTTP/2 send failed: \(error)"))
-      context.close(promise: nil)
+      closeNow()
       return
     }
-    if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0 {
+    if manager.closesAfterFlush(wantsRead: session.wantsRead, wantsWrite: session.wantsWrite) {
       markUnusable()
-      closing = true
       context.close(promise: nil)
     }
   }
@@ -247,25 +238,26 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
   }
 
   private func tick() {
-    guard let session, !closing else { return }
-    let now = NIODeadline.now()
-    if let sent = pingSentAt, now - sent > configuration.keepaliveTimeout {
+    guard let session else { return }
+    switch manager.tick(now: .now()) {
+    case .none:
+      break
+    case .closeUnanswered:
       teardown(RPCError(.unavailable, "keepalive ping to \(authority) unanswered"))
-      context?.close(promise: nil)
-      return
-    }
-    if let interval = configuration.keepaliveInterval, pingSentAt == nil, now - lastActivity > interval {
-      pingSentAt = now
-      lastActivity = now
-      nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+      closeNow()
+    case .ping:
+      session.ping()
       flush()
     }
   }
 
   private func markUnusable() {
-    guard isUsable else { return }
-    isUsable = false
-    onUnusable?()
+    if manager.becameUnusable() { onUnusable?() }
+  }
+
+  private func closeNow() {
+    guard manager.close() else { return }
+    context?.close(promise: nil)
   }
 
   private func teardown(_ error: RPCError) {
@@ -278,10 +270,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     let queued = waiting
     waiting.removeAll()
     for stream in queued { stream.failBeforeSending(error) }
-    if let session {
-      nghttp2_session_del(session)
-      self.session = nil
-    }
+    session = nil
   }
 }
 

@@ -61,7 +61,7 @@ public final class RPCClient: Sendable {
     while true {
       attempt += 1
       let (handler, stream) = try await prepare(method, options)
-      stream.singleRequest = framed
+      stream.setRequest(framed)
       let promise = stream.eventLoop.makePromise(of: ClientUnaryResult.self)
       stream.unaryPromise = promise
       do {
@@ -86,7 +86,7 @@ public final class RPCClient: Sendable {
   ) async throws -> Result {
     let framed = try MessageFramer.frame(request)
     let (handler, stream) = try await prepare(method, options)
-    stream.singleRequest = framed
+    stream.setRequest(framed)
     let inbound = stream.makeInbound()
     return try await run(stream, on: handler) { try await body(RPCStream(queue: inbound)) }
   }

@@ -17,7 +17,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   let logger: Logger
   let connectionInfo: ConnectionInfo
 
-  private(set) var session: OpaquePointer?
+  private(set) var session: Nghttp2Session?
   private(set) var context: ChannelHandlerContext?
   private(set) var eventLoop: (any EventLoop)?
   /// Open streams by id. nghttp2 does not report the close of streams still open when the session is
@@ -66,7 +66,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     self.eventLoop = context.eventLoop
     let userData = Unmanaged.passUnretained(self).toOpaque()
     guard
-      let session = makeNghttp2Session(
+      let session = Nghttp2Session(
         server: true, callbacks: ServerCallbacks.shared, userData: userData,
         // nghttp2's own limiter stays as a backstop behind ours.
         resetBurst: configuration.streamResetBurst * 2, resetRate: configuration.streamResetRatePerSecond * 2)
@@ -76,13 +76,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       return
     }
     self.session = session
-    let settings = HTTP2Settings(
-      maxConcurrentStreams: configuration.maxConcurrentStreams,
-      initialWindowSize: configuration.streamWindowSize,
-      maxHeaderListSize: configuration.maxHeaderListSize)
-    _ = settings.submit(to: session)
-    _ = nghttp2_session_set_local_window_size(
-      session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(clamping: configuration.connectionWindowSize))
+    session.announce(
+      HTTP2Settings(
+        maxConcurrentStreams: configuration.maxConcurrentStreams,
+        initialWindowSize: configuration.streamWindowSize,
+        maxHeaderListSize: configuration.maxHeaderListSize),
+      connectionWindow: configuration.connectionWindowSize)
     startTimer(context: context)
     if descriptor >= 0 { poller?.register(descriptor) }
     // Our SETTINGS go out with the answer to the client's first bytes, so that a client speaking
@@ -115,14 +114,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       }
     }
     readInProgress = true
-    let consumed = buffer.withUnsafeReadableBytes { bytes in
-      nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
-    }
+    let failure = session.receive(buffer)
     readInProgress = false
-    if consumed < 0 {
+    if let failure {
       logger.debug(
         "closing connection after a protocol error",
-        metadata: ["rpc.peer": "\(connectionInfo.peer)", "h2.error": "\(Nghttp2Error(code: consumed))"])
+        metadata: ["rpc.peer": "\(connectionInfo.peer)", "h2.error": "\(failure)"])
       flush()
       closeNow()
     }
@@ -156,7 +153,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// Moves whatever nghttp2 has to send into the channel, while the channel accepts it.
   func flush() {
     guard let session, let context, !manager.closing, !handedOver else { return }
-    switch sendPendingOutput(of: session, to: context) {
+    switch session.send(to: context) {
     case .failed(let error):
       logger.debug("HTTP/2 send failed", metadata: ["h2.error": "\(error)"])
       closeNow()
@@ -165,7 +162,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       if wrote { poller?.activity() }
     }
     let closes = manager.closesAfterFlush(
-      wantsRead: nghttp2_session_want_read(session) != 0, wantsWrite: nghttp2_session_want_write(session) != 0,
+      wantsRead: session.wantsRead, wantsWrite: session.wantsWrite,
       streamsOpen: !streams.isEmpty)
     if closes { closeNow() }
   }
@@ -186,7 +183,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     guard let session else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
     let stream = ServerStream(id: streamID, connection: self)
     streams.insert(stream)
-    nghttp2_session_set_stream_user_data(session, streamID, Unmanaged.passUnretained(stream).toOpaque())
+    session.setUserData(ofStream: streamID, Unmanaged.passUnretained(stream).toOpaque())
     manager.streamOpened()
     return 0
   }
@@ -195,7 +192,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// for as long as nghttp2 knows it, so no retain is needed.
   @inline(__always)
   fileprivate func withStream<R>(_ id: Int32, _ body: (ServerStream) -> R) -> R? {
-    guard let session, let pointer = nghttp2_session_get_stream_user_data(session, id) else { return nil }
+    guard let pointer = session?.userData(ofStream: id) else { return nil }
     return Unmanaged<ServerStream>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body)
   }
 
@@ -229,14 +226,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
   /// Acknowledges received bytes to the connection's flow-control window.
   func consumeConnection(_ count: Int) {
-    guard let session, count > 0 else { return }
-    nghttp2_session_consume_connection(session, count)
+    session?.consumeConnection(count)
   }
 
   /// Acknowledges received bytes to a stream's flow-control window.
   func consumeStream(_ id: Int32, _ count: Int) {
-    guard let session, count > 0 else { return }
-    nghttp2_session_consume_stream(session, id, count)
+    session?.consumeStream(id, count)
   }
 
   /// Counts a client's stream reset against its budget; a client that resets faster than the
@@ -244,9 +239,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   private func streamResetReceived() {
     guard let session, manager.streamReset(now: .now()) == .enhanceYourCalm else { return }
     logger.warning("closing connection: too many stream resets", metadata: ["rpc.peer": "\(connectionInfo.peer)"])
-    nghttp2_submit_goaway(
-      session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
-      NGHTTP2_ENHANCE_YOUR_CALM.rawValue, nil, 0)
+    session.goaway(NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
     // Streams still open are abandoned: the client is hostile.
     streams.forEach { $0.closed(errorCode: NGHTTP2_CANCEL.rawValue) }
     scheduleFlush()
@@ -276,7 +269,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       logger.debug("closing idle connection", metadata: ["rpc.peer": "\(connectionInfo.peer)"])
       beginDrain()
     case .ping:
-      nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+      session.ping()
       flush()
     }
   }
@@ -285,9 +278,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// ones have finished.
   func beginDrain() {
     guard let session, manager.beginDrain() else { return }
-    nghttp2_submit_goaway(
-      session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
-      NGHTTP2_NO_ERROR.rawValue, nil, 0)
+    session.goaway(NGHTTP2_NO_ERROR.rawValue)
     flush()
   }
 
@@ -302,10 +293,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     timer = nil
     let open = streams.removeAll()
     for stream in open { stream.closed(errorCode: NGHTTP2_CANCEL.rawValue) }
-    if let session {
-      nghttp2_session_del(session)
-      self.session = nil
-    }
+    session = nil
   }
 
   /// Hands the connection to NIO's HTTP/1 codec and the HTTP handler: this handler (and its HTTP/2

@@ -42,17 +42,16 @@ struct ServerConnectionStateMachine {
   private(set) var draining = false
   /// The channel is being closed.
   private(set) var closing = false
-  private var lastActivity: NIODeadline
+  private var keepalive: Keepalive
   /// Since when no stream is open (nil: some are).
   private var idleSince: NIODeadline?
-  private var pingSentAt: NIODeadline?
   /// Token bucket of stream resets the client may still send (rapid-reset protection).
   private var resetBudget: Double
   private var resetBudgetUpdated: NIODeadline
 
   init(limits: Limits, now: NIODeadline) {
     self.limits = limits
-    lastActivity = now
+    keepalive = Keepalive(interval: limits.keepaliveInterval, timeout: limits.keepaliveTimeout, now: now)
     idleSince = now
     resetBudget = Double(limits.resetBurst)
     resetBudgetUpdated = now
@@ -69,7 +68,7 @@ struct ServerConnectionStateMachine {
 
   /// Bytes arrived from the client.
   mutating func received(now: NIODeadline) {
-    lastActivity = now
+    keepalive.received(now: now)
   }
 
   /// A stream opened: the connection is not idle.
@@ -86,7 +85,7 @@ struct ServerConnectionStateMachine {
 
   /// The client acknowledged our keepalive ping.
   mutating func pingAcknowledged() {
-    pingSentAt = nil
+    keepalive.pingAcknowledged()
   }
 
   /// The client sent GOAWAY: it opens no new stream. Returns whether to flush now (no stream is
@@ -128,14 +127,13 @@ struct ServerConnectionStateMachine {
   /// The timer fired.
   mutating func tick(now: NIODeadline) -> TickAction {
     guard !closing else { return .none }
-    if let sent = pingSentAt, now - sent > limits.keepaliveTimeout { return .closeUnanswered }
+    // An unanswered ping outranks idleness; idleness outranks sending a new ping.
+    var probe = keepalive
+    let alive = probe.tick(now: now)
+    if alive == .unanswered { return .closeUnanswered }
     if let idleTimeout = limits.idleTimeout, let idleSince, now - idleSince > idleTimeout { return .drainIdle }
-    if let interval = limits.keepaliveInterval, pingSentAt == nil, now - lastActivity > interval {
-      pingSentAt = now
-      lastActivity = now
-      return .ping
-    }
-    return .none
+    keepalive = probe
+    return alive == .ping ? .ping : .none
   }
 
   /// Stop taking new streams; returns whether to send GOAWAY (false: draining already).

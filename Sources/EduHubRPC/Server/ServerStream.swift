@@ -33,17 +33,13 @@ final class ServerStream: @unchecked Sendable {
   private(set) var principal: (any Sendable)?
 
   // Request body.
-  private var deframer: MessageDeframer?
-  private var singleRequest: ByteBuffer?
-  private var inbound: InboundMessageQueue?
-  private var unconsumedBytes = 0
+  private var receiver: MessageReceiver
   private var requestComplete = false
 
   // Response: what it may still send and its status are the machine's; this class carries out
   // what it decides.
   private var machine = ServerCallStateMachine()
-  private var singleResponse: ByteBuffer?
-  private var outbound: OutboundMessageQueue?
+  private var sender = MessageSender()
 
   /// Whether the call was accepted and its handler chosen (the request headers were valid).
   private var started = false
@@ -58,6 +54,7 @@ final class ServerStream: @unchecked Sendable {
   init(id: Int32, connection: ServerConnectionHandler) {
     self.id = id
     self.connection = connection
+    self.receiver = MessageReceiver(maxMessageSize: connection.configuration.maxReceiveMessageSize)
   }
 
   // MARK: Request
@@ -181,28 +178,15 @@ final class ServerStream: @unchecked Sendable {
       connection.consumeStream(id, bytes.count)
       return
     }
-    if deframer == nil { deframer = MessageDeframer(maxMessageSize: connection.configuration.maxReceiveMessageSize) }
-    deframer!.append(bytes)
-    var accepting = true
-    do {
-      while let message = try deframer!.next() {
-        if let inbound {
-          accepting = inbound.push(message)
-        } else if singleRequest == nil {
-          singleRequest = message
-        } else {
-          connection.consumeStream(id, bytes.count)
-          return fail(RPCError(.unimplemented, "\(method!.descriptor.path) takes one request message, not several"))
-        }
-      }
-    } catch {
+    switch receiver.receive(bytes) {
+    case .accepted(let credit):
+      connection.consumeStream(id, credit)
+    case .secondMessage:
       connection.consumeStream(id, bytes.count)
-      return fail(error.status("request"))
-    }
-    if accepting && unconsumedBytes == 0 {
+      fail(RPCError(.unimplemented, "\(method!.descriptor.path) takes one request message, not several"))
+    case .malformed(let error):
       connection.consumeStream(id, bytes.count)
-    } else {
-      unconsumedBytes += bytes.count
+      fail(error.status("request"))
     }
   }
 
@@ -228,8 +212,8 @@ final class ServerStream: @unchecked Sendable {
       return
     }
     guard machine.isOpen, started, let method else { return }
-    if deframer?.hasPartialMessage == true {
-      inbound?.finish(RPCError(.internalError, "the request ended inside a message"))
+    if receiver.endedInsideMessage {
+      receiver.queue?.finish(RPCError(.internalError, "the request ended inside a message"))
       return fail(RPCError(.internalError, "the request ended inside a message"))
     }
     switch method.handler {
@@ -269,16 +253,15 @@ final class ServerStream: @unchecked Sendable {
         return { $0.finish(nil) }
       }
     case .clientStreaming, .bidirectional:
-      inbound?.finish()
+      receiver.queue?.finish()
     }
   }
 
   private func takeSingleRequest() -> ByteBuffer? {
-    guard let request = singleRequest else {
+    guard let request = receiver.takeSingle() else {
       fail(RPCError(.unimplemented, "\(method!.descriptor.path) needs one request message, got none"))
       return nil
     }
-    singleRequest = nil
     return request
   }
 
@@ -287,7 +270,7 @@ final class ServerStream: @unchecked Sendable {
     let queue = InboundMessageQueue { [self] in
       connection.execute { self.resumeReading() }
     }
-    inbound = queue
+    receiver.queue = queue
     return queue
   }
 
@@ -296,15 +279,16 @@ final class ServerStream: @unchecked Sendable {
     let queue = OutboundMessageQueue(readerWaiting: true) { [self] in
       connection.execute { self.outputAvailable() }
     }
-    outbound = queue
+    sender.queue = queue
     return queue
   }
 
   /// The handler's reader caught up: acknowledge what was held back so the client sends more.
   private func resumeReading() {
-    guard !isClosed, unconsumedBytes > 0 else { return }
-    connection.consumeStream(id, unconsumedBytes)
-    unconsumedBytes = 0
+    guard !isClosed else { return }
+    let credit = receiver.resume()
+    guard credit > 0 else { return }
+    connection.consumeStream(id, credit)
     connection.scheduleFlush()
   }
 
@@ -336,7 +320,7 @@ final class ServerStream: @unchecked Sendable {
     let action = machine.respond()
     guard action != .nothing else { return }
     deadlineTimer?.cancel()
-    singleResponse = framedMessage
+    sender.single = framedMessage
     perform(action)
   }
 
@@ -344,9 +328,9 @@ final class ServerStream: @unchecked Sendable {
   func finish(_ status: RPCError?) {
     // The first status decided is the call's: a handler that returns after its deadline failed the
     // call (it was cancelled) must not turn DEADLINE_EXCEEDED into OK before the trailers go.
-    guard let action = machine.finish(status, outputPending: (outbound?.pendingBytes ?? 0) > 0) else { return }
+    guard let action = machine.finish(status, outputPending: sender.hasPendingOutput) else { return }
     deadlineTimer?.cancel()
-    outbound?.finish()
+    sender.queue?.finish()
     perform(action)
   }
 
@@ -360,8 +344,8 @@ final class ServerStream: @unchecked Sendable {
   /// Ends the call early with `error`: the handler is cancelled, the client gets the status.
   private func fail(_ error: RPCError, httpStatus: String = "200") {
     task?.cancel()
-    inbound?.finish(error)
-    outbound?.fail(error)
+    receiver.queue?.finish(error)
+    sender.queue?.fail(error)
     if case .finish(let action) = machine.fail(error, httpStatus: httpStatus) {
       deadlineTimer?.cancel()
       perform(action)
@@ -376,7 +360,7 @@ final class ServerStream: @unchecked Sendable {
     case .submitHeaders:
       submitResponseHeaders()
     case .resumeData:
-      if let session = connection.session { nghttp2_session_resume_data(session, id) }
+      connection.session?.resumeData(id)
     case .trailersOnly(let status, let httpStatus):
       sendTrailersOnly(status, httpStatus: httpStatus)
     }
@@ -391,19 +375,16 @@ final class ServerStream: @unchecked Sendable {
 
   private func submitResponseHeaders() {
     guard let session = connection.session else { return }
-    var provider = nghttp2_data_provider(
-      source: nghttp2_data_source(ptr: Unmanaged.passUnretained(self).toOpaque()),
-      read_callback: ServerCallbacks.readResponse)
+    let provider = Nghttp2Session.provider(self, ServerCallbacks.readResponse)
     let custom = responseMetadata.withLock { $0.headers }
     if custom.isEmpty {
-      let block = StaticHeaders.responseHeaders
-      nghttp2_submit_response(session, id, block.pointer, block.count, &provider)
+      session.submitResponse(id, StaticHeaders.responseHeaders, body: provider)
     } else {
       var headers = HeaderList()
       headers.add(":status", "200")
       headers.add("content-type", "application/grpc")
       headers.add(metadata: custom)
-      headers.withNV { nghttp2_submit_response(session, id, $0, $1, &provider) }
+      session.submitResponse(id, &headers, body: provider)
     }
   }
 
@@ -416,11 +397,8 @@ final class ServerStream: @unchecked Sendable {
     headers.add("content-length", String(response.body.count))
     var buffer = ByteBuffer()
     buffer.writeBytes(response.body)
-    singleResponse = buffer
-    var provider = nghttp2_data_provider(
-      source: nghttp2_data_source(ptr: Unmanaged.passUnretained(self).toOpaque()),
-      read_callback: ServerCallbacks.readResponse)
-    headers.withNV { nghttp2_submit_response(session, id, $0, $1, &provider) }
+    sender.single = buffer
+    session.submitResponse(id, &headers, body: Nghttp2Session.provider(self, ServerCallbacks.readResponse))
   }
 
   private func sendTrailersOnly(_ status: RPCError, httpStatus: String = "200") {
@@ -430,7 +408,7 @@ final class ServerStream: @unchecked Sendable {
     headers.add(":status", httpStatus)
     headers.add("content-type", "application/grpc")
     addStatus(status, to: &headers)
-    headers.withNV { nghttp2_submit_response(session, id, $0, $1, nil) }
+    session.submitResponse(id, &headers, body: nil)
   }
 
   private func addStatus(_ status: RPCError, to headers: inout HeaderList) {
@@ -446,41 +424,28 @@ final class ServerStream: @unchecked Sendable {
     guard let session = connection.session else { return }
     let customTrailers = !responseMetadata.withLock { $0.trailers.isEmpty }
     if status == nil, !customTrailers {
-      let block = StaticHeaders.okTrailers
-      nghttp2_submit_trailer(session, id, block.pointer, block.count)
+      session.submitTrailer(id, StaticHeaders.okTrailers)
     } else {
       var headers = HeaderList()
       addStatus(status ?? RPCError(.ok, ""), to: &headers)
-      headers.withNV { nghttp2_submit_trailer(session, id, $0, $1) }
+      session.submitTrailer(id, &headers)
     }
   }
 
   /// nghttp2 asks for the next DATA frame's bytes.
   func readResponse(into buffer: UnsafeMutableRawBufferPointer, flags: UnsafeMutablePointer<UInt32>) -> Int {
-    if var single = singleResponse {
-      let count = min(buffer.count, single.readableBytes)
-      single.withUnsafeReadableBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-      single.moveReaderIndex(forwardBy: count)
-      if single.readableBytes == 0 {
-        singleResponse = nil
+    switch sender.read(into: buffer) {
+    case .bytes(let count, let ended):
+      // The one message (or a plain body) ends the data; a writer's stream ends it only once the
+      // call's status is decided, else nghttp2 waits for the trailers' turn.
+      if ended, sender.queue == nil || machine.dataEnds {
         endData(flags)
-      } else {
-        singleResponse = single
+        return count
       }
-      return count
-    }
-    guard let outbound else {
-      endData(flags)
-      return 0
-    }
-    switch outbound.read(into: buffer) {
-    case .bytes(let count, let end):
-      if end && machine.dataEnds { endData(flags) }
-      return count
-    case .end where machine.dataEnds:
-      endData(flags)
-      return 0
-    case .end, .deferred:
+      if count > 0 { return count }
+      machine.deferData()
+      return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+    case .deferred:
       machine.deferData()
       return Int(NGHTTP2_ERR_DEFERRED.rawValue)
     }
@@ -506,13 +471,12 @@ final class ServerStream: @unchecked Sendable {
     if cancelHandler {
       task?.cancel()
       let error = RPCError(.cancelled, "the client cancelled the call")
-      inbound?.finish(error)
-      outbound?.fail(error)
+      receiver.queue?.finish(error)
+      sender.queue?.fail(error)
     }
     task = nil
-    singleResponse = nil
-    singleRequest = nil
-    deframer = nil
+    sender.single = nil
+    receiver.clear()
   }
 }
 
