@@ -30,6 +30,11 @@ public protocol OrgDirectory: Sendable {
   func people(inScope path: String, after: StoredRecord?, limit: Int, in db: Database) throws -> [StoredRecord]
   /// Every person, by scope and id, after `after`: a page.
   func people(after: StoredRecord?, limit: Int, in db: Database) throws -> [StoredRecord]
+  /// Changes to people in `path`'s subtree written after sequence `after` and up to `through`, in
+  /// sequence order, at most `limit` of them (those who moved out of the subtree come as
+  /// deletions), and the sequence up to which every change was read.
+  func peopleChanges(inScope path: String, after: Int64, through: Int64, limit: Int, in db: Database) throws
+    -> (changes: [StoredRecord], through: Int64)
 }
 
 extension IdentityService: OrgDirectory {
@@ -88,5 +93,19 @@ extension IdentityService: OrgDirectory {
 
   public func people(after: StoredRecord?, limit: Int, in db: Database) throws -> [StoredRecord] {
     try store.records.records(IdentityCollections.person, after: after, limit: limit, in: db)
+  }
+
+  public func peopleChanges(inScope path: String, after: Int64, through: Int64, limit: Int, in db: Database) throws
+    -> (changes: [StoredRecord], through: Int64)
+  {
+    let collection = IdentityCollections.person.name
+    var page = try store.records.changes(of: collection, after: after, through: through, inScope: path, limit: limit, in: db)
+    // Everything up to `through` was read when the page was not full.
+    let covered = page.count < limit ? max(after, through) : page.last?.sequence ?? after
+    for exit in try store.records.exits(after: after, through: covered, fromScope: path, in: db) where exit.collection == collection {
+      page.append(StoredRecord(collection: collection, id: exit.id, scope: exit.oldScope, body: [], deleted: true, sequence: exit.sequence))
+    }
+    page.sort { $0.sequence < $1.sequence }
+    return (page, covered)
   }
 }

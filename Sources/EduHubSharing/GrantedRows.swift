@@ -76,12 +76,6 @@ struct GrantedRows: Sendable {
     }
   }
 
-  /// The collection the rows are records of.
-  var collection: String {
-    if case .view = source { return PersonView.collection }
-    return DatasetSchema.rowCollection
-  }
-
   /// The id prefix of the rows' records ("" for a view, which is read by scope).
   var idPrefix: String {
     if case .view = source { return "" }

@@ -131,20 +131,14 @@ extension SharingService {
         } else {
           let (page, through) = try store.read { db -> ([StoredRecord], Int64) in
             let head = try store.records.lastSequence(in: db)
-            var page = try store.records.changes(
-              of: rows.collection, after: cursor.sequence, through: head, idPrefix: rows.idPrefix, inScope: rows.scope, limit: batch,
-              in: db)
-            // Everything up to the head was read when the page was not full.
-            let through = page.count < batch ? max(cursor.sequence, head) : page.last?.sequence ?? cursor.sequence
-            // A view also loses the people who left its subtree (moved to another org): deletions.
             if let scope = rows.scope {
-              for exit in try store.records.exits(after: cursor.sequence, through: through, fromScope: scope, in: db)
-              where exit.collection == rows.collection {
-                page.append(StoredRecord(collection: exit.collection, id: exit.id, scope: exit.oldScope, body: [], deleted: true, sequence: exit.sequence))
-              }
-              page.sort { $0.sequence < $1.sequence }
+              // A view also loses the people who left its subtree (moved to another org): deletions.
+              return try identity.peopleChanges(inScope: scope, after: cursor.sequence, through: head, limit: batch, in: db)
             }
-            return (page, through)
+            let page = try store.records.changes(
+              of: DatasetSchema.rowCollection, after: cursor.sequence, through: head, idPrefix: rows.idPrefix, limit: batch, in: db)
+            // Everything up to the head was read when the page was not full.
+            return (page, page.count < batch ? max(cursor.sequence, head) : page.last?.sequence ?? cursor.sequence)
           }
           for record in page where rows.includes(record) {
             if try rows.appendChange(record, to: &message, scratch: &scratch) { clearMinors += 1 }
@@ -176,10 +170,10 @@ extension SharingService {
   func snapshotPage(_ rows: GrantedRows, after key: String, limit: Int, in db: Database) throws -> [StoredRecord] {
     if let scope = rows.scope {
       // A view is read by (scope, id).
-      return try store.records.inScope(rows.collection, scope: scope, after: PersonView.cursor(key), limit: limit, in: db)
+      return try identity.people(inScope: scope, after: PersonView.cursor(key), limit: limit, in: db)
     }
     return try store.records.withPrefix(
-      rows.collection, idPrefix: rows.idPrefix, after: key.isEmpty ? nil : rows.idPrefix + key, limit: limit, in: db)
+      DatasetSchema.rowCollection, idPrefix: rows.idPrefix, after: key.isEmpty ? nil : rows.idPrefix + key, limit: limit, in: db)
   }
 
   func snapshotKey(_ rows: GrantedRows, _ record: StoredRecord) -> String {
