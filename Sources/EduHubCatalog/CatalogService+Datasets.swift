@@ -399,18 +399,20 @@ extension CatalogService {
       let kind = PersonView.kind(view.personKind) ?? .unspecified
       var out: [Eduhub_Catalog_V1_DataRow] = []
       var cursor = after.flatMap(PersonView.cursor)
-      // Pages of people in the view's subtree, kept when of the view's kind.
+      // Pages of people in the view's subtree of the view's kind, as Identity lets the caller read
+      // them (masked, clear reads of minors audited).
       while true {
-        let page = try identity.people(inScope: path, after: cursor, limit: 1000, in: db)
-        for record in page {
-          cursor = record
-          guard PersonView.isKind(record.body, kind), record.id.hasPrefix(keyPrefix) else { continue }
-          var row = PersonView.row(try identity.view(record, for: caller, as: deidentified, peer: peer, on: today), fields: resource.fields)
+        let page = try identity.viewPeople(
+          inScope: path, kind: kind, idPrefix: keyPrefix, after: cursor, scan: 1000, keep: limit - out.count,
+          for: caller, as: deidentified, peer: peer, on: today, in: db)
+        for viewed in page.people {
+          var row = PersonView.row(viewed.person, fields: resource.fields)
           if deidentified != nil { row.key = "" }
           out.append(row)
-          if out.count == limit { return (out, PersonView.position(of: record)) }
+          if out.count == limit { return (out, PersonView.position(of: viewed.position)) }
         }
-        if page.count < 1000 { return (out, nil) }
+        if page.exhausted { return (out, nil) }
+        cursor = page.next
       }
     case .ingested:
       let schema = DatasetSchema(resource)
@@ -522,17 +524,8 @@ extension CatalogService {
     }
   }
 
-  /// Rows a view holds now (people of its kind in its subtree), counted without decoding them.
+  /// Rows a view holds now (people of its kind in its subtree).
   func countView(_ view: Eduhub_Catalog_V1_ViewSource, in db: Database) throws -> Int64 {
-    let path = try identity.orgPath(view.orgCode, in: db)
-    let kind = PersonView.kind(view.personKind) ?? .unspecified
-    var count: Int64 = 0
-    var cursor: StoredRecord?
-    while true {
-      let page = try identity.people(inScope: path, after: cursor, limit: 5000, in: db)
-      count += Int64(page.lazy.filter { PersonView.isKind($0.body, kind) }.count)
-      guard page.count == 5000 else { return count }
-      cursor = page.last
-    }
+    try identity.countPeople(inScope: try identity.orgPath(view.orgCode, in: db), kind: PersonView.kind(view.personKind) ?? .unspecified, in: db)
   }
 }

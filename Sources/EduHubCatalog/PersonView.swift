@@ -10,8 +10,8 @@ package enum PersonView {
   /// The name a dataset view gives its source: people of the org tree (catalog.proto).
   package static let collection = "person"
 
-  /// The person a body from ``OrgDirectory/people(inScope:after:limit:in:)`` holds (or a masked
-  /// body of one); a body that does not decode is DATA_LOSS.
+  /// The person a (masked) body from ``OrgDirectory`` holds; a body that does not decode is
+  /// DATA_LOSS.
   package static func person(_ body: [UInt8]) throws -> Eduhub_Identity_V1_Person {
     do { return try Eduhub_Identity_V1_Person(serializedBytes: body) } catch { throw StorageError(.corrupted, "a person record cannot be read") }
   }
@@ -115,20 +115,8 @@ package enum PersonView {
     return StoredRecord(collection: collection, id: String(position[position.index(after: split)...]), scope: String(position[..<split]), body: [])
   }
 
-  /// Whether a stored person body is of `kind` (field 2, a varint), read without decoding it: the
-  /// last occurrence counts, as it does for a decoder.
+  /// Whether a (masked) person body is of `kind`, read without decoding it.
   package static func isKind(_ body: [UInt8], _ kind: Eduhub_Identity_V1_PersonKind) -> Bool {
-    guard kind != .unspecified else { return true }
-    var index = 0
-    var found: UInt64 = 0
-    while index < body.count {
-      guard let field = try? WireFields.nextField(body, &index) else { return false }
-      if field.number == 2, field.wireType == 0 {
-        var at = field.value.lowerBound
-        guard let value = try? WireFields.varint(body, &at) else { return false }
-        found = value
-      }
-    }
-    return found == UInt64(kind.rawValue)
+    IdentityService.isKind(body, kind)
   }
 }

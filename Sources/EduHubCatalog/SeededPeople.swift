@@ -1,4 +1,5 @@
 import EduHubIdentity
+import EduHubPrivacy
 import EduHubReplication
 import EduHubStorage
 import Foundation
@@ -18,10 +19,14 @@ struct SeededPeople {
 
   static func read(_ catalog: CatalogService) throws -> SeededPeople {
     var people = SeededPeople()
+    let reader = Reader.node(id: catalog.identity.nodeID, clearScope: nil)
+    let today = catalog.identity.today
     try catalog.store.read { db in
       var cursor: StoredRecord?
       while true {
-        let page = try catalog.identity.people(after: cursor, limit: 5000, in: db)
+        // Masked for a reader cleared for nothing: what is read here (kind, school, grade, class) is
+        // not classified.
+        let page = try catalog.identity.people(after: cursor, limit: 5000, for: reader, on: today, in: db).map(\.record)
         for record in page {
           // 2 kind, 11 org_code, 13 grade, 14 class_name.
           guard let fields = try? WireFields(parsing: record.body) else { continue }

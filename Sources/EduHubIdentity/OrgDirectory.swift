@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubPrivacy
 import EduHubRPC
 import EduHubReplication
 import EduHubStorage
@@ -7,8 +8,8 @@ import GRDB
 /// What other services ask of the org tree, its accounts and its people, answered by Identity, which
 /// owns those collections: no other service names them.
 ///
-/// People come back as stored records, for the caller to mask for its reader before anything of
-/// them leaves (``IdentityService/peopleMasker``).
+/// People come back masked for the reader the caller names (``MaskedPerson``): no service but
+/// Identity holds a person's stored body.
 public protocol OrgDirectory: Sendable {
   /// The path of org `code`, or NOT_FOUND.
   func orgPath(_ code: String, in db: Database) throws -> String
@@ -26,15 +27,29 @@ public protocol OrgDirectory: Sendable {
   func publishesKey(_ node: String, in view: PushView) throws -> Bool
   /// Whether `node` has published a signing key here.
   func publishesKey(_ node: String, in db: Database) throws -> Bool
-  /// People whose org lies in `path`'s subtree, by scope and id, after `after`: a page.
-  func people(inScope path: String, after: StoredRecord?, limit: Int, in db: Database) throws -> [StoredRecord]
-  /// Every person, by scope and id, after `after`: a page.
-  func people(after: StoredRecord?, limit: Int, in db: Database) throws -> [StoredRecord]
+  /// People whose org lies in `path`'s subtree, by scope and id, after `after`, masked for `reader`:
+  /// a page (at most `limit` stored people are read; all of them come back).
+  func people(inScope path: String, after: StoredRecord?, limit: Int, for reader: Reader, on today: CivilDate, in db: Database) throws
+    -> [MaskedPerson]
+  /// Every person after `after` (in the store's order of people), masked for `reader`: a page.
+  func people(after: StoredRecord?, limit: Int, for reader: Reader, on today: CivilDate, in db: Database) throws -> [MaskedPerson]
+  /// People of `kind` in `path`'s subtree whose ids start with `idPrefix`, after `after` in (scope,
+  /// id) order, each as `caller` may read it (as `reader` instead, when given): masked, and every
+  /// clear read of a minor's sensitive field audited. Reads up to `scan` stored people and stops
+  /// once `keep` are kept; returns them with where each stands (scope and id, for the next page),
+  /// and whether the subtree has no more.
+  func viewPeople(
+    inScope path: String, kind: Eduhub_Identity_V1_PersonKind, idPrefix: String, after: StoredRecord?, scan: Int, keep: Int,
+    for caller: Caller, as reader: Reader?, peer: String, on today: CivilDate, in db: Database
+  ) throws -> (people: [(position: StoredRecord, person: Eduhub_Identity_V1_Person)], next: StoredRecord?, exhausted: Bool)
   /// Changes to people in `path`'s subtree written after sequence `after` and up to `through`, in
   /// sequence order, at most `limit` of them (those who moved out of the subtree come as
-  /// deletions), and the sequence up to which every change was read.
-  func peopleChanges(inScope path: String, after: Int64, through: Int64, limit: Int, in db: Database) throws
-    -> (changes: [StoredRecord], through: Int64)
+  /// deletions), masked for `reader`; and the sequence up to which every change was read.
+  func peopleChanges(
+    inScope path: String, after: Int64, through: Int64, limit: Int, for reader: Reader, on today: CivilDate, in db: Database
+  ) throws -> (changes: [MaskedPerson], through: Int64)
+  /// How many people of `kind` (any kind: `.unspecified`) the subtree of `path` holds.
+  func countPeople(inScope path: String, kind: Eduhub_Identity_V1_PersonKind, in db: Database) throws -> Int64
 }
 
 extension IdentityService: OrgDirectory {
@@ -87,17 +102,38 @@ extension IdentityService: OrgDirectory {
     try store.records.get(IdentityCollections.nodeKey, node, in: db) != nil
   }
 
-  public func people(inScope path: String, after: StoredRecord?, limit: Int, in db: Database) throws -> [StoredRecord] {
-    try store.records.inScope(IdentityCollections.person, scope: path, after: after, limit: limit, in: db)
-  }
-
-  public func people(after: StoredRecord?, limit: Int, in db: Database) throws -> [StoredRecord] {
-    try store.records.records(IdentityCollections.person, after: after, limit: limit, in: db)
-  }
-
-  public func peopleChanges(inScope path: String, after: Int64, through: Int64, limit: Int, in db: Database) throws
-    -> (changes: [StoredRecord], through: Int64)
+  public func people(inScope path: String, after: StoredRecord?, limit: Int, for reader: Reader, on today: CivilDate, in db: Database) throws
+    -> [MaskedPerson]
   {
+    try masked(store.records.inScope(IdentityCollections.person, scope: path, after: after, limit: limit, in: db), for: reader, on: today)
+  }
+
+  public func people(after: StoredRecord?, limit: Int, for reader: Reader, on today: CivilDate, in db: Database) throws -> [MaskedPerson] {
+    try masked(store.records.records(IdentityCollections.person, after: after, limit: limit, in: db), for: reader, on: today)
+  }
+
+  public func viewPeople(
+    inScope path: String, kind: Eduhub_Identity_V1_PersonKind, idPrefix: String, after: StoredRecord?, scan: Int, keep: Int,
+    for caller: Caller, as reader: Reader?, peer: String, on today: CivilDate, in db: Database
+  ) throws -> (people: [(position: StoredRecord, person: Eduhub_Identity_V1_Person)], next: StoredRecord?, exhausted: Bool) {
+    let page = try store.records.inScope(IdentityCollections.person, scope: path, after: after, limit: scan, in: db)
+    var kept: [(position: StoredRecord, person: Eduhub_Identity_V1_Person)] = []
+    var last = after
+    for record in page {
+      // Where the page stands, without the body.
+      let position = StoredRecord(collection: record.collection, id: record.id, scope: record.scope, body: [])
+      last = position
+      guard Self.isKind(record.body, kind), record.id.hasPrefix(idPrefix) else { continue }
+      let person = try view(record, for: caller, as: reader, peer: peer, on: today)
+      kept.append((position, person))
+      if kept.count >= keep { return (kept, last, false) }
+    }
+    return (kept, last, page.count < scan)
+  }
+
+  public func peopleChanges(
+    inScope path: String, after: Int64, through: Int64, limit: Int, for reader: Reader, on today: CivilDate, in db: Database
+  ) throws -> (changes: [MaskedPerson], through: Int64) {
     let collection = IdentityCollections.person.name
     var page = try store.records.changes(of: collection, after: after, through: through, inScope: path, limit: limit, in: db)
     // Everything up to `through` was read when the page was not full.
@@ -106,6 +142,34 @@ extension IdentityService: OrgDirectory {
       page.append(StoredRecord(collection: collection, id: exit.id, scope: exit.oldScope, body: [], deleted: true, sequence: exit.sequence))
     }
     page.sort { $0.sequence < $1.sequence }
-    return (page, covered)
+    return (try masked(page, for: reader, on: today), covered)
+  }
+
+  public func countPeople(inScope path: String, kind: Eduhub_Identity_V1_PersonKind, in db: Database) throws -> Int64 {
+    var count: Int64 = 0
+    var cursor: StoredRecord?
+    while true {
+      let page = try store.records.inScope(IdentityCollections.person, scope: path, after: cursor, limit: 5000, in: db)
+      count += Int64(page.lazy.filter { !$0.deleted && Self.isKind($0.body, kind) }.count)
+      guard page.count == 5000 else { return count }
+      cursor = page.last
+    }
+  }
+
+  /// Whether a person body (stored or masked: the kind is not classified) is of `kind` (field 2, a
+  /// varint; the last occurrence counts, as for a decoder), read without decoding it.
+  package static func isKind(_ body: [UInt8], _ kind: Eduhub_Identity_V1_PersonKind) -> Bool {
+    guard kind != .unspecified else { return true }
+    var index = 0
+    var found: UInt64 = 0
+    while index < body.count {
+      guard let field = try? WireFields.nextField(body, &index) else { return false }
+      if field.number == 2, field.wireType == 0 {
+        var at = field.value.lowerBound
+        guard let value = try? WireFields.varint(body, &at) else { return false }
+        found = value
+      }
+    }
+    return found == UInt64(kind.rawValue)
   }
 }

@@ -9,6 +9,24 @@ import Foundation
 import SwiftProtobuf
 import Synchronization
 
+/// One row as read from its source: a record of an ingested table (masked when it is encoded), or a
+/// person that Identity masked for the grant's reader (``OrgDirectory`` hands out nothing else).
+struct SourceRow {
+  let record: StoredRecord
+  /// What masking decided for a person; nil for a table's row, or a deletion.
+  let masking: RecordMasker.Result?
+
+  init(_ record: StoredRecord) {
+    self.record = record
+    masking = nil
+  }
+
+  init(_ person: MaskedPerson) {
+    record = person.record
+    masking = person.masking
+  }
+}
+
 /// Rows of one table resource as one grant shows them: only the granted fields, each masked for
 /// the grant's level by the same `RecordMasker` every other read goes through.
 struct GrantedRows: Sendable {
@@ -102,9 +120,9 @@ struct GrantedRows: Sendable {
     return DatasetSchema.key(of: record, code: code, personalKey: personalKey)
   }
 
-  /// Whether a record belongs to the rows at all (a view keeps people of its kind).
-  func includes(_ record: StoredRecord) -> Bool {
-    if case .view(let kind, _, _) = source { return record.deleted || PersonView.isKind(record.body, kind) }
+  /// Whether a row belongs to the rows at all (a view keeps people of its kind).
+  func includes(_ row: SourceRow) -> Bool {
+    if case .view(let kind, _, _) = source { return row.record.deleted || PersonView.isKind(row.record.body, kind) }
     return true
   }
 
@@ -118,7 +136,8 @@ struct GrantedRows: Sendable {
 
   /// Appends `record` to `out` as a `RowChange` (field 2 of SubscribeResponse), encoded straight
   /// from the masked stored bytes; returns whether a minor's sensitive field went out in clear.
-  func appendChange(_ record: StoredRecord, to out: inout [UInt8], scratch: inout Scratch) throws -> Bool {
+  func appendChange(_ row: SourceRow, to out: inout [UInt8], scratch: inout Scratch) throws -> Bool {
+    let record = row.record
     let key = try key(of: record)
     scratch.change.removeAll(keepingCapacity: true)
     RowWire.appendField(1, key, to: &scratch.change)
@@ -126,7 +145,7 @@ struct GrantedRows: Sendable {
     if record.deleted {
       RowWire.appendVarintField(3, 1, to: &scratch.change)
     } else {
-      clear = try encodeRow(record, key: key, scratch: &scratch)
+      clear = try encodeRow(row, key: key, scratch: &scratch)
       RowWire.appendField(2, scratch.row, to: &scratch.change)
     }
     RowWire.appendField(2, scratch.change, to: &out)
@@ -134,21 +153,23 @@ struct GrantedRows: Sendable {
   }
 
   /// Appends `record` to `out` as a `DataRow` in field `number` (2 of CallApiResponse).
-  func appendRow(_ record: StoredRecord, field number: Int, to out: inout [UInt8], scratch: inout Scratch) throws -> Bool {
-    let clear = try encodeRow(record, key: try key(of: record), scratch: &scratch)
+  func appendRow(_ row: SourceRow, field number: Int, to out: inout [UInt8], scratch: inout Scratch) throws -> Bool {
+    let clear = try encodeRow(row, key: try key(of: row.record), scratch: &scratch)
     RowWire.appendField(number, scratch.row, to: &out)
     return clear
   }
 
   /// `scratch.row` := the `DataRow` of a live record (masked, the shown fields); returns whether a
   /// minor's sensitive field is in it in clear.
-  private func encodeRow(_ record: StoredRecord, key: String, scratch: inout Scratch) throws -> Bool {
+  private func encodeRow(_ source: SourceRow, key: String, scratch: inout Scratch) throws -> Bool {
+    let record = source.record
     scratch.row.removeAll(keepingCapacity: true)
     do {
-      switch source {
+      switch self.source {
       case .view(_, _, let masker):
-        // People are decoded (a view's fields are computed from the Person message).
-        let result = try masker.mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today)
+        // People come masked for this reader by Identity, unless they were read in clear for a
+        // computation (an API's filters): then they are masked here, by the same masker.
+        let result = try source.masking ?? masker.mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today)
         var person = try PersonView.person(result.body)
         person.masked = false
         // The row's key as this reader gets it (a de-identified consumer's own pseudonym), never

@@ -208,12 +208,12 @@ extension SharingService {
       var count = 0
       var truncated = false
       var clearMinors = 0
-      try scan(plan, filters: filters) { record in
+      try scan(plan, filters: filters) { row in
         guard count < limit else {
           truncated = true
           return false
         }
-        if try rows.appendRow(record, field: 2, to: &out, scratch: &scratch) { clearMinors += 1 }
+        if try rows.appendRow(row, field: 2, to: &out, scratch: &scratch) { clearMinors += 1 }
         count += 1
         return true
       }
@@ -228,8 +228,8 @@ extension SharingService {
     let groupFields = api.groupBy.compactMap { byName[$0] }
     let aggregateTypes = api.aggregates.map { byName[$0.field]?.type ?? .integer }
     var groups: [[String?]: (rows: Int64, accumulators: [ApiValues.Accumulator])] = [:]
-    try scan(plan, filters: filters) { record in
-      let values = try Self.values(of: record, plan.table, fields: groupFields + api.aggregates.map { byName[$0.field] })
+    try scan(plan, filters: filters) { row in
+      let values = try Self.values(of: row.record, plan.table, fields: groupFields + api.aggregates.map { byName[$0.field] })
       let key = Array(values.prefix(groupFields.count))
       var group = groups[key] ?? (0, Array(repeating: ApiValues.Accumulator(), count: api.aggregates.count))
       group.rows += 1
@@ -297,8 +297,10 @@ extension SharingService {
     return fields.map { field in field.flatMap { parsed.text(DatasetSchema.fieldNumber($0.column)) } }
   }
 
-  /// Visits the table's records that pass `filters` (clear values), until `visit` returns false.
-  func scan(_ plan: ApiPlan, filters: [String: ApiFilter], _ visit: (StoredRecord) throws -> Bool) throws {
+  /// Visits the table's rows that pass `filters` (clear values), until `visit` returns false. Rows
+  /// come as stored, in clear, for the API's computation: people are read by the node itself
+  /// (every read of them names its reader), and what leaves is masked by ``GrantedRows``.
+  func scan(_ plan: ApiPlan, filters: [String: ApiFilter], _ visit: (SourceRow) throws -> Bool) throws {
     let checks = Array(filters.values)
     let fields = checks.map(\.field)
     func passes(_ record: StoredRecord) throws -> Bool {
@@ -314,9 +316,11 @@ extension SharingService {
     if let point = plan.pointKey, point.allSatisfy({ filters[$0] != nil }) {
       let id = catalog.rowID(DatasetSchema(plan.table), point.compactMap { filters[$0]?.value }.joined(separator: "|"))
       guard let record = try store.records.pointGet(DatasetSchema.rowCollection, id), !record.deleted else { return }
-      if try filters.count == point.count || passes(record) { _ = try visit(record) }
+      if try filters.count == point.count || passes(record) { _ = try visit(SourceRow(record)) }
       return
     }
+    let node = Reader.node(id: identity.nodeID, clearScope: "")
+    let today = identity.today
     try store.read { db in
       var scanned = 0
       var after: StoredRecord?
@@ -324,14 +328,15 @@ extension SharingService {
       while true {
         let page: [StoredRecord]
         if let path = plan.viewPath {
-          page = try identity.people(inScope: path, after: after, limit: 2000, in: db)
+          // In clear: the masking facts of this read are the node's, never the output's.
+          page = try identity.people(inScope: path, after: after, limit: 2000, for: node, on: today, in: db).map(\.record)
         } else {
           page = try store.records.withPrefix(
             DatasetSchema.rowCollection, idPrefix: DatasetSchema.recordID(code, ""), after: after?.id, limit: 2000, in: db)
         }
         for record in page {
           if let kind, !PersonView.isKind(record.body, kind) { continue }
-          if try passes(record), try !visit(record) { return }
+          if try passes(record), try !visit(SourceRow(record)) { return }
         }
         scanned += page.count
         guard page.count == 2000 else { return }

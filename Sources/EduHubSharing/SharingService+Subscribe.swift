@@ -117,11 +117,11 @@ extension SharingService {
         var clearMinors = 0
         if cursor.snapshot {
           let page = try store.read { db in try snapshotPage(rows, after: cursor.key, limit: batch, in: db) }
-          for record in page {
-            cursor.key = snapshotKey(rows, record)
+          for row in page {
+            cursor.key = snapshotKey(rows, row.record)
             // Written after the snapshot began: delivered with the changes instead.
-            guard record.sequence <= cursor.sequence, rows.includes(record) else { continue }
-            if try rows.appendChange(record, to: &message, scratch: &scratch) { clearMinors += 1 }
+            guard row.record.sequence <= cursor.sequence, rows.includes(row) else { continue }
+            if try rows.appendChange(row, to: &message, scratch: &scratch) { clearMinors += 1 }
             changes += 1
           }
           if page.count < batch {
@@ -129,19 +129,21 @@ extension SharingService {
             snapshotDone = true
           }
         } else {
-          let (page, through) = try store.read { db -> ([StoredRecord], Int64) in
+          let (page, through) = try store.read { db -> ([SourceRow], Int64) in
             let head = try store.records.lastSequence(in: db)
             if let scope = rows.scope {
               // A view also loses the people who left its subtree (moved to another org): deletions.
-              return try identity.peopleChanges(inScope: scope, after: cursor.sequence, through: head, limit: batch, in: db)
+              let (people, through) = try identity.peopleChanges(
+                inScope: scope, after: cursor.sequence, through: head, limit: batch, for: rows.reader, on: rows.today, in: db)
+              return (people.map(SourceRow.init), through)
             }
             let page = try store.records.changes(
               of: DatasetSchema.rowCollection, after: cursor.sequence, through: head, idPrefix: rows.idPrefix, limit: batch, in: db)
             // Everything up to the head was read when the page was not full.
-            return (page, page.count < batch ? max(cursor.sequence, head) : page.last?.sequence ?? cursor.sequence)
+            return (page.map(SourceRow.init), page.count < batch ? max(cursor.sequence, head) : page.last?.sequence ?? cursor.sequence)
           }
-          for record in page where rows.includes(record) {
-            if try rows.appendChange(record, to: &message, scratch: &scratch) { clearMinors += 1 }
+          for row in page where rows.includes(row) {
+            if try rows.appendChange(row, to: &message, scratch: &scratch) { clearMinors += 1 }
             changes += 1
           }
           cursor.sequence = through
@@ -166,14 +168,17 @@ extension SharingService {
     }
   }
 
-  /// The next page of the snapshot after `key`.
-  func snapshotPage(_ rows: GrantedRows, after key: String, limit: Int, in db: Database) throws -> [StoredRecord] {
+  /// The next page of the snapshot after `key`: people masked for the grant's reader by Identity,
+  /// or a table's records.
+  func snapshotPage(_ rows: GrantedRows, after key: String, limit: Int, in db: Database) throws -> [SourceRow] {
     if let scope = rows.scope {
       // A view is read by (scope, id).
-      return try identity.people(inScope: scope, after: PersonView.cursor(key), limit: limit, in: db)
+      return try identity.people(inScope: scope, after: PersonView.cursor(key), limit: limit, for: rows.reader, on: rows.today, in: db)
+        .map(SourceRow.init)
     }
     return try store.records.withPrefix(
       DatasetSchema.rowCollection, idPrefix: rows.idPrefix, after: key.isEmpty ? nil : rows.idPrefix + key, limit: limit, in: db)
+      .map(SourceRow.init)
   }
 
   func snapshotKey(_ rows: GrantedRows, _ record: StoredRecord) -> String {

@@ -1,5 +1,6 @@
 import EduHubAPI
 import EduHubIdentity
+import EduHubPrivacy
 import EduHubReplication
 import EduHubStorage
 import EduHubTestSupport
@@ -62,6 +63,76 @@ struct OrgDirectoryTests {
       #expect(!phone.contains("139") && phone.contains("字节"))
       // A collection nobody declared shows nothing either.
       #expect(identity.shownConflictValue(text(1, "秘密"), of: conflict("undeclared", field: 1), current: nil).contains("字节"))
+    }
+  }
+
+  @Test("people leave Identity masked for the reader the caller names: a consumer gets no clear ID number, a cleared node does (its clear reads of minors flagged for the audit); kinds count without bodies")
+  func maskedPeople() async throws {
+    try await withWorld { world in
+      let identity = world.identity
+      let today = identity.today
+      let path = try identity.store.read { db in try identity.orgPath(IdentityWorld.school, in: db) }
+      func page(for reader: Reader) throws -> [MaskedPerson] {
+        try identity.store.read { db in try identity.people(inScope: path, after: nil, limit: 5000, for: reader, on: today, in: db) }
+      }
+      func person(_ masked: MaskedPerson) throws -> Eduhub_Identity_V1_Person {
+        try Eduhub_Identity_V1_Person(serializedBytes: masked.record.body)
+      }
+      let stored = try #require(try identity.store.read { db in try identity.store.live(IdentityCollections.person, IdentityWorld.student, in: db) })
+      let clearID = try Eduhub_Identity_V1_Person(serializedBytes: stored.body).nationalID
+      try #require(!clearID.isEmpty)
+      let consumer = try page(for: .consumer(id: "app"))
+      let student = try #require(consumer.first { $0.id == IdentityWorld.student })
+      #expect(try person(student).nationalID != clearID)
+      #expect(try person(student).name != (try Eduhub_Identity_V1_Person(serializedBytes: stored.body)).name)
+      #expect(student.masking?.changed == true)
+      // No person of the page carries any clear ID number for the consumer.
+      let clearIDs = Set(try identity.store.read { db in
+        try identity.store.records.inScope(IdentityCollections.person, scope: path, limit: 5000, in: db)
+      }.map { try Eduhub_Identity_V1_Person(serializedBytes: $0.body).nationalID }.filter { !$0.isEmpty })
+      #expect(try consumer.allSatisfy { !clearIDs.contains(try person($0).nationalID) })
+      // A node cleared for the region reads in clear, and the masking says which minors' fields it read.
+      let node = try page(for: .node(id: "central", clearScope: ""))
+      let clear = try #require(node.first { $0.id == IdentityWorld.student })
+      #expect(try person(clear).nationalID == clearID)
+      let minors = node.filter { $0.masking?.age.isMinor == true }
+      #expect(!minors.isEmpty)
+      #expect(minors.allSatisfy { $0.masking?.auditedFields.isEmpty == false })
+      // Counting by kind reads no body out of Identity.
+      let (students, everyone) = try identity.store.read { db in
+        (try identity.countPeople(inScope: path, kind: .student, in: db), try identity.countPeople(inScope: path, kind: .unspecified, in: db))
+      }
+      #expect(students == Int64(try consumer.filter { try person($0).kind == .student }.count))
+      #expect(everyone == Int64(consumer.count))
+    }
+  }
+
+  @Test("viewing people stops at what is kept (no minor read or audited beyond the page) and pages on from where it stopped")
+  func viewPeople() async throws {
+    try await withWorld { world in
+      let identity = world.identity
+      let path = try identity.store.read { db in try identity.orgPath(IdentityWorld.school, in: db) }
+      let audits = { try identity.audit.events(after: 0, action: "privacy.clear-read", limit: 100_000).count }
+      let before = try audits()
+      let teacher = Caller.operator(name: "test")
+      let first = try identity.store.read { db in
+        try identity.viewPeople(
+          inScope: path, kind: .student, idPrefix: "", after: nil, scan: 1000, keep: 3, for: teacher, as: nil, peer: "test",
+          on: identity.today, in: db)
+      }
+      #expect(first.people.count == 3 && !first.exhausted)
+      #expect(first.people.allSatisfy { $0.person.kind == .student })
+      let second = try identity.store.read { db in
+        try identity.viewPeople(
+          inScope: path, kind: .student, idPrefix: "", after: first.next, scan: 1000, keep: 3, for: teacher, as: nil, peer: "test",
+          on: identity.today, in: db)
+      }
+      #expect(Set(first.people.map(\.person.id)).isDisjoint(with: second.people.map(\.person.id)))
+      #expect(second.people.first.map { $0.person.id > first.people.last!.person.id } == true)
+      // The operator reads pupils in clear: each read is audited, those of the six people returned
+      // and no more (a scan of the whole page would have audited hundreds).
+      let audited = try audits() - before
+      #expect(audited > 0 && audited <= 6)
     }
   }
 }
