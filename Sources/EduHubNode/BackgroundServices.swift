@@ -19,11 +19,13 @@ public struct SyncLoop: Service {
   let client: SyncClient
   let interval: Double
   let logger: Logger
+  let metrics: SyncMetrics?
 
   /// - Parameter interval: seconds between syncs when they succeed.
-  public init(client: SyncClient, interval: Double, logger: Logger) {
+  public init(client: SyncClient, interval: Double, metrics: NodeMetrics? = nil, logger: Logger) {
     self.client = client
     self.interval = interval
+    self.metrics = metrics?.sync
     self.logger = logger
   }
 
@@ -33,12 +35,14 @@ public struct SyncLoop: Service {
       while !Task.isCancelled {
         do {
           let report = try await client.syncOnce()
+          metrics?.succeeded(report)
           failures = 0
           logger.info("synced with upstream", metadata: ["sync.report": "\(report)"])
         } catch is CancellationError {
           return
         } catch {
           failures += 1
+          metrics?.failedOnce()
           logger.warning(
             "sync failed; serving from the replica and retrying", metadata: ["error": "\(error)", "failures": "\(failures)"])
         }
@@ -149,9 +153,9 @@ public struct Sweeper: Service {
 extension OpenNode {
   /// What the node repeats while it serves: tombstone collection and sweeps, and syncing every
   /// `syncEvery` seconds when a sync client is given.
-  public func backgroundServices(sync client: SyncClient?, syncEvery: Double?, logger: Logger) -> [any Service] {
+  public func backgroundServices(sync client: SyncClient?, syncEvery: Double?, metrics: NodeMetrics? = nil, logger: Logger) -> [any Service] {
     var services: [any Service] = [TombstoneCollector(sync: sync, logger: logger), Sweeper(workOrders: workOrders, sharing: sharing, logger: logger)]
-    if let client, let syncEvery { services.append(SyncLoop(client: client, interval: syncEvery, logger: logger)) }
+    if let client, let syncEvery { services.append(SyncLoop(client: client, interval: syncEvery, metrics: metrics, logger: logger)) }
     return services
   }
 }

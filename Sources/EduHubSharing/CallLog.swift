@@ -104,6 +104,9 @@ public final class CallLog: Sendable {
     writes.append(entry)
   }
 
+  /// Entries appended and not yet committed (waiting for their group, or being written).
+  public var backlog: Int { writes.unwritten { $0.count } }
+
   /// Writes every pending entry now.
   public func flush() throws {
     try writes.flush()

@@ -61,6 +61,9 @@ extension EduHubCommand {
     @Option(help: "Event-loop threads serving connections (default: one per core).")
     var eventLoops: Int?
 
+    @Option(help: "Serve the metrics (Prometheus text at /metrics) on this address, HOST:PORT, instead of the node's port.")
+    var metricsListen: String?
+
     @Option(help: "Microseconds an event loop keeps polling after activity before it sleeps (0: never).")
     var busyPollUs: Int = 50
 
@@ -69,6 +72,9 @@ extension EduHubCommand {
         throw ValidationError("--tls-cert and --tls-key go together")
       }
       do { _ = try NodeAddress(parsing: listen) } catch { throw ValidationError("\(error)") }
+      if let metricsListen {
+        do { _ = try NodeAddress(parsing: metricsListen) } catch { throw ValidationError("--metrics-listen: \(error)") }
+      }
       guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
       guard gracePeriod >= 0 else { throw ValidationError("--grace-period must not be negative") }
       if let eventLoops, !(1...256).contains(eventLoops) {
@@ -97,7 +103,17 @@ extension EduHubCommand {
           throw FailureMessage(error.message)
         }
       }
+      // Metrics: every call counted; /metrics on the node's port unless --metrics-listen moves it.
+      let metrics = NodeMetrics()
+      configuration.rpc.observer = metrics.rpc
       var background: [any Service] = []
+      if let metricsListen {
+        let address = try NodeAddress(parsing: metricsListen)  // checked in validate()
+        background.append(MetricsListener(metrics: metrics, host: address.host, port: address.port, logger: logger))
+        configuration.rpc.httpHandler = NodeHTTP(metrics: nil, next: configuration.rpc.httpHandler)
+      } else {
+        configuration.rpc.httpHandler = NodeHTTP(metrics: metrics, next: configuration.rpc.httpHandler)
+      }
       if let open {
         var client: SyncClient?
         if let syncEvery, Self.seconds(syncEvery) != nil {
@@ -106,7 +122,9 @@ extension EduHubCommand {
           }
           client = made
         }
-        background = open.backgroundServices(sync: client, syncEvery: syncEvery.flatMap(Self.seconds), logger: logger)
+        // The sync state is read from the replica at each scrape, whether or not this process syncs.
+        metrics.watch(open, sync: client ?? (try? syncClient(for: open)))
+        background += open.backgroundServices(sync: client, syncEvery: syncEvery.flatMap(Self.seconds), metrics: metrics, logger: logger)
       }
       do {
         try await NodeServer.serve(configuration, services: services, background: background, eventLoops: eventLoops, logger: logger)

@@ -100,6 +100,12 @@ struct ThreeTierProcessTests {
     }
     #expect(down == "from central")
     #expect(up == "from the school")
+    // The county's metrics show its sync loop at work and nothing waiting to go up.
+    let metrics = try await MetricsTests.get("http://127.0.0.1:\(countyNode.port)/metrics")
+    #expect(metrics.status == 200)
+    #expect(MetricsTests.value("eduhub_sync_last_success_timestamp_seconds", in: metrics.body).map { $0 > 1_700_000_000 } == true)
+    #expect(MetricsTests.value(#"eduhub_sync_runs_total{outcome="ok"}"#, in: metrics.body).map { $0 >= 1 } == true)
+    #expect(MetricsTests.value("eduhub_sync_pending_writes", in: metrics.body) != nil)
     #expect(schoolNode.stop() == 0)
     #expect(countyNode.stop() == 0)
     #expect(centralNode.stop() == 0)

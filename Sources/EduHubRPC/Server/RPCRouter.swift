@@ -11,9 +11,13 @@ struct RPCRouter: Sendable {
   /// For each path length, the (offset into `bytes`, index into `methods`) of the paths that long.
   private var byLength: [[(offset: Int, method: Int)]] = []
   private var methods: [RPCMethod] = []
+  /// What hears each method's calls (parallel to `methods`).
+  private var observers: [(any CallObserver)?] = []
+  private let observer: (any ServerObserver)?
   private(set) var services: [String] = []
 
-  init(services: [any RPCService]) {
+  init(services: [any RPCService], observer: (any ServerObserver)? = nil) {
+    self.observer = observer
     for service in services {
       for method in service.methods { add(method) }
     }
@@ -21,8 +25,8 @@ struct RPCRouter: Sendable {
 
   /// Adds a method; a later method with the same path replaces an earlier one.
   mutating func add(_ method: RPCMethod) {
-    if let existing = lookup(path: method.descriptor.path) {
-      methods[methods.firstIndex { $0 === existing }!] = method
+    if let existing = index(of: method.descriptor.path) {
+      methods[existing] = method
       return
     }
     let path = Array(method.descriptor.path.utf8)
@@ -30,12 +34,28 @@ struct RPCRouter: Sendable {
     byLength[path.count].append((bytes.count, methods.count))
     bytes += path
     methods.append(method)
+    observers.append(observer?.observe(method.descriptor))
     if !services.contains(method.descriptor.service) { services.append(method.descriptor.service) }
   }
 
-  func lookup(_ pointer: UnsafePointer<UInt8>, _ count: Int) -> RPCMethod? {
+  /// A method and what hears its calls.
+  struct Route {
+    let method: RPCMethod
+    let observer: (any CallObserver)?
+  }
+
+  /// The route of a request's `:path`, given as raw bytes.
+  func route(_ pointer: UnsafePointer<UInt8>, _ count: Int) -> Route? {
+    index(pointer, count).map { Route(method: methods[$0], observer: observers[$0]) }
+  }
+
+  func lookup(path: String) -> RPCMethod? {
+    index(of: path).map { methods[$0] }
+  }
+
+  private func index(_ pointer: UnsafePointer<UInt8>, _ count: Int) -> Int? {
     guard count < byLength.count else { return nil }
-    let found = bytes.withUnsafeBufferPointer { flat -> Int? in
+    return bytes.withUnsafeBufferPointer { flat -> Int? in
       byLength.withUnsafeBufferPointer { buckets in
         for candidate in buckets[count] where memcmp(flat.baseAddress! + candidate.offset, pointer, count) == 0 {
           return candidate.method
@@ -43,11 +63,10 @@ struct RPCRouter: Sendable {
         return nil
       }
     }
-    return found.map { methods[$0] }
   }
 
-  func lookup(path: String) -> RPCMethod? {
+  private func index(of path: String) -> Int? {
     var path = path
-    return path.withUTF8 { $0.isEmpty ? nil : lookup($0.baseAddress!, $0.count) }
+    return path.withUTF8 { $0.isEmpty ? nil : index($0.baseAddress!, $0.count) }
   }
 }

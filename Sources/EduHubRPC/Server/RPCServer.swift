@@ -38,7 +38,7 @@ public final class RPCServer: Sendable {
     tls: ServerTLSConfiguration? = nil, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     logger: Logger
   ) {
-    self.router = RPCRouter(services: services)
+    self.router = RPCRouter(services: services, observer: configuration.observer)
     self.configuration = configuration
     self.tls = tls
     self.group = group

@@ -35,6 +35,9 @@ public struct ServerConfiguration: Sendable {
   /// Runs before every call's handler (authentication): may refuse the call or name its caller.
   public var interceptor: (any ServerInterceptor)?
 
+  /// Hears connections and calls (metrics); nil costs nothing.
+  public var observer: (any ServerObserver)?
+
   /// Serves plain HTTP requests on the same port (HTTP/1.1, and HTTP/2 requests whose content type
   /// is not gRPC's); nil answers them 415 (HTTP/2) or 505 (HTTP/1).
   public var httpHandler: (any HTTPHandler)?

@@ -84,6 +84,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       connectionWindow: configuration.connectionWindowSize)
     startTimer(context: context)
     if descriptor >= 0 { poller?.register(descriptor) }
+    configuration.observer?.connectionOpened()
     // Our SETTINGS go out with the answer to the client's first bytes, so that a client speaking
     // HTTP/1 gets a clean HTTP/1 answer.
   }
@@ -289,6 +290,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
   private func teardown() {
     if descriptor >= 0, session != nil { poller?.unregister(descriptor) }
+    if session != nil { configuration.observer?.connectionClosed() }
     timer?.cancel()
     timer = nil
     let open = streams.removeAll()

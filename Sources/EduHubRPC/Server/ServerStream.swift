@@ -15,6 +15,9 @@ final class ServerStream: @unchecked Sendable {
 
   // Request headers.
   private(set) var method: RPCMethod?
+  /// What hears this method's calls (metrics), and when this call started for it.
+  private var observer: (any CallObserver)?
+  private var observedSince: NIODeadline?
   private var unknownPath: String?
   private var isPost = false
   /// The method when it is not POST (plain HTTP requests).
@@ -69,7 +72,9 @@ final class ServerStream: @unchecked Sendable {
     }
     if name.pointee == UInt8(ascii: ":") {
       if bytesEqual(name, nameLength, ":path") {
-        method = connection.router.lookup(value, valueLength)
+        let route = connection.router.route(value, valueLength)
+        method = route?.method
+        observer = route?.observer
         if method == nil {
           unknownPath = String(decoding: UnsafeBufferPointer(start: value, count: min(valueLength, 2048)), as: UTF8.self)
         }
@@ -118,6 +123,10 @@ final class ServerStream: @unchecked Sendable {
 
   /// The request headers are complete: check them and start the call.
   func headersComplete() {
+    if let observer {
+      observedSince = .now()
+      observer.callStarted()
+    }
     if let headerError { return fail(headerError) }
     guard contentTypeIsGRPC else {
       if connection.configuration.httpHandler != nil, method == nil {
@@ -466,6 +475,11 @@ final class ServerStream: @unchecked Sendable {
   /// nghttp2 closed the stream: a reset by the client, the end of the call, or the connection's end.
   func closed(errorCode: UInt32) {
     guard let cancelHandler = machine.closed(errorCode: errorCode) else { return }
+    if let observer, let since = observedSince {
+      // A call the client reset before its status was decided was cancelled.
+      let code = machine.statusDecided ? machine.status?.code ?? .ok : .cancelled
+      observer.callEnded(code: code, nanoseconds: (NIODeadline.now() - since).nanoseconds)
+    }
     deadlineTimer?.cancel()
     deadlineTimer = nil
     if cancelHandler {

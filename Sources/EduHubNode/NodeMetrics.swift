@@ -1,0 +1,241 @@
+import EduHubIdentity
+import EduHubRPC
+import EduHubSharing
+import EduHubStorage
+import EduHubSync
+import Foundation
+import Prometheus
+import Synchronization
+
+/// A node's metrics, in Prometheus's text format at `GET /metrics`: its calls (per method: started,
+/// handled by status code, a latency histogram), connections, sync, the size of its database and
+/// write-ahead log, and the backlog of its audit and call logs.
+///
+/// Each node has a registry of its own (several nodes may share a process, as in the tests), so the
+/// instruments are swift-prometheus's, made with their HELP text (which `promtool check metrics`
+/// asks for) rather than through swift-metrics' process-wide bootstrap. No label holds anything a
+/// client chose but a method the server serves, and nothing personal: method names, status codes,
+/// counts, sizes.
+public final class NodeMetrics: Sendable {
+  /// Where every instrument is registered; `text()` renders it.
+  public let registry: PrometheusCollectorRegistry
+  /// What the RPC server reports its connections and calls to.
+  public let rpc: RPCMetrics
+  let sync: SyncMetrics
+  private let sources: Mutex<Sources>
+
+  /// What is read when the metrics are scraped.
+  private struct Sources {
+    var database: String?
+    var audit: AuditLog?
+    var callLog: CallLog?
+    var sync: SyncService?
+    var client: SyncClient?
+  }
+
+  private let databaseBytes: Gauge
+  private let walBytes: Gauge
+  private let auditBacklog: Gauge
+  private let callLogBacklog: Gauge
+
+  public init() {
+    let registry = PrometheusCollectorRegistry()
+    self.registry = registry
+    rpc = RPCMetrics(registry: registry)
+    sync = SyncMetrics(registry: registry)
+    sources = Mutex(Sources())
+    databaseBytes = registry.gauge("eduhub_database_size_bytes", "Size of the node's encrypted database file.")
+    walBytes = registry.gauge("eduhub_database_wal_size_bytes", "Size of the database's write-ahead log file.")
+    auditBacklog = registry.gauge("eduhub_audit_backlog_entries", "Audit entries appended and not yet committed.")
+    callLogBacklog = registry.gauge("eduhub_call_log_backlog_entries", "Shared-API call-log entries appended and not yet committed.")
+  }
+
+  /// Reads the database's files, the logs' backlogs and the sync state of `node` at each scrape;
+  /// `client`: its sync with the upstream, if it has one.
+  public func watch(_ node: OpenNode, sync client: SyncClient? = nil) {
+    sources.withLock {
+      $0.database = node.database.path
+      $0.audit = node.audit
+      $0.callLog = node.sharing.callLog
+      $0.sync = node.sync
+      $0.client = client
+    }
+  }
+
+  /// The exposition text (format 0.0.4), with the sampled gauges read now.
+  public func text() -> [UInt8] {
+    let now = sources.withLock { $0 }
+    if let path = now.database {
+      databaseBytes.set(to: Double(Self.fileSize(path)))
+      walBytes.set(to: Double(Self.fileSize(path + "-wal")))
+    }
+    if let audit = now.audit { auditBacklog.set(to: Double(audit.backlog)) }
+    if let callLog = now.callLog { callLogBacklog.set(to: Double(callLog.backlog)) }
+    if let sync = now.sync, let refused = try? sync.refusedPushes() { self.sync.refused(refused) }
+    if let client = now.client, let status = try? client.status() { self.sync.status(status) }
+    return registry.emitToBuffer()
+  }
+
+  /// The content type of ``text()``.
+  public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+  private static func fileSize(_ path: String) -> Int64 {
+    ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
+  }
+}
+
+/// The RPC server's connections and calls, per method.
+public final class RPCMetrics: ServerObserver {
+  private let registry: PrometheusCollectorRegistry
+  private let connections: Gauge
+  private let connectionsOpened: Counter
+
+  /// Latency buckets from 50 µs (an inline call on this machine) to 10 s.
+  static let buckets: [Duration] = [
+    .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .microseconds(2500),
+    .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+    .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+  ]
+
+  init(registry: PrometheusCollectorRegistry) {
+    self.registry = registry
+    connections = registry.gauge("eduhub_rpc_connections", "HTTP/2 connections open now.")
+    connectionsOpened = registry.counter("eduhub_rpc_connections_opened_total", "HTTP/2 connections accepted.")
+  }
+
+  public func observe(_ method: RPCMethodDescriptor) -> any CallObserver {
+    MethodMetrics(registry: registry, method: method)
+  }
+
+  public func connectionOpened() {
+    connections.increment()
+    connectionsOpened.increment()
+  }
+
+  public func connectionClosed() {
+    connections.decrement()
+  }
+}
+
+/// One method's instruments. The OK counter exists from the start; a counter per other status
+/// code is made the first time a call ends with it. (Calls in flight are started minus handled: a
+/// gauge kept on every call would cost two more atomic updates on the hottest path.)
+final class MethodMetrics: CallObserver {
+  private let registry: PrometheusCollectorRegistry
+  private let labels: [(String, String)]
+  private let started: Counter
+  private let ok: Counter
+  private let others: Mutex<[Int: Counter]>
+  private let duration: DurationHistogram
+
+  init(registry: PrometheusCollectorRegistry, method: RPCMethodDescriptor) {
+    self.registry = registry
+    labels = [("service", method.service), ("method", method.method)]
+    started = registry.counter("eduhub_rpc_started_total", "Calls started, per method.", labels: labels)
+    ok = registry.counter("eduhub_rpc_handled_total", Self.handledHelp, labels: labels + [("code", "OK")])
+    others = Mutex([:])
+    duration = registry.makeDurationHistogram(
+      descriptor: MetricNameDescriptor(
+        metricName: "eduhub_rpc_handling", unitName: "seconds",
+        helpText: "Time from a call's request headers to its end, per method."),
+      labels: labels, buckets: RPCMetrics.buckets)
+  }
+
+  static let handledHelp = "Calls ended, per method and gRPC status code."
+
+  func callStarted() {
+    started.increment()
+  }
+
+  func callEnded(code: RPCError.Code, nanoseconds: Int64) {
+    duration.record(.nanoseconds(nanoseconds))
+    if code == .ok {
+      ok.increment()
+      return
+    }
+    let counter = others.withLock { counters in
+      if let counter = counters[code.rawValue] { return counter }
+      let counter = registry.counter("eduhub_rpc_handled_total", Self.handledHelp, labels: labels + [("code", code.description)])
+      counters[code.rawValue] = counter
+      return counter
+    }
+    counter.increment()
+  }
+}
+
+/// Sync: the loop's runs with the upstream, what waits to be pushed, conflicts, and the pushes this
+/// node refused from each node below it.
+final class SyncMetrics: Sendable {
+  private let registry: PrometheusCollectorRegistry
+  private let lastSuccess: Gauge
+  private let pendingWrites: Gauge
+  private let conflictsLogged: Gauge
+  private let succeeded: Counter
+  private let failed: Counter
+  private let pulled: Counter
+  private let pushed: Counter
+  private let conflicts: Counter
+
+  init(registry: PrometheusCollectorRegistry) {
+    self.registry = registry
+    pendingWrites = registry.gauge("eduhub_sync_pending_writes", "This node's writes waiting for the next push to the upstream.")
+    conflictsLogged = registry.gauge("eduhub_sync_conflicts_logged", "Conflicts kept for review in this node's replica.")
+    lastSuccess = registry.gauge(
+      "eduhub_sync_last_success_timestamp_seconds", "When the last sync with the upstream succeeded (Unix time; 0: never).")
+    succeeded = registry.counter("eduhub_sync_runs_total", Self.runsHelp, labels: [("outcome", "ok")])
+    failed = registry.counter("eduhub_sync_runs_total", Self.runsHelp, labels: [("outcome", "failed")])
+    pulled = registry.counter("eduhub_sync_pulled_records_total", "Records pulled from the upstream.")
+    pushed = registry.counter("eduhub_sync_pushed_records_total", "Records pushed to the upstream.")
+    conflicts = registry.counter("eduhub_sync_conflicts_total", "Concurrent writes met while syncing (kept for review).")
+  }
+
+  static let runsHelp = "Syncs with the upstream, by outcome."
+
+  func succeeded(_ report: SyncReport) {
+    lastSuccess.set(to: Date().timeIntervalSince1970)
+    succeeded.increment()
+    pulled.increment(by: Int64(report.pulled))
+    pushed.increment(by: Int64(report.pushed))
+    conflicts.increment(by: Int64(report.conflicts))
+  }
+
+  func failedOnce() {
+    failed.increment()
+  }
+
+  /// What `eduhub status` shows, read at a scrape (also after syncs run by `eduhub sync`).
+  func status(_ status: SyncClient.Status) {
+    pendingWrites.set(to: Double(status.pendingWrites))
+    conflictsLogged.set(to: Double(status.conflicts))
+    if let last = status.lastSyncMs { lastSuccess.set(to: Double(last) / 1000) }
+  }
+
+  static let refusedHelp = "Pushes refused from a node below this one (it pushed what it could not have written)."
+
+  /// Refused pushes per node below (labelled by the node's enrolled id, so bounded by enrolment).
+  func refused(_ refusals: [RefusedPush]) {
+    for refusal in refusals {
+      registry.counterGauge("eduhub_sync_refused_pushes", Self.refusedHelp, labels: [("node", refusal.nodeID)]).set(to: Double(refusal.count))
+    }
+  }
+}
+
+extension PrometheusCollectorRegistry {
+  func counter(_ name: String, _ help: String, labels: [(String, String)] = []) -> Counter {
+    makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
+  }
+
+  func gauge(_ name: String, _ help: String) -> Gauge {
+    makeGauge(descriptor: Self.descriptor(name, help), labels: [])
+  }
+
+  /// A labelled gauge (the registry returns the one it has for these labels).
+  func counterGauge(_ name: String, _ help: String, labels: [(String, String)]) -> Gauge {
+    makeGauge(descriptor: Self.descriptor(name, help), labels: labels)
+  }
+
+  /// Our names come whole (unit included), which the descriptor then leaves as they are.
+  private static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+    MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+  }
+}
