@@ -73,7 +73,9 @@ public final class NodeMetrics: Sendable {
     if let callLog = now.callLog { callLogBacklog.set(to: Double(callLog.backlog)) }
     if let sync = now.sync, let refused = try? sync.refusedPushes() { self.sync.refused(refused) }
     if let client = now.client, let status = try? client.status() { self.sync.status(status) }
-    return registry.emitToBuffer()
+    var calls = ""
+    rpc.render(into: &calls)
+    return registry.emitToBuffer() + Array(calls.utf8)
   }
 
   /// The content type of ``text()``.
@@ -84,27 +86,22 @@ public final class NodeMetrics: Sendable {
   }
 }
 
-/// The RPC server's connections and calls, per method.
+/// The RPC server's connections (swift-prometheus gauges: they change once per connection) and
+/// calls per method (``CallStatistics``, sharded by thread: they change on every call).
 public final class RPCMetrics: ServerObserver {
-  private let registry: PrometheusCollectorRegistry
   private let connections: Gauge
   private let connectionsOpened: Counter
-
-  /// Latency buckets from 50 µs (an inline call on this machine) to 10 s.
-  static let buckets: [Duration] = [
-    .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .microseconds(2500),
-    .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
-    .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
-  ]
+  private let methods = Mutex<[CallStatistics]>([])
 
   init(registry: PrometheusCollectorRegistry) {
-    self.registry = registry
     connections = registry.gauge("eduhub_rpc_connections", "HTTP/2 connections open now.")
     connectionsOpened = registry.counter("eduhub_rpc_connections_opened_total", "HTTP/2 connections accepted.")
   }
 
   public func observe(_ method: RPCMethodDescriptor) -> any CallObserver {
-    MethodMetrics(registry: registry, method: method)
+    let statistics = CallStatistics(method: method)
+    methods.withLock { $0.append(statistics) }
+    return statistics
   }
 
   public func connectionOpened() {
@@ -115,51 +112,10 @@ public final class RPCMetrics: ServerObserver {
   public func connectionClosed() {
     connections.decrement()
   }
-}
 
-/// One method's instruments. The OK counter exists from the start; a counter per other status
-/// code is made the first time a call ends with it. (Calls in flight are started minus handled: a
-/// gauge kept on every call would cost two more atomic updates on the hottest path.)
-final class MethodMetrics: CallObserver {
-  private let registry: PrometheusCollectorRegistry
-  private let labels: [(String, String)]
-  private let started: Counter
-  private let ok: Counter
-  private let others: Mutex<[Int: Counter]>
-  private let duration: DurationHistogram
-
-  init(registry: PrometheusCollectorRegistry, method: RPCMethodDescriptor) {
-    self.registry = registry
-    labels = [("service", method.service), ("method", method.method)]
-    started = registry.counter("eduhub_rpc_started_total", "Calls started, per method.", labels: labels)
-    ok = registry.counter("eduhub_rpc_handled_total", Self.handledHelp, labels: labels + [("code", "OK")])
-    others = Mutex([:])
-    duration = registry.makeDurationHistogram(
-      descriptor: MetricNameDescriptor(
-        metricName: "eduhub_rpc_handling", unitName: "seconds",
-        helpText: "Time from a call's request headers to its end, per method."),
-      labels: labels, buckets: RPCMetrics.buckets)
-  }
-
-  static let handledHelp = "Calls ended, per method and gRPC status code."
-
-  func callStarted() {
-    started.increment()
-  }
-
-  func callEnded(code: RPCError.Code, nanoseconds: Int64) {
-    duration.record(.nanoseconds(nanoseconds))
-    if code == .ok {
-      ok.increment()
-      return
-    }
-    let counter = others.withLock { counters in
-      if let counter = counters[code.rawValue] { return counter }
-      let counter = registry.counter("eduhub_rpc_handled_total", Self.handledHelp, labels: labels + [("code", code.description)])
-      counters[code.rawValue] = counter
-      return counter
-    }
-    counter.increment()
+  /// The call families, appended to the registry's text.
+  func render(into out: inout String) {
+    CallStatisticsText.render(methods.withLock { $0 }, into: &out)
   }
 }
 

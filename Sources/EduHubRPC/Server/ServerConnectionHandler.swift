@@ -36,6 +36,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   private var manager: ServerConnectionStateMachine
 
 
+  /// When the current read or flush began: what the calls' observer is told, one clock read per
+  /// batch of calls rather than two per call.
+  private(set) var clock = NIODeadline.now()
+
   /// The connection's socket, for the busy poller.
   private let descriptor: Int32
   /// The event loop's busy poller, if the server spins.
@@ -102,7 +106,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard let session else { return }
     let buffer = unwrapInboundIn(data)
-    manager.received(now: .now())
+    let now = NIODeadline.now()
+    clock = now
+    manager.received(now: now)
     if !sawFirstBytes {
       sawFirstBytes = true
       if HTTP1Detector.looksLikeHTTP1(buffer) {
@@ -154,6 +160,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// Moves whatever nghttp2 has to send into the channel, while the channel accepts it.
   func flush() {
     guard let session, let context, !manager.closing, !handedOver else { return }
+    // Streams close while nghttp2 sends their ends: they read the time of this flush.
+    if configuration.observer != nil { clock = .now() }
     switch session.send(to: context) {
     case .failed(let error):
       logger.debug("HTTP/2 send failed", metadata: ["h2.error": "\(error)"])

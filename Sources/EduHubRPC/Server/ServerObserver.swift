@@ -10,8 +10,8 @@ public protocol ServerObserver: Sendable {
   func connectionClosed()
 }
 
-/// Hears the calls of one method.
-public protocol CallObserver: Sendable {
+/// Hears the calls of one method. A class: a call holds it by one reference.
+public protocol CallObserver: AnyObject, Sendable {
   /// A call's request headers were accepted and its handler chosen.
   func callStarted()
   /// The call ended with `code` (CANCELLED when the client reset it before a status was decided),

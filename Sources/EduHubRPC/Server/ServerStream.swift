@@ -15,7 +15,8 @@ final class ServerStream: @unchecked Sendable {
 
   // Request headers.
   private(set) var method: RPCMethod?
-  /// What hears this method's calls (metrics), and when this call started for it.
+  /// What hears this method's calls (metrics), and when this call started for it (the time of the
+  /// read that completed its headers: the connection reads the clock once per read and per flush).
   private var observer: (any CallObserver)?
   private var observedSince: NIODeadline?
   private var unknownPath: String?
@@ -124,7 +125,7 @@ final class ServerStream: @unchecked Sendable {
   /// The request headers are complete: check them and start the call.
   func headersComplete() {
     if let observer {
-      observedSince = .now()
+      observedSince = connection.clock
       observer.callStarted()
     }
     if let headerError { return fail(headerError) }
@@ -478,7 +479,7 @@ final class ServerStream: @unchecked Sendable {
     if let observer, let since = observedSince {
       // A call the client reset before its status was decided was cancelled.
       let code = machine.statusDecided ? machine.status?.code ?? .ok : .cancelled
-      observer.callEnded(code: code, nanoseconds: (NIODeadline.now() - since).nanoseconds)
+      observer.callEnded(code: code, nanoseconds: (connection.clock - since).nanoseconds)
     }
     deadlineTimer?.cancel()
     deadlineTimer = nil
