@@ -38,7 +38,7 @@ public final class AuditLog: Sendable {
   }
 
   let database: EncryptedDatabase
-  private let key: SecretBytes
+  let key: SecretBytes
   /// Records waiting to be written (reads and denials must not each cost a transaction).
   private let writes: GroupCommit<Entry>
 
@@ -73,6 +73,20 @@ public final class AuditLog: Sendable {
             hash BLOB NOT NULL
           );
           CREATE INDEX audit_event_actor ON audit_event (actor, sequence);
+          """)
+    }
+    // Where the chain continues after entries older than the retention were pruned: the last
+    // pruned entry's sequence and hash, authenticated with the audit key (see AuditLog+Retention).
+    migrator.registerMigration("audit-v2-anchor") { db in
+      try db.execute(
+        sql: """
+          CREATE TABLE audit_anchor (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            sequence INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            before_ms INTEGER NOT NULL,
+            mac BLOB NOT NULL
+          );
           """)
     }
     return migrator
@@ -113,7 +127,7 @@ public final class AuditLog: Sendable {
     try Self.append(entry, key: key, in: db)
   }
 
-  private static func append(_ entry: Entry, key: SecretBytes, in db: Database) throws {
+  static func append(_ entry: Entry, key: SecretBytes, in db: Database) throws {
     let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT sequence, hash FROM audit_event ORDER BY sequence DESC LIMIT 1"))
     let sequence: Int64 = (last?["sequence"] ?? 0) + 1
     let previous = last.map { [UInt8]($0["hash"] as Data) } ?? []
@@ -175,13 +189,20 @@ public final class AuditLog: Sendable {
     public var reason: String?
   }
 
-  /// Walks the whole chain and recomputes every hash.
+  /// Walks the whole chain and recomputes every hash; after a prune, from its authenticated anchor.
   public func verify() throws -> Verification {
     try flush()
     return try database.read { db in
       var previous: [UInt8] = []
       var expected: Int64 = 1
       var count: Int64 = 0
+      if let anchor = try Self.anchor(in: db) {
+        guard try anchor.holds(key: key) else {
+          return Verification(entries: 0, brokenAt: anchor.sequence, reason: "the record of pruned entries was changed")
+        }
+        previous = anchor.hash
+        expected = anchor.sequence + 1
+      }
       let rows = try Row.fetchCursor(
         db, sql: "SELECT sequence, time_ms, actor, action, target, outcome, detail, peer, hash FROM audit_event ORDER BY sequence")
       while let row = try rows.next() {

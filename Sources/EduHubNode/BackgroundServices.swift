@@ -1,3 +1,4 @@
+import EduHubIdentity
 import EduHubReplication
 import EduHubSharing
 import EduHubSync
@@ -150,11 +151,53 @@ public struct Sweeper: Service {
   }
 }
 
+/// Prunes the audit log of entries older than its retention (at least 184 days), every hour; the
+/// chain stays verifiable from its anchor.
+public struct AuditPruner: Service {
+  let audit: AuditLog
+  let store: NodeStore
+  let retentionDays: Int
+  let every: Duration
+  let logger: Logger
+
+  public init(
+    audit: AuditLog, store: NodeStore, retentionDays: Int = AuditLog.minimumRetentionDays, every: Duration = .seconds(3600), logger: Logger
+  ) {
+    self.audit = audit
+    self.store = store
+    self.retentionDays = max(retentionDays, AuditLog.minimumRetentionDays)
+    self.every = every
+    self.logger = logger
+  }
+
+  public func run() async throws {
+    try? await cancelWhenGracefulShutdown {
+      while true {
+        do {
+          let audit = self.audit
+          let days = retentionDays
+          let pruned = try await store.blocking { try audit.prune(retentionDays: days, nowMs: Int64(Date().timeIntervalSince1970 * 1000)) }
+          if pruned.entries > 0 { logger.info("pruned the audit log", metadata: ["audit.pruned": "\(pruned.entries)"]) }
+        } catch {
+          logger.warning("pruning the audit log failed", metadata: ["error": "\(error)"])
+        }
+        try await Task.sleep(for: every)
+      }
+    }
+  }
+}
+
 extension OpenNode {
   /// What the node repeats while it serves: tombstone collection and sweeps, and syncing every
   /// `syncEvery` seconds when a sync client is given.
-  public func backgroundServices(sync client: SyncClient?, syncEvery: Double?, metrics: NodeMetrics? = nil, logger: Logger) -> [any Service] {
-    var services: [any Service] = [TombstoneCollector(sync: sync, logger: logger), Sweeper(workOrders: workOrders, sharing: sharing, logger: logger)]
+  public func backgroundServices(
+    sync client: SyncClient?, syncEvery: Double?, metrics: NodeMetrics? = nil, auditRetentionDays: Int = AuditLog.minimumRetentionDays,
+    logger: Logger
+  ) -> [any Service] {
+    var services: [any Service] = [
+      TombstoneCollector(sync: sync, logger: logger), Sweeper(workOrders: workOrders, sharing: sharing, logger: logger),
+      AuditPruner(audit: audit, store: identity.store, retentionDays: auditRetentionDays, logger: logger),
+    ]
     if let client, let syncEvery { services.append(SyncLoop(client: client, interval: syncEvery, metrics: metrics, logger: logger)) }
     return services
   }

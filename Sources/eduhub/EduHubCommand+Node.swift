@@ -27,6 +27,15 @@ struct DataOptions: ParsableArguments {
       throw FailureMessage(error.message)
     }
   }
+
+  /// Opens the node, runs `body` and closes the node whatever happens; a failure becomes one line,
+  /// "cannot `doing`: why".
+  func with<T>(_ doing: String, _ body: (OpenNode) throws -> T) async throws -> T {
+    let open = try open()
+    let result = Result { try body(open) }
+    await open.close()
+    do { return try result.get() } catch { throw FailureMessage("cannot \(doing): \(error)") }
+  }
 }
 
 /// Runs `body` as the node's operator; RPC errors become one-line failures.
@@ -217,28 +226,95 @@ extension EduHubCommand {
 
   struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Check the audit log.", subcommands: [Verify.self])
+      abstract: "Check, export and prune the audit log.", subcommands: [Verify.self, Export.self, Prune.self])
 
     struct Verify: AsyncParsableCommand {
       static let configuration = CommandConfiguration(
-        abstract: "Recompute the audit log's hash chain; exit 1 if an entry was changed, inserted or removed.")
+        abstract: "Recompute the audit log's hash chain (or an exported archive's); exit 1 if an entry was changed, inserted or removed.")
 
       @OptionGroup var node: DataOptions
 
+      @Option(help: "Check this archive (from `eduhub audit export`) with the node's audit key instead of the log.")
+      var archive: String?
+
       func run() async throws {
-        let open = try node.open()
-        let result: AuditLog.Verification
-        do { result = try open.audit.verify() } catch {
-          await open.close()
-          throw FailureMessage("cannot read the audit log: \(error)")
+        let result = try await node.with("read the audit \(archive == nil ? "log" : "archive")") { open in
+          try archive.map(open.audit.verifyArchive) ?? open.audit.verify()
         }
-        await open.close()
+        let what = archive == nil ? "audit log" : "audit archive"
         if let broken = result.brokenAt {
-          print("audit log BROKEN at entry \(broken): \(result.reason ?? "")")
+          print("\(what) BROKEN at entry \(broken): \(result.reason ?? "")")
           throw ExitCode(1)
         }
-        print("audit log intact: \(result.entries) entries")
+        print("\(what) intact: \(result.entries) entries")
       }
     }
+
+    struct Export: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(
+        abstract: "Write the entries of a period as a hash-chained archive (JSON lines, mode 0600) that `audit verify --archive` checks.")
+
+      @OptionGroup var node: DataOptions
+
+      @Option(help: "The first day, YYYY-MM-DD (China time).")
+      var since: String
+
+      @Option(help: "The day after the last, YYYY-MM-DD (China time).")
+      var until: String
+
+      @Option(help: "The archive file to write.")
+      var to: String
+
+      func validate() throws {
+        guard let since = AuditDay.startMs(since), let until = AuditDay.startMs(until) else {
+          throw ValidationError("--since and --until take dates such as 2026-06-01")
+        }
+        guard since < until else { throw ValidationError("--since must come before --until") }
+      }
+
+      func run() async throws {
+        let count = try await node.with("export the audit log") { open in
+          try open.audit.export(sinceMs: AuditDay.startMs(since) ?? 0, untilMs: AuditDay.startMs(until) ?? 0, to: to)
+        }
+        print("exported \(count) audit entries to \(to)")
+      }
+    }
+
+    struct Prune: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(
+        abstract: "Remove audit entries older than the retention (never below 184 days); the chain stays verifiable from an anchor.")
+
+      @OptionGroup var node: DataOptions
+
+      @Option(help: "Keep this many days (at least 184).")
+      var retentionDays = AuditLog.minimumRetentionDays
+
+      func validate() throws {
+        guard retentionDays >= AuditLog.minimumRetentionDays else {
+          throw ValidationError("--retention-days must be at least \(AuditLog.minimumRetentionDays)")
+        }
+      }
+
+      func run() async throws {
+        let pruned = try await node.with("prune the audit log") { open in
+          try open.audit.prune(retentionDays: retentionDays, nowMs: Int64(Date().timeIntervalSince1970 * 1000), actor: "operator:cli")
+        }
+        print(pruned.entries == 0 ? "nothing older than \(retentionDays) days" : "pruned \(pruned.entries) audit entries (through \(pruned.through ?? 0))")
+      }
+    }
+  }
+}
+
+/// Days as the audit commands take them: midnight in China (UTC+8).
+enum AuditDay {
+  static func startMs(_ text: String) -> Int64? {
+    let parts = text.split(separator: "-").compactMap { Int($0) }
+    guard parts.count == 3, text.count == 10, (1...12).contains(parts[1]), (1...31).contains(parts[2]) else { return nil }
+    var components = DateComponents()
+    (components.year, components.month, components.day) = (parts[0], parts[1], parts[2])
+    var calendar = Calendar(identifier: .gregorian)
+    calendar.timeZone = TimeZone(secondsFromGMT: 8 * 3600) ?? .gmt
+    guard let date = calendar.date(from: components), calendar.component(.day, from: date) == parts[2] else { return nil }
+    return Int64(date.timeIntervalSince1970 * 1000)
   }
 }

@@ -61,6 +61,9 @@ extension EduHubCommand {
     @Option(help: "Event-loop threads serving connections (default: one per core).")
     var eventLoops: Int?
 
+    @Option(help: "With --data: keep audit entries this many days (at least 184); older ones are pruned hourly, the chain kept verifiable.")
+    var auditRetentionDays = AuditLog.minimumRetentionDays
+
     @Option(help: "Serve the metrics (Prometheus text at /metrics) on this address, HOST:PORT, instead of the node's port.")
     var metricsListen: String?
 
@@ -76,6 +79,9 @@ extension EduHubCommand {
         do { _ = try NodeAddress(parsing: metricsListen) } catch { throw ValidationError("--metrics-listen: \(error)") }
       }
       guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
+      guard auditRetentionDays >= AuditLog.minimumRetentionDays else {
+        throw ValidationError("--audit-retention-days must be at least \(AuditLog.minimumRetentionDays) (six months at their longest)")
+      }
       guard gracePeriod >= 0 else { throw ValidationError("--grace-period must not be negative") }
       if let eventLoops, !(1...256).contains(eventLoops) {
         throw ValidationError("--event-loops must be from 1 to 256")
@@ -124,7 +130,7 @@ extension EduHubCommand {
         }
         // The sync state is read from the replica at each scrape, whether or not this process syncs.
         metrics.watch(open, sync: client ?? (try? syncClient(for: open)))
-        background += open.backgroundServices(sync: client, syncEvery: syncEvery.flatMap(Self.seconds), metrics: metrics, logger: logger)
+        background += open.backgroundServices(sync: client, syncEvery: syncEvery.flatMap(Self.seconds), metrics: metrics, auditRetentionDays: auditRetentionDays, logger: logger)
       }
       do {
         try await NodeServer.serve(configuration, services: services, background: background, eventLoops: eventLoops, logger: logger)

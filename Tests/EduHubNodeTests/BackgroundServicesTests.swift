@@ -24,7 +24,7 @@ struct BackgroundServicesTests {
       var logger = Logger(label: "test.background")
       logger.logLevel = .warning
       let services = world.node.backgroundServices(sync: nil, syncEvery: nil, logger: logger)
-      #expect(services.count == 2)
+      #expect(services.count == 3)  // tombstones, sweeps, audit pruning
       let group = ServiceGroup(services: services, gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
       let started = ContinuousClock.now
       try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -33,7 +33,7 @@ struct BackgroundServicesTests {
         await group.triggerGracefulShutdown()
         try await tasks.waitForAll()
       }
-      // An hour's and a minute's sleep were cut short.
+      // Two hours' and a minute's sleep were cut short.
       #expect(ContinuousClock.now - started < .seconds(10))
       #expect(throws: Never.self) { _ = try world.node.workOrders.sweep() }
     }

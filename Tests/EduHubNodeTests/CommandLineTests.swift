@@ -159,3 +159,36 @@ struct RekeyCommandTests {
     #expect(wrong.errors.contains("the key does not open"))
   }
 }
+
+@Suite("eduhub audit export, verify --archive and prune")
+struct AuditCommandTests {
+  @Test("a period exports to an archive that verifies; a retention under 184 days and a bad date are refused")
+  func auditCommands() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-audit-cli-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    #expect(try run(["init", "--data", directory]).status == 0)
+    #expect(try run(["seed", "--data", directory]).status == 0)
+    setenv("EDUHUB_AUDIT_CLI_PW", "audit command passphrase", 1)
+    defer { unsetenv("EDUHUB_AUDIT_CLI_PW") }
+    // Two audited writes: the account and its role.
+    let user = try run(["user", "--data", directory, "--username", "auditor1", "--password-env", "EDUHUB_AUDIT_CLI_PW", "--role", "auditor", "--org", "511700"])
+    #expect(user.status == 0, "\(user.errors)")
+    let archive = directory + "/audit.jsonl"
+    let export = try run(["audit", "export", "--data", directory, "--since", "2020-01-01", "--until", "2100-01-01", "--to", archive])
+    #expect(export.status == 0, "\(export.errors)")
+    #expect(export.output.contains("exported 2 audit entries"), "\(export.output)")
+    let verify = try run(["audit", "verify", "--data", directory, "--archive", archive])
+    #expect(verify.status == 0 && verify.output.contains("audit archive intact"), "\(verify.output)\(verify.errors)")
+    // A changed archive fails with exit 1.
+    var text = try String(contentsOfFile: archive, encoding: .utf8)
+    if let range = text.range(of: "\"outcome\":\"ok\"") { text.replaceSubrange(range, with: "\"outcome\":\"no\"") }
+    try text.write(toFile: archive, atomically: true, encoding: .utf8)
+    #expect(try run(["audit", "verify", "--data", directory, "--archive", archive]).status == 1)
+    let short = try run(["audit", "prune", "--data", directory, "--retention-days", "100"])
+    #expect(short.status != 0 && short.errors.contains("184"))
+    let prune = try run(["audit", "prune", "--data", directory])
+    #expect(prune.status == 0 && prune.output.contains("nothing older than 184 days"))
+    #expect(try run(["audit", "export", "--data", directory, "--since", "2026-13-01", "--until", "2027-01-01", "--to", archive]).status != 0)
+    #expect(try run(["audit", "verify", "--data", directory]).status == 0)
+  }
+}
