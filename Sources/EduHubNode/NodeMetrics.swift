@@ -72,6 +72,7 @@ public final class NodeMetrics: Sendable {
     if let audit = now.audit { auditBacklog.set(to: Double(audit.backlog)) }
     if let callLog = now.callLog { callLogBacklog.set(to: Double(callLog.backlog)) }
     if let sync = now.sync, let refused = try? sync.refusedPushes() { self.sync.refused(refused) }
+    if let sync = now.sync, let downstream = try? sync.downstream() { self.sync.downstream(downstream) }
     if let client = now.client, let status = try? client.status() { self.sync.status(status) }
     var calls = ""
     rpc.render(into: &calls)
@@ -167,6 +168,19 @@ final class SyncMetrics: Sendable {
   }
 
   static let refusedHelp = "Pushes refused from a node below this one (it pushed what it could not have written)."
+  static let behindHelp = "Changes of this node written after the last one a node below it applied (an upper bound of its lag)."
+  static let lastPullHelp = "When a node below this one last pulled (Unix time)."
+
+  /// Per enrolled node below: its lag in changes, and when it last pulled (once it has).
+  func downstream(_ nodes: [SyncService.Downstream]) {
+    for node in nodes {
+      let labels = [("node", node.nodeID)]
+      registry.counterGauge("eduhub_sync_downstream_behind_changes", Self.behindHelp, labels: labels).set(to: Double(node.behind))
+      if let last = node.lastPullMs {
+        registry.counterGauge("eduhub_sync_downstream_last_pull_timestamp_seconds", Self.lastPullHelp, labels: labels).set(to: Double(last) / 1000)
+      }
+    }
+  }
 
   /// Refused pushes per node below (labelled by the node's enrolled id, so bounded by enrolment).
   func refused(_ refusals: [RefusedPush]) {

@@ -29,6 +29,7 @@ extension SyncService {
     return id
   }
   static func pulledKey(_ nodeID: String) -> String { "sync.pulled." + nodeID }
+  static func pulledAtKey(_ nodeID: String) -> String { "sync.pulled-at." + nodeID }
   /// Where `PushingNode.knownThrough` of `nodeID` is kept: its pulled sequence when its last
   /// accepted push began.
   static func pushBoundKey(_ nodeID: String) -> String { "sync.pushbound." + nodeID }
@@ -39,8 +40,35 @@ extension SyncService {
   }
 
   func recordPulled(_ nodeID: String, through sequence: Int64) throws {
+    let now = identity.nowMs()
     try store.transaction { db in
       try store.records.setMeta(Self.pulledKey(nodeID), Array(String(sequence).utf8), in: db)
+      try store.records.setMeta(Self.pulledAtKey(nodeID), Array(String(now).utf8), in: db)
+    }
+  }
+
+  /// Where a downstream node stands: how far behind this node's changes it is, and when it last
+  /// pulled (after its first sync).
+  public struct Downstream: Sendable, Hashable {
+    public var nodeID: String
+    /// This node's changes written after the last one the node applied (of any scope: an upper
+    /// bound of what it misses).
+    public var behind: Int64
+    /// When its last pull began (Unix milliseconds); nil before its first sync completed.
+    public var lastPullMs: Int64?
+  }
+
+  /// The enrolled nodes below this one, with their lag.
+  public func downstream() throws -> [Downstream] {
+    try store.read { db in
+      let last = try store.records.lastSequence(in: db)
+      return try store.records.records(SyncCollections.node, limit: 100_000, in: db).compactMap { record in
+        guard !record.deleted else { return nil }
+        let id = try SyncCollections.node.decode(record).node.id
+        let pulled = try pulledThrough(id, in: db)
+        let at = try store.records.meta(Self.pulledAtKey(id), in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
+        return Downstream(nodeID: id, behind: max(0, last - (pulled ?? 0)), lastPullMs: pulled == nil ? nil : at)
+      }
     }
   }
 

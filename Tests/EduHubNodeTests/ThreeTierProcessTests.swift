@@ -106,6 +106,10 @@ struct ThreeTierProcessTests {
     #expect(MetricsTests.value("eduhub_sync_last_success_timestamp_seconds", in: metrics.body).map { $0 > 1_700_000_000 } == true)
     #expect(MetricsTests.value(#"eduhub_sync_runs_total{outcome="ok"}"#, in: metrics.body).map { $0 >= 1 } == true)
     #expect(MetricsTests.value("eduhub_sync_pending_writes", in: metrics.body) != nil)
+    // Central sees the county below it: when it last pulled, and how far behind it is.
+    let centralMetrics = try await MetricsTests.get("http://127.0.0.1:\(centralNode.port)/metrics").body
+    #expect(MetricsTests.value(#"eduhub_sync_downstream_last_pull_timestamp_seconds{node="county-511703"}"#, in: centralMetrics).map { $0 > 1_700_000_000 } == true)
+    #expect(MetricsTests.value(#"eduhub_sync_downstream_behind_changes{node="county-511703"}"#, in: centralMetrics) != nil)
     #expect(schoolNode.stop() == 0)
     #expect(countyNode.stop() == 0)
     #expect(centralNode.stop() == 0)
