@@ -72,19 +72,12 @@ public struct TombstoneCollector: Service {
   }
 
   public func run() async throws {
-    try? await cancelWhenGracefulShutdown {
-      while true {
-        try await Task.sleep(for: every)
-        do {
-          let sync = self.sync
-          let result = try await sync.store.blocking { try sync.collectTombstones() }
-          if result.purged > 0 {
-            logger.info("collected tombstones", metadata: ["purged": "\(result.purged)", "expired": "\(result.expired)"])
-          }
-        } catch {
-          logger.warning("tombstone collection failed", metadata: ["error": "\(error)"])
-        }
-      }
+    let sync = self.sync
+    await Rounds.repeating(every: every) {
+      guard let result = await Rounds.attempt("tombstone collection", on: sync.store, logger: logger, { try sync.collectTombstones() }),
+        result.purged > 0
+      else { return }
+      logger.info("collected tombstones", metadata: ["purged": "\(result.purged)", "expired": "\(result.expired)"])
     }
   }
 }
@@ -106,29 +99,19 @@ public struct Sweeper: Service {
   }
 
   public func run() async throws {
-    try? await cancelWhenGracefulShutdown {
-      await warmUp()
-      while true {
-        try await Task.sleep(for: every)
-        do {
-          let workOrders = self.workOrders
-          let report = try await workOrders.store.blocking { try workOrders.sweep() }
-          if report != .init() {
-            logger.info(
-              "work order sweep",
-              metadata: [
-                "closed": "\(report.autoClosed)", "warnings": "\(report.warnings)", "breaches": "\(report.breaches)",
-                "conflicts": "\(report.conflictOrders)",
-              ])
-          }
-        } catch where !Task.isCancelled {
-          logger.warning("work order sweep failed", metadata: ["error": "\(error)"])
-        }
-        let sharing = self.sharing
-        do { _ = try await sharing.store.blocking { try sharing.sweep() } } catch where !Task.isCancelled {
-          logger.warning("sharing sweep failed", metadata: ["error": "\(error)"])
-        }
+    let (workOrders, sharing) = (self.workOrders, self.sharing)
+    await Rounds.repeating(every: every, first: { await warmUp() }) {
+      if let report = await Rounds.attempt("work order sweep", on: workOrders.store, logger: logger, { try workOrders.sweep() }),
+        report != .init()
+      {
+        logger.info(
+          "work order sweep",
+          metadata: [
+            "closed": "\(report.autoClosed)", "warnings": "\(report.warnings)", "breaches": "\(report.breaches)",
+            "conflicts": "\(report.conflictOrders)",
+          ])
       }
+      _ = await Rounds.attempt("sharing sweep", on: sharing.store, logger: logger) { try sharing.sweep() }
     }
   }
 
@@ -171,19 +154,41 @@ public struct AuditPruner: Service {
   }
 
   public func run() async throws {
+    let (audit, days) = (self.audit, retentionDays)
+    @Sendable func prune() async {
+      let pruned = await Rounds.attempt("pruning the audit log", on: store, logger: logger) {
+        try audit.prune(retentionDays: days, nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+      }
+      if let pruned, pruned.entries > 0 { logger.info("pruned the audit log", metadata: ["audit.pruned": "\(pruned.entries)"]) }
+    }
+    await Rounds.repeating(every: every, first: prune, prune)
+  }
+}
+
+/// The shape every background loop shares.
+enum Rounds {
+  /// Runs `first`, then `round` every `every`, until a graceful shutdown (which cuts a wait short).
+  static func repeating(every: Duration, first: @escaping @Sendable () async -> Void = {}, _ round: @escaping @Sendable () async -> Void) async {
     try? await cancelWhenGracefulShutdown {
+      await first()
       while true {
-        do {
-          let audit = self.audit
-          let days = retentionDays
-          let pruned = try await store.blocking { try audit.prune(retentionDays: days, nowMs: Int64(Date().timeIntervalSince1970 * 1000)) }
-          if pruned.entries > 0 { logger.info("pruned the audit log", metadata: ["audit.pruned": "\(pruned.entries)"]) }
-        } catch {
-          logger.warning("pruning the audit log failed", metadata: ["error": "\(error)"])
-        }
         try await Task.sleep(for: every)
+        await round()
       }
     }
+  }
+
+  /// Runs `body` on the storage threads; a failure is logged as "`what` failed" (unless the node
+  /// is stopping) and the loop goes on. Nil when it failed.
+  static func attempt<T: Sendable>(
+    _ what: String, on store: NodeStore, logger: Logger, _ body: @escaping @Sendable () throws -> T
+  ) async -> T? {
+    do {
+      return try await store.blocking(body)
+    } catch where !Task.isCancelled {
+      logger.warning("\(what) failed", metadata: ["error": "\(error)"])
+    } catch {}
+    return nil
   }
 }
 
