@@ -128,9 +128,9 @@ extension AuditLog {
         lines.append(
           ArchiveLine(
             sequence: row["sequence"], timeMs: row["time_ms"], actor: row["actor"], action: row["action"], target: row["target"],
-            outcome: row["outcome"], detail: row["detail"], peer: row["peer"], hash: Self.hex([UInt8](row["hash"] as Data))))
+            outcome: row["outcome"], detail: row["detail"], peer: row["peer"], hash: IdentityService.hex([UInt8](row["hash"] as Data))))
       }
-      let header = ArchiveHeader(sinceMs: sinceMs, untilMs: untilMs, previousHash: Self.hex(previous), entries: Int64(lines.count))
+      let header = ArchiveHeader(sinceMs: sinceMs, untilMs: untilMs, previousHash: IdentityService.hex(previous), entries: Int64(lines.count))
       return try write(header, lines, to: path)
     }
   }
@@ -157,33 +157,22 @@ extension AuditLog {
     else {
       return Verification(entries: 0, brokenAt: 0, reason: "not an EduHub audit archive")
     }
-    var previous = previousHash
-    var expected: Int64?
-    var count: Int64 = 0
+    var walk = ChainWalk(key: key, previous: previousHash, expected: nil)
     while let raw = lines.next() {
       guard let line = try? decoder.decode(ArchiveLine.self, from: Data(raw)), let stored = Self.unhex(line.hash) else {
-        return Verification(entries: count, brokenAt: (expected ?? 0), reason: "line \(count + 2) is not an entry")
-      }
-      count += 1
-      if let expected, line.sequence != expected {
-        return Verification(entries: count, brokenAt: line.sequence, reason: "entry \(expected) is missing")
+        return Verification(entries: walk.count, brokenAt: (walk.expected ?? 0), reason: "line \(walk.count + 2) is not an entry")
       }
       let entry = Entry(
         actor: line.actor, action: line.action, target: line.target, outcome: line.outcome, detail: line.detail, peer: line.peer,
         timeMs: line.timeMs)
-      guard ConstantTime.equals(try Self.chainHash(previous: previous, sequence: line.sequence, entry, key: key), stored) else {
-        return Verification(entries: count, brokenAt: line.sequence, reason: "entry \(line.sequence) was changed")
-      }
-      previous = stored
-      expected = line.sequence + 1
+      if let broken = try walk.step(line.sequence, entry, stored: stored) { return broken }
     }
-    guard count == header.entries else {
-      return Verification(entries: count, brokenAt: expected ?? 0, reason: "the archive holds \(count) entries, its header says \(header.entries)")
+    guard walk.count == header.entries else {
+      return Verification(
+        entries: walk.count, brokenAt: walk.expected ?? 0, reason: "the archive holds \(walk.count) entries, its header says \(header.entries)")
     }
-    return Verification(entries: count, brokenAt: nil, reason: nil)
+    return Verification(entries: walk.count, brokenAt: nil, reason: nil)
   }
-
-  static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
   static func unhex(_ text: String) -> [UInt8]? {
     guard text.utf8.count % 2 == 0 else { return nil }

@@ -174,7 +174,7 @@ public final class AuditLog: Sendable {
         event.outcome = row["outcome"]
         event.detail = row["detail"]
         event.peer = row["peer"]
-        event.hash = [UInt8](row["hash"] as Data).map { String(format: "%02x", $0) }.joined()
+        event.hash = IdentityService.hex([UInt8](row["hash"] as Data))
         return event
       }
     }
@@ -193,36 +193,52 @@ public final class AuditLog: Sendable {
   public func verify() throws -> Verification {
     try flush()
     return try database.read { db in
-      var previous: [UInt8] = []
-      var expected: Int64 = 1
-      var count: Int64 = 0
+      var walk = ChainWalk(key: key, previous: [], expected: 1)
       if let anchor = try Self.anchor(in: db) {
         guard try anchor.holds(key: key) else {
           return Verification(entries: 0, brokenAt: anchor.sequence, reason: "the record of pruned entries was changed")
         }
-        previous = anchor.hash
-        expected = anchor.sequence + 1
+        walk = ChainWalk(key: key, previous: anchor.hash, expected: anchor.sequence + 1)
       }
       let rows = try Row.fetchCursor(
         db, sql: "SELECT sequence, time_ms, actor, action, target, outcome, detail, peer, hash FROM audit_event ORDER BY sequence")
       while let row = try rows.next() {
-        let sequence: Int64 = row["sequence"]
         let entry = Entry(
           actor: row["actor"], action: row["action"], target: row["target"], outcome: row["outcome"], detail: row["detail"],
           peer: row["peer"], timeMs: row["time_ms"])
-        let stored = [UInt8](row["hash"] as Data)
-        count += 1
-        if sequence != expected {
-          return Verification(entries: count, brokenAt: sequence, reason: "entry \(expected) is missing")
-        }
-        let hash = try Self.chainHash(previous: previous, sequence: sequence, entry, key: key)
-        guard ConstantTime.equals(hash, stored) else {
-          return Verification(entries: count, brokenAt: sequence, reason: "entry \(sequence) was changed")
-        }
-        previous = stored
-        expected += 1
+        if let broken = try walk.step(row["sequence"], entry, stored: [UInt8](row["hash"] as Data)) { return broken }
       }
-      return Verification(entries: count, brokenAt: nil, reason: nil)
+      return Verification(entries: walk.count, brokenAt: nil, reason: nil)
+    }
+  }
+
+  /// One walk along the chain, for the log and for an archive alike: each entry must come next in
+  /// sequence and hash, with the one before it, to what is stored with it.
+  struct ChainWalk {
+    let key: SecretBytes
+    var previous: [UInt8]
+    /// The sequence the next entry must have (nil: any; an archive may start anywhere).
+    var expected: Int64?
+    private(set) var count: Int64 = 0
+
+    init(key: SecretBytes, previous: [UInt8], expected: Int64?) {
+      self.key = key
+      self.previous = previous
+      self.expected = expected
+    }
+
+    /// Checks the next entry; what ends the walk when it does not hold.
+    mutating func step(_ sequence: Int64, _ entry: Entry, stored: [UInt8]) throws -> Verification? {
+      count += 1
+      if let expected, sequence != expected {
+        return Verification(entries: count, brokenAt: sequence, reason: "entry \(expected) is missing")
+      }
+      guard ConstantTime.equals(try AuditLog.chainHash(previous: previous, sequence: sequence, entry, key: key), stored) else {
+        return Verification(entries: count, brokenAt: sequence, reason: "entry \(sequence) was changed")
+      }
+      previous = stored
+      expected = sequence + 1
+      return nil
     }
   }
 
