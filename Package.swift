@@ -249,6 +249,7 @@ let package = Package(
       name: "EduHubRPCTests",
       dependencies: [
         "EduHubRPC",
+        "EduHubTestSupport",
         "CEduHubNghttp2",
         .product(name: "Logging", package: "swift-log"),
         "EduHubAPI",

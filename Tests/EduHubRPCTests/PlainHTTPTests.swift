@@ -1,4 +1,5 @@
 import EduHubRPC
+import EduHubTestSupport
 import Foundation
 import NIOCore
 import SwiftProtobuf
@@ -14,27 +15,9 @@ struct EchoHTTP: HTTPHandler {
 
 @Suite("Plain HTTP on the gRPC port (HTTP/1.1 and HTTP/2, plaintext and TLS)")
 struct PlainHTTPTests {
-  /// Runs curl on a thread of its own: waiting for it on the cooperative pool (two threads here)
-  /// would starve the server's handlers, which run there.
+  /// Runs curl (on a thread of its own: see ChildProcess), giving up after 30 seconds.
   static func curl(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-    try await withCheckedThrowingContinuation { continuation in
-      Thread.detachNewThread {
-        do {
-          let process = Process()
-          process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-          process.arguments = ["-sS", "--max-time", "30"] + arguments
-          let pipe = Pipe()
-          process.standardOutput = pipe
-          process.standardError = FileHandle.nullDevice
-          try process.run()
-          let data = pipe.fileHandleForReading.readDataToEndOfFile()
-          process.waitUntilExit()
-          continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))
-        } catch {
-          continuation.resume(throwing: error)
-        }
-      }
-    }
+    try await ChildProcess.run("/usr/bin/curl", ["-sS", "--max-time", "30"] + arguments)
   }
 
   static func configuration() -> ServerConfiguration {
