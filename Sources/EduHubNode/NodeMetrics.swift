@@ -24,12 +24,9 @@ public final class NodeMetrics: Sendable {
   let sync: SyncMetrics
   private let sources: Mutex<Sources>
 
-  /// What is read when the metrics are scraped.
+  /// What is read when the metrics are scraped: the node, and its sync with its upstream.
   private struct Sources {
-    var database: String?
-    var audit: AuditLog?
-    var callLog: CallLog?
-    var sync: SyncService?
+    var node: OpenNode?
     var client: SyncClient?
   }
 
@@ -53,27 +50,21 @@ public final class NodeMetrics: Sendable {
   /// Reads the database's files, the logs' backlogs and the sync state of `node` at each scrape;
   /// `client`: its sync with the upstream, if it has one.
   public func watch(_ node: OpenNode, sync client: SyncClient? = nil) {
-    sources.withLock {
-      $0.database = node.database.path
-      $0.audit = node.audit
-      $0.callLog = node.sharing.callLog
-      $0.sync = node.sync
-      $0.client = client
-    }
+    sources.withLock { $0 = Sources(node: node, client: client) }
   }
 
   /// The exposition text (format 0.0.4), with the sampled gauges read now.
   public func text() -> [UInt8] {
     let now = sources.withLock { $0 }
-    if let path = now.database {
-      databaseBytes.set(to: Double(Self.fileSize(path)))
-      walBytes.set(to: Double(Self.fileSize(path + "-wal")))
+    if let node = now.node {
+      databaseBytes.set(to: Double(Self.fileSize(node.database.path)))
+      walBytes.set(to: Double(Self.fileSize(node.database.path + "-wal")))
+      auditBacklog.set(to: Double(node.audit.backlog))
+      callLogBacklog.set(to: Double(node.sharing.callLog.backlog))
+      if let refused = try? node.sync.refusedPushes() { sync.refused(refused) }
+      if let downstream = try? node.sync.downstream() { sync.downstream(downstream) }
     }
-    if let audit = now.audit { auditBacklog.set(to: Double(audit.backlog)) }
-    if let callLog = now.callLog { callLogBacklog.set(to: Double(callLog.backlog)) }
-    if let sync = now.sync, let refused = try? sync.refusedPushes() { self.sync.refused(refused) }
-    if let sync = now.sync, let downstream = try? sync.downstream() { self.sync.downstream(downstream) }
-    if let client = now.client, let status = try? client.status() { self.sync.status(status) }
+    if let client = now.client, let status = try? client.status() { sync.status(status) }
     var calls = ""
     rpc.render(into: &calls)
     return registry.emitToBuffer() + Array(calls.utf8)
@@ -149,7 +140,6 @@ final class SyncMetrics: Sendable {
   static let runsHelp = "Syncs with the upstream, by outcome."
 
   func succeeded(_ report: SyncReport) {
-    lastSuccess.set(to: Date().timeIntervalSince1970)
     succeeded.increment()
     pulled.increment(by: Int64(report.pulled))
     pushed.increment(by: Int64(report.pushed))
@@ -175,9 +165,9 @@ final class SyncMetrics: Sendable {
   func downstream(_ nodes: [SyncService.Downstream]) {
     for node in nodes {
       let labels = [("node", node.nodeID)]
-      registry.counterGauge("eduhub_sync_downstream_behind_changes", Self.behindHelp, labels: labels).set(to: Double(node.behind))
+      registry.gauge("eduhub_sync_downstream_behind_changes", Self.behindHelp, labels: labels).set(to: Double(node.behind))
       if let last = node.lastPullMs {
-        registry.counterGauge("eduhub_sync_downstream_last_pull_timestamp_seconds", Self.lastPullHelp, labels: labels).set(to: Double(last) / 1000)
+        registry.gauge("eduhub_sync_downstream_last_pull_timestamp_seconds", Self.lastPullHelp, labels: labels).set(to: Double(last) / 1000)
       }
     }
   }
@@ -185,7 +175,7 @@ final class SyncMetrics: Sendable {
   /// Refused pushes per node below (labelled by the node's enrolled id, so bounded by enrolment).
   func refused(_ refusals: [RefusedPush]) {
     for refusal in refusals {
-      registry.counterGauge("eduhub_sync_refused_pushes", Self.refusedHelp, labels: [("node", refusal.nodeID)]).set(to: Double(refusal.count))
+      registry.gauge("eduhub_sync_refused_pushes", Self.refusedHelp, labels: [("node", refusal.nodeID)]).set(to: Double(refusal.count))
     }
   }
 }
@@ -195,12 +185,8 @@ extension PrometheusCollectorRegistry {
     makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
   }
 
-  func gauge(_ name: String, _ help: String) -> Gauge {
-    makeGauge(descriptor: Self.descriptor(name, help), labels: [])
-  }
-
-  /// A labelled gauge (the registry returns the one it has for these labels).
-  func counterGauge(_ name: String, _ help: String, labels: [(String, String)]) -> Gauge {
+  /// A gauge (the registry returns the one it has for these labels, if any).
+  func gauge(_ name: String, _ help: String, labels: [(String, String)] = []) -> Gauge {
     makeGauge(descriptor: Self.descriptor(name, help), labels: labels)
   }
 
