@@ -114,9 +114,4 @@ package enum PersonView {
     guard let split = position.firstIndex(of: "\u{1F}") else { return nil }
     return StoredRecord(collection: collection, id: String(position[position.index(after: split)...]), scope: String(position[..<split]), body: [])
   }
-
-  /// Whether a (masked) person body is of `kind`, read without decoding it.
-  package static func isKind(_ body: [UInt8], _ kind: Eduhub_Identity_V1_PersonKind) -> Bool {
-    IdentityService.isKind(body, kind)
-  }
 }

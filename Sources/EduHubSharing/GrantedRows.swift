@@ -122,7 +122,7 @@ struct GrantedRows: Sendable {
 
   /// Whether a row belongs to the rows at all (a view keeps people of its kind).
   func includes(_ row: SourceRow) -> Bool {
-    if case .view(let kind, _, _) = source { return row.record.deleted || PersonView.isKind(row.record.body, kind) }
+    if case .view(let kind, _, _) = source { return row.record.deleted || IdentityService.isKind(row.record.body, kind) }
     return true
   }
 

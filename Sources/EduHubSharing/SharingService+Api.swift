@@ -335,7 +335,7 @@ extension SharingService {
             DatasetSchema.rowCollection, idPrefix: DatasetSchema.recordID(code, ""), after: after?.id, limit: 2000, in: db)
         }
         for record in page {
-          if let kind, !PersonView.isKind(record.body, kind) { continue }
+          if let kind, !IdentityService.isKind(record.body, kind) { continue }
           if try passes(record), try !visit(SourceRow(record)) { return }
         }
         scanned += page.count

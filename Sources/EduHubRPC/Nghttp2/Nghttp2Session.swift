@@ -146,10 +146,9 @@ final class Nghttp2Session {
 
   /// Submits response headers (and a body from `provider`, or none: the headers end the stream).
   func submitResponse(_ id: Int32, _ headers: inout HeaderList, body provider: nghttp2_data_provider?) {
-    var provider = provider
     headers.withNV { nv, count in
-      if provider != nil {
-        _ = nghttp2_submit_response(session, id, nv, count, &provider!)
+      if var provider {
+        _ = nghttp2_submit_response(session, id, nv, count, &provider)
       } else {
         _ = nghttp2_submit_response(session, id, nv, count, nil)
       }
