@@ -161,15 +161,15 @@ struct GrantedRows: Sendable {
 
   /// `scratch.row` := the `DataRow` of a live record (masked, the shown fields); returns whether a
   /// minor's sensitive field is in it in clear.
-  private func encodeRow(_ source: SourceRow, key: String, scratch: inout Scratch) throws -> Bool {
-    let record = source.record
+  private func encodeRow(_ input: SourceRow, key: String, scratch: inout Scratch) throws -> Bool {
+    let record = input.record
     scratch.row.removeAll(keepingCapacity: true)
     do {
-      switch self.source {
+      switch source {
       case .view(_, _, let masker):
         // People come masked for this reader by Identity, unless they were read in clear for a
         // computation (an API's filters): then they are masked here, by the same masker.
-        let result = try source.masking ?? masker.mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today)
+        let result = try input.masking ?? masker.mask(record.body, personID: record.id, scope: record.scope, for: reader, on: today)
         var person = try PersonView.person(result.body)
         person.masked = false
         // The row's key as this reader gets it (a de-identified consumer's own pseudonym), never
