@@ -84,6 +84,7 @@ let package = Package(
         "CEduHubSQLiteVFS",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRDBSQLite", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings
     ),
@@ -317,7 +318,7 @@ let package = Package(
     // Writes to an encrypted database until killed (for the crash tests).
     .executableTarget(
       name: "eduhub-storage-torture",
-      dependencies: ["EduHubStorage", .product(name: "GRDB", package: "GRDB.swift")],
+      dependencies: ["EduHubStorage", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
       path: "Tools/storage-torture",
       swiftSettings: swiftSettings
     ),

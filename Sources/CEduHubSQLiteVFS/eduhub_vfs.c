@@ -144,6 +144,36 @@ static void associated_data(unsigned char ad[9], int kind, int64_t index) {
   for (int i = 0; i < 8; i++) ad[1 + i] = (unsigned char)((uint64_t)index >> (8 * i));
 }
 
+// MARK: Pages outside SQLite (backups read WAL frames and write restored files with these)
+
+int eduhub_page_seal(const unsigned char *key, int kind, int64_t index, const unsigned char *in, unsigned char *out,
+                     int page_size) {
+  if (!key || !in || !out || page_size <= EDUHUB_VFS_RESERVE) return -1;
+  int body = page_size - EDUHUB_VFS_RESERVE;
+  unsigned char ad[9];
+  associated_data(ad, kind, index);
+  unsigned char *nonce = out + body;
+  randombytes_buf(nonce, NONCE_BYTES);
+  unsigned long long tag_length = 0;
+  return crypto_aead_xchacha20poly1305_ietf_encrypt_detached(out, nonce + NONCE_BYTES, &tag_length, in,
+                                                             (unsigned long long)body, ad, sizeof ad, NULL, nonce,
+                                                             key) == 0 ? 0 : -1;
+}
+
+int eduhub_page_open(const unsigned char *key, int kind, int64_t index, unsigned char *page, int page_size) {
+  if (!key || !page || page_size <= EDUHUB_VFS_RESERVE) return -1;
+  int body = page_size - EDUHUB_VFS_RESERVE;
+  unsigned char ad[9];
+  associated_data(ad, kind, index);
+  const unsigned char *nonce = page + body;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(page, NULL, page, (unsigned long long)body,
+                                                          nonce + NONCE_BYTES, ad, sizeof ad, nonce, key) != 0) {
+    return -1;
+  }
+  memset(page + body, 0, EDUHUB_VFS_RESERVE);
+  return 0;
+}
+
 // Encrypts the page in `in` into `out` (both page_size bytes).
 static void seal_page(EduhubFile *f, const unsigned char *in, unsigned char *out, int64_t index) {
   int body = f->page_size - EDUHUB_VFS_RESERVE;

@@ -11,13 +11,7 @@ import SwiftProtobuf
 extension IdentityService {
   /// Lower-case hex, two digits a byte (by table: String(format:) goes through Foundation's locale
   /// machinery for every byte).
-  package static func hex(_ bytes: [UInt8]) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    out.reserveCapacity(bytes.count * 2)
-    for byte in bytes { out += [digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]] }
-    return String(decoding: out, as: UTF8.self)
-  }
+  package static func hex(_ bytes: [UInt8]) -> String { Hex.encode(bytes) }
 
   /// The digest a 256-bit random secret (an enrollment token's, an application's) is kept as: no
   /// key or salt is needed, as no guess can find one.

@@ -29,6 +29,9 @@ public struct NodeData: Sendable {
   public let upstream: String?
 
   public var databasePath: String { directory + "/eduhub.db" }
+  /// The database's and its key file's paths inside the directory (for restores).
+  public static let databaseFile = "eduhub.db"
+  public static let databaseKeyFile = "keys/db.key"
   var keysDirectory: String { directory + "/keys" }
   func keyPath(_ name: String) -> String { keysDirectory + "/" + name + ".key" }
 
@@ -181,5 +184,39 @@ extension NodeData {
     }
     return NodeData(
       directory: directory, identity: NodeIdentity(nodeID: identity.nodeID, scope: scope, role: identity.role), upstream: upstream)
+  }
+}
+
+extension NodeData {
+  /// The node's own files a backup keeps with each snapshot: its manifest, its keys and the
+  /// database's key metadata. Everything but the database, which the snapshot holds.
+  public func bundleFiles() throws -> [BackupBundleFile] {
+    var paths = ["node.json", NodeData.databaseFile + ".eduhub-key"]
+    let keys = (try? FileManager.default.contentsOfDirectory(atPath: keysDirectory)) ?? []
+    paths += keys.filter { $0.hasSuffix(".key") }.sorted().map { "keys/" + $0 }
+    return try paths.map { path in
+      guard let data = FileManager.default.contents(atPath: directory + "/" + path) else {
+        throw NodeDataError("cannot read \(directory)/\(path) for the backup")
+      }
+      return BackupBundleFile(path: path, contents: [UInt8](data))
+    }
+  }
+
+  /// Starts shipping this node's database to the backup target at `target` (see
+  /// `ContinuousBackup`), its snapshots keeping the node's own files too.
+  public func startBackup(
+    of database: EncryptedDatabase, to target: String, keyFile: String, options: ContinuousBackup.Options, logger: Logger
+  ) throws -> ContinuousBackup {
+    do {
+      let backupKey = try KeyFile.read(from: keyFile)
+      let data = self
+      return try ContinuousBackup.start(
+        database: database, databaseKey: try key("db"), target: target, backupKey: backupKey, bundle: { try data.bundleFiles() },
+        options: options, logger: logger)
+    } catch let error as StorageError {
+      throw NodeDataError("cannot back up to \(target): \(error.message)")
+    } catch let error as CryptoError {
+      throw NodeDataError("cannot back up to \(target): \(error.message)")
+    }
   }
 }

@@ -28,12 +28,18 @@ public final class NodeMetrics: Sendable {
   private struct Sources {
     var node: OpenNode?
     var client: SyncClient?
+    var backup: ContinuousBackup?
   }
 
   private let databaseBytes: Gauge
   private let walBytes: Gauge
   private let auditBacklog: Gauge
   private let callLogBacklog: Gauge
+  private let backupLastSegment: Gauge
+  private let backupAge: Gauge
+  private let backupTransaction: Gauge
+  private let backupFailures: Gauge
+  private let checkpointSeconds: Gauge
 
   public init() {
     let registry = PrometheusCollectorRegistry()
@@ -45,12 +51,19 @@ public final class NodeMetrics: Sendable {
     walBytes = registry.gauge("eduhub_database_wal_size_bytes", "Size of the database's write-ahead log file.")
     auditBacklog = registry.gauge("eduhub_audit_backlog_entries", "Audit entries appended and not yet committed.")
     callLogBacklog = registry.gauge("eduhub_call_log_backlog_entries", "Shared-API call-log entries appended and not yet committed.")
+    backupLastSegment = registry.gauge(
+      "eduhub_backup_last_segment_timestamp_seconds", "When the last backup segment became durable on the target (0: none yet).")
+    backupAge = registry.gauge("eduhub_backup_last_segment_age_seconds", "Seconds since the last backup segment became durable.")
+    backupTransaction = registry.gauge("eduhub_backup_last_transaction", "The number of the last transaction shipped to the backup target.")
+    backupFailures = registry.gauge("eduhub_backup_failed_rounds", "Backup shipping rounds that failed since the node started.")
+    checkpointSeconds = registry.gauge(
+      "eduhub_database_last_checkpoint_duration_seconds", "How long the last WAL checkpoint took (run by the backup shipper).")
   }
 
   /// Reads the database's files, the logs' backlogs and the sync state of `node` at each scrape;
   /// `client`: its sync with the upstream, if it has one.
-  public func watch(_ node: OpenNode, sync client: SyncClient? = nil) {
-    sources.withLock { $0 = Sources(node: node, client: client) }
+  public func watch(_ node: OpenNode, sync client: SyncClient? = nil, backup: ContinuousBackup? = nil) {
+    sources.withLock { $0 = Sources(node: node, client: client, backup: backup) }
   }
 
   /// The exposition text (format 0.0.4), with the sampled gauges read now.
@@ -65,6 +78,14 @@ public final class NodeMetrics: Sendable {
       if let downstream = try? node.sync.downstream() { sync.downstream(downstream) }
     }
     if let client = now.client, let status = try? client.status() { sync.status(status) }
+    if let backup = now.backup?.status {
+      let last = Double(backup.lastSegmentMs ?? 0) / 1000
+      backupLastSegment.set(to: last)
+      backupAge.set(to: last > 0 ? max(0, Date().timeIntervalSince1970 - last) : 0)
+      backupTransaction.set(to: Double(backup.lastTransaction))
+      backupFailures.set(to: Double(backup.failures))
+      checkpointSeconds.set(to: backup.lastCheckpointSeconds ?? 0)
+    }
     var calls = ""
     rpc.render(into: &calls)
     return registry.emitToBuffer() + Array(calls.utf8)

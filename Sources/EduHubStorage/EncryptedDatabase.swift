@@ -3,6 +3,7 @@ import EduHubCrypto
 import Foundation
 import GRDB
 import GRDBSQLite
+import Synchronization
 
 /// A node's database: one SQLite file (and its WAL) encrypted page by page by the "eduhub" VFS,
 /// opened as a GRDB `DatabasePool` (WAL mode: one writer, concurrent readers).
@@ -16,6 +17,8 @@ public final class EncryptedDatabase: Sendable {
   public let pool: DatabasePool
   /// Per-thread connections for point reads on hot paths (see `PointReader`).
   let pointReader: PointReader
+  /// Run by `close()` before the pool closes (a backup shipping the last frames).
+  private let closeHooks = Mutex<[@Sendable () -> Void]>([])
 
   private init(path: String, pool: DatabasePool) {
     self.path = path
@@ -128,8 +131,14 @@ public final class EncryptedDatabase: Sendable {
     do { return try pool.read(body) } catch { throw Self.mapError(error, path: path) }
   }
 
+  /// Runs `body` when the database closes, before its connections do.
+  public func beforeClose(_ body: @escaping @Sendable () -> Void) {
+    closeHooks.withLock { $0.append(body) }
+  }
+
   /// Closes the pool; afterwards the files can be moved or deleted.
   public func close() throws {
+    for hook in closeHooks.withLock({ hooks in defer { hooks = [] }; return hooks }) { hook() }
     pointReader.close()
     try pool.close()
   }

@@ -5,6 +5,7 @@ import EduHubIdentity
 import EduHubNode
 import EduHubRPC
 import EduHubSharing
+import EduHubStorage
 import EduHubSync
 import EduHubWorkOrders
 import Logging
@@ -67,6 +68,18 @@ extension EduHubCommand {
     @Option(help: "Serve the metrics (Prometheus text at /metrics) on this address, HOST:PORT, instead of the node's port.")
     var metricsListen: String?
 
+    @Option(help: "With --data: ship every committed transaction to this backup target (a directory) within a second; the first start takes a snapshot.")
+    var backupTo: String?
+
+    @Option(help: "With --backup-to: the backup key file (eduhub keygen), kept off the node's disk where possible.")
+    var backupKey: String?
+
+    @Option(help: "With --backup-to: days every point stays restorable; older generations are pruned hourly.")
+    var backupRetentionDays = 30
+
+    @Option(help: "With --backup-to: start a new generation (a fresh snapshot) this often (e.g. 12h, 1d as 24h).")
+    var backupSnapshotEvery = "24h"
+
     @Option(help: "Microseconds an event loop keeps polling after activity before it sleeps (0: never).")
     var busyPollUs: Int = 50
 
@@ -87,6 +100,16 @@ extension EduHubCommand {
         throw ValidationError("--event-loops must be from 1 to 256")
       }
       guard (0...100_000).contains(busyPollUs) else { throw ValidationError("--busy-poll-us must be from 0 to 100000") }
+      if backupTo != nil || backupKey != nil {
+        guard data != nil, backupTo != nil, backupKey != nil else {
+          throw ValidationError("--backup-to and --backup-key go together, with --data")
+        }
+        guard backupRetentionDays >= 1 else { throw ValidationError("--backup-retention-days must be at least 1") }
+        guard let every = Self.seconds(backupSnapshotEvery), every >= 60 else {
+          throw ValidationError("--backup-snapshot-every takes a duration of at least a minute, such as 12h or 24h")
+        }
+        _ = every
+      }
       if let syncEvery {
         guard data != nil else { throw ValidationError("--sync-every needs --data") }
         guard Self.seconds(syncEvery) != nil else { throw ValidationError("--sync-every takes a duration such as 30s, 5m or 1h") }
@@ -128,8 +151,20 @@ extension EduHubCommand {
           }
           client = made
         }
+        var backup: ContinuousBackup?
+        if let backupTo, let backupKey {
+          var options = ContinuousBackup.Options()
+          options.retentionDays = backupRetentionDays
+          options.snapshotEvery = Self.seconds(backupSnapshotEvery) ?? options.snapshotEvery
+          do {
+            backup = try open.data.startBackup(of: open.database, to: backupTo, keyFile: backupKey, options: options, logger: logger)
+          } catch let error as NodeDataError {
+            await open.close()
+            throw FailureMessage(error.message)
+          }
+        }
         // The sync state is read from the replica at each scrape, whether or not this process syncs.
-        metrics.watch(open, sync: client ?? (try? syncClient(for: open)))
+        metrics.watch(open, sync: client ?? (try? syncClient(for: open)), backup: backup)
         background += open.backgroundServices(sync: client, syncEvery: syncEvery.flatMap(Self.seconds), metrics: metrics, auditRetentionDays: auditRetentionDays, logger: logger)
       }
       do {

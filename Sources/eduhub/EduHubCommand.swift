@@ -16,7 +16,7 @@ struct EduHubCommand: AsyncParsableCommand {
     version: EduHubVersion.current,
     subcommands: [
       Serve.self, Init.self, Seed.self, User.self, Grant.self, Node.self, Sync.self, Status.self, Catalog.self, Orders.self, Share.self,
-      App.self, Audit.self,
+      App.self, Audit.self, Backup.self, Restore.self,
       Login.self, Ping.self,
       Keygen.self, Rekey.self,
     ]

@@ -22,4 +22,13 @@ void eduhub_vfs_clear_key(const char *path);
 /// authenticate, or 0 if none has.
 int64_t eduhub_vfs_last_bad_page(const char *path);
 
+/// Encrypts one page as the VFS does, outside SQLite: the first page_size - EDUHUB_VFS_RESERVE bytes
+/// of `in` into `out`, a fresh random nonce and the tag in `out`'s reserved bytes, `kind` ('D' for a
+/// database page, 'W' for a WAL frame) and `index` (the page number, or the frame's index from 0) as
+/// associated data. `key` is 32 bytes. Returns 0, or -1 on bad arguments.
+int eduhub_page_seal(const unsigned char *key, int kind, int64_t index, const unsigned char *in, unsigned char *out,
+                     int page_size);
+/// Decrypts a page sealed for (`kind`, `index`) in place and zeroes its reserved bytes. Returns 0, or
+/// -1 if it does not authenticate.
+int eduhub_page_open(const unsigned char *key, int kind, int64_t index, unsigned char *page, int page_size);
 #endif

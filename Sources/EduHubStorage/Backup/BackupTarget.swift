@@ -1,0 +1,201 @@
+import EduHubCrypto
+import Foundation
+
+/// A backup target: a directory (a mounted off-site volume) laid out so an object store can hold the
+/// same files, each written once under its final name:
+///
+///     backup.json                 what it is, the key check, the drill-signing public key (plaintext)
+///     index                       sealed log: generations begun and pruned
+///     drills                      signed restore-drill records (see `BackupDrill`)
+///     <generation>/manifest       sealed log: the snapshot, then every segment, checkpoint and stop
+///     <generation>/snapshot       the database as of the generation's start, pages encrypted
+///     <generation>/bundle         the node's own files (manifest, keys), sealed
+///     <generation>/<n>.segment    WAL frames shipped after it, sealed
+///
+/// A generation is a snapshot and the unbroken run of transactions after it; a new one starts when
+/// the run cannot be proven unbroken, and on a schedule, so old ones can be pruned whole.
+final class BackupTarget {
+  let directory: String
+  let keys: BackupKeys
+  let info: BackupTargetInfo
+  private(set) var index: SealedLog<BackupIndexEntry>
+
+  /// Opens the target at `directory`, creating it (with `create`) if it does not exist.
+  /// - Throws: `StorageError`: `.notFound`, `.wrongKey` (another backup key), `.notOurs`, `.corrupted`.
+  init(directory: String, key: SecretBytes, create: Bool) throws {
+    self.directory = directory
+    keys = try BackupKeys(key)
+    let infoPath = directory + "/backup.json"
+    if let data = FileManager.default.contents(atPath: infoPath) {
+      guard let info = try? JSONDecoder().decode(BackupTargetInfo.self, from: data), info.magic == BackupTargetInfo.magic else {
+        throw StorageError(.notOurs, "\(directory) is not an EduHub backup target (backup.json unreadable)")
+      }
+      guard info.version == BackupTargetInfo.currentVersion else {
+        throw StorageError(.notOurs, "\(directory) has backup format \(info.version); this EduHub reads \(BackupTargetInfo.currentVersion)")
+      }
+      guard ConstantTime.equals(Hex.decode(info.keyCheck) ?? [], keys.check) else {
+        throw StorageError(.wrongKey, "the backup key does not open \(directory)")
+      }
+      self.info = info
+    } else {
+      guard create else { throw StorageError(.notFound, "no backup at \(directory)") }
+      try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+      let info = BackupTargetInfo(
+        magic: BackupTargetInfo.magic, version: BackupTargetInfo.currentVersion, pageSize: EncryptedDatabase.pageSize,
+        keyCheck: Hex.encode(keys.check), drillPublicKey: Hex.encode(keys.drills.publicKey), createdMs: BackupClock.nowMs())
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      try Self.writeFile(infoPath, bytes: [UInt8](try encoder.encode(info)))
+      self.info = info
+    }
+    index = try SealedLog(path: directory + "/index", name: "index", key: keys.log)
+  }
+
+  /// Generations begun and not pruned, oldest first.
+  var generations: [String] {
+    let pruned = Set(index.entries.filter { $0.kind == .pruned }.map(\.generation))
+    return index.entries.filter { $0.kind == .generation && !pruned.contains($0.generation) }.map(\.generation)
+  }
+
+  func path(_ generation: String, _ file: String) -> String { directory + "/" + generation + "/" + file }
+
+  /// The manifest of `generation`.
+  func manifest(_ generation: String) throws -> SealedLog<BackupManifestEntry> {
+    try SealedLog(path: path(generation, "manifest"), name: "manifest:" + generation, key: keys.log)
+  }
+
+  /// Records that `generation` begins (its directory must hold its snapshot and manifest first).
+  func recordGeneration(_ generation: String) throws {
+    try index.append(BackupIndexEntry(kind: .generation, generation: generation, timeMs: BackupClock.nowMs()))
+  }
+
+  /// Removes `generation`: recorded in the index first, so a crash part way leaves it pruned, never
+  /// half there and still listed.
+  func prune(_ generation: String) throws {
+    try index.append(BackupIndexEntry(kind: .pruned, generation: generation, timeMs: BackupClock.nowMs()))
+    try? FileManager.default.removeItem(atPath: directory + "/" + generation)
+  }
+
+  /// A new generation's name: its start time (sortable) and a random suffix.
+  static func newGenerationName() -> String {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "UTC")
+    formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+    return formatter.string(from: Date()) + "-" + Hex.encode(Random.bytes(3))
+  }
+
+  /// Writes `bytes` to `path` durably and atomically: a temporary file, fsync, rename, fsync of the
+  /// directory. Mode 0600.
+  static func writeFile(_ path: String, bytes: [UInt8]) throws {
+    let temporary = path + ".tmp"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw StorageError(.io, "cannot write \(temporary): \(String(cString: strerror(errno)))") }
+    var done = 0
+    let ok = bytes.withUnsafeBytes { buffer -> Bool in
+      while done < buffer.count {
+        let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
+        if n <= 0 { return false }
+        done += n
+      }
+      return fsync(fd) == 0
+    }
+    close(fd)
+    guard ok, rename(temporary, path) == 0 else {
+      unlink(temporary)
+      throw StorageError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
+    }
+    syncDirectory(of: path)
+  }
+
+  /// Makes a rename in `path`'s directory durable.
+  static func syncDirectory(of path: String) {
+    let fd = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_CLOEXEC)
+    if fd >= 0 {
+      fsync(fd)
+      close(fd)
+    }
+  }
+
+  /// The BLAKE2b and size of the file at `path`, read in 1 MiB pieces.
+  static func digest(ofFile path: String) throws -> (digest: String, bytes: Int64) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw StorageError(.notFound, "\(path) is missing") }
+    defer { close(fd) }
+    var hasher = StreamingDigest()
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    var total: Int64 = 0
+    while true {
+      let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+      guard n >= 0 else { throw StorageError(.io, "cannot read \(path)") }
+      if n == 0 { break }
+      buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+      total += Int64(n)
+    }
+    return (Hex.encode(hasher.finish()), total)
+  }
+
+  /// Reads a whole (small) file, checking it against the digest the manifest gives.
+  func readVerified(_ path: String, digest: String, name: String) throws -> [UInt8] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw StorageError(.notFound, "\(name) is missing (\(path))")
+    }
+    let bytes = [UInt8](data)
+    guard ConstantTime.equals(Array(Hex.encode(KeyedHash.digest(bytes)).utf8), Array(digest.utf8)) else {
+      throw StorageError(.corrupted, "\(name) does not match the manifest (\(path) was changed)")
+    }
+    return bytes
+  }
+}
+
+/// An entry of the target's index.
+struct BackupIndexEntry: Codable {
+  enum Kind: String, Codable { case generation, pruned }
+  var kind: Kind
+  var generation: String
+  var timeMs: Int64
+}
+
+/// An entry of a generation's manifest. Transactions are numbered across the whole target: the
+/// snapshot is the point its `transaction` names, each commit shipped after it the next number.
+struct BackupManifestEntry: Codable {
+  enum Kind: String, Codable {
+    /// The generation's start: its snapshot and bundle.
+    case snapshot
+    /// Frames shipped.
+    case segment
+    /// Every frame shipped was backfilled into the database: the WAL may restart.
+    case checkpoint
+    /// The node stopped with every frame shipped and backfilled, its WAL emptied.
+    case stop
+  }
+
+  var kind: Kind
+  var timeMs: Int64
+  /// The last transaction this entry covers.
+  var transaction: Int64
+  /// Where shipping stands after this entry (nil: the generation cannot be continued, e.g. a
+  /// snapshot taken by another process).
+  var cursor: WALCursor?
+  /// The file this entry adds (snapshot or segment), its digest and size.
+  var file: String? = nil
+  var digest: String? = nil
+  var bytes: Int64? = nil
+  // Snapshot
+  var bundleDigest: String? = nil
+  var pages: Int? = nil
+  // Segment
+  var index: Int? = nil
+  var frames: Int? = nil
+  var firstTransaction: Int64? = nil
+  var firstTimeMs: Int64? = nil
+  // Stop: the database file as it was left, to tell whether anything changed it before the node
+  // came back.
+  var databaseBytes: Int64? = nil
+  var databaseModifiedNs: Int64? = nil
+}
+
+/// Wall-clock milliseconds.
+enum BackupClock {
+  static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}

@@ -1,0 +1,438 @@
+import EduHubCrypto
+import Foundation
+import GRDB
+import Logging
+import Synchronization
+
+/// Ships every committed transaction of a node's database to a backup target within a second, from
+/// inside the node.
+///
+/// What it ships are WAL frames, read from the WAL file as SQLite wrote them (decrypted with the
+/// database key, sealed again with the backup key): every table, every transaction, exactly, with no
+/// per-table code to forget a table. It runs in the node's process because only there can it own
+/// checkpointing: the node's writer stops checkpointing on its own (`wal_autocheckpoint = 0`) and the
+/// shipper checkpoints with the node's writer held, right after shipping every frame. A frame is
+/// therefore never copied into the database, and the WAL never restarted over it, before it is on
+/// the target. (A shipper in another process, as Litestream is, races the node's checkpoints; that
+/// race is where missing-segment restores come from.)
+///
+/// Whenever the run of transactions cannot be proven unbroken (another process checkpointed the WAL,
+/// the node ran without the shipper, the target lost its place), a new generation starts with a
+/// fresh snapshot; nothing is ever shipped across a gap. Generations also start on a schedule, so
+/// that old ones can be pruned whole once every point inside the retention window is restorable
+/// without them.
+public final class ContinuousBackup: Sendable {
+  /// How it ships, checkpoints and keeps.
+  public struct Options: Sendable {
+    /// Days every point stays restorable.
+    public var retentionDays: Int = 30
+    /// Seconds after which a new generation (a fresh snapshot) starts.
+    public var snapshotEvery: Double = 86_400
+    /// Seconds between looks at the WAL.
+    public var interval: Double = 0.2
+    /// Shipped frames after which the shipper checkpoints (as SQLite's default of 1,000 pages would,
+    /// scaled to the node's 4,000).
+    public var checkpointFrames: Int = 4000
+    /// Frames a segment holds at most (a transaction is never split, so one may hold more).
+    public var segmentFrames: Int = 2048
+
+    public init() {}
+  }
+
+  /// What the shipper has done, for metrics and `status`.
+  public struct Status: Sendable {
+    public var generation: String?
+    /// When the last segment became durable on the target (ms since the epoch).
+    public var lastSegmentMs: Int64?
+    /// The last transaction number shipped.
+    public var lastTransaction: Int64 = -1
+    /// WAL frames shipped in the current incarnation of the WAL.
+    public var shippedFrames: Int = 0
+    public var segments: Int = 0
+    public var generations: Int = 0
+    public var failures: Int = 0
+    public var lastError: String?
+    /// How long the last checkpoint took (s), and when it ended (ms since the epoch).
+    public var lastCheckpointSeconds: Double?
+    public var lastCheckpointMs: Int64?
+  }
+
+  /// A segment just made durable (for benchmarks measuring the lag).
+  public struct Shipped: Sendable {
+    public var durableMs: Int64
+    /// Frames of the WAL's incarnation shipped through this segment.
+    public var framesThrough: Int
+    public var transaction: Int64
+  }
+
+  // Touched only inside `state`'s lock.
+  private struct State: @unchecked Sendable {
+    var target: BackupTarget
+    var generation: String?
+    var manifest: SealedLog<BackupManifestEntry>?
+    var cursor = WALCursor.adoptNext
+    var transaction: Int64 = -1
+    var segmentIndex = 0
+    var generationStartMs: Int64 = 0
+    var lastPruneMs: Int64 = 0
+  }
+
+  private struct Discontinuity: Error {}
+
+  private let database: EncryptedDatabase
+  private let reader: Mutex<WALReaderBox>
+  private let bundle: @Sendable () throws -> [BackupBundleFile]
+  private let options: Options
+  private let logger: Logger
+  private let state: Mutex<State?>
+  private let statusBox = Mutex(Status())
+  private let stopped = Mutex(false)
+  private let done = DispatchSemaphore(value: 0)
+  private let onShipped: (@Sendable (Shipped) -> Void)?
+
+  /// The shipper's status now.
+  public var status: Status { statusBox.withLock { $0 } }
+
+  /// Starts shipping `database` to the target at `directory` (created if new): resumes the last
+  /// generation where it can be proven unbroken, else begins one (taking a snapshot while the node
+  /// serves). Call before the node takes writes where possible; `database.close()` ships the last
+  /// frames and records a clean stop.
+  /// - Parameters:
+  ///   - databaseKey: the database's key (the WAL's pages are encrypted with it).
+  ///   - backupKey: the backup key (never the database key).
+  ///   - bundle: the node's own files to keep with each snapshot.
+  public static func start(
+    database: EncryptedDatabase, databaseKey: SecretBytes, target directory: String, backupKey: SecretBytes,
+    bundle: @escaping @Sendable () throws -> [BackupBundleFile], options: Options = Options(), logger: Logger,
+    onShipped: (@Sendable (Shipped) -> Void)? = nil
+  ) throws -> ContinuousBackup {
+    guard !databaseKey.isEqual(to: backupKey) else {
+      throw StorageError(.rejected, "the backup key must not be the database key")
+    }
+    let target = try BackupTarget(directory: directory, key: backupKey, create: true)
+    let backup = ContinuousBackup(
+      database: database, reader: WALReader(databasePath: database.path, key: databaseKey), target: target, bundle: bundle,
+      options: options, logger: logger, onShipped: onShipped)
+    // From now on only the shipper checkpoints (see the type's comment).
+    try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
+    try backup.resumeOrBegin()
+    database.beforeClose { backup.finish() }
+    let thread = Thread { backup.loop() }
+    thread.name = "eduhub-backup"
+    thread.start()
+    return backup
+  }
+
+  private init(
+    database: EncryptedDatabase, reader: WALReader, target: BackupTarget, bundle: @escaping @Sendable () throws -> [BackupBundleFile],
+    options: Options, logger: Logger, onShipped: (@Sendable (Shipped) -> Void)?
+  ) {
+    self.database = database
+    self.reader = Mutex(WALReaderBox(reader))
+    self.bundle = bundle
+    self.options = options
+    self.logger = logger
+    self.onShipped = onShipped
+    self.state = Mutex(State(target: target))
+  }
+
+  // MARK: The loop
+
+  private func loop() {
+    var failures = 0
+    while !stopped.withLock({ $0 }) {
+      Thread.sleep(forTimeInterval: failures == 0 ? options.interval : min(30, options.interval * Double(1 << min(failures, 8))))
+      if stopped.withLock({ $0 }) { break }
+      do {
+        try round()
+        failures = 0
+      } catch {
+        failures += 1
+        let message = (error as? StorageError)?.message ?? "\(error)"
+        statusBox.withLock {
+          $0.failures += 1
+          $0.lastError = message
+        }
+        logger.error("backup shipping failed; retrying", metadata: ["error": "\(message)", "failures": "\(failures)"])
+      }
+    }
+    done.signal()
+  }
+
+  /// One round: ship what is committed, checkpoint when the WAL is long, start a generation when due,
+  /// prune what retention no longer needs.
+  private func round() throws {
+    let now = BackupClock.nowMs()
+    let due = state.withLock { state in
+      state!.generation == nil || Double(now - state!.generationStartMs) / 1000 >= options.snapshotEvery
+    }
+    if due {
+      try beginGeneration(reason: "scheduled")
+    }
+    do {
+      try ship()
+    } catch is Discontinuity {
+      try beginGeneration(reason: "the WAL was checkpointed outside the shipper")
+      return
+    }
+    if state.withLock({ $0!.cursor.frames }) >= options.checkpointFrames {
+      try checkpoint()
+    }
+    if now - state.withLock({ $0!.lastPruneMs }) > 3_600_000 {
+      try prune(nowMs: now)
+    }
+  }
+
+  // MARK: Generations
+
+  private func resumeOrBegin() throws {
+    let resumed: Bool = try state.withLock { state in
+      guard let generation = state!.target.generations.last else { return false }
+      let manifest: SealedLog<BackupManifestEntry>
+      do { manifest = try state!.target.manifest(generation) } catch {
+        logger.warning("backup: the last generation's manifest does not verify; starting a new one", metadata: ["generation": "\(generation)"])
+        return false
+      }
+      guard let first = manifest.entries.first, let last = manifest.entries.last, var cursor = last.cursor,
+        Double(BackupClock.nowMs() - first.timeMs) / 1000 < options.snapshotEvery
+      else { return false }
+      if last.kind == .stop {
+        guard let size = last.databaseBytes, let modified = last.databaseModifiedNs, let now = Self.fileState(database.path), now == (size, modified) else {
+          logger.notice("backup: the database changed while the node was stopped; starting a new generation")
+          return false
+        }
+        cursor = .adoptNext
+      }
+      if let header = try reader.withLock({ try $0.reader.header() }) {
+        guard cursor.continues(into: header) != nil else {
+          logger.notice("backup: the WAL no longer continues the last generation; starting a new one")
+          return false
+        }
+      } else if !cursor.adopt {
+        logger.notice("backup: the WAL was emptied outside the shipper; starting a new generation")
+        return false
+      }
+      state!.generation = generation
+      state!.manifest = manifest
+      state!.cursor = cursor
+      state!.transaction = last.transaction
+      state!.segmentIndex = manifest.entries.compactMap(\.index).max() ?? 0
+      state!.generationStartMs = first.timeMs
+      return true
+    }
+    if resumed {
+      let generation = state.withLock { $0!.generation }
+      statusBox.withLock { $0.generation = generation }
+      logger.info("backup: resuming generation", metadata: ["generation": "\(generation ?? "")"])
+      // Ship what the last run left and checkpoint: a checkpoint it made but did not live to record
+      // must not read as someone else's when the WAL restarts.
+      try checkpoint()
+    } else {
+      try beginGeneration(reason: "start")
+    }
+  }
+
+  private func beginGeneration(reason: String) throws {
+    let started = Date()
+    // With the node's writer held, nothing commits: the snapshot's read transaction and the WAL's
+    // end seen here are the same point.
+    let (snapshot, cursor): (DatabaseSnapshot, WALCursor) = try database.writeWithoutTransaction { _ in
+      var cursor = WALCursor.adoptNext
+      if let header = try reader.withLock({ try $0.reader.header() }) {
+        cursor = try reader.withLock { try $0.reader.committedFrames(after: WALCursor(start: header)).cursor }
+      }
+      // Everything up to here is in the snapshot: a restart of the WAL loses nothing shipped or not.
+      cursor.restartAllowed = true
+      return (try database.pool.makeSnapshot(), cursor)
+    }
+    let generation = BackupTarget.newGenerationName()
+    let files = try bundle()
+    let (manifest, transaction): (SealedLog<BackupManifestEntry>, Int64) = try state.withLock { state in
+      let transaction = max(state!.transaction, try state!.target.lastTransaction()) + 1
+      let manifest = try state!.target.beginGeneration(generation, from: snapshot, bundle: files, transaction: transaction, cursor: cursor)
+      return (manifest, transaction)
+    }
+    state.withLock { state in
+      state!.generation = generation
+      state!.manifest = manifest
+      state!.cursor = cursor
+      state!.transaction = transaction
+      state!.segmentIndex = 0
+      state!.generationStartMs = manifest.entries.first?.timeMs ?? BackupClock.nowMs()
+    }
+    statusBox.withLock {
+      $0.generation = generation
+      $0.generations += 1
+      $0.lastTransaction = transaction
+    }
+    logger.notice(
+      "backup: new generation", metadata: [
+        "generation": "\(generation)", "reason": "\(reason)", "transaction": "\(transaction)",
+        "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(started)))",
+      ])
+  }
+
+  // MARK: Shipping
+
+  /// Ships every committed frame after the cursor.
+  /// - Throws: `Discontinuity` if the WAL no longer continues the generation.
+  private func ship() throws {
+    try state.withLock { state in
+      guard state!.manifest != nil else { return }
+      guard let header = try reader.withLock({ try $0.reader.header() }) else { return }
+      guard let cursor = state!.cursor.continues(into: header) else { throw Discontinuity() }
+      state!.cursor = cursor
+      while true {
+        let (frames, next) = try reader.withLock {
+          try $0.reader.committedFrames(after: state!.cursor, limit: options.segmentFrames)
+        }
+        if frames.isEmpty { break }
+        try writeSegment(frames, cursor: next, state: &state!)
+      }
+    }
+  }
+
+  private func writeSegment(_ frames: [WALFrame], cursor: WALCursor, state: inout State) throws {
+    let now = BackupClock.nowMs()
+    let first = state.transaction + 1
+    var transaction = state.transaction
+    let bodySize = state.target.info.pageSize - BackupSegment.reserve
+    var segmentFrames: [BackupSegment.Frame] = []
+    segmentFrames.reserveCapacity(frames.count)
+    for frame in frames {
+      if frame.commitSize != 0 { transaction += 1 }
+      segmentFrames.append(
+        BackupSegment.Frame(
+          pageNumber: frame.pageNumber, commitSize: frame.commitSize, timeMs: frame.commitSize != 0 ? now : 0,
+          body: frame.page[0..<bodySize]))
+    }
+    let index = state.segmentIndex + 1
+    let generation = state.generation ?? ""
+    let segment = BackupSegment(
+      header: BackupSegment.Header(generation: generation, index: index, firstTransaction: first, frames: frames.count), frames: segmentFrames)
+    let bytes = try segment.sealed(key: state.target.keys.segment, pageSize: state.target.info.pageSize)
+    let file = BackupSegment.fileName(index)
+    try BackupTarget.writeFile(state.target.path(generation, file), bytes: bytes)
+    try state.manifest!.append(
+      BackupManifestEntry(
+        kind: .segment, timeMs: now, transaction: transaction, cursor: cursor, file: file,
+        digest: Hex.encode(KeyedHash.digest(bytes)), bytes: Int64(bytes.count), index: index, frames: frames.count,
+        firstTransaction: first, firstTimeMs: now))
+    state.segmentIndex = index
+    state.transaction = transaction
+    state.cursor = cursor
+    let durable = BackupClock.nowMs()
+    statusBox.withLock {
+      $0.lastSegmentMs = durable
+      $0.lastTransaction = transaction
+      $0.shippedFrames = cursor.frames
+      $0.segments += 1
+      $0.lastError = nil
+    }
+    onShipped?(Shipped(durableMs: durable, framesThrough: cursor.frames, transaction: transaction))
+  }
+
+  /// With the node's writer held: ships the last frames, then copies the WAL into the database; if
+  /// every frame made it, the next write may restart the WAL, which the cursor then follows.
+  private func checkpoint() throws {
+    let started = Date()
+    defer {
+      let seconds = Date().timeIntervalSince(started)
+      statusBox.withLock {
+        $0.lastCheckpointSeconds = seconds
+        $0.lastCheckpointMs = BackupClock.nowMs()
+      }
+    }
+    try database.writeWithoutTransaction { db in
+      try ship()
+      guard let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") else { return }
+      let log: Int = row[1]
+      let backfilled: Int = row[2]
+      try state.withLock { state in
+        guard log == backfilled, log == state!.cursor.frames else { return }
+        state!.cursor.restartAllowed = true
+        try state!.manifest!.append(
+          BackupManifestEntry(kind: .checkpoint, timeMs: BackupClock.nowMs(), transaction: state!.transaction, cursor: state!.cursor))
+      }
+    }
+  }
+
+  /// Prunes generations no point inside the retention window needs: each one older than the newest
+  /// generation that began before the window opened.
+  private func prune(nowMs: Int64) throws {
+    try state.withLock { state in
+      state!.lastPruneMs = nowMs
+      let pruned = try state!.target.pruneBeyond(retentionDays: options.retentionDays, nowMs: nowMs)
+      if !pruned.isEmpty { logger.info("backup: pruned generations", metadata: ["generations": "\(pruned)"]) }
+    }
+  }
+
+  /// Ships the last frames and, if the WAL can be emptied into the database, records a clean stop
+  /// so the next start continues this generation. Called when the database closes.
+  func finish() {
+    guard !stopped.withLock({ let was = $0; $0 = true; return was }) else { return }
+    done.wait()
+    do {
+      try database.writeWithoutTransaction { db in
+        try ship()
+        guard let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") else { return }
+        let busy: Int = row[0]
+        let log: Int = row[1]
+        let backfilled: Int = row[2]
+        guard busy == 0, log == backfilled, let (size, modified) = Self.fileState(database.path) else { return }
+        try state.withLock { state in
+          guard state!.manifest != nil else { return }
+          var cursor = state!.cursor
+          cursor.adopt = true
+          try state!.manifest!.append(
+            BackupManifestEntry(
+              kind: .stop, timeMs: BackupClock.nowMs(), transaction: state!.transaction, cursor: cursor, databaseBytes: size,
+              databaseModifiedNs: modified))
+        }
+      }
+      logger.info("backup: stopped with every transaction shipped")
+    } catch {
+      logger.error("backup: the last frames could not be shipped", metadata: ["error": "\(error)"])
+    }
+  }
+
+  /// The size and modification time (ns) of the file at `path`.
+  static func fileState(_ path: String) -> (Int64, Int64)? {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return nil }
+    return (Int64(info.st_size), Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec))
+  }
+}
+
+/// The WAL reader, whose scratch buffer is used by one round at a time.
+struct WALReaderBox: @unchecked Sendable {
+  let reader: WALReader
+  init(_ reader: WALReader) { self.reader = reader }
+}
+
+extension BackupSegment {
+  /// A segment's file name: its index, zero-padded so names sort.
+  static func fileName(_ index: Int) -> String {
+    let digits = String(index)
+    return String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".segment"
+  }
+}
+
+extension BackupTarget {
+  /// Prunes every generation older than the newest one that began at or before the retention
+  /// window's start: every point inside the window is restorable from that one or later ones.
+  /// - Returns: the generations pruned.
+  func pruneBeyond(retentionDays: Int, nowMs: Int64) throws -> [String] {
+    let windowStart = nowMs - Int64(retentionDays) * 86_400_000
+    let live = generations
+    var starts: [(String, Int64)] = []
+    for generation in live {
+      guard let first = try? manifest(generation).entries.first else { continue }
+      starts.append((generation, first.timeMs))
+    }
+    guard let keepFrom = starts.lastIndex(where: { $0.1 <= windowStart }) else { return [] }
+    let doomed = starts[..<keepFrom].map(\.0)
+    for generation in doomed { try prune(generation) }
+    return doomed
+  }
+}
