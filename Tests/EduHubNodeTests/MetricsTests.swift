@@ -14,9 +14,11 @@ struct MetricsTests {
     let port = freePort()
     let process = Process()
 
-    init(extra: [String] = []) throws {
+    /// - Parameter seeded: with the small seed's orgs and people.
+    init(extra: [String] = [], seeded: Bool = false) throws {
       root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-metrics-\(UUID())").path
       try #require(try run(["init", "--data", root]).status == 0)
+      if seeded { try #require(try run(["seed", "--data", root]).status == 0) }
       process.executableURL = binary
       process.arguments = ["serve", "--data", root, "--listen", "127.0.0.1:\(port)", "--log-level", "error"] + extra
       process.standardOutput = FileHandle.nullDevice

@@ -1,0 +1,87 @@
+import EduHubTestSupport
+import Foundation
+import Testing
+
+/// `eduhub serve --backup-to`, `eduhub backup …` and `eduhub restore` as an operator runs them: a
+/// real node shipping while accounts are added, its backup metrics, and a restored node whose audit
+/// log holds exactly what the original's did at that point.
+@Suite("Backup and restore of a serving node", .serialized)
+struct BackupCommandTests {
+  @Test("a serving node ships every write; backup verify, restore (latest and earlier), drills and an online snapshot work end to end")
+  func endToEnd() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-backup-\(UUID())").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let key = directory + "/backup.key"
+    let target = directory + "/target"
+    #expect(try run(["keygen", key]).status == 0)
+    let served = try MetricsTests.ServedNode(extra: ["--backup-to", target, "--backup-key", key], seeded: true)
+    defer { served.stop() }
+    try await served.waitUntilServing()
+    setenv("EDUHUB_BACKUP_TEST_PW", "Backup#Drill-2026-long", 1)
+    for i in 0..<3 {
+      let user = try run(["user", "--data", served.root, "--username", "operator\(i)", "--password-env", "EDUHUB_BACKUP_TEST_PW", "--role", "auditor"])
+      #expect(user.status == 0, "\(user.errors)")
+    }
+    // Shipped within a second: the metrics say so, and promtool takes them.
+    var metrics = ""
+    for _ in 0..<50 {
+      metrics = try await MetricsTests.get("http://127.0.0.1:\(served.port)/metrics").body
+      if (MetricsTests.value("eduhub_backup_last_transaction", in: metrics) ?? 0) >= 3 { break }
+      try await Task.sleep(for: .milliseconds(100))
+    }
+    #expect((MetricsTests.value("eduhub_backup_last_transaction", in: metrics) ?? 0) >= 3)
+    #expect((MetricsTests.value("eduhub_backup_last_segment_timestamp_seconds", in: metrics) ?? 0) > 1_700_000_000)
+    #expect((MetricsTests.value("eduhub_backup_last_segment_age_seconds", in: metrics) ?? 99) < 30)
+    #expect(MetricsTests.value("eduhub_backup_failed_rounds", in: metrics) == 0)
+    let lint = try await MetricsTests.promtool(metrics)
+    #expect(lint.status == 0, "promtool check metrics: \(lint.output)")
+
+    // An online snapshot by another process, to a second target.
+    let snapshot = try run(["backup", "now", "--data", served.root, "--to", directory + "/snapshots", "--backup-key", key])
+    #expect(snapshot.status == 0, "\(snapshot.errors)")
+    let snapshotVerify = try run(["backup", "verify", "--from", directory + "/snapshots", "--backup-key", key])
+    #expect(snapshotVerify.status == 0 && snapshotVerify.output.contains("snapshot only"), "\(snapshotVerify.output)\(snapshotVerify.errors)")
+
+    let original = try run(["audit", "verify", "--data", served.root])
+    served.process.terminate()  // SIGTERM: the last frames are shipped, a clean stop recorded
+    served.process.waitUntilExit()
+
+    let verify = try run(["backup", "verify", "--from", target, "--backup-key", key])
+    #expect(verify.status == 0, "\(verify.errors)")
+    #expect(verify.output.contains("1 generations"), "\(verify.output)")
+
+    // The latest point: the same audit log as the original's.
+    let restored = directory + "/restored"
+    let restore = try run(["restore", "--from", target, "--backup-key", key, "--data", restored])
+    #expect(restore.status == 0, "\(restore.errors)")
+    let audit = try run(["audit", "verify", "--data", restored])
+    #expect(audit.status == 0 && audit.output == original.output, "\(audit.output) vs \(original.output)")
+    // The snapshot alone (transaction 0): before the accounts, so fewer audit entries.
+    let early = directory + "/early"
+    #expect(try run(["restore", "--from", target, "--backup-key", key, "--data", early, "--sequence", "0"]).status == 0)
+    let earlyAudit = try run(["audit", "verify", "--data", early])
+    #expect(earlyAudit.status == 0 && earlyAudit.output != original.output, "\(earlyAudit.output)")
+
+    // Drills, and their evidence.
+    let drill = try run(["backup", "drill", "--from", target, "--backup-key", key])
+    #expect(drill.status == 0 && drill.output.hasPrefix("drill ok"), "\(drill.output)\(drill.errors)")
+    let drills = try run(["backup", "drills", "--from", target])
+    #expect(drills.status == 0 && drills.output.contains("signature ok"), "\(drills.output)")
+
+    // Bad input: clear refusals, nothing overwritten.
+    let occupied = try run(["restore", "--from", target, "--backup-key", key, "--data", restored])
+    #expect(occupied.status != 0 && occupied.errors.contains("not empty"), "\(occupied.errors)")
+    let badTime = try run(["restore", "--from", target, "--backup-key", key, "--data", directory + "/x", "--at", "yesterday"])
+    #expect(badTime.status != 0 && badTime.errors.contains("ISO 8601"), "\(badTime.errors)")
+    let beyond = try run(["restore", "--from", target, "--backup-key", key, "--data", directory + "/y", "--sequence", "999999"])
+    #expect(beyond.status != 0 && beyond.errors.contains("no generation holds transaction 999999"), "\(beyond.errors)")
+    #expect(!FileManager.default.fileExists(atPath: directory + "/y"))
+    let otherKey = directory + "/other.key"
+    #expect(try run(["keygen", otherKey]).status == 0)
+    let wrongKey = try run(["backup", "verify", "--from", target, "--backup-key", otherKey])
+    #expect(wrongKey.status != 0 && wrongKey.errors.contains("does not open"), "\(wrongKey.errors)")
+    let continuous = try run(["backup", "now", "--data", restored, "--to", target, "--backup-key", key, "--continuous"])
+    #expect(continuous.status != 0 && continuous.errors.contains("serve --data"), "\(continuous.errors)")
+  }
+}
