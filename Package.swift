@@ -270,6 +270,18 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // The backup benchmark: full backup, shipping lag under a paced writer, restore.
+    .executableTarget(
+      name: "eduhub-bench-backup",
+      dependencies: [
+        "EduHubBenchSupport", "EduHubNode", "EduHubStorage", "EduHubCrypto", .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Tools/bench-backup",
+      exclude: ["run"],
+      swiftSettings: swiftSettings
+    ),
+
     // What the benchmark clients share (options, a server's memory, percentiles).
     .target(name: "EduHubBenchSupport", path: "Tools/bench-support", swiftSettings: swiftSettings),
 
