@@ -220,3 +220,38 @@ extension NodeData {
     }
   }
 }
+
+extension NodeData {
+  /// Restores a node from the backup target at `target` into the new directory `directory`, as of
+  /// `point`, and makes it safe to rejoin its peers: its sync store gets a new identity (each node
+  /// below it then pushes everything it wrote and pulls anew, losing nothing only it held; its
+  /// upstream sees a node whose cursors are simply older, and serves it again from there), and the
+  /// restore is the first entry of the audit log's continuation.
+  public static func restore(
+    from target: String, key: SecretBytes, to point: BackupPoint, into directory: String, logger: Logger
+  ) async throws -> RestoreReport {
+    do {
+      let report = try BackupRestore.restore(
+        from: target, key: key, to: point, into: directory, databaseFile: databaseFile, databaseKeyFile: databaseKeyFile)
+      let node = try NodeData.load(directory).open(logger: logger)
+      let storeID: String
+      do { storeID = try node.sync.renewStoreID() } catch {
+        await node.close()
+        throw error
+      }
+      node.audit.record(
+        .init(
+          actor: "operator:restore", action: "node.restore", target: node.data.identity.nodeID,
+          detail: "restored from backup generation \(report.generation) at transaction \(report.transaction); new sync store \(storeID)",
+          peer: "local", timeMs: Int64(Date().timeIntervalSince1970 * 1000)))
+      await node.close()
+      return report
+    } catch let error as StorageError {
+      try? FileManager.default.removeItem(atPath: directory)
+      throw NodeDataError(error.message)
+    } catch let error as NodeDataError {
+      try? FileManager.default.removeItem(atPath: directory)
+      throw error
+    }
+  }
+}

@@ -28,6 +28,18 @@ extension SyncService {
     knownStoreID.withLock { $0 = id }
     return id
   }
+  /// Gives this store a new identity: after a restore from backup, every downstream node's cursor
+  /// is then one from another store, so each pushes everything it wrote and pulls its scope anew
+  /// (`pull` tells it to) rather than skip what this node now numbers again.
+  /// - Returns: the new identity.
+  @discardableResult
+  public func renewStoreID() throws -> String {
+    let id = IdentityService.newID("store-")
+    try store.transaction { db in try store.records.setMeta(Self.storeIDKey, Array(id.utf8), in: db) }
+    knownStoreID.withLock { $0 = id }
+    return id
+  }
+
   static func pulledKey(_ nodeID: String) -> String { "sync.pulled." + nodeID }
   static func pulledAtKey(_ nodeID: String) -> String { "sync.pulled-at." + nodeID }
   /// Where `PushingNode.knownThrough` of `nodeID` is kept: its pulled sequence when its last

@@ -4,6 +4,7 @@ import EduHubCrypto
 import EduHubNode
 import EduHubStorage
 import Foundation
+import Logging
 
 /// The backup key: a key file of its own (`eduhub keygen`), kept away from the node and the target.
 struct BackupKeyOption: ParsableArguments {
@@ -204,9 +205,11 @@ extension EduHubCommand {
     func run() async throws {
       let backupKey = try key.read()
       let point: BackupPoint = if let sequence { .transaction(sequence) } else if let at, let ms = Self.milliseconds(at) { .time(ms) } else { .latest }
-      let report = try failing("restore from \(from)") {
-        try BackupRestore.restore(
-          from: from, key: backupKey, to: point, into: data, databaseFile: NodeData.databaseFile, databaseKeyFile: NodeData.databaseKeyFile)
+      let report: RestoreReport
+      do {
+        report = try await NodeData.restore(from: from, key: backupKey, to: point, into: data, logger: Logger(label: "eduhub.restore"))
+      } catch let error as NodeDataError {
+        throw FailureMessage("cannot restore from \(from): \(error.message)")
       }
       print(
         "restored \(data) to transaction \(report.transaction) of generation \(report.generation) "

@@ -9,9 +9,11 @@ import Testing
 struct ThreeTierProcessTests {
   final class Node {
     let process = Process()
-    let port = freePort()
+    let port: Int
 
-    init(data: String, extra: [String] = []) throws {
+    /// - Parameter port: the port to listen on (a free one by default).
+    init(data: String, extra: [String] = [], port: Int = freePort()) throws {
+      self.port = port
       process.executableURL = binary
       process.arguments = ["serve", "--data", data, "--listen", "127.0.0.1:\(port)", "--log-level", "error"] + extra
       process.standardOutput = FileHandle.nullDevice
@@ -23,6 +25,40 @@ struct ThreeTierProcessTests {
       process.terminate()
       process.waitUntilExit()
       return process.terminationStatus
+    }
+
+    var client: Eduhub_Identity_V1_IdentityService.Client { .init(RPCClient(host: "127.0.0.1", port: port)) }
+
+    /// Signs `user` in (the node may still be starting), with the tests' password.
+    func login(_ user: String, password: String = "three tier passphrase") async throws -> CallOptions {
+      var request = Eduhub_Identity_V1_LoginRequest()
+      request.login = user
+      request.password = password
+      var lastError: (any Error)?
+      for _ in 0..<100 {
+        do {
+          let pair = try await client.login(request, options: CallOptions(timeout: .seconds(30)))
+          return CallOptions(timeout: .seconds(60), metadata: ["authorization": .string("Bearer " + pair.accessToken)])
+        } catch {
+          lastError = error
+          try await Task.sleep(for: .milliseconds(100))
+        }
+      }
+      throw lastError!
+    }
+
+    func setClass(_ options: CallOptions, _ id: String, _ value: String) async throws {
+      var update = Eduhub_Identity_V1_UpdatePersonRequest()
+      update.person.id = id
+      update.person.className = value
+      update.updateMask = ["class_name"]
+      _ = try await client.updatePerson(update, options: options)
+    }
+
+    func className(_ options: CallOptions, _ id: String) async throws -> String {
+      var get = Eduhub_Identity_V1_GetPersonRequest()
+      get.id = id
+      return try await client.getPerson(get, options: options).className
     }
   }
 
@@ -55,48 +91,16 @@ struct ThreeTierProcessTests {
     let schoolNode = try Node(data: school, extra: ["--sync-every", "1s"])
     defer { _ = schoolNode.stop() }
 
-    func client(_ node: Node) -> Eduhub_Identity_V1_IdentityService.Client {
-      .init(RPCClient(host: "127.0.0.1", port: node.port))
-    }
-    func login(_ node: Node, _ user: String) async throws -> CallOptions {
-      var request = Eduhub_Identity_V1_LoginRequest()
-      request.login = user
-      request.password = "three tier passphrase"
-      var lastError: (any Error)?
-      for _ in 0..<100 {
-        do {
-          let pair = try await client(node).login(request, options: CallOptions(timeout: .seconds(30)))
-          return CallOptions(timeout: .seconds(60), metadata: ["authorization": .string("Bearer " + pair.accessToken)])
-        } catch {
-          lastError = error
-          try await Task.sleep(for: .milliseconds(100))
-        }
-      }
-      throw lastError!
-    }
-    func setClass(_ node: Node, _ options: CallOptions, _ id: String, _ value: String) async throws {
-      var update = Eduhub_Identity_V1_UpdatePersonRequest()
-      update.person.id = id
-      update.person.className = value
-      update.updateMask = ["class_name"]
-      _ = try await client(node).updatePerson(update, options: options)
-    }
-    func className(_ node: Node, _ options: CallOptions, _ id: String) async throws -> String {
-      var get = Eduhub_Identity_V1_GetPersonRequest()
-      get.id = id
-      return try await client(node).getPerson(get, options: options).className
-    }
-
-    let admin = try await login(centralNode, "admin")
+    let admin = try await centralNode.login("admin")
     // The principal's account replicated down: the school logs her in from its own replica.
-    let principal = try await login(schoolNode, "principal")
-    try await setClass(centralNode, admin, "S5117030001-0002", "from central")
-    try await setClass(schoolNode, principal, "S5117030001-0003", "from the school")
+    let principal = try await schoolNode.login("principal")
+    try await centralNode.setClass(admin, "S5117030001-0002", "from central")
+    try await schoolNode.setClass(principal, "S5117030001-0003", "from the school")
     var down = "", up = ""
     for _ in 0..<150 where down != "from central" || up != "from the school" {
       try await Task.sleep(for: .milliseconds(200))
-      down = try await className(schoolNode, principal, "S5117030001-0002")
-      up = try await className(centralNode, admin, "S5117030001-0003")
+      down = try await schoolNode.className(principal, "S5117030001-0002")
+      up = try await centralNode.className(admin, "S5117030001-0003")
     }
     #expect(down == "from central")
     #expect(up == "from the school")
