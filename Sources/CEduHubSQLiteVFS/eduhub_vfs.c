@@ -212,6 +212,14 @@ static int open_page(EduhubFile *f, unsigned char *page, int64_t index, int64_t 
   return SQLITE_OK;
 }
 
+// Whether `n` bytes at `p` are all zero.
+static int is_zero(const unsigned char *p, int n) {
+  for (int i = 0; i < n; i++) {
+    if (p[i]) return 0;
+  }
+  return 1;
+}
+
 // Page 1's header must say our page size and at least our reserve, or encrypting would overwrite
 // b-tree content.
 static int check_layout(EduhubFile *f, const unsigned char *page1) {
@@ -335,11 +343,15 @@ static int x_write(sqlite3_file *file, const void *buffer, int amount, sqlite3_i
       if (rc != SQLITE_OK) return rc;
     } else if (!f->layout_checked) {
       // This handle has not seen page 1 (a checkpoint may write pages whose page 1 this connection
-      // read from the WAL): read it from the file now. An empty file has no layout to check yet.
-      int rc = read_unit(f, f->scratch, 0, 1, 1);
-      if (rc == SQLITE_OK) {
-        rc = check_layout(f, f->scratch);
-      } else if (rc == SQLITE_IOERR_SHORT_READ) {
+      // read from the WAL): read it from the file now. A file without page 1 yet has no layout to
+      // check: an empty one, or one whose later pages came first (SQLite's backup API copying into
+      // a new file spills pages from its cache in any order), leaving page 1 a hole of zeros, which
+      // no sealed page ever is.
+      int rc = REAL(f)->pMethods->xRead(REAL(f), f->scratch, P, 0);
+      if (rc == SQLITE_OK && !is_zero(f->scratch, P)) {
+        rc = open_page(f, f->scratch, 1, 1);
+        if (rc == SQLITE_OK) rc = check_layout(f, f->scratch);
+      } else if (rc == SQLITE_IOERR_SHORT_READ || rc == SQLITE_OK) {
         rc = SQLITE_OK;
       }
       if (rc != SQLITE_OK) return rc;

@@ -346,3 +346,31 @@ struct BackupTests {
     #expect(try BackupRestore.prune(from: node.target, key: node.backupKey, retentionDays: 30, nowMs: secondStart + 30 * day - 1).isEmpty)
   }
 }
+
+@Suite("Backups of databases larger than the page cache")
+struct LargeBackupTests {
+  @Test("an online snapshot of a database larger than the copy's page cache (pages spilled mid-copy) restores intact")
+  func largeSnapshot() throws {
+    let directory = try temporaryDirectory()
+    let key = AEAD.makeKey()
+    let database = try EncryptedDatabase.open(path: directory + "/eduhub.db", key: .key(key), create: true)
+    try database.write { db in
+      try db.execute(sql: "CREATE TABLE filler (id INTEGER PRIMARY KEY, pad BLOB)")
+      for id in 0..<12_000 { try db.execute(sql: "INSERT INTO filler (id, pad) VALUES (?, randomblob(3000))", arguments: [id]) }
+    }
+    let keyFile = try [UInt8](Data(key.withUnsafeBytes { Array($0) }))
+    let backupKey = AEAD.makeKey()
+    let (generation, bytes) = try database.backUp(
+      to: directory + "/target", key: backupKey, bundle: [BackupBundleFile(path: "keys/db.key", contents: keyFile)])
+    try database.close()
+    #expect(bytes > 40 << 20)
+    #expect(try BackupRestore.verify(from: directory + "/target", key: backupKey).map(\.generation) == [generation])
+    let report = try BackupRestore.restore(
+      from: directory + "/target", key: backupKey, to: .latest, into: directory + "/restored", databaseFile: "eduhub.db",
+      databaseKeyFile: "keys/db.key")
+    #expect(report.pages * 4096 == Int(bytes))
+    let restored = try EncryptedDatabase.open(path: directory + "/restored/eduhub.db", key: .key(key))
+    #expect(try restored.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM filler") } == 12_000)
+    try restored.close()
+  }
+}

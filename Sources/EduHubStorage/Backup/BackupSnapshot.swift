@@ -22,10 +22,11 @@ extension BackupTarget {
   /// transaction), copied page for page by SQLite's backup API into a file whose pages the VFS
   /// encrypts under the target's snapshot key: the same page numbers as the database, so WAL frames
   /// shipped after it apply to it page by page. Nothing in plaintext ever reaches the target.
+  /// - Parameter pointMs: when the snapshot's read transaction began (the point it restores to).
   /// - Returns: the generation's manifest, holding its snapshot entry.
   func beginGeneration(
     _ generation: String, from source: some DatabaseReader, bundle: [BackupBundleFile], transaction: Int64,
-    cursor: WALCursor?
+    cursor: WALCursor?, pointMs: Int64
   ) throws -> SealedLog<BackupManifestEntry> {
     let folder = directory + "/" + generation
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -65,7 +66,8 @@ extension BackupTarget {
     try manifest.append(
       BackupManifestEntry(
         kind: .snapshot, timeMs: BackupClock.nowMs(), transaction: transaction, cursor: cursor, file: "snapshot", digest: digest,
-        bytes: bytes, bundleDigest: Hex.encode(KeyedHash.digest(sealedBundle)), pages: Int(bytes) / info.pageSize))
+        bytes: bytes, bundleDigest: Hex.encode(KeyedHash.digest(sealedBundle)), pages: Int(bytes) / info.pageSize,
+        firstTimeMs: pointMs))
     try recordGeneration(generation)
     return manifest
   }
@@ -96,10 +98,11 @@ extension EncryptedDatabase {
   /// - Returns: the generation's name and the snapshot's size in bytes.
   public func backUp(to directory: String, key: SecretBytes, bundle: [BackupBundleFile]) throws -> (generation: String, bytes: Int64) {
     let target = try BackupTarget(directory: directory, key: key, create: true)
+    let pointMs = BackupClock.nowMs()
     let snapshot = try pool.makeSnapshot()
     let generation = BackupTarget.newGenerationName()
     let manifest = try target.beginGeneration(
-      generation, from: snapshot, bundle: bundle, transaction: try target.lastTransaction() + 1, cursor: nil)
+      generation, from: snapshot, bundle: bundle, transaction: try target.lastTransaction() + 1, cursor: nil, pointMs: pointMs)
     return (generation, manifest.entries.first?.bytes ?? 0)
   }
 }

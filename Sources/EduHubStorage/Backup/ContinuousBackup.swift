@@ -236,20 +236,20 @@ public final class ContinuousBackup: Sendable {
     let started = Date()
     // With the node's writer held, nothing commits: the snapshot's read transaction and the WAL's
     // end seen here are the same point.
-    let (snapshot, cursor): (DatabaseSnapshot, WALCursor) = try database.writeWithoutTransaction { _ in
+    let (snapshot, cursor, pointMs): (DatabaseSnapshot, WALCursor, Int64) = try database.writeWithoutTransaction { _ in
       var cursor = WALCursor.adoptNext
       if let header = try reader.withLock({ try $0.reader.header() }) {
         cursor = try reader.withLock { try $0.reader.committedFrames(after: WALCursor(start: header)).cursor }
       }
       // Everything up to here is in the snapshot: a restart of the WAL loses nothing shipped or not.
       cursor.restartAllowed = true
-      return (try database.pool.makeSnapshot(), cursor)
+      return (try database.pool.makeSnapshot(), cursor, BackupClock.nowMs())
     }
     let generation = BackupTarget.newGenerationName()
     let files = try bundle()
     let (manifest, transaction): (SealedLog<BackupManifestEntry>, Int64) = try state.withLock { state in
       let transaction = max(state!.transaction, try state!.target.lastTransaction()) + 1
-      let manifest = try state!.target.beginGeneration(generation, from: snapshot, bundle: files, transaction: transaction, cursor: cursor)
+      let manifest = try state!.target.beginGeneration(generation, from: snapshot, bundle: files, transaction: transaction, cursor: cursor, pointMs: pointMs)
       return (manifest, transaction)
     }
     state.withLock { state in
@@ -428,7 +428,7 @@ extension BackupTarget {
     var starts: [(String, Int64)] = []
     for generation in live {
       guard let first = try? manifest(generation).entries.first else { continue }
-      starts.append((generation, first.timeMs))
+      starts.append((generation, first.firstTimeMs ?? first.timeMs))
     }
     guard let keepFrom = starts.lastIndex(where: { $0.1 <= windowStart }) else { return [] }
     let doomed = starts[..<keepFrom].map(\.0)
