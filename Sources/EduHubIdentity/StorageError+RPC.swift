@@ -5,6 +5,10 @@ import EduHubStorage
 /// detail (SQLite's text stays in the node's log).
 extension StorageError: RPCErrorConvertible {
   public var rpcError: RPCError {
-    code == .corrupted ? RPCError(.dataLoss, "the database is damaged: \(message)") : RPCError(.internalError, "storage failed")
+    switch code {
+    case .corrupted: RPCError(.dataLoss, "the database is damaged: \(message)")
+    case .unavailable: RPCError(.unavailable, message)
+    default: RPCError(.internalError, "storage failed")
+    }
   }
 }

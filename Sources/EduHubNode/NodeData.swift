@@ -213,6 +213,8 @@ extension NodeData {
       return try ContinuousBackup.start(
         database: database, databaseKey: try key("db"), target: target, backupKey: backupKey, bundle: { try data.bundleFiles() },
         options: options, logger: logger)
+    } catch let error as StorageError where error.code == .notFound {
+      throw NodeDataError("cannot back up to \(target): \(error.message) (make it with eduhub backup init; is the volume mounted?)")
     } catch let error as StorageError {
       throw NodeDataError("cannot back up to \(target): \(error.message)")
     } catch let error as CryptoError {
@@ -230,28 +232,38 @@ extension NodeData {
   public static func restore(
     from target: String, key: SecretBytes, to point: BackupPoint, into directory: String, logger: Logger
   ) async throws -> RestoreReport {
+    let report: RestoreReport
     do {
-      let report = try BackupRestore.restore(
+      // It cleans up after itself, and never touches a directory that was not empty.
+      report = try BackupRestore.restore(
         from: target, key: key, to: point, into: directory, databaseFile: databaseFile, databaseKeyFile: databaseKeyFile)
+    } catch let error as StorageError {
+      throw NodeDataError(error.message)
+    }
+    do {
       let node = try NodeData.load(directory).open(logger: logger)
       let storeID: String
-      do { storeID = try node.sync.renewStoreID() } catch {
+      do {
+        storeID = try node.sync.renewStoreID()
+        // With an upstream, it takes local writes again only after its first sync (see Replica).
+        if node.data.upstream != nil { try Replica.markRestored(node.replica.store) }
+      } catch {
         await node.close()
         throw error
       }
       node.audit.record(
         .init(
           actor: "operator:restore", action: "node.restore", target: node.data.identity.nodeID,
-          detail: "restored from backup generation \(report.generation) at transaction \(report.transaction); new sync store \(storeID)",
+          detail: "restored from backup generation \(report.generation) at transaction \(report.transaction); new sync store \(storeID)"
+            + (node.data.upstream != nil ? "; local writes wait for the first sync" : ""),
           peer: "local", timeMs: Int64(Date().timeIntervalSince1970 * 1000)))
       await node.close()
       return report
-    } catch let error as StorageError {
+    } catch {
+      // What the restore wrote is no node to start: it goes.
       try? FileManager.default.removeItem(atPath: directory)
-      throw NodeDataError(error.message)
-    } catch let error as NodeDataError {
-      try? FileManager.default.removeItem(atPath: directory)
-      throw error
+      if let error = error as? NodeDataError { throw error }
+      throw NodeDataError("the restored node cannot be opened: \((error as? StorageError)?.message ?? "\(error)")")
     }
   }
 }

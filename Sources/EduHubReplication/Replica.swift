@@ -1,5 +1,6 @@
 import EduHubStorage
 import GRDB
+import Synchronization
 
 /// A node's replicated store: local writes are stamped (hybrid clock, version vector, per-field
 /// stamps) and versions from other nodes are reconciled: dominated ones skipped, newer ones taken,
@@ -13,6 +14,12 @@ public final class Replica: Sendable {
   public let clock: HybridLogicalClock
 
   static let clockKey = "replica.hlc"
+  /// Set on a node restored from backup that has an upstream; cleared by its first sync.
+  public static let restoredKey = "replica.restored"
+  /// Why local writes are refused now, if they are.
+  private let refusal = Mutex<String?>(nil)
+  static let restoredRefusal =
+    "this node was restored from a backup: it takes writes again once its first sync with its upstream has brought back what it lost"
 
   /// - Parameter wallClock: milliseconds since 1970 (injected by tests).
   public init(
@@ -26,6 +33,20 @@ public final class Replica: Sendable {
       HLCTimestamp(rawValue: bytes.reduce(0) { $0 << 8 | UInt64($1) })
     } ?? .zero
     self.clock = HybridLogicalClock(resumingAfter: resumed, wallClock: wallClock)
+    // A restored node's version vectors are older than what its peers hold of its writes: a local
+    // write now could reuse a counter they already saw (and be skipped as known) until a sync has
+    // brought its own later writes back.
+    if try store.database.read({ db in try store.meta(Self.restoredKey, in: db) })?.isEmpty == false {
+      refusal.withLock { $0 = Self.restoredRefusal }
+    }
+  }
+
+  /// Refuses local writes (with `reason`) or, with nil, takes them again.
+  public func refuseLocalWrites(_ reason: String?) { refusal.withLock { $0 = reason } }
+
+  /// Marks the store as restored from backup (see `restoredKey`): local writes wait for a sync.
+  public static func markRestored(_ store: RecordStore) throws {
+    try store.database.write { db in try store.setMeta(restoredKey, [1], in: db) }
   }
 
   /// A local change to one record.
@@ -64,6 +85,7 @@ public final class Replica: Sendable {
   /// per record serves both: bulk writers count inserts without reading each record again).
   @discardableResult
   public func write(_ writes: [Write], in db: Database, prior: inout [Bool]) throws -> [StoredRecord] {
+    if let reason = refusal.withLock({ $0 }) { throw StorageError(.unavailable, reason) }
     prior.removeAll(keepingCapacity: true)
     prior.reserveCapacity(writes.count)
     do {

@@ -18,6 +18,9 @@ public struct StorageError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let rejected = Code(rawValue: 6)
     /// The store failed for another reason (SQLite's own error, not shown to callers).
     public static let failed = Code(rawValue: 7)
+    /// The node does not take this now, for a reason the message gives (safe to show): a node
+    /// restored from backup takes no local write before its first sync.
+    public static let unavailable = Code(rawValue: 8)
   }
 
   public var code: Code

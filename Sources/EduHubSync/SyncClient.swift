@@ -20,10 +20,13 @@ public struct SyncReport: Sendable, Hashable, CustomStringConvertible {
   public var pushMerged = 0
   /// The upstream had collected deletions this node never saw: it dropped its scope and synced anew.
   public var resynced = false
+  /// Records the upstream refused after it rolled back (edits on top of writes it lost).
+  public var refusedAfterRollback = 0
 
   public var description: String {
     "pulled \(pulled) records in \(batches) batches (\(pulledFastForwarded) new or newer, \(pulledMerged) merged, "
       + "\(conflicts) conflicts), evicted \(evicted), pushed \(pushed) (\(pushMerged) merged upstream)"
+      + (refusedAfterRollback > 0 ? ", \(refusedAfterRollback) refused after the upstream's rollback" : "")
   }
 }
 
@@ -84,6 +87,9 @@ public final class SyncClient: Sendable {
     let token = try await authenticate()
     let options = CallOptions(metadata: ["authorization": .string("Bearer " + token)])
     var report = SyncReport()
+    if try store.read({ db in try store.records.meta(Replica.restoredKey, in: db) })?.isEmpty == false {
+      return try await resyncAfterRestore(options: options, batchRecords: batchRecords, into: &report)
+    }
     // A refused push (the upstream found a write this node could not have made, or a login that
     // collides with one elsewhere) stays refused until an operator looks at it; the node still takes
     // its upstream's changes meanwhile, so one bad record cannot cut it off. It never resyncs then:
@@ -239,6 +245,24 @@ public final class SyncClient: Sendable {
     }
   }
 
+  /// The first sync of a node restored from backup: everything it (and the nodes below it) wrote
+  /// goes up (the upstream skips what it has), then its scope is dropped and pulled anew, bringing
+  /// back its own writes after the restore point and every deletion the upstream already collected;
+  /// only then does it take local writes again.
+  func resyncAfterRestore(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws -> SyncReport {
+    try await pushAll(options: options, batchRecords: batchRecords, into: &report)
+    try resetForResync()
+    report.resynced = true
+    _ = try await pull(options: options, batchRecords: batchRecords, into: &report)
+    let now = Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)
+    try await store.write { [self] db in
+      try store.records.setMeta(Replica.restoredKey, [], in: db)
+      try store.records.setMeta(Self.lastSyncKey, now, in: db)
+    }
+    replica.refuseLocalWrites(nil)
+    return report
+  }
+
   /// After an upstream's rollback: pushes every record written by this node or by a node enrolled
   /// below it (their ids are in the version vectors).
   func pushAll(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws {
@@ -262,17 +286,37 @@ public final class SyncClient: Sendable {
         return (mine, changes.last?.sequence ?? after)
       }
       guard through > after else { break }
-      var request = Eduhub_Sync_V1_PushRequest()
-      request.nodeID = nodeID
-      request.records = records.map(SyncService.wire)
-      request.throughSequence = try pushedCursor()
-      let response = try await Eduhub_Sync_V1_SyncService.Client(upstream).push(options: options) { writer in
-        try await writer.write(request)
+      do {
+        report.pushMerged += try await pushOnce(records, options: options)
+        report.pushed += records.count
+      } catch let error as RPCError where error.code == .permissionDenied && error.message.hasPrefix("push refused") {
+        // A record carrying a write the rolled-back upstream no longer has (this node edited on
+        // top of one of its lost writes) is refused, and with it the whole batch: the batch goes
+        // again record by record, so only such records stay behind (the resync then drops them)
+        // and the node is not cut off.
+        for record in records {
+          do {
+            report.pushMerged += try await pushOnce([record], options: options)
+            report.pushed += 1
+          } catch let error as RPCError where error.code == .permissionDenied && error.message.hasPrefix("push refused") {
+            report.refusedAfterRollback += 1
+          }
+        }
       }
-      report.pushed += records.count
-      report.pushMerged += Int(response.merged)
       after = through
     }
+  }
+
+  /// One push of `records`; returns how many the upstream merged.
+  private func pushOnce(_ records: [StoredRecord], options: CallOptions) async throws -> Int {
+    var request = Eduhub_Sync_V1_PushRequest()
+    request.nodeID = nodeID
+    request.records = records.map(SyncService.wire)
+    request.throughSequence = try pushedCursor()
+    let response = try await Eduhub_Sync_V1_SyncService.Client(upstream).push(options: options) { writer in
+      try await writer.write(request)
+    }
+    return Int(response.merged)
   }
 
   /// The records merged during pulls that must go up (their current versions).

@@ -40,12 +40,29 @@ extension EduHubCommand {
         Continuous shipping (every committed transaction on the target within a second) runs inside \
         the node: eduhub serve --backup-to TARGET --backup-key FILE. Restore with eduhub restore.
         """,
-      subcommands: [Take.self, Verify.self, Drill.self, Drills.self, Prune.self], defaultSubcommand: Take.self)
+      subcommands: [Init.self, Take.self, Verify.self, Drill.self, Drills.self, Prune.self], defaultSubcommand: Take.self)
+
+    struct Init: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(
+        abstract: "Make a new backup target (a node ships only to one that exists, so a volume that failed to mount is an error).")
+
+      @Option(help: "The backup target: a new directory, or an empty one (a mounted off-site volume).")
+      var to: String
+
+      @OptionGroup var key: BackupKeyOption
+
+      func run() async throws {
+        let backupKey = try key.read()
+        let publicKey = try failing("make a backup target at \(to)") { try BackupRestore.createTarget(at: to, key: backupKey) }
+        print("made backup target \(to)")
+        print("drill records are signed by \(publicKey): keep this public key where assessors check drills (eduhub backup drills --public-key)")
+      }
+    }
 
     struct Take: AsyncParsableCommand {
       static let configuration = CommandConfiguration(
         commandName: "now",
-        abstract: "Take a consistent snapshot of a node's database while it serves, as a new generation of the target.")
+        abstract: "Take a consistent snapshot of a node's database while it serves, as a new generation of the target (made if new).")
 
       @Option(help: "The node's data directory.")
       var data: String
@@ -127,12 +144,21 @@ extension EduHubCommand {
       @Option(help: "The backup target.")
       var from: String
 
-      @Option(help: "The backup key file: also checks that backup.json's public key is the target's own.")
+      @Option(help: "The backup key file, or:")
       var backupKey: String?
+
+      @Option(help: "The drill key's public half (hex) as `eduhub backup init` printed it: an assessor's pinned copy.")
+      var publicKey: String?
+
+      func validate() throws {
+        guard (backupKey == nil) != (publicKey == nil) else {
+          throw ValidationError("give --backup-key or --public-key (backup.json's copy of the key is not trusted: whoever can write the target could replace it)")
+        }
+      }
 
       func run() async throws {
         let key = try backupKey.map { try BackupKeyOption(backupKey: $0).read() }
-        let records = try failing("read the drills of \(from)") { try BackupDrill.records(from: from, key: key) }
+        let records = try failing("read the drills of \(from)") { try BackupDrill.records(from: from, key: key, publicKey: publicKey) }
         var invalid = 0
         for (record, valid) in records {
           if !valid { invalid += 1 }

@@ -15,6 +15,14 @@ struct BackupCommandTests {
     let key = directory + "/backup.key"
     let target = directory + "/target"
     #expect(try run(["keygen", key]).status == 0)
+    // A node does not make its target: a volume that failed to mount is an error, not a local backup.
+    let missing = try run(["init", "--data", directory + "/unserved"])
+    #expect(missing.status == 0)
+    let noTarget = try run(["serve", "--data", directory + "/unserved", "--listen", "127.0.0.1:0", "--backup-to", target, "--backup-key", key])
+    #expect(noTarget.status != 0 && noTarget.errors.contains("eduhub backup init"), "\(noTarget.errors)")
+    let made = try run(["backup", "init", "--to", target, "--backup-key", key])
+    #expect(made.status == 0, "\(made.errors)")
+    let publicKey = try #require(made.output.split(whereSeparator: { !$0.isHexDigit }).first { $0.count == 64 }.map(String.init))
     let served = try MetricsTests.ServedNode(extra: ["--backup-to", target, "--backup-key", key], seeded: true)
     defer { served.stop() }
     try await served.waitUntilServing()
@@ -67,7 +75,7 @@ struct BackupCommandTests {
     // Drills, and their evidence.
     let drill = try run(["backup", "drill", "--from", target, "--backup-key", key])
     #expect(drill.status == 0 && drill.output.hasPrefix("drill ok"), "\(drill.output)\(drill.errors)")
-    let drills = try run(["backup", "drills", "--from", target])
+    let drills = try run(["backup", "drills", "--from", target, "--public-key", publicKey])
     #expect(drills.status == 0 && drills.output.contains("signature ok"), "\(drills.output)")
 
     // Bad input: clear refusals, nothing overwritten.
@@ -76,6 +84,9 @@ struct BackupCommandTests {
     let badTime = try run(["restore", "--from", target, "--backup-key", key, "--data", directory + "/x", "--at", "yesterday"])
     #expect(badTime.status != 0 && badTime.errors.contains("ISO 8601"), "\(badTime.errors)")
     let beyond = try run(["restore", "--from", target, "--backup-key", key, "--data", directory + "/y", "--sequence", "999999"])
+    // A restore refused for any reason leaves an existing directory alone.
+    let occupiedAfter = try FileManager.default.contentsOfDirectory(atPath: restored)
+    #expect(occupiedAfter.contains("node.json"))
     #expect(beyond.status != 0 && beyond.errors.contains("no generation holds transaction 999999"), "\(beyond.errors)")
     #expect(!FileManager.default.fileExists(atPath: directory + "/y"))
     let otherKey = directory + "/other.key"
@@ -97,14 +108,10 @@ struct RestoredUpstreamTests {
     let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-restore-\(UUID())").path
     defer { try? FileManager.default.removeItem(atPath: root) }
     let (central, county, restored, target, key) = (root + "/central", root + "/county", root + "/central-restored", root + "/target", root + "/backup.key")
-    setenv("EDUHUB_3TIER_PW", "three tier passphrase", 1)
+    try ThreeTierProcessTests.seedCentral(central)
     defer { unsetenv("EDUHUB_3TIER_PW") }
-    #expect(try run(["init", "--data", central]).status == 0)
-    #expect(try run(["seed", "--data", central]).status == 0)
-    for (user, role, org) in [("admin", "city-admin", "511700"), ("principal", "school-admin", "5117030001")] {
-      #expect(try run(["user", "--data", central, "--username", user, "--password-env", "EDUHUB_3TIER_PW", "--role", role, "--org", org]).status == 0)
-    }
     #expect(try run(["keygen", key]).status == 0)
+    #expect(try run(["backup", "init", "--to", target, "--backup-key", key]).status == 0)
     let countyToken = try #require(
       try run(["node", "create", "--data", central, "--node-id", "county-511703", "--org", "511703"]).output.split(separator: "\n").last)
     let centralNode = try ThreeTierProcessTests.Node(data: central, extra: ["--backup-to", target, "--backup-key", key])
@@ -158,5 +165,62 @@ struct RestoredUpstreamTests {
     #expect(try await countyNode.className(principal, late) == "county, after the point")
     let audit = try run(["audit", "verify", "--data", restored])
     #expect(audit.status == 0, "\(audit.output)")
+  }
+}
+
+/// A county restored to an earlier point: it takes no local write before its first sync, which
+/// brings back its own later writes from central.
+@Suite("A restored downstream node", .serialized)
+struct RestoredDownstreamTests {
+  @Test("a county restored to an earlier point gets its later writes back from central before it takes writes again")
+  func resyncsFirst() async throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-restore-down-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let (central, county, restored, target, key) = (root + "/central", root + "/county", root + "/county-restored", root + "/target", root + "/backup.key")
+    try ThreeTierProcessTests.seedCentral(central)
+    defer { unsetenv("EDUHUB_3TIER_PW") }
+    #expect(try run(["keygen", key]).status == 0)
+    #expect(try run(["backup", "init", "--to", target, "--backup-key", key]).status == 0)
+    let countyToken = try #require(
+      try run(["node", "create", "--data", central, "--node-id", "county-511703", "--org", "511703"]).output.split(separator: "\n").last)
+    let centralNode = try ThreeTierProcessTests.Node(data: central)
+    defer { _ = centralNode.stop() }
+    let enrolled = try retrying(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(centralNode.port)", "--enroll", String(countyToken)])
+    try #require(enrolled.status == 0, "\(enrolled.errors)")
+    #expect(try run(["sync", "--data", county]).status == 0)
+    let countyNode = try ThreeTierProcessTests.Node(data: county, extra: ["--sync-every", "1s", "--backup-to", target, "--backup-key", key])
+    var countyStopped = false
+    defer { if !countyStopped { _ = countyNode.stop() } }
+    let admin = try await centralNode.login("admin")
+    let principal = try await countyNode.login("principal")
+    let pupil = "S5117030001-0003"
+    try await countyNode.setClass(principal, pupil, "before the point")
+    try await Task.sleep(for: .milliseconds(1500))
+    let point = Int64(Date().timeIntervalSince1970 * 1000)
+    try await Task.sleep(for: .milliseconds(500))
+    try await countyNode.setClass(principal, pupil, "after the point")
+    var atCentral = ""
+    for _ in 0..<100 where atCentral != "after the point" {
+      try await Task.sleep(for: .milliseconds(200))
+      atCentral = (try? await centralNode.className(admin, pupil)) ?? ""
+    }
+    #expect(atCentral == "after the point")
+
+    #expect(countyNode.stop() == 0)
+    countyStopped = true
+    let restore = try run(["restore", "--from", target, "--backup-key", key, "--data", restored, "--at", String(point)])
+    try #require(restore.status == 0, "\(restore.errors)")
+    // Before its first sync it refuses local writes (a write now could reuse a version counter
+    // central already holds); `eduhub sync` brings the later write back, then writes work.
+    setenv("EDUHUB_RESTORED_PW", "Restored#County-2026", 1)
+    let refused = try run(["user", "--data", restored, "--username", "late", "--password-env", "EDUHUB_RESTORED_PW", "--role", "auditor", "--org", "511703"])
+    #expect(refused.status != 0 && refused.errors.contains("restored from a backup"), "\(refused.errors)")
+    let synced = try run(["sync", "--data", restored])
+    #expect(synced.status == 0, "\(synced.errors)")
+    let restoredNode = try ThreeTierProcessTests.Node(data: restored)
+    defer { _ = restoredNode.stop() }
+    let again = try await restoredNode.login("principal")
+    #expect(try await restoredNode.className(again, pupil) == "after the point")
+    try await restoredNode.setClass(again, pupil, "after the restore")
   }
 }

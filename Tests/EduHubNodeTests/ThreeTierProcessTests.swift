@@ -62,18 +62,24 @@ struct ThreeTierProcessTests {
     }
   }
 
-  @Test("a write at central reaches the school and a write at the school reaches central, through the county")
-  func converge() async throws {
-    let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-3tier-\(UUID())").path
-    defer { try? FileManager.default.removeItem(atPath: root) }
-    let (central, county, school) = (root + "/central", root + "/county", root + "/school")
+  /// A seeded central node with a city administrator (`admin`) and a school's principal
+  /// (`principal`, school 5117030001), both with the tests' password (in EDUHUB_3TIER_PW).
+  static func seedCentral(_ central: String) throws {
     setenv("EDUHUB_3TIER_PW", "three tier passphrase", 1)
-    defer { unsetenv("EDUHUB_3TIER_PW") }
     #expect(try run(["init", "--data", central]).status == 0)
     #expect(try run(["seed", "--data", central]).status == 0)
     for (user, role, org) in [("admin", "city-admin", "511700"), ("principal", "school-admin", "5117030001")] {
       #expect(try run(["user", "--data", central, "--username", user, "--password-env", "EDUHUB_3TIER_PW", "--role", role, "--org", org]).status == 0)
     }
+  }
+
+  @Test("a write at central reaches the school and a write at the school reaches central, through the county")
+  func converge() async throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-3tier-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let (central, county, school) = (root + "/central", root + "/county", root + "/school")
+    try ThreeTierProcessTests.seedCentral(central)
+    defer { unsetenv("EDUHUB_3TIER_PW") }
     let countyToken = try #require(
       try run(["node", "create", "--data", central, "--node-id", "county-511703", "--org", "511703"]).output.split(separator: "\n").last)
     let centralNode = try Node(data: central)

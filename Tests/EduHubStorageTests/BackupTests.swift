@@ -22,6 +22,7 @@ private final class BackedUpStore {
     try KeyFile.create(at: directory + "/db.key", key: databaseKey)
     database = try EncryptedDatabase.open(path: directory + "/eduhub.db", key: .key(databaseKey), create: true)
     store = try RecordStore(database: database, collections: [people])
+    _ = try BackupRestore.createTarget(at: directory + "/target", key: backupKey)
     backup = try startBackup(options: options)
   }
 
@@ -207,6 +208,7 @@ struct BackupTests {
     let target = directory + "/target"
     try KeyFile.create(at: keyPath, key: AEAD.makeKey())
     try KeyFile.create(at: backupKeyPath, key: AEAD.makeKey())
+    _ = try BackupRestore.createTarget(at: target, key: try KeyFile.read(from: backupKeyPath))
     var lastCommitted = 0
     for round in 0..<4 {
       lastCommitted = try runTortureUntilKilled(
@@ -300,9 +302,13 @@ struct BackupTests {
     let record = try BackupDrill.run(from: node.target, key: node.backupKey, databaseFile: "eduhub.db", databaseKeyFile: "keys/db.key")
     #expect(record.result == "ok" && record.transaction == 20 && record.records == 20)
     _ = try BackupDrill.run(from: node.target, key: node.backupKey, databaseFile: "eduhub.db", databaseKeyFile: "keys/db.key")
-    var records = try BackupDrill.records(from: node.target)
+    let publicKey = try #require(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: node.target + "/backup.json"))) as? [String: Any])["drillPublicKey"] as? String
+    var records = try BackupDrill.records(from: node.target, publicKey: publicKey)
     #expect(records.count == 2 && records.allSatisfy(\.valid))
     #expect(try BackupDrill.records(from: node.target, key: node.backupKey).allSatisfy(\.valid))
+    // Without a pinned key nothing is taken on backup.json's word.
+    #expect(throws: StorageError.self) { try BackupDrill.records(from: node.target) }
 
     // A failing restore is evidence too.
     let generation = try #require(try BackupRestore.verify(from: node.target, key: node.backupKey).first?.generation)
@@ -310,14 +316,14 @@ struct BackupTests {
     #expect(throws: StorageError.self) {
       try BackupDrill.run(from: node.target, key: node.backupKey, databaseFile: "eduhub.db", databaseKeyFile: "keys/db.key")
     }
-    records = try BackupDrill.records(from: node.target)
+    records = try BackupDrill.records(from: node.target, publicKey: publicKey)
     #expect(records.count == 3 && records.last?.record.result == "failed" && records.allSatisfy(\.valid))
 
     // A record edited (a failure turned into a success) no longer verifies.
     let path = node.target + "/drills"
     let text = try String(contentsOfFile: path, encoding: .utf8)
     try text.replacingOccurrences(of: "\"result\":\"failed\"", with: "\"result\":\"ok\"").write(toFile: path, atomically: true, encoding: .utf8)
-    #expect(try BackupDrill.records(from: node.target).last?.valid == false)
+    #expect(try BackupDrill.records(from: node.target, publicKey: publicKey).last?.valid == false)
   }
 
   @Test("retention prunes whole generations, keeping every point inside the window restorable")

@@ -33,6 +33,7 @@ do {
   var logger = Logger(label: "bench")
   logger.logLevel = .warning
 
+  _ = try BackupRestore.createTarget(at: target, key: try KeyFile.read(from: backupKeyFile))
   let started = now()
   let backup = try ContinuousBackup.start(
     database: database, databaseKey: try node.key("db"), target: target, backupKey: try KeyFile.read(from: backupKeyFile),

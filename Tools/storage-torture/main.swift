@@ -25,6 +25,9 @@ do {
     options.checkpointFrames = 300
     options.segmentFrames = 64
     let keyFile = try [UInt8](Data(contentsOf: URL(fileURLWithPath: arguments[2])))
+    if !FileManager.default.fileExists(atPath: arguments[3] + "/backup.json") {
+      _ = try BackupRestore.createTarget(at: arguments[3], key: try KeyFile.read(from: arguments[4]))
+    }
     _ = try ContinuousBackup.start(
       database: database, databaseKey: try KeyFile.read(from: arguments[2]), target: arguments[3],
       backupKey: try KeyFile.read(from: arguments[4]), bundle: { [BackupBundleFile(path: "keys/db.key", contents: keyFile)] },

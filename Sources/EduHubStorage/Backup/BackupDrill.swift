@@ -36,6 +36,10 @@ public enum BackupDrill {
   ) throws -> BackupDrillRecord {
     let target = try BackupTarget(directory: directory, key: key, create: false)
     let scratch = scratch ?? (NSTemporaryDirectory() + "eduhub-drill-" + Hex.encode(Random.bytes(6)))
+    // The drill makes its scratch directory and removes only that: never a directory it found.
+    guard !FileManager.default.fileExists(atPath: scratch) else {
+      throw StorageError(.rejected, "\(scratch) exists: a drill restores into a directory it makes (and then removes)")
+    }
     defer { try? FileManager.default.removeItem(atPath: scratch) }
     let started = Date()
     var record = BackupDrillRecord(
@@ -44,7 +48,8 @@ public enum BackupDrill {
     var failure: (any Error)?
     do {
       let report = try BackupRestore.restore(
-        from: directory, key: key, to: .latest, into: scratch, databaseFile: databaseFile, databaseKeyFile: databaseKeyFile)
+        from: directory, key: key, to: .latest, into: scratch, databaseFile: databaseFile, databaseKeyFile: databaseKeyFile,
+        keepBundle: false)
       record.generation = report.generation
       record.transaction = report.transaction
       record.pointTimeMs = report.timeMs
@@ -63,19 +68,25 @@ public enum BackupDrill {
 
   /// The target's drill records, each with whether its signature and chain check out against the
   /// public key in `backup.json` (and, given the backup key, that this public key is the target's).
-  public static func records(from directory: String, key: SecretBytes? = nil) throws -> [(record: BackupDrillRecord, valid: Bool)] {
+  /// - Parameters:
+  ///   - key: the backup key, or
+  ///   - publicKey: the drill key's public half as the target printed it when it was made (hex): an
+  ///     assessor's pinned copy. `backup.json`'s own copy is not trusted (whoever can write the
+  ///     target could put a key of their own there and sign records with it).
+  public static func records(from directory: String, key: SecretBytes? = nil, publicKey pinned: String? = nil) throws
+    -> [(record: BackupDrillRecord, valid: Bool)]
+  {
     let publicKey: [UInt8]
     if let key {
       publicKey = try BackupTarget(directory: directory, key: key, create: false).keys.drills.publicKey
-    } else {
-      guard let data = FileManager.default.contents(atPath: directory + "/backup.json"),
-        let info = try? JSONDecoder().decode(BackupTargetInfo.self, from: data), let decoded = Hex.decode(info.drillPublicKey)
-      else { throw StorageError(.notFound, "no backup at \(directory)") }
+    } else if let pinned, let decoded = Hex.decode(pinned), decoded.count == SigningKey.publicKeyBytes {
       publicKey = decoded
+    } else {
+      throw StorageError(.rejected, "give the backup key or the drill key's public half as the target printed it")
     }
     var out: [(BackupDrillRecord, Bool)] = []
     var previous = Hex.encode(Array(repeating: 0, count: 32))
-    for line in lines(directory) {
+    for line in try lines(directory) {
       guard let record = try? JSONDecoder().decode(BackupDrillRecord.self, from: Data(line)) else {
         throw StorageError(.corrupted, "\(directory)/drills holds a line that is not a drill record")
       }
@@ -92,21 +103,20 @@ public enum BackupDrill {
 
   static func append(_ record: BackupDrillRecord, to target: BackupTarget) throws {
     var record = record
-    record.previous = Hex.encode(lines(target.directory).last.map { KeyedHash.digest($0) } ?? Array(repeating: 0, count: 32))
+    record.previous = Hex.encode(try lines(target.directory).last.map { KeyedHash.digest($0) } ?? Array(repeating: 0, count: 32))
     record.signature = ""
     record.signature = Hex.encode(target.keys.drills.sign(try canonical(record)))
     let line = try canonical(record) + [UInt8(ascii: "\n")]
     let path = target.directory + "/drills"
-    let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw StorageError(.io, "cannot write \(path)") }
+    let fd = try TargetFiles.openForWriting(path, flags: O_APPEND)
     defer { close(fd) }
     let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     guard written == line.count, fsync(fd) == 0 else { throw StorageError(.io, "cannot write \(path)") }
   }
 
-  private static func lines(_ directory: String) -> [[UInt8]] {
-    guard let data = FileManager.default.contents(atPath: directory + "/drills") else { return [] }
-    return [UInt8](data).split(separator: UInt8(ascii: "\n")).map(Array.init)
+  private static func lines(_ directory: String) throws -> [[UInt8]] {
+    guard let data = try TargetFiles.read(directory + "/drills") else { return [] }
+    return data.split(separator: UInt8(ascii: "\n")).map(Array.init)
   }
 
   private static func canonical(_ record: BackupDrillRecord) throws -> [UInt8] {

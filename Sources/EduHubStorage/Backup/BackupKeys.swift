@@ -45,4 +45,15 @@ struct BackupTargetInfo: Codable, Equatable {
   /// Hex of the Ed25519 public key drill records are signed with.
   var drillPublicKey: String
   var createdMs: Int64
+  /// Keyed BLAKE2b (hex, the log key) of the rest: a changed page size or drill key is refused.
+  var mac: String = ""
+
+  /// The MAC of this info's other fields under `keys`.
+  func computedMAC(_ keys: BackupKeys) throws -> String {
+    var unsigned = self
+    unsigned.mac = ""
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return Hex.encode(try KeyedHash.hash([UInt8](try encoder.encode(unsigned)), key: keys.log))
+  }
 }

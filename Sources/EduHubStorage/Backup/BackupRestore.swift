@@ -70,35 +70,42 @@ public enum BackupRestore {
   ///     bundle).
   /// - Throws: `StorageError` naming what is missing, changed or out of range; nothing is left at
   ///   `node` then.
+  ///   - keepBundle: whether the node's own files (its manifest and keys) are written out; a drill
+  ///     checks them in memory and writes no key to its scratch directory.
   public static func restore(
     from directory: String, key: SecretBytes, to point: BackupPoint, into node: String, databaseFile: String,
-    databaseKeyFile: String
+    databaseKeyFile: String, keepBundle: Bool = true
   ) throws -> RestoreReport {
     let started = Date()
-    let target = try BackupTarget(directory: directory, key: key, create: false)
-    let (generation, manifest) = try choose(point, in: target)
-    guard let snapshot = manifest.entries.first, snapshot.kind == .snapshot, let digest = snapshot.digest,
-      let bundleDigest = snapshot.bundleDigest
-    else { throw StorageError(.corrupted, "generation \(generation) has no snapshot entry") }
-    if FileManager.default.fileExists(atPath: node) {
+    // Only ever into a new or empty directory, and on failure only what the restore made goes.
+    let existed = FileManager.default.fileExists(atPath: node)
+    if existed {
       guard (try? FileManager.default.contentsOfDirectory(atPath: node))?.isEmpty == true else {
         throw StorageError(.rejected, "\(node) exists and is not empty: restore into a new directory")
       }
     }
+    let target = try BackupTarget(directory: directory, key: key, create: false)
+    let (generation, manifest) = try choose(point, in: target)
+    guard let snapshot = manifest.entries.first, snapshot.kind == .snapshot, let digest = snapshot.digest,
+      let bundleDigest = snapshot.bundleDigest, let snapshotBytes = snapshot.bytes
+    else { throw StorageError(.corrupted, "generation \(generation) has no snapshot entry") }
     do {
       try FileManager.default.createDirectory(atPath: node, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+      var databaseKey: SecretBytes?
       for file in try target.bundle(generation, digest: bundleDigest) {
-        guard !file.path.hasPrefix("/"), !file.path.split(separator: "/").contains("..") else {
+        guard !file.path.hasPrefix("/"), !file.path.split(separator: "/").contains(".."), !file.path.contains("\0") else {
           throw StorageError(.corrupted, "the bundle of generation \(generation) names a path outside the node: \(file.path)")
         }
+        if file.path == databaseKeyFile { databaseKey = SecretBytes(file.contents) }
+        // The key metadata is no secret and the database needs it; the rest only a real restore keeps.
+        guard keepBundle || file.path == databaseFile + ".eduhub-key" else { continue }
         let path = node + "/" + file.path
         try FileManager.default.createDirectory(
           atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try BackupTarget.writeFile(path, bytes: file.contents)
       }
       let databasePath = node + "/" + databaseFile
-      let databaseKey: SecretBytes
-      do { databaseKey = try KeyFile.read(from: node + "/" + databaseKeyFile) } catch {
+      guard let databaseKey, databaseKey.count == AEAD.keyBytes else {
         throw StorageError(.corrupted, "the bundle of generation \(generation) has no database key at \(databaseKeyFile)")
       }
       // A bundle kept without the key metadata (a tool's, not a node's) gets it made for its key file.
@@ -107,7 +114,7 @@ public enum BackupRestore {
         try metadata.write(to: KeyMetadata.path(for: databasePath))
       }
       let writer = try PageWriter(path: databasePath, key: databaseKey, pageSize: target.info.pageSize)
-      let pages = try copySnapshot(target.path(generation, "snapshot"), digest: digest, target: target, into: writer)
+      let pages = try copySnapshot(target.path(generation, "snapshot"), digest: digest, bytes: snapshotBytes, target: target, into: writer)
       var (transaction, timeMs) = (snapshot.transaction, snapshot.firstTimeMs ?? snapshot.timeMs)
       var segments = 0
       let wanted: (BackupManifestEntry) -> Bool = { entry in
@@ -139,7 +146,13 @@ public enum BackupRestore {
         generation: generation, transaction: transaction, timeMs: timeMs, pages: pages, segments: segments, changeSequence: sequence,
         records: records, seconds: Date().timeIntervalSince(started))
     } catch {
-      try? FileManager.default.removeItem(atPath: node)
+      if existed {
+        for child in (try? FileManager.default.contentsOfDirectory(atPath: node)) ?? [] {
+          try? FileManager.default.removeItem(atPath: node + "/" + child)
+        }
+      } else {
+        try? FileManager.default.removeItem(atPath: node)
+      }
       throw error
     }
   }
@@ -154,10 +167,10 @@ public enum BackupRestore {
     for generation in target.generations {
       let manifest = try target.manifest(generation)
       guard let snapshot = manifest.entries.first, snapshot.kind == .snapshot, let digest = snapshot.digest,
-        let bundleDigest = snapshot.bundleDigest
+        let bundleDigest = snapshot.bundleDigest, let snapshotBytes = snapshot.bytes
       else { throw StorageError(.corrupted, "generation \(generation) has no snapshot entry") }
       _ = try target.bundle(generation, digest: bundleDigest)
-      _ = try copySnapshot(target.path(generation, "snapshot"), digest: digest, target: target, into: nil)
+      _ = try copySnapshot(target.path(generation, "snapshot"), digest: digest, bytes: snapshotBytes, target: target, into: nil)
       var bytes = snapshot.bytes ?? 0
       var segments = 0
       var lastTimeMs = snapshot.timeMs
@@ -179,8 +192,21 @@ public enum BackupRestore {
   /// The generation holding `point`.
   static func choose(_ point: BackupPoint, in target: BackupTarget) throws -> (String, SealedLog<BackupManifestEntry>) {
     var ranges: [String] = []
+    var damaged: StorageError?
     for generation in target.generations.reversed() {
-      let manifest = try target.manifest(generation)
+      // A generation the index lists must be readable: a lost or changed manifest is never skipped
+      // in silence. A point in an older, intact generation still restores.
+      let manifest: SealedLog<BackupManifestEntry>
+      do {
+        manifest = try target.manifest(generation)
+        guard manifest.entries.first?.kind == .snapshot else {
+          throw StorageError(.corrupted, "generation \(generation): its manifest is missing or has no snapshot entry")
+        }
+      } catch let error as StorageError {
+        if point == .latest { throw error }
+        damaged = damaged ?? error
+        continue
+      }
       guard let first = manifest.entries.first, let last = manifest.entries.last else { continue }
       let start = first.firstTimeMs ?? first.timeMs
       ranges.append("\(first.transaction)–\(last.transaction) (\(BackupPoint.format(start)) – \(BackupPoint.format(last.timeMs)))")
@@ -190,6 +216,7 @@ public enum BackupRestore {
       case .time(let t): if start <= t { return (generation, manifest) }
       }
     }
+    if let damaged { throw damaged }
     throw StorageError(
       .notFound,
       ranges.isEmpty ? "\(target.directory) holds no backup yet" : "no generation holds \(point); the target holds transactions \(ranges.reversed().joined(separator: ", "))")
@@ -214,7 +241,7 @@ public enum BackupRestore {
         throw StorageError(
           .corrupted, "generation \(generation): segment \(BackupSegment.fileName(expectedIndex)) is missing from the manifest (found \(file) next)")
       }
-      let bytes = try target.readVerified(target.path(generation, file), digest: digest, name: "segment \(name)")
+      let bytes = try target.readVerified(target.path(generation, file), digest: digest, bytes: entry.bytes, name: "segment \(name)")
       let segment = try BackupSegment.open(
         bytes, expected: BackupSegment.Header(generation: generation, index: index, firstTransaction: first, frames: frames),
         key: target.keys.segment, pageSize: target.info.pageSize, name: name)
@@ -231,11 +258,13 @@ public enum BackupRestore {
   /// Reads the snapshot at `path`, checking its digest and every page; with `writer`, writes each page
   /// re-encrypted under the database key.
   /// - Returns: the number of pages.
-  static func copySnapshot(_ path: String, digest: String, target: BackupTarget, into writer: PageWriter?) throws -> Int {
+  static func copySnapshot(_ path: String, digest: String, bytes: Int64, target: BackupTarget, into writer: PageWriter?) throws -> Int {
     let pageSize = target.info.pageSize
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw StorageError(.notFound, "the snapshot \(path) is missing") }
+    guard let (fd, size) = try TargetFiles.openForReading(path) else { throw StorageError(.notFound, "the snapshot \(path) is missing") }
     defer { close(fd) }
+    guard size == bytes else { throw StorageError(.corrupted, "the snapshot \(path) has \(size) bytes, not the manifest's \(bytes)") }
+    // SQLite never writes the page holding the lock byte at 1 GiB: it stays a hole of zeros.
+    let lockPage = 0x4000_0000 / pageSize + 1
     var hasher = StreamingDigest()
     let pagesPerRead = 256
     var buffer = [UInt8](repeating: 0, count: pageSize * pagesPerRead)
@@ -250,6 +279,7 @@ public enum BackupRestore {
         for offset in stride(from: 0, to: n, by: pageSize) {
           pageNumber += 1
           let page = buffer.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt8.self)
+          if pageNumber == lockPage && UnsafeBufferPointer(start: page, count: pageSize).allSatisfy({ $0 == 0 }) { continue }
           let opened = target.keys.snapshot.withUnsafeBytes {
             eduhub_page_open($0.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(UInt8(ascii: "D")), Int64(pageNumber), page, Int32(pageSize))
           }
@@ -338,11 +368,24 @@ final class PageWriter {
 }
 
 extension BackupRestore {
+  /// Makes a new, empty backup target at `directory` (`eduhub backup init`): a node ships only to
+  /// a target that exists, so an off-site volume that failed to mount is an error, not a backup on
+  /// the node's own disk.
+  /// - Returns: the public half of the target's drill-signing key (hex), for assessors to pin.
+  public static func createTarget(at directory: String, key: SecretBytes) throws -> String {
+    if FileManager.default.fileExists(atPath: directory + "/backup.json") {
+      throw StorageError(.rejected, "\(directory) already holds a backup target")
+    }
+    return try BackupTarget(directory: directory, key: key, create: true).info.drillPublicKey
+  }
+
   /// Prunes the target at `directory` to `retentionDays` (see `BackupTarget.pruneBeyond`).
   /// - Returns: the generations pruned.
   /// - Parameter nowMs: the time the window ends (now, unless a test says otherwise).
   public static func prune(from directory: String, key: SecretBytes, retentionDays: Int, nowMs: Int64? = nil) throws -> [String] {
-    try BackupTarget(directory: directory, key: key, create: false).pruneBeyond(
-      retentionDays: retentionDays, nowMs: nowMs ?? BackupClock.nowMs())
+    let target = try BackupTarget(directory: directory, key: key, create: false)
+    let lock = try target.lock()
+    defer { close(lock) }
+    return try target.pruneBeyond(retentionDays: retentionDays, nowMs: nowMs ?? BackupClock.nowMs())
   }
 }

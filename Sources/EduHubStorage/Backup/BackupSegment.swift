@@ -60,13 +60,19 @@ struct BackupSegment: Sendable {
     }
     let bodySize = pageSize - reserve
     let stride = 16 + bodySize
-    guard plain.count == header.frames * stride else {
+    guard header.frames >= 0, header.frames <= plain.count / stride, plain.count == header.frames * stride else {
       throw StorageError(.corrupted, "segment \(name) holds \(plain.count / max(stride, 1)) frames, not \(header.frames)")
     }
     var frames: [Frame] = []
     frames.reserveCapacity(header.frames)
     var offset = 0
     while offset < plain.count {
+      // A page number SQLite could write (1 ... 2^31-2) and a database size it could have.
+      let pageNumber = plain.bigEndianWord(at: offset)
+      let commitSize = plain.bigEndianWord(at: offset + 4)
+      guard pageNumber >= 1, pageNumber < 0x7FFF_FFFF, commitSize < 0x7FFF_FFFF else {
+        throw StorageError(.corrupted, "segment \(name) names page \(pageNumber) or size \(commitSize), which no database has")
+      }
       frames.append(
         Frame(
           pageNumber: plain.bigEndianWord(at: offset), commitSize: plain.bigEndianWord(at: offset + 4),

@@ -29,7 +29,7 @@ extension BackupTarget {
     cursor: WALCursor?, pointMs: Int64
   ) throws -> SealedLog<BackupManifestEntry> {
     let folder = directory + "/" + generation
-    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    try TargetFiles.makeDirectory(folder)
     let temporary = try EncryptedDatabase.canonicalPath(folder + "/snapshot.tmp")
     for file in [temporary, temporary + "-journal"] { unlink(file) }
     let registered = keys.snapshot.withUnsafeBytes {
@@ -51,11 +51,12 @@ extension BackupTarget {
       throw EncryptedDatabase.mapError(error, path: temporary)
     }
     let final = folder + "/snapshot"
-    let fd = open(temporary, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0, fsync(fd) == 0, close(fd) == 0, rename(temporary, final) == 0 else {
+    let fd = open(temporary, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+    // SQLite made the file with the umask's mode; like every file of a target it is the owner's alone.
+    guard fd >= 0, fchmod(fd, 0o600) == 0, fsync(fd) == 0, close(fd) == 0, rename(temporary, final) == 0 else {
       throw StorageError(.io, "cannot store the snapshot at \(final)")
     }
-    Self.syncDirectory(of: final)
+    TargetFiles.syncDirectory(of: final)
     let (digest, bytes) = try Self.digest(ofFile: final)
 
     let sealedBundle = try AEAD.seal(
@@ -74,7 +75,7 @@ extension BackupTarget {
 
   /// The bundle of `generation`, checked against its manifest.
   func bundle(_ generation: String, digest: String) throws -> [BackupBundleFile] {
-    let sealed = try readVerified(path(generation, "bundle"), digest: digest, name: "the bundle of generation \(generation)")
+    let sealed = try readVerified(path(generation, "bundle"), digest: digest, bytes: nil, name: "the bundle of generation \(generation)")
     guard let plain = try? AEAD.open(sealed, associatedData: Array("eduhub.backup.bundle:\(generation)".utf8), key: keys.bundle),
       let files = try? JSONDecoder().decode([BackupBundleFile].self, from: Data(plain))
     else { throw StorageError(.corrupted, "the bundle of generation \(generation) does not authenticate") }
@@ -98,6 +99,8 @@ extension EncryptedDatabase {
   /// - Returns: the generation's name and the snapshot's size in bytes.
   public func backUp(to directory: String, key: SecretBytes, bundle: [BackupBundleFile]) throws -> (generation: String, bytes: Int64) {
     let target = try BackupTarget(directory: directory, key: key, create: true)
+    let lock = try target.lock()
+    defer { Glibc.close(lock) }
     let pointMs = BackupClock.nowMs()
     let snapshot = try pool.makeSnapshot()
     let generation = BackupTarget.newGenerationName()

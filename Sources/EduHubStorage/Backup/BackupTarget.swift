@@ -26,8 +26,8 @@ final class BackupTarget {
     self.directory = directory
     keys = try BackupKeys(key)
     let infoPath = directory + "/backup.json"
-    if let data = FileManager.default.contents(atPath: infoPath) {
-      guard let info = try? JSONDecoder().decode(BackupTargetInfo.self, from: data), info.magic == BackupTargetInfo.magic else {
+    if let data = try TargetFiles.read(infoPath, limit: 1 << 20) {
+      guard let info = try? JSONDecoder().decode(BackupTargetInfo.self, from: Data(data)), info.magic == BackupTargetInfo.magic else {
         throw StorageError(.notOurs, "\(directory) is not an EduHub backup target (backup.json unreadable)")
       }
       guard info.version == BackupTargetInfo.currentVersion else {
@@ -36,19 +36,39 @@ final class BackupTarget {
       guard ConstantTime.equals(Hex.decode(info.keyCheck) ?? [], keys.check) else {
         throw StorageError(.wrongKey, "the backup key does not open \(directory)")
       }
+      guard ConstantTime.equals(Array(try info.computedMAC(keys).utf8), Array(info.mac.utf8)) else {
+        throw StorageError(.corrupted, "\(infoPath) was changed (its MAC does not verify)")
+      }
+      guard info.pageSize == EncryptedDatabase.pageSize else {
+        throw StorageError(.notOurs, "\(directory) holds pages of \(info.pageSize) bytes; EduHub uses \(EncryptedDatabase.pageSize)")
+      }
       self.info = info
     } else {
       guard create else { throw StorageError(.notFound, "no backup at \(directory)") }
-      try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-      let info = BackupTargetInfo(
+      try TargetFiles.makeDirectory(directory)
+      var info = BackupTargetInfo(
         magic: BackupTargetInfo.magic, version: BackupTargetInfo.currentVersion, pageSize: EncryptedDatabase.pageSize,
         keyCheck: Hex.encode(keys.check), drillPublicKey: Hex.encode(keys.drills.publicKey), createdMs: BackupClock.nowMs())
+      info.mac = try info.computedMAC(keys)
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
       try Self.writeFile(infoPath, bytes: [UInt8](try encoder.encode(info)))
       self.info = info
     }
     index = try SealedLog(path: directory + "/index", name: "index", key: keys.log)
+  }
+
+  /// Takes the target's lock (`flock` on `lock`): a node's shipper holds it while it runs; a
+  /// snapshot or a prune from the command line takes it too, so no two processes append to the same
+  /// logs. Released when the returned descriptor is closed.
+  /// - Throws: `StorageError.rejected` if another process holds it.
+  func lock() throws -> Int32 {
+    let fd = try TargetFiles.openForWriting(directory + "/lock")
+    guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+      close(fd)
+      throw StorageError(.rejected, "another process (a node shipping to it) holds \(directory): it snapshots and prunes on its own")
+    }
+    return fd
   }
 
   /// Generations begun and not pruned, oldest first.
@@ -89,8 +109,9 @@ final class BackupTarget {
   /// directory. Mode 0600.
   static func writeFile(_ path: String, bytes: [UInt8]) throws {
     let temporary = path + ".tmp"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw StorageError(.io, "cannot write \(temporary): \(String(cString: strerror(errno)))") }
+    // A new file, never one found there (a symlink planted on the target would redirect the write).
+    unlink(temporary)
+    let fd = try TargetFiles.openForWriting(temporary, flags: O_EXCL)
     var done = 0
     let ok = bytes.withUnsafeBytes { buffer -> Bool in
       while done < buffer.count {
@@ -105,22 +126,12 @@ final class BackupTarget {
       unlink(temporary)
       throw StorageError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
     }
-    syncDirectory(of: path)
-  }
-
-  /// Makes a rename in `path`'s directory durable.
-  static func syncDirectory(of path: String) {
-    let fd = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_CLOEXEC)
-    if fd >= 0 {
-      fsync(fd)
-      close(fd)
-    }
+    TargetFiles.syncDirectory(of: path)
   }
 
   /// The BLAKE2b and size of the file at `path`, read in 1 MiB pieces.
   static func digest(ofFile path: String) throws -> (digest: String, bytes: Int64) {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw StorageError(.notFound, "\(path) is missing") }
+    guard let (fd, _) = try TargetFiles.openForReading(path) else { throw StorageError(.notFound, "\(path) is missing") }
     defer { close(fd) }
     var hasher = StreamingDigest()
     var buffer = [UInt8](repeating: 0, count: 1 << 20)
@@ -136,11 +147,17 @@ final class BackupTarget {
   }
 
   /// Reads a whole (small) file, checking it against the digest the manifest gives.
-  func readVerified(_ path: String, digest: String, name: String) throws -> [UInt8] {
-    guard let data = FileManager.default.contents(atPath: path) else {
+  func readVerified(_ path: String, digest: String, bytes expected: Int64?, name: String) throws -> [UInt8] {
+    guard let (fd, size) = try TargetFiles.openForReading(path) else {
       throw StorageError(.notFound, "\(name) is missing (\(path))")
     }
-    let bytes = [UInt8](data)
+    close(fd)
+    if let expected, size != expected {
+      throw StorageError(.corrupted, "\(name) does not match the manifest (\(size) bytes, not \(expected))")
+    }
+    guard let bytes = try TargetFiles.read(path, limit: expected.map { Int($0) } ?? TargetFiles.maximumLogBytes) else {
+      throw StorageError(.notFound, "\(name) is missing (\(path))")
+    }
     guard ConstantTime.equals(Array(Hex.encode(KeyedHash.digest(bytes)).utf8), Array(digest.utf8)) else {
       throw StorageError(.corrupted, "\(name) does not match the manifest (\(path) was changed)")
     }

@@ -89,6 +89,8 @@ public final class ContinuousBackup: Sendable {
   private let stopped = Mutex(false)
   private let done = DispatchSemaphore(value: 0)
   private let onShipped: (@Sendable (Shipped) -> Void)?
+  /// The target's lock, held while the shipper runs.
+  private let lock: Int32
 
   /// The shipper's status now.
   public var status: Status { statusBox.withLock { $0 } }
@@ -109,13 +111,20 @@ public final class ContinuousBackup: Sendable {
     guard !databaseKey.isEqual(to: backupKey) else {
       throw StorageError(.rejected, "the backup key must not be the database key")
     }
-    let target = try BackupTarget(directory: directory, key: backupKey, create: true)
+    let target = try BackupTarget(directory: directory, key: backupKey, create: false)
+    let lock = try target.lock()
     let backup = ContinuousBackup(
       database: database, reader: WALReader(databasePath: database.path, key: databaseKey), target: target, bundle: bundle,
-      options: options, logger: logger, onShipped: onShipped)
+      options: options, logger: logger, onShipped: onShipped, lock: lock)
     // From now on only the shipper checkpoints (see the type's comment).
-    try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
-    try backup.resumeOrBegin()
+    do {
+      try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
+      try backup.resumeOrBegin()
+    } catch {
+      Glibc.close(lock)
+      try? database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 4000") }
+      throw error
+    }
     database.beforeClose { backup.finish() }
     let thread = Thread { backup.loop() }
     thread.name = "eduhub-backup"
@@ -125,8 +134,9 @@ public final class ContinuousBackup: Sendable {
 
   private init(
     database: EncryptedDatabase, reader: WALReader, target: BackupTarget, bundle: @escaping @Sendable () throws -> [BackupBundleFile],
-    options: Options, logger: Logger, onShipped: (@Sendable (Shipped) -> Void)?
+    options: Options, logger: Logger, onShipped: (@Sendable (Shipped) -> Void)?, lock: Int32
   ) {
+    self.lock = lock
     self.database = database
     self.reader = Mutex(WALReaderBox(reader))
     self.bundle = bundle
@@ -154,10 +164,31 @@ public final class ContinuousBackup: Sendable {
           $0.lastError = message
         }
         logger.error("backup shipping failed; retrying", metadata: ["error": "\(message)", "failures": "\(failures)"])
+        abandonIfTooFarBehind()
       }
     }
     done.signal()
   }
+
+  /// While the target fails, the WAL cannot be checkpointed and grows. Past `maximumBacklogFrames`
+  /// (1 GiB) the node comes first: the generation is given up, the WAL checkpointed as usual, and a
+  /// new generation starts once the target works again.
+  private func abandonIfTooFarBehind() {
+    let (backlog, generation) = state.withLock { state in
+      (reader.withLock { $0.reader.sizeInFrames() } - state!.cursor.frames, state!.generation)
+    }
+    guard generation != nil, backlog > Self.maximumBacklogFrames else { return }
+    state.withLock { state in
+      state!.generation = nil
+      state!.manifest = nil
+    }
+    _ = try? database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+    logger.critical(
+      "backup: the target has failed too long; the generation is given up and a new one starts when it works",
+      metadata: ["generation": "\(generation ?? "")", "frames": "\(backlog)"])
+  }
+
+  static let maximumBacklogFrames = 262_144
 
   /// One round: ship what is committed, checkpoint when the WAL is long, start a generation when due,
   /// prune what retention no longer needs.
@@ -204,7 +235,7 @@ public final class ContinuousBackup: Sendable {
         cursor = .adoptNext
       }
       if let header = try reader.withLock({ try $0.reader.header() }) {
-        guard cursor.continues(into: header) != nil else {
+        guard cursor.continues(into: header) != nil, try reader.withLock({ try $0.reader.stillHolds(cursor) }) else {
           logger.notice("backup: the WAL no longer continues the last generation; starting a new one")
           return false
         }
@@ -239,7 +270,7 @@ public final class ContinuousBackup: Sendable {
     let (snapshot, cursor, pointMs): (DatabaseSnapshot, WALCursor, Int64) = try database.writeWithoutTransaction { _ in
       var cursor = WALCursor.adoptNext
       if let header = try reader.withLock({ try $0.reader.header() }) {
-        cursor = try reader.withLock { try $0.reader.committedFrames(after: WALCursor(start: header)).cursor }
+        cursor = try reader.withLock { try $0.reader.committedFrames(after: WALCursor(start: header), keep: false).cursor }
       }
       // Everything up to here is in the snapshot: a restart of the WAL loses nothing shipped or not.
       cursor.restartAllowed = true
@@ -280,7 +311,9 @@ public final class ContinuousBackup: Sendable {
     try state.withLock { state in
       guard state!.manifest != nil else { return }
       guard let header = try reader.withLock({ try $0.reader.header() }) else { return }
-      guard let cursor = state!.cursor.continues(into: header) else { throw Discontinuity() }
+      guard let cursor = state!.cursor.continues(into: header), try reader.withLock({ try $0.reader.stillHolds(cursor) }) else {
+        throw Discontinuity()
+      }
       state!.cursor = cursor
       while true {
         let (frames, next) = try reader.withLock {
@@ -332,28 +365,37 @@ public final class ContinuousBackup: Sendable {
     onShipped?(Shipped(durableMs: durable, framesThrough: cursor.frames, transaction: transaction))
   }
 
-  /// With the node's writer held: ships the last frames, then copies the WAL into the database; if
-  /// every frame made it, the next write may restart the WAL, which the cursor then follows.
+  /// Ships, then, with the node's writer held and only if nothing committed is left unshipped (no
+  /// target I/O under the writer: a slow target must not stall the node's writes), copies the WAL
+  /// into the database; if every frame made it, the next write may restart the WAL, which the
+  /// cursor then follows.
   private func checkpoint() throws {
+    try ship()
     let started = Date()
-    defer {
-      let seconds = Date().timeIntervalSince(started)
-      statusBox.withLock {
-        $0.lastCheckpointSeconds = seconds
-        $0.lastCheckpointMs = BackupClock.nowMs()
+    let checkpointed: WALCursor? = try database.writeWithoutTransaction { db in
+      let (shipped, pending) = try state.withLock { state -> (WALCursor, Bool) in
+        let cursor = state!.cursor
+        let end = try reader.withLock { try $0.reader.committedFrames(after: cursor, keep: false).cursor }
+        return (cursor, end.frames != cursor.frames)
       }
-    }
-    try database.writeWithoutTransaction { db in
-      try ship()
-      guard let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") else { return }
+      guard !pending, let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") else { return nil }
       let log: Int = row[1]
       let backfilled: Int = row[2]
-      try state.withLock { state in
-        guard log == backfilled, log == state!.cursor.frames else { return }
+      guard log == backfilled, log == shipped.frames else { return nil }
+      return state.withLock { state in
         state!.cursor.restartAllowed = true
-        try state!.manifest!.append(
-          BackupManifestEntry(kind: .checkpoint, timeMs: BackupClock.nowMs(), transaction: state!.transaction, cursor: state!.cursor))
+        return state!.cursor
       }
+    }
+    let seconds = Date().timeIntervalSince(started)
+    statusBox.withLock {
+      $0.lastCheckpointSeconds = seconds
+      $0.lastCheckpointMs = BackupClock.nowMs()
+    }
+    guard let checkpointed else { return }
+    try state.withLock { state in
+      let entry = BackupManifestEntry(kind: .checkpoint, timeMs: BackupClock.nowMs(), transaction: state!.transaction, cursor: checkpointed)
+      try state!.manifest?.append(entry)
     }
   }
 
@@ -368,20 +410,27 @@ public final class ContinuousBackup: Sendable {
   }
 
   /// Ships the last frames and, if the WAL can be emptied into the database, records a clean stop
-  /// so the next start continues this generation. Called when the database closes.
+  /// so the next start continues this generation. Called when the database closes (every write is
+  /// done by then, so shipping a last straggler under the writer costs nobody).
   func finish() {
     guard !stopped.withLock({ let was = $0; $0 = true; return was }) else { return }
     done.wait()
+    defer { Glibc.close(lock) }
     do {
+      try ship()
       try database.writeWithoutTransaction { db in
         try ship()
-        guard let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") else { return }
+        let everything = try state.withLock { state -> Bool in
+          guard state!.manifest != nil else { return false }
+          let end = try reader.withLock { try $0.reader.committedFrames(after: state!.cursor, keep: false).cursor }
+          return end.frames == state!.cursor.frames
+        }
+        guard everything, let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") else { return }
         let busy: Int = row[0]
         let log: Int = row[1]
         let backfilled: Int = row[2]
         guard busy == 0, log == backfilled, let (size, modified) = Self.fileState(database.path) else { return }
         try state.withLock { state in
-          guard state!.manifest != nil else { return }
           var cursor = state!.cursor
           cursor.adopt = true
           try state!.manifest!.append(

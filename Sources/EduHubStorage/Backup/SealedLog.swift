@@ -26,8 +26,7 @@ struct SealedLog<Entry: Codable> {
     self.path = path
     self.name = name
     self.key = key
-    guard let data = FileManager.default.contents(atPath: path) else { return }
-    let bytes = [UInt8](data)
+    guard let bytes = try TargetFiles.read(path) else { return }
     var start = 0
     var number = 0
     while let end = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
@@ -53,13 +52,13 @@ struct SealedLog<Entry: Codable> {
     let plain = try JSONEncoder().encode(Line(previous: Hex.encode(lastLineHash), entry: entry))
     let sealed = try AEAD.seal([UInt8](plain), associatedData: Self.associatedData(name, number), key: key)
     let line = Array(Data(sealed).base64EncodedString().utf8)
-    let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw StorageError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
+    let fd = try TargetFiles.openForWriting(path)
     defer { close(fd) }
     // Whatever follows the last complete line is a torn append: it goes.
     guard ftruncate(fd, off_t(validLength)) == 0 else { throw StorageError(.io, "cannot write \(path)") }
     let written = (line + [UInt8(ascii: "\n")]).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(validLength)) }
     guard written == line.count + 1, fsync(fd) == 0 else { throw StorageError(.io, "cannot write \(path)") }
+    if validLength == 0 { TargetFiles.syncDirectory(of: path) }
     validLength += line.count + 1
     lastLineHash = KeyedHash.digest(line)
     entries.append(entry)

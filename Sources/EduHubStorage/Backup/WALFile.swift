@@ -157,7 +157,8 @@ final class WALReader {
   /// in (see `WALCursor.continues`), up to `limit` transactions' worth of frames: frames of a
   /// transaction whose commit frame is not (yet) there are not returned.
   /// - Returns: the frames, and the cursor after the last of them.
-  func committedFrames(after cursor: WALCursor, limit: Int = .max) throws -> (frames: [WALFrame], cursor: WALCursor) {
+  /// - Parameter keep: false to only find where the committed frames end (no page is kept).
+  func committedFrames(after cursor: WALCursor, limit: Int = .max, keep: Bool = true) throws -> (frames: [WALFrame], cursor: WALCursor) {
     guard let header = try header(), header.salt1 == cursor.salt1, header.salt2 == cursor.salt2 else {
       return ([], cursor)
     }
@@ -167,21 +168,27 @@ final class WALReader {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return ([], cursor) }
     defer { close(fd) }
+    // The node commits with synchronous=NORMAL: its WAL reaches the disk at checkpoints. What is
+    // shipped must not be lost by the node in a power cut (a target holding transactions the node
+    // forgot would mix two histories), so the WAL is made durable before it is read.
+    fdatasync(fd)
     let frameSize = WALHeader.frameHeaderSize + pageSize
     var frames: [WALFrame] = []
     var pending: [WALFrame] = []
     var committed = cursor
     var sums = (cursor.sum1, cursor.sum2)
     var index = cursor.frames
-    while frames.count < limit {
+    var found = 0
+    while found < limit {
       let offset = off_t(WALHeader.size + index * frameSize)
       let n = scratch.withUnsafeMutableBytes { pread(fd, $0.baseAddress, frameSize, offset) }
       guard n == frameSize else { break }
       guard let frame = try decode(index: index, header: header, sums: &sums) else { break }
       index += 1
-      pending.append(frame)
+      if keep { pending.append(frame) }
       if frame.commitSize != 0 {
         frames += pending
+        found = index - cursor.frames
         pending.removeAll(keepingCapacity: true)
         committed.frames = index
         committed.sum1 = sums.0
@@ -190,6 +197,31 @@ final class WALReader {
       }
     }
     return (frames, committed)
+  }
+
+  /// Whether the WAL still holds, where `cursor` says shipping stands, the frame shipped last (its
+  /// salts and running checksum): false when the node lost frames already shipped (a power cut
+  /// before its WAL reached the disk) or the WAL was rewritten behind the shipper.
+  func stillHolds(_ cursor: WALCursor) throws -> Bool {
+    guard !cursor.adopt, let header = try header(), header.salt1 == cursor.salt1, header.salt2 == cursor.salt2 else { return true }
+    guard cursor.frames > 0 else { return (header.sum1, header.sum2) == (cursor.sum1, cursor.sum2) }
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var frameHeader = [UInt8](repeating: 0, count: WALHeader.frameHeaderSize)
+    let offset = off_t(WALHeader.size + (cursor.frames - 1) * (WALHeader.frameHeaderSize + pageSize))
+    guard frameHeader.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, $0.count, offset) }) == WALHeader.frameHeaderSize else { return false }
+    return frameHeader.withUnsafeBytes { bytes in
+      bytes.bigEndianWord(at: 8) == cursor.salt1 && bytes.bigEndianWord(at: 12) == cursor.salt2
+        && bytes.bigEndianWord(at: 16) == cursor.sum1 && bytes.bigEndianWord(at: 20) == cursor.sum2
+    }
+  }
+
+  /// The WAL file's size in frames (0 if there is none).
+  func sizeInFrames() -> Int {
+    var info = stat()
+    guard stat(path, &info) == 0, info.st_size > WALHeader.size else { return 0 }
+    return (Int(info.st_size) - WALHeader.size) / (WALHeader.frameHeaderSize + pageSize)
   }
 
   /// The frame in `scratch` at `index` (from 0), if it belongs to the incarnation and chains from
