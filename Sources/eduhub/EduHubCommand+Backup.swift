@@ -185,7 +185,7 @@ extension EduHubCommand {
       var retentionDays = 30
 
       func validate() throws {
-        guard retentionDays >= 1 else { throw ValidationError("--retention-days must be at least 1") }
+        guard (1...36_500).contains(retentionDays) else { throw ValidationError("--retention-days must be from 1 to 36500") }
       }
 
       func run() async throws {

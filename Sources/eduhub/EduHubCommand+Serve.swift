@@ -104,7 +104,7 @@ extension EduHubCommand {
         guard data != nil, backupTo != nil, backupKey != nil else {
           throw ValidationError("--backup-to and --backup-key go together, with --data")
         }
-        guard backupRetentionDays >= 1 else { throw ValidationError("--backup-retention-days must be at least 1") }
+        guard (1...36_500).contains(backupRetentionDays) else { throw ValidationError("--backup-retention-days must be from 1 to 36500") }
         guard let every = Self.seconds(backupSnapshotEvery), every >= 60 else {
           throw ValidationError("--backup-snapshot-every takes a duration of at least a minute, such as 12h or 24h")
         }

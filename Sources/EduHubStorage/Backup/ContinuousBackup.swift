@@ -472,7 +472,7 @@ extension BackupTarget {
   /// window's start: every point inside the window is restorable from that one or later ones.
   /// - Returns: the generations pruned.
   func pruneBeyond(retentionDays: Int, nowMs: Int64) throws -> [String] {
-    let windowStart = nowMs - Int64(retentionDays) * 86_400_000
+    let windowStart = nowMs - Int64(min(max(retentionDays, 1), 36_500)) * 86_400_000
     let live = generations
     var starts: [(String, Int64)] = []
     for generation in live {
