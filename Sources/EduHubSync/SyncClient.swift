@@ -5,6 +5,8 @@ import EduHubRPC
 import EduHubReplication
 import EduHubStorage
 import Foundation
+import Synchronization
+import Tracing
 import GRDB
 import SwiftProtobuf
 
@@ -22,9 +24,12 @@ public struct SyncReport: Sendable, Hashable, CustomStringConvertible {
   public var resynced = false
   /// Records the upstream refused after it rolled back (edits on top of writes it lost).
   public var refusedAfterRollback = 0
+  /// Another sync was running: this one did nothing.
+  public var skipped = false
 
   public var description: String {
-    "pulled \(pulled) records in \(batches) batches (\(pulledFastForwarded) new or newer, \(pulledMerged) merged, "
+    if skipped { return "skipped: another sync of this node was running" }
+    return "pulled \(pulled) records in \(batches) batches (\(pulledFastForwarded) new or newer, \(pulledMerged) merged, "
       + "\(conflicts) conflicts), evicted \(evicted), pushed \(pushed) (\(pushMerged) merged upstream)"
       + (refusedAfterRollback > 0 ? ", \(refusedAfterRollback) refused after the upstream's rollback" : "")
   }
@@ -35,6 +40,8 @@ public struct SyncReport: Sendable, Hashable, CustomStringConvertible {
 /// interrupted sync resumes where it stopped), then pushes its own writes.
 public final class SyncClient: Sendable {
   public let nodeID: String
+  /// Whether a sync runs now.
+  private let busy = Mutex(false)
   let signingKey: SigningKey
   /// The node's storage, through its one door.
   public let store: NodeStore
@@ -82,8 +89,30 @@ public final class SyncClient: Sendable {
 
   /// Pushes, then pulls (so what the upstream merged of this node's writes comes straight back).
   /// Safe to run again at any time, or to interrupt: nothing is repeated or lost.
+  /// One sync at a time: another asked for while one runs is skipped (`SyncReport.skipped`).
   @discardableResult
   public func syncOnce(batchRecords: Int = 5000) async throws -> SyncReport {
+    guard busy.withLock({ busy in defer { busy = true }; return !busy }) else {
+      var report = SyncReport()
+      report.skipped = true
+      return report
+    }
+    defer { busy.withLock { $0 = false } }
+    return try await withSpan("sync \(nodeID) with its upstream", ofKind: .internal) { span in
+      let report = try await syncOnceNow(batchRecords: batchRecords)
+      span.attributes["eduhub.sync.pulled"] = report.pulled
+      span.attributes["eduhub.sync.pushed"] = report.pushed
+      return report
+    }
+  }
+
+  /// Sends writes the nodes below pushed on to the upstream now, unless a sync is running (it will
+  /// take them, or the next one will). Runs in the caller's trace.
+  public func forwardDownstreamWrites() {
+    Task { [self] in _ = try? await syncOnce() }
+  }
+
+  private func syncOnceNow(batchRecords: Int) async throws -> SyncReport {
     let token = try await authenticate()
     let options = CallOptions(metadata: ["authorization": .string("Bearer " + token)])
     var report = SyncReport()

@@ -8,6 +8,7 @@ import EduHubStorage
 import Foundation
 import GRDB
 import SwiftProtobuf
+import Synchronization
 
 /// Pushes a node refused from one downstream node (for `eduhub status`).
 public struct RefusedPush: Sendable, Hashable {
@@ -364,6 +365,7 @@ extension SyncService {
     identity.audit.record(
       .init(actor: caller.actor, action: action, target: caller.username,
             detail: "\(response.applied) applied, \(response.merged) merged, \(response.conflicts) conflicts", peer: peer, timeMs: identity.nowMs()))
+    if response.applied + response.merged > 0 { onDownstreamWrites.withLock { $0 }?() }
     return response
   }
 

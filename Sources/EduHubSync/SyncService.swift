@@ -28,6 +28,9 @@ public final class SyncService: Sendable {
   let sessionsOpened = Atomic<UInt64>(0)
   /// This store's identity once read (see `storeID()`).
   let knownStoreID = Mutex<String?>(nil)
+  /// Called (in the pushing call's task, so within its trace) when a node below pushed writes this
+  /// node took: a node that syncs with an upstream sends them on at once.
+  public let onDownstreamWrites = Mutex<(@Sendable () -> Void)?>(nil)
   /// How long an enrollment token is valid.
   static let enrollmentLifetimeMs: Int64 = 86_400_000
 

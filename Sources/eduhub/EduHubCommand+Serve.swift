@@ -26,6 +26,8 @@ extension EduHubCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var tracing: TracingOptions
+
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free port).")
     var listen: String = "127.0.0.1:50051"
 
@@ -136,6 +138,8 @@ extension EduHubCommand {
       let metrics = NodeMetrics()
       configuration.rpc.observer = metrics.rpc
       var background: [any Service] = []
+      // First in, so last out: the exporter sends the spans of the calls drained at shutdown.
+      if let exporter = try tracing.bootstrap(serviceName: configuration.identity.nodeID) { background.append(exporter) }
       if let metricsListen {
         let address = try NodeAddress(parsing: metricsListen)  // checked in validate()
         background.append(MetricsListener(metrics: metrics, host: address.host, port: address.port, logger: logger))
@@ -150,6 +154,8 @@ extension EduHubCommand {
             throw FailureMessage("--sync-every: node \(open.data.identity.nodeID) has no upstream")
           }
           client = made
+          // Writes pushed from below go on to the upstream at once, in the pushing call's trace.
+          open.sync.onDownstreamWrites.withLock { $0 = { made.forwardDownstreamWrites() } }
         }
         var backup: ContinuousBackup?
         if let backupTo, let backupKey {

@@ -55,6 +55,8 @@ extension EduHubCommand {
 
     @OptionGroup var node: DataOptions
 
+    @OptionGroup var tracing: TracingOptions
+
     @Flag(help: "Sync once and exit (the default; `eduhub serve --sync-every` syncs periodically).")
     var once = false
 
@@ -73,7 +75,10 @@ extension EduHubCommand {
       }
       do {
         let start = ContinuousClock.now
-        let report = try await client.syncOnce(batchRecords: batchRecords)
+        let batchRecords = self.batchRecords
+        let report = try await tracing.run(serviceName: open.data.identity.nodeID) {
+          try await client.syncOnce(batchRecords: batchRecords)
+        }
         let elapsed = ContinuousClock.now - start
         await client.upstreamClient.close()
         await open.close()

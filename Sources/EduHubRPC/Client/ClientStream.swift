@@ -1,5 +1,6 @@
 import CEduHubNghttp2
 import NIOCore
+import Tracing
 
 /// The outcome of a call with one response message.
 struct ClientUnaryResult: Sendable {
@@ -12,6 +13,9 @@ struct ClientUnaryResult: Sendable {
 /// event loop from `start` on. How the call ends is its ``ClientCallStateMachine``'s to decide;
 /// this class parses what arrives, moves messages and carries the decisions out.
 final class ClientStream: @unchecked Sendable {
+  /// The call's client span, when calls are traced; set before the call starts.
+  var span: (any Span)?
+
   let method: RPCMethodDescriptor
   let metadata: RPCMetadata
   let deadline: NIODeadline?

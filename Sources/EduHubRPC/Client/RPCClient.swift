@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import Tracing
 import NIOPosix
 import NIOSSL
 import SwiftProtobuf
@@ -142,9 +143,12 @@ public final class RPCClient: Sendable {
     -> (ClientConnectionHandler, ClientStream)
   {
     let (channel, handler) = try await connection()
+    var metadata = options.metadata
+    let span = RPCTracing.isEnabled ? RPCTracing.clientSpan(method, metadata: &metadata) : nil
     let stream = ClientStream(
-      method: method, metadata: options.metadata, deadline: options.deadline,
+      method: method, metadata: metadata, deadline: options.deadline,
       maxReceiveMessageSize: configuration.maxReceiveMessageSize, eventLoop: channel.eventLoop)
+    stream.span = span
     return (handler, stream)
   }
 
@@ -154,6 +158,7 @@ public final class RPCClient: Sendable {
     _ stream: ClientStream, on handler: ClientConnectionHandler, _ body: () async throws -> Result
   ) async throws -> Result {
     let loop = stream.eventLoop
+    let span = stream.span
     loop.execute { handler.start(stream) }
     do {
       let result = try await withTaskCancellationHandler {
@@ -162,9 +167,11 @@ public final class RPCClient: Sendable {
         loop.execute { stream.cancel() }
       }
       loop.execute { stream.cancel() }
+      if let span { RPCTracing.end(span, code: .ok) }
       return result
     } catch {
       loop.execute { stream.cancel() }
+      if let span { RPCTracing.end(span, code: (error as? RPCError)?.code ?? .unknown) }
       if let rpc = error as? RPCError { throw rpc }
       if error is CancellationError { throw RPCError(.cancelled, "the call was cancelled") }
       throw error

@@ -1,5 +1,6 @@
 import CEduHubNghttp2
 import NIOCore
+import Tracing
 import Synchronization
 
 /// One call on a server connection: its request headers, its messages each way and its status.
@@ -18,6 +19,8 @@ final class ServerStream: @unchecked Sendable {
   /// What hears this method's calls (metrics), and when this call started for it (the time of the
   /// read that completed its headers: the connection reads the clock once per read and per flush).
   private var observer: (any CallObserver)?
+  /// The call's span, when calls are traced (see `RPCTracing`).
+  private var span: (any Span)?
   private var observedSince: NIODeadline?
   private var unknownPath: String?
   private var isPost = false
@@ -127,6 +130,9 @@ final class ServerStream: @unchecked Sendable {
     if let observer {
       observedSince = connection.clock
       observer.callStarted()
+    }
+    if RPCTracing.isEnabled, let method {
+      span = RPCTracing.serverSpan(method.descriptor, metadata: metadata, peer: connection.connectionInfo.peer)
     }
     if let headerError { return fail(headerError) }
     guard contentTypeIsGRPC else {
@@ -308,10 +314,16 @@ final class ServerStream: @unchecked Sendable {
   ) {
     let context = ServerContext(call: self)
     let connection = self.connection
+    // The handler runs in the call's span: the calls it makes continue the caller's trace.
+    let traceContext = span?.context
     task = Task { [self] in
       let step: @Sendable (ServerStream) -> Void
       do {
-        step = try await body(context)
+        if let traceContext {
+          step = try await ServiceContext.withValue(traceContext) { try await body(context) }
+        } else {
+          step = try await body(context)
+        }
       } catch {
         let status = RPCError.from(error)
         step = { $0.finish(status) }
@@ -480,6 +492,10 @@ final class ServerStream: @unchecked Sendable {
       // A call the client reset before its status was decided was cancelled.
       let code = machine.statusDecided ? machine.status?.code ?? .ok : .cancelled
       observer.callEnded(code: code, nanoseconds: (connection.clock - since).nanoseconds)
+    }
+    if let span {
+      RPCTracing.end(span, code: machine.statusDecided ? machine.status?.code ?? .ok : .cancelled)
+      self.span = nil
     }
     deadlineTimer?.cancel()
     deadlineTimer = nil
