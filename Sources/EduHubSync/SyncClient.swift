@@ -368,16 +368,10 @@ public final class SyncClient: Sendable {
   func push(options: CallOptions, batchRecords: Int, into report: inout SyncReport) async throws {
     let merged = try mustPush()
     if !merged.isEmpty {
-      var request = Eduhub_Sync_V1_PushRequest()
-      request.nodeID = nodeID
-      request.records = merged.map(SyncService.wire)
-      request.throughSequence = try pushedCursor()
-      let response = try await Eduhub_Sync_V1_SyncService.Client(upstream).push(options: options) { writer in
-        try await writer.write(request)
-      }
+      let mergedUpstream = try await pushOnce(merged, options: options)
       try await store.write { [self] db in try store.records.setMeta(Self.mustPushKey, [], in: db) }
       report.pushed += merged.count
-      report.pushMerged += Int(response.merged)
+      report.pushMerged += mergedUpstream
     }
     var after = try pushedCursor()
     while true {

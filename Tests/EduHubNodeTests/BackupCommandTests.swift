@@ -98,6 +98,19 @@ struct BackupCommandTests {
   }
 }
 
+/// A seeded central node (see `ThreeTierProcessTests.seedCentral`), a backup key and a target
+/// made for it, and a county's enrollment token, under a new root directory.
+private func restoreSetting() throws -> (root: String, central: String, county: String, target: String, key: String, countyToken: String) {
+  let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-restore-\(UUID())").path
+  let (central, target, key) = (root + "/central", root + "/target", root + "/backup.key")
+  try ThreeTierProcessTests.seedCentral(central)
+  #expect(try run(["keygen", key]).status == 0)
+  #expect(try run(["backup", "init", "--to", target, "--backup-key", key]).status == 0)
+  let countyToken = try #require(
+    try run(["node", "create", "--data", central, "--node-id", "county-511703", "--org", "511703"]).output.split(separator: "\n").last)
+  return (root, central, root + "/county", target, key, String(countyToken))
+}
+
 /// A central node restored from its backup to an earlier point, with a county that synced with it
 /// in between: the county notices (the restored store is another store), pushes what only it held,
 /// pulls anew, and both end alike.
@@ -105,15 +118,10 @@ struct BackupCommandTests {
 struct RestoredUpstreamTests {
   @Test("central restored to an earlier point and its county converge: the county's later write comes back, central's later write is gone from both")
   func converge() async throws {
-    let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-restore-\(UUID())").path
+    let (root, central, county, target, key, countyToken) = try restoreSetting()
     defer { try? FileManager.default.removeItem(atPath: root) }
-    let (central, county, restored, target, key) = (root + "/central", root + "/county", root + "/central-restored", root + "/target", root + "/backup.key")
-    try ThreeTierProcessTests.seedCentral(central)
     defer { unsetenv("EDUHUB_3TIER_PW") }
-    #expect(try run(["keygen", key]).status == 0)
-    #expect(try run(["backup", "init", "--to", target, "--backup-key", key]).status == 0)
-    let countyToken = try #require(
-      try run(["node", "create", "--data", central, "--node-id", "county-511703", "--org", "511703"]).output.split(separator: "\n").last)
+    let restored = root + "/central-restored"
     let centralNode = try ThreeTierProcessTests.Node(data: central, extra: ["--backup-to", target, "--backup-key", key])
     var centralStopped = false
     defer { if !centralStopped { _ = centralNode.stop() } }
@@ -174,15 +182,10 @@ struct RestoredUpstreamTests {
 struct RestoredDownstreamTests {
   @Test("a county restored to an earlier point gets its later writes back from central before it takes writes again")
   func resyncsFirst() async throws {
-    let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-restore-down-\(UUID())").path
+    let (root, central, county, target, key, countyToken) = try restoreSetting()
     defer { try? FileManager.default.removeItem(atPath: root) }
-    let (central, county, restored, target, key) = (root + "/central", root + "/county", root + "/county-restored", root + "/target", root + "/backup.key")
-    try ThreeTierProcessTests.seedCentral(central)
     defer { unsetenv("EDUHUB_3TIER_PW") }
-    #expect(try run(["keygen", key]).status == 0)
-    #expect(try run(["backup", "init", "--to", target, "--backup-key", key]).status == 0)
-    let countyToken = try #require(
-      try run(["node", "create", "--data", central, "--node-id", "county-511703", "--org", "511703"]).output.split(separator: "\n").last)
+    let restored = root + "/county-restored"
     let centralNode = try ThreeTierProcessTests.Node(data: central)
     defer { _ = centralNode.stop() }
     let enrolled = try retrying(["init", "--data", county, "--role", "county", "--upstream", "127.0.0.1:\(centralNode.port)", "--enroll", String(countyToken)])
