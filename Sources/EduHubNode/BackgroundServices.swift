@@ -36,9 +36,12 @@ public struct SyncLoop: Service {
       while !Task.isCancelled {
         do {
           let report = try await client.syncOnce()
-          metrics?.succeeded(report)
           failures = 0
-          logger.info("synced with upstream", metadata: ["sync.report": "\(report)"])
+          // Skipped: a sync sending on writes pushed from below was running; it counts for itself.
+          if !report.skipped {
+            metrics?.succeeded(report)
+            logger.info("synced with upstream", metadata: ["sync.report": "\(report)"])
+          }
         } catch is CancellationError {
           return
         } catch {
