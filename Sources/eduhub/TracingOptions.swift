@@ -14,10 +14,14 @@ struct TracingOptions: ParsableArguments {
   @Option(help: "Export traces over OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317 (default: off, or OTEL_EXPORTER_OTLP_ENDPOINT).")
   var otlpEndpoint: String?
 
+  @Option(help: "With --otlp-endpoint: the share of calls arriving without a trace that start one (calls in a caller's trace, and syncs, are always traced).")
+  var traceSampleRatio = 0.01
+
   func validate() throws {
     if let otlpEndpoint, URL(string: otlpEndpoint)?.host == nil {
       throw ValidationError("--otlp-endpoint takes a URL such as http://127.0.0.1:4317")
     }
+    guard (0...1).contains(traceSampleRatio) else { throw ValidationError("--trace-sample-ratio must be from 0 to 1") }
   }
 
   /// Bootstraps the process's tracer when tracing is asked for; returns the exporter's service,
@@ -38,7 +42,7 @@ struct TracingOptions: ParsableArguments {
     configuration.diagnosticLogger = .custom(Logger(label: "eduhub.otel"))
     let backend = try OTel.makeTracingBackend(configuration: configuration)
     InstrumentationSystem.bootstrap(backend.factory)
-    RPCTracing.enable()
+    RPCTracing.enable(sampleRatio: traceSampleRatio)
     return backend.service
   }
 

@@ -8,15 +8,30 @@ import Tracing
 /// calls `enable()`: then nothing but a load of one flag is spent per call.
 public enum RPCTracing {
   private static let enabled = Atomic<Bool>(false)
+  /// A call with no trace of its caller's starts one every this many calls (1: every call).
+  private static let rootEvery = Atomic<Int>(100)
+  private static let rootCount = Atomic<Int>(0)
 
   /// Turns tracing of calls on (after the process bootstrapped its tracer).
-  public static func enable() { enabled.store(true, ordering: .releasing) }
+  /// - Parameter sampleRatio: the share of calls arriving without a trace (no `traceparent`) that
+  ///   start one (0...1). A span costs microseconds, as much as a whole small call: tracing every
+  ///   call would halve what a node serves. Calls that carry a trace are always traced (the caller
+  ///   sampled them), and so is every sync, which starts its own.
+  public static func enable(sampleRatio: Double = 0.01) {
+    rootEvery.store(sampleRatio <= 0 ? Int.max : max(1, Int((1 / min(sampleRatio, 1)).rounded())), ordering: .relaxed)
+    enabled.store(true, ordering: .releasing)
+  }
 
   /// Whether calls are traced.
   public static var isEnabled: Bool { enabled.load(ordering: .relaxed) }
 
-  /// A server span for `method`, a child of the caller's span if the metadata carries one.
-  static func serverSpan(_ method: RPCMethodDescriptor, metadata: RPCMetadata, peer: String) -> any Span {
+  /// A server span for `method`: a child of the caller's span if the metadata carries one; else,
+  /// for one call in `rootEvery`, the root of a new trace; else none (nothing else is spent).
+  static func serverSpan(_ method: RPCMethodDescriptor, metadata: RPCMetadata, peer: String) -> (any Span)? {
+    if metadata["traceparent"] == nil {
+      let every = rootEvery.load(ordering: .relaxed)
+      guard every != Int.max, rootCount.wrappingAdd(1, ordering: .relaxed).newValue % every == 0 else { return nil }
+    }
     var context = ServiceContext.topLevel
     InstrumentationSystem.instrument.extract(metadata, into: &context, using: MetadataExtractor())
     let span = InstrumentationSystem.tracer.startAnySpan(method.service + "/" + method.method, context: context, ofKind: .server)
@@ -28,10 +43,10 @@ public enum RPCTracing {
   }
 
   /// A client span for `method`, a child of the task's current span, and `metadata` with its
-  /// context added.
-  static func clientSpan(_ method: RPCMethodDescriptor, metadata: inout RPCMetadata) -> any Span {
-    let span = InstrumentationSystem.tracer.startAnySpan(
-      method.service + "/" + method.method, context: ServiceContext.current ?? .topLevel, ofKind: .client)
+  /// context added; none when the task is in no trace (its caller was not sampled).
+  static func clientSpan(_ method: RPCMethodDescriptor, metadata: inout RPCMetadata) -> (any Span)? {
+    guard let current = ServiceContext.current else { return nil }
+    let span = InstrumentationSystem.tracer.startAnySpan(method.service + "/" + method.method, context: current, ofKind: .client)
     span.attributes["rpc.system"] = "grpc"
     span.attributes["rpc.service"] = method.service
     span.attributes["rpc.method"] = method.method
