@@ -15,7 +15,7 @@ struct TracingOptions: ParsableArguments {
   var otlpEndpoint: String?
 
   @Option(help: "With --otlp-endpoint: the share of calls arriving without a trace that start one (calls in a caller's trace, and syncs, are always traced).")
-  var traceSampleRatio = 0.01
+  var traceSampleRatio = 0.001
 
   func validate() throws {
     if let otlpEndpoint, URL(string: otlpEndpoint)?.host == nil {

@@ -9,7 +9,7 @@ import Tracing
 public enum RPCTracing {
   private static let enabled = Atomic<Bool>(false)
   /// A call with no trace of its caller's starts one every this many calls (1: every call).
-  private static let rootEvery = Atomic<Int>(100)
+  private static let rootEvery = Atomic<Int>(1000)
   private static let rootCount = Atomic<Int>(0)
 
   /// Turns tracing of calls on (after the process bootstrapped its tracer).
@@ -17,7 +17,7 @@ public enum RPCTracing {
   ///   start one (0...1). A span costs microseconds, as much as a whole small call: tracing every
   ///   call would halve what a node serves. Calls that carry a trace are always traced (the caller
   ///   sampled them), and so is every sync, which starts its own.
-  public static func enable(sampleRatio: Double = 0.01) {
+  public static func enable(sampleRatio: Double = 0.001) {
     rootEvery.store(sampleRatio <= 0 ? Int.max : max(1, Int((1 / min(sampleRatio, 1)).rounded())), ordering: .relaxed)
     enabled.store(true, ordering: .releasing)
   }
