@@ -116,7 +116,7 @@ private func restoreSetting() throws -> (root: String, central: String, county: 
 /// pulls anew, and both end alike.
 @Suite("A restored upstream and its downstream", .serialized)
 struct RestoredUpstreamTests {
-  @Test("central restored to an earlier point and its county converge: the county's later write comes back, central's later write is gone from both")
+  @Test("central restored to an earlier point and its county converge: the county's later write comes back, central's later write (and an edit on top of it) is gone from both")
   func converge() async throws {
     let (root, central, county, target, key, countyToken) = try restoreSetting()
     defer { try? FileManager.default.removeItem(atPath: root) }
@@ -155,6 +155,10 @@ struct RestoredUpstreamTests {
     try await countyNode.setClass(principal, late, "county, after the point")
     #expect(try await eventually { try await centralNode.className(admin, late) == "county, after the point" })
     #expect(try await eventually { try await countyNode.className(principal, early) == "central, after the point" })
+    // The county edits on top of central's later write: after the restore, central no longer has
+    // the write this edit builds on, and refuses it; the county's other write must still get back.
+    try await countyNode.setClass(principal, early, "county, on top")
+    #expect(try await eventually { try await centralNode.className(admin, early) == "county, on top" })
 
     // Central's disk is lost; it comes back from the backup as of the point, on the same address.
     #expect(centralNode.stop() == 0)
