@@ -241,6 +241,12 @@ extension EduHubCommand {
         "restored \(data) to transaction \(report.transaction) of generation \(report.generation) "
           + "(shipped \(BackupPoint.format(report.timeMs))): \(report.records) records, change sequence \(report.changeSequence), "
           + "\(report.pages) snapshot pages, \(report.segments) segments, \(String(format: "%.1f", report.seconds)) s")
+      let later = report.targetLastTransaction - report.transaction
+      if later > 0 {
+        print(
+          "note: the target holds \(later) later transactions that this node does not; whatever they did is undone here, "
+            + "revocations included (disabled accounts, revoked roles or nodes, ended sessions): review them before serving")
+      }
     }
 
     static func milliseconds(_ text: String) -> Int64? {

@@ -68,7 +68,9 @@ struct BackupCommandTests {
     #expect(audit.status == 0 && entries(audit.output) == entries(original.output).map { $0 + 1 }, "\(audit.output) vs \(original.output)")
     // The snapshot alone (transaction 0): before the accounts, so fewer audit entries.
     let early = directory + "/early"
-    #expect(try run(["restore", "--from", target, "--backup-key", key, "--data", early, "--sequence", "0"]).status == 0)
+    let earlyRestore = try run(["restore", "--from", target, "--backup-key", key, "--data", early, "--sequence", "0"])
+    #expect(earlyRestore.status == 0 && earlyRestore.output.contains("later transactions"), "\(earlyRestore.output)")
+    #expect(!restore.output.contains("later transactions"), "\(restore.output)")
     let earlyAudit = try run(["audit", "verify", "--data", early])
     #expect(earlyAudit.status == 0 && (entries(earlyAudit.output) ?? 99) < (entries(audit.output) ?? 0), "\(earlyAudit.output)")
 

@@ -43,6 +43,9 @@ public struct RestoreReport: Sendable {
   public var changeSequence: Int64
   public var records: Int
   public var seconds: Double
+  /// The last transaction the target holds: those after `transaction` are not in the restored node
+  /// (nor anything they did, revocations included).
+  public var targetLastTransaction: Int64
 }
 
 /// One generation of a target, as `verify` found it.
@@ -144,7 +147,7 @@ public enum BackupRestore {
       let (sequence, records) = try check(databasePath, key: databaseKey)
       return RestoreReport(
         generation: generation, transaction: transaction, timeMs: timeMs, pages: pages, segments: segments, changeSequence: sequence,
-        records: records, seconds: Date().timeIntervalSince(started))
+        records: records, seconds: Date().timeIntervalSince(started), targetLastTransaction: (try? target.lastTransaction()) ?? transaction)
     } catch {
       if existed {
         for child in (try? FileManager.default.contentsOfDirectory(atPath: node)) ?? [] {
