@@ -1,6 +1,10 @@
 import Synchronization
 import Tracing
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Traces of calls across nodes, with swift-distributed-tracing: a server span per call, its W3C
 /// trace context (`traceparent`, `tracestate`) taken from the request's metadata, and a client span
 /// per call, its context sent in the request's metadata, so that one trace follows a request from
@@ -32,6 +36,8 @@ public enum RPCTracing {
       let every = rootEvery.load(ordering: .relaxed)
       guard every != Int.max, rootCount.wrappingAdd(1, ordering: .relaxed).newValue % every == 0 else { return nil }
     }
+    // Any client may send a `traceparent`: what it can make this node spend on spans is capped.
+    guard withinBudget() else { return nil }
     var context = ServiceContext.topLevel
     InstrumentationSystem.instrument.extract(metadata, into: &context, using: MetadataExtractor())
     let span = InstrumentationSystem.tracer.startAnySpan(method.service + "/" + method.method, context: context, ofKind: .server)
@@ -52,6 +58,21 @@ public enum RPCTracing {
     span.attributes["rpc.method"] = method.method
     InstrumentationSystem.instrument.inject(span.context, into: &metadata, using: MetadataInjector())
     return span
+  }
+
+  /// Server spans a second at most (a span costs microseconds; a flood of callers asking to be
+  /// traced must not turn into a flood of work).
+  static let spansPerSecond = 1000
+  private static let budgetSecond = Atomic<Int>(0)
+  private static let budgetUsed = Atomic<Int>(0)
+
+  /// Whether one more server span fits this second's budget.
+  static func withinBudget(now: Int = Int(time(nil))) -> Bool {
+    let second = budgetSecond.load(ordering: .relaxed)
+    if second != now, budgetSecond.compareExchange(expected: second, desired: now, ordering: .relaxed).exchanged {
+      budgetUsed.store(0, ordering: .relaxed)
+    }
+    return budgetUsed.wrappingAdd(1, ordering: .relaxed).newValue <= spansPerSecond
   }
 
   /// Ends `span` with the call's gRPC status.
