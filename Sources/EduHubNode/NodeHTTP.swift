@@ -26,6 +26,10 @@ public struct NodeHTTP: HTTPHandler {
     if let next { return await next.handle(request) }
     return .text(404, "not found")
   }
+
+  public func refused(status: Int, message: String, path: Substring) -> HTTPResponse {
+    next?.refused(status: status, message: message, path: path) ?? .text(status, message)
+  }
 }
 
 /// `--metrics-listen`: the metrics on an address of their own (HTTP/1.1 or HTTP/2, plaintext), for

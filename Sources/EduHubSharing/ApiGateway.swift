@@ -22,6 +22,11 @@ public struct ApiGateway: HTTPHandler {
     self.authenticator = authenticator
   }
 
+  /// A body over the limit is refused before the gateway sees it, in the gateway's JSON shape too.
+  public func refused(status: Int, message: String, path: Substring) -> HTTPResponse {
+    Self.error(RPCError(.resourceExhausted, message), status: status)
+  }
+
   public func handle(_ request: HTTPRequest) async -> HTTPResponse {
     let path = request.path
     guard path.hasPrefix(Self.prefix) else {

@@ -159,6 +159,18 @@ struct SharedApiTests {
       #expect(try await code([url, "-H", "authorization: Bearer \(token)", "-H", "content-type: application/json", "-d", "[1,2"]) == "400")
       #expect(try await code(["http://127.0.0.1:\(world.port)/v1/apis/nothing", "-H", "authorization: Bearer \(token)", "-d", "{}"]) == "404")
       #expect(try await code(["--http2-prior-knowledge", url, "-H", "authorization: Bearer \(token)"]) == "405")
+      // A body over the limit is refused before the gateway reads it, in the gateway's JSON shape.
+      let big = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-big-\(UUID()).json").path
+      try Data(repeating: UInt8(ascii: " "), count: 5 << 20).write(to: URL(fileURLWithPath: big))
+      defer { try? FileManager.default.removeItem(atPath: big) }
+      for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let (_, output) = try await ChildProcess.run(
+          "/usr/bin/curl", ["-sS", version, "-w", "\n%{http_code} %{content_type}", url, "-H", "authorization: Bearer \(token)", "--data-binary", "@" + big])
+        let lines = output.split(separator: "\n")
+        #expect(lines.last == "413 application/json; charset=utf-8", "\(version): \(output)")
+        let json = try JSONSerialization.jsonObject(with: Data(lines.first.map { Array($0.utf8) } ?? [])) as? [String: Any]
+        #expect((json?["error"] as? [String: Any])?["code"] as? String == "RESOURCE_EXHAUSTED", "\(version): \(output)")
+      }
       // Python's standard library (urllib), as a consumer with nothing else installed would call it.
       let script = """
         import json, sys, urllib.request

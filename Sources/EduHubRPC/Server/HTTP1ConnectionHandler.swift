@@ -46,7 +46,9 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
       self.head = nil
       let keepAlive = head.isKeepAlive && !draining
       if tooLarge {
-        write(context: context, .text(413, "the request body exceeds \(maxBodySize) bytes"), version: head.version, keepAlive: false)
+        let refusal = handler.refused(
+          status: 413, message: "the request body exceeds \(maxBodySize) bytes", path: head.uri.prefix { $0 != "?" })
+        write(context: context, refusal, version: head.version, keepAlive: false)
         return
       }
       let request = HTTPRequest(

@@ -71,4 +71,13 @@ public struct HTTPResponse: Sendable {
 /// Serves the plain HTTP requests of a server's port.
 public protocol HTTPHandler: Sendable {
   func handle(_ request: HTTPRequest) async -> HTTPResponse
+
+  /// The answer to a request the server refused before handing it over (a body over the limit:
+  /// `status` 413), so that a handler answers in its own shape. By default, plain text.
+  /// - Parameter path: the request's path (no query).
+  func refused(status: Int, message: String, path: Substring) -> HTTPResponse
+}
+
+extension HTTPHandler {
+  public func refused(status: Int, message: String, path: Substring) -> HTTPResponse { .text(status, message) }
 }

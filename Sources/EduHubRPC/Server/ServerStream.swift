@@ -184,7 +184,9 @@ final class ServerStream: @unchecked Sendable {
       guard machine.response == .idle, !machine.isClosed else { return }
       if httpBody!.count + bytes.count > connection.configuration.maxReceiveMessageSize {
         httpBody = nil
-        respondHTTP(.text(413, "the request body exceeds \(connection.configuration.maxReceiveMessageSize) bytes"))
+        let message = "the request body exceeds \(connection.configuration.maxReceiveMessageSize) bytes"
+        let path = (unknownPath ?? "/").prefix { $0 != "?" }
+        respondHTTP(connection.configuration.httpHandler?.refused(status: 413, message: message, path: path) ?? .text(413, message))
         return
       }
       httpBody!.append(contentsOf: bytes)
