@@ -98,16 +98,20 @@ extension NodeServer {
   /// - Parameter eventLoops: event-loop threads; nil uses NIO's shared group (one per core).
   /// - Parameter services: the node's services besides Node, Health and Reflection.
   /// - Parameter background: what the node repeats while it serves; stopped before the server drains.
+  /// - Parameter observability: what must outlive the server (a trace exporter: the spans of the
+  ///   calls drained at shutdown still leave); started first, stopped last.
   public static func serve(
     _ configuration: NodeServerConfiguration, services: [any RPCService] = [], background: [any Service] = [],
-    eventLoops: Int? = nil, logger: Logger
+    observability: [any Service] = [], eventLoops: Int? = nil, logger: Logger
   ) async throws {
     let loops: any EventLoopGroup =
       eventLoops.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) } ?? MultiThreadedEventLoopGroup.singleton
     let node = NodeServer(configuration: configuration, services: services, group: loops, logger: logger)
-    // Shut down in reverse order: the background loops stop first, then the server drains.
+    // Shut down in reverse order: the background loops stop first, then the server drains, then
+    // what observes it.
     let group = ServiceGroup(
-      services: [node] + background, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+      services: observability + [node] + background, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
+      logger: logger)
     try await group.run()
   }
 }

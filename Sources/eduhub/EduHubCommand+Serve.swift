@@ -138,8 +138,8 @@ extension EduHubCommand {
       let metrics = NodeMetrics()
       configuration.rpc.observer = metrics.rpc
       var background: [any Service] = []
-      // First in, so last out: the exporter sends the spans of the calls drained at shutdown.
-      if let exporter = try tracing.bootstrap(serviceName: configuration.identity.nodeID) { background.append(exporter) }
+      // Stopped after the server drains: the exporter still sends the spans of the last calls.
+      let observability = try tracing.bootstrap(serviceName: configuration.identity.nodeID).map { [$0] } ?? []
       if let metricsListen {
         let address = try NodeAddress(parsing: metricsListen)  // checked in validate()
         background.append(MetricsListener(metrics: metrics, host: address.host, port: address.port, logger: logger))
@@ -174,7 +174,8 @@ extension EduHubCommand {
         background += open.backgroundServices(sync: client, syncEvery: syncEvery.flatMap(Self.seconds), metrics: metrics, auditRetentionDays: auditRetentionDays, logger: logger)
       }
       do {
-        try await NodeServer.serve(configuration, services: services, background: background, eventLoops: eventLoops, logger: logger)
+        try await NodeServer.serve(
+          configuration, services: services, background: background, observability: observability, eventLoops: eventLoops, logger: logger)
         // The loops have stopped and the calls drained: the database can close.
         await open?.close()
       } catch let error as RPCError {
