@@ -490,14 +490,16 @@ final class ServerStream: @unchecked Sendable {
   /// nghttp2 closed the stream: a reset by the client, the end of the call, or the connection's end.
   func closed(errorCode: UInt32) {
     guard let cancelHandler = machine.closed(errorCode: errorCode) else { return }
-    if let observer, let since = observedSince {
+    if observer != nil || span != nil {
       // A call the client reset before its status was decided was cancelled.
       let code = machine.statusDecided ? machine.status?.code ?? .ok : .cancelled
-      observer.callEnded(code: code, nanoseconds: (connection.clock - since).nanoseconds)
-    }
-    if let span {
-      RPCTracing.end(span, code: machine.statusDecided ? machine.status?.code ?? .ok : .cancelled)
-      self.span = nil
+      if let observer, let since = observedSince {
+        observer.callEnded(code: code, nanoseconds: (connection.clock - since).nanoseconds)
+      }
+      if let span {
+        RPCTracing.end(span, code: code)
+        self.span = nil
+      }
     }
     deadlineTimer?.cancel()
     deadlineTimer = nil

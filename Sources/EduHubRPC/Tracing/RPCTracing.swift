@@ -40,10 +40,7 @@ public enum RPCTracing {
     guard withinBudget() else { return nil }
     var context = ServiceContext.topLevel
     InstrumentationSystem.instrument.extract(metadata, into: &context, using: MetadataExtractor())
-    let span = InstrumentationSystem.tracer.startAnySpan(method.service + "/" + method.method, context: context, ofKind: .server)
-    span.attributes["rpc.system"] = "grpc"
-    span.attributes["rpc.service"] = method.service
-    span.attributes["rpc.method"] = method.method
+    let span = startSpan(method, context: context, kind: .server)
     span.attributes["net.peer.name"] = peer
     return span
   }
@@ -52,11 +49,17 @@ public enum RPCTracing {
   /// context added; none when the task is in no trace (its caller was not sampled).
   static func clientSpan(_ method: RPCMethodDescriptor, metadata: inout RPCMetadata) -> (any Span)? {
     guard let current = ServiceContext.current else { return nil }
-    let span = InstrumentationSystem.tracer.startAnySpan(method.service + "/" + method.method, context: current, ofKind: .client)
+    let span = startSpan(method, context: current, kind: .client)
+    InstrumentationSystem.instrument.inject(span.context, into: &metadata, using: MetadataInjector())
+    return span
+  }
+
+  /// A span named and described after `method` (OpenTelemetry's RPC conventions).
+  private static func startSpan(_ method: RPCMethodDescriptor, context: ServiceContext, kind: SpanKind) -> any Span {
+    let span = InstrumentationSystem.tracer.startAnySpan(method.service + "/" + method.method, context: context, ofKind: kind)
     span.attributes["rpc.system"] = "grpc"
     span.attributes["rpc.service"] = method.service
     span.attributes["rpc.method"] = method.method
-    InstrumentationSystem.instrument.inject(span.context, into: &metadata, using: MetadataInjector())
     return span
   }
 

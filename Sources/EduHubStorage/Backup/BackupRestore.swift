@@ -89,9 +89,7 @@ public enum BackupRestore {
     }
     let target = try BackupTarget(directory: directory, key: key, create: false)
     let (generation, manifest) = try choose(point, in: target)
-    guard let snapshot = manifest.entries.first, snapshot.kind == .snapshot, let digest = snapshot.digest,
-      let bundleDigest = snapshot.bundleDigest, let snapshotBytes = snapshot.bytes
-    else { throw StorageError(.corrupted, "generation \(generation) has no snapshot entry") }
+    let (snapshot, digest, bundleDigest, snapshotBytes) = try snapshotEntry(of: manifest, generation: generation)
     do {
       try FileManager.default.createDirectory(atPath: node, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
       var databaseKey: SecretBytes?
@@ -169,9 +167,7 @@ public enum BackupRestore {
     var summaries: [BackupGenerationSummary] = []
     for generation in target.generations {
       let manifest = try target.manifest(generation)
-      guard let snapshot = manifest.entries.first, snapshot.kind == .snapshot, let digest = snapshot.digest,
-        let bundleDigest = snapshot.bundleDigest, let snapshotBytes = snapshot.bytes
-      else { throw StorageError(.corrupted, "generation \(generation) has no snapshot entry") }
+      let (snapshot, digest, bundleDigest, snapshotBytes) = try snapshotEntry(of: manifest, generation: generation)
       _ = try target.bundle(generation, digest: bundleDigest)
       _ = try copySnapshot(target.path(generation, "snapshot"), digest: digest, bytes: snapshotBytes, target: target, into: nil)
       var bytes = snapshot.bytes ?? 0
@@ -192,6 +188,16 @@ public enum BackupRestore {
     return summaries
   }
 
+  /// A generation's first entry, which must be its snapshot's, with what every reader of it needs.
+  static func snapshotEntry(of manifest: SealedLog<BackupManifestEntry>, generation: String) throws
+    -> (entry: BackupManifestEntry, digest: String, bundleDigest: String, bytes: Int64)
+  {
+    guard let entry = manifest.entries.first, entry.kind == .snapshot, let digest = entry.digest, let bundleDigest = entry.bundleDigest,
+      let bytes = entry.bytes
+    else { throw StorageError(.corrupted, "generation \(generation): its manifest is missing or has no snapshot entry") }
+    return (entry, digest, bundleDigest, bytes)
+  }
+
   /// The generation holding `point`.
   static func choose(_ point: BackupPoint, in target: BackupTarget) throws -> (String, SealedLog<BackupManifestEntry>) {
     var ranges: [String] = []
@@ -202,9 +208,7 @@ public enum BackupRestore {
       let manifest: SealedLog<BackupManifestEntry>
       do {
         manifest = try target.manifest(generation)
-        guard manifest.entries.first?.kind == .snapshot else {
-          throw StorageError(.corrupted, "generation \(generation): its manifest is missing or has no snapshot entry")
-        }
+        _ = try snapshotEntry(of: manifest, generation: generation)
       } catch let error as StorageError {
         if point == .latest { throw error }
         damaged = damaged ?? error

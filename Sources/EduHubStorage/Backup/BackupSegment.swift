@@ -84,6 +84,14 @@ struct BackupSegment: Sendable {
   }
 }
 
+extension BackupSegment {
+  /// A segment's file name: its index, zero-padded so names sort.
+  static func fileName(_ index: Int) -> String {
+    let digits = String(index)
+    return String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".segment"
+  }
+}
+
 extension Array where Element == UInt8 {
   mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
     Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }

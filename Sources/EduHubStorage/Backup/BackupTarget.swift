@@ -148,20 +148,32 @@ final class BackupTarget {
 
   /// Reads a whole (small) file, checking it against the digest the manifest gives.
   func readVerified(_ path: String, digest: String, bytes expected: Int64?, name: String) throws -> [UInt8] {
-    guard let (fd, size) = try TargetFiles.openForReading(path) else {
-      throw StorageError(.notFound, "\(name) is missing (\(path))")
-    }
-    close(fd)
-    if let expected, size != expected {
-      throw StorageError(.corrupted, "\(name) does not match the manifest (\(size) bytes, not \(expected))")
-    }
-    guard let bytes = try TargetFiles.read(path, limit: expected.map { Int($0) } ?? TargetFiles.maximumLogBytes) else {
+    guard let bytes = try TargetFiles.read(path, size: expected) else {
       throw StorageError(.notFound, "\(name) is missing (\(path))")
     }
     guard ConstantTime.equals(Array(Hex.encode(KeyedHash.digest(bytes)).utf8), Array(digest.utf8)) else {
       throw StorageError(.corrupted, "\(name) does not match the manifest (\(path) was changed)")
     }
     return bytes
+  }
+}
+
+extension BackupTarget {
+  /// Prunes every generation older than the newest one that began at or before the retention
+  /// window's start: every point inside the window is restorable from that one or later ones.
+  /// - Returns: the generations pruned.
+  func pruneBeyond(retentionDays: Int, nowMs: Int64) throws -> [String] {
+    let windowStart = nowMs - Int64(min(max(retentionDays, 1), 36_500)) * 86_400_000
+    let live = generations
+    var starts: [(String, Int64)] = []
+    for generation in live {
+      guard let first = try? manifest(generation).entries.first else { continue }
+      starts.append((generation, first.firstTimeMs ?? first.timeMs))
+    }
+    guard let keepFrom = starts.lastIndex(where: { $0.1 <= windowStart }) else { return [] }
+    let doomed = starts[..<keepFrom].map(\.0)
+    for generation in doomed { try prune(generation) }
+    return doomed
   }
 }
 

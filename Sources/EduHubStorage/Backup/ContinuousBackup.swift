@@ -41,33 +41,27 @@ public final class ContinuousBackup: Sendable {
 
   /// What the shipper has done, for metrics and `status`.
   public struct Status: Sendable {
-    public var generation: String?
     /// When the last segment became durable on the target (ms since the epoch).
     public var lastSegmentMs: Int64?
     /// The last transaction number shipped.
     public var lastTransaction: Int64 = -1
-    /// WAL frames shipped in the current incarnation of the WAL.
-    public var shippedFrames: Int = 0
     public var segments: Int = 0
-    public var generations: Int = 0
+    /// Rounds that failed (each is logged with its error).
     public var failures: Int = 0
-    public var lastError: String?
-    /// How long the last checkpoint took (s), and when it ended (ms since the epoch).
+    /// How long the last checkpoint took (s).
     public var lastCheckpointSeconds: Double?
-    public var lastCheckpointMs: Int64?
   }
 
   /// A segment just made durable (for benchmarks measuring the lag).
   public struct Shipped: Sendable {
     public var durableMs: Int64
-    /// Frames of the WAL's incarnation shipped through this segment.
-    public var framesThrough: Int
     public var transaction: Int64
   }
 
-  // Touched only inside `state`'s lock.
+  // Touched only inside `state`'s lock (the reader's scratch buffer included).
   private struct State: @unchecked Sendable {
     var target: BackupTarget
+    let reader: WALReader
     var generation: String?
     var manifest: SealedLog<BackupManifestEntry>?
     var cursor = WALCursor.adoptNext
@@ -75,16 +69,20 @@ public final class ContinuousBackup: Sendable {
     var segmentIndex = 0
     var generationStartMs: Int64 = 0
     var lastPruneMs: Int64 = 0
+
+    /// Whether every committed frame of the WAL is shipped (nothing committed after the cursor).
+    func everythingShipped() throws -> Bool {
+      try reader.committedFrames(after: cursor, keep: false).cursor.frames == cursor.frames
+    }
   }
 
   private struct Discontinuity: Error {}
 
   private let database: EncryptedDatabase
-  private let reader: Mutex<WALReaderBox>
   private let bundle: @Sendable () throws -> [BackupBundleFile]
   private let options: Options
   private let logger: Logger
-  private let state: Mutex<State?>
+  private let state: Mutex<State>
   private let statusBox = Mutex(Status())
   private let stopped = Mutex(false)
   private let done = DispatchSemaphore(value: 0)
@@ -138,12 +136,11 @@ public final class ContinuousBackup: Sendable {
   ) {
     self.lock = lock
     self.database = database
-    self.reader = Mutex(WALReaderBox(reader))
     self.bundle = bundle
     self.options = options
     self.logger = logger
     self.onShipped = onShipped
-    self.state = Mutex(State(target: target))
+    self.state = Mutex(State(target: target, reader: reader))
   }
 
   // MARK: The loop
@@ -159,10 +156,7 @@ public final class ContinuousBackup: Sendable {
       } catch {
         failures += 1
         let message = (error as? StorageError)?.message ?? "\(error)"
-        statusBox.withLock {
-          $0.failures += 1
-          $0.lastError = message
-        }
+        statusBox.withLock { $0.failures += 1 }
         logger.error("backup shipping failed; retrying", metadata: ["error": "\(message)", "failures": "\(failures)"])
         abandonIfTooFarBehind()
       }
@@ -175,12 +169,12 @@ public final class ContinuousBackup: Sendable {
   /// new generation starts once the target works again.
   private func abandonIfTooFarBehind() {
     let (backlog, generation) = state.withLock { state in
-      (reader.withLock { $0.reader.sizeInFrames() } - state!.cursor.frames, state!.generation)
+      (state.reader.sizeInFrames() - state.cursor.frames, state.generation)
     }
     guard generation != nil, backlog > Self.maximumBacklogFrames else { return }
     state.withLock { state in
-      state!.generation = nil
-      state!.manifest = nil
+      state.generation = nil
+      state.manifest = nil
     }
     _ = try? database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(PASSIVE)") }
     logger.critical(
@@ -195,7 +189,7 @@ public final class ContinuousBackup: Sendable {
   private func round() throws {
     let now = BackupClock.nowMs()
     let due = state.withLock { state in
-      state!.generation == nil || Double(now - state!.generationStartMs) / 1000 >= options.snapshotEvery
+      state.generation == nil || Double(now - state.generationStartMs) / 1000 >= options.snapshotEvery
     }
     if due {
       try beginGeneration(reason: "scheduled")
@@ -206,10 +200,10 @@ public final class ContinuousBackup: Sendable {
       try beginGeneration(reason: "the WAL was checkpointed outside the shipper")
       return
     }
-    if state.withLock({ $0!.cursor.frames }) >= options.checkpointFrames {
+    if state.withLock({ $0.cursor.frames }) >= options.checkpointFrames {
       try checkpoint()
     }
-    if now - state.withLock({ $0!.lastPruneMs }) > 3_600_000 {
+    if now - state.withLock({ $0.lastPruneMs }) > 3_600_000 {
       try prune(nowMs: now)
     }
   }
@@ -218,9 +212,9 @@ public final class ContinuousBackup: Sendable {
 
   private func resumeOrBegin() throws {
     let resumed: Bool = try state.withLock { state in
-      guard let generation = state!.target.generations.last else { return false }
+      guard let generation = state.target.generations.last else { return false }
       let manifest: SealedLog<BackupManifestEntry>
-      do { manifest = try state!.target.manifest(generation) } catch {
+      do { manifest = try state.target.manifest(generation) } catch {
         logger.warning("backup: the last generation's manifest does not verify; starting a new one", metadata: ["generation": "\(generation)"])
         return false
       }
@@ -234,8 +228,8 @@ public final class ContinuousBackup: Sendable {
         }
         cursor = .adoptNext
       }
-      if let header = try reader.withLock({ try $0.reader.header() }) {
-        guard cursor.continues(into: header) != nil, try reader.withLock({ try $0.reader.stillHolds(cursor) }) else {
+      if let header = try state.reader.header() {
+        guard cursor.continues(into: header) != nil, try state.reader.stillHolds(cursor) else {
           logger.notice("backup: the WAL no longer continues the last generation; starting a new one")
           return false
         }
@@ -243,17 +237,16 @@ public final class ContinuousBackup: Sendable {
         logger.notice("backup: the WAL was emptied outside the shipper; starting a new generation")
         return false
       }
-      state!.generation = generation
-      state!.manifest = manifest
-      state!.cursor = cursor
-      state!.transaction = last.transaction
-      state!.segmentIndex = manifest.entries.compactMap(\.index).max() ?? 0
-      state!.generationStartMs = first.timeMs
+      state.generation = generation
+      state.manifest = manifest
+      state.cursor = cursor
+      state.transaction = last.transaction
+      state.segmentIndex = manifest.entries.compactMap(\.index).max() ?? 0
+      state.generationStartMs = first.timeMs
       return true
     }
     if resumed {
-      let generation = state.withLock { $0!.generation }
-      statusBox.withLock { $0.generation = generation }
+      let generation = state.withLock { $0.generation }
       logger.info("backup: resuming generation", metadata: ["generation": "\(generation ?? "")"])
       // Ship what the last run left and checkpoint: a checkpoint it made but did not live to record
       // must not read as someone else's when the WAL restarts.
@@ -268,10 +261,9 @@ public final class ContinuousBackup: Sendable {
     // With the node's writer held, nothing commits: the snapshot's read transaction and the WAL's
     // end seen here are the same point.
     let (snapshot, cursor, pointMs): (DatabaseSnapshot, WALCursor, Int64) = try database.writeWithoutTransaction { _ in
-      var cursor = WALCursor.adoptNext
-      if let header = try reader.withLock({ try $0.reader.header() }) {
-        cursor = try reader.withLock { try $0.reader.committedFrames(after: WALCursor(start: header), keep: false).cursor }
-      }
+      var cursor = try state.withLock { state in
+        try state.reader.header().map { try state.reader.committedFrames(after: WALCursor(start: $0), keep: false).cursor }
+      } ?? WALCursor.adoptNext
       // Everything up to here is in the snapshot: a restart of the WAL loses nothing shipped or not.
       cursor.restartAllowed = true
       return (try database.pool.makeSnapshot(), cursor, BackupClock.nowMs())
@@ -279,23 +271,19 @@ public final class ContinuousBackup: Sendable {
     let generation = BackupTarget.newGenerationName()
     let files = try bundle()
     let (manifest, transaction): (SealedLog<BackupManifestEntry>, Int64) = try state.withLock { state in
-      let transaction = max(state!.transaction, try state!.target.lastTransaction()) + 1
-      let manifest = try state!.target.beginGeneration(generation, from: snapshot, bundle: files, transaction: transaction, cursor: cursor, pointMs: pointMs)
+      let transaction = max(state.transaction, try state.target.lastTransaction()) + 1
+      let manifest = try state.target.beginGeneration(generation, from: snapshot, bundle: files, transaction: transaction, cursor: cursor, pointMs: pointMs)
       return (manifest, transaction)
     }
     state.withLock { state in
-      state!.generation = generation
-      state!.manifest = manifest
-      state!.cursor = cursor
-      state!.transaction = transaction
-      state!.segmentIndex = 0
-      state!.generationStartMs = manifest.entries.first?.timeMs ?? BackupClock.nowMs()
+      state.generation = generation
+      state.manifest = manifest
+      state.cursor = cursor
+      state.transaction = transaction
+      state.segmentIndex = 0
+      state.generationStartMs = manifest.entries.first?.timeMs ?? BackupClock.nowMs()
     }
-    statusBox.withLock {
-      $0.generation = generation
-      $0.generations += 1
-      $0.lastTransaction = transaction
-    }
+    statusBox.withLock { $0.lastTransaction = transaction }
     logger.notice(
       "backup: new generation", metadata: [
         "generation": "\(generation)", "reason": "\(reason)", "transaction": "\(transaction)",
@@ -309,18 +297,16 @@ public final class ContinuousBackup: Sendable {
   /// - Throws: `Discontinuity` if the WAL no longer continues the generation.
   private func ship() throws {
     try state.withLock { state in
-      guard state!.manifest != nil else { return }
-      guard let header = try reader.withLock({ try $0.reader.header() }) else { return }
-      guard let cursor = state!.cursor.continues(into: header), try reader.withLock({ try $0.reader.stillHolds(cursor) }) else {
+      guard state.manifest != nil else { return }
+      guard let header = try state.reader.header() else { return }
+      guard let cursor = state.cursor.continues(into: header), try state.reader.stillHolds(cursor) else {
         throw Discontinuity()
       }
-      state!.cursor = cursor
+      state.cursor = cursor
       while true {
-        let (frames, next) = try reader.withLock {
-          try $0.reader.committedFrames(after: state!.cursor, limit: options.segmentFrames)
-        }
+        let (frames, next) = try state.reader.committedFrames(after: state.cursor, limit: options.segmentFrames)
         if frames.isEmpty { break }
-        try writeSegment(frames, cursor: next, state: &state!)
+        try writeSegment(frames, cursor: next, state: &state)
       }
     }
   }
@@ -358,11 +344,9 @@ public final class ContinuousBackup: Sendable {
     statusBox.withLock {
       $0.lastSegmentMs = durable
       $0.lastTransaction = transaction
-      $0.shippedFrames = cursor.frames
       $0.segments += 1
-      $0.lastError = nil
     }
-    onShipped?(Shipped(durableMs: durable, framesThrough: cursor.frames, transaction: transaction))
+    onShipped?(Shipped(durableMs: durable, transaction: transaction))
   }
 
   /// Ships, then, with the node's writer held and only if nothing committed is left unshipped (no
@@ -373,29 +357,22 @@ public final class ContinuousBackup: Sendable {
     try ship()
     let started = Date()
     let checkpointed: WALCursor? = try database.writeWithoutTransaction { db in
-      let (shipped, pending) = try state.withLock { state -> (WALCursor, Bool) in
-        let cursor = state!.cursor
-        let end = try reader.withLock { try $0.reader.committedFrames(after: cursor, keep: false).cursor }
-        return (cursor, end.frames != cursor.frames)
-      }
-      guard !pending, let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") else { return nil }
+      let (shipped, everything) = try state.withLock { state in (state.cursor, try state.everythingShipped()) }
+      guard everything, let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") else { return nil }
       let log: Int = row[1]
       let backfilled: Int = row[2]
       guard log == backfilled, log == shipped.frames else { return nil }
       return state.withLock { state in
-        state!.cursor.restartAllowed = true
-        return state!.cursor
+        state.cursor.restartAllowed = true
+        return state.cursor
       }
     }
     let seconds = Date().timeIntervalSince(started)
-    statusBox.withLock {
-      $0.lastCheckpointSeconds = seconds
-      $0.lastCheckpointMs = BackupClock.nowMs()
-    }
+    statusBox.withLock { $0.lastCheckpointSeconds = seconds }
     guard let checkpointed else { return }
     try state.withLock { state in
-      let entry = BackupManifestEntry(kind: .checkpoint, timeMs: BackupClock.nowMs(), transaction: state!.transaction, cursor: checkpointed)
-      try state!.manifest?.append(entry)
+      let entry = BackupManifestEntry(kind: .checkpoint, timeMs: BackupClock.nowMs(), transaction: state.transaction, cursor: checkpointed)
+      try state.manifest?.append(entry)
     }
   }
 
@@ -403,8 +380,8 @@ public final class ContinuousBackup: Sendable {
   /// generation that began before the window opened.
   private func prune(nowMs: Int64) throws {
     try state.withLock { state in
-      state!.lastPruneMs = nowMs
-      let pruned = try state!.target.pruneBeyond(retentionDays: options.retentionDays, nowMs: nowMs)
+      state.lastPruneMs = nowMs
+      let pruned = try state.target.pruneBeyond(retentionDays: options.retentionDays, nowMs: nowMs)
       if !pruned.isEmpty { logger.info("backup: pruned generations", metadata: ["generations": "\(pruned)"]) }
     }
   }
@@ -420,22 +397,18 @@ public final class ContinuousBackup: Sendable {
       try ship()
       try database.writeWithoutTransaction { db in
         try ship()
-        let everything = try state.withLock { state -> Bool in
-          guard state!.manifest != nil else { return false }
-          let end = try reader.withLock { try $0.reader.committedFrames(after: state!.cursor, keep: false).cursor }
-          return end.frames == state!.cursor.frames
-        }
+        let everything = try state.withLock { state in try state.manifest != nil && state.everythingShipped() }
         guard everything, let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") else { return }
         let busy: Int = row[0]
         let log: Int = row[1]
         let backfilled: Int = row[2]
         guard busy == 0, log == backfilled, let (size, modified) = Self.fileState(database.path) else { return }
         try state.withLock { state in
-          var cursor = state!.cursor
+          var cursor = state.cursor
           cursor.adopt = true
-          try state!.manifest!.append(
+          try state.manifest!.append(
             BackupManifestEntry(
-              kind: .stop, timeMs: BackupClock.nowMs(), transaction: state!.transaction, cursor: cursor, databaseBytes: size,
+              kind: .stop, timeMs: BackupClock.nowMs(), transaction: state.transaction, cursor: cursor, databaseBytes: size,
               databaseModifiedNs: modified))
         }
       }
@@ -450,38 +423,5 @@ public final class ContinuousBackup: Sendable {
     var info = stat()
     guard stat(path, &info) == 0 else { return nil }
     return (Int64(info.st_size), Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec))
-  }
-}
-
-/// The WAL reader, whose scratch buffer is used by one round at a time.
-struct WALReaderBox: @unchecked Sendable {
-  let reader: WALReader
-  init(_ reader: WALReader) { self.reader = reader }
-}
-
-extension BackupSegment {
-  /// A segment's file name: its index, zero-padded so names sort.
-  static func fileName(_ index: Int) -> String {
-    let digits = String(index)
-    return String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".segment"
-  }
-}
-
-extension BackupTarget {
-  /// Prunes every generation older than the newest one that began at or before the retention
-  /// window's start: every point inside the window is restorable from that one or later ones.
-  /// - Returns: the generations pruned.
-  func pruneBeyond(retentionDays: Int, nowMs: Int64) throws -> [String] {
-    let windowStart = nowMs - Int64(min(max(retentionDays, 1), 36_500)) * 86_400_000
-    let live = generations
-    var starts: [(String, Int64)] = []
-    for generation in live {
-      guard let first = try? manifest(generation).entries.first else { continue }
-      starts.append((generation, first.firstTimeMs ?? first.timeMs))
-    }
-    guard let keepFrom = starts.lastIndex(where: { $0.1 <= windowStart }) else { return [] }
-    let doomed = starts[..<keepFrom].map(\.0)
-    for generation in doomed { try prune(generation) }
-    return doomed
   }
 }

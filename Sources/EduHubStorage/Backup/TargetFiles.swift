@@ -26,11 +26,17 @@ enum TargetFiles {
     return (fd, Int64(info.st_size))
   }
 
-  /// The whole file at `path` (at most `limit` bytes), or nil if it does not exist.
-  static func read(_ path: String, limit: Int = maximumLogBytes) throws -> [UInt8]? {
+  /// The whole file at `path` (at most `limit` bytes, or exactly `size` if given), or nil if it
+  /// does not exist.
+  static func read(_ path: String, limit: Int = maximumLogBytes, size expected: Int64? = nil) throws -> [UInt8]? {
     guard let (fd, size) = try openForReading(path) else { return nil }
     defer { close(fd) }
-    guard size <= Int64(limit) else { throw StorageError(.corrupted, "\(path) is larger than any file of a backup (\(size) bytes)") }
+    if let expected, size != expected {
+      throw StorageError(.corrupted, "\(path) does not match the manifest (\(size) bytes, not \(expected))")
+    }
+    guard size <= Int64(expected.map { Int($0) } ?? limit) else {
+      throw StorageError(.corrupted, "\(path) is larger than any file of a backup (\(size) bytes)")
+    }
     var bytes = [UInt8](repeating: 0, count: Int(size))
     var done = 0
     while done < bytes.count {

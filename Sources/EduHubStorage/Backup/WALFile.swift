@@ -170,8 +170,9 @@ final class WALReader {
     defer { close(fd) }
     // The node commits with synchronous=NORMAL: its WAL reaches the disk at checkpoints. What is
     // shipped must not be lost by the node in a power cut (a target holding transactions the node
-    // forgot would mix two histories), so the WAL is made durable before it is read.
-    fdatasync(fd)
+    // forgot would mix two histories), so the WAL is made durable before frames to ship are read.
+    // Only finding the end needs no sync (and is done with the node's writer held).
+    if keep { fdatasync(fd) }
     let frameSize = WALHeader.frameHeaderSize + pageSize
     var frames: [WALFrame] = []
     var pending: [WALFrame] = []
