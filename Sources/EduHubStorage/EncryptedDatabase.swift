@@ -169,7 +169,23 @@ public final class EncryptedDatabase: Sendable {
 /// WAL pages (16 MiB) rather than 1,000, so a page rewritten by many transactions is copied (and
 /// re-encrypted) into the database once.
 let pragmas =
-  "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0; PRAGMA cache_size = -32768; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000"
+  "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0; PRAGMA cache_size = -32768; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = \(autocheckpointPages)"
+
+/// WAL pages after which a commit checkpoints (unless a backup shipper owns checkpointing).
+let autocheckpointPages = 4000
+
+extension EncryptedDatabase {
+  /// Hands checkpointing to the caller (`false`: a backup shipper checkpoints after shipping) or
+  /// back to SQLite, on the writer connection.
+  func autocheckpoint(_ on: Bool) throws {
+    try writeWithoutTransaction { db in try Self.autocheckpoint(on, db) }
+  }
+
+  /// `autocheckpoint(_:)` with the writer already held.
+  static func autocheckpoint(_ on: Bool, _ db: Database) throws {
+    try db.execute(sql: "PRAGMA wal_autocheckpoint = \(on ? autocheckpointPages : 0)")
+  }
+}
 
 /// SQLITE_IOERR_DATA, the code the VFS returns for a page that does not authenticate.
 let SQLITE_IOERR_DATA_CODE: Int32 = 10 | (32 << 8)

@@ -252,6 +252,46 @@ struct BackupTests {
     #expect(BackedUpStore.exactly(100, try node.restore(.latest).1))
   }
 
+  @Test("a target that fails for long gives the generation up and SQLite checkpoints again; a new generation starts when it works")
+  func failingTarget() throws {
+    var options = BackedUpStore.fastOptions
+    options.maximumBacklogFrames = 120
+    let node = try BackedUpStore(options: options)
+    func autocheckpoint() throws -> Int? {
+      try node.database.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") }
+    }
+    func eventually(_ condition: () throws -> Bool) rethrows -> Bool {
+      for _ in 0..<200 {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: 0.05)
+      }
+      return false
+    }
+    try node.write(0..<20)
+    #expect(try autocheckpoint() == 0)  // the shipper's
+    // The off-site volume goes away, and the node keeps writing.
+    let away = node.target + ".away"
+    try FileManager.default.moveItem(atPath: node.target, toPath: away)
+    var next = 20
+    #expect(
+      try eventually {
+        try node.write(next..<(next + 5))
+        next += 5
+        return try autocheckpoint() == 4000
+      }, "the generation was never given up")
+    #expect(node.backup.status.failures > 0)
+    // Nothing was made where the target was: no backup on the node's own disk.
+    #expect(!FileManager.default.fileExists(atPath: node.target))
+    // The volume is back: a new generation starts, and checkpoints are the shipper's again.
+    try FileManager.default.moveItem(atPath: away, toPath: node.target)
+    #expect(try eventually { try BackupRestore.verify(from: node.target, key: node.backupKey).count == 2 })
+    #expect(try autocheckpoint() == 0)
+    try node.write(next..<(next + 10))
+    next += 10
+    try node.database.close()
+    #expect(BackedUpStore.exactly(next, try node.restore(.latest).1))
+  }
+
   @Test("a clean stop and start continue the generation; a database changed while stopped starts a new one")
   func restarts() throws {
     let node = try BackedUpStore()

@@ -45,7 +45,7 @@ final class BackupTarget {
       self.info = info
     } else {
       guard create else { throw StorageError(.notFound, "no backup at \(directory)") }
-      try TargetFiles.makeDirectory(directory)
+      try TargetFiles.makeDirectory(directory, parents: true)
       var info = BackupTargetInfo(
         magic: BackupTargetInfo.magic, version: BackupTargetInfo.currentVersion, pageSize: EncryptedDatabase.pageSize,
         keyCheck: Hex.encode(keys.check), drillPublicKey: Hex.encode(keys.drills.publicKey), createdMs: BackupClock.nowMs())

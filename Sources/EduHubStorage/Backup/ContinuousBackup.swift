@@ -35,6 +35,9 @@ public final class ContinuousBackup: Sendable {
     public var checkpointFrames: Int = 4000
     /// Frames a segment holds at most (a transaction is never split, so one may hold more).
     public var segmentFrames: Int = 2048
+    /// Unshipped WAL frames (1 GiB) past which, while the target fails, the generation is given up
+    /// so that the node can checkpoint its WAL again.
+    public var maximumBacklogFrames: Int = 262_144
 
     public init() {}
   }
@@ -116,11 +119,11 @@ public final class ContinuousBackup: Sendable {
       options: options, logger: logger, onShipped: onShipped, lock: lock)
     // From now on only the shipper checkpoints (see the type's comment).
     do {
-      try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
+      try database.autocheckpoint(false)
       try backup.resumeOrBegin()
     } catch {
       Glibc.close(lock)
-      try? database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 4000") }
+      try? database.autocheckpoint(true)
       throw error
     }
     database.beforeClose { backup.finish() }
@@ -164,25 +167,24 @@ public final class ContinuousBackup: Sendable {
     done.signal()
   }
 
-  /// While the target fails, the WAL cannot be checkpointed and grows. Past `maximumBacklogFrames`
-  /// (1 GiB) the node comes first: the generation is given up, the WAL checkpointed as usual, and a
-  /// new generation starts once the target works again.
+  /// While the target fails, the WAL cannot be checkpointed and grows. Past
+  /// `Options.maximumBacklogFrames` (1 GiB) the node comes first: the generation is given up, SQLite
+  /// checkpoints the WAL on its own again, and a new generation starts once the target works.
   private func abandonIfTooFarBehind() {
-    let (backlog, generation) = state.withLock { state in
-      (state.reader.sizeInFrames() - state.cursor.frames, state.generation)
+    let (walFrames, shipped, generation) = state.withLock { state in
+      (state.reader.sizeInFrames(), state.cursor.frames, state.generation)
     }
-    guard generation != nil, backlog > Self.maximumBacklogFrames else { return }
+    guard generation != nil, walFrames - shipped > options.maximumBacklogFrames else { return }
     state.withLock { state in
       state.generation = nil
       state.manifest = nil
     }
-    _ = try? database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+    // Until a new generation starts, SQLite checkpoints the WAL itself again, as without a shipper.
+    try? database.autocheckpoint(true)
     logger.critical(
       "backup: the target has failed too long; the generation is given up and a new one starts when it works",
-      metadata: ["generation": "\(generation ?? "")", "frames": "\(backlog)"])
+      metadata: ["generation": "\(generation ?? "")", "frames": "\(walFrames - shipped)"])
   }
-
-  static let maximumBacklogFrames = 262_144
 
   /// One round: ship what is committed, checkpoint when the WAL is long, start a generation when due,
   /// prune what retention no longer needs.
@@ -260,7 +262,9 @@ public final class ContinuousBackup: Sendable {
     let started = Date()
     // With the node's writer held, nothing commits: the snapshot's read transaction and the WAL's
     // end seen here are the same point.
-    let (snapshot, cursor, pointMs): (DatabaseSnapshot, WALCursor, Int64) = try database.writeWithoutTransaction { _ in
+    let (snapshot, cursor, pointMs): (DatabaseSnapshot, WALCursor, Int64) = try database.writeWithoutTransaction { db in
+      // Checkpoints are the shipper's again (they were SQLite's if a generation was given up).
+      try EncryptedDatabase.autocheckpoint(false, db)
       var cursor = try state.withLock { state in
         try state.reader.header().map { try state.reader.committedFrames(after: WALCursor(start: $0), keep: false).cursor }
       } ?? WALCursor.adoptNext

@@ -60,15 +60,20 @@ enum TargetFiles {
     return fd
   }
 
-  /// Creates a directory (0700) and every missing parent; refuses a symlink where the directory
-  /// should be.
-  static func makeDirectory(_ path: String) throws {
+  /// Creates a directory (0700), and with `parents` every missing parent; refuses a symlink where
+  /// the directory should be. Without `parents` the parent must exist: a generation is never made
+  /// under a target that is gone (an unmounted volume), which would put a backup on the node's disk.
+  static func makeDirectory(_ path: String, parents: Bool = false) throws {
     var info = stat()
     if lstat(path, &info) == 0 {
       guard info.st_mode & S_IFMT == S_IFDIR else { throw StorageError(.io, "\(path) is not a directory") }
       return
     }
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    do {
+      try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: parents, attributes: [.posixPermissions: 0o700])
+    } catch {
+      throw StorageError(.notFound, "cannot make \(path): is the target's volume mounted?")
+    }
     syncDirectory(of: path)
   }
 
