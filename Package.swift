@@ -47,6 +47,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
     .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPGRPC"]),
     .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+    // The web console's server-rendered pages (logic-less templates, HTML-escaped by default).
+    .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
   ],
   targets: [
     // C libraries from Debian's packages.
@@ -226,12 +228,28 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // The web console: server-rendered pages over the node's services, with the RPCs' caller resolution.
+    .target(
+      name: "EduHubConsole",
+      dependencies: [
+        "EduHubCore", "EduHubRPC", "EduHubAPI", "EduHubIdentity", "EduHubSync", "EduHubCatalog", "EduHubWorkOrders",
+        "EduHubSharing", "EduHubNode", "EduHubCrypto", "EduHubReplication", "EduHubStorage",
+        .product(name: "Mustache", package: "swift-mustache"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+
     // The `eduhub` command.
     .executableTarget(
       name: "eduhub",
       dependencies: [
         "EduHubCore",
         "EduHubNode",
+        "EduHubConsole",
         "EduHubStorage",
         "EduHubCrypto",
         "EduHubRPC",
@@ -403,6 +421,11 @@ let package = Package(
     .testTarget(
       name: "EduHubWorkOrdersTests",
       dependencies: serviceTestDependencies,
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "EduHubConsoleTests",
+      dependencies: serviceTestDependencies + ["EduHubConsole"],
       swiftSettings: swiftSettings
     ),
     .testTarget(

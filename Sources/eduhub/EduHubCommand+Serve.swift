@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import EduHubCore
 import EduHubIdentity
+import EduHubConsole
 import EduHubNode
 import EduHubRPC
 import EduHubSharing
@@ -70,6 +71,9 @@ extension EduHubCommand {
     @Option(help: "Serve the metrics (Prometheus text at /metrics) on this address, HOST:PORT, instead of the node's port.")
     var metricsListen: String?
 
+    @Option(help: "With --data: serve the web console (HTML pages for people in a browser) on this address, HOST:PORT; under TLS when the node has --tls-cert.")
+    var consoleListen: String?
+
     @Option(help: "With --data: ship every committed transaction to this backup target (a directory) within a second; the first start takes a snapshot.")
     var backupTo: String?
 
@@ -92,6 +96,10 @@ extension EduHubCommand {
       do { _ = try NodeAddress(parsing: listen) } catch { throw ValidationError("\(error)") }
       if let metricsListen {
         do { _ = try NodeAddress(parsing: metricsListen) } catch { throw ValidationError("--metrics-listen: \(error)") }
+      }
+      if let consoleListen {
+        guard data != nil else { throw ValidationError("--console-listen needs --data") }
+        do { _ = try NodeAddress(parsing: consoleListen) } catch { throw ValidationError("--console-listen: \(error)") }
       }
       guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
       guard auditRetentionDays >= AuditLog.minimumRetentionDays else {
@@ -170,7 +178,13 @@ extension EduHubCommand {
           }
         }
         // The sync state is read from the replica at each scrape, whether or not this process syncs.
-        metrics.watch(open, sync: client ?? (try? syncClient(for: open)), backup: backup)
+        let status = client ?? (try? syncClient(for: open))
+        metrics.watch(open, sync: status, backup: backup)
+        if let consoleListen, let authenticator = configuration.rpc.interceptor as? Authenticator {
+          let address = try NodeAddress(parsing: consoleListen)  // checked in validate()
+          let console = Console(node: open, authenticator: authenticator, syncStatus: { try? status?.status() }, logger: logger)
+          background.append(ConsoleListener(console: console, host: address.host, port: address.port, tls: configuration.tls, logger: logger))
+        }
         background += open.backgroundServices(sync: client, syncEvery: syncEvery.flatMap(Self.seconds), metrics: metrics, auditRetentionDays: auditRetentionDays, logger: logger)
       }
       do {

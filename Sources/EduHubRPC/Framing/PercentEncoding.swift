@@ -1,5 +1,5 @@
 /// Percent-encoding of `grpc-message` values (gRPC over HTTP/2, "Responses").
-enum PercentEncoding {
+package enum PercentEncoding {
   /// Encodes every byte outside printable ASCII, and `%` itself, as `%XX`.
   static func encode(_ string: String) -> String {
     var needs = false
@@ -24,7 +24,7 @@ enum PercentEncoding {
   }
 
   /// Decodes `%XX` sequences; a malformed sequence is kept as it is (the spec asks for leniency).
-  static func decode(_ bytes: some Collection<UInt8>) -> String {
+  package static func decode(_ bytes: some Collection<UInt8>) -> String {
     let input = Array(bytes)
     guard input.contains(0x25) else { return String(decoding: input, as: UTF8.self) }
     var out: [UInt8] = []

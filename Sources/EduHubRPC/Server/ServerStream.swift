@@ -26,6 +26,8 @@ final class ServerStream: @unchecked Sendable {
   private var isPost = false
   /// The method when it is not POST (plain HTTP requests).
   private var otherMethod: String?
+  /// The :authority of a plain HTTP request (the Host of HTTP/1.1).
+  private var authority: String?
   private var contentTypeIsGRPC = false
   /// The content type when it is not gRPC's (plain HTTP requests).
   private var otherContentType: String?
@@ -82,6 +84,8 @@ final class ServerStream: @unchecked Sendable {
         if method == nil {
           unknownPath = String(decoding: UnsafeBufferPointer(start: value, count: min(valueLength, 2048)), as: UTF8.self)
         }
+      } else if bytesEqual(name, nameLength, ":authority") {
+        authority = String(decoding: UnsafeBufferPointer(start: value, count: min(valueLength, 256)), as: UTF8.self)
       } else if bytesEqual(name, nameLength, ":method") {
         isPost = bytesEqual(value, valueLength, "POST")
         if !isPost { otherMethod = String(decoding: UnsafeBufferPointer(start: value, count: min(valueLength, 16)), as: UTF8.self) }
@@ -217,7 +221,9 @@ final class ServerStream: @unchecked Sendable {
       guard machine.response == .idle, !machine.isClosed else { return }
       let request = HTTPRequest(
         method: otherMethod ?? (isPost ? "POST" : "GET"), target: unknownPath ?? "/",
-        headers: metadata.textEntries + (otherContentType.map { [("content-type", $0)] } ?? []), body: body,
+        // HTTP/2's :authority is HTTP/1.1's Host (a page checks a form's Origin against it).
+        headers: metadata.textEntries + (otherContentType.map { [("content-type", $0)] } ?? [])
+          + (authority.map { [("host", $0)] } ?? []), body: body,
         peer: connection.connectionInfo.peer, version: "HTTP/2", isSecure: connection.connectionInfo.isSecure)
       let connection = self.connection
       task = Task { [self] in
