@@ -75,9 +75,11 @@ enum ConsoleAssets {
     .card { border: 1px solid var(--line); border-radius: 8px; padding: .6rem 1rem; margin: .6rem 0; }
     ol.steps, ol.timeline { padding-left: 1.4rem; } .timeline .superseded { text-decoration: line-through; color: var(--muted); }
     ul.plain { padding-left: 1.2rem; }
-    dl.record, dl.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: .4rem 1.2rem; }
-    dl.record div, dl.figures div { border-bottom: 1px solid var(--line); padding: .3rem 0; } dt { color: var(--muted); font-size: .9rem; } dd { margin: 0; font-weight: 600; }
-    dl.figures dd { font-size: 1.4rem; }
+    dl.record { display: grid; grid-template-columns: minmax(6em, max-content) 1fr; gap: .3rem 1.2rem; }
+    dl.record dt { color: var(--muted); } dl.record dd { margin: 0; font-weight: 600; }
+    ul.figures { list-style: none; padding: 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: .4rem 1.2rem; }
+    ul.figures li { border-bottom: 1px solid var(--line); padding: .3rem 0; } ul.figures .label { display: block; color: var(--muted); font-size: .9rem; }
+    ul.figures strong { font-size: 1.4rem; }
     .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 1.5rem; } figure { margin: 0; } figcaption { color: var(--muted); font-size: .9rem; }
     svg.chart { width: 100%; height: auto; font-family: inherit; } svg .bar { fill: #3b7bc4; } svg .axis, svg .value { fill: #444c56; font-size: 12px; }
     svg .grid { stroke: #e1e4e8; stroke-width: 1; } svg .line { fill: none; stroke: #0b5cad; stroke-width: 2.5; } svg .dot { fill: #0b5cad; }

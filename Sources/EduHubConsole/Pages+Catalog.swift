@@ -159,8 +159,7 @@ extension Console {
   static let catalogTemplates: [String: String] = [
     "catalog": """
       <form method="get" action="/catalog" class="search" role="search">
-      <label for="q" class="visually-hidden">搜索数据资源</label>
-      <input id="q" name="q" type="search" value="{{q}}" placeholder="输入资源名称、字段或关键词，如“学籍”" maxlength="200">
+      <input id="q" name="q" type="search" aria-label="搜索数据资源" value="{{q}}" placeholder="输入资源名称、字段或关键词，如“学籍”" maxlength="200">
       <button type="submit" id="search">搜索</button>
       <a href="/followed">我的关注</a>
       </form>

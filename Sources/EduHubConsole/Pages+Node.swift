@@ -83,13 +83,13 @@ extension Console {
   static let nodeTemplates: [String: String] = [
     "node": """
       <dl class="record">
-      <div><dt>本节点</dt><dd>{{nodeID}}（{{role}}）</dd></div>
-      <div><dt>数据范围</dt><dd>{{scope}}</dd></div>
-      {{#upstream}}<div><dt>上级节点</dt><dd>{{upstream}}</dd></div>{{/upstream}}
+      <dt>本节点</dt><dd>{{nodeID}}（{{role}}）</dd>
+      <dt>数据范围</dt><dd>{{scope}}</dd>
+      {{#upstream}}<dt>上级节点</dt><dd>{{upstream}}</dd>{{/upstream}}
       {{#sync}}
-      <div><dt>上次同步</dt><dd id="last-sync">{{last}}{{#stale}} <span class="tag warn">同步滞后</span>{{/stale}}</dd></div>
-      <div><dt>待上传写入</dt><dd id="pending">{{pending}}</dd></div>
-      <div><dt>冲突</dt><dd>{{conflicts}}</dd></div>
+      <dt>上次同步</dt><dd id="last-sync">{{last}}{{#stale}} <span class="tag warn">同步滞后</span>{{/stale}}</dd>
+      <dt>待上传写入</dt><dd id="pending">{{pending}}</dd>
+      <dt>冲突</dt><dd>{{conflicts}}</dd>
       {{/sync}}
       </dl>
       <h2>下级节点（{{org}}）</h2>

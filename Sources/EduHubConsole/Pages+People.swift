@@ -60,10 +60,8 @@ extension Console {
   static let peopleTemplates: [String: String] = [
     "people": """
       <form method="get" action="/people" class="search" role="search">
-      <label for="q" class="visually-hidden">姓名或编号</label>
-      <input id="q" name="q" type="search" value="{{q}}" placeholder="姓名或编号" maxlength="64" required>
-      <label for="org" class="visually-hidden">单位代码</label>
-      <input id="org" name="org" value="{{org}}" placeholder="单位代码（可选）" maxlength="32">
+      <input id="q" name="q" type="search" aria-label="姓名或编号" value="{{q}}" placeholder="姓名或编号" maxlength="64" required>
+      <input id="org" name="org" value="{{org}}" aria-label="单位代码" placeholder="单位代码（可选）" maxlength="32">
       <button type="submit" id="search-people">查询</button>
       </form>
       {{#empty}}<p class="muted">没有找到你有权查看的人员。</p>{{/empty}}
@@ -73,7 +71,7 @@ extension Console {
       """,
     "person": """
       {{#masked}}<p class="notice" id="masked-notice">按你的权限，本页个人信息已脱敏。</p>{{/masked}}
-      <dl class="record" id="person">{{#rows}}<div><dt>{{label}}</dt><dd>{{value}}</dd></div>{{/rows}}</dl>
+      <dl class="record" id="person">{{#rows}}<dt>{{label}}</dt><dd>{{value}}</dd>{{/rows}}</dl>
       """,
   ]
 }

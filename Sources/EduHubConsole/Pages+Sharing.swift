@@ -241,8 +241,7 @@ extension Console {
       {{#live}}
       <form method="post" action="/grants/{{encoded}}" class="inline">
       <input type="hidden" name="_csrf" value="{{csrf}}">
-      <label for="grant-reason-{{id}}" class="visually-hidden">理由</label>
-      <input id="grant-reason-{{id}}" name="reason" placeholder="理由" maxlength="2000">
+      <input id="grant-reason-{{id}}" name="reason" aria-label="理由" placeholder="理由" maxlength="2000">
       {{#active}}<button type="submit" name="action" value="suspend">暂停</button>{{/active}}
       {{#suspended}}<button type="submit" name="action" value="resume">恢复</button>{{/suspended}}
       <button type="submit" name="action" value="revoke" class="danger">撤销</button>

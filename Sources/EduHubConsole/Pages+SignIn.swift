@@ -60,7 +60,8 @@ extension Console {
   /// Where to go after signing in: a path of this console only (never `//host` or a scheme).
   static func safeNext(_ next: String) -> String {
     guard next.hasPrefix("/"), !next.hasPrefix("//"), !next.hasPrefix("/\\"), next.utf8.count <= 512,
-      !next.contains(where: { $0.isNewline }), !next.hasPrefix("/login")
+      // Browsers drop tabs and newlines from a URL ("/\t/evil" is "//evil"): no control characters at all.
+      !next.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }), !next.hasPrefix("/login")
     else { return "/catalog" }
     return next
   }

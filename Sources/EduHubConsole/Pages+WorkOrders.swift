@@ -352,14 +352,14 @@ extension Console {
       <label for="org">单位代码</label> <input id="org" name="org" value="{{org}}" maxlength="40" placeholder="空为全部可见">
       <button type="submit">查看</button>
       </form>
-      <dl class="figures">
-      <div><dt>工单总数</dt><dd id="stats-total">{{total}}</dd></div>
-      <div><dt>解决时限达成率</dt><dd>{{attainment}}</dd></div>
-      <div><dt>首次响应达成率</dt><dd>{{firstAttainment}}</dd></div>
-      <div><dt>解决用时中位数</dt><dd>{{median}}</dd></div>
-      <div><dt>解决用时 P90</dt><dd>{{p90}}</dd></div>
-      <div><dt>重开率</dt><dd>{{reopen}}</dd></div>
-      </dl>
+      <ul class="figures">
+      <li><span class="label">工单总数</span> <strong id="stats-total">{{total}}</strong></li>
+      <li><span class="label">解决时限达成率</span> <strong>{{attainment}}</strong></li>
+      <li><span class="label">首次响应达成率</span> <strong>{{firstAttainment}}</strong></li>
+      <li><span class="label">解决用时中位数</span> <strong>{{median}}</strong></li>
+      <li><span class="label">解决用时 P90</span> <strong>{{p90}}</strong></li>
+      <li><span class="label">重开率</span> <strong>{{reopen}}</strong></li>
+      </ul>
       <div class="charts">
       <figure>{{{byOrgChart}}}<figcaption>各单位工单数</figcaption></figure>
       <figure>{{{slaChart}}}<figcaption>近六个月解决时限达成率</figcaption></figure>
