@@ -13,6 +13,12 @@ struct EchoHTTP: HTTPHandler {
   }
 }
 
+/// Echoes, and takes at most 100 bytes of body on `/small`.
+struct SmallBodies: HTTPHandler {
+  func handle(_ request: HTTPRequest) async -> HTTPResponse { await EchoHTTP().handle(request) }
+  func bodyLimit(method: String, path: Substring, headers: [(name: String, value: String)]) -> Int? { path == "/small" ? 100 : nil }
+}
+
 @Suite("Plain HTTP on the gRPC port (HTTP/1.1 and HTTP/2, plaintext and TLS)")
 struct PlainHTTPTests {
   /// Runs curl (on a thread of its own: see ChildProcess), giving up after 30 seconds.
@@ -45,6 +51,27 @@ struct PlainHTTPTests {
       let reply = try await client.unary(EchoService.unary, request: bytes("still gRPC"), responseType: Bytes.self)
       #expect(reply.value == Data("still gRPC".utf8))
       await client.close()
+    }
+  }
+
+  @Test("a handler bounds a request's body from its head; all bodies together are bounded by the server's budget, which every request gives back")
+  func bodyBounds() async throws {
+    var configuration = Self.configuration()
+    configuration.httpHandler = SmallBodies()
+    configuration.httpBodyBudget = HTTPBodyBudget(limit: 8 * 1024)
+    try await withHarness(configuration: configuration) { harness in
+      let base = "http://127.0.0.1:\(harness.port)"
+      for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let small = try await Self.curl([version, "-o", "/dev/null", "-w", "%{http_code}", "-d", String(repeating: "s", count: 200), "\(base)/small"])
+        #expect(small.output == "413", "\(version): over the handler's limit")
+        let fits = try await Self.curl([version, "-w", " %{http_code}", "-d", String(repeating: "f", count: 4096), "\(base)/fits"])
+        #expect(fits.output.hasSuffix(" 200") && fits.output.contains("body=ffff"), "\(version)")
+        let busy = try await Self.curl([version, "-o", "/dev/null", "-w", "%{http_code}", "-d", String(repeating: "b", count: 10_000), "\(base)/a"])
+        #expect(busy.output == "503", "\(version): over the server's budget")
+      }
+      // Every byte taken was given back once the streams and requests ended.
+      try await eventually(timeout: .seconds(10)) { configuration.httpBodyBudget.inUse == 0 }
+      #expect(configuration.httpBodyBudget.inUse == 0)
     }
   }
 

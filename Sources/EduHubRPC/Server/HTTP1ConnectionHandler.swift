@@ -12,17 +12,23 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
   private let handler: any HTTPHandler
   private let maxBodySize: Int
+  private let budget: HTTPBodyBudget
+  /// The current request's body limit (the handler's within the server's), and what its body holds
+  /// of the server's budget (given back when its answer is written or the connection closes).
+  private var limit = 0
+  private var reserved = 0
+  private var refusal: Int?
   private let peer: String
   private let isSecure: Bool
   private var head: HTTPRequestHead?
   private var body: [UInt8] = []
-  private var tooLarge = false
   private var draining = false
   private var busy = false
 
-  init(handler: any HTTPHandler, maxBodySize: Int, peer: String, isSecure: Bool) {
+  init(handler: any HTTPHandler, maxBodySize: Int, budget: HTTPBodyBudget, peer: String, isSecure: Bool) {
     self.handler = handler
     self.maxBodySize = maxBodySize
+    self.budget = budget
     self.peer = peer
     self.isSecure = isSecure
   }
@@ -32,23 +38,32 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     case .head(let head):
       self.head = head
       body = []
-      tooLarge = false
+      refusal = nil
+      limit = min(
+        maxBodySize,
+        handler.bodyLimit(
+          method: head.method.rawValue, path: head.uri.prefix { $0 != "?" },
+          headers: head.headers.map { (name: $0.name.lowercased(), value: $0.value) }) ?? .max)
     case .body(var buffer):
-      guard !tooLarge else { return }
-      if body.count + buffer.readableBytes > maxBodySize {
-        tooLarge = true
+      guard refusal == nil else { return }
+      if body.count + buffer.readableBytes > limit {
+        refusal = 413
+        body = []
+      } else if !budget.reserve(buffer.readableBytes) {
+        refusal = 503
         body = []
       } else {
+        reserved += buffer.readableBytes
         body += buffer.readBytes(length: buffer.readableBytes) ?? []
       }
     case .end:
       guard let head else { return }
       self.head = nil
       let keepAlive = head.isKeepAlive && !draining
-      if tooLarge {
-        let refusal = handler.refused(
-          status: 413, message: "the request body exceeds \(maxBodySize) bytes", path: head.uri.prefix { $0 != "?" })
-        write(context: context, refusal, version: head.version, keepAlive: false)
+      if let refusal {
+        let message = refusal == 413 ? "the request body exceeds \(limit) bytes" : "the server is busy receiving other requests; try again"
+        giveBack()
+        write(context: context, handler.refused(status: refusal, message: message, path: head.uri.prefix { $0 != "?" }), version: head.version, keepAlive: false)
         return
       }
       let request = HTTPRequest(
@@ -65,6 +80,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         loop.execute {
           let (this, context) = bound.value
           this.busy = false
+          this.giveBack()
           this.write(context: context, response, version: head.version, keepAlive: keepAlive && !this.draining)
         }
       }
@@ -103,5 +119,16 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     context.close(promise: nil)
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    giveBack()
+    context.fireChannelInactive()
+  }
+
+  /// Returns the current body's bytes to the server's budget.
+  private func giveBack() {
+    budget.release(reserved)
+    reserved = 0
   }
 }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A plain HTTP request that reached the server instead of a gRPC call: HTTP/1.1, or HTTP/2 with a
 /// content type other than `application/grpc`. Served on the same port as gRPC by the server's
 /// ``HTTPHandler`` (JSON gateways such as `POST /v1/apis/{code}`).
@@ -76,8 +78,43 @@ public protocol HTTPHandler: Sendable {
   /// `status` 413), so that a handler answers in its own shape. By default, plain text.
   /// - Parameter path: the request's path (no query).
   func refused(status: Int, message: String, path: Substring) -> HTTPResponse
+
+  /// The largest body this request may carry, decided from its head before any of the body is
+  /// buffered (a sign-in form needs a few KiB, an upload MiBs); nil leaves the server's limit.
+  /// The server's own limit still applies.
+  func bodyLimit(method: String, path: Substring, headers: [(name: String, value: String)]) -> Int?
 }
 
 extension HTTPHandler {
   public func refused(status: Int, message: String, path: Substring) -> HTTPResponse { .text(status, message) }
+  public func bodyLimit(method: String, path: Substring, headers: [(name: String, value: String)]) -> Int? { nil }
+}
+
+/// The bytes of plain-HTTP request bodies every connection of a server holds at once (bodies being
+/// received and bodies whose request is being served). Past its limit a request is answered 503
+/// instead of buffered: without it, 256 streams on each of a few connections could each hold a
+/// body of the largest size and exhaust the node's memory before anyone is authenticated.
+public final class HTTPBodyBudget: Sendable {
+  public let limit: Int
+  private let used = Atomic<Int>(0)
+
+  public init(limit: Int) { self.limit = limit }
+
+  /// Takes `bytes` from the budget; false (nothing taken) when they do not fit.
+  func reserve(_ bytes: Int) -> Bool {
+    var current = used.load(ordering: .relaxed)
+    while true {
+      guard current + bytes <= limit else { return false }
+      let (exchanged, original) = used.compareExchange(expected: current, desired: current + bytes, ordering: .relaxed)
+      if exchanged { return true }
+      current = original
+    }
+  }
+
+  func release(_ bytes: Int) {
+    if bytes > 0 { used.subtract(bytes, ordering: .relaxed) }
+  }
+
+  /// Bytes held now.
+  public var inUse: Int { used.load(ordering: .relaxed) }
 }

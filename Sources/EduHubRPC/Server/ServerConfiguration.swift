@@ -41,6 +41,9 @@ public struct ServerConfiguration: Sendable {
   /// Serves plain HTTP requests on the same port (HTTP/1.1, and HTTP/2 requests whose content type
   /// is not gRPC's); nil answers them 415 (HTTP/2) or 505 (HTTP/1).
   public var httpHandler: (any HTTPHandler)?
+  /// The bytes of plain-HTTP request bodies the server's connections may hold at once, together;
+  /// past it a request is answered 503 (see ``HTTPBodyBudget``).
+  public var httpBodyBudget = HTTPBodyBudget(limit: 64 << 20)
   /// How long an HTTP/1.1 keep-alive connection may sit idle between requests before it is closed.
   public var httpKeepAliveTimeout: TimeAmount = .seconds(60)
 

@@ -317,7 +317,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.httpKeepAliveTimeout), position: .after(self))
       try pipeline.addHandler(
         HTTP1ConnectionHandler(
-          handler: handler, maxBodySize: configuration.maxReceiveMessageSize, peer: connectionInfo.peer,
+          handler: handler, maxBodySize: configuration.maxReceiveMessageSize, budget: configuration.httpBodyBudget, peer: connectionInfo.peer,
           isSecure: connectionInfo.isSecure))
       context.fireChannelRead(data)
       let logger = self.logger

@@ -33,6 +33,10 @@ final class ServerStream: @unchecked Sendable {
   private var otherContentType: String?
   /// A plain HTTP request (not gRPC) being served by the server's HTTP handler: its body so far.
   private var httpBody: [UInt8]?
+  /// The most bytes that body may have (the handler's limit within the server's).
+  private var httpBodyLimit = 0
+  /// What this stream holds of the server's ``HTTPBodyBudget``, given back when it closes.
+  private var httpReserved = 0
   private var timeoutNanos: Int64?
   private var headerError: RPCError?
   /// The request's custom metadata (read by handlers through `ServerContext`).
@@ -140,8 +144,11 @@ final class ServerStream: @unchecked Sendable {
     }
     if let headerError { return fail(headerError) }
     guard contentTypeIsGRPC else {
-      if connection.configuration.httpHandler != nil, method == nil {
+      if let handler = connection.configuration.httpHandler, method == nil {
         httpBody = []
+        httpBodyLimit = min(
+          connection.configuration.maxReceiveMessageSize,
+          handler.bodyLimit(method: plainMethod, path: (unknownPath ?? "/").prefix { $0 != "?" }, headers: plainHeaders) ?? .max)
         return
       }
       return fail(RPCError(.internalError, "content-type must be application/grpc"), httpStatus: "415")
@@ -186,13 +193,20 @@ final class ServerStream: @unchecked Sendable {
     if httpBody != nil {
       connection.consumeStream(id, bytes.count)
       guard machine.response == .idle, !machine.isClosed else { return }
-      if httpBody!.count + bytes.count > connection.configuration.maxReceiveMessageSize {
+      let path = (unknownPath ?? "/").prefix { $0 != "?" }
+      if httpBody!.count + bytes.count > httpBodyLimit {
         httpBody = nil
-        let message = "the request body exceeds \(connection.configuration.maxReceiveMessageSize) bytes"
-        let path = (unknownPath ?? "/").prefix { $0 != "?" }
+        let message = "the request body exceeds \(httpBodyLimit) bytes"
         respondHTTP(connection.configuration.httpHandler?.refused(status: 413, message: message, path: path) ?? .text(413, message))
         return
       }
+      guard connection.configuration.httpBodyBudget.reserve(bytes.count) else {
+        httpBody = nil
+        let message = "the server is busy receiving other requests; try again"
+        respondHTTP(connection.configuration.httpHandler?.refused(status: 503, message: message, path: path) ?? .text(503, message))
+        return
+      }
+      httpReserved += bytes.count
       httpBody!.append(contentsOf: bytes)
       return
     }
@@ -212,6 +226,15 @@ final class ServerStream: @unchecked Sendable {
     }
   }
 
+  /// A plain HTTP request's method.
+  private var plainMethod: String { otherMethod ?? (isPost ? "POST" : "GET") }
+
+  /// A plain HTTP request's headers as HTTP/1.1 names them: HTTP/2's :authority is the Host (a
+  /// page checks a form's Origin against it).
+  private var plainHeaders: [(name: String, value: String)] {
+    metadata.textEntries + (otherContentType.map { [("content-type", $0)] } ?? []) + (authority.map { [("host", $0)] } ?? [])
+  }
+
   /// The client finished sending (END_STREAM).
   func requestEnded() {
     guard !requestComplete else { return }
@@ -220,10 +243,7 @@ final class ServerStream: @unchecked Sendable {
       httpBody = nil
       guard machine.response == .idle, !machine.isClosed else { return }
       let request = HTTPRequest(
-        method: otherMethod ?? (isPost ? "POST" : "GET"), target: unknownPath ?? "/",
-        // HTTP/2's :authority is HTTP/1.1's Host (a page checks a form's Origin against it).
-        headers: metadata.textEntries + (otherContentType.map { [("content-type", $0)] } ?? [])
-          + (authority.map { [("host", $0)] } ?? []), body: body,
+        method: plainMethod, target: unknownPath ?? "/", headers: plainHeaders, body: body,
         peer: connection.connectionInfo.peer, version: "HTTP/2", isSecure: connection.connectionInfo.isSecure)
       let connection = self.connection
       task = Task { [self] in
@@ -495,6 +515,10 @@ final class ServerStream: @unchecked Sendable {
 
   /// nghttp2 closed the stream: a reset by the client, the end of the call, or the connection's end.
   func closed(errorCode: UInt32) {
+    // A plain request's body goes back to the server's budget however the stream ended.
+    httpBody = nil
+    connection.configuration.httpBodyBudget.release(httpReserved)
+    httpReserved = 0
     guard let cancelHandler = machine.closed(errorCode: errorCode) else { return }
     if observer != nil || span != nil {
       // A call the client reset before its status was decided was cancelled.
