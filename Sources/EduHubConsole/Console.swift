@@ -44,24 +44,19 @@ public final class Console: HTTPHandler {
     guard request.method == "GET" || request.method == "POST" else {
       return HTTPResponse(status: 405, headers: [("allow", "GET, POST"), ("content-type", "text/plain; charset=utf-8")], body: Array("GET or POST\n".utf8))
     }
-    var form: [String: [String]] = [:]
-    var files: [Multipart.Part] = []
-    if request.method == "POST" {
-      if let boundary = Multipart.boundary(request.header("content-type")) {
-        guard let parts = Multipart.parse(request.body, boundary: boundary) else { return .text(400, "malformed multipart form") }
-        for part in parts {
-          if part.fileName != nil { files.append(part) } else { form[part.name, default: []].append(String(decoding: part.data, as: UTF8.self)) }
-        }
-      } else {
-        form = FormCoding.parse(request.body)
-      }
+    if path == "/login" {
+      guard let (form, _) = Self.form(of: request) else { return .text(400, "malformed form") }
+      return await signInPage(request, form: form)
     }
-    if path == "/login" { return await signInPage(request, form: form) }
+    // Who asks comes first: nobody's body is parsed before the session is known.
     guard let (caller, cookies) = await sessions.resolve(request) else {
-      // Not signed in (or the session ended): to the sign-in page, back here afterwards.
+      // Not signed in (or the session ended): to the sign-in page, back here afterwards. No cookie
+      // is cleared here: a cross-site form arrives without the SameSite cookies and would otherwise
+      // sign the person out.
       let back = request.method == "GET" ? "?next=" + FormCoding.encode(request.target) : ""
-      return ConsoleView.redirect("/login" + back, cookies: request.method == "GET" ? [] : sessions.clearing(secure: request.isSecure))
+      return ConsoleView.redirect("/login" + back)
     }
+    guard let (form, files) = Self.form(of: request) else { return .text(400, "malformed form") }
     var visit = Visit(request: request, caller: caller, formToken: sessions.formToken(for: caller), cookies: cookies, form: form)
     visit.files = files
     if request.method == "POST", !sessions.formIsGenuine(visit, expected: visit.formToken) {
@@ -80,6 +75,33 @@ public final class Console: HTTPHandler {
       logger.error("console page failed", metadata: ["console.path": "\(path.prefix(100))", "error.type": "\(type(of: error))"])
       return view.failure(RPCError(.internalError, "internal"), visit: visit)
     }
+  }
+
+  /// The fields and files of a POST's form (urlencoded or multipart); nil when it is malformed.
+  static func form(of request: HTTPRequest) -> (fields: [String: [String]], files: [Multipart.Part])? {
+    guard request.method == "POST" else { return ([:], []) }
+    guard let boundary = Multipart.boundary(request.header("content-type")) else {
+      return FormCoding.parse(request.body).map { ($0, []) }
+    }
+    guard let parts = Multipart.parse(request.body, boundary: boundary) else { return nil }
+    var fields: [String: [String]] = [:]
+    var files: [Multipart.Part] = []
+    for part in parts {
+      if part.fileName != nil { files.append(part) } else { fields[part.name, default: []].append(String(decoding: part.data, as: UTF8.self)) }
+    }
+    return (fields, files)
+  }
+
+  /// Bodies are bounded by what the page takes, decided from the request's head: the sign-in form a
+  /// few KiB, other forms 64 KiB, and only the two upload forms of a browser with a session cookie
+  /// the listener's 11 MiB (an attachment of 10 MiB). The server's ``HTTPBodyBudget`` bounds them all.
+  public func bodyLimit(method: String, path: Substring, headers: [(name: String, value: String)]) -> Int? {
+    guard method == "POST" else { return 0 }
+    if path == "/login" { return 16 << 10 }
+    let upload = path == "/orders/new" || (path.hasPrefix("/orders/") && path.hasSuffix("/attach"))
+    let names = ConsoleSessions.Names(secure: false)
+    let hasSession = headers.contains { $0.name == "cookie" && ($0.value.contains(names.access) || $0.value.contains(names.refresh)) }
+    return upload && hasSession ? nil : 64 << 10
   }
 
   /// The pages of a signed-in caller.

@@ -1,3 +1,4 @@
+import EduHubCrypto
 import EduHubIdentity
 import EduHubRPC
 
@@ -27,6 +28,24 @@ struct Visit {
     }
   }
 
+  /// The query that shows `text` as the notice of the page an action redirects to. It is sealed
+  /// with the session's form token, so a link from elsewhere cannot make the console say anything.
+  func notice(_ text: String) -> String {
+    "done=" + FormCoding.encode(text) + "&seal=" + Self.seal(text, formToken: formToken)
+  }
+
+  /// The notice this page was sent with by one of this session's actions, if any.
+  var flash: String? {
+    guard let text = request.query["done"], !text.isEmpty, text.utf8.count <= 300,
+      ConstantTime.equals(Array((request.query["seal"] ?? "").utf8), Array(Self.seal(text, formToken: formToken).utf8))
+    else { return nil }
+    return text
+  }
+
+  private static func seal(_ text: String, formToken: String) -> String {
+    Base64URL.encode(KeyedHash.digest(Array(("eduhub-console-notice\0" + formToken + "\0" + text).utf8), length: 16))
+  }
+
   /// The first value of a form field, trimmed of surrounding whitespace.
   func field(_ name: String) -> String { form[name]?.first.map { $0.trimmingWhitespace } ?? "" }
   /// Every value of a repeated form field (checkboxes).
@@ -46,10 +65,13 @@ extension String {
 
 /// `application/x-www-form-urlencoded` bodies and `Cookie` headers.
 enum FormCoding {
-  /// The fields of an urlencoded body, each with its values in order. Bounded by the server's body limit.
-  static func parse(_ body: [UInt8]) -> [String: [String]] {
+  /// The fields of an urlencoded body, each with its values in order; nil past 1,000 fields (no
+  /// page has a tenth of that).
+  static func parse(_ body: [UInt8]) -> [String: [String]]? {
     var out: [String: [String]] = [:]
-    for pair in body.split(separator: UInt8(ascii: "&")) {
+    let pairs = body.split(separator: UInt8(ascii: "&"), maxSplits: 1_000)
+    guard pairs.count <= 1_000 else { return nil }
+    for pair in pairs {
       let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
       func decode(_ bytes: ArraySlice<UInt8>) -> String {
         PercentEncoding.decode(bytes.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: " ") : $0 })
@@ -74,6 +96,13 @@ enum FormCoding {
       }
     }
     return out
+  }
+
+  /// How many cookies named `name` a request carries.
+  static func count(of name: String, in headers: [(name: String, value: String)]) -> Int {
+    headers.filter { $0.name == "cookie" }.reduce(0) { total, header in
+      total + header.value.split(separator: ";").filter { $0.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: " ") == name }.count
+    }
   }
 
   /// The cookies of a request (`name=value; name=value`); the first of a repeated name wins.

@@ -24,7 +24,10 @@ final class ConsoleSessions: Sendable {
   /// A console session idle this long needs a new sign-in (the refresh cookie's lifetime, renewed
   /// with each rotation); the node's session itself lasts longer for API clients.
   let idleSeconds: Int64
-  /// Refreshes done in the last minute, by the refresh token presented: a browser that sends two
+  /// How long a rotation's result is shared with the same browser's other requests.
+  static let sharedRotationMs: Int64 = 10_000
+
+  /// Refreshes done in the last seconds, by the refresh token presented: a browser that sends two
   /// requests with the same expired access cookie (two tabs) rotates once, and both get the new
   /// pair, instead of the second one presenting a rotated token (which ends the session as reuse).
   private let recent = Mutex<[String: (pair: Eduhub_Identity_V1_TokenPair, atMs: Int64)]>([:])
@@ -78,6 +81,10 @@ final class ConsoleSessions: Sendable {
   func resolve(_ request: HTTPRequest) async -> (caller: Caller, cookies: [String])? {
     let names = Names(secure: request.isSecure)
     let jar = FormCoding.cookies(request.headers)
+    // A session cookie sent twice means a second one was planted (another port of the host can set
+    // a cookie for a narrower path, which the browser sends first): trust neither.
+    guard FormCoding.count(of: names.access, in: request.headers) <= 1, FormCoding.count(of: names.refresh, in: request.headers) <= 1
+    else { return nil }
     if let token = jar[names.access], !token.isEmpty, token.utf8.count <= 4096,
       let caller = try? authenticator.caller(for: token, peer: "console:" + request.peer, method: "console")
     {
@@ -92,13 +99,17 @@ final class ConsoleSessions: Sendable {
 
   private func rotate(_ refreshToken: String, peer: String) -> Eduhub_Identity_V1_TokenPair? {
     let now = identity.nowMs()
-    let key = Base64URL.encode(KeyedHash.digest(Array(refreshToken.utf8)))
-    if let done = recent.withLock({ $0[key] }), now - done.atMs < 60_000 { return done.pair }
+    // Keyed by the token and the browser's address (not its port: two tabs use two connections),
+    // and kept for seconds: a copy of the token presented from elsewhere, or later, reaches
+    // `refresh`, whose reuse detection ends the session.
+    let address = peer.split(separator: ":").dropLast().joined(separator: ":")
+    let key = Base64URL.encode(KeyedHash.digest(Array((address + "\0" + refreshToken).utf8)))
+    if let done = recent.withLock({ $0[key] }), now - done.atMs < Self.sharedRotationMs { return done.pair }
     var request = Eduhub_Identity_V1_RefreshRequest()
     request.refreshToken = refreshToken
     guard let pair = try? identity.refresh(request, peer: peer) else { return nil }
     recent.withLock { recent in
-      recent = recent.filter { now - $0.value.atMs < 60_000 }
+      recent = recent.filter { now - $0.value.atMs < Self.sharedRotationMs }
       if recent.count < 100_000 { recent[key] = (pair, now) }
     }
     return pair

@@ -71,7 +71,7 @@ struct ConsoleView: Sendable {
       layout["nav"] = Self.navigation(for: caller, current: section)
       layout["hasNav"] = true
     }
-    if let flash = visit.request.query["done"], !flash.isEmpty { layout["flash"] = String(flash.prefix(200)) }
+    if let flash = visit.flash { layout["flash"] = flash }
     let html = library.render(layout, withTemplate: "layout") ?? ""
     var headers = Self.headers(secure: visit.request.isSecure)
     headers += visit.cookies.map { ("set-cookie", $0) }

@@ -128,7 +128,7 @@ extension Console {
     let peer = visit.peer
     _ = try await node.identity.store.blocking { try catalog.follow(code, on, caller: caller, peer: peer) }
     return ConsoleView.redirect(
-      "/catalog/" + FormCoding.encode(code) + "?done=" + FormCoding.encode(on ? "已关注" : "已取消关注"), cookies: visit.cookies)
+      "/catalog/" + FormCoding.encode(code) + "?" + visit.notice(on ? "已关注" : "已取消关注"), cookies: visit.cookies)
   }
 
   /// GET /followed: what the caller follows.

@@ -61,11 +61,12 @@ extension Console {
     let sharing = node.sharing
     let peer = visit.peer
     let made = try await node.identity.store.blocking { [request] in try sharing.requestAccess(request, caller: caller, peer: peer) }
-    return ConsoleView.redirect("/requests?done=" + FormCoding.encode("申请 \(made.id) 已提交，等待审批"), cookies: visit.cookies)
+    return ConsoleView.redirect("/requests?" + visit.notice("申请 \(made.id) 已提交，等待审批"), cookies: visit.cookies)
   }
 
   /// A request as the pages show it.
-  static func requestContext(_ request: Eduhub_Sharing_V1_AccessRequest) -> [String: Any] {
+  /// - Parameter names: usernames by account id, for the chain's steps.
+  static func requestContext(_ request: Eduhub_Sharing_V1_AccessRequest, names: [String: String]) -> [String: Any] {
     [
       "id": request.id, "resource": request.terms.resourceCode, "resourceHref": "/catalog/" + FormCoding.encode(request.terms.resourceCode),
       "consumer": request.terms.consumer.id, "purpose": request.terms.purpose,
@@ -75,7 +76,7 @@ extension Console {
       "security": request.needsSecurityOfficer, "encoded": FormCoding.encode(request.id),
       "open": request.state == .pendingSteward || request.state == .pendingSecurity || request.state == .changesRequested,
       "steps": request.steps.map { step -> [String: Any] in
-        ["actor": step.actor, "action": Labels.step(step.action), "reason": step.reason, "time": Labels.time(step.timeMs)]
+        ["actor": names[step.actor] ?? step.actor, "action": Labels.step(step.action), "reason": step.reason, "time": Labels.time(step.timeMs)]
       },
     ]
   }
@@ -96,7 +97,9 @@ extension Console {
     var list = Eduhub_Sharing_V1_ListRequestsRequest()
     list.filter = .mine
     list.page.pageSize = 100
-    let requests = try node.sharing.listRequests(list, caller: caller).requests.map(Self.requestContext)
+    let found = try node.sharing.listRequests(list, caller: caller).requests
+    let names = node.identity.usernames(for: Set(found.flatMap { $0.steps.map(\.actor) }))
+    let requests = found.map { Self.requestContext($0, names: names) }
     var grants = Eduhub_Sharing_V1_ListGrantsRequest()
     grants.mine = true
     grants.page.pageSize = 100
@@ -114,7 +117,7 @@ extension Console {
     let sharing = node.sharing
     let peer = visit.peer
     _ = try await node.identity.store.blocking { [request] in try sharing.withdrawRequest(request, caller: caller, peer: peer) }
-    return ConsoleView.redirect("/requests?done=" + FormCoding.encode("申请已撤回"), cookies: visit.cookies)
+    return ConsoleView.redirect("/requests?" + visit.notice("申请已撤回"), cookies: visit.cookies)
   }
 
   /// GET /approvals: what waits for this steward or security officer, and the grants they steward.
@@ -123,7 +126,9 @@ extension Console {
     var list = Eduhub_Sharing_V1_ListRequestsRequest()
     list.filter = .toDecide
     list.page.pageSize = 100
-    let waiting = try node.sharing.listRequests(list, caller: caller).requests.map(Self.requestContext)
+    let pending = try node.sharing.listRequests(list, caller: caller).requests
+    let names = node.identity.usernames(for: Set(pending.flatMap { $0.steps.map(\.actor) }))
+    let waiting = pending.map { Self.requestContext($0, names: names) }
     var grants: [[String: Any]] = []
     if caller.holdsAnywhere(.catalogPublish) {
       var all = Eduhub_Sharing_V1_ListGrantsRequest()
@@ -151,7 +156,7 @@ extension Console {
     let sharing = node.sharing
     let peer = visit.peer
     let decided = try await node.identity.store.blocking { [decision] in try sharing.decide(decision, caller: caller, peer: peer) }
-    return ConsoleView.redirect("/approvals?done=" + FormCoding.encode("申请 \(decided.id)：\(Labels.request(decided.state))"), cookies: visit.cookies)
+    return ConsoleView.redirect("/approvals?" + visit.notice("申请 \(decided.id)：\(Labels.request(decided.state))"), cookies: visit.cookies)
   }
 
   /// POST /grants/{id}: suspend, resume or revoke a grant, with a reason.
@@ -169,7 +174,7 @@ extension Console {
     let sharing = node.sharing
     let peer = visit.peer
     let changed = try await node.identity.store.blocking { [change] in try sharing.changeGrant(change, caller: caller, peer: peer) }
-    return ConsoleView.redirect("/approvals?done=" + FormCoding.encode("授权 \(changed.id)：\(Labels.grant(changed.state))"), cookies: visit.cookies)
+    return ConsoleView.redirect("/approvals?" + visit.notice("授权 \(changed.id)：\(Labels.grant(changed.state))"), cookies: visit.cookies)
   }
 
   static let sharingTemplates: [String: String] = [

@@ -19,7 +19,9 @@ extension Console {
     let names = ConsoleSessions.Names(secure: request.isSecure)
     let jar = FormCoding.cookies(request.headers)
     var cookies: [String] = []
-    var token = jar[names.login] ?? ""
+    // A second sign-in cookie was planted (see `ConsoleSessions.resolve`): neither is trusted.
+    let planted = FormCoding.count(of: names.login, in: request.headers) > 1
+    var token = planted ? "" : jar[names.login] ?? ""
     if token.utf8.count != 43 {
       token = Base64URL.encode(Random.bytes(32))
       cookies.append(ConsoleSessions.cookie(names.login, token, maxAge: 3600, secure: request.isSecure))
@@ -30,7 +32,7 @@ extension Console {
     if request.method == "POST" {
       let login = visit.field("login")
       context["login"] = login
-      guard sessions.formIsGenuine(visit, expected: jar[names.login] ?? "") else {
+      guard !planted, sessions.formIsGenuine(visit, expected: jar[names.login] ?? "") else {
         context["error"] = "登录表单已失效或来自其他网站，请重新登录。"
         return view.page("login", title: "登录", visit: visit, context: context, status: 403)
       }

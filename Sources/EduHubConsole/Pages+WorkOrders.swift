@@ -47,7 +47,7 @@ extension Console {
       if dueA != dueB { return dueA < dueB }
       return a.createdMs > b.createdMs
     }
-    func link(queue: String, state: String) -> String { "/orders?queue=\(queue)&state=\(state)" }
+    func link(queue: String, state: String) -> String { "/orders?queue=" + FormCoding.encode(queue) + "&state=" + FormCoding.encode(state) }
     let orders = sorted.map { order -> [String: Any] in
       [
         "id": order.id, "href": "/orders/" + FormCoding.encode(order.id), "title": order.title, "kind": Labels.orderKind(order.kind),
@@ -87,23 +87,24 @@ extension Console {
     let detail = try node.workOrders.getOrder(request, caller: caller)
     let order = detail.order
     let now = node.identity.nowMs()
+    let names = node.identity.usernames(for: Set(detail.timeline.map(\.actor) + detail.attachments.map(\.uploadedBy)))
     let context: [String: Any] = [
       "id": order.id, "encoded": FormCoding.encode(order.id), "title": order.title, "description": order.description_p,
       "kind": Labels.orderKind(order.kind), "priority": Labels.priority(order.priority), "state": Labels.order(order.state),
       "org": order.submittingOrgCode, "serviceOrg": order.serviceOrgCode, "assignee": order.assignee, "assigneeOrg": order.assigneeOrgCode,
-      "resource": order.resourceCode, "record": order.recordRef, "created": Labels.time(order.createdMs), "version": order.version,
+      "resource": order.resourceCode, "resourceHref": "/catalog/" + FormCoding.encode(order.resourceCode), "record": order.recordRef, "created": Labels.time(order.createdMs), "version": order.version,
       "due": Labels.time(order.sla.resolutionDueMs), "overdue": Self.overdue(order, now: now), "feedback": order.feedback,
       "firstResponse": order.sla.firstResponseMinutes > 0 ? Labels.minutes(order.sla.firstResponseMinutes) : "",
       "resolutionTarget": Labels.minutes(order.sla.resolutionTargetMinutes),
       "timeline": detail.timeline.map { event -> [String: Any] in
         [
-          "time": Labels.time(event.timeMs), "actor": event.actor, "action": Labels.action(event.action),
+          "time": Labels.time(event.timeMs), "actor": names[event.actor] ?? event.actor, "action": Labels.action(event.action),
           "to": event.fromState != event.toState ? Labels.order(event.toState) : "", "note": event.note, "superseded": event.superseded,
         ]
       },
       "attachments": detail.attachments.map { attachment -> [String: Any] in
         [
-          "name": attachment.fileName, "size": attachment.size, "by": attachment.uploadedBy, "time": Labels.time(attachment.uploadedMs),
+          "name": attachment.fileName, "size": attachment.size, "by": names[attachment.uploadedBy] ?? attachment.uploadedBy, "time": Labels.time(attachment.uploadedMs),
           "href": "/orders/" + FormCoding.encode(order.id) + "/attachments/" + FormCoding.encode(attachment.id),
         ]
       },
@@ -130,7 +131,7 @@ extension Console {
     let peer = visit.peer
     _ = try await node.identity.store.blocking { [request] in try orders.act(request, caller: caller, peer: peer) }
     return ConsoleView.redirect(
-      "/orders/" + FormCoding.encode(id) + "?done=" + FormCoding.encode("已" + Labels.action(action)), cookies: visit.cookies)
+      "/orders/" + FormCoding.encode(id) + "?" + visit.notice("已" + Labels.action(action)), cookies: visit.cookies)
   }
 
   /// GET /orders/new: the submission form.
@@ -163,7 +164,7 @@ extension Console {
       _ = try await addAttachment(file, to: order.id, caller: caller, peer: visit.peer)
     }
     return ConsoleView.redirect(
-      "/orders/" + FormCoding.encode(order.id) + "?done=" + FormCoding.encode("工单已提交"), cookies: visit.cookies)
+      "/orders/" + FormCoding.encode(order.id) + "?" + visit.notice("工单已提交"), cookies: visit.cookies)
   }
 
   /// POST /orders/{id}/attach: an attachment added to an order.
@@ -173,7 +174,7 @@ extension Console {
       throw RPCError(.invalidArgument, "请选择要上传的文件")
     }
     _ = try await addAttachment(file, to: id, caller: caller, peer: visit.peer)
-    return ConsoleView.redirect("/orders/" + FormCoding.encode(id) + "?done=" + FormCoding.encode("附件已上传"), cookies: visit.cookies)
+    return ConsoleView.redirect("/orders/" + FormCoding.encode(id) + "?" + visit.notice("附件已上传"), cookies: visit.cookies)
   }
 
   private func addAttachment(_ file: Multipart.Part, to orderID: String, caller: Caller, peer: String) async throws
@@ -299,9 +300,9 @@ extension Console {
       <p class="meta"><span class="tag state" id="order-state">{{state}}</span> <span class="tag">{{kind}}</span> <span class="tag">{{priority}}</span>{{#overdue}} <span class="tag danger">已超时</span>{{/overdue}}
       工单号 {{id}} · 提交单位 {{org}} · 承办单位 {{serviceOrg}}{{#assigneeOrg}} · 指派 {{assigneeOrg}}{{/assigneeOrg}}{{#assignee}} / {{assignee}}{{/assignee}}</p>
       <p class="meta">提交于 {{created}} · 解决时限 {{resolutionTarget}}{{#due}} · 期限 {{due}}{{/due}}{{#firstResponse}} · 首次响应用时 {{firstResponse}}{{/firstResponse}}</p>
-      {{#resource}}<p class="meta">相关资源 <a href="/catalog/{{resource}}">{{resource}}</a>{{#record}} · 记录 {{record}}{{/record}}</p>{{/resource}}
+      {{#resource}}<p class="meta">相关资源 <a href="{{resourceHref}}">{{resource}}</a>{{#record}} · 记录 {{record}}{{/record}}</p>{{/resource}}
       <div class="prose">{{description}}</div>
-      {{#feedback}}<p>评价：{{feedback}}</p>{{/feedback}}
+      {{#feedback}}<p>处理结果：{{feedback}}</p>{{/feedback}}
       <h2>处理记录</h2>
       <ol class="timeline" id="timeline">
       {{#timeline}}<li{{#superseded}} class="superseded"{{/superseded}}><span class="muted">{{time}}</span> {{actor}} <strong>{{action}}</strong>{{#to}} → {{to}}{{/to}}{{#note}}：{{note}}{{/note}}</li>{{/timeline}}
@@ -328,6 +329,7 @@ extension Console {
       </form>
       """,
     "order-new": """
+      <p class="muted" id="order-privacy">工单的标题、描述和附件会被处理单位的工作人员看到：请勿填写学生姓名、身份证号、电话等个人信息，用“相关记录”填写记录编号即可。</p>
       <form method="post" action="/orders/new" enctype="multipart/form-data" class="stack" id="order-form">
       <input type="hidden" name="_csrf" value="{{csrf}}">
       <label for="kind">类型</label>
@@ -340,7 +342,7 @@ extension Console {
       <textarea id="description" name="description" rows="5" maxlength="10000"></textarea>
       <label for="resource">相关资源编码（可选）</label>
       <input id="resource" name="resource" value="{{resource}}" maxlength="64">
-      <label for="record">相关记录（可选，如学籍号）</label>
+      <label for="record">相关记录编号（可选，如学生编号 S5117030001-0001）</label>
       <input id="record" name="record" maxlength="200">
       <label for="attachment">附件（可选，最大 {{limitMiB}} MiB）</label>
       <input id="attachment" type="file" name="attachment">

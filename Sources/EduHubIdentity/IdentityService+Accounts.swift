@@ -232,3 +232,20 @@ extension IdentityService {
     try store.read { db in try account(username: username, in: db)?.1.id }
   }
 }
+
+extension IdentityService {
+  /// The usernames of the accounts among `ids` this node holds (at most 200 looked up), for showing
+  /// who acted in a timeline instead of an account id; ids it does not hold (another scope's
+  /// accounts on an edge node, operators, apps) are left out and shown as they are.
+  public func usernames(for ids: Set<String>) -> [String: String] {
+    let wanted = ids.filter { !$0.isEmpty && $0.utf8.count <= 64 }.prefix(200)
+    guard !wanted.isEmpty else { return [:] }
+    return (try? store.read { db in
+      var names: [String: String] = [:]
+      for id in wanted {
+        if let (_, account) = try account(id, in: db) { names[id] = account.username }
+      }
+      return names
+    }) ?? [:]
+  }
+}

@@ -71,7 +71,7 @@ extension EduHubCommand {
     @Option(help: "Serve the metrics (Prometheus text at /metrics) on this address, HOST:PORT, instead of the node's port.")
     var metricsListen: String?
 
-    @Option(help: "With --data: serve the web console (HTML pages for people in a browser) on this address, HOST:PORT; under TLS when the node has --tls-cert.")
+    @Option(help: "With --data: serve the web console (HTML pages for people in a browser) on this address, HOST:PORT; under TLS when the node has --tls-cert (required unless the address is loopback).")
     var consoleListen: String?
 
     @Option(help: "With --data: ship every committed transaction to this backup target (a directory) within a second; the first start takes a snapshot.")
@@ -99,7 +99,13 @@ extension EduHubCommand {
       }
       if let consoleListen {
         guard data != nil else { throw ValidationError("--console-listen needs --data") }
-        do { _ = try NodeAddress(parsing: consoleListen) } catch { throw ValidationError("--console-listen: \(error)") }
+        let address: NodeAddress
+        do { address = try NodeAddress(parsing: consoleListen) } catch { throw ValidationError("--console-listen: \(error)") }
+        // Passwords and session cookies in clear over a network, and cookies another port of the
+        // host could overwrite: plaintext only for a browser on this machine.
+        guard tlsCert != nil || ["127.0.0.1", "::1", "localhost"].contains(address.host) else {
+          throw ValidationError("--console-listen on \(address.host) needs --tls-cert and --tls-key (plaintext is for 127.0.0.1 only)")
+        }
       }
       guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
       guard auditRetentionDays >= AuditLog.minimumRetentionDays else {

@@ -214,6 +214,70 @@ struct ConsoleTests {
     }
   }
 
+  @Test("what an attacker can plant does not stick: a second session cookie, a notice in a link, a cross-site sign-out, a flood of fields")
+  func planted() async throws {
+    try await withWorld { world in
+      try await world.account("steward1", role: .dataSteward, org: CitySeeder.cityCode)
+      try await world.account("steward2", role: .dataSteward, org: CitySeeder.cityCode)
+      var victim = FakeBrowser(world)
+      _ = await victim.signIn("steward1")
+      var attacker = FakeBrowser(world)
+      _ = await attacker.signIn("steward2")
+      // Another port of the host planted the attacker's access cookie for a narrower path, which
+      // the browser sends first: the request is nobody's, not the attacker's.
+      let access = try #require(attacker.jar["eduhub-access"])
+      let tossed = await victim.send(
+        "GET", "/orders/new", headers: [("cookie", "eduhub-access=\(access); " + victim.jar.map { "\($0.key)=\($0.value)" }.joined(separator: "; "))])
+      #expect(tossed.status == 303 && !tossed.html.contains("steward2"))
+      // A notice is shown only when this session's own action sent it.
+      let forged = await victim.send("GET", "/catalog?done=" + FormCoding.encode("账号异常，请访问 http://evil.example 重新登录"))
+      #expect(forged.status == 200 && !forged.html.contains("evil.example"))
+      let followed = await victim.submit("/catalog/nothing-here/follow", from: "/catalog", [("on", "1")])
+      #expect(followed.status == 404)
+      // A cross-site form arrives without the SameSite cookies: it is sent to sign in, and the
+      // browser's cookies are left alone.
+      var crossSite = FakeBrowser(world)
+      let away = await crossSite.send("POST", "/logout", headers: [("sec-fetch-site", "cross-site")])
+      #expect(away.status == 303 && away.setCookies.isEmpty)
+      // 1,001 fields: refused before anything reads them.
+      let flood = Array(repeating: ("a", "b"), count: 1_001)
+      let token = await victim.send("GET", "/catalog").hiddenValue("_csrf")
+      #expect(await victim.send("POST", "/logout", form: [("_csrf", token)] + flood).status == 400)
+      #expect(await victim.send("GET", "/catalog").status == 200, "still signed in")
+    }
+  }
+
+  @Test("bodies are bounded by the page from the request's head: sign-in a few KiB, forms 64 KiB, uploads of a session 11 MiB")
+  func bodyLimits() async throws {
+    try await withWorld { world in
+      let browser = FakeBrowser(world)
+      let console = browser.console
+      let session: [(name: String, value: String)] = [("cookie", "eduhub-access=x")]
+      #expect(console.bodyLimit(method: "GET", path: "/catalog", headers: session) == 0)
+      #expect(console.bodyLimit(method: "POST", path: "/login", headers: []) == 16 << 10)
+      #expect(console.bodyLimit(method: "POST", path: "/orders/new", headers: []) == 64 << 10)
+      #expect(console.bodyLimit(method: "POST", path: "/orders/new", headers: session) == nil)
+      #expect(console.bodyLimit(method: "POST", path: "/orders/WO-1/attach", headers: session) == nil)
+      #expect(console.bodyLimit(method: "POST", path: "/approvals/x", headers: session) == 64 << 10)
+    }
+  }
+
+  @Test("a notice an action sends is shown on the page it leads to")
+  func notices() async throws {
+    try await withWorld { world in
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school, person: IdentityWorld.teacher)
+      var browser = FakeBrowser(world)
+      _ = await browser.signIn("teacher1")
+      let token = await browser.send("GET", "/orders/new").hiddenValue("_csrf")
+      let submitted = await browser.send(
+        "POST", "/orders/new", form: [("_csrf", token), ("kind", "2"), ("priority", "3"), ("title", "出生日期有误"), ("description", "与证明不符")])
+      #expect(submitted.status == 303, "\(submitted.html.prefix(400))")
+      let location = try #require(submitted.header("location"))
+      let page = await browser.send("GET", location)
+      #expect(page.status == 200 && page.html.contains("工单已提交") && page.html.contains("出生日期有误"))
+    }
+  }
+
   @Test("methods other than GET and POST, and unknown pages, get a clear answer")
   func unknown() async throws {
     try await withWorld { world in

@@ -34,6 +34,13 @@ struct CommandLineTests {
     #expect(result.errors.split(separator: "\n").first == "Error: invalid address \"nonsense\": expected HOST:PORT")
   }
 
+  @Test("the web console is served in plaintext only on loopback")
+  func consoleNeedsTLSOffLoopback() throws {
+    let result = try run(["serve", "--data", "/nonexistent", "--console-listen", "0.0.0.0:8443"])
+    #expect(result.status != 0)
+    #expect(result.errors.hasPrefix("Error: --console-listen on 0.0.0.0 needs --tls-cert and --tls-key"), "\(result.errors)")
+  }
+
   @Test("an unknown flag is refused")
   func unknownFlag() throws {
     let result = try run(["serve", "--bogus"])

@@ -260,8 +260,11 @@ struct BackupTests {
     func autocheckpoint() throws -> Int? {
       try node.database.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") }
     }
+    // By the clock, not by a count of tries: the shipper retries with a backoff of up to 2.56 s, and
+    // under a full test run's load a round can come late.
     func eventually(_ condition: () throws -> Bool) rethrows -> Bool {
-      for _ in 0..<200 {
+      let end = Date().addingTimeInterval(60)
+      while Date() < end {
         if try condition() { return true }
         Thread.sleep(forTimeInterval: 0.05)
       }

@@ -147,6 +147,7 @@ def test_steward_and_security_officer_decide_then_steward_suspends_and_revokes(p
     pages.go("/approvals")
     card = by_id(pages.driver, f"request-{request_id}")
     assert "数据管理员批准" in card.text and "用途明确，同意" in card.text
+    assert "steward.li" in card.text  # who decided, by name
     card.find_element(By.TAG_NAME, "textarea").send_keys("脱敏提供")
     pages.click(card.find_element(By.CSS_SELECTOR, "button[value=approve]"))
     assert "已批准" in pages.main_text()
@@ -206,7 +207,7 @@ def test_teacher_files_a_data_quality_problem_and_the_county_works_it(pages, tmp
         pages.click(pages.driver.find_element(By.XPATH, f"//form[@id='act-form']//button[text()='{action}']"))
         assert by_id(pages.driver, "order-state").text == state, pages.main_text()
     timeline = by_id(pages.driver, "timeline").text
-    assert "受理" in timeline and "标记已解决" in timeline
+    assert "受理" in timeline and "标记已解决" in timeline and "dachuan.it" in timeline
     pages.accessible()
     pages.shot("08-work-order-detail")
     # Statistics with server-drawn charts.
