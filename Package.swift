@@ -332,6 +332,18 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // The web console benchmark's load: signed-in browsers over HTTP/1.1 keep-alive.
+    .executableTarget(
+      name: "eduhub-bench-console",
+      dependencies: [
+        "EduHubBenchSupport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ],
+      path: "Tools/bench-console",
+      exclude: ["run"],
+      swiftSettings: swiftSettings
+    ),
+
     // The work order benchmark: generate orders into a node, then measure against `eduhub serve`.
     .executableTarget(
       name: "eduhub-bench-workorders",
