@@ -31,12 +31,47 @@ final class CatalogIndex: Sendable {
     /// The resource's values of each facet but "followed by me", as numbers of `Facets.names`
     /// (counting small integers per search, not hashing strings).
     let facetValues: [[Int]]
+    /// The byte pairs of every text, hashed into 2,048 bits: a term that can only match exactly
+    /// (see `Query.required`) skips an entry missing one of its pairs without reading its texts.
+    let pairs: [UInt64]
 
     init(resource: Eduhub_Catalog_V1_Resource, scope: String, texts: [(weight: Int, bytes: [UInt8])], facetValues: [[Int]]) {
       self.resource = resource
       self.scope = scope
       self.texts = texts
       self.facetValues = facetValues
+      var pairs = [UInt64](repeating: 0, count: PairBits.words)
+      for text in texts { PairBits.insert(text.bytes, into: &pairs) }
+      self.pairs = pairs
+    }
+  }
+
+  /// A bitset of hashed byte pairs: if a text contains a term, it contains each of the term's
+  /// consecutive byte pairs, so a pair missing from an entry's bits rules the term out there.
+  enum PairBits {
+    static let words = 32
+
+    static func bit(_ a: UInt8, _ b: UInt8) -> Int {
+      Int(((UInt32(a) << 8 | UInt32(b)) &* 2_654_435_761) >> 21)  // the top 11 bits: 0..<2048
+    }
+
+    static func insert(_ bytes: [UInt8], into bits: inout [UInt64]) {
+      guard bytes.count >= 2 else { return }
+      for index in 1..<bytes.count {
+        let bit = bit(bytes[index - 1], bytes[index])
+        bits[bit >> 6] |= 1 << UInt64(bit & 63)
+      }
+    }
+
+    /// The words and masks an entry must have for `term`.
+    static func required(_ term: [UInt8]) -> [(word: Int, mask: UInt64)] {
+      var bits = [UInt64](repeating: 0, count: words)
+      insert(term, into: &bits)
+      return bits.enumerated().filter { $0.element != 0 }.map { ($0.offset, $0.element) }
+    }
+
+    static func holds(_ entry: [UInt64], _ required: [(word: Int, mask: UInt64)]) -> Bool {
+      required.allSatisfy { entry[$0.word] & $0.mask == $0.mask }
     }
   }
 
@@ -111,12 +146,16 @@ final class CatalogIndex: Sendable {
   struct Query {
     let terms: [[UInt8]]
     let exact: [UInt8]?
+    /// For each term (or the exact phrase) that only an exact occurrence can match (no fuzzy
+    /// match applies to it), the byte pairs an entry must hold.
+    private(set) var required: [[(word: Int, mask: UInt64)]] = []
 
     init(_ text: String, exact: Bool) {
       let lowered = text.lowercased().trimmingCharacters(in: .whitespacesAndNewlines)
       if exact {
         self.exact = lowered.isEmpty ? nil : Array(lowered.utf8)
         self.terms = []
+        required = self.exact.map { [PairBits.required($0)] } ?? []
         return
       }
       self.exact = nil
@@ -136,6 +175,7 @@ final class CatalogIndex: Sendable {
         if !run.isEmpty { terms.append(Array(run.utf8)) }
       }
       self.terms = terms
+      required = terms.filter { !CatalogIndex.mayMatchApproximately($0) }.map(PairBits.required)
     }
 
     var isEmpty: Bool { terms.isEmpty && exact == nil }
@@ -149,6 +189,7 @@ final class CatalogIndex: Sendable {
   /// The relevance of `entry` for `query`, or nil when it does not match. Depends on the resource
   /// alone (not on the rest of the catalog), so the order is the same on every page.
   static func score(_ entry: Entry, _ query: Query) -> Int? {
+    for required in query.required where !PairBits.holds(entry.pairs, required) { return nil }
     if let exact = query.exact {
       let best = entry.texts.filter { contains($0.bytes, exact) }.map(\.weight).max()
       return best.map { $0 * 2 }
@@ -196,8 +237,16 @@ final class CatalogIndex: Sendable {
   /// A fuzzy match for longer terms. Chinese: at least two thirds of the term's character pairs
   /// occur in the text (体质监测 finds 体质健康监测). Other scripts, terms of five or more letters:
   /// a word of the text at most one edit away (a letter added, dropped, changed or two swapped).
-  static func approximately(_ haystack: [UInt8], _ term: [UInt8]) -> Bool {
+  /// Whether `approximately` can find `term` where it does not occur: an ASCII term of five or
+  /// more bytes, or three or more characters of another script.
+  static func mayMatchApproximately(_ term: [UInt8]) -> Bool {
     guard let first = term.first else { return false }
+    if first < 0x80 { return term.count >= 5 }
+    return term.lazy.filter { $0 & 0xC0 != 0x80 }.count >= 3
+  }
+
+  static func approximately(_ haystack: [UInt8], _ term: [UInt8]) -> Bool {
+    guard mayMatchApproximately(term), let first = term.first else { return false }
     if first < 0x80 {
       guard term.count >= 5 else { return false }
       var start = 0

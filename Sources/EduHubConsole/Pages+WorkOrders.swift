@@ -35,20 +35,14 @@ extension Console {
         (String($0.rawValue), [$0], Labels.order($0))
       }
     request.states = states.first { $0.0 == stateKey }?.1 ?? Self.openStates
-    request.page.pageSize = 100
+    request.page.pageSize = 30
+    // Overdue first, then the nearest resolution deadline, then the newest (across every page).
+    request.sort = .urgent
     request.page.pageToken = String(visit.query("page").prefix(200))
     let response = try node.workOrders.listOrders(request, caller: caller)
     let now = node.identity.nowMs()
-    // Overdue first, then the nearest resolution deadline, then the newest.
-    let sorted = response.orders.sorted { a, b in
-      let (x, y) = (Self.overdue(a, now: now), Self.overdue(b, now: now))
-      if x != y { return x }
-      let (dueA, dueB) = (a.sla.resolutionDueMs > 0 ? a.sla.resolutionDueMs : Int64.max, b.sla.resolutionDueMs > 0 ? b.sla.resolutionDueMs : Int64.max)
-      if dueA != dueB { return dueA < dueB }
-      return a.createdMs > b.createdMs
-    }
     func link(queue: String, state: String) -> String { "/orders?queue=" + FormCoding.encode(queue) + "&state=" + FormCoding.encode(state) }
-    let orders = sorted.map { order -> [String: Any] in
+    let orders = response.orders.map { order -> [String: Any] in
       [
         "id": order.id, "href": "/orders/" + FormCoding.encode(order.id), "title": order.title, "kind": Labels.orderKind(order.kind),
         "priority": Labels.priority(order.priority), "state": Labels.order(order.state), "org": order.submittingOrgCode,

@@ -63,8 +63,14 @@ public struct Caller: Sendable {
     roles.filter { $0.permissions.contains(permission) }.map(\.scope)
   }
 
-  static func covers(_ scope: String, _ path: String) -> Bool {
-    scope.isEmpty || path == scope || path.hasPrefix(scope + "/")
+  /// Whether the subtree at `scope` holds the org at `path` (no allocation: list filters ask it for
+  /// every order or record they look at).
+  public static func covers(_ scope: String, _ path: String) -> Bool {
+    if scope.isEmpty { return true }
+    let (scope, path) = (scope.utf8, path.utf8)
+    guard path.starts(with: scope) else { return false }
+    guard path.count > scope.count else { return true }
+    return path[path.index(path.startIndex, offsetBy: scope.count)] == UInt8(ascii: "/")
   }
 
   /// The privacy reader this caller is for the person `personID`: the person themself, a bound

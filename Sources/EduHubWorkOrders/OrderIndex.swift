@@ -65,6 +65,10 @@ final class OrderIndex: Sendable {
     var resolutionMinutes: Int32
     var resolutionTarget: Int32
     var resolutionDueMs: Int64
+    /// For queues (numbered in `Names`; -1 for none).
+    var submitter: Int32
+    var serviceOrg: Int32
+    var assigneeOrg: Int32
   }
 
   /// Strings by number and numbers by string (paths, county codes, assignees).
@@ -84,12 +88,22 @@ final class OrderIndex: Sendable {
     var orders: [String: Summary] = [:]
     var rows: [StatRow] = []
     var rowOf: [String: Int] = [:]
+    /// The order of each row, and the rows whose order is gone (deleted by sync).
+    var ids: [String] = []
+    var gone: Set<Int> = []
+    /// Row numbers by the number of their org path (a row whose path changed stays listed under
+    /// the old one too: readers check `row.path`).
+    var byPath: [[Int32]] = []
     var names = Names()
     var sequences: [String: Int64] = [:]
 
     mutating func set(_ id: String, _ summary: Summary?) {
       orders[id] = summary
-      guard let summary else { return }
+      guard let summary else {
+        if let index = rowOf[id] { gone.insert(index) }
+        return
+      }
+      func number(_ name: String) -> Int32 { name.isEmpty ? -1 : names.number(name) }
       let row = StatRow(
         path: names.number(summary.path), county: names.number(WorkOrderService.county(of: summary.path)),
         assignee: summary.assignee.isEmpty ? -1 : names.number(summary.assignee), state: Int32(summary.state.rawValue),
@@ -98,13 +112,24 @@ final class OrderIndex: Sendable {
         firstResponseMinutes: summary.firstResponseMinutes.map { Int32(clamping: $0) } ?? -1,
         firstResponseTarget: Int32(clamping: summary.firstResponseTarget), firstResponseDueMs: summary.firstResponseDueMs,
         resolutionMinutes: summary.resolutionMinutes.map { Int32(clamping: $0) } ?? -1,
-        resolutionTarget: Int32(clamping: summary.resolutionTarget), resolutionDueMs: summary.resolutionDueMs)
-      if let index = rowOf[id] {
+        resolutionTarget: Int32(clamping: summary.resolutionTarget), resolutionDueMs: summary.resolutionDueMs,
+        submitter: number(summary.submitter), serviceOrg: number(summary.serviceOrg), assigneeOrg: number(summary.assigneeOrg))
+      let index: Int
+      if let known = rowOf[id] {
+        index = known
+        let moved = rows[index].path != row.path
         rows[index] = row
+        gone.remove(index)
+        // Moves are rare: an order moved back to a path it was listed under is listed there once.
+        guard moved, !byPath[Int(row.path)].contains(Int32(index)) else { return }
       } else {
-        rowOf[id] = rows.count
+        index = rows.count
+        rowOf[id] = index
         rows.append(row)
+        ids.append(id)
       }
+      if byPath.count <= Int(row.path) { byPath += Array(repeating: [], count: Int(row.path) + 1 - byPath.count) }
+      byPath[Int(row.path)].append(Int32(index))
     }
   }
 
@@ -114,6 +139,19 @@ final class OrderIndex: Sendable {
   /// Runs `body` over the statistics rows (under the index's lock: no copy of a million rows).
   func withRows<T>(_ body: ([StatRow], Names) throws -> T) rethrows -> T {
     try state.withLock { state in try body(state.rows, state.names) }
+  }
+
+  /// The rows with what a list needs besides: each row's order id, the rows whose order is gone,
+  /// and the row numbers of each org path.
+  struct Lists {
+    let ids: [String]
+    let gone: Set<Int>
+    let byPath: [[Int32]]
+  }
+
+  /// Runs `body` over the rows and their lists (under the index's lock).
+  func withRows<T>(_ body: ([StatRow], Names, Lists) throws -> T) rethrows -> T {
+    try state.withLock { state in try body(state.rows, state.names, Lists(ids: state.ids, gone: state.gone, byPath: state.byPath)) }
   }
 
   /// Catches up and returns every order's summary.
@@ -210,6 +248,7 @@ final class OrderIndex: Sendable {
     state.withLock { state in
       guard state.sequences.isEmpty else { return }
       state.rows.reserveCapacity(loaded.count)
+      state.ids.reserveCapacity(loaded.count)
       for (id, summary) in loaded { state.set(id, summary) }
       state.sequences = [WorkOrderCollections.order.name: through, WorkOrderCollections.event.name: through, WorkOrderCollections.watch.name: through]
     }

@@ -24,25 +24,37 @@ extension WorkOrderService {
 
   public func listOrders(_ request: Eduhub_Workorder_V1_ListOrdersRequest, caller: Caller) throws -> Eduhub_Workorder_V1_ListOrdersResponse {
     let size = try Validate.pageSize(request.page.pageSize, default: 50, maximum: 500)
-    // Newest first by submission time (which never changes), so pages stay stable while orders move.
-    let after = try PageToken.parse(request.page.pageToken, parts: 2).map { parts -> (Int64, String) in
-      guard let ms = Int64(parts[0]) else { throw RPCError(.invalidArgument, "page_token is not valid") }
-      return (ms, parts[1])
+    // Ordered by a key that ascends: (deadline of a running resolution clock or the end of time,
+    // minus the submission time, id). Newest first leaves the deadline out, so its pages stay
+    // stable while orders move; the urgent order puts the earliest deadline (the overdue) first.
+    let urgent = request.sort == .urgent
+    let after = try PageToken.parse(request.page.pageToken, parts: 3).map { parts -> (Int64, Int64, String) in
+      guard let due = Int64(parts[0]), let created = Int64(parts[1]), urgent || due == .max else {
+        throw RPCError(.invalidArgument, "page_token is not valid")
+      }
+      return (due, created, parts[2])
     }
     return try store.read { db in
       let all = try index.orders(self, in: db)
       let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
       let handled = caller.scopes(for: .ordersHandle)
       let states = Set(request.states)
-      var matched = all.values.filter { summary in
-        guard mayRead(summary, caller) else { return false }
+      // Who may read is `mayRead`, with the caller's reading scopes worked out once. Only the sort
+      // key of a match is kept: copying a summary (a dozen strings) for each of 200,000 orders, and
+      // moving the matches while sorting, was most of the time of a county's queue.
+      let readable = caller.scopes(for: .ordersRead) + caller.scopes(for: .ordersHandle)
+      let account = caller.accountID
+      func keep(_ summary: OrderIndex.Summary) -> Bool {
+        guard (!account.isEmpty && (summary.submitter == account || summary.assignee == account))
+          || readable.contains(where: { Caller.covers($0, summary.path) })
+        else { return false }
         switch request.queue {
-        case .submittedByMe: guard summary.submitter == caller.accountID else { return false }
-        case .assignedToMe: guard summary.assignee == caller.accountID else { return false }
+        case .submittedByMe: guard summary.submitter == account else { return false }
+        case .assignedToMe: guard summary.assignee == account else { return false }
         case .myOrg:
           guard Self.inOrgQueue(serviceOrg: summary.serviceOrg, assigneeOrg: summary.assigneeOrg, path: summary.path, handled: handled)
           else { return false }
-        case .watched: guard summary.watchers.contains(caller.accountID) else { return false }
+        case .watched: guard summary.watchers.contains(account) else { return false }
         default: break
         }
         if !states.isEmpty, !states.contains(summary.state) { return false }
@@ -51,10 +63,26 @@ extension WorkOrderService {
         if let orgPath, !RecordStore.inScope(summary.path, orgPath) { return false }
         return true
       }
-      matched.sort { ($0.createdMs, $0.id) > ($1.createdMs, $1.id) }
+      var matched: [(due: Int64, created: Int64, id: String)] = []
+      func add(running: Bool, due: Int64, created: Int64, id: String) {
+        matched.append((urgent && running && due > 0 ? due : .max, -created, id))
+      }
+      if request.queue == .watched {
+        // Watchers are not in the rows: this queue (a person's own few) looks at the summaries.
+        for summary in all.values where keep(summary) {
+          add(running: summary.resolutionMinutes == nil, due: summary.resolutionDueMs, created: summary.createdMs, id: summary.id)
+        }
+      } else {
+        index.withRows { rows, names, lists in
+          Self.scan(rows, names: names, lists: lists, request: request, account: account, readable: readable, handled: handled, orgPath: orgPath) {
+            add(running: $0.resolutionMinutes < 0, due: $0.resolutionDueMs, created: $0.createdMs, id: $1)
+          }
+        }
+      }
+      matched.sort { ($0.due, $0.created, $0.id) < ($1.due, $1.created, $1.id) }
       var response = Eduhub_Workorder_V1_ListOrdersResponse()
       response.total = Int64(matched.count)
-      let start = after.map { after in matched.firstIndex { ($0.createdMs, $0.id) < after } ?? matched.count } ?? 0
+      let start = after.map { after in matched.firstIndex { ($0.due, $0.created, $0.id) > after } ?? matched.count } ?? 0
       let page = matched[start...].prefix(size)
       let now = identity.nowMs()
       for summary in page {
@@ -62,9 +90,64 @@ extension WorkOrderService {
         response.orders.append(try view(record, order, events, now: now, in: db).order)
       }
       if let last = page.last, start + page.count < matched.count {
-        response.page.nextPageToken = PageToken.make(["\(last.createdMs)", last.id])
+        response.page.nextPageToken = PageToken.make(["\(last.due)", "\(last.created)", last.id])
       }
       return response
+    }
+  }
+
+  /// The rows a list keeps, with what `mayRead` and the queue decide worked out once per org
+  /// path (or org triple), not once per order: a pass over a million rows copies no string.
+  static func scan(
+    _ rows: [OrderIndex.StatRow], names: OrderIndex.Names, lists: OrderIndex.Lists, request: Eduhub_Workorder_V1_ListOrdersRequest,
+    account: String, readable: [String], handled: [String], orgPath: String?, found: (OrderIndex.StatRow, String) -> Void
+  ) {
+    let me = account.isEmpty ? nil : names.numbers[account]
+    // What depends on the path alone, decided once per path (a few thousand), not per order.
+    let reads = names.names.map { name in readable.contains { Caller.covers($0, name) } }
+    let inOrg = names.names.map { name in orgPath.map { RecordStore.inScope(name, $0) } ?? true }
+    // A caller who submitted and was assigned nothing reads only the orders of paths it reads:
+    // only those paths' rows are looked at (a county's share of the city's, not all of them).
+    var candidates: [Int]
+    if me == nil {
+      candidates = []
+      for path in lists.byPath.indices where reads[path] && inOrg[path] {
+        for index in lists.byPath[path] where rows[Int(index)].path == Int32(path) { candidates.append(Int(index)) }
+      }
+    } else {
+      candidates = Array(rows.indices)
+    }
+    struct Triple: Hashable { var service, assignee, path: Int32 }
+    var orgQueue: [Triple: Bool] = [:]
+    var states = [Bool](repeating: request.states.isEmpty, count: 64)
+    for state in request.states where (0..<64).contains(state.rawValue) { states[state.rawValue] = true }
+    let kind = Int32(request.kind.rawValue), priority = Int32(request.priority.rawValue)
+    for index in candidates {
+      let row = rows[index]
+      if !lists.gone.isEmpty, lists.gone.contains(index) { continue }
+      let path = Int(row.path)
+      let mine = me != nil && (row.submitter == me || row.assignee == me)
+      guard mine || reads[path], inOrg[path] else { continue }
+      guard (0..<64).contains(row.state), states[Int(row.state)] else { continue }
+      if kind != 0, row.kind != kind { continue }
+      if priority != 0, row.priority != priority { continue }
+      switch request.queue {
+      case .submittedByMe: guard me != nil, row.submitter == me else { continue }
+      case .assignedToMe: guard me != nil, row.assignee == me else { continue }
+      case .myOrg:
+        let key = Triple(service: row.serviceOrg, assignee: row.assigneeOrg, path: row.path)
+        let member: Bool
+        if let known = orgQueue[key] {
+          member = known
+        } else {
+          func name(_ number: Int32) -> String { number < 0 ? "" : names.names[Int(number)] }
+          member = inOrgQueue(serviceOrg: name(row.serviceOrg), assigneeOrg: name(row.assigneeOrg), path: names.names[path], handled: handled)
+          orgQueue[key] = member
+        }
+        guard member else { continue }
+      default: break
+      }
+      found(row, lists.ids[index])
     }
   }
 

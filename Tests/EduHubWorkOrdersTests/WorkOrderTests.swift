@@ -16,6 +16,56 @@ import Testing
 struct WorkOrderTests {
   func orders(_ world: IdentityWorld) -> Eduhub_Workorder_V1_WorkOrderService.Client { .init(world.rpc) }
 
+  @Test("the urgent order leads with the earliest running deadline across pages; stopped clocks follow, newest first")
+  func urgentQueue() async throws {
+    try await withWorld { world in
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      try await world.account("dispatch", role: .dispatcher, org: "511702")
+      let teacher = try await world.options("teacher1")
+      let dispatch = try await world.options("dispatch")
+      func submit(_ title: String, _ priority: Eduhub_Workorder_V1_Priority) async throws -> Eduhub_Workorder_V1_WorkOrder {
+        var request = WorkOrderFixture.submission(title)
+        request.order.priority = priority
+        return try await orders(world).submit(request, options: teacher)
+      }
+      let low = try await submit("低", .p4)
+      let urgent = try await submit("紧急", .p1)
+      let resolved = try await submit("已解决", .p1)
+      let high = try await submit("高", .p2)
+      for action in [Eduhub_Workorder_V1_Action.accept, .start, .resolve] {
+        _ = try await orders(world).act(WorkOrderFixture.act(resolved.id, action, note: "处理"), options: dispatch)
+      }
+      // The due times follow the priorities' targets; the resolved order's clock has stopped.
+      #expect(urgent.sla.resolutionDueMs < high.sla.resolutionDueMs && high.sla.resolutionDueMs < low.sla.resolutionDueMs)
+      var list = Eduhub_Workorder_V1_ListOrdersRequest()
+      list.queue = .myOrg
+      list.sort = .urgent
+      let expected = [urgent.id, high.id, low.id, resolved.id]
+      #expect(try await orders(world).listOrders(list, options: dispatch).orders.map(\.id) == expected)
+      // One at a time, the pages follow the same order and end.
+      list.page.pageSize = 1
+      var seen: [String] = []
+      while true {
+        let page = try await orders(world).listOrders(list, options: dispatch)
+        seen += page.orders.map(\.id)
+        guard !page.page.nextPageToken.isEmpty, seen.count <= expected.count else { break }
+        list.page.pageToken = page.page.nextPageToken
+      }
+      #expect(seen == expected)
+      // Newest first is unchanged, and a token of one order is refused by the other.
+      list.sort = .newest
+      list.page.pageToken = ""
+      #expect(try await orders(world).listOrders(list, options: dispatch).orders.map(\.id) == [high.id])
+      list.page.pageToken = try await {
+        var urgentList = list
+        urgentList.sort = .urgent
+        urgentList.page.pageToken = ""
+        return try await orders(world).listOrders(urgentList, options: dispatch).page.nextPageToken
+      }()
+      await expectStatus(.invalidArgument) { try await orders(world).listOrders(list, options: dispatch) }
+    }
+  }
+
   @Test("the whole loop: submit, accept, start, ask (paused), answer, resolve, verify and close; every illegal step refused")
   func lifecycle() async throws {
     try await withWorld { world in

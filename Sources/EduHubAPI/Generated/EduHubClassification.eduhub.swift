@@ -1118,6 +1118,7 @@ public enum EduHubClassification {
       ClassifiedField(number: 4, name: "priority", sensitivity: 0, masking: 0),
       ClassifiedField(number: 5, name: "org_code", sensitivity: 0, masking: 0),
       ClassifiedField(number: 6, name: "page", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 7, name: "sort", sensitivity: 0, masking: 0),
     ],
     "eduhub.workorder.v1.ListOrdersResponse": [
       ClassifiedField(number: 1, name: "orders", sensitivity: 0, masking: 0),

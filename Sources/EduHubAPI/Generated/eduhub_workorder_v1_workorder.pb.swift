@@ -373,6 +373,46 @@ public nonisolated enum Eduhub_Workorder_V1_Queue: SwiftProtobuf.Enum, Swift.Cas
 
 }
 
+/// How a list of orders is ordered.
+public nonisolated enum Eduhub_Workorder_V1_OrderSort: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// Newest first by submission time, which never changes: pages stay stable while orders move.
+  case newest // = 0
+
+  /// A handler's queue: orders whose resolution clock runs, the earliest deadline first (so the
+  /// overdue ones lead), then the others newest first.
+  case urgent // = 1
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .newest
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .newest
+    case 1: self = .urgent
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .newest: return 0
+    case .urgent: return 1
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Eduhub_Workorder_V1_OrderSort] = [
+    .newest,
+    .urgent,
+  ]
+
+}
+
 /// The order as submitted (immutable), with what is derived from its events.
 public nonisolated struct Eduhub_Workorder_V1_WorkOrder: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -771,6 +811,8 @@ public nonisolated struct Eduhub_Workorder_V1_ListOrdersRequest: Sendable {
   /// Clears the value of `page`. Subsequent reads from it will return its default value.
   public mutating func clearPage() {self._page = nil}
 
+  public var sort: Eduhub_Workorder_V1_OrderSort = .newest
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -954,6 +996,10 @@ nonisolated extension Eduhub_Workorder_V1_Action: SwiftProtobuf._ProtoNameProvid
 
 nonisolated extension Eduhub_Workorder_V1_Queue: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0QUEUE_ALL\0\u{1}QUEUE_SUBMITTED_BY_ME\0\u{1}QUEUE_ASSIGNED_TO_ME\0\u{1}QUEUE_MY_ORG\0\u{1}QUEUE_WATCHED\0")
+}
+
+nonisolated extension Eduhub_Workorder_V1_OrderSort: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ORDER_SORT_NEWEST\0\u{1}ORDER_SORT_URGENT\0")
 }
 
 nonisolated extension Eduhub_Workorder_V1_WorkOrder: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1685,7 +1731,7 @@ nonisolated extension Eduhub_Workorder_V1_WatchOrderRequest: SwiftProtobuf.Messa
 
 nonisolated extension Eduhub_Workorder_V1_ListOrdersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListOrdersRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queue\0\u{1}states\0\u{1}kind\0\u{1}priority\0\u{3}org_code\0\u{1}page\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queue\0\u{1}states\0\u{1}kind\0\u{1}priority\0\u{3}org_code\0\u{1}page\0\u{1}sort\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1699,6 +1745,7 @@ nonisolated extension Eduhub_Workorder_V1_ListOrdersRequest: SwiftProtobuf.Messa
       case 4: try { try decoder.decodeSingularEnumField(value: &self.priority) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.orgCode) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.sort) }()
       default: break
       }
     }
@@ -1727,6 +1774,9 @@ nonisolated extension Eduhub_Workorder_V1_ListOrdersRequest: SwiftProtobuf.Messa
     try { if let v = self._page {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
+    if self.sort != .newest {
+      try visitor.visitSingularEnumField(value: self.sort, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1737,6 +1787,7 @@ nonisolated extension Eduhub_Workorder_V1_ListOrdersRequest: SwiftProtobuf.Messa
     if lhs.priority != rhs.priority {return false}
     if lhs.orgCode != rhs.orgCode {return false}
     if lhs._page != rhs._page {return false}
+    if lhs.sort != rhs.sort {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
