@@ -36,15 +36,21 @@ extension Console {
     // Downstream nodes the caller manages, with the lag this node sees.
     var list = Eduhub_Sync_V1_ListNodesRequest()
     list.orgCode = org
-    let nodes = try node.sync.listNodes(list, caller: caller, peer: visit.peer).nodes
+    // The registry holds this node itself (replicated from upstream) and, at central, the
+    // schools enrolled with a county: a node inside another listed node's subtree syncs with that
+    // one, so this node neither saw it nor marks it offline.
+    let me = node.data.identity.nodeID
+    let nodes = try node.sync.listNodes(list, caller: caller, peer: visit.peer).nodes.filter { $0.id != me }
     let lag = Dictionary((try node.sync.downstream()).map { ($0.nodeID, $0) }, uniquingKeysWith: { first, _ in first })
     context["downstream"] = nodes.sorted { $0.id < $1.id }.map { downstream -> [String: Any] in
+      let via = nodes.first { $0.id != downstream.id && !$0.scope.isEmpty && $0.scope != downstream.scope && Caller.covers($0.scope, downstream.scope) }
       let seen = lag[downstream.id]
       let last = seen?.lastPullMs
-      let offline = downstream.state == .active && (last.map { now - $0 > Self.offlineAfterMs } ?? true)
+      let offline = via == nil && downstream.state == .active && (last.map { now - $0 > Self.offlineAfterMs } ?? true)
       return [
         "id": downstream.id, "org": downstream.orgCode, "state": Self.nodeState(downstream.state),
-        "last": last.map(Labels.time) ?? "从未", "behind": seen?.behind ?? 0, "offline": offline,
+        "last": via.map { "经由 " + $0.id } ?? last.map(Labels.time) ?? "从未", "behind": via == nil ? "\(seen?.behind ?? 0)" : "—",
+        "offline": offline,
       ]
     }
     context["hasDownstream"] = !nodes.isEmpty

@@ -252,6 +252,22 @@ struct BackupTests {
     #expect(BackedUpStore.exactly(100, try node.restore(.latest).1))
   }
 
+  @Test("an outside checkpoint the shipper's loop never saw is caught at the stop: the last frames are not lost")
+  func outsideCheckpointAtStop() throws {
+    // The loop never runs after the start: only the stop ships (as on a loaded machine whose
+    // shipper thread was not scheduled between the checkpoint and the close).
+    var options = BackedUpStore.fastOptions
+    options.interval = 3600
+    let node = try BackedUpStore(options: options)
+    try node.write(0..<50)
+    try node.database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+    try node.write(50..<100)
+    try node.database.close()
+    let generations = try BackupRestore.verify(from: node.target, key: node.backupKey)
+    #expect(generations.count == 2)
+    #expect(BackedUpStore.exactly(100, try node.restore(.latest).1))
+  }
+
   @Test("a target that fails for long gives the generation up and SQLite checkpoints again; a new generation starts when it works")
   func failingTarget() throws {
     var options = BackedUpStore.fastOptions
@@ -283,6 +299,10 @@ struct BackupTests {
         return try autocheckpoint() == 4000
       }, "the generation was never given up")
     #expect(node.backup.status.failures > 0)
+    // While the target stays away, a failed attempt at a new generation leaves checkpoints to SQLite.
+    let failures = node.backup.status.failures
+    #expect(try eventually { node.backup.status.failures >= failures + 2 })
+    #expect(try autocheckpoint() == 4000)
     // Nothing was made where the target was: no backup on the node's own disk.
     #expect(!FileManager.default.fileExists(atPath: node.target))
     // The volume is back: a new generation starts, and checkpoints are the shipper's again.

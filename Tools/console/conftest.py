@@ -175,8 +175,23 @@ class Pages:
                 raise
         if alert:
             WebDriverWait(self.driver, 10).until(EC.alert_is_present()).accept()
-        WebDriverWait(self.driver, 15).until(EC.staleness_of(old))
+        WebDriverWait(self.driver, 15).until(lambda _: self.replaced(old))
         self.loaded()
+
+    @staticmethod
+    def replaced(element):
+        """Whether the page holding `element` is gone (EC.staleness_of, also taking chromedriver's
+        "does not belong to the document", which it answers while the next page replaces it)."""
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+        try:
+            element.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return True
+            raise
 
     def loaded(self):
         from selenium.webdriver.support.ui import WebDriverWait

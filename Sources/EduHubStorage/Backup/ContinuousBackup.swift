@@ -89,6 +89,9 @@ public final class ContinuousBackup: Sendable {
   private let statusBox = Mutex(Status())
   private let stopped = Mutex(false)
   private let done = DispatchSemaphore(value: 0)
+  /// Signalled at the stop so the loop does not sleep out its interval before the database closes.
+  private let wake = DispatchSemaphore(value: 0)
+  private let watch: WALRestartWatch
   private let onShipped: (@Sendable (Shipped) -> Void)?
   /// The target's lock, held while the shipper runs.
   private let lock: Int32
@@ -119,7 +122,10 @@ public final class ContinuousBackup: Sendable {
       options: options, logger: logger, onShipped: onShipped, lock: lock)
     // From now on only the shipper checkpoints (see the type's comment).
     do {
-      try database.autocheckpoint(false)
+      try database.writeWithoutTransaction { db in
+        try EncryptedDatabase.autocheckpoint(false, db)
+        backup.watch.install(db)
+      }
       try backup.resumeOrBegin()
     } catch {
       Glibc.close(lock)
@@ -144,6 +150,7 @@ public final class ContinuousBackup: Sendable {
     self.logger = logger
     self.onShipped = onShipped
     self.state = Mutex(State(target: target, reader: reader))
+    self.watch = WALRestartWatch(databasePath: database.path)
   }
 
   // MARK: The loop
@@ -151,7 +158,8 @@ public final class ContinuousBackup: Sendable {
   private func loop() {
     var failures = 0
     while !stopped.withLock({ $0 }) {
-      Thread.sleep(forTimeInterval: failures == 0 ? options.interval : min(30, options.interval * Double(1 << min(failures, 8))))
+      let pause = failures == 0 ? options.interval : min(30, options.interval * Double(1 << min(failures, 8)))
+      _ = wake.wait(timeout: .now() + pause)
       if stopped.withLock({ $0 }) { break }
       do {
         try round()
@@ -259,17 +267,30 @@ public final class ContinuousBackup: Sendable {
   }
 
   private func beginGeneration(reason: String) throws {
+    do {
+      try makeGeneration(reason: reason)
+    } catch {
+      // With no generation (given up, or none yet) checkpoints must stay SQLite's while the target
+      // fails, or the WAL grows without bound: the attempt turned them off first.
+      if state.withLock({ $0.generation == nil }) { try? database.autocheckpoint(true) }
+      throw error
+    }
+  }
+
+  private func makeGeneration(reason: String) throws {
     let started = Date()
     // With the node's writer held, nothing commits: the snapshot's read transaction and the WAL's
     // end seen here are the same point.
     let (snapshot, cursor, pointMs): (DatabaseSnapshot, WALCursor, Int64) = try database.writeWithoutTransaction { db in
       // Checkpoints are the shipper's again (they were SQLite's if a generation was given up).
       try EncryptedDatabase.autocheckpoint(false, db)
+      watch.install(db)
       var cursor = try state.withLock { state in
         try state.reader.header().map { try state.reader.committedFrames(after: WALCursor(start: $0), keep: false).cursor }
       } ?? WALCursor.adoptNext
       // Everything up to here is in the snapshot: a restart of the WAL loses nothing shipped or not.
       cursor.restartAllowed = true
+      watch.arm(cursor)
       return (try database.pool.makeSnapshot(), cursor, BackupClock.nowMs())
     }
     let generation = BackupTarget.newGenerationName()
@@ -303,7 +324,10 @@ public final class ContinuousBackup: Sendable {
     try state.withLock { state in
       guard state.manifest != nil else { return }
       guard let header = try state.reader.header() else { return }
-      guard let cursor = state.cursor.continues(into: header), try state.reader.stillHolds(cursor) else {
+      let restarts = state.cursor.adopt || header.salt1 != state.cursor.salt1 || header.salt2 != state.cursor.salt2
+      guard let cursor = state.cursor.continues(into: header), try state.reader.stillHolds(cursor),
+        !restarts || watch.mayFollow(into: header)
+      else {
         throw Discontinuity()
       }
       state.cursor = cursor
@@ -312,6 +336,7 @@ public final class ContinuousBackup: Sendable {
         if frames.isEmpty { break }
         try writeSegment(frames, cursor: next, state: &state)
       }
+      if !state.cursor.restartAllowed && !state.cursor.adopt { watch.disarm() }
     }
   }
 
@@ -368,6 +393,7 @@ public final class ContinuousBackup: Sendable {
       guard log == backfilled, log == shipped.frames else { return nil }
       return state.withLock { state in
         state.cursor.restartAllowed = true
+        watch.arm(state.cursor)
         return state.cursor
       }
     }
@@ -395,11 +421,19 @@ public final class ContinuousBackup: Sendable {
   /// done by then, so shipping a last straggler under the writer costs nobody).
   func finish() {
     guard !stopped.withLock({ let was = $0; $0 = true; return was }) else { return }
+    wake.signal()
     done.wait()
     defer { Glibc.close(lock) }
     do {
-      try ship()
+      do {
+        try ship()
+      } catch is Discontinuity {
+        // Checkpointed outside the shipper since its last round: the frames after the cursor are
+        // in the database now, not in the WAL. A new generation's snapshot holds them.
+        try beginGeneration(reason: "the WAL was checkpointed outside the shipper")
+      }
       try database.writeWithoutTransaction { db in
+        WALRestartWatch.uninstall(db)
         try ship()
         let everything = try state.withLock { state in try state.manifest != nil && state.everythingShipped() }
         guard everything, let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") else { return }

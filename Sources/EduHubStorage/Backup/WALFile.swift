@@ -141,6 +141,11 @@ final class WALReader {
 
   /// The WAL's header, or nil if there is no valid one (no WAL, or an empty one).
   func header() throws -> WALHeader? {
+    try Self.header(at: path)
+  }
+
+  /// The header of the WAL at `path`, or nil if there is no valid one.
+  static func header(at path: String) throws -> WALHeader? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
       if errno == ENOENT { return nil }
