@@ -87,7 +87,7 @@ public struct TombstoneCollector: Service {
 
 /// Loads the work order index, then every minute sweeps work orders (auto-close, SLA warnings and
 /// breaches, sync conflicts to orders) and sharing (the catalog's subscription counts of grants
-/// that expired).
+/// that expired); saves the index's changes at the stop.
 public struct Sweeper: Service {
   let workOrders: WorkOrderService
   let sharing: SharingService
@@ -116,6 +116,8 @@ public struct Sweeper: Service {
       }
       _ = await Rounds.attempt("sharing sweep", on: sharing.store, logger: logger) { try sharing.sweep() }
     }
+    // Stopping: the order index's changes are saved, so the next start reads only what comes after.
+    _ = await Rounds.attempt("saving the work order index", on: workOrders.store, logger: logger) { try workOrders.saveIndex() }
   }
 
   /// Loads the order index on the storage threads (a million orders take a minute), stopping

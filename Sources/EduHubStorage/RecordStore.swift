@@ -169,6 +169,17 @@ public final class RecordStore: Sendable {
           );
           """)
     }
+    migrator.registerMigration("records-v3-blobs") { db in
+      // Large values kept for the store's owner (a saved order index). Not in `store_meta`: that
+      // table is WITHOUT ROWID, and a seek there compares keys by reading whole rows, so a few
+      // megabytes beside the sequence slowed every write (the order index's first saves went
+      // there, in builds never released; they are dropped).
+      try db.execute(
+        sql: """
+          CREATE TABLE store_blob (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+          DELETE FROM store_meta WHERE name GLOB 'workorder.index*';
+          """)
+    }
     return migrator
   }()
 
@@ -709,14 +720,33 @@ public final class RecordStore: Sendable {
 
   /// A value the store keeps for its owner (the replica's clock, cursors), read in `db`.
   public func meta(_ name: String, in db: Database) throws -> [UInt8]? {
-    try Data.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_meta WHERE name = ?"), arguments: [name]).map { [UInt8]($0) }
+    try value(name, in: "store_meta", db)
   }
 
   /// Sets a metadata value in the caller's transaction.
   public func setMeta(_ name: String, _ value: [UInt8], in db: Database) throws {
-    // Cached: every replica write saves its clock here.
+    try setValue(name, value, in: "store_meta", db)
+  }
+
+  /// A large value the store keeps for its owner (megabytes; read rarely), read in `db`.
+  public func blob(_ name: String, in db: Database) throws -> [UInt8]? {
+    try value(name, in: "store_blob", db)
+  }
+
+  /// Sets a large value in the caller's transaction.
+  public func setBlob(_ name: String, _ value: [UInt8], in db: Database) throws {
+    try setValue(name, value, in: "store_blob", db)
+  }
+
+  /// `table` is one of the store's own two names, never input. Statements are cached: every
+  /// replica write saves its clock in `store_meta`.
+  private func value(_ name: String, in table: String, _ db: Database) throws -> [UInt8]? {
+    try Data.fetchOne(db.cachedStatement(sql: "SELECT value FROM \(table) WHERE name = ?"), arguments: [name]).map { [UInt8]($0) }
+  }
+
+  private func setValue(_ name: String, _ value: [UInt8], in table: String, _ db: Database) throws {
     try db.cachedStatement(
-      sql: "INSERT INTO store_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+      sql: "INSERT INTO \(table) (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
     ).execute(arguments: [name, Data(value)])
   }
 

@@ -7,9 +7,13 @@ import GRDB
 import SwiftProtobuf
 import Synchronization
 
-/// What queues and statistics need of each order, held in memory and caught up from the change
-/// indexes of the three work order collections (so orders and events arriving by sync count at once).
+/// What queues and statistics need of each order, held in memory as plain-number rows and caught
+/// up from the change indexes of the three work order collections (so orders and events arriving by
+/// sync count at once). The rows are saved in the store now and then (`OrderIndex+Snapshot`): a node
+/// that served before starts from them and reads only the changes since, instead of deriving a
+/// million orders from ten million events again.
 final class OrderIndex: Sendable {
+  /// What one order is now, derived from its record and events; the index keeps it as a `StatRow`.
   struct Summary: Sendable {
     var id: String
     var path: String
@@ -21,10 +25,8 @@ final class OrderIndex: Sendable {
     var assigneeOrg: String
     var assignee: String
     var createdMs: Int64
-    var updatedMs: Int64
     var reopenCount: Int32
     var everResolved: Bool
-    var watchers: [String]
     /// Targets, in working minutes.
     var firstResponseTarget: Int64
     var resolutionTarget: Int64
@@ -45,9 +47,9 @@ final class OrderIndex: Sendable {
     var resolvedMs: Int64?
   }
 
-  /// An order as statistics count it: plain numbers (strings numbered in `Names`), so a pass over
-  /// a million of them copies no reference and hashes no string.
-  struct StatRow: Sendable {
+  /// An order as queues, statistics and the sweep see it: plain numbers (strings numbered in
+  /// `Names`), so a pass over a million of them copies no reference and hashes no string.
+  struct StatRow: Sendable, Equatable {
     var path: Int32
     var county: Int32
     var assignee: Int32
@@ -56,22 +58,90 @@ final class OrderIndex: Sendable {
     var priority: Int32
     var reopened: Bool
     var everResolved: Bool
+    /// The order left this node's store (evicted from its scope): counted nowhere.
+    var gone: Bool
+    /// SLA marks recorded: 1 first-response warning, 2 its breach, 4 resolution warning, 8 its breach.
+    var marks: UInt8
     var createdMs: Int64
     /// -1 until the first response came.
     var firstResponseMinutes: Int32
     var firstResponseTarget: Int32
     var firstResponseDueMs: Int64
+    var firstResponseWarnMs: Int64
     /// -1 while the resolution clock runs (then `resolutionDueMs` tells when it breaches).
     var resolutionMinutes: Int32
     var resolutionTarget: Int32
     var resolutionDueMs: Int64
+    var resolutionWarnMs: Int64
+    /// When it was resolved, while it is resolved; `Int64.min` otherwise.
+    var resolvedMs: Int64
     /// For queues (numbered in `Names`; -1 for none).
     var submitter: Int32
     var serviceOrg: Int32
     var assigneeOrg: Int32
+
+    init(_ summary: Summary, names: inout Names) {
+      func number(_ name: String) -> Int32 { name.isEmpty ? -1 : names.number(name) }
+      path = names.number(summary.path)
+      county = names.number(WorkOrderService.county(of: summary.path))
+      assignee = number(summary.assignee)
+      state = Int32(summary.state.rawValue)
+      kind = Int32(summary.kind.rawValue)
+      priority = Int32(summary.priority.rawValue)
+      reopened = summary.reopenCount > 0
+      everResolved = summary.everResolved
+      gone = false
+      marks = summary.marks
+      createdMs = summary.createdMs
+      firstResponseMinutes = summary.firstResponseMinutes.map { Int32(clamping: $0) } ?? -1
+      firstResponseTarget = Int32(clamping: summary.firstResponseTarget)
+      firstResponseDueMs = summary.firstResponseDueMs
+      firstResponseWarnMs = summary.firstResponseWarnMs
+      resolutionMinutes = summary.resolutionMinutes.map { Int32(clamping: $0) } ?? -1
+      resolutionTarget = Int32(clamping: summary.resolutionTarget)
+      resolutionDueMs = summary.resolutionDueMs
+      resolutionWarnMs = summary.resolutionWarnMs
+      resolvedMs = summary.resolvedMs ?? .min
+      submitter = number(summary.submitter)
+      serviceOrg = number(summary.serviceOrg)
+      assigneeOrg = number(summary.assigneeOrg)
+    }
+
+    /// A row as saved (`OrderIndex+Snapshot`).
+    init(
+      path: Int32, county: Int32, assignee: Int32, state: Int32, kind: Int32, priority: Int32, reopened: Bool, everResolved: Bool,
+      gone: Bool, marks: UInt8, createdMs: Int64, firstResponseMinutes: Int32, firstResponseTarget: Int32, firstResponseDueMs: Int64,
+      firstResponseWarnMs: Int64, resolutionMinutes: Int32, resolutionTarget: Int32, resolutionDueMs: Int64, resolutionWarnMs: Int64,
+      resolvedMs: Int64, submitter: Int32, serviceOrg: Int32, assigneeOrg: Int32
+    ) {
+      self.path = path
+      self.county = county
+      self.assignee = assignee
+      self.state = state
+      self.kind = kind
+      self.priority = priority
+      self.reopened = reopened
+      self.everResolved = everResolved
+      self.gone = gone
+      self.marks = marks
+      self.createdMs = createdMs
+      self.firstResponseMinutes = firstResponseMinutes
+      self.firstResponseTarget = firstResponseTarget
+      self.firstResponseDueMs = firstResponseDueMs
+      self.firstResponseWarnMs = firstResponseWarnMs
+      self.resolutionMinutes = resolutionMinutes
+      self.resolutionTarget = resolutionTarget
+      self.resolutionDueMs = resolutionDueMs
+      self.resolutionWarnMs = resolutionWarnMs
+      self.resolvedMs = resolvedMs
+      self.submitter = submitter
+      self.serviceOrg = serviceOrg
+      self.assigneeOrg = assigneeOrg
+    }
   }
 
-  /// Strings by number and numbers by string (paths, county codes, assignees).
+  /// Strings by number and numbers by string (paths, county codes, accounts, orgs). Numbers are
+  /// only ever added, so a saved prefix stays valid.
   struct Names: Sendable {
     var names: [String] = []
     var numbers: [String: Int32] = [:]
@@ -84,186 +154,147 @@ final class OrderIndex: Sendable {
     }
   }
 
-  private struct State {
-    var orders: [String: Summary] = [:]
+  struct State {
     var rows: [StatRow] = []
-    var rowOf: [String: Int] = [:]
-    /// The order of each row, and the rows whose order is gone (deleted by sync).
+    /// The order of each row, and each order's row.
     var ids: [String] = []
-    var gone: Set<Int> = []
+    var rowOf: [String: Int32] = [:]
     /// Row numbers by the number of their org path (a row whose path changed stays listed under
     /// the old one too: readers check `row.path`).
     var byPath: [[Int32]] = []
     var names = Names()
+    /// Watch marks (not saved: an unwatch is a deletion, whose tombstone may be collected before
+    /// the next start): the accounts watching each row, and the rows each account watches.
+    var watchers: [Int32: [Int32]] = [:]
+    var watching: [Int32: Set<Int32>] = [:]
+    /// The last sequence of each collection the rows have seen; empty until the first load.
     var sequences: [String: Int64] = [:]
+    /// What changed since the index was last saved.
+    var saved = Saved()
+    /// Where the rows came from at the first load.
+    var origin = Origin.none
 
     mutating func set(_ id: String, _ summary: Summary?) {
-      orders[id] = summary
       guard let summary else {
-        if let index = rowOf[id] { gone.insert(index) }
+        if let index = rowOf[id] {
+          rows[Int(index)].gone = true
+          saved.touched(Int(index))
+        }
         return
       }
-      func number(_ name: String) -> Int32 { name.isEmpty ? -1 : names.number(name) }
-      let row = StatRow(
-        path: names.number(summary.path), county: names.number(WorkOrderService.county(of: summary.path)),
-        assignee: summary.assignee.isEmpty ? -1 : names.number(summary.assignee), state: Int32(summary.state.rawValue),
-        kind: Int32(summary.kind.rawValue), priority: Int32(summary.priority.rawValue), reopened: summary.reopenCount > 0,
-        everResolved: summary.everResolved, createdMs: summary.createdMs,
-        firstResponseMinutes: summary.firstResponseMinutes.map { Int32(clamping: $0) } ?? -1,
-        firstResponseTarget: Int32(clamping: summary.firstResponseTarget), firstResponseDueMs: summary.firstResponseDueMs,
-        resolutionMinutes: summary.resolutionMinutes.map { Int32(clamping: $0) } ?? -1,
-        resolutionTarget: Int32(clamping: summary.resolutionTarget), resolutionDueMs: summary.resolutionDueMs,
-        submitter: number(summary.submitter), serviceOrg: number(summary.serviceOrg), assigneeOrg: number(summary.assigneeOrg))
+      let row = StatRow(summary, names: &names)
       let index: Int
       if let known = rowOf[id] {
-        index = known
+        index = Int(known)
         let moved = rows[index].path != row.path
         rows[index] = row
-        gone.remove(index)
+        saved.touched(index)
         // Moves are rare: an order moved back to a path it was listed under is listed there once.
         guard moved, !byPath[Int(row.path)].contains(Int32(index)) else { return }
       } else {
         index = rows.count
-        rowOf[id] = index
+        rowOf[id] = Int32(index)
         rows.append(row)
         ids.append(id)
+        saved.touched(index)
       }
-      if byPath.count <= Int(row.path) { byPath += Array(repeating: [], count: Int(row.path) + 1 - byPath.count) }
-      byPath[Int(row.path)].append(Int32(index))
+      list(index)
+    }
+
+    /// Lists row `index` under its path.
+    mutating func list(_ index: Int) {
+      let path = Int(rows[index].path)
+      if byPath.count <= path { byPath += Array(repeating: [], count: path + 1 - byPath.count) }
+      byPath[path].append(Int32(index))
+    }
+
+    /// Sets who watches the order of row `index`.
+    mutating func setWatchers(_ index: Int32, _ accounts: [String]) {
+      for account in watchers[index] ?? [] { watching[account]?.remove(index) }
+      let numbers = Array(Set(accounts.map { names.number($0) })).sorted()
+      watchers[index] = numbers.isEmpty ? nil : numbers
+      for account in numbers { watching[account, default: []].insert(index) }
     }
   }
 
-  private let state = Mutex(State())
-  private let loading = Mutex(())
+  /// Where the rows came from at the first load: the saved index, or every order and event.
+  enum Origin: Sendable { case none, restored, built }
 
-  /// Runs `body` over the statistics rows (under the index's lock: no copy of a million rows).
+  var origin: Origin { state.withLock { $0.origin } }
+
+  let state = Mutex(State())
+  private let loading = Mutex(())
+  /// One save at a time, so saves commit in the order they took their rows.
+  let saving = Mutex(())
+
+  /// Runs `body` over the rows (under the index's lock: no copy of a million rows).
   func withRows<T>(_ body: ([StatRow], Names) throws -> T) rethrows -> T {
     try state.withLock { state in try body(state.rows, state.names) }
   }
 
-  /// The rows with what a list needs besides: each row's order id, the rows whose order is gone,
-  /// and the row numbers of each org path.
+  /// The rows with what a list needs besides: each row's order id, the row numbers of each org
+  /// path, and the rows each account watches.
   struct Lists {
     let ids: [String]
-    let gone: Set<Int>
     let byPath: [[Int32]]
+    let watching: [Int32: Set<Int32>]
   }
 
   /// Runs `body` over the rows and their lists (under the index's lock).
   func withRows<T>(_ body: ([StatRow], Names, Lists) throws -> T) rethrows -> T {
-    try state.withLock { state in try body(state.rows, state.names, Lists(ids: state.ids, gone: state.gone, byPath: state.byPath)) }
+    try state.withLock { state in
+      try body(state.rows, state.names, Lists(ids: state.ids, byPath: state.byPath, watching: state.watching))
+    }
   }
 
-  /// Catches up and returns every order's summary.
-  func orders(_ service: WorkOrderService, in db: Database, stop: @Sendable () -> Bool = { false }) throws -> [String: Summary] {
+  static let collections = [WorkOrderCollections.order.name, WorkOrderCollections.event.name, WorkOrderCollections.watch.name]
+
+  /// Brings the rows up to `db`: the first time from the saved index (or, without one, from every
+  /// order and event), then from the changes since.
+  /// - Parameter stop: asked between pages of a first load; true ends it (CancellationError).
+  func catchUp(_ service: WorkOrderService, in db: Database, stop: @Sendable () -> Bool = { false }) throws {
     let store = service.store.records
     if state.withLock({ $0.sequences.isEmpty }) {
       // One first load at a time (a sweep and a query may both come first): the others wait for
       // it rather than load a million orders again beside it.
       try loading.withLock { _ in
-        if state.withLock({ $0.sequences.isEmpty }) { try load(service, in: db, stop: stop) }
+        guard state.withLock({ $0.sequences.isEmpty }) else { return }
+        if try !restore(service, in: db) { try load(service, in: db, stop: stop) }
       }
     }
     let known = state.withLock { $0.sequences }
     var affected = Set<String>()
     var latest: [String: Int64] = [:]
-    for collection in [WorkOrderCollections.order.name, WorkOrderCollections.event.name, WorkOrderCollections.watch.name] {
-      let (records, _) = try store.changes(of: collection, after: known[collection] ?? 0, in: db)
+    for collection in Self.collections {
+      let (records, evicted) = try store.changes(of: collection, after: known[collection] ?? 0, in: db)
       for record in records {
         affected.insert(collection == WorkOrderCollections.order.name ? record.id : String(record.id.prefix { $0 != "|" }))
       }
-      latest[collection] = records.last?.sequence ?? known[collection] ?? 0
+      for (_, id) in evicted { affected.insert(String(id.prefix { $0 != "|" })) }
+      latest[collection] = max(records.last?.sequence ?? 0, evicted.map(\.sequence).max() ?? 0, known[collection] ?? 0)
     }
-    guard !affected.isEmpty else { return state.withLock { $0.orders } }
+    guard !affected.isEmpty else { return }
     let now = service.identity.nowMs()
-    var summaries: [String: Summary?] = [:]
+    var summaries: [String: (Summary, [String])?] = [:]
     for id in affected {
       summaries[id] = try service.load(id, in: db).map { record, order, events in
-        try Self.summary(service, record, order, events, now: now, in: db)
+        (Self.summary(service, record, order, events, now: now), try service.watchers(of: order.id, in: db))
       }
-    }
-    return state.withLock { state in
-      // A concurrent catch-up from a newer snapshot may have gone further: keep the newest.
-      let fresher = latest.allSatisfy { $0.value >= state.sequences[$0.key] ?? 0 }
-      if fresher {
-        for (id, summary) in summaries { state.set(id, summary) }
-        state.sequences = latest
-      }
-      return state.orders
-    }
-  }
-
-  /// The first load: orders, their events and their watch marks walked in id order together (an
-  /// event's and a mark's id start with their order's), one order in memory at a time.
-  private func load(_ service: WorkOrderService, in db: Database, stop: () -> Bool) throws {
-    let store = service.store.records
-    let through = try store.lastSequence(in: db)
-    let now = service.identity.nowMs()
-    /// One collection read in pages by id.
-    struct Walk {
-      let collection: String
-      var page: [StoredRecord] = []
-      var index = 0
-      var after = ""
-      var done = false
-      mutating func peek(_ store: RecordStore, _ db: Database) throws -> StoredRecord? {
-        if index == page.count, !done {
-          page = try store.byID(collection, after: after, limit: 5000, in: db)
-          index = 0
-          done = page.count < 5000
-          after = page.last?.id ?? after
-        }
-        return index < page.count ? page[index] : nil
-      }
-    }
-    var orders = Walk(collection: WorkOrderCollections.order.name)
-    var events = Walk(collection: WorkOrderCollections.event.name)
-    var watches = Walk(collection: WorkOrderCollections.watch.name)
-    var loaded: [String: Summary] = [:]
-    // Records met before their order (an id that extends another, "…12" and "…123|…") wait here.
-    var early: [String: [StoredRecord]] = [:]
-    while let record = try orders.peek(store, db) {
-      orders.index += 1
-      if orders.index == 1, stop() { throw CancellationError() }
-      let prefix = record.id + "|"
-      func group(_ walk: inout Walk, _ kind: String) throws -> [StoredRecord] {
-        var out = early.removeValue(forKey: kind + record.id) ?? []
-        while let next = try walk.peek(store, db), next.id < prefix || next.id.hasPrefix(prefix) {
-          walk.index += 1
-          guard !next.deleted else { continue }
-          if next.id.hasPrefix(prefix) {
-            out.append(next)
-          } else {
-            early[kind + String(next.id.prefix { $0 != "|" }), default: []].append(next)
-          }
-        }
-        return out
-      }
-      let orderEvents = try group(&events, "e").map { try Eduhub_Workorder_V1_OrderEvent(serializedBytes: $0.body) }
-      let watchers = try group(&watches, "w").compactMap { try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: $0.body).actor }
-      guard !record.deleted else { continue }
-      let order = try WorkOrderCollections.order.decode(record)
-      loaded[record.id] = Self.summary(service, record, order, orderEvents, watchers: watchers, now: now)
     }
     state.withLock { state in
-      guard state.sequences.isEmpty else { return }
-      state.rows.reserveCapacity(loaded.count)
-      state.ids.reserveCapacity(loaded.count)
-      for (id, summary) in loaded { state.set(id, summary) }
-      state.sequences = [WorkOrderCollections.order.name: through, WorkOrderCollections.event.name: through, WorkOrderCollections.watch.name: through]
+      // A concurrent catch-up from a newer snapshot may have gone further: keep the newest.
+      guard latest.allSatisfy({ $0.value >= state.sequences[$0.key] ?? 0 }) else { return }
+      for (id, found) in summaries {
+        state.set(id, found?.0)
+        if let index = state.rowOf[id] { state.setWatchers(index, found?.1 ?? []) }
+      }
+      state.sequences = latest
     }
   }
 
   static func summary(
     _ service: WorkOrderService, _ record: StoredRecord, _ order: Eduhub_Workorder_V1_WorkOrder,
-    _ events: [Eduhub_Workorder_V1_OrderEvent], now: Int64, in db: Database
-  ) throws -> Summary {
-    summary(service, record, order, events, watchers: try service.watchers(of: order.id, in: db), now: now)
-  }
-
-  static func summary(
-    _ service: WorkOrderService, _ record: StoredRecord, _ order: Eduhub_Workorder_V1_WorkOrder,
-    _ events: [Eduhub_Workorder_V1_OrderEvent], watchers: [String], now: Int64
+    _ events: [Eduhub_Workorder_V1_OrderEvent], now: Int64
   ) -> Summary {
     let derived = OrderMachine.derive(order, events: events, reopenWindowMs: service.reopenWindowMs)
     let target = service.sla.target(order.kind, order.priority)
@@ -277,8 +308,8 @@ final class OrderIndex: Sendable {
     return Summary(
       id: order.id, path: record.scope, submitter: order.submitter, kind: order.kind, priority: order.priority,
       state: derived.state, serviceOrg: derived.serviceOrg, assigneeOrg: derived.assigneeOrg, assignee: derived.assignee,
-      createdMs: order.createdMs, updatedMs: derived.updatedMs, reopenCount: derived.reopenCount,
-      everResolved: derived.timeline.contains { !$0.superseded && $0.action == .resolve }, watchers: watchers,
+      createdMs: order.createdMs, reopenCount: derived.reopenCount,
+      everResolved: derived.timeline.contains { !$0.superseded && $0.action == .resolve },
       firstResponseTarget: target.firstResponse, resolutionTarget: target.resolution,
       firstResponseMinutes: derived.firstResponseMs.map { calendar.workingMinutes(from: order.createdMs, to: $0) },
       firstResponseDueMs: calendar.adding(minutes: target.firstResponse, to: order.createdMs),

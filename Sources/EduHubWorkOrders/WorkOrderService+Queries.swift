@@ -8,11 +8,6 @@ import GRDB
 import SwiftProtobuf
 
 extension WorkOrderService {
-  /// Whether `caller` may read the order behind `summary`.
-  func mayRead(_ summary: OrderIndex.Summary, _ caller: Caller) -> Bool {
-    Self.mayRead(submitter: summary.submitter, assignee: summary.assignee, path: summary.path, caller)
-  }
-
   /// Whether the order is in the org queue of a caller handling orders at `handled`: its service
   /// org or assignee org lies there (both lie on the order's path).
   static func inOrgQueue(serviceOrg: String, assigneeOrg: String, path: String, handled: [String]) -> Bool {
@@ -35,48 +30,21 @@ extension WorkOrderService {
       return (due, created, parts[2])
     }
     return try store.read { db in
-      let all = try index.orders(self, in: db)
+      try index.catchUp(self, in: db)
       let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
       let handled = caller.scopes(for: .ordersHandle)
       let states = Set(request.states)
       // Who may read is `mayRead`, with the caller's reading scopes worked out once. Only the sort
-      // key of a match is kept: copying a summary (a dozen strings) for each of 200,000 orders, and
-      // moving the matches while sorting, was most of the time of a county's queue.
+      // key of a match is kept: moving whole orders while sorting 200,000 was most of a county's queue.
       let readable = caller.scopes(for: .ordersRead) + caller.scopes(for: .ordersHandle)
       let account = caller.accountID
-      func keep(_ summary: OrderIndex.Summary) -> Bool {
-        guard (!account.isEmpty && (summary.submitter == account || summary.assignee == account))
-          || readable.contains(where: { Caller.covers($0, summary.path) })
-        else { return false }
-        switch request.queue {
-        case .submittedByMe: guard summary.submitter == account else { return false }
-        case .assignedToMe: guard summary.assignee == account else { return false }
-        case .myOrg:
-          guard Self.inOrgQueue(serviceOrg: summary.serviceOrg, assigneeOrg: summary.assigneeOrg, path: summary.path, handled: handled)
-          else { return false }
-        case .watched: guard summary.watchers.contains(account) else { return false }
-        default: break
-        }
-        if !states.isEmpty, !states.contains(summary.state) { return false }
-        if request.kind != .unspecified, summary.kind != request.kind { return false }
-        if request.priority != .unspecified, summary.priority != request.priority { return false }
-        if let orgPath, !RecordStore.inScope(summary.path, orgPath) { return false }
-        return true
-      }
       var matched: [(due: Int64, created: Int64, id: String)] = []
       func add(running: Bool, due: Int64, created: Int64, id: String) {
         matched.append((urgent && running && due > 0 ? due : .max, -created, id))
       }
-      if request.queue == .watched {
-        // Watchers are not in the rows: this queue (a person's own few) looks at the summaries.
-        for summary in all.values where keep(summary) {
-          add(running: summary.resolutionMinutes == nil, due: summary.resolutionDueMs, created: summary.createdMs, id: summary.id)
-        }
-      } else {
-        index.withRows { rows, names, lists in
-          Self.scan(rows, names: names, lists: lists, request: request, account: account, readable: readable, handled: handled, orgPath: orgPath) {
-            add(running: $0.resolutionMinutes < 0, due: $0.resolutionDueMs, created: $0.createdMs, id: $1)
-          }
+      index.withRows { rows, names, lists in
+        Self.scan(rows, names: names, lists: lists, request: request, account: account, readable: readable, handled: handled, orgPath: orgPath) {
+          add(running: $0.resolutionMinutes < 0, due: $0.resolutionDueMs, created: $0.createdMs, id: $1)
         }
       }
       matched.sort { ($0.due, $0.created, $0.id) < ($1.due, $1.created, $1.id) }
@@ -109,7 +77,10 @@ extension WorkOrderService {
     // A caller who submitted and was assigned nothing reads only the orders of paths it reads:
     // only those paths' rows are looked at (a county's share of the city's, not all of them).
     var candidates: [Int]
-    if me == nil {
+    if request.queue == .watched {
+      // A person's own few: the rows the account watches, in row order.
+      candidates = me.map { (lists.watching[$0] ?? []).map(Int.init).sorted() } ?? []
+    } else if me == nil {
       candidates = []
       for path in lists.byPath.indices where reads[path] && inOrg[path] {
         for index in lists.byPath[path] where rows[Int(index)].path == Int32(path) { candidates.append(Int(index)) }
@@ -124,7 +95,7 @@ extension WorkOrderService {
     let kind = Int32(request.kind.rawValue), priority = Int32(request.priority.rawValue)
     for index in candidates {
       let row = rows[index]
-      if !lists.gone.isEmpty, lists.gone.contains(index) { continue }
+      if row.gone { continue }
       let path = Int(row.path)
       let mine = me != nil && (row.submitter == me || row.assignee == me)
       guard mine || reads[path], inOrg[path] else { continue }
@@ -155,7 +126,7 @@ extension WorkOrderService {
 
   public func getStats(_ request: Eduhub_Workorder_V1_StatsRequest, caller: Caller) throws -> Eduhub_Workorder_V1_Stats {
     try store.read { db in
-      _ = try index.orders(self, in: db)
+      try index.catchUp(self, in: db)
       let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
       let now = identity.nowMs()
       return index.withRows { rows, names in
@@ -183,7 +154,7 @@ extension WorkOrderService {
     var firstMet = 0, firstCounted = 0, resolutionMet = 0, resolutionCounted = 0, resolved = 0, reopened = 0
     let open = Set([1, 2, 3, 4].map(Int32.init))  // submitted, accepted, in progress, waiting
     for row in rows {
-      guard from == 0 || row.createdMs >= from, to == 0 || row.createdMs < to, include(row) else { continue }
+      guard !row.gone, from == 0 || row.createdMs >= from, to == 0 || row.createdMs < to, include(row) else { continue }
       stats.total += 1
       byState[Int(row.state & 15)] += 1
       byKind[Int(row.kind & 15)] += 1

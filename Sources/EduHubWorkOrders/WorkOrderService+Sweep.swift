@@ -23,7 +23,14 @@ extension WorkOrderService {
   /// list or statistics call after a start does not wait for it.
   /// - Parameter stop: asked between pages of 5,000 orders; true ends the load (CancellationError).
   public func warmUp(stop: @escaping @Sendable () -> Bool = { false }) throws {
-    _ = try store.read { db in try index.orders(self, in: db, stop: stop) }
+    try store.read { db in try index.catchUp(self, in: db, stop: stop) }
+    try index.save(self)
+  }
+
+  /// Saves the order index's changes (`OrderIndex+Snapshot`) if the last save is at least
+  /// `olderThanMs` old: the sweep saves every five minutes, `serve` at its stop.
+  public func saveIndex(olderThanMs: Int64 = 0) throws {
+    try index.save(self, olderThanMs: olderThanMs)
   }
 
   /// The system's account name on this node (the actor of its events).
@@ -37,17 +44,20 @@ extension WorkOrderService {
   public func sweep(now: Int64? = nil) throws -> SweepReport {
     let now = now ?? identity.nowMs()
     var report = SweepReport()
-    let summaries = try store.read { db in try index.orders(self, in: db) }
+    try store.read { db in try index.catchUp(self, in: db) }
     // Only orders whose clocks or silence call for a step are opened (the index knows when); at
     // most `sweepLimit` a run, `sweepBatch` to a transaction, so a backlog (a node back after
     // weeks) is worked off over a few runs without holding the writer from everyone else.
-    let due = summaries.values.lazy.filter { self.needsSweep($0, now: now) }.prefix(Self.sweepLimit).map(\.id)
+    let due = index.withRows { rows, _, lists in
+      rows.indices.lazy.filter { !rows[$0].gone && self.needsSweep(rows[$0], now: now) }.prefix(Self.sweepLimit).map { lists.ids[$0] }
+    }
     for batch in Array(due).chunked(Self.sweepBatch) {
       try store.transaction { db in
         for id in batch { try sweep(id, now: now, report: &report, in: db) }
       }
     }
     report.conflictOrders = try conflictOrders(now: now)
+    try index.save(self, olderThanMs: 300_000)
     return report
   }
 
@@ -86,15 +96,15 @@ extension WorkOrderService {
   }
 
   /// Whether the sweep has something to do for the order at `now`.
-  func needsSweep(_ summary: OrderIndex.Summary, now: Int64) -> Bool {
-    if let resolved = summary.resolvedMs, now - resolved > autoCloseAfterMs { return true }
-    if summary.firstResponseMinutes == nil, summary.state == .submitted {
-      if now > summary.firstResponseDueMs, summary.marks & 2 == 0 { return true }
-      if now > summary.firstResponseWarnMs, now <= summary.firstResponseDueMs, summary.marks & 1 == 0 { return true }
+  func needsSweep(_ row: OrderIndex.StatRow, now: Int64) -> Bool {
+    if row.resolvedMs != .min, now - row.resolvedMs > autoCloseAfterMs { return true }
+    if row.firstResponseMinutes < 0, row.state == Int32(Eduhub_Workorder_V1_OrderState.submitted.rawValue) {
+      if now > row.firstResponseDueMs, row.marks & 2 == 0 { return true }
+      if now > row.firstResponseWarnMs, now <= row.firstResponseDueMs, row.marks & 1 == 0 { return true }
     }
-    if summary.resolutionMinutes == nil {
-      if now > summary.resolutionDueMs, summary.marks & 8 == 0 { return true }
-      if now > summary.resolutionWarnMs, now <= summary.resolutionDueMs, summary.marks & 4 == 0 { return true }
+    if row.resolutionMinutes < 0 {
+      if now > row.resolutionDueMs, row.marks & 8 == 0 { return true }
+      if now > row.resolutionWarnMs, now <= row.resolutionDueMs, row.marks & 4 == 0 { return true }
     }
     return false
   }

@@ -389,6 +389,76 @@ struct WorkOrderTests {
     }
   }
 
+  @Test("the order index is saved and read back at a start: queues, statistics and watches as before, changes after the save counted; rows of other SLA rules or damaged ones are rebuilt")
+  func savedIndex() async throws {
+    try await withWorld { world in
+      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      let teacher = try await world.options("teacher1")
+      let service = world.node.workOrders
+      let actions: [[Eduhub_Workorder_V1_Action]] = [[], [.accept], [.accept, .start], [.accept, .start, .resolve], [.reject]]
+      var ids: [String] = []
+      for index in 0..<25 {
+        var request = WorkOrderFixture.submission("问题\(index)", kind: [.dataQuality, .dataRequest, .safetyHazard][index % 3])
+        request.order.priority = [.p1, .p2, .p3, .p4][index % 4]
+        request.order.submittingOrgCode = [IdentityWorld.school, IdentityWorld.otherSchool][index % 2]
+        let order = try await service.submit(request, caller: .operator(name: "s"), peer: "t")
+        ids.append(order.id)
+        for action in actions[index % actions.count] {
+          _ = try service.act(WorkOrderFixture.act(order.id, action, note: "说明"), caller: .operator(name: "s"), peer: "t")
+        }
+      }
+      func watch(_ id: String, _ on: Bool) async throws {
+        var request = Eduhub_Workorder_V1_WatchOrderRequest()
+        request.orderID = id
+        request.watch = on
+        _ = try await orders(world).setWatch(request, options: teacher)
+      }
+      // The teacher watches orders of its own.
+      var own: [String] = []
+      for index in 0..<3 { own.append(try await orders(world).submit(WorkOrderFixture.submission("自己的 \(index)"), options: teacher).id) }
+      for id in own { try await watch(id, true) }
+      try service.warmUp()
+      #expect(service.index.origin == .built)
+      // After the save: a new order, a step on an old one, a watch dropped and one added.
+      let late = try await orders(world).submit(WorkOrderFixture.submission("保存之后"), options: teacher)
+      _ = try service.act(WorkOrderFixture.act(ids[0], .accept, note: "受理"), caller: .operator(name: "s"), peer: "t")
+      try await watch(own[1], false)
+      try await watch(late.id, true)
+      func seen(_ service: WorkOrderService) async throws -> [String] {
+        var stats = Eduhub_Workorder_V1_StatsRequest()
+        var out = [try service.getStats(stats, caller: .operator(name: "s")).textFormatString()]
+        stats.orgCode = "511702"
+        out.append(try service.getStats(stats, caller: .operator(name: "s")).textFormatString())
+        var list = Eduhub_Workorder_V1_ListOrdersRequest()
+        list.page.pageSize = 500
+        list.sort = .urgent
+        out.append(try service.listOrders(list, caller: .operator(name: "s")).orders.map { "\($0.id) \($0.state)" }.joined(separator: ","))
+        list.queue = .watched
+        list.sort = .newest
+        out.append(try await orders(world).listOrders(list, options: teacher).orders.map(\.id).sorted().joined(separator: ","))
+        return out
+      }
+      let expected = try await seen(service)
+      #expect(expected[0].contains("total: 29"))
+      #expect(expected[3] == ([late.id, own[0], own[2]].sorted().joined(separator: ",")))
+      // A start on the same store reads the saved rows and the changes since.
+      let restarted = WorkOrderService(identity: world.identity, sla: service.sla, reopenWindowMs: service.reopenWindowMs)
+      #expect(try await seen(restarted) == expected)
+      #expect(restarted.index.origin == .restored)
+      // Other SLA rules: the saved rows are not theirs.
+      var rules = service.sla
+      rules.warningShare = 0.7
+      let other = WorkOrderService(identity: world.identity, sla: rules, reopenWindowMs: service.reopenWindowMs)
+      _ = try await seen(other)
+      #expect(other.index.origin == .built)
+      // A damaged chunk: rebuilt, with the same answers.
+      try world.identity.store.transaction { db in try world.identity.store.records.setBlob(OrderIndex.rowsKey(0), [1, 2, 3], in: db) }
+      let damaged = WorkOrderService(identity: world.identity, sla: service.sla, reopenWindowMs: service.reopenWindowMs)
+      #expect(try await seen(damaged) == expected)
+      #expect(damaged.index.origin == .built)
+    }
+  }
+
   @Test("the sweep: SLA warning then breach (escalated to the service org's admins), auto-close after the silent period")
   func sweep() async throws {
     try await withWorld { world in
