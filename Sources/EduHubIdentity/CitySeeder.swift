@@ -1,6 +1,7 @@
 import EduHubAPI
 import EduHubPrivacy
 import EduHubReplication
+import EduHubStorage
 import Foundation
 import SwiftProtobuf
 
@@ -63,9 +64,13 @@ public struct CitySeeder: Sendable {
     try run(into: identity.replica, progress: progress)
   }
 
-  /// Writes the city straight into `replica`.
+  /// Writes the city straight into `replica` as a bulk load (`EncryptedDatabase.bulkLoad`).
   @discardableResult
   public func run(into replica: Replica, progress: (Summary) -> Void = { _ in }) throws -> Summary {
+    try replica.store.database.bulkLoad { try write(into: replica, progress: progress) }
+  }
+
+  private func write(into replica: Replica, progress: (Summary) -> Void) throws -> Summary {
     var random = SplitMix64(seed: seed)
     var summary = Summary()
     var issued: [String: Int] = [:]
@@ -77,6 +82,7 @@ public struct CitySeeder: Sendable {
     var schoolCounts = Self.counties.map { max(1, Int(Double(totalSchools) * $0.weight)) }
     schoolCounts[schoolCounts.count - 1] += totalSchools - schoolCounts.reduce(0, +)
     try replica.write(writes)
+    var pending: [Replica.Write] = []
     let studentsPerSchool = Double(targetStudents) / Double(totalSchools)
     let teachersPerSchool = Double(targetTeachers) / Double(totalSchools)
     for (countyIndex, county) in Self.counties.enumerated() {
@@ -85,7 +91,7 @@ public struct CitySeeder: Sendable {
       summary.orgs += 1
       var towns: [(code: String, path: String, name: String)] = []
       for townIndex in 0..<townsPerCounty {
-        let code = county.code + String(format: "%03d", townIndex + 1)
+        let code = county.code + Self.padded(townIndex + 1, 3)
         let name = Names.place(&random) + (townIndex == 0 ? "街道" : random.next(100) < 70 ? "镇" : "乡")
         towns.append((code, countyPath + "/" + code, name))
         var town = org(code, name, .town, parent: county.code)
@@ -97,7 +103,7 @@ public struct CitySeeder: Sendable {
       for schoolIndex in 0..<schoolCounts[countyIndex] {
         let town = towns[schoolIndex % towns.count]
         let level = Self.level(for: schoolIndex, &random)
-        let code = county.code + String(format: "%04d", schoolIndex + 1)
+        let code = county.code + Self.padded(schoolIndex + 1, 4)
         let path = town.path + "/" + code
         var school = org(code, town.name + Self.suffix(level, schoolIndex), .school, parent: town.code)
         school.divisionCode = county.code
@@ -111,10 +117,18 @@ public struct CitySeeder: Sendable {
         try people(
           school: code, path: path, county: county, level: level, students: students, teachers: teachers,
           random: &random, issued: &issued, batch: &batch, summary: &summary)
-        try replica.write(batch)
+        pending += batch
+        // Schools share transactions of about `Self.transactionRecords`: each commit writes every
+        // page it touched (the random national ID and phone index leaves above all) to the WAL and
+        // again at the checkpoint, so fewer, larger ones write (and encrypt) each page fewer times.
+        if pending.count >= Self.transactionRecords {
+          try replica.write(pending)
+          pending.removeAll(keepingCapacity: true)
+        }
         progress(summary)
       }
     }
+    try replica.write(pending)
     return summary
   }
 
@@ -132,7 +146,7 @@ public struct CitySeeder: Sendable {
       let grade = grades[index * grades.count / students]
       let classNumber = (index % max(1, students / grades.count)) / classSize + 1
       var student = Eduhub_Identity_V1_Person()
-      student.id = "S\(school)-\(String(format: "%04d", index + 1))"
+      student.id = "S\(school)-\(Self.padded(index + 1, 4))"
       student.kind = .student
       let surname = Names.surname(&random)
       student.name = surname + Names.given(&random)
@@ -157,7 +171,7 @@ public struct CitySeeder: Sendable {
         let count = random.next(100) < 96 ? 2 : 1
         for number in 0..<count {
           var guardian = Eduhub_Identity_V1_Person()
-          guardian.id = "G\(school)-\(String(format: "%04d", index + 1))\(number == 0 ? "a" : "b")"
+          guardian.id = "G\(school)-\(Self.padded(index + 1, 4))\(number == 0 ? "a" : "b")"
           guardian.kind = .guardian
           let father = number == 0
           guardian.name = (father ? surname : Names.surname(&random)) + Names.given(&random)
@@ -189,7 +203,7 @@ public struct CitySeeder: Sendable {
     let titles = ["三级教师", "二级教师", "一级教师", "高级教师", "正高级教师"]
     for index in 0..<teachers {
       var teacher = Eduhub_Identity_V1_Person()
-      teacher.id = "T\(school)-\(String(format: "%03d", index + 1))"
+      teacher.id = "T\(school)-\(Self.padded(index + 1, 3))"
       teacher.kind = .teacher
       teacher.name = Names.surname(&random) + Names.given(&random)
       teacher.gender = random.next(100) < 65 ? .female : .male
@@ -276,6 +290,15 @@ public struct CitySeeder: Sendable {
   /// A valid 18-digit ID number: region, birth date, sequence (odd for men), check character.
   /// Sequences count up per region, day and sex (as a registry office assigns them), so no two
   /// people share a number; `issued` remembers how many each has given.
+  /// Records written per transaction, about (whole schools).
+  static let transactionRecords = 20_000
+
+  /// `value` in decimal, zero-padded to `width` digits (String(format:) was a tenth of the seed).
+  static func padded(_ value: Int, _ width: Int) -> String {
+    let digits = String(value)
+    return digits.utf8.count >= width ? digits : String(repeating: "0", count: width - digits.utf8.count) + digits
+  }
+
   static func nationalID(region: String, birth: CivilDate, male: Bool, issued: inout [String: Int]) -> String {
     let key = region + birth.description + (male ? "m" : "f")
     let count = issued[key, default: 0]
@@ -285,7 +308,7 @@ public struct CitySeeder: Sendable {
     var sequence = (count % 500) * 2
     if male { sequence += 1 }
     let region = regionCode
-    let body = region + String(format: "%04d%02d%02d%03d", birth.year, birth.month, birth.day, sequence)
+    let body = region + padded(birth.year, 4) + padded(birth.month, 2) + padded(birth.day, 2) + padded(sequence, 3)
     let check = NationalID.checkCharacter(body.utf8.map { Int($0 - 0x30) })
     return body + String(UnicodeScalar(check))
   }
@@ -351,6 +374,6 @@ enum Names {
     "130", "131", "132", "155", "156", "185", "186", "133", "153", "180", "181", "189", "177", "199"]
 
   static func phone(_ random: inout SplitMix64) -> String {
-    prefixes[random.next(prefixes.count)] + String(format: "%08d", random.next(100_000_000))
+    prefixes[random.next(prefixes.count)] + CitySeeder.padded(random.next(100_000_000), 8)
   }
 }

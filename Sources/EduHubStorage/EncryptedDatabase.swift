@@ -187,5 +187,29 @@ extension EncryptedDatabase {
   }
 }
 
+extension EncryptedDatabase {
+  /// Runs `body`, a bulk load (millions of records in large transactions), with the writer's page
+  /// cache raised to `cacheMiB` and its checkpoints spaced to every `checkpointMiB` of WAL, then
+  /// puts both back. A large transaction whose dirty pages outgrow the cache spills them into the
+  /// WAL and writes them again at its commit; close checkpoints copy (and re-encrypt) a page that
+  /// many transactions rewrite once per checkpoint. Both bounds are fixed: memory stays bounded.
+  /// Checkpoints a backup shipper owns (turned off) stay off.
+  public func bulkLoad<T>(cacheMiB: Int = 256, checkpointMiB: Int = 512, _ body: () throws -> T) throws -> T {
+    let (cache, checkpoint): (Int, Int) = try writeWithoutTransaction { db in
+      let before = (try Int.fetchOne(db, sql: "PRAGMA cache_size") ?? -32768, try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") ?? 0)
+      try db.execute(sql: "PRAGMA cache_size = \(-cacheMiB * 1024)")
+      if before.1 > 0 { try db.execute(sql: "PRAGMA wal_autocheckpoint = \(checkpointMiB * 1024 * 1024 / Self.pageSize)") }
+      return before
+    }
+    defer {
+      try? writeWithoutTransaction { db in
+        try db.execute(sql: "PRAGMA cache_size = \(cache)")
+        if checkpoint > 0 { try db.execute(sql: "PRAGMA wal_autocheckpoint = \(checkpoint)") }
+      }
+    }
+    return try body()
+  }
+}
+
 /// SQLITE_IOERR_DATA, the code the VFS returns for a page that does not authenticate.
 let SQLITE_IOERR_DATA_CODE: Int32 = 10 | (32 << 8)

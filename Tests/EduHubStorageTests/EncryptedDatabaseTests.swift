@@ -86,6 +86,27 @@ struct EncryptedDatabaseTests {
     #expect(!leakedSecrets(in: [plain]).isEmpty)
   }
 
+  @Test("a bulk load raises the writer's cache and spaces its checkpoints, then puts both back; checkpoints a shipper turned off stay off")
+  func bulkLoad() throws {
+    let database = try EncryptedDatabase.open(path: try temporaryDirectory() + "/node.sqlite", key: .key(AEAD.makeKey()), create: true)
+    func settings() throws -> [Int] {
+      try database.writeWithoutTransaction { db in
+        [try Int.fetchOne(db, sql: "PRAGMA cache_size") ?? 0, try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") ?? 0]
+      }
+    }
+    let before = try settings()
+    let during = try database.bulkLoad(cacheMiB: 64, checkpointMiB: 128) {
+      try database.write(fillPeople)
+      return try settings()
+    }
+    #expect(during == [-64 * 1024, 128 * 1024 * 1024 / EncryptedDatabase.pageSize])
+    #expect(try settings() == before)
+    #expect(try database.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM people") } == 300)
+    try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }  // as a shipper does
+    #expect(try database.bulkLoad { try settings() }[1] == 0)
+    #expect(try settings()[1] == 0)
+  }
+
   @Test("a wrong key is refused as such, before any page is read")
   func wrongKey() throws {
     let path = try temporaryDirectory() + "/node.sqlite"
