@@ -180,6 +180,25 @@ func measure() async throws {
   let watched = try await orders.submit(submit, options: teacher)
   let latencies = try await orders.watch(Eduhub_Workorder_V1_WatchRequest(), options: teacher) { stream in
     var iterator = stream.makeAsyncIterator()
+    // A stream without a cursor starts where the server stands when the call reaches it, which may
+    // be after a comment sent at once: comment until one arrives, so no measured change is missed.
+    let warmUp = Task {
+      var round = 0
+      while !Task.isCancelled {
+        var act = Eduhub_Workorder_V1_ActRequest()
+        act.orderID = watched.id
+        act.action = .comment
+        act.note = "预热 \(round)"
+        _ = try? await orders.act(act, options: city)
+        round += 1
+        try? await Task.sleep(for: .milliseconds(100))
+      }
+    }
+    while let change = try await iterator.next() {
+      if change.events.contains(where: { $0.note.hasPrefix("预热") }) { break }
+    }
+    warmUp.cancel()
+    _ = await warmUp.result
     var out: [Double] = []
     for index in 0..<300 {
       var act = Eduhub_Workorder_V1_ActRequest()
