@@ -252,7 +252,7 @@ final class OrderIndex: Sendable {
   /// Brings the rows up to `db`: the first time from the saved index (or, without one, from every
   /// order and event), then from the changes since.
   /// - Parameter stop: asked between pages of a first load; true ends it (CancellationError).
-  func catchUp(_ service: WorkOrderService, in db: Database, stop: @Sendable () -> Bool = { false }) throws {
+  func catchUp(_ service: WorkOrderService, in db: Database, page: Int = catchUpPage, stop: @Sendable () -> Bool = { false }) throws {
     let store = service.store.records
     if state.withLock({ $0.sequences.isEmpty }) {
       // One first load at a time (a sweep and a query may both come first): the others wait for
@@ -262,35 +262,52 @@ final class OrderIndex: Sendable {
         if try !restore(service, in: db) { try load(service, in: db, stop: stop) }
       }
     }
-    let known = state.withLock { $0.sequences }
-    var affected = Set<String>()
-    var latest: [String: Int64] = [:]
-    for collection in Self.collections {
-      let (records, evicted) = try store.changes(of: collection, after: known[collection] ?? 0, in: db)
-      for record in records {
-        affected.insert(collection == WorkOrderCollections.order.name ? record.id : String(record.id.prefix { $0 != "|" }))
+    // In rounds of at most `catchUpPage` writes per collection, so a long absence (a node that
+    // saved its rows hours of writes ago) is read with bounded memory. Each order is derived from
+    // the snapshot's whole state, so reading the collections' changes in separate pages is safe.
+    while true {
+      let known = state.withLock { $0.sequences }
+      var affected = Set<String>()
+      var latest: [String: Int64] = [:]
+      var more = false
+      for collection in Self.collections {
+        let (records, evicted) = try store.changes(of: collection, after: known[collection] ?? 0, limit: page, in: db)
+        more = more || records.count == page
+        let through = records.count == page ? records.last?.sequence ?? 0 : .max
+        for record in records {
+          affected.insert(collection == WorkOrderCollections.order.name ? record.id : String(record.id.prefix { $0 != "|" }))
+        }
+        for (sequence, id) in evicted where sequence <= through { affected.insert(String(id.prefix { $0 != "|" })) }
+        let evictedThrough = evicted.map(\.sequence).filter { $0 <= through }.max() ?? 0
+        latest[collection] = max(records.last?.sequence ?? 0, evictedThrough, known[collection] ?? 0)
       }
-      for (_, id) in evicted { affected.insert(String(id.prefix { $0 != "|" })) }
-      latest[collection] = max(records.last?.sequence ?? 0, evicted.map(\.sequence).max() ?? 0, known[collection] ?? 0)
-    }
-    guard !affected.isEmpty else { return }
-    let now = service.identity.nowMs()
-    var summaries: [String: (Summary, [String])?] = [:]
-    for id in affected {
-      summaries[id] = try service.load(id, in: db).map { record, order, events in
-        (Self.summary(service, record, order, events, now: now), try service.watchers(of: order.id, in: db))
+      guard !affected.isEmpty else { return }
+      let now = service.identity.nowMs()
+      var summaries: [String: (Summary, [String])?] = [:]
+      for id in affected {
+        summaries[id] = try service.load(id, in: db).map { record, order, events in
+          (Self.summary(service, record, order, events, now: now), try service.watchers(of: order.id, in: db))
+        }
       }
-    }
-    state.withLock { state in
-      // A concurrent catch-up from a newer snapshot may have gone further: keep the newest.
-      guard latest.allSatisfy({ $0.value >= state.sequences[$0.key] ?? 0 }) else { return }
-      for (id, found) in summaries {
-        state.set(id, found?.0)
-        if let index = state.rowOf[id] { state.setWatchers(index, found?.1 ?? []) }
+      let applied = state.withLock { state in
+        // A concurrent catch-up from a newer snapshot may have gone further: keep the newest.
+        guard latest.allSatisfy({ $0.value >= state.sequences[$0.key] ?? 0 }) else { return false }
+        for (id, found) in summaries {
+          state.set(id, found?.0)
+          if let index = state.rowOf[id] { state.setWatchers(index, found?.1 ?? []) }
+        }
+        state.sequences = latest
+        return true
       }
-      state.sequences = latest
+      guard applied, more else { return }
     }
   }
+
+  /// Writes read per collection in one round of a catch-up.
+  static let catchUpPage = 4096
+
+  /// Whether the first load has happened (a catch-up after it reads only changes).
+  var loaded: Bool { state.withLock { !$0.sequences.isEmpty } }
 
   static func summary(
     _ service: WorkOrderService, _ record: StoredRecord, _ order: Eduhub_Workorder_V1_WorkOrder,

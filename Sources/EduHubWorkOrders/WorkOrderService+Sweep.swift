@@ -30,6 +30,9 @@ extension WorkOrderService {
   /// Saves the order index's changes (`OrderIndex+Snapshot`) if the last save is at least
   /// `olderThanMs` old: the sweep saves every five minutes, `serve` at its stop.
   public func saveIndex(olderThanMs: Int64 = 0) throws {
+    // What was written since the last query is read first (only once the index is loaded: a stop
+    // does not wait for a first load).
+    if index.loaded { try store.read { db in try index.catchUp(self, in: db) } }
     try index.save(self, olderThanMs: olderThanMs)
   }
 

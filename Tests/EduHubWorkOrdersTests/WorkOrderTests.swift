@@ -445,6 +445,11 @@ struct WorkOrderTests {
       let restarted = WorkOrderService(identity: world.identity, sla: service.sla, reopenWindowMs: service.reopenWindowMs)
       #expect(try await seen(restarted) == expected)
       #expect(restarted.index.origin == .restored)
+      // The same caught up three writes at a time (a long absence is read in rounds).
+      let paged = WorkOrderService(identity: world.identity, sla: service.sla, reopenWindowMs: service.reopenWindowMs)
+      try world.identity.store.read { db in try paged.index.catchUp(paged, in: db, page: 3) }
+      #expect(try await seen(paged) == expected)
+      #expect(paged.index.origin == .restored)
       // Other SLA rules: the saved rows are not theirs.
       var rules = service.sla
       rules.warningShare = 0.7
