@@ -109,15 +109,14 @@ public struct CitySeeder: Sendable {
         school.divisionCode = county.code
         school.schoolLevel = level
         school.address = "四川省达州市\(county.name)\(town.name)\(Names.street(&random))\(random.next(200) + 1)号"
-        var batch = [write(IdentityCollections.org.name, code, path, school)]
+        pending.append(write(IdentityCollections.org.name, code, path, school))
         summary.orgs += 1
         summary.schools += 1
         let students = max(1, Int(studentsPerSchool * Self.sizeFactor(level) * (0.7 + Double(random.next(61)) / 100)))
         let teachers = max(2, Int(teachersPerSchool * Self.sizeFactor(level) * (0.8 + Double(random.next(41)) / 100)))
         try people(
           school: code, path: path, county: county, level: level, students: students, teachers: teachers,
-          random: &random, issued: &issued, batch: &batch, summary: &summary)
-        pending += batch
+          random: &random, issued: &issued, batch: &pending, summary: &summary)
         // Schools share transactions of about `Self.transactionRecords`: each commit writes every
         // page it touched (the random national ID and phone index leaves above all) to the WAL and
         // again at the checkpoint, so fewer, larger ones write (and encrypt) each page fewer times.
@@ -128,7 +127,7 @@ public struct CitySeeder: Sendable {
         progress(summary)
       }
     }
-    try replica.write(pending)
+    if !pending.isEmpty { try replica.write(pending) }
     return summary
   }
 

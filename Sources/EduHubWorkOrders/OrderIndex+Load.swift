@@ -52,7 +52,7 @@ extension OrderIndex {
         if next.id.hasPrefix(prefix) {
           own.append(next)
         } else {
-          early[String(next.id.prefix { $0 != "|" }), default: []].append(next)
+          early[WorkOrderCollections.orderID(of: next.id, in: events.collection), default: []].append(next)
         }
       }
       guard !record.deleted else { continue }
@@ -78,7 +78,7 @@ extension OrderIndex {
     var marks: [Int32: [String]] = [:]
     while let record = try walk.peek(store, db) {
       walk.index += 1
-      guard !record.deleted, let row = built.rowOf[String(record.id.prefix { $0 != "|" })],
+      guard !record.deleted, let row = built.rowOf[WorkOrderCollections.orderID(of: record.id, in: walk.collection)],
         let mark = try? Eduhub_Workorder_V1_OrderEvent(serializedBytes: record.body)
       else { continue }
       marks[row, default: []].append(mark.actor)

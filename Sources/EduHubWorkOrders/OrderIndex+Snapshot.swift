@@ -177,7 +177,12 @@ extension OrderIndex {
     out.bytes.reserveCapacity(rows.count * 120)
     out.append(Int64(rows.count))
     for (row, id) in zip(rows, ids) {
-      for number in [row.path, row.county, row.assignee, row.state, row.kind, row.priority] { out.append(number) }
+      out.append(row.path)
+      out.append(row.county)
+      out.append(row.assignee)
+      out.append(row.state)
+      out.append(row.kind)
+      out.append(row.priority)
       out.bytes.append((row.reopened ? 1 : 0) | (row.everResolved ? 2 : 0) | (row.gone ? 4 : 0))
       out.bytes.append(row.marks)
       out.append(row.createdMs)
@@ -190,7 +195,9 @@ extension OrderIndex {
       out.append(row.resolutionDueMs)
       out.append(row.resolutionWarnMs)
       out.append(row.resolvedMs)
-      for number in [row.submitter, row.serviceOrg, row.assigneeOrg] { out.append(number) }
+      out.append(row.submitter)
+      out.append(row.serviceOrg)
+      out.append(row.assigneeOrg)
       out.append(string: id)
     }
     return out.bytes

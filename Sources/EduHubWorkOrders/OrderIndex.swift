@@ -254,11 +254,11 @@ final class OrderIndex: Sendable {
   /// - Parameter stop: asked between pages of a first load; true ends it (CancellationError).
   func catchUp(_ service: WorkOrderService, in db: Database, page: Int = catchUpPage, stop: @Sendable () -> Bool = { false }) throws {
     let store = service.store.records
-    if state.withLock({ $0.sequences.isEmpty }) {
+    if !loaded {
       // One first load at a time (a sweep and a query may both come first): the others wait for
       // it rather than load a million orders again beside it.
       try loading.withLock { _ in
-        guard state.withLock({ $0.sequences.isEmpty }) else { return }
+        guard !loaded else { return }
         if try !restore(service, in: db) { try load(service, in: db, stop: stop) }
       }
     }
@@ -274,12 +274,13 @@ final class OrderIndex: Sendable {
         let (records, evicted) = try store.changes(of: collection, after: known[collection] ?? 0, limit: page, in: db)
         more = more || records.count == page
         let through = records.count == page ? records.last?.sequence ?? 0 : .max
-        for record in records {
-          affected.insert(collection == WorkOrderCollections.order.name ? record.id : String(record.id.prefix { $0 != "|" }))
+        var last = max(records.last?.sequence ?? 0, known[collection] ?? 0)
+        for record in records { affected.insert(WorkOrderCollections.orderID(of: record.id, in: collection)) }
+        for (sequence, id) in evicted where sequence <= through {
+          affected.insert(WorkOrderCollections.orderID(of: id, in: collection))
+          last = max(last, sequence)
         }
-        for (sequence, id) in evicted where sequence <= through { affected.insert(String(id.prefix { $0 != "|" })) }
-        let evictedThrough = evicted.map(\.sequence).filter { $0 <= through }.max() ?? 0
-        latest[collection] = max(records.last?.sequence ?? 0, evictedThrough, known[collection] ?? 0)
+        latest[collection] = last
       }
       guard !affected.isEmpty else { return }
       let now = service.identity.nowMs()

@@ -5,6 +5,12 @@ import EduHubStorage
 /// The record-store collections of work orders. Orders, events and watch marks index their changes:
 /// the in-memory order index and Watch streams catch up from them.
 public enum WorkOrderCollections {
+  /// The order a record of `collection` belongs to: an order's own id, or the part of an event's,
+  /// watch mark's or attachment's id before its first "|".
+  static func orderID(of recordID: String, in collection: String) -> String {
+    collection == order.name ? recordID : String(recordID.prefix { $0 != "|" })
+  }
+
   /// Orders as submitted (immutable; scope: the submitting org's path). 6 submitter.
   public static let order = RecordCollection<Eduhub_Workorder_V1_WorkOrder>("workorder", indexes: ["submitter"], indexesChanges: true) {
     body in .init(keys: [("submitter", try WireFields.strings(body, [6])[6] ?? "")])

@@ -33,18 +33,16 @@ extension WorkOrderService {
       try index.catchUp(self, in: db)
       let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
       let handled = caller.scopes(for: .ordersHandle)
-      let states = Set(request.states)
       // Who may read is `mayRead`, with the caller's reading scopes worked out once. Only the sort
       // key of a match is kept: moving whole orders while sorting 200,000 was most of a county's queue.
       let readable = caller.scopes(for: .ordersRead) + caller.scopes(for: .ordersHandle)
       let account = caller.accountID
       var matched: [(due: Int64, created: Int64, id: String)] = []
-      func add(running: Bool, due: Int64, created: Int64, id: String) {
-        matched.append((urgent && running && due > 0 ? due : .max, -created, id))
-      }
       index.withRows { rows, names, lists in
         Self.scan(rows, names: names, lists: lists, request: request, account: account, readable: readable, handled: handled, orgPath: orgPath) {
-          add(running: $0.resolutionMinutes < 0, due: $0.resolutionDueMs, created: $0.createdMs, id: $1)
+          row, id in
+          let running = row.resolutionMinutes < 0
+          matched.append((urgent && running && row.resolutionDueMs > 0 ? row.resolutionDueMs : .max, -row.createdMs, id))
         }
       }
       matched.sort { ($0.due, $0.created, $0.id) < ($1.due, $1.created, $1.id) }
@@ -304,7 +302,7 @@ extension WorkOrderService {
     let through = full.min() ?? pages.compactMap { $0.last?.sequence }.max() ?? cursor
     for (collection, records) in zip(collections, pages) {
       for record in records where record.sequence <= through {
-        let orderID = collection == WorkOrderCollections.order.name ? record.id : String(record.id.prefix { $0 != "|" })
+        let orderID = WorkOrderCollections.orderID(of: record.id, in: collection)
         lastSequence[orderID] = max(lastSequence[orderID] ?? 0, record.sequence)
         if collection == WorkOrderCollections.event.name, !record.deleted, let event = try? WorkOrderCollections.event.decode(record) {
           newEvents[orderID, default: []].append(event)

@@ -16,13 +16,17 @@ import Testing
 struct WorkOrderTests {
   func orders(_ world: IdentityWorld) -> Eduhub_Workorder_V1_WorkOrderService.Client { .init(world.rpc) }
 
+  /// Call options of a teacher at the school and of a dispatcher of its county.
+  func teacherAndDispatcher(_ world: IdentityWorld) async throws -> (teacher: CallOptions, dispatch: CallOptions) {
+    try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+    try await world.account("dispatch", role: .dispatcher, org: "511702")
+    return (try await world.options("teacher1"), try await world.options("dispatch"))
+  }
+
   @Test("the urgent order leads with the earliest running deadline across pages; stopped clocks follow, newest first")
   func urgentQueue() async throws {
     try await withWorld { world in
-      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
-      try await world.account("dispatch", role: .dispatcher, org: "511702")
-      let teacher = try await world.options("teacher1")
-      let dispatch = try await world.options("dispatch")
+      let (teacher, dispatch) = try await teacherAndDispatcher(world)
       func submit(_ title: String, _ priority: Eduhub_Workorder_V1_Priority) async throws -> Eduhub_Workorder_V1_WorkOrder {
         var request = WorkOrderFixture.submission(title)
         request.order.priority = priority
@@ -308,10 +312,7 @@ struct WorkOrderTests {
   @Test("Watch delivers a state change at once, and a stream resumed from its cursor misses nothing")
   func watchAndResume() async throws {
     try await withWorld { world in
-      try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
-      try await world.account("dispatch", role: .dispatcher, org: "511702")
-      let teacher = try await world.options("teacher1")
-      let dispatch = try await world.options("dispatch")
+      let (teacher, dispatch) = try await teacherAndDispatcher(world)
       let order = try await orders(world).submit(WorkOrderFixture.submission(), options: teacher)
       // The teacher watches; the dispatcher accepts.
       let first = try await orders(world).watch(Eduhub_Workorder_V1_WatchRequest(), options: teacher) { stream in

@@ -204,12 +204,7 @@ public final class ContinuousBackup: Sendable {
     if due {
       try beginGeneration(reason: "scheduled")
     }
-    do {
-      try ship()
-    } catch is Discontinuity {
-      try beginGeneration(reason: "the WAL was checkpointed outside the shipper")
-      return
-    }
+    guard try shipOrBeginGeneration() else { return }
     if state.withLock({ $0.cursor.frames }) >= options.checkpointFrames {
       try checkpoint()
     }
@@ -340,6 +335,20 @@ public final class ContinuousBackup: Sendable {
     }
   }
 
+  /// Ships, or begins a new generation if the WAL was checkpointed outside the shipper since its
+  /// last round (the frames after the cursor are in the database now, not in the WAL: a new
+  /// generation's snapshot holds them). Returns whether it shipped.
+  @discardableResult
+  private func shipOrBeginGeneration() throws -> Bool {
+    do {
+      try ship()
+      return true
+    } catch is Discontinuity {
+      try beginGeneration(reason: "the WAL was checkpointed outside the shipper")
+      return false
+    }
+  }
+
   private func writeSegment(_ frames: [WALFrame], cursor: WALCursor, state: inout State) throws {
     let now = BackupClock.nowMs()
     let first = state.transaction + 1
@@ -425,13 +434,7 @@ public final class ContinuousBackup: Sendable {
     done.wait()
     defer { Glibc.close(lock) }
     do {
-      do {
-        try ship()
-      } catch is Discontinuity {
-        // Checkpointed outside the shipper since its last round: the frames after the cursor are
-        // in the database now, not in the WAL. A new generation's snapshot holds them.
-        try beginGeneration(reason: "the WAL was checkpointed outside the shipper")
-      }
+      try shipOrBeginGeneration()
       try database.writeWithoutTransaction { db in
         WALRestartWatch.uninstall(db)
         try ship()
