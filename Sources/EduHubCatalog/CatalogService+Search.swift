@@ -39,7 +39,7 @@ extension CatalogService {
     let fingerprint = Self.fingerprint((try? unpaged.serializedBytes()) ?? [])
     let now = identity.nowMs()
     return try store.read { db in
-      let (entries, facetNames) = try index.entries(store: store.records, collection: CatalogCollections.resource.name, in: db)
+      let catalog = try index.snapshot(store: store.records, collection: CatalogCollections.resource.name, in: db)
       let mine = try followed(by: caller, in: db)
       var response = Eduhub_Catalog_V1_SearchResourcesResponse()
       let codes: [String]
@@ -49,14 +49,14 @@ extension CatalogService {
         response.facets = snapshot.facets
       } else {
         let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
-        let found = try match(request, entries: entries, facetNames: facetNames, orgPath: orgPath, followed: mine, caller: caller)
+        let found = match(request, in: catalog, orgPath: orgPath, followed: mine, caller: caller)
         codes = found.codes
         response.total = Int64(codes.count)
         response.facets = found.facets
       }
       for code in codes.dropFirst(offset).prefix(size) {
         // Later pages show each resource as it is now; one gone (or hidden) since is left out.
-        guard let entry = entries[code], visible(entry.resource, path: entry.scope, to: caller) else { continue }
+        guard let entry = catalog.entry(code), visible(entry.resource, path: entry.scope, to: caller) else { continue }
         var resource = entry.resource
         resource.followed = mine.contains(code)
         response.resources.append(resource)
@@ -91,70 +91,99 @@ extension CatalogService {
   }
 
   /// The codes of the matching resources in the requested order, and the facets.
+  ///
+  /// Only resources the query's byte pairs (`PairBits`) leave in are read at all. For those,
+  /// visibility and each filter compare small numbers from the snapshot's flat keys (a filter value
+  /// no resource has gets a number nothing equals); the text is tried only where at most one
+  /// filter fails, from the packed texts.
   func match(
-    _ request: Eduhub_Catalog_V1_SearchResourcesRequest, entries: [String: CatalogIndex.Entry], facetNames: CatalogIndex.Facets,
-    orgPath: String?,
+    _ request: Eduhub_Catalog_V1_SearchResourcesRequest, in catalog: CatalogIndex.Snapshot, orgPath: String?,
     followed mine: Set<String>, caller: Caller
-  ) throws -> (codes: [String], facets: [Eduhub_Catalog_V1_Facet]) {
+  ) -> (codes: [String], facets: [Eduhub_Catalog_V1_Facet]) {
+    // Readers of the catalog see shared resources, and not-shared ones of their own subtrees.
+    guard caller.holdsAnywhere(.catalogRead) || caller.holdsAnywhere(.catalogPublish) else { return ([], []) }
     let query = CatalogIndex.Query(request.query, exact: request.exact)
-    var counts = [[Int64]](repeating: [Int64](repeating: 0, count: facetNames.names.count), count: Filter.allCases.count)
+    let facetNames = catalog.facets
     var followedCount: Int64 = 0
     var matched: [(entry: CatalogIndex.Entry, score: Int)] = []
-    // Visibility, hoisted: readers of the catalog see shared resources, and not-shared ones of
-    // their own subtrees.
-    guard caller.holdsAnywhere(.catalogRead) || caller.holdsAnywhere(.catalogPublish) else { return ([], []) }
+    // Each scope path's subtree tests, decided once per search.
     let ownScopes = caller.scopes(for: .orgRead)
-    for entry in entries.values {
-      let resource = entry.resource
-      guard request.includeRetired || !resource.retired else { continue }
-      if resource.sharingClass == .notShared, !ownScopes.contains(where: { RecordStore.inScope(entry.scope, $0) }) {
-        continue
+    let ownsScope = catalog.scopes.names.map { path in ownScopes.contains { RecordStore.inScope(path, $0) } }
+    let inOrg = catalog.scopes.names.map { path in orgPath.map { RecordStore.inScope(path, $0) } ?? true }
+    // A requested value no resource has: -2, which no key holds (-1 is "no value").
+    func wanted(_ value: String) -> Int32 { value.isEmpty ? -1 : Int32(facetNames.numbers[value] ?? -2) }
+    let system = wanted(request.publishingSystem), theme = wanted(request.theme), form = wanted(request.exchangeForm)
+    let type = request.type == .unspecified ? -1 : wanted(CatalogIndex.typeName(request.type))
+    let sharing = request.sharingClass == .unspecified ? -1 : wanted(CatalogIndex.sharingName(request.sharingClass))
+    let followedSlots = Set(mine.compactMap { catalog.slots[$0] })
+    let keys = catalog.keys, entries = catalog.entries, names = facetNames.names.count
+    var order: [Int] = []
+    if let candidates = catalog.candidates(query.required) {
+      for (index, var word) in candidates.enumerated() {
+        while word != 0 {
+          let slot = index * 64 + word.trailingZeroBitCount
+          if slot < keys.count { order.append(slot) }
+          word &= word - 1
+        }
       }
-      let isFollowed = mine.contains(resource.code)
+    } else {
+      order = Array(keys.indices)
+    }
+    // Plain locals and no closures in the loop: captured arrays and boxed counters cost a retain
+    // per resource.
+    let formFacet = Filter.exchangeForm.rawValue
+    var counts = [Int64](repeating: 0, count: Filter.allCases.count * names)
+    for slot in order {
+      let key = keys[slot]
+      guard key.live, request.includeRetired || !key.retired else { continue }
+      if key.notShared, !ownsScope[Int(key.scope)] { continue }
       // Which filter, if exactly one, turns the resource away: it still counts in that facet.
-      var failing: Filter?
+      var failing = -1
       var failures = 0
-      for filter in Filter.allCases {
-        let passes: Bool
-        switch filter {
-        case .org: passes = orgPath.map { RecordStore.inScope(entry.scope, $0) } ?? true
-        case .system: passes = request.publishingSystem.isEmpty || resource.publishingSystem == request.publishingSystem
-        case .type: passes = request.type == .unspecified || resource.type == request.type
-        case .theme: passes = request.theme.isEmpty || resource.theme == request.theme
-        case .exchangeForm: passes = request.exchangeForm.isEmpty || resource.exchangeForms.contains(request.exchangeForm)
-        case .sharingClass: passes = request.sharingClass == .unspecified || resource.sharingClass == request.sharingClass
-        case .followed: passes = !request.followedByMe || isFollowed
-        }
-        if !passes {
-          failures += 1
-          failing = filter
-          if failures > 1 { break }
-        }
-      }
+      if !inOrg[Int(key.scope)] { (failures, failing) = (failures + 1, Filter.org.rawValue) }
+      if system != -1, key.system != system { (failures, failing) = (failures + 1, Filter.system.rawValue) }
+      if type != -1, key.type != type { (failures, failing) = (failures + 1, Filter.type.rawValue) }
+      if theme != -1, key.theme != theme { (failures, failing) = (failures + 1, Filter.theme.rawValue) }
+      if sharing != -1, key.sharing != sharing { (failures, failing) = (failures + 1, Filter.sharingClass.rawValue) }
+      let isFollowed = !followedSlots.isEmpty && followedSlots.contains(slot)
+      if request.followedByMe, !isFollowed { (failures, failing) = (failures + 1, Filter.followed.rawValue) }
       guard failures <= 1 else { continue }
       var score = 0
       if !query.isEmpty {
-        guard let found = CatalogIndex.score(entry, query) else { continue }
+        guard let found = catalog.score(slot, query) else { continue }
         score = found
       }
-      for filter in Filter.allCases where failing == nil || failing == filter {
-        if filter == .followed {
-          if isFollowed { followedCount += 1 }
-        } else {
-          for value in entry.facetValues[filter.rawValue] { counts[filter.rawValue][value] += 1 }
-        }
+      guard let entry = entries[slot] else { continue }
+      if form != -1, form < 0 || key.forms & (1 << UInt64(form & 63)) == 0 || !entry.facetValues[formFacet].contains(Int(form)) {
+        (failures, failing) = (failures + 1, formFacet)
+        if failures > 1 { continue }
       }
-      if failing == nil { matched.append((entry, score)) }
+      func count(_ filter: Filter, _ value: Int32) {
+        if value >= 0, failing == -1 || failing == filter.rawValue { counts[filter.rawValue * names + Int(value)] += 1 }
+      }
+      count(.org, key.org)
+      count(.system, key.system)
+      count(.type, key.type)
+      count(.theme, key.theme)
+      count(.sharingClass, key.sharing)
+      if failing == -1 || failing == formFacet {
+        for value in entry.facetValues[formFacet] { counts[formFacet * names + value] += 1 }
+      }
+      if isFollowed, failing == -1 || failing == Filter.followed.rawValue { followedCount += 1 }
+      if failing == -1 { matched.append((entry, score)) }
     }
-    func byName(_ a: Eduhub_Catalog_V1_Resource, _ b: Eduhub_Catalog_V1_Resource) -> Bool { (a.name, a.code) < (b.name, b.code) }
+    func by<T: Comparable>(_ value: (Eduhub_Catalog_V1_Resource) -> T) {
+      matched.sort { x, y in
+        let a = x.entry.resource, b = y.entry.resource
+        return (value(a), b.code) > (value(b), a.code)
+      }
+    }
     switch request.sort {
-    case .updated: matched.sort { ($0.entry.resource.updatedMs, $1.entry.resource.code) > ($1.entry.resource.updatedMs, $0.entry.resource.code) }
-    case .views: matched.sort { ($0.entry.resource.views, $1.entry.resource.code) > ($1.entry.resource.views, $0.entry.resource.code) }
-    case .follows: matched.sort { ($0.entry.resource.follows, $1.entry.resource.code) > ($1.entry.resource.follows, $0.entry.resource.code) }
-    case .subscriptions:
-      matched.sort { ($0.entry.resource.subscriptions, $1.entry.resource.code) > ($1.entry.resource.subscriptions, $0.entry.resource.code) }
-    default:
-      matched.sort { $0.score != $1.score ? $0.score > $1.score : byName($0.entry.resource, $1.entry.resource) }
+    case .updated: by(\.updatedMs)
+    case .views: by(\.views)
+    case .follows: by(\.follows)
+    case .subscriptions: by(\.subscriptions)
+    default: matched.sort { $0.score != $1.score ? $0.score > $1.score : $0.entry.precedes($1.entry) }
     }
     let facets = Filter.allCases.map { filter in
       var facet = Eduhub_Catalog_V1_Facet()
@@ -162,7 +191,9 @@ extension CatalogService {
       if filter == .followed {
         if followedCount > 0 { facet.counts = ["true": followedCount] }
       } else {
-        for (number, count) in counts[filter.rawValue].enumerated() where count > 0 { facet.counts[facetNames.names[number]] = count }
+        for number in 0..<names where counts[filter.rawValue * names + number] > 0 {
+          facet.counts[facetNames.names[number]] = counts[filter.rawValue * names + number]
+        }
       }
       return facet
     }

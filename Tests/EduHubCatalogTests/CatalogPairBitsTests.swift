@@ -1,4 +1,5 @@
 @testable import EduHubCatalog
+import EduHubAPI
 import PropertyBased
 import Testing
 
@@ -42,5 +43,50 @@ struct CatalogPairBitsTests {
     #expect(!CatalogIndex.mayMatchApproximately(Array("gpa".utf8)))
     #expect(CatalogIndex.mayMatchApproximately(Array("enrolment".utf8)))
     #expect(CatalogIndex.Query("学籍 enrolment", exact: false).required.count == 1)
+  }
+
+  @Test("the snapshot's inverted pair bits and packed texts agree with each entry, through replacements, removals and repacking")
+  func snapshotAgreesWithEntries() {
+    var snapshot = CatalogIndex.Snapshot()
+    var facets = CatalogIndex.Facets()
+    var live: [String: CatalogIndex.Entry] = [:]
+    let words = ["学生", "教师", "食堂", "体质", "健康", "gpa", "成绩"]
+    func entry(_ code: String, _ round: Int) -> CatalogIndex.Entry {
+      var resource = Eduhub_Catalog_V1_Resource()
+      resource.code = code
+      resource.name = words[(code.count + round) % words.count] + words[round % words.count]
+      let filler = String(repeating: words[(round + 3) % words.count], count: 150)  // 900 bytes: repacking starts past 4 MiB
+      let texts = [resource.name, code, "labels", filler, words[(round * 5 + code.count) % words.count]].enumerated()
+        .map { (CatalogIndex.weights[$0.offset], Array($0.element.utf8)) }
+      return CatalogIndex.Entry(resource: resource, scope: "511700", texts: texts, facetValues: [[facets.number("511700")], [], [], [], [], []])
+    }
+    for round in 0..<4 {
+      for index in 0..<2_000 {
+        let code = "r\(index)"
+        if round == 3, index % 3 == 0 {
+          snapshot.set(code, nil)
+          live[code] = nil
+        } else {
+          let made = entry(code, round + index)
+          snapshot.set(code, made)
+          live[code] = made
+        }
+      }
+    }
+    #expect(snapshot.text.count <= 2 * snapshot.liveText + 4 * 1024 * 1024)
+    for word in words {
+      let query = CatalogIndex.Query(word, exact: false)
+      let candidates = snapshot.candidates(query.required)
+      for (code, entry) in live {
+        guard let slot = snapshot.slots[code] else {
+          Issue.record("no slot for \(code)")
+          continue
+        }
+        let expected = CatalogIndex.score(entry, query)
+        if expected != nil, let candidates { #expect(candidates[slot / 64] & (1 << UInt64(slot % 64)) != 0) }
+        #expect(snapshot.score(slot, query) == expected, "\(code) \(word)")
+      }
+    }
+    #expect(Set(snapshot.slots.keys) == Set(live.keys))
   }
 }

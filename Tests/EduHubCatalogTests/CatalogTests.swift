@@ -182,4 +182,108 @@ struct CatalogTests {
       }
     }
   }
+
+  @Test("search agrees with a plain reading of its rules: random resources, updates, follows and filter mixes; facets count the other filters")
+  func searchOracle() async throws {
+    try await withWorld { world in
+      try await world.account("oracle-steward", role: .dataSteward, org: "511700")
+      try await world.account("oracle-reader", role: .dataSteward, org: "511703")
+      let steward = try await world.options("oracle-steward")
+      let reader = try await world.options("oracle-reader")
+      var random = SplitMix64(seed: 21)
+      func pick<T>(_ values: [T]) -> T { values[Int(random.next() % UInt64(values.count))] }
+      let orgs = ["511702", "511703", "511722", "511700"], themes = ["student", "teacher", "safety", ""]
+      let systems = ["学籍系统", "考试系统", "安全平台"], words = ["学生", "教师", "食堂", "成绩"]
+      var published: [String: Eduhub_Catalog_V1_Resource] = [:]
+      func make(_ code: String) -> Eduhub_Catalog_V1_PublishResourceRequest {
+        var request = Self.resource(
+          code, "\(pick(words))\(pick(words))名册", org: pick(orgs), theme: pick(themes), type: pick([.table, .api, .file]),
+          system: pick(systems), sharing: pick([.unconditional, .conditional, .notShared]), summary: "\(pick(words))汇总")
+        request.resource.exchangeForms = pick([["接口"], ["数据库", "文件"], ["文件"], []])
+        if request.resource.type != .table { request.resource.clearDataset() }
+        return request
+      }
+      for index in 0..<120 {
+        let request = make("r\(index)")
+        published[request.resource.code] = try await catalog(world).publishResource(request, options: steward)
+      }
+      // Redefinitions move resources between facet values; some retire.
+      for index in stride(from: 0, to: 120, by: 7) {
+        var update = Eduhub_Catalog_V1_UpdateResourceRequest()
+        update.resource = make("r\(index)").resource
+        update.resource.responsibleOrgCode = published["r\(index)"]?.responsibleOrgCode ?? ""
+        published["r\(index)"] = try await catalog(world).updateResource(update, options: steward)
+      }
+      for index in stride(from: 3, to: 120, by: 11) {
+        var retire = Eduhub_Catalog_V1_RetireResourceRequest()
+        retire.code = "r\(index)"
+        published["r\(index)"] = try await catalog(world).retireResource(retire, options: steward)
+      }
+      var followed: Set<String> = []
+      for index in stride(from: 1, to: 120, by: 5) where published["r\(index)"]?.sharingClass != .notShared {
+        var follow = Eduhub_Catalog_V1_FollowRequest()
+        follow.code = "r\(index)"
+        _ = try await catalog(world).follow(follow, options: reader)
+        followed.insert("r\(index)")
+      }
+      // The reader (a steward of 511703) sees shared resources and not-shared ones of its subtree.
+      let paths = ["511702": "511700/511702", "511703": "511700/511703", "511722": "511700/511722", "511700": "511700"]
+      func visible(_ r: Eduhub_Catalog_V1_Resource) -> Bool { r.sharingClass != .notShared || r.responsibleOrgCode == "511703" }
+      for round in 0..<150 {
+        var search = Eduhub_Catalog_V1_SearchResourcesRequest()
+        search.page.pageSize = 200
+        if random.next() % 2 == 0 { search.query = pick(words) }
+        if random.next() % 3 == 0 { search.orgCode = pick(["511702", "511703", "511700"]) }
+        if random.next() % 3 == 0 { search.publishingSystem = pick(systems + ["无此系统"]) }
+        if random.next() % 3 == 0 { search.type = pick([.table, .api, .file]) }
+        if random.next() % 3 == 0 { search.theme = pick(themes.filter { !$0.isEmpty }) }
+        if random.next() % 3 == 0 { search.exchangeForm = pick(["接口", "文件", "数据库", "光盘"]) }
+        if random.next() % 3 == 0 { search.sharingClass = pick([.unconditional, .conditional, .notShared]) }
+        if random.next() % 5 == 0 { search.followedByMe = true }
+        if random.next() % 4 == 0 { search.includeRetired = true }
+        let filters: [(String, (Eduhub_Catalog_V1_Resource) -> Bool, (Eduhub_Catalog_V1_Resource) -> [String])] = [
+          ("org_code", { search.orgCode.isEmpty || (paths[$0.responsibleOrgCode] ?? "").hasPrefix(paths[search.orgCode] ?? "-") }, { [$0.responsibleOrgCode] }),
+          ("publishing_system", { search.publishingSystem.isEmpty || $0.publishingSystem == search.publishingSystem }, { [$0.publishingSystem] }),
+          ("type", { search.type == .unspecified || $0.type == search.type }, { ["\($0.type)"] }),
+          ("theme", { search.theme.isEmpty || $0.theme == search.theme }, { $0.theme.isEmpty ? [] : [$0.theme] }),
+          ("exchange_form", { search.exchangeForm.isEmpty || $0.exchangeForms.contains(search.exchangeForm) }, { $0.exchangeForms }),
+          ("sharing_class", { search.sharingClass == .unspecified || $0.sharingClass == search.sharingClass }, { ["\($0.sharingClass)"] }),
+          ("followed_by_me", { !search.followedByMe || followed.contains($0.code) }, { followed.contains($0.code) ? ["true"] : [] }),
+        ]
+        let candidates = published.values.filter { r in
+          visible(r) && (search.includeRetired || !r.retired)
+            && (search.query.isEmpty
+              || ([r.name, r.code, r.theme, r.publishingSystem, r.summary] + r.exchangeForms + r.fields.flatMap { [$0.name, $0.description_p] })
+                .contains { $0.contains(search.query) })
+        }
+        let expected = Set(candidates.filter { r in filters.allSatisfy { $0.1(r) } }.map(\.code))
+        let found = try await catalog(world).searchResources(search, options: reader)
+        #expect(Set(found.resources.map(\.code)) == expected, "round \(round): \(search)")
+        if !search.query.isEmpty {
+          // Relevance: the heaviest text holding the term (name 10, code 8, labels 4, summary 3,
+          // fields 2), doubled, 5 more for a name that starts with it; then by name and code.
+          func score(_ r: Eduhub_Catalog_V1_Resource) -> Int {
+            let texts = [
+              r.name, r.code, ([r.theme, r.publishingSystem] + [r.exchangeForms.joined(separator: " ")]).joined(separator: " "), r.summary,
+              r.fields.flatMap { [$0.name, $0.description_p] }.joined(separator: " "),
+            ]
+            guard let section = texts.firstIndex(where: { $0.contains(search.query) }) else { return 0 }
+            return [10, 8, 4, 3, 2][section] * 2 + (section == 0 && r.name.hasPrefix(search.query) ? 5 : 0)
+          }
+          let ranked = published.values.filter { expected.contains($0.code) }.sorted {
+            (-score($0), $0.name, $0.code) < (-score($1), $1.name, $1.code)
+          }
+          #expect(found.resources.map(\.code) == ranked.map(\.code), "round \(round): \(search)")
+        }
+        #expect(found.total == Int64(expected.count))
+        for (name, _, values) in filters {
+          var counts: [String: Int64] = [:]
+          for r in candidates where filters.allSatisfy({ $0.0 == name || $0.1(r) }) {
+            for value in values(r) where !value.isEmpty { counts[value, default: 0] += 1 }
+          }
+          #expect((found.facets.first { $0.filter == name }?.counts ?? [:]) == counts, "round \(round), facet \(name): \(search)")
+        }
+      }
+    }
+  }
 }

@@ -11,6 +11,8 @@ let resourceCount = Int(option("resources", "10000")) ?? 10_000
 let rowCount = Int(option("rows", "5000000")) ?? 5_000_000
 let searchCount = Int(option("searches", "2000")) ?? 2_000
 let password = ProcessInfo.processInfo.environment["BENCH_PASSWORD"] ?? ""
+/// Times searches only, against a node an earlier run filled (for profiling the search alone).
+let searchOnly = CommandLine.arguments.contains("--search-only")
 
 let words = ["学生", "教师", "学校", "成绩", "招生", "安全", "体质", "健康", "资助", "学籍", "课程", "考试", "食堂", "校车", "图书", "设备", "经费", "师资", "德育", "心理"]
 let suffixes = ["基础数据", "统计", "名册", "记录", "台账", "监测数据", "明细", "汇总", "档案", "信息"]
@@ -57,6 +59,12 @@ func main() async throws {
   let options = CallOptions(metadata: ["authorization": .string("Bearer " + token)])
   let catalog = Eduhub_Catalog_V1_CatalogService.Client(rpc)
 
+  if !searchOnly { try await fill(catalog, options: options) }
+  try await timeSearches(catalog, options: options)
+}
+
+/// Publishes the resources and streams the rows.
+func fill(_ catalog: Eduhub_Catalog_V1_CatalogService.Client, options: CallOptions) async throws {
   // 1. Resources, eight callers at a time.
   var start = Date()
   try await withThrowingTaskGroup(of: Void.self) { group in
@@ -130,6 +138,10 @@ func main() async throws {
     String(
       format: "ingest %d rows over client streaming: %.1f s = %.0f rows/s (target >= 100,000); rejected %d; server RSS %.0f MiB before, peak %.0f MiB during (target < 200), VmHWM %.0f MiB",
       response.upserted, ingestSeconds, Double(response.upserted) / ingestSeconds, response.rejected, before.rss, max(peakDuring, after.rss), after.peak))
+}
+
+/// Times searches through the RPC.
+func timeSearches(_ catalog: Eduhub_Catalog_V1_CatalogService.Client, options: CallOptions) async throws {
 
   // 3. Searches: a two-character Chinese query and two filters (a county's subtree and a type).
   var latencies: [Double] = []
