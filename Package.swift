@@ -326,7 +326,7 @@ let package = Package(
     // The catalog benchmark's client: publish, ingest over client streaming, search.
     .executableTarget(
       name: "eduhub-bench-catalog",
-      dependencies: ["EduHubBenchSupport", "EduHubAPI", "EduHubRPC"],
+      dependencies: ["EduHubBenchSupport", "EduHubAPI", "EduHubRPC", "EduHubStorage", .product(name: "GRDB", package: "GRDB.swift")],
       path: "Tools/bench-catalog",
       exclude: ["run"],
       swiftSettings: swiftSettings

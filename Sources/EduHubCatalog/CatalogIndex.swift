@@ -331,10 +331,13 @@ final class CatalogIndex: Sendable {
   static func typeName(_ type: Eduhub_Catalog_V1_ResourceType) -> String { "\(type)" }
   static func sharingName(_ sharing: Eduhub_Catalog_V1_SharingClass) -> String { "\(sharing)" }
 
-  /// The resources as of `db`'s snapshot (or newer), after applying what changed since last time.
-  func snapshot(store: RecordStore, collection: String, in db: Database) throws -> Snapshot {
+  /// The resources as of `db`'s snapshot (or newer), after applying what changed since last time;
+  /// nil, with nothing applied, when more than `limit` resources changed (a caller on an event
+  /// loop then leaves the catch-up to a task).
+  func snapshot(store: RecordStore, collection: String, limit: Int? = nil, in db: Database) throws -> Snapshot? {
     let known = state.withLock { $0.sequence }
-    let (records, evicted) = try store.changes(of: collection, after: known, in: db)
+    let (records, evicted) = try store.changes(of: collection, after: known, limit: limit.map { $0 + 1 } ?? .max, in: db)
+    if let limit, records.count + evicted.count > limit { return nil }
     guard !records.isEmpty || !evicted.isEmpty else { return state.withLock { $0.snapshot } }
     // Decoded under the lock (facet numbers are handed out there); applied in sequence order,
     // skipping what a concurrent catch-up already applied.

@@ -2,6 +2,7 @@ import EduHubAPI
 import EduHubIdentity
 import EduHubRPC
 import EduHubReplication
+import SwiftProtobuf
 
 /// The RPC face of ``CatalogService``: one method per RPC of catalog.proto, each calling the
 /// implementation of the same name with the caller the server's authenticator resolved.
@@ -44,5 +45,28 @@ extension CatalogService: Eduhub_Catalog_V1_CatalogService.Handler {
 
   public func readRows(request: Eduhub_Catalog_V1_ReadRowsRequest, context: ServerContext) async throws -> Eduhub_Catalog_V1_ReadRowsResponse {
     try readRows(request, caller: try context.caller(), peer: context.peer)
+  }
+}
+
+/// The methods a node registers for the catalog: the generated ones, with SearchResources answered
+/// on the event loop when it is quick (an in-memory pass over the caught-up catalog and a few
+/// indexed reads, a fraction of a millisecond: the thread hop to a task and back cost more than
+/// the search) and as a task otherwise (see `searchResources(_:caller:peer:quick:)`).
+public struct CatalogEndpoints: RPCService {
+  public let service: CatalogService
+
+  public init(_ service: CatalogService) { self.service = service }
+
+  public var methods: [RPCMethod] {
+    let service = self.service
+    return service.methods.map { method in
+      guard method.descriptor == Eduhub_Catalog_V1_CatalogService.Method.searchResources else { return method }
+      return .inlineOrTask(Eduhub_Catalog_V1_CatalogService.Method.searchResources) {
+        (request: Eduhub_Catalog_V1_SearchResourcesRequest, context) -> [UInt8]? in
+        try service.searchResources(request, caller: try context.caller(), peer: context.peer, quick: true)?.serializedBytes()
+      } _: { request, context in
+        try service.searchResources(request, caller: try context.caller(), peer: context.peer).serializedBytes()
+      }
+    }
   }
 }

@@ -29,6 +29,19 @@ extension CatalogService {
   public func searchResources(_ request: Eduhub_Catalog_V1_SearchResourcesRequest, caller: Caller, peer: String) throws
     -> Eduhub_Catalog_V1_SearchResourcesResponse
   {
+    guard let response = try searchResources(request, caller: caller, peer: peer, quick: false) else {
+      throw RPCError(.internalError, "search declined")  // only a quick search declines
+    }
+    return response
+  }
+
+  /// A search, or nil when `quick` and it would be slow: a term that may match approximately, or
+  /// more than 256 resources changed since the last search (decoding them is the slow part).
+  /// Quick searches run on an event loop (`CatalogEndpoints`).
+  func searchResources(_ request: Eduhub_Catalog_V1_SearchResourcesRequest, caller: Caller, peer: String, quick: Bool) throws
+    -> Eduhub_Catalog_V1_SearchResourcesResponse?
+  {
+    if quick, CatalogIndex.Query(request.query, exact: request.exact).approximate { return nil }
     guard request.query.count <= 100 else { throw RPCError(.invalidArgument, "query has at most 100 characters") }
     let size = try Validate.pageSize(request.page.pageSize, default: 20, maximum: 200)
     let token = try PageToken.parse(request.page.pageToken, parts: 2)
@@ -39,7 +52,8 @@ extension CatalogService {
     let fingerprint = Self.fingerprint((try? unpaged.serializedBytes()) ?? [])
     let now = identity.nowMs()
     return try store.read { db in
-      let catalog = try index.snapshot(store: store.records, collection: CatalogCollections.resource.name, in: db)
+      guard let catalog = try index.snapshot(store: store.records, collection: CatalogCollections.resource.name, limit: quick ? 256 : nil, in: db)
+      else { return nil }
       let mine = try followed(by: caller, in: db)
       var response = Eduhub_Catalog_V1_SearchResourcesResponse()
       let codes: [String]

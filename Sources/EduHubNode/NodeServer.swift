@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubCatalog
 import EduHubIdentity
 import EduHubSharing
 import EduHubSync
@@ -122,6 +123,6 @@ extension OpenNode {
     let authenticator = Authenticator(identity: identity)
     configuration.interceptor = authenticator
     configuration.httpHandler = ApiGateway(sharing: sharing, authenticator: authenticator)
-    return [IdentityEndpoints(identity), sync, catalog, workOrders, SharingEndpoints(sharing)]
+    return [IdentityEndpoints(identity), sync, CatalogEndpoints(catalog), workOrders, SharingEndpoints(sharing)]
   }
 }

@@ -203,24 +203,24 @@ struct CatalogTests {
         if request.resource.type != .table { request.resource.clearDataset() }
         return request
       }
-      for index in 0..<120 {
+      for index in 0..<300 {  // more than a quick (event-loop) search catches up: the first one is a task
         let request = make("r\(index)")
         published[request.resource.code] = try await catalog(world).publishResource(request, options: steward)
       }
       // Redefinitions move resources between facet values; some retire.
-      for index in stride(from: 0, to: 120, by: 7) {
+      for index in stride(from: 0, to: 300, by: 7) {
         var update = Eduhub_Catalog_V1_UpdateResourceRequest()
         update.resource = make("r\(index)").resource
         update.resource.responsibleOrgCode = published["r\(index)"]?.responsibleOrgCode ?? ""
         published["r\(index)"] = try await catalog(world).updateResource(update, options: steward)
       }
-      for index in stride(from: 3, to: 120, by: 11) {
+      for index in stride(from: 3, to: 300, by: 11) {
         var retire = Eduhub_Catalog_V1_RetireResourceRequest()
         retire.code = "r\(index)"
         published["r\(index)"] = try await catalog(world).retireResource(retire, options: steward)
       }
       var followed: Set<String> = []
-      for index in stride(from: 1, to: 120, by: 5) where published["r\(index)"]?.sharingClass != .notShared {
+      for index in stride(from: 1, to: 300, by: 5) where published["r\(index)"]?.sharingClass != .notShared {
         var follow = Eduhub_Catalog_V1_FollowRequest()
         follow.code = "r\(index)"
         _ = try await catalog(world).follow(follow, options: reader)
@@ -257,7 +257,14 @@ struct CatalogTests {
                 .contains { $0.contains(search.query) })
         }
         let expected = Set(candidates.filter { r in filters.allSatisfy { $0.1(r) } }.map(\.code))
-        let found = try await catalog(world).searchResources(search, options: reader)
+        var found = try await catalog(world).searchResources(search, options: reader)
+        var next = found
+        while !next.page.nextPageToken.isEmpty {  // more than a page of 200: the rest, in the same order
+          var more = search
+          more.page.pageToken = next.page.nextPageToken
+          next = try await catalog(world).searchResources(more, options: reader)
+          found.resources += next.resources
+        }
         #expect(Set(found.resources.map(\.code)) == expected, "round \(round): \(search)")
         if !search.query.isEmpty {
           // Relevance: the heaviest text holding the term (name 10, code 8, labels 4, summary 3,
