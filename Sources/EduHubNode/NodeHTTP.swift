@@ -27,8 +27,19 @@ public struct NodeHTTP: HTTPHandler {
     return .text(404, "not found")
   }
 
+  /// The next handler's inline answers (the gateway's point lookups); the metrics as a task.
+  public func handleInline(_ request: HTTPRequest) -> HTTPResponse? {
+    if metrics != nil, request.path == "/metrics" { return nil }
+    guard let next else { return .text(404, "not found") }
+    return next.handleInline(request)
+  }
+
   public func refused(status: Int, message: String, path: Substring) -> HTTPResponse {
     next?.refused(status: status, message: message, path: path) ?? .text(status, message)
+  }
+
+  public func bodyLimit(method: String, path: Substring, headers: [(name: String, value: String)]) -> Int? {
+    next?.bodyLimit(method: method, path: path, headers: headers)
   }
 }
 

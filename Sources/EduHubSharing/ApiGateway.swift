@@ -3,6 +3,7 @@ import EduHubCatalog
 import EduHubIdentity
 import EduHubRPC
 import Foundation
+import SwiftProtobuf
 
 /// Shared APIs over HTTPS/JSON on the node's gRPC port: `POST /v1/apis/{code}` with a bearer token
 /// and a JSON object of parameters, so a consumer needs nothing but an HTTP client. The same call
@@ -28,6 +29,17 @@ public struct ApiGateway: HTTPHandler {
   }
 
   public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+    respond(request, quick: false) ?? Self.error(RPCError(.internalError, "the call was not answered"))
+  }
+
+  /// A point lookup (every key field bound), and any refusal made before the call, answered on the
+  /// event loop like `CallApi`'s over gRPC; anything else goes to `handle`, as a task.
+  public func handleInline(_ request: HTTPRequest) -> HTTPResponse? {
+    respond(request, quick: true)
+  }
+
+  /// The answer, or nil when `quick` and the call is not a point lookup.
+  func respond(_ request: HTTPRequest, quick: Bool) -> HTTPResponse? {
     let path = request.path
     guard path.hasPrefix(Self.prefix) else {
       return Self.error(RPCError(.notFound, "no such endpoint: shared APIs are POST /v1/apis/{code}"))
@@ -49,7 +61,14 @@ public struct ApiGateway: HTTPHandler {
       let query = request.query
       call.consumerID = query["consumer"] ?? ""
       call.test = ["true", "1", "yes"].contains(query["test"]?.lowercased() ?? "")
-      let response = try sharing.callApi(call, caller: caller, peer: request.peer)
+      let encoded: [UInt8]
+      if quick {
+        guard let point = try sharing.pointLookupEncoded(call, caller: caller, peer: request.peer) else { return nil }
+        encoded = point
+      } else {
+        encoded = try sharing.callApiEncoded(call, caller: caller, peer: request.peer)
+      }
+      let response = try Eduhub_Sharing_V1_CallApiResponse(serializedBytes: encoded)
       return HTTPResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: ApiJSON.answer(response))
     } catch {
       return Self.error(RPCError.from(error))
@@ -60,7 +79,7 @@ public struct ApiGateway: HTTPHandler {
   struct Scalar: Decodable {
     let text: String?
 
-    init(from decoder: any Decoder) throws {
+    init(from decoder: any Swift.Decoder) throws {
       let container = try decoder.singleValueContainer()
       if container.decodeNil() {
         text = nil
@@ -79,6 +98,7 @@ public struct ApiGateway: HTTPHandler {
   /// A JSON object's members as parameter text.
   static func parameters(_ body: [UInt8]) throws -> [String: String] {
     guard !body.isEmpty else { return [:] }
+    if let flat = ApiParameters.flat(body) { return flat }
     guard let object = try? JSONDecoder().decode([String: Scalar].self, from: Data(body)) else {
       throw RPCError(.invalidArgument, "the body must be a JSON object whose members are strings, numbers or booleans")
     }

@@ -71,6 +71,11 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         headers: head.headers.map { (name: $0.name.lowercased(), value: $0.value) }, body: body, peer: peer, version: "HTTP/1.1",
         isSecure: isSecure)
       body = []
+      if let response = handler.handleInline(request) {
+        giveBack()
+        write(context: context, response, version: head.version, keepAlive: keepAlive)
+        return
+      }
       busy = true
       let handler = self.handler
       let loop = context.eventLoop

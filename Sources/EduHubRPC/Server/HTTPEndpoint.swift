@@ -74,6 +74,10 @@ public struct HTTPResponse: Sendable {
 public protocol HTTPHandler: Sendable {
   func handle(_ request: HTTPRequest) async -> HTTPResponse
 
+  /// The answer to a request that is cheap to answer and never blocks, given on the event loop
+  /// that read it (no thread hop, no task); nil runs `handle` as a task. By default, nil.
+  func handleInline(_ request: HTTPRequest) -> HTTPResponse?
+
   /// The answer to a request the server refused before handing it over (a body over the limit:
   /// `status` 413), so that a handler answers in its own shape. By default, plain text.
   /// - Parameter path: the request's path (no query).
@@ -86,6 +90,7 @@ public protocol HTTPHandler: Sendable {
 }
 
 extension HTTPHandler {
+  public func handleInline(_ request: HTTPRequest) -> HTTPResponse? { nil }
   public func refused(status: Int, message: String, path: Substring) -> HTTPResponse { .text(status, message) }
   public func bodyLimit(method: String, path: Substring, headers: [(name: String, value: String)]) -> Int? { nil }
 }

@@ -245,6 +245,11 @@ final class ServerStream: @unchecked Sendable {
       let request = HTTPRequest(
         method: plainMethod, target: unknownPath ?? "/", headers: plainHeaders, body: body,
         peer: connection.connectionInfo.peer, version: "HTTP/2", isSecure: connection.connectionInfo.isSecure)
+      if let response = handler.handleInline(request) {
+        respondHTTP(response)
+        connection.scheduleFlush()
+        return
+      }
       let connection = self.connection
       task = Task { [self] in
         let response = await handler.handle(request)
