@@ -227,6 +227,12 @@ def test_teacher_files_a_data_quality_problem_and_the_county_works_it(pages, tmp
 
 def test_teacher_sees_own_pupil_clear_not_another_schools_and_county_sees_masked(pages):
     pages.sign_in("teacher.wang")
+    # Looked up by id: her own pupil is found; another county's pupil is not (as GetPerson says).
+    pages.go(f"/people?q={OWN_PUPIL}")
+    assert pages.driver.find_elements(By.CSS_SELECTOR, f"a[href='/people/{OWN_PUPIL}']")
+    pages.go(f"/people?q={OTHER_PUPIL}")
+    assert not pages.driver.find_elements(By.CSS_SELECTOR, f"a[href='/people/{OTHER_PUPIL}']")
+    assert "51" not in pages.main_text().replace(OTHER_PUPIL, "")
     pages.go(f"/people/{OWN_PUPIL}")
     record = by_id(pages.driver, "person").text
     assert re.search(r"身份证号\s*51\d{16}", record), record
