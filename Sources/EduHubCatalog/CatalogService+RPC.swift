@@ -59,14 +59,12 @@ public struct CatalogEndpoints: RPCService {
 
   public var methods: [RPCMethod] {
     let service = self.service
-    return service.methods.map { method in
-      guard method.descriptor == Eduhub_Catalog_V1_CatalogService.Method.searchResources else { return method }
-      return .inlineOrTask(Eduhub_Catalog_V1_CatalogService.Method.searchResources) {
+    return service.methods.replacing(
+      with: .inlineOrTask(Eduhub_Catalog_V1_CatalogService.Method.searchResources) {
         (request: Eduhub_Catalog_V1_SearchResourcesRequest, context) -> [UInt8]? in
         try service.searchResources(request, caller: try context.caller(), peer: context.peer, quick: true)?.serializedBytes()
       } _: { request, context in
         try service.searchResources(request, caller: try context.caller(), peer: context.peer).serializedBytes()
-      }
-    }
+      })
   }
 }

@@ -120,12 +120,10 @@ public struct IdentityEndpoints: RPCService {
 
   public var methods: [RPCMethod] {
     let service = self.service
-    return service.methods.map { method in
-      guard method.descriptor == Eduhub_Identity_V1_IdentityService.Method.getPerson else { return method }
-      return .inlineUnaryEncoded(Eduhub_Identity_V1_IdentityService.Method.getPerson) {
+    return service.methods.replacing(
+      with: .inlineUnaryEncoded(Eduhub_Identity_V1_IdentityService.Method.getPerson) {
         (request: Eduhub_Identity_V1_GetPersonRequest, context) in
         try service.getPersonBytes(request, caller: try context.caller(), peer: context.peer)
-      }
-    }
+      })
   }
 }

@@ -83,14 +83,12 @@ public struct SharingEndpoints: RPCService {
 
   public var methods: [RPCMethod] {
     let service = self.service
-    return service.methods.map { method in
-      guard method.descriptor == Eduhub_Sharing_V1_SharingService.Method.callApi else { return method }
-      return .inlineOrTask(Eduhub_Sharing_V1_SharingService.Method.callApi) {
+    return service.methods.replacing(
+      with: .inlineOrTask(Eduhub_Sharing_V1_SharingService.Method.callApi) {
         (request: Eduhub_Sharing_V1_CallApiRequest, context) -> [UInt8]? in
         try service.pointLookupEncoded(request, caller: try context.caller(), peer: context.peer)
       } _: { request, context in
         try service.callApiEncoded(request, caller: try context.caller(), peer: context.peer)
-      }
-    }
+      })
   }
 }

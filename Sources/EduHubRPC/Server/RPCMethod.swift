@@ -176,3 +176,11 @@ public protocol RPCService: Sendable {
   /// The methods, each with its handler.
   var methods: [RPCMethod] { get }
 }
+
+extension Array where Element == RPCMethod {
+  /// These methods with the one of `replacement`'s descriptor swapped for it: a service's
+  /// generated methods with one given a handler of its own (inline, or answered from bytes).
+  public func replacing(with replacement: RPCMethod) -> [RPCMethod] {
+    map { $0.descriptor == replacement.descriptor ? replacement : $0 }
+  }
+}
