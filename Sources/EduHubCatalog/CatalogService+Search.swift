@@ -41,8 +41,9 @@ extension CatalogService {
   func searchResources(_ request: Eduhub_Catalog_V1_SearchResourcesRequest, caller: Caller, peer: String, quick: Bool) throws
     -> Eduhub_Catalog_V1_SearchResourcesResponse?
   {
-    if quick, CatalogIndex.Query(request.query, exact: request.exact).approximate { return nil }
     guard request.query.count <= 100 else { throw RPCError(.invalidArgument, "query has at most 100 characters") }
+    let query = CatalogIndex.Query(request.query, exact: request.exact)
+    if quick, query.approximate { return nil }
     let size = try Validate.pageSize(request.page.pageSize, default: 20, maximum: 200)
     let token = try PageToken.parse(request.page.pageToken, parts: 2)
     let offset = Int(token?[1] ?? "0") ?? -1
@@ -63,7 +64,7 @@ extension CatalogService {
         response.facets = snapshot.facets
       } else {
         let orgPath = request.orgCode.isEmpty ? nil : try identity.orgPath(request.orgCode, in: db)
-        let found = match(request, in: catalog, orgPath: orgPath, followed: mine, caller: caller)
+        let found = match(request, query, in: catalog, orgPath: orgPath, followed: mine, caller: caller)
         codes = found.codes
         response.total = Int64(codes.count)
         response.facets = found.facets
@@ -111,12 +112,11 @@ extension CatalogService {
   /// no resource has gets a number nothing equals); the text is tried only where at most one
   /// filter fails, from the packed texts.
   func match(
-    _ request: Eduhub_Catalog_V1_SearchResourcesRequest, in catalog: CatalogIndex.Snapshot, orgPath: String?,
+    _ request: Eduhub_Catalog_V1_SearchResourcesRequest, _ query: CatalogIndex.Query, in catalog: CatalogIndex.Snapshot, orgPath: String?,
     followed mine: Set<String>, caller: Caller
   ) -> (codes: [String], facets: [Eduhub_Catalog_V1_Facet]) {
     // Readers of the catalog see shared resources, and not-shared ones of their own subtrees.
     guard caller.holdsAnywhere(.catalogRead) || caller.holdsAnywhere(.catalogPublish) else { return ([], []) }
-    let query = CatalogIndex.Query(request.query, exact: request.exact)
     let facetNames = catalog.facets
     var followedCount: Int64 = 0
     var matched: [(entry: CatalogIndex.Entry, score: Int)] = []
