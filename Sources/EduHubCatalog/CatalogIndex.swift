@@ -74,10 +74,9 @@ final class CatalogIndex: Sendable {
       }
     }
 
-    /// The weight of the first (so the heaviest) text holding `term`, and that text's start.
-    func firstWeight(_ term: [UInt8]) -> (weight: Int, start: Int)? {
-      guard let at = CatalogIndex.firstIndex(of: term, in: joined), let section = ends.firstIndex(where: { $0 > at }) else { return nil }
-      return (texts[section].weight, section == 0 ? 0 : ends[section - 1] + 1)
+    /// Where `term` first occurs in the joined texts (see `CatalogIndex.firstHit`).
+    func firstHit(_ term: [UInt8]) -> (section: Int, at: Int)? {
+      joined.withUnsafeBufferPointer { CatalogIndex.firstHit(term, in: $0) { ends[$0] } }
     }
   }
 
@@ -136,8 +135,9 @@ final class CatalogIndex: Sendable {
     var org: Int32 = -1, system: Int32 = -1, type: Int32 = -1, theme: Int32 = -1, sharing: Int32 = -1
     /// Bit `number % 64` of each exchange form: a form whose bit is clear is surely not there.
     var forms: UInt64 = 0
-    /// Where the entry's texts lie in `Snapshot.text`: four little-endian UInt32 section ends
-    /// (relative to the texts), then the joined texts.
+    /// Where the entry's texts lie in `Snapshot.text`: `Snapshot.header` bytes of little-endian
+    /// UInt32 section ends (one for each text but the last, relative to the texts), then the
+    /// joined texts.
     var textStart: Int32 = 0, textCount: Int32 = 0
   }
 
@@ -206,10 +206,13 @@ final class CatalogIndex: Sendable {
       if text.count > 4 * 1024 * 1024, text.count > 2 * liveText { repack() }
     }
 
+    /// The bytes of an entry's section ends in front of its texts in `text`.
+    static let header = 4 * (CatalogIndex.weights.count - 1)
+
     /// Appends `entry`'s section ends and joined texts to `text`.
     private mutating func pack(_ entry: Entry) -> (Int32, Int32) {
       let start = text.count
-      for section in 0..<4 {
+      for section in 0..<(CatalogIndex.weights.count - 1) {
         let end = UInt32(clamping: section < entry.ends.count ? entry.ends[section] : entry.joined.count)
         withUnsafeBytes(of: end.littleEndian) { text.append(contentsOf: $0) }
       }
@@ -236,7 +239,7 @@ final class CatalogIndex: Sendable {
       let key = keys[slot]
       return text.withUnsafeBufferPointer { arena -> Int? in
         guard let base = arena.baseAddress else { return nil }
-        let texts = UnsafeBufferPointer(start: base + Int(key.textStart) + 16, count: Int(key.textCount) - 16)
+        let texts = UnsafeBufferPointer(start: base + Int(key.textStart) + Self.header, count: Int(key.textCount) - Self.header)
         func end(_ section: Int) -> Int {
           var value: UInt32 = 0
           withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(start: base + Int(key.textStart) + section * 4, count: 4)) }
@@ -244,13 +247,9 @@ final class CatalogIndex: Sendable {
         }
         var total = 0
         for term in exactOrTerms {
-          guard let at = CatalogIndex.firstIndex(of: term, in: texts) else { return nil }
-          var section = 0
-          while section < 4, end(section) <= at { section += 1 }
-          let weight = CatalogIndex.weights[section]
-          if query.exact != nil { return weight * 2 }
-          let named = section == 0 && at == 0
-          total += weight * 2 + (named ? 5 : 0)
+          guard let hit = CatalogIndex.firstHit(term, in: texts, end: end) else { return nil }
+          if query.exact != nil { return CatalogIndex.weights[hit.section] * 2 }
+          total += CatalogIndex.exactScore(hit)
         }
         return total
       }
@@ -410,14 +409,13 @@ final class CatalogIndex: Sendable {
   /// alone (not on the rest of the catalog), so the order is the same on every page. The caller
   /// has checked the query's required pairs (`Snapshot.candidates`).
   static func score(_ entry: Entry, _ query: Query) -> Int? {
-    if let exact = query.exact { return entry.firstWeight(exact).map { $0.weight * 2 } }
+    if let exact = query.exact { return entry.firstHit(exact).map { weights[$0.section] * 2 } }
     var total = 0
     for term in query.terms {
       // Texts go by falling weight: without a fuzzy match to weigh, the first hit decides.
       if !mayMatchApproximately(term) {
-        guard let (weight, start) = entry.firstWeight(term) else { return nil }
-        let named = weight == nameWeight && entry.joined[start...].starts(with: term)
-        total += weight * 2 + (named ? 5 : 0)
+        guard let hit = entry.firstHit(term) else { return nil }
+        total += exactScore(hit)
         continue
       }
       var best = 0
@@ -433,6 +431,22 @@ final class CatalogIndex: Sendable {
       total += best
     }
     return total
+  }
+
+  /// Where `term` first occurs in an entry's joined texts (they go by falling weight, in the order
+  /// of `weights`): the text, so the heaviest one holding it, and the offset. `end(n)` is where
+  /// text n ends, for each text but the last.
+  static func firstHit(_ term: [UInt8], in texts: UnsafeBufferPointer<UInt8>, end: (Int) -> Int) -> (section: Int, at: Int)? {
+    guard let at = firstIndex(of: term, in: texts) else { return nil }
+    var section = 0
+    while section < weights.count - 1, end(section) <= at { section += 1 }
+    return (section, at)
+  }
+
+  /// A term's score from its first exact hit: its text's weight doubled, and 5 more for a name
+  /// that is the term or starts with it (the name is the first text).
+  static func exactScore(_ hit: (section: Int, at: Int)) -> Int {
+    weights[hit.section] * 2 + (hit.section == 0 && hit.at == 0 ? 5 : 0)
   }
 
   /// Whether `needle` occurs in `haystack` (bytes).
