@@ -377,6 +377,7 @@ let package = Package(
       name: "EduHubStorageTests",
       dependencies: [
         "EduHubStorage", "EduHubCrypto", "eduhub-storage-torture", .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
       ],
       swiftSettings: swiftSettings
     ),

@@ -67,7 +67,11 @@ public struct CitySeeder: Sendable {
   /// Writes the city straight into `replica` as a bulk load (`EncryptedDatabase.bulkLoad`).
   @discardableResult
   public func run(into replica: Replica, progress: (Summary) -> Void = { _ in }) throws -> Summary {
-    try replica.store.database.bulkLoad { try write(into: replica, progress: progress) }
+    try replica.store.database.bulkLoad {
+      let summary = try write(into: replica, progress: progress)
+      try replica.store.buildDeferredIndexes()
+      return summary
+    }
   }
 
   private func write(into replica: Replica, progress: (Summary) -> Void) throws -> Summary {
@@ -121,13 +125,13 @@ public struct CitySeeder: Sendable {
         // page it touched (the random national ID and phone index leaves above all) to the WAL and
         // again at the checkpoint, so fewer, larger ones write (and encrypt) each page fewer times.
         if pending.count >= Self.transactionRecords {
-          try replica.write(pending)
+          try replica.write(pending, deferIndexes: true)
           pending.removeAll(keepingCapacity: true)
         }
         progress(summary)
       }
     }
-    if !pending.isEmpty { try replica.write(pending) }
+    if !pending.isEmpty { try replica.write(pending, deferIndexes: true) }
     return summary
   }
 

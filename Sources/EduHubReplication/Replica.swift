@@ -81,10 +81,18 @@ public final class Replica: Sendable {
     return try write(writes, in: db, prior: &prior)
   }
 
+  /// `write` as a bulk load (a seed): see ``RecordStore/put(_:in:absent:deferIndexes:)``; the
+  /// loader calls ``RecordStore/buildDeferredIndexes()`` when it is done.
+  @discardableResult
+  public func write(_ writes: [Write], deferIndexes: Bool) throws -> [StoredRecord] {
+    var prior: [Bool] = []
+    return try store.database.write { db in try write(writes, in: db, prior: &prior, deferIndexes: deferIndexes) }
+  }
+
   /// `write`, also telling for each write whether its record was live before the call (one lookup
   /// per record serves both: bulk writers count inserts without reading each record again).
   @discardableResult
-  public func write(_ writes: [Write], in db: Database, prior: inout [Bool]) throws -> [StoredRecord] {
+  public func write(_ writes: [Write], in db: Database, prior: inout [Bool], deferIndexes: Bool = false) throws -> [StoredRecord] {
     if let reason = refusal.withLock({ $0 }) { throw StorageError(.unavailable, reason) }
     prior.removeAll(keepingCapacity: true)
     prior.reserveCapacity(writes.count)
@@ -132,7 +140,7 @@ public final class Replica: Sendable {
         absent.append(false)
         firstTime.insert(write.collection + "\u{0}" + write.id)
       }
-      let sequences = try store.put(records, in: db, absent: absent)
+      let sequences = try store.put(records, in: db, absent: absent, deferIndexes: deferIndexes)
       try saveClock(db)
       return zip(records, sequences).map { record, sequence in
         var record = record
@@ -209,17 +217,24 @@ public final class Replica: Sendable {
   }
 
   /// `apply` inside the caller's transaction (so a sync cursor commits with the batch it covers).
+  /// - Parameter deferIndexes: a bulk load (a first sync's walk): see ``RecordStore/put(_:in:absent:deferIndexes:)``.
   @discardableResult
-  public func apply(_ remote: [StoredRecord], in db: Database) throws -> ApplyOutcome {
+  public func apply(_ remote: [StoredRecord], in db: Database, deferIndexes: Bool = false) throws -> ApplyOutcome {
     do {
       var outcome = ApplyOutcome()
       var writes: [StoredRecord] = []
+      // Whether each write's record was not found here: the store then inserts it without looking
+      // for it again (unless the same id came earlier in this batch).
+      var absent: [Bool] = []
+      var seen: Set<String> = []
       var pendingConflicts: [RecordStore.Conflict] = []
       for incoming in remote {
         let remoteVersion = try version(of: incoming)
         if let newest = remoteVersion.stamps.values.max() { try clock.observe(newest.time) }
+        let first = seen.insert(incoming.collection + "\u{0}" + incoming.id).inserted
         guard let local = try store.get(incoming.collection, incoming.id, in: db) else {
           writes.append(incoming)
+          absent.append(first)
           outcome.fastForwarded += 1
           continue
         }
@@ -228,15 +243,17 @@ public final class Replica: Sendable {
           outcome.skipped += 1
         case .replace(let record):
           writes.append(record)
+          absent.append(false)
           outcome.fastForwarded += 1
         case .merge(let record, let conflicts):
           writes.append(record)
+          absent.append(false)
           outcome.merged += 1
           outcome.mergedRecords.append(MergedRecord(collection: incoming.collection, id: incoming.id))
           pendingConflicts += conflicts
         }
       }
-      let sequences = try store.put(writes, in: db)
+      let sequences = try store.put(writes, in: db, absent: absent, deferIndexes: deferIndexes)
       let last = sequences.last ?? 0
       for var conflict in pendingConflicts {
         conflict.sequence = last

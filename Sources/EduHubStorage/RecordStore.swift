@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import GRDBSQLite
+import Synchronization
 
 /// One record as stored: an entity of a collection, with what replication needs to reconcile it.
 public struct StoredRecord: Sendable, Hashable {
@@ -81,13 +82,23 @@ public final class RecordStore: Sendable {
   private let collections: [String: CollectionDefinition]
   /// Bumped after each commit that wrote a collection indexing its changes.
   public let changed = ChangeSignal()
+  /// About how many records wait in `record_staged` for their index keys and search text (never
+  /// fewer than there are: a rolled-back write may leave it high, which only costs a lookup).
+  let staged: Mutex<Int>
 
   /// Opens the store on `database`, migrating its schema.
   public init(database: EncryptedDatabase, collections: [CollectionDefinition]) throws {
     self.database = database
     self.collections = Dictionary(uniqueKeysWithValues: collections.map { ($0.name, $0) })
+    self.staged = Mutex(0)
     do {
       try Self.migrator.migrate(database.pool)
+      // A bulk load cut short (a crash in a first sync) left records unindexed: index them now.
+      let waiting = try database.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM record_staged") ?? 0 }
+      if waiting > 0 {
+        staged.withLock { $0 = waiting }
+        try database.pool.write { db in try buildDeferredIndexes(in: db) }
+      }
       let tracked = collections.filter(\.indexesChanges).map(\.name)
       if !tracked.isEmpty {
         try database.pool.write { db in
@@ -180,6 +191,18 @@ public final class RecordStore: Sendable {
           DELETE FROM store_meta WHERE name GLOB 'workorder.index*';
           """)
     }
+    migrator.registerMigration("records-v4-staged") { db in
+      // Index keys and search text of records written by a bulk load, waiting to go into
+      // `record_key` and `record_text` in key order (see `put(_:in:absent:deferIndexes:)`).
+      try db.execute(
+        sql: """
+          CREATE TABLE record_staged (
+            record INTEGER PRIMARY KEY,
+            keys BLOB NOT NULL,
+            text TEXT
+          );
+          """)
+    }
     return migrator
   }()
 
@@ -199,9 +222,15 @@ public final class RecordStore: Sendable {
   /// The loop binds values straight to SQLite's prepared statements (GRDB's handles): with GRDB's
   /// argument arrays, the dynamic casts and statement-cache lookups cost more than SQLite's work.
   ///
-  /// - Parameter absent: for each record, whether the caller knows it is not stored (and not
-  ///   earlier in `records`): then it is inserted without looking for it first.
-  public func put(_ records: [StoredRecord], in db: Database, absent: [Bool]? = nil) throws -> [Int64] {
+  /// - Parameters:
+  ///   - absent: for each record, whether the caller knows it is not stored (and not earlier in
+  ///     `records`): then it is inserted without looking for it first.
+  ///   - deferIndexes: a bulk load (a node's first sync, a seed). The records' index keys and
+  ///     search text wait in `record_staged` and go into their b-trees in key order, every
+  ///     ``deferredLimit`` records or at ``buildDeferredIndexes(in:)``: random keys (national IDs,
+  ///     phone numbers) inserted one by one dirty a leaf page each, and every commit writes them
+  ///     all again. Until then `find` and `search` do not see these records.
+  public func put(_ records: [StoredRecord], in db: Database, absent: [Bool]? = nil, deferIndexes: Bool = false) throws -> [Int64] {
     guard !records.isEmpty else { return [] }
     precondition(absent == nil || absent?.count == records.count, "one absent flag per record")
     var sequence = try nextSequence(db, reserving: records.count)
@@ -219,6 +248,11 @@ public final class RecordStore: Sendable {
       sql: "INSERT OR IGNORE INTO record_key (index_id, key, record) VALUES (?, ?, ?)")
     let deleteText = try db.cachedStatement(sql: "DELETE FROM record_text WHERE rowid = ?")
     let insertText = try db.cachedStatement(sql: "INSERT INTO record_text (rowid, text) VALUES (?, ?)")
+    let unstage = try db.cachedStatement(sql: "DELETE FROM record_staged WHERE record = ?")
+    let stage = try db.cachedStatement(sql: "INSERT OR REPLACE INTO record_staged (record, keys, text) VALUES (?, ?, ?)")
+    // A record replaced here may still wait in the staging table with its old keys.
+    let mayBeStaged = deferIndexes || staged.withLock { $0 } > 0
+    var stagedHere = 0
     var definition: CollectionDefinition?
     var indexIDs: [String: Int64] = [:]
     if records.contains(where: { collections[$0.collection]?.indexesChanges == true }) {
@@ -268,6 +302,7 @@ public final class RecordStore: Sendable {
       let rowid: Int64
       if let existing {
         rowid = existing.rowid
+        if mayBeStaged { try run(unstage.sqliteStatement, db) { sqlite3_bind_int64($0, 1, rowid) } }
         if existing.scope != record.scope {
           try run(logExit.sqliteStatement, db) { statement in
             sqlite3_bind_int64(statement, 1, sequence)
@@ -311,6 +346,23 @@ public final class RecordStore: Sendable {
         rowid = sqlite3_last_insert_rowid(db.sqliteConnection)
       }
       assigned.append(sequence)
+      if deferIndexes {
+        let keys = definition.indexes.isEmpty ? [] : extracted.keys
+        let text = definition.searchable ? extracted.text.flatMap { $0.isEmpty ? nil : SearchText.indexString($0) } : nil
+        if existing != nil, definition.searchable { try run(deleteText.sqliteStatement, db) { sqlite3_bind_int64($0, 1, rowid) } }
+        guard !keys.isEmpty || text != nil else { continue }
+        var encoded: [UInt8] = []
+        for key in keys {
+          StagedKeys.append(try self.indexID(record.collection, key.index, in: db, cache: &indexIDs), key.key, to: &encoded)
+        }
+        try run(stage.sqliteStatement, db) { statement in
+          sqlite3_bind_int64(statement, 1, rowid)
+          bind(statement, 2, encoded)
+          if let text { bind(statement, 3, text) } else { sqlite3_bind_null(statement, 3) }
+        }
+        stagedHere += 1
+        continue
+      }
       if !definition.indexes.isEmpty {
         for key in extracted.keys {
           let indexID = try self.indexID(record.collection, key.index, in: db, cache: &indexIDs)
@@ -330,6 +382,13 @@ public final class RecordStore: Sendable {
           }
         }
       }
+    }
+    if stagedHere > 0 {
+      let waiting = staged.withLock { count in
+        count += stagedHere
+        return count
+      }
+      if waiting >= Self.deferredLimit { try buildDeferredIndexes(in: db) }
     }
     return assigned
   }
@@ -361,7 +420,7 @@ public final class RecordStore: Sendable {
     guard sqlite3_step(handle) == SQLITE_DONE else { throw stepError(db, handle) }
   }
 
-  private func stepError(_ db: Database, _ handle: OpaquePointer) -> any Error {
+  func stepError(_ db: Database, _ handle: OpaquePointer) -> any Error {
     let code = sqlite3_extended_errcode(db.sqliteConnection)
     let message = String(cString: sqlite3_errmsg(db.sqliteConnection))
     sqlite3_reset(handle)
@@ -654,6 +713,7 @@ public final class RecordStore: Sendable {
     if collections[collection]?.searchable == true {
       try db.execute(sql: "DELETE FROM record_text WHERE rowid = ?", arguments: [rowid])
     }
+    if staged.withLock({ $0 }) > 0 { try db.execute(sql: "DELETE FROM record_staged WHERE record = ?", arguments: [rowid]) }
     try db.execute(sql: "DELETE FROM record WHERE rowid = ?", arguments: [rowid])
     try db.execute(
       sql: "INSERT INTO scope_exit (sequence, collection, id, old_scope, new_scope) VALUES (?, ?, ?, ?, ?)",

@@ -22,6 +22,15 @@ func bind(_ statement: OpaquePointer, _ index: Int32, _ text: String) {
   }
 }
 
+/// UTF-8 `bytes` bound as text (not a blob: a text column's index compares them as text).
+@inline(__always)
+func bindText(_ statement: OpaquePointer, _ index: Int32, _ bytes: [UInt8]) {
+  bytes.withUnsafeBytes { utf8 in
+    let base = utf8.baseAddress ?? UnsafeRawPointer(emptyText)
+    _ = sqlite3_bind_text(statement, index, base.assumingMemoryBound(to: CChar.self), Int32(utf8.count), transient)
+  }
+}
+
 @inline(__always)
 func bind(_ statement: OpaquePointer, _ index: Int32, _ bytes: [UInt8]) {
   bytes.withUnsafeBytes { sqlite3_bind_blob(statement, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count), transient) }

@@ -162,6 +162,10 @@ public final class SyncClient: Sendable {
     let replica = self.replica
     let store = self.store
     request.cursor = Data(try store.read { db in try store.records.meta(Self.pullCursorKey, in: db) } ?? [])
+    // While the upstream walks its records (a first sync, a resync), the batches are a bulk load:
+    // their index keys and search text go in by key order every so many records and when the walk
+    // ends (`RecordStore.put(_:in:absent:deferIndexes:)`).
+    var walking = Self.walking(request.cursor)
     var resync: ResyncReason?
     report = try await Eduhub_Sync_V1_SyncService.Client(upstream).pull(request, options: options) { batches in
       var report = report
@@ -171,9 +175,11 @@ public final class SyncClient: Sendable {
           break
         }
         let records = batch.records.map(SyncService.stored)
+        let bulk = walking
         let outcome = try await store.write { db -> Replica.ApplyOutcome in
           let before = try store.records.lastSequence(in: db)
-          let outcome = try replica.apply(records, in: db)
+          let outcome = try replica.apply(records, in: db, deferIndexes: bulk)
+          if !Self.walking(batch.cursor) { try store.records.buildDeferredIndexes(in: db) }
           for eviction in batch.evictions { try store.records.evict(eviction.collection, eviction.id, in: db) }
           if !outcome.mergedRecords.isEmpty {
             var list = String(decoding: try store.records.meta(Self.mustPushKey, in: db) ?? [], as: UTF8.self)
@@ -200,6 +206,7 @@ public final class SyncClient: Sendable {
           try store.records.setMeta(Self.pullCursorKey, [UInt8](batch.cursor), in: db)
           return outcome
         }
+        walking = Self.walking(batch.cursor)
         if outcome.fastForwarded + outcome.merged > 0 || !batch.evictions.isEmpty {
           onApplied(Set(records.map(\.collection)).union(batch.evictions.map(\.collection)))
         }
@@ -212,7 +219,17 @@ public final class SyncClient: Sendable {
       }
       return report
     }
+    // A stream that ended inside the walk leaves records staged: index them before returning.
+    try await store.write { db in try store.records.buildDeferredIndexes(in: db) }
     return resync
+  }
+
+  /// Whether a pull from `cursor` is still inside the upstream's walk of this node's records (the
+  /// cursor is the upstream's own protobuf; one that does not parse is treated as outside it).
+  static func walking(_ cursor: Data) -> Bool {
+    guard !cursor.isEmpty else { return true }
+    guard let parsed = try? Eduhub_Sync_V1_PullCursor(serializedBytes: cursor) else { return false }
+    return !parsed.snapshotDone
   }
 
   /// Drops every record of this node's scope (not the global ones) and its pull state, logging

@@ -25,6 +25,15 @@ struct SyncTests {
       #expect(Set(got.map(\.id)) == Set(expected.map(\.id)))
       #expect(got.allSatisfy { $0.scope.hasPrefix("511700/511702/") })
       #expect(report.batches > 3)
+      // The walk's records were a bulk load with their index keys and search text built after it:
+      // when the sync returns, every person is found by national ID and by name.
+      for stored in got where !stored.deleted {
+        let person = try Eduhub_Identity_V1_Person(serializedBytes: stored.body)
+        if !person.nationalID.isEmpty {
+          #expect(try county.store.find(IdentityCollections.person, index: "national_id", key: person.nationalID).map(\.id).contains(person.id))
+        }
+        #expect(try county.store.search(IdentityCollections.person.name, query: person.name, limit: 1000).map(\.id).contains(person.id))
+      }
       // Global records (every node's public key) come too; the other county's people do not.
       #expect(try county.store.get(IdentityCollections.nodeKey, "test-central") != nil)
       #expect(try county.person(IdentityWorld.otherStudent) == nil)
