@@ -229,8 +229,9 @@ public final class Replica: Sendable {
       var seen: Set<String> = []
       var pendingConflicts: [RecordStore.Conflict] = []
       for incoming in remote {
-        let remoteVersion = try version(of: incoming)
-        if let newest = remoteVersion.stamps.values.max() { try clock.observe(newest.time) }
+        // A record new here needs its stamps only for the clock (and checked): no map of them.
+        _ = try ReplicationEncoding.decodeVector(incoming.version)
+        if let newest = try ReplicationEncoding.newestStamp(incoming.stamps) { try clock.observe(newest.time) }
         let first = seen.insert(incoming.collection + "\u{0}" + incoming.id).inserted
         guard let local = try store.get(incoming.collection, incoming.id, in: db) else {
           writes.append(incoming)
