@@ -1,5 +1,4 @@
 import EduHubIdentity
-import EduHubPrivacy
 import EduHubReplication
 import EduHubStorage
 import Foundation
@@ -19,31 +18,23 @@ struct SeededPeople {
 
   static func read(_ catalog: CatalogService) throws -> SeededPeople {
     var people = SeededPeople()
-    let reader = Reader.node(id: catalog.identity.nodeID, clearScope: nil)
-    let today = catalog.identity.today
+    // The operator's own summary, in process: only unclassified fields are read (kind, school,
+    // grade, class), straight from the stored bodies, and only counts and ids leave here.
     try catalog.store.read { db in
-      var cursor: StoredRecord?
-      while true {
-        // Masked for a reader cleared for nothing: what is read here (kind, school, grade, class) is
-        // not classified.
-        let page = try catalog.identity.people(after: cursor, limit: 5000, for: reader, on: today, in: db).map(\.record)
-        for record in page {
-          // 2 kind, 11 org_code, 13 grade, 14 class_name.
-          guard let fields = try? WireFields(parsing: record.body) else { continue }
-          let kind = fields.varint(2) ?? 0
-          let org = fields.text(11) ?? ""
-          guard !org.isEmpty else { continue }
-          if kind == 1 {
-            let grade = fields.varint(13) ?? 0
-            people.schools[org, default: School()].students += 1
-            people.schools[org, default: School()].classes.insert("\(grade)/" + (fields.text(14) ?? ""))
-            if grade == 9, people.ninthGraders.count < 20_000 { people.ninthGraders.append(record.id) }
-          } else if kind == 2 {
-            people.schools[org, default: School()].teachers += 1
-          }
+      try catalog.store.records.forEachLive(IdentityCollections.person.name, inScope: nil, in: db) { id, body in
+        // 2 kind, 11 org_code, 13 grade, 14 class_name.
+        guard let fields = try? WireFields(parsing: body) else { return }
+        let kind = fields.varint(2) ?? 0
+        let org = fields.text(11) ?? ""
+        guard !org.isEmpty else { return }
+        if kind == 1 {
+          let grade = fields.varint(13) ?? 0
+          people.schools[org, default: School()].students += 1
+          people.schools[org, default: School()].classes.insert("\(grade)/" + (fields.text(14) ?? ""))
+          if grade == 9, people.ninthGraders.count < 20_000 { people.ninthGraders.append(id) }
+        } else if kind == 2 {
+          people.schools[org, default: School()].teachers += 1
         }
-        guard page.count == 5000 else { break }
-        cursor = page.last
       }
     }
     return people

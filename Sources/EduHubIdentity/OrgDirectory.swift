@@ -147,13 +147,10 @@ extension IdentityService: OrgDirectory {
 
   public func countPeople(inScope path: String, kind: Eduhub_Identity_V1_PersonKind, in db: Database) throws -> Int64 {
     var count: Int64 = 0
-    var cursor: StoredRecord?
-    while true {
-      let page = try store.records.inScope(IdentityCollections.person, scope: path, after: cursor, limit: 5000, in: db)
-      count += Int64(page.lazy.filter { !$0.deleted && Self.isKind($0.body, kind) }.count)
-      guard page.count == 5000 else { return count }
-      cursor = page.last
+    try store.records.forEachLive(IdentityCollections.person.name, inScope: path, in: db) { _, body in
+      if Self.isKind(body, kind) { count += 1 }
     }
+    return count
   }
 
   /// Whether a person body (stored or masked: the kind is not classified) is of `kind` (field 2, a

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import GRDBSQLite
 import Synchronization
@@ -30,32 +31,32 @@ extension RecordStore {
   /// Records a bulk load stages before their keys and text go into the index b-trees: enough that
   /// each pass touches a leaf page about once for many records, few enough that the pass's sort
   /// stays a few tens of MiB and the records are not long out of `find`'s sight.
-  public static let deferredLimit = 100_000
+  public static let deferredLimit = 250_000
 
-  /// One staged index entry, ordered as `record_key`'s primary key orders it (BINARY collation
-  /// compares the UTF-8 bytes).
-  private struct StagedEntry: Comparable {
+  /// One staged index entry: its key's bytes lie in a shared arena, and the first eight of them,
+  /// big-endian in `prefix`, settle most comparisons without reading it.
+  private struct StagedEntry {
     var indexID: Int64
-    var key: [UInt8]
+    var prefix: UInt64
+    var start: Int
+    var count: Int
     var record: Int64
-
-    static func < (a: Self, b: Self) -> Bool {
-      if a.indexID != b.indexID { return a.indexID < b.indexID }
-      if a.key != b.key { return a.key.lexicographicallyPrecedes(b.key) }
-      return a.record < b.record
-    }
   }
 
   /// Moves every staged record's index keys and search text into `record_key` and `record_text`
-  /// inside the caller's transaction: keys in key order, so each leaf page is written once per
-  /// pass, and texts in record order. A no-op when nothing waits.
+  /// inside the caller's transaction: keys in key order (as `record_key`'s primary key orders them:
+  /// BINARY collation compares the UTF-8 bytes), so each leaf page is written once per pass, and
+  /// texts in record order. A no-op when nothing waits.
   public func buildDeferredIndexes(in db: Database) throws {
     guard staged.withLock({ $0 }) > 0 else { return }
     var entries: [StagedEntry] = []
-    var texts: [(record: Int64, text: String)] = []
+    var arena: [UInt8] = []
     var rows = 0
     let select = try db.makeStatement(sql: "SELECT record, keys, text FROM record_staged ORDER BY record")
     let handle = select.sqliteStatement
+    // Texts go in as they are read (record order); writing another table while this one is read
+    // is fine in SQLite.
+    let insertText = try db.cachedStatement(sql: "INSERT INTO record_text (rowid, text) VALUES (?, ?)").sqliteStatement
     while true {
       let step = sqlite3_step(handle)
       if step == SQLITE_DONE { break }
@@ -64,25 +65,43 @@ extension RecordStore {
       let record = sqlite3_column_int64(handle, 0)
       do {
         try StagedKeys.forEach(columnBlob(handle, 1)) { indexID, key in
-          entries.append(StagedEntry(indexID: indexID, key: Array(key), record: record))
+          var prefix: UInt64 = 0
+          for (position, byte) in key.prefix(8).enumerated() { prefix |= UInt64(byte) << (56 - 8 * position) }
+          entries.append(StagedEntry(indexID: indexID, prefix: prefix, start: arena.count, count: key.count, record: record))
+          arena += key
         }
       } catch {
         throw StorageError(.corrupted, "staged index keys of record \(record) are damaged")
       }
-      if sqlite3_column_type(handle, 2) != SQLITE_NULL { texts.append((record, columnText(handle, 2))) }
+      if sqlite3_column_type(handle, 2) != SQLITE_NULL, let text = sqlite3_column_text(handle, 2) {
+        sqlite3_reset(insertText)
+        sqlite3_bind_int64(insertText, 1, record)
+        sqlite3_bind_text(insertText, 2, UnsafeRawPointer(text).assumingMemoryBound(to: CChar.self), sqlite3_column_bytes(handle, 2), transient)
+        guard sqlite3_step(insertText) == SQLITE_DONE else { throw stepError(db, insertText) }
+      }
     }
-    entries.sort()
-    let insertKey = try db.cachedStatement(sql: "INSERT OR IGNORE INTO record_key (index_id, key, record) VALUES (?, ?, ?)")
-    let keyHandle = insertKey.sqliteStatement
-    for entry in entries {
-      sqlite3_reset(keyHandle)
-      sqlite3_bind_int64(keyHandle, 1, entry.indexID)
-      bindText(keyHandle, 2, entry.key)
-      sqlite3_bind_int64(keyHandle, 3, entry.record)
-      guard sqlite3_step(keyHandle) == SQLITE_DONE else { throw stepError(db, keyHandle) }
+    arena.withUnsafeBytes { bytes in
+      entries.sort { a, b in
+        if a.indexID != b.indexID { return a.indexID < b.indexID }
+        if a.prefix != b.prefix { return a.prefix < b.prefix }
+        let order = memcmp(bytes.baseAddress! + a.start, bytes.baseAddress! + b.start, min(a.count, b.count))
+        if order != 0 { return order < 0 }
+        if a.count != b.count { return a.count < b.count }
+        return a.record < b.record
+      }
     }
-    let insertText = try db.cachedStatement(sql: "INSERT INTO record_text (rowid, text) VALUES (?, ?)")
-    for (record, text) in texts { try insertText.execute(arguments: [record, text]) }
+    let insertKey = try db.cachedStatement(sql: "INSERT OR IGNORE INTO record_key (index_id, key, record) VALUES (?, ?, ?)").sqliteStatement
+    try arena.withUnsafeBytes { bytes in
+      for entry in entries {
+        sqlite3_reset(insertKey)
+        sqlite3_bind_int64(insertKey, 1, entry.indexID)
+        sqlite3_bind_text(
+          insertKey, 2, (bytes.baseAddress ?? UnsafeRawPointer(emptyText)).advanced(by: entry.start).assumingMemoryBound(to: CChar.self),
+          Int32(entry.count), transient)
+        sqlite3_bind_int64(insertKey, 3, entry.record)
+        guard sqlite3_step(insertKey) == SQLITE_DONE else { throw stepError(db, insertKey) }
+      }
+    }
     try db.execute(sql: "DELETE FROM record_staged")
     // The count drops only with the commit: rolled back, the rows are still there.
     let built = rows

@@ -3,14 +3,14 @@ import GRDBSQLite
 // Binding and reading SQLite statements directly, for the store's hot loops (put, get, point
 // reads), where GRDB's argument arrays and row decoding cost more than SQLite's own work.
 
-nonisolated(unsafe) private let emptyText: UnsafeMutablePointer<CChar> = {
+nonisolated(unsafe) let emptyText: UnsafeMutablePointer<CChar> = {
   let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
   pointer.initialize(to: 0)
   return pointer
 }()
 
 /// SQLite copies the bytes (SQLITE_TRANSIENT): Swift's buffers only live for the call.
-nonisolated(unsafe) private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+nonisolated(unsafe) let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 @inline(__always)
 func bind(_ statement: OpaquePointer, _ index: Int32, _ text: String) {
@@ -18,15 +18,6 @@ func bind(_ statement: OpaquePointer, _ index: Int32, _ text: String) {
   text.withUTF8 { utf8 in
     // An empty string still needs a non-null pointer, or SQLite would bind NULL.
     let base = UnsafeRawPointer(utf8.baseAddress) ?? UnsafeRawPointer(emptyText)
-    _ = sqlite3_bind_text(statement, index, base.assumingMemoryBound(to: CChar.self), Int32(utf8.count), transient)
-  }
-}
-
-/// UTF-8 `bytes` bound as text (not a blob: a text column's index compares them as text).
-@inline(__always)
-func bindText(_ statement: OpaquePointer, _ index: Int32, _ bytes: [UInt8]) {
-  bytes.withUnsafeBytes { utf8 in
-    let base = utf8.baseAddress ?? UnsafeRawPointer(emptyText)
     _ = sqlite3_bind_text(statement, index, base.assumingMemoryBound(to: CChar.self), Int32(utf8.count), transient)
   }
 }
