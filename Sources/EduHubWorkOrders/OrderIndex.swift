@@ -162,6 +162,9 @@ final class OrderIndex: Sendable {
     /// Row numbers by the number of their org path (a row whose path changed stays listed under
     /// the old one too: readers check `row.path`).
     var byPath: [[Int32]] = []
+    /// Row numbers by the number of the account that submitted them or is assigned them (a row
+    /// whose assignee changed stays listed under the old one too: readers check the row).
+    var byAccount: [Int32: [Int32]] = [:]
     var names = Names()
     /// Watch marks (not saved: an unwatch is a deletion, whose tombstone may be collected before
     /// the next start): the accounts watching each row, and the rows each account watches.
@@ -187,8 +190,12 @@ final class OrderIndex: Sendable {
       if let known = rowOf[id] {
         index = Int(known)
         let moved = rows[index].path != row.path
+        let people = [rows[index].submitter, rows[index].assignee]
         rows[index] = row
         saved.touched(index)
+        for account in [row.submitter, row.assignee] where account >= 0 && !people.contains(account) {
+          byAccount[account, default: []].append(Int32(index))
+        }
         // Moves are rare: an order moved back to a path it was listed under is listed there once.
         guard moved, !byPath[Int(row.path)].contains(Int32(index)) else { return }
       } else {
@@ -201,11 +208,15 @@ final class OrderIndex: Sendable {
       list(index)
     }
 
-    /// Lists row `index` under its path.
+    /// Lists row `index` under its path and its submitter's and assignee's accounts.
     mutating func list(_ index: Int) {
-      let path = Int(rows[index].path)
+      let row = rows[index]
+      let path = Int(row.path)
       if byPath.count <= path { byPath += Array(repeating: [], count: path + 1 - byPath.count) }
       byPath[path].append(Int32(index))
+      for account in [row.submitter, row.assignee] where account >= 0 && byAccount[account]?.last != Int32(index) {
+        byAccount[account, default: []].append(Int32(index))
+      }
     }
 
     /// Sets who watches the order of row `index`.
@@ -237,13 +248,14 @@ final class OrderIndex: Sendable {
   struct Lists {
     let ids: [String]
     let byPath: [[Int32]]
+    let byAccount: [Int32: [Int32]]
     let watching: [Int32: Set<Int32>]
   }
 
   /// Runs `body` over the rows and their lists (under the index's lock).
   func withRows<T>(_ body: ([StatRow], Names, Lists) throws -> T) rethrows -> T {
     try state.withLock { state in
-      try body(state.rows, state.names, Lists(ids: state.ids, byPath: state.byPath, watching: state.watching))
+      try body(state.rows, state.names, Lists(ids: state.ids, byPath: state.byPath, byAccount: state.byAccount, watching: state.watching))
     }
   }
 

@@ -38,6 +38,8 @@ struct Sample {
   var kind: PageKind
   var clientMs: Double
   var serverMs: Double
+  /// Seconds into the measured window the request was sent.
+  var at: Double
 }
 
 struct BenchFailure: Error, CustomStringConvertible {
@@ -205,7 +207,9 @@ func browseWhenReady(index: Int, group: any EventLoopGroup, start: Start) async 
       guard answer.status == 200 else { throw BenchFailure(description: "\(target): \(answer.status) \(answer.body.prefix(200))") }
       if began >= measureFrom {
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        samples.append(Sample(kind: kind, clientMs: ms, serverMs: serverMs(answer.headers)))
+        let offset = began - measureFrom
+        let at = Double(offset.components.seconds) + Double(offset.components.attoseconds) / 1e18
+        samples.append(Sample(kind: kind, clientMs: ms, serverMs: serverMs(answer.headers), at: at))
       }
     }
     return samples
@@ -234,6 +238,13 @@ func report(_ samples: [Sample], setupSeconds: Double) {
   print(
     String(
       format: "  all: server p95 %.1f ms, client p95 %.1f ms", percentile(server, 0.95), percentile(client, 0.95)))
+  // Where a tail comes from: answers over a second, by the second of the window they were asked in.
+  let slow = samples.filter { $0.clientMs > 1000 }
+  if !slow.isEmpty {
+    let seconds = Dictionary(grouping: slow) { Int($0.at) }.sorted { $0.key < $1.key }
+      .map { "\($0.key) s: \($0.value.count) (server max \(String(format: "%.0f", $0.value.map(\.serverMs).max() ?? 0)) ms)" }
+    print("  answers over 1 s: \(slow.count), asked at " + seconds.joined(separator: ", "))
+  }
 }
 
 do {
