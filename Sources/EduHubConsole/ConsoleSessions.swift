@@ -21,8 +21,9 @@ import Synchronization
 final class ConsoleSessions: Sendable {
   let identity: IdentityService
   let authenticator: Authenticator
-  /// A console session idle this long needs a new sign-in (the refresh cookie's lifetime, renewed
-  /// with each rotation); the node's session itself lasts longer for API clients.
+  /// A console session idle this long needs a new sign-in: the refresh cookie's lifetime (renewed
+  /// with each rotation), and `refresh` ends a session idle longer even when a copy of the cookie
+  /// comes back. The node's sessions themselves last longer for API clients.
   let idleSeconds: Int64
   /// How long a rotation's result is shared with the same browser's other requests.
   static let sharedRotationMs: Int64 = 10_000
@@ -107,7 +108,7 @@ final class ConsoleSessions: Sendable {
     if let done = recent.withLock({ $0[key] }), now - done.atMs < Self.sharedRotationMs { return done.pair }
     var request = Eduhub_Identity_V1_RefreshRequest()
     request.refreshToken = refreshToken
-    guard let pair = try? identity.refresh(request, peer: peer) else { return nil }
+    guard let pair = try? identity.refresh(request, peer: peer, maxIdleMs: idleSeconds * 1000) else { return nil }
     recent.withLock { recent in
       recent = recent.filter { now - $0.value.atMs < Self.sharedRotationMs }
       if recent.count < 100_000 { recent[key] = (pair, now) }

@@ -147,7 +147,11 @@ extension IdentityService {
     return try outcome.get()
   }
 
-  public func refresh(_ request: Eduhub_Identity_V1_RefreshRequest, peer: String) throws -> Eduhub_Identity_V1_TokenPair {
+  /// - Parameter maxIdleMs: when given, a session whose refresh token was last rotated (or which
+  ///   was opened) longer ago than this is ended instead ("idle"): the web console's 8 hours,
+  ///   enforced here rather than only by its cookie's lifetime, so a copied refresh cookie does not
+  ///   outlive it.
+  public func refresh(_ request: Eduhub_Identity_V1_RefreshRequest, peer: String, maxIdleMs: Int64? = nil) throws -> Eduhub_Identity_V1_TokenPair {
     let failed = RPCError(.unauthenticated, "the refresh token is not valid")
     let parts = request.refreshToken.split(separator: ".", omittingEmptySubsequences: false)
     guard request.refreshToken.utf8.count <= 200, parts.count == 2 else { throw failed }
@@ -170,6 +174,18 @@ extension IdentityService {
         guard let (accountRecord, account) = try account(session.accountID, in: db), account.state == .active,
           accountRecord.scope == record.scope, session.createdMs >= account.sessionsNotBeforeMs - 999
         else { return .failure(failed) }
+        let now = nowMs()
+        if let maxIdleMs, now - max(session.refreshedMs, session.createdMs) > maxIdleMs {
+          session.revoked = true
+          session.revokedReason = "idle"
+          try store.put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
+          try audit.append(
+            .init(
+              actor: session.accountID, action: action, target: session.id, outcome: "denied",
+              detail: "session idle for more than \(maxIdleMs / 60_000) minutes; session ended", peer: peer, timeMs: now), in: db)
+          return .failure(failed)
+        }
+        session.refreshedMs = now
         session.rotatedHashes.append(session.refreshHash)
         if session.rotatedHashes.count > 32 { session.rotatedHashes.removeFirst(session.rotatedHashes.count - 32) }
         let secret = Base64URL.encode(Random.bytes(32))

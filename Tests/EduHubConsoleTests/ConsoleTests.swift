@@ -179,6 +179,29 @@ struct ConsoleTests {
     }
   }
 
+  @Test("a session idle for 8 hours ends at the node, even for a copy of its cookies that a browser did not expire")
+  func idleSessionEnds() async throws {
+    try await withWorld { world in
+      try await world.account("steward1", role: .dataSteward, org: CitySeeder.cityCode)
+      var browser = FakeBrowser(world)
+      _ = await browser.signIn("steward1")
+      // Active: seven hours on, the access cookie has expired and the refresh cookie rotates it.
+      world.clock.advance(by: .seconds(7 * 3600))
+      #expect(await browser.send("GET", "/catalog").status == 200)
+      let copied = browser.jar
+      // Idle past eight hours since that rotation: the copy is refused and the session ended.
+      world.clock.advance(by: .seconds(8 * 3600 + 60))
+      var thief = FakeBrowser(world)
+      thief.jar = copied
+      let page = await thief.send("GET", "/catalog")
+      #expect(page.status == 303 && page.header("location")?.hasPrefix("/login") == true)
+      try world.node.audit.flush()
+      #expect(try world.auditEvents(action: "identity.Refresh").contains { $0.outcome == "denied" && $0.detail.contains("idle") })
+      // Ended, not merely refused: the browser's own cookies no longer work either.
+      #expect(await browser.send("GET", "/catalog").status == 303)
+    }
+  }
+
   @Test("a teacher sees her own pupil as GetPerson shows her, and not another school's")
   func people() async throws {
     try await withWorld { world in
