@@ -38,18 +38,21 @@ extension Console {
     list.orgCode = org
     // The registry holds this node itself (replicated from upstream) and, at central, the
     // schools enrolled with a county: a node inside another listed node's subtree syncs with that
-    // one, so this node neither saw it nor marks it offline.
+    // one, which reports its last contact (as of that node's own last push).
     let me = node.data.identity.nodeID
     let nodes = try node.sync.listNodes(list, caller: caller, peer: visit.peer).nodes.filter { $0.id != me }
     let lag = Dictionary((try node.sync.downstream()).map { ($0.nodeID, $0) }, uniquingKeysWith: { first, _ in first })
+    let reported = try node.sync.reportedContacts()
     context["downstream"] = nodes.sorted { $0.id < $1.id }.map { downstream -> [String: Any] in
       let via = nodes.first { $0.id != downstream.id && !$0.scope.isEmpty && $0.scope != downstream.scope && Caller.covers($0.scope, downstream.scope) }
       let seen = lag[downstream.id]
-      let last = seen?.lastPullMs
-      let offline = via == nil && downstream.state == .active && (last.map { now - $0 > Self.offlineAfterMs } ?? true)
+      let contact = via.flatMap { via in reported[downstream.id].flatMap { $0.upstreamNodeID == via.id ? $0 : nil } }
+      let last = via == nil ? seen?.lastPullMs : contact?.lastPullMs
+      let offline = downstream.state == .active && (last.map { now - $0 > Self.offlineAfterMs } ?? true)
+      let when = last.map(Labels.time) ?? "从未"
       return [
         "id": downstream.id, "org": downstream.orgCode, "state": Self.nodeState(downstream.state),
-        "last": via.map { "经由 " + $0.id } ?? last.map(Labels.time) ?? "从未", "behind": via == nil ? "\(seen?.behind ?? 0)" : "—",
+        "last": via.map { "\(when)（经由 \($0.id)）" } ?? when, "behind": "\((via == nil ? seen?.behind : contact?.behind) ?? 0)",
         "offline": offline,
       ]
     }

@@ -51,11 +51,38 @@ extension SyncService {
     try store.records.meta(Self.pulledKey(nodeID), in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
   }
 
+  /// A contact record is rewritten at most this often per node (each is a write that goes up).
+  static let contactEveryMs: Int64 = 5 * 60_000
+
   func recordPulled(_ nodeID: String, through sequence: Int64) throws {
     let now = identity.nowMs()
     try store.transaction { db in
       try store.records.setMeta(Self.pulledKey(nodeID), Array(String(sequence).utf8), in: db)
       try store.records.setMeta(Self.pulledAtKey(nodeID), Array(String(now).utf8), in: db)
+      // A middle node tells the nodes above it when its own nodes last came (central has no one
+      // above it; its own downstream it sees directly).
+      guard let scope = try store.live(SyncCollections.node, identity.nodeID, in: db)?.scope, !scope.isEmpty else { return }
+      let known = try store.live(SyncCollections.contact, nodeID, in: db).flatMap { try? SyncCollections.contact.decode($0) }
+      guard known.map({ now - $0.lastPullMs >= Self.contactEveryMs || $0.lastPullMs > now }) ?? true else { return }
+      var contact = Eduhub_Sync_V1_NodeContact()
+      contact.nodeID = nodeID
+      contact.upstreamNodeID = identity.nodeID
+      contact.lastPullMs = now
+      contact.behind = max(0, try store.records.lastSequence(in: db) - sequence)
+      try store.put(SyncCollections.contact, nodeID, scope: scope, contact, in: db)
+    }
+  }
+
+  /// What the nodes below this one's downstream nodes reported of their own (schools enrolled
+  /// with a county, seen at central), by node id.
+  public func reportedContacts() throws -> [String: Eduhub_Sync_V1_NodeContact] {
+    try store.read { db in
+      var contacts: [String: Eduhub_Sync_V1_NodeContact] = [:]
+      for record in try store.records.records(SyncCollections.contact, limit: 100_000, in: db) where !record.deleted {
+        guard let contact = try? SyncCollections.contact.decode(record), contact.nodeID == record.id else { continue }
+        contacts[contact.nodeID] = contact
+      }
+      return contacts
     }
   }
 

@@ -11,6 +11,27 @@ import SwiftProtobuf
 extension SyncService {
   func registerWriteRules() {
     identity.declare(SyncCollections.node, writes: .checked(by: self) { $0.checkNode })
+    identity.declare(unclassified: SyncCollections.contact, writes: .checked(by: self) { $0.checkContact })
+  }
+
+  /// A contact is written by the node a registered node pulls from (the pusher or a node it relays),
+  /// at that node's own scope, about a node registered below it: an owned county can misreport
+  /// its own schools' contact, nothing else.
+  func checkContact(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {
+    let what = "node contact \(record.id.prefix(40))"
+    guard !record.deleted else { throw PushRefusal("\(what): contacts are replaced, never deleted") }
+    let contact = try IdentityService.decode(Eduhub_Sync_V1_NodeContact.self, record)
+    let recorder = contact.upstreamNodeID
+    let recorderScope = recorder == node.id ? node.scope : node.writerScopes[recorder]
+    guard node.mayCarry(recorder), let recorderScope, record.scope == recorderScope, !recorderScope.isEmpty else {
+      throw PushRefusal("\(what): it is not recorded by node \(node.id) or a node it relays, at that node's scope")
+    }
+    if let existing, existing.scope != record.scope { throw PushRefusal("\(what): a contact does not move") }
+    // About a node the pusher enrolled (or relays): one of its subtree enrolled here syncs here.
+    guard contact.nodeID == record.id, contact.nodeID != recorder, node.mayCarry(contact.nodeID),
+      let registration = try view.live(SyncCollections.node.name, record.id),
+      registration.scope != recorderScope, RecordStore.inScope(registration.scope, recorderScope)
+    else { throw PushRefusal("\(what): it is not about a node registered below \(recorder)") }
   }
 
   func checkNode(_ record: StoredRecord, _ existing: StoredRecord?, _ node: PushingNode, _ view: PushView) throws {

@@ -3,6 +3,7 @@ import EduHubAPI
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
+import EduHubSync
 import EduHubTestSupport
 import Foundation
 import Logging
@@ -199,6 +200,34 @@ struct ConsoleTests {
       #expect(try world.auditEvents(action: "identity.Refresh").contains { $0.outcome == "denied" && $0.detail.contains("idle") })
       // Ended, not merely refused: the browser's own cookies no longer work either.
       #expect(await browser.send("GET", "/catalog").status == 303)
+    }
+  }
+
+  @Test("central's node page shows a school enrolled with a county by the county's report of its last pull, and marks it offline when that goes stale")
+  func schoolsBelowCounties() async throws {
+    try await withWorld { world in
+      let tiers = try await ThreeTiers.start(world)
+      try await world.account("city-nodes", role: .cityAdmin, org: CitySeeder.cityCode)
+      var browser = FakeBrowser(world)
+      _ = await browser.signIn("city-nodes")
+      // The county's push brings the school's registration; before the county reports a pull of
+      // the school's, it is offline as far as central knows.
+      _ = try await tiers.county.client.syncOnce()
+      let before = await browser.send("GET", "/node").html
+      #expect(before.contains("school-5117020001") && before.contains("从未（经由 "))
+      // The school pulls from the county, the county pushes its report up.
+      _ = try await tiers.school.syncOnce()
+      _ = try await tiers.county.client.syncOnce()
+      let page = await browser.send("GET", "/node").html
+      let row = try #require(page.components(separatedBy: "<tr").first { $0.contains("<td>school-5117020001</td>") })
+      #expect(!row.contains("离线") && row.contains("经由 "))
+      // Sixteen minutes of silence later (the county's report is as old), it is marked offline.
+      world.clock.advance(by: .seconds(16 * 60))
+      _ = await browser.signIn("city-nodes")
+      let later = await browser.send("GET", "/node").html
+      let stale = try #require(later.components(separatedBy: "<tr").first { $0.contains("<td>school-5117020001</td>") })
+      #expect(stale.contains("离线"))
+      await tiers.stop()
     }
   }
 

@@ -65,6 +65,46 @@ struct PushedNodesTests {
     }
   }
 
+  static func contact(_ node: String, by upstream: String, at ms: Int64 = 1_765_000_000_000) throws -> [UInt8] {
+    var contact = Eduhub_Sync_V1_NodeContact()
+    contact.nodeID = node
+    contact.upstreamNodeID = upstream
+    contact.lastPullMs = ms
+    return try contact.serializedBytes()
+  }
+
+  @Test("a county reports when its own schools last pulled, at its own scope; of a school enrolled here, another county's, or in another's name, it is refused")
+  func contactsFromBelow() async throws {
+    try await withWorld { world in
+      let owned = try await OwnedNode.start(world)
+      let countyPath = try #require(try owned.stored(IdentityCollections.org.name, "511702")).scope
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org.name, IdentityWorld.school)).scope
+      try await owned.push([try owned.record(SyncCollections.node.name, "school-own", scope: schoolPath, body: try Self.schoolNode("school-own", key: SigningKey()))])
+      var create = Eduhub_Sync_V1_CreateNodeRequest()
+      create.nodeID = "school-direct"
+      create.orgCode = IdentityWorld.school
+      create.clearance = .masked
+      _ = try await Eduhub_Sync_V1_SyncService.Client(world.rpc).createNode(create, options: try await world.options("city-county-511702"))
+      // Its own school, recorded by itself at its scope: stored, and read back as reported.
+      try await owned.push([try owned.record(SyncCollections.contact.name, "school-own", scope: countyPath, body: try Self.contact("school-own", by: "county-511702"))])
+      #expect(try world.node.sync.reportedContacts()["school-own"]?.upstreamNodeID == "county-511702")
+      // A school enrolled here directly, in another's name, at a school's scope, or about itself: refused.
+      try await owned.expectRefused(
+        [try owned.record(SyncCollections.contact.name, "school-direct", scope: countyPath, body: try Self.contact("school-direct", by: "county-511702"))],
+        "not about a node registered below")
+      try await owned.expectRefused(
+        [try owned.record(SyncCollections.contact.name, "school-own", scope: countyPath, body: try Self.contact("school-own", by: "county-511703"), over: try owned.stored(SyncCollections.contact.name, "school-own"))],
+        "not recorded by node")
+      try await owned.expectRefused(
+        [try owned.record(SyncCollections.contact.name, "school-own", scope: schoolPath, body: try Self.contact("school-own", by: "county-511702"), over: try owned.stored(SyncCollections.contact.name, "school-own"))],
+        "at that node's scope")
+      try await owned.expectRefused(
+        [try owned.record(SyncCollections.contact.name, "county-511702", scope: countyPath, body: try Self.contact("county-511702", by: "county-511702"))],
+        "not about a node registered below")
+      await owned.county.close()
+    }
+  }
+
   @Test("version metadata the node chooses buys nothing: a password hash under an older stamp in central's name, an account or a node registration with no vector or stamps, are refused")
   func chosenMetadata() async throws {
     try await withWorld { world in

@@ -880,6 +880,12 @@ public enum EduHubClassification {
       ClassifiedField(number: 2, name: "enrollment_hash", sensitivity: 4, masking: 9),
       ClassifiedField(number: 3, name: "enrollment_expires_ms", sensitivity: 0, masking: 0),
     ],
+    "eduhub.sync.v1.NodeContact": [
+      ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 2, name: "upstream_node_id", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 3, name: "last_pull_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 4, name: "behind", sensitivity: 0, masking: 0),
+    ],
     "eduhub.sync.v1.PullCursor": [
       ClassifiedField(number: 1, name: "scope", sensitivity: 0, masking: 0),
       ClassifiedField(number: 2, name: "snapshot_sequence", sensitivity: 0, masking: 0),

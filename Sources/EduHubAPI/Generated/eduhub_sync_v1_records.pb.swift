@@ -48,6 +48,29 @@ public nonisolated struct Eduhub_Sync_V1_SyncNodeRecord: Sendable {
   fileprivate var _node: Eduhub_Sync_V1_SyncNode? = nil
 }
 
+/// When a node last pulled from its upstream, as that upstream recorded it: written at the
+/// upstream's own scope and pushed up with its other writes, so the nodes above it see the schools
+/// enrolled with a county (whose pulls they never see) and mark the silent ones offline.
+public nonisolated struct Eduhub_Sync_V1_NodeContact: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: String = String()
+
+  /// The node it pulls from (the one that recorded this).
+  public var upstreamNodeID: String = String()
+
+  public var lastPullMs: Int64 = 0
+
+  /// The upstream's changes written after the last one the node applied.
+  public var behind: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Where a pull stands (the opaque cursor of PullBatch).
 public nonisolated struct Eduhub_Sync_V1_PullCursor: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -122,6 +145,51 @@ nonisolated extension Eduhub_Sync_V1_SyncNodeRecord: SwiftProtobuf.Message, Swif
     if lhs._node != rhs._node {return false}
     if lhs.enrollmentHash != rhs.enrollmentHash {return false}
     if lhs.enrollmentExpiresMs != rhs.enrollmentExpiresMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Eduhub_Sync_V1_NodeContact: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NodeContact"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}upstream_node_id\0\u{3}last_pull_ms\0\u{1}behind\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.upstreamNodeID) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.lastPullMs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.behind) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    }
+    if !self.upstreamNodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.upstreamNodeID, fieldNumber: 2)
+    }
+    if self.lastPullMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastPullMs, fieldNumber: 3)
+    }
+    if self.behind != 0 {
+      try visitor.visitSingularInt64Field(value: self.behind, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Eduhub_Sync_V1_NodeContact, rhs: Eduhub_Sync_V1_NodeContact) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.upstreamNodeID != rhs.upstreamNodeID {return false}
+    if lhs.lastPullMs != rhs.lastPullMs {return false}
+    if lhs.behind != rhs.behind {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
