@@ -121,7 +121,7 @@ final class ConsoleSessions: Sendable {
     var asked = Eduhub_Identity_V1_LoginRequest()
     asked.login = login
     asked.password = password
-    let pair = try await identity.login(asked, peer: "console:" + request.peer)
+    let pair = try await identity.login(asked, peer: "console:" + request.peer, maxIdleMs: idleSeconds * 1000)
     return cookies(for: pair, secure: request.isSecure)
   }
 

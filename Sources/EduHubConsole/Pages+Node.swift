@@ -30,7 +30,7 @@ extension Console {
     if let status = syncStatus() {
       context["sync"] = [
         "last": status.lastSyncMs.map(Labels.time) ?? "尚未同步", "pending": status.pendingWrites, "conflicts": status.conflicts,
-        "firstDone": status.firstSyncDone, "stale": status.lastSyncMs.map { now - $0 > Self.offlineAfterMs } ?? true,
+        "firstDone": status.firstSyncDone, "stale": status.lastSyncMs.map { $0 < now - Self.offlineAfterMs } ?? true,
       ] as [String: Any]
     }
     // Downstream nodes the caller manages, with the lag this node sees.
@@ -42,17 +42,20 @@ extension Console {
     let me = node.data.identity.nodeID
     let nodes = try node.sync.listNodes(list, caller: caller, peer: visit.peer).nodes.filter { $0.id != me }
     let lag = Dictionary((try node.sync.downstream()).map { ($0.nodeID, $0) }, uniquingKeysWith: { first, _ in first })
-    let reported = try node.sync.reportedContacts()
+    let reported = try node.sync.reportedContacts(nodes.map(\.id))
     context["downstream"] = nodes.sorted { $0.id < $1.id }.map { downstream -> [String: Any] in
-      let via = nodes.first { $0.id != downstream.id && !$0.scope.isEmpty && $0.scope != downstream.scope && Caller.covers($0.scope, downstream.scope) }
+      // A node that pulls here is seen here; one inside another listed node's subtree (a school
+      // enrolled with its county, or with a town below the county) is known from that node's report.
       let seen = lag[downstream.id]
-      let contact = via.flatMap { via in reported[downstream.id].flatMap { $0.upstreamNodeID == via.id ? $0 : nil } }
-      let last = via == nil ? seen?.lastPullMs : contact?.lastPullMs
-      let offline = downstream.state == .active && (last.map { now - $0 > Self.offlineAfterMs } ?? true)
+      let relays = nodes.filter { $0.id != downstream.id && !$0.scope.isEmpty && $0.scope != downstream.scope && Caller.covers($0.scope, downstream.scope) }
+      let contact = reported[downstream.id].flatMap { contact in relays.contains { $0.id == contact.upstreamNodeID } ? contact : nil }
+      let via = seen?.lastPullMs == nil ? contact?.upstreamNodeID ?? relays.first?.id : nil
+      let last = seen?.lastPullMs ?? contact?.lastPullMs
+      let offline = downstream.state == .active && (last.map { $0 < now - Self.offlineAfterMs } ?? true)
       let when = last.map(Labels.time) ?? "从未"
       return [
         "id": downstream.id, "org": downstream.orgCode, "state": Self.nodeState(downstream.state),
-        "last": via.map { "\(when)（经由 \($0.id)）" } ?? when, "behind": "\((via == nil ? seen?.behind : contact?.behind) ?? 0)",
+        "last": via.map { "\(when)（经由 \($0)）" } ?? when, "behind": "\((seen?.lastPullMs != nil ? seen?.behind : contact?.behind) ?? seen?.behind ?? 0)",
         "offline": offline,
       ]
     }

@@ -23,12 +23,13 @@ extension IdentityService {
   }
 
   /// Opens a session for `account` and issues its first token pair.
-  func openSession(for account: Eduhub_Identity_V1_AccountRecord, scope: String, audience: String, in db: Database) throws
-    -> Eduhub_Identity_V1_TokenPair
-  {
+  func openSession(
+    for account: Eduhub_Identity_V1_AccountRecord, scope: String, audience: String, maxIdleMs: Int64 = 0, in db: Database
+  ) throws -> Eduhub_Identity_V1_TokenPair {
     var session = Eduhub_Identity_V1_SessionRecord()
     session.id = Self.newID("S")
     session.accountID = account.id
+    session.maxIdleMs = max(0, maxIdleMs)
     session.createdMs = nowMs()
     session.expiresMs = session.createdMs + configuration.sessionLifetime * 1000
     session.audience = audience
@@ -49,7 +50,11 @@ extension IdentityService {
     return pair
   }
 
-  public func login(_ request: Eduhub_Identity_V1_LoginRequest, peer: String) async throws -> Eduhub_Identity_V1_TokenPair {
+  /// - Parameter maxIdleMs: the session ends when idle longer than this (0: never), whichever
+  ///   client refreshes it: the web console's 8 hours.
+  public func login(_ request: Eduhub_Identity_V1_LoginRequest, peer: String, maxIdleMs: Int64 = 0) async throws
+    -> Eduhub_Identity_V1_TokenPair
+  {
     guard !request.login.isEmpty, request.login.utf8.count <= 64, request.password.utf8.count <= 1024 else {
       throw Validate.invalid("login is 1 to 64 characters and password at most 1,024 bytes")
     }
@@ -83,7 +88,7 @@ extension IdentityService {
         account.lockedUntilMs = 0
         try store.put(IdentityCollections.account, account.id, scope: record.scope, account, in: db)
       }
-      let pair = try openSession(for: account, scope: record.scope, audience: request.audience, in: db)
+      let pair = try openSession(for: account, scope: record.scope, audience: request.audience, maxIdleMs: maxIdleMs, in: db)
       try audit.append(.init(actor: account.id, action: action, target: account.id, peer: peer, timeMs: nowMs()), in: db)
       return .success(pair)
     }
@@ -148,9 +153,10 @@ extension IdentityService {
   }
 
   /// - Parameter maxIdleMs: when given, a session whose refresh token was last rotated (or which
-  ///   was opened) longer ago than this is ended instead ("idle"): the web console's 8 hours,
+  ///   was opened) longer ago than this is ended instead ("idle"); so is one idle longer than the
+  ///   limit it was opened with, whichever client refreshes it. The web console's 8 hours are
   ///   enforced here rather than only by its cookie's lifetime, so a copied refresh cookie does not
-  ///   outlive it.
+  ///   outlive them, through the console or the `Refresh` RPC.
   public func refresh(_ request: Eduhub_Identity_V1_RefreshRequest, peer: String, maxIdleMs: Int64? = nil) throws -> Eduhub_Identity_V1_TokenPair {
     let failed = RPCError(.unauthenticated, "the refresh token is not valid")
     let parts = request.refreshToken.split(separator: ".", omittingEmptySubsequences: false)
@@ -175,14 +181,15 @@ extension IdentityService {
           accountRecord.scope == record.scope, session.createdMs >= account.sessionsNotBeforeMs - 999
         else { return .failure(failed) }
         let now = nowMs()
-        if let maxIdleMs, now - max(session.refreshedMs, session.createdMs) > maxIdleMs {
+        let limits = [maxIdleMs ?? 0, session.maxIdleMs].filter { $0 > 0 }
+        if let limit = limits.min(), max(session.refreshedMs, session.createdMs) < now - limit {
           session.revoked = true
           session.revokedReason = "idle"
           try store.put(IdentityCollections.session, session.id, scope: record.scope, session, in: db)
           try audit.append(
             .init(
               actor: session.accountID, action: action, target: session.id, outcome: "denied",
-              detail: "session idle for more than \(maxIdleMs / 60_000) minutes; session ended", peer: peer, timeMs: now), in: db)
+              detail: "session idle for more than \(limit / 60_000) minutes; session ended", peer: peer, timeMs: now), in: db)
           return .failure(failed)
         }
         session.refreshedMs = now

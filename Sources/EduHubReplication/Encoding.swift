@@ -61,12 +61,14 @@ public enum ReplicationEncoding {
   /// Fields (ascending) and their stamps, in the compact form.
   static func encode(_ fields: [(number: Int, stamp: FieldStamp)]) -> [UInt8] {
     var distinct: [FieldStamp] = []
+    var positions: [FieldStamp: Int] = [:]
     var indexes: [Int] = []
     indexes.reserveCapacity(fields.count)
     for field in fields {
-      if let at = distinct.firstIndex(of: field.stamp) {
+      if let at = positions[field.stamp] {
         indexes.append(at)
       } else {
+        positions[field.stamp] = distinct.count
         indexes.append(distinct.count)
         distinct.append(field.stamp)
       }
@@ -102,31 +104,18 @@ public enum ReplicationEncoding {
 
   /// Calls `body` with each field number and its stamp, checking the whole encoding.
   static func forEachStamp(_ bytes: [UInt8], _ body: (Int, FieldStamp) -> Void) throws(WireFieldsError) {
-    var index = 0
     if isCompact(bytes) {
-      index = 2
-      let distinct = try readStamps(bytes, &index)
-      let count = try readVarint(bytes, &index)
-      guard count <= 100_000 else { throw WireFieldsError(offset: index, reason: "\(count) stamps") }
-      var number: UInt64 = 0
-      for position in 0..<count {
-        let delta = try readVarint(bytes, &index)
-        guard position == 0 || delta > 0, delta <= fieldLimit - number else {
-          throw WireFieldsError(offset: index, reason: "field numbers out of order")
-        }
-        number += delta
-        let at = try readVarint(bytes, &index)
-        guard at < UInt64(distinct.count) else { throw WireFieldsError(offset: index, reason: "stamp \(at) of \(distinct.count)") }
-        body(Int(number), distinct[Int(at)])
-      }
-    } else {
-      let count = try readVarint(bytes, &index)
-      guard count <= 100_000 else { throw WireFieldsError(offset: 0, reason: "\(count) stamps") }
-      for _ in 0..<count {
-        let number = try readVarint(bytes, &index)
-        guard number <= fieldLimit else { throw WireFieldsError(offset: index, reason: "field number \(number) out of range") }
-        body(Int(number), try readStamp(bytes, &index))
-      }
+      let (distinct, fields) = try readCompact(bytes)
+      for field in fields { body(field.number, distinct[field.stamp]) }
+      return
+    }
+    var index = 0
+    let count = try readVarint(bytes, &index)
+    guard count <= 100_000 else { throw WireFieldsError(offset: 0, reason: "\(count) stamps") }
+    for _ in 0..<count {
+      let number = try readVarint(bytes, &index)
+      guard number <= fieldLimit else { throw WireFieldsError(offset: index, reason: "field number \(number) out of range") }
+      body(Int(number), try readStamp(bytes, &index))
     }
     guard index == bytes.count else { throw WireFieldsError(offset: index, reason: "trailing bytes") }
   }
@@ -137,39 +126,53 @@ public enum ReplicationEncoding {
       try forEachStamp(bytes) { _, stamp in body(stamp) }
       return
     }
+    try readCompact(bytes).stamps.forEach(body)
+  }
+
+  /// The compact form's stamps and fields (number, index of its stamp), checked to be the one
+  /// encoding `encode` gives their map: fields ascending, every stamp used and listed once, in the
+  /// order the fields first use them. (Otherwise a stamp no field carries, in another node's name,
+  /// could ride along where only the fields' stamps are checked.)
+  private static func readCompact(_ bytes: [UInt8]) throws(WireFieldsError) -> (stamps: [FieldStamp], fields: [(number: Int, stamp: Int)]) {
     var index = 2
-    let distinct = try readStamps(bytes, &index)
-    // The field list must still be well formed, and refer only to these stamps.
+    let stampCount = try readVarint(bytes, &index)
+    guard stampCount <= 100_000 else { throw WireFieldsError(offset: index, reason: "\(stampCount) distinct stamps") }
+    var stamps: [FieldStamp] = []
+    // Each stamp takes at least three bytes: no reservation past what the bytes can hold.
+    stamps.reserveCapacity(min(Int(stampCount), bytes.count / 3))
+    var listed = Set<FieldStamp>()
+    for _ in 0..<stampCount {
+      let stamp = try readStamp(bytes, &index)
+      guard listed.insert(stamp).inserted else { throw WireFieldsError(offset: index, reason: "a stamp listed twice") }
+      stamps.append(stamp)
+    }
     let count = try readVarint(bytes, &index)
     guard count <= 100_000 else { throw WireFieldsError(offset: index, reason: "\(count) stamps") }
+    var fields: [(number: Int, stamp: Int)] = []
+    fields.reserveCapacity(min(Int(count), bytes.count / 2))
     var number: UInt64 = 0
+    var used = 0
     for position in 0..<count {
       let delta = try readVarint(bytes, &index)
       guard position == 0 || delta > 0, delta <= fieldLimit - number else {
         throw WireFieldsError(offset: index, reason: "field numbers out of order")
       }
       number += delta
-      guard try readVarint(bytes, &index) < UInt64(distinct.count) else {
-        throw WireFieldsError(offset: index, reason: "stamp index past the stamps")
-      }
+      let at = try readVarint(bytes, &index)
+      guard at < UInt64(stamps.count) else { throw WireFieldsError(offset: index, reason: "stamp \(at) of \(stamps.count)") }
+      guard at <= UInt64(used) else { throw WireFieldsError(offset: index, reason: "stamps not in the order fields first use them") }
+      if at == UInt64(used) { used += 1 }
+      fields.append((Int(number), Int(at)))
     }
+    guard used == stamps.count else { throw WireFieldsError(offset: index, reason: "a stamp no field carries") }
     guard index == bytes.count else { throw WireFieldsError(offset: index, reason: "trailing bytes") }
-    distinct.forEach(body)
+    return (stamps, fields)
   }
 
   /// The largest protobuf field number (0 stands for the deletion).
   private static let fieldLimit: UInt64 = 536_870_911
 
   private static func isCompact(_ bytes: [UInt8]) -> Bool { bytes.count >= 2 && bytes[0] == 0 && bytes[1] == 1 }
-
-  private static func readStamps(_ bytes: [UInt8], _ index: inout Int) throws(WireFieldsError) -> [FieldStamp] {
-    let count = try readVarint(bytes, &index)
-    guard count <= 100_000 else { throw WireFieldsError(offset: index, reason: "\(count) distinct stamps") }
-    var stamps: [FieldStamp] = []
-    stamps.reserveCapacity(Int(count))
-    for _ in 0..<count { stamps.append(try readStamp(bytes, &index)) }
-    return stamps
-  }
 
   private static func appendStamp(_ stamp: FieldStamp, to out: inout [UInt8]) {
     appendVarint(stamp.time.rawValue, to: &out)

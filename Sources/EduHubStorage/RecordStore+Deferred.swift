@@ -103,10 +103,10 @@ extension RecordStore {
       }
     }
     try db.execute(sql: "DELETE FROM record_staged")
-    // The count drops only with the commit: rolled back, the rows are still there.
+    // The count drops only with the commit (rolled back, the rows are still there), and only by
+    // the rows built: one that stays high costs a lookup, one too low would skip unstaging.
     let built = rows
     db.afterNextTransaction(onCommit: { [self] _ in staged.withLock { $0 = max(0, $0 - built) } })
-    if rows == 0 { staged.withLock { $0 = 0 } }
   }
 
   /// ``buildDeferredIndexes(in:)`` in a transaction of its own.

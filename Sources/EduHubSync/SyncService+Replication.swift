@@ -72,6 +72,9 @@ extension SyncService {
     }
     let storeID = try storeID()
     let last = try store.read { db in try store.records.lastSequence(in: db) }
+    if !request.cursor.isEmpty, cursor.sequence < 0 || cursor.snapshotSequence < 0 || cursor.snapshotPart < 0 {
+      throw RPCError(.invalidArgument, "cursor is not one this node gave")
+    }
     if !request.cursor.isEmpty, cursor.storeID != storeID || cursor.sequence > last || cursor.snapshotSequence > last {
       // The cursor is ahead of this store, or from another one: this node was restored from a
       // backup or re-created. What the puller pushed since may be gone here: it must push

@@ -68,19 +68,24 @@ extension SyncService {
       contact.nodeID = nodeID
       contact.upstreamNodeID = identity.nodeID
       contact.lastPullMs = now
-      contact.behind = max(0, try store.records.lastSequence(in: db) - sequence)
+      contact.behind = Self.behind(try store.records.lastSequence(in: db), pulled: sequence)
       try store.put(SyncCollections.contact, nodeID, scope: scope, contact, in: db)
     }
   }
 
-  /// What the nodes below this one's downstream nodes reported of their own (schools enrolled
-  /// with a county, seen at central), by node id.
-  public func reportedContacts() throws -> [String: Eduhub_Sync_V1_NodeContact] {
+  /// Changes after `pulled` of `last` (0 when a cursor claims more, or less than nothing).
+  static func behind(_ last: Int64, pulled: Int64) -> Int64 { pulled >= last ? 0 : last - max(0, pulled) }
+
+  /// What the nodes below this one reported of their own nodes (schools enrolled with a county,
+  /// seen at central), for the nodes `ids`.
+  public func reportedContacts(_ ids: [String]) throws -> [String: Eduhub_Sync_V1_NodeContact] {
     try store.read { db in
       var contacts: [String: Eduhub_Sync_V1_NodeContact] = [:]
-      for record in try store.records.records(SyncCollections.contact, limit: 100_000, in: db) where !record.deleted {
-        guard let contact = try? SyncCollections.contact.decode(record), contact.nodeID == record.id else { continue }
-        contacts[contact.nodeID] = contact
+      for id in ids {
+        guard let record = try store.live(SyncCollections.contact, id, in: db), let contact = try? SyncCollections.contact.decode(record),
+          contact.nodeID == id, contact.lastPullMs > 0
+        else { continue }
+        contacts[id] = contact
       }
       return contacts
     }
@@ -106,7 +111,7 @@ extension SyncService {
         let id = try SyncCollections.node.decode(record).node.id
         let pulled = try pulledThrough(id, in: db)
         let at = try store.records.meta(Self.pulledAtKey(id), in: db).flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
-        return Downstream(nodeID: id, behind: max(0, last - (pulled ?? 0)), lastPullMs: pulled == nil ? nil : at)
+        return Downstream(nodeID: id, behind: Self.behind(last, pulled: pulled ?? 0), lastPullMs: pulled == nil ? nil : at)
       }
     }
   }

@@ -21,6 +21,10 @@ extension SyncService {
     let what = "node contact \(record.id.prefix(40))"
     guard !record.deleted else { throw PushRefusal("\(what): contacts are replaced, never deleted") }
     let contact = try IdentityService.decode(Eduhub_Sync_V1_NodeContact.self, record)
+    // A time of this era and a lag that is a count: the page subtracts them.
+    guard contact.lastPullMs > 0, contact.lastPullMs <= identity.nowMs() + 5 * 60_000, contact.behind >= 0 else {
+      throw PushRefusal("\(what): its time or lag is out of range")
+    }
     let recorder = contact.upstreamNodeID
     let recorderScope = recorder == node.id ? node.scope : node.writerScopes[recorder]
     guard node.mayCarry(recorder), let recorderScope, record.scope == recorderScope, !recorderScope.isEmpty else {

@@ -190,8 +190,12 @@ struct ConsoleTests {
       world.clock.advance(by: .seconds(7 * 3600))
       #expect(await browser.send("GET", "/catalog").status == 200)
       let copied = browser.jar
-      // Idle past eight hours since that rotation: the copy is refused and the session ended.
+      // Idle past eight hours since that rotation: the copy is refused and the session ended,
+      // through the Refresh RPC as through the console (the session carries its limit).
       world.clock.advance(by: .seconds(8 * 3600 + 60))
+      var refresh = Eduhub_Identity_V1_RefreshRequest()
+      refresh.refreshToken = try #require(copied["eduhub-refresh"])
+      #expect(throws: (any Error).self) { try world.identity.refresh(refresh, peer: "ipv4:203.0.113.9:4000") }
       var thief = FakeBrowser(world)
       thief.jar = copied
       let page = await thief.send("GET", "/catalog")

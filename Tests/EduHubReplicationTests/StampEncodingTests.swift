@@ -51,7 +51,7 @@ struct StampEncodingTests {
   }
 
   @Test("malformed stamps are refused with a reason, never read past their end")
-  func malformed() {
+  func malformed() throws {
     let stamp = FieldStamp(time: HLCTimestamp(milliseconds: 1_000, counter: 0), node: "n", counter: 1)
     let good = ReplicationEncoding.encode([1: stamp, 4: stamp])
     let cases: [(String, [UInt8])] = [
@@ -62,7 +62,20 @@ struct StampEncodingTests {
       ("field number out of range", [1, 0x80, 0x80, 0x80, 0x80, 0x10] + Array(good[3..<(good.count - 5)])),
       ("a counter over the limit", [0, 1, 1, 1, 1, 0x6E] + [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01] + [1, 0, 0]),
     ]
-    for (reason, bytes) in cases {
+    // Two stamps, and fields using them: a stamp no field carries, one listed twice, or listed
+    // out of the order the fields first use them, would be a second encoding of some map.
+    let other = FieldStamp(time: HLCTimestamp(milliseconds: 2_000, counter: 0), node: "m", counter: 1)
+    let one = ReplicationEncoding.encode([1: stamp])
+    let first = Array(one[3..<(one.count - 3)])
+    let second = Array(ReplicationEncoding.encode([1: other])[3..<(one.count - 3)])
+    let canonical: [(String, [UInt8])] = [
+      ("a stamp no field carries", [0, 1, 2] + first + second + [1, 1, 0]),
+      ("a stamp listed twice", [0, 1, 2] + first + first + [2, 1, 0, 1, 1]),
+      ("stamps out of first use", [0, 1, 2] + first + second + [2, 1, 1, 1, 0]),
+    ]
+    let two = try ReplicationEncoding.decodeStamps([0, 1, 2] + first + second + [2, 1, 0, 1, 1])
+    #expect(two == [1: stamp, 2: other])
+    for (reason, bytes) in cases + canonical {
       #expect(throws: WireFieldsError.self, "\(reason)") { try ReplicationEncoding.decodeStamps(bytes) }
       #expect(throws: WireFieldsError.self, "\(reason)") { try ReplicationEncoding.newestStamp(bytes) }
     }

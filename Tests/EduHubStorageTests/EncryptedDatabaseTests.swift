@@ -8,9 +8,19 @@ import Testing
   import Glibc
 #endif
 
+/// The parent of this test process's directories, removed when the process exits (each run used
+/// to leave a few hundred megabytes of databases in the temporary directory).
+let testRoot: String = {
+  let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-storage-tests-\(getpid())").path
+  atexit {
+    try? FileManager.default.removeItem(atPath: FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-storage-tests-\(getpid())").path)
+  }
+  return root
+}()
+
 /// A fresh directory for one test.
 func temporaryDirectory() throws -> String {
-  let url = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-storage-\(UUID())")
+  let url = URL(fileURLWithPath: testRoot).appendingPathComponent(UUID().uuidString)
   try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
   return url.path
 }

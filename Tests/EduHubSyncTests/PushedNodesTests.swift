@@ -87,7 +87,13 @@ struct PushedNodesTests {
       _ = try await Eduhub_Sync_V1_SyncService.Client(world.rpc).createNode(create, options: try await world.options("city-county-511702"))
       // Its own school, recorded by itself at its scope: stored, and read back as reported.
       try await owned.push([try owned.record(SyncCollections.contact.name, "school-own", scope: countyPath, body: try Self.contact("school-own", by: "county-511702"))])
-      #expect(try world.node.sync.reportedContacts()["school-own"]?.upstreamNodeID == "county-511702")
+      #expect(try world.node.sync.reportedContacts(["school-own"])["school-own"]?.upstreamNodeID == "county-511702")
+      // Times the page could not subtract, or from the future: refused.
+      for ms in [Int64.min, 0, world.identity.nowMs() + 3_600_000] {
+        try await owned.expectRefused(
+          [try owned.record(SyncCollections.contact.name, "school-own", scope: countyPath, body: try Self.contact("school-own", by: "county-511702", at: ms), over: try owned.stored(SyncCollections.contact.name, "school-own"))],
+          "out of range")
+      }
       // A school enrolled here directly, in another's name, at a school's scope, or about itself: refused.
       try await owned.expectRefused(
         [try owned.record(SyncCollections.contact.name, "school-direct", scope: countyPath, body: try Self.contact("school-direct", by: "county-511702"))],
@@ -101,6 +107,20 @@ struct PushedNodesTests {
       try await owned.expectRefused(
         [try owned.record(SyncCollections.contact.name, "county-511702", scope: countyPath, body: try Self.contact("county-511702", by: "county-511702"))],
         "not about a node registered below")
+      // A pull cursor is the upstream's own, but travels through the node: one with negative
+      // positions (whose lag would not subtract) is refused before anything is recorded.
+      for (sequence, snapshot) in [(Int64.min, Int64(0)), (0, -1)] {
+        var cursor = Eduhub_Sync_V1_PullCursor()
+        cursor.snapshotDone = true
+        cursor.sequence = sequence
+        cursor.snapshotSequence = snapshot
+        var pull = Eduhub_Sync_V1_PullRequest()
+        pull.nodeID = "county-511702"
+        pull.cursor = try cursor.serializedBytes()
+        await expectStatus(.invalidArgument) {
+          try await Eduhub_Sync_V1_SyncService.Client(world.rpc).pull(pull, options: owned.options) { stream in for try await _ in stream {} }
+        }
+      }
       await owned.county.close()
     }
   }

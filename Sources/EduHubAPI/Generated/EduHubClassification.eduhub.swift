@@ -663,6 +663,7 @@ public enum EduHubClassification {
       ClassifiedField(number: 8, name: "rotated_hashes", sensitivity: 4, masking: 9),
       ClassifiedField(number: 9, name: "audience", sensitivity: 0, masking: 0),
       ClassifiedField(number: 10, name: "refreshed_ms", sensitivity: 0, masking: 0),
+      ClassifiedField(number: 11, name: "max_idle_ms", sensitivity: 0, masking: 0),
     ],
     "eduhub.identity.v1.NodeKeyRecord": [
       ClassifiedField(number: 1, name: "node_id", sensitivity: 0, masking: 0),

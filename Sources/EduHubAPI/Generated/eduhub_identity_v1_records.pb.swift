@@ -100,6 +100,10 @@ public nonisolated struct Eduhub_Identity_V1_SessionRecord: Sendable {
   /// the session has been idle, for clients that end idle sessions (the web console, after 8 h).
   public var refreshedMs: Int64 = 0
 
+  /// Set when the session was opened by a client that ends idle sessions (the web console): every
+  /// refresh, through any client, ends a session idle longer than this. 0: no limit.
+  public var maxIdleMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -218,7 +222,7 @@ nonisolated extension Eduhub_Identity_V1_AccountRecord: SwiftProtobuf.Message, S
 
 nonisolated extension Eduhub_Identity_V1_SessionRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}account_id\0\u{3}created_ms\0\u{3}expires_ms\0\u{1}revoked\0\u{3}revoked_reason\0\u{3}refresh_hash\0\u{3}rotated_hashes\0\u{1}audience\0\u{3}refreshed_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}account_id\0\u{3}created_ms\0\u{3}expires_ms\0\u{1}revoked\0\u{3}revoked_reason\0\u{3}refresh_hash\0\u{3}rotated_hashes\0\u{1}audience\0\u{3}refreshed_ms\0\u{3}max_idle_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -236,6 +240,7 @@ nonisolated extension Eduhub_Identity_V1_SessionRecord: SwiftProtobuf.Message, S
       case 8: try { try decoder.decodeRepeatedStringField(value: &self.rotatedHashes) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.audience) }()
       case 10: try { try decoder.decodeSingularInt64Field(value: &self.refreshedMs) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.maxIdleMs) }()
       default: break
       }
     }
@@ -272,6 +277,9 @@ nonisolated extension Eduhub_Identity_V1_SessionRecord: SwiftProtobuf.Message, S
     if self.refreshedMs != 0 {
       try visitor.visitSingularInt64Field(value: self.refreshedMs, fieldNumber: 10)
     }
+    if self.maxIdleMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.maxIdleMs, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -286,6 +294,7 @@ nonisolated extension Eduhub_Identity_V1_SessionRecord: SwiftProtobuf.Message, S
     if lhs.rotatedHashes != rhs.rotatedHashes {return false}
     if lhs.audience != rhs.audience {return false}
     if lhs.refreshedMs != rhs.refreshedMs {return false}
+    if lhs.maxIdleMs != rhs.maxIdleMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
