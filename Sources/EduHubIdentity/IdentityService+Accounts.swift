@@ -212,6 +212,8 @@ extension IdentityService {
 
   /// Revokes the account's live sessions but `except`; returns how many.
   func revokeSessions(of accountID: String, except: String?, reason: String, in db: Database) throws -> Int32 {
+    // Sessions of a first sync still waiting for their index keys are found too.
+    try store.records.buildDeferredIndexes(in: db)
     var ended: Int32 = 0
     for record in try store.records.find(IdentityCollections.session, index: "account", key: accountID, limit: 100_000, in: db)
     where record.id != except {

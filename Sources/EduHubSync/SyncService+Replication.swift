@@ -256,6 +256,10 @@ extension SyncService {
       do {
         // Off the cooperative pool: the transaction may wait for the writer.
         outcome = try await store.write { [self] db -> Replica.ApplyOutcome in
+          // A push is judged against every record here: records of this node's own first sync
+          // that still wait for their index keys (a county resyncing) are indexed first, or a
+          // duplicate username or ID number from below would pass the uniqueness checks.
+          try store.records.buildDeferredIndexes(in: db)
           var node = try carried.pusher ?? pushingNode(request.nodeID, scope: scope, in: db)
           // Nodes this message registers may already have written in it (a school's first records
           // arrive with its registration); the registrations themselves are checked below.

@@ -3,6 +3,7 @@ import EduHubCrypto
 import EduHubIdentity
 import EduHubNode
 import EduHubRPC
+import EduHubStorage
 import EduHubReplication
 import EduHubSync
 import EduHubTestSupport
@@ -166,6 +167,27 @@ struct AuthenticationTests {
       await expectStatus(.unauthenticated) { try await world.client.whoAmI(options: world.bearer(other.accessToken)) }
       _ = try await world.client.whoAmI(options: world.bearer(this.accessToken))
       _ = try await world.login("teacher1", password: "a brand new passphrase")
+    }
+  }
+
+  @Test("a password change ends sessions a first sync brought that still wait for their index keys")
+  func changePasswordDuringBulkLoad() async throws {
+    try await withWorld { world in
+      let account = try await world.account("teacher1", role: .teacher, org: IdentityWorld.school)
+      let other = try await world.login("teacher1")
+      let this = try await world.login("teacher1")
+      // `other`'s session as a first sync's walk would bring it: rewritten with its keys staged.
+      let sessionID = String(other.refreshToken.prefix { $0 != "." })
+      let store = world.identity.store.records
+      let stored = try #require(try store.get(IdentityCollections.session, sessionID))
+      try store.database.write { db in _ = try store.put([stored], in: db, deferIndexes: true) }
+      #expect(try !store.find(IdentityCollections.session, index: "account", key: account).contains { $0.id == sessionID })
+      var change = Eduhub_Identity_V1_ChangePasswordRequest()
+      change.oldPassword = IdentityWorld.password
+      change.newPassword = "a brand new passphrase"
+      let response = try await world.client.changePassword(change, options: world.bearer(this.accessToken))
+      #expect(response.endedSessions == 1)
+      await expectStatus(.unauthenticated) { try await world.client.whoAmI(options: world.bearer(other.accessToken)) }
     }
   }
 

@@ -125,6 +125,29 @@ struct PushedNodesTests {
     }
   }
 
+  @Test("a push is judged against records still waiting for their index keys (a resync's): a username one of them holds is refused")
+  func judgedAgainstStaged() async throws {
+    try await withWorld { world in
+      let teacher = try await world.account("tc-teacher", role: .teacher, org: IdentityWorld.school)
+      let owned = try await OwnedNode.start(world)
+      // The teacher's account as a walk would bring it: rewritten with its keys staged.
+      let store = world.identity.store.records
+      let stored = try #require(try store.get(IdentityCollections.account, teacher))
+      try store.database.write { db in _ = try store.put([stored], in: db, deferIndexes: true) }
+      #expect(try store.find(IdentityCollections.account, index: "username", key: "tc-teacher").isEmpty)
+      let schoolPath = try #require(try owned.stored(IdentityCollections.org.name, IdentityWorld.school)).scope
+      var made = Eduhub_Identity_V1_AccountRecord()
+      made.id = "Acopy"
+      made.username = "TC-Teacher"
+      made.orgCode = IdentityWorld.school
+      made.state = .pendingActivation
+      try await owned.expectRefused(
+        [try owned.record(IdentityCollections.account.name, made.id, scope: schoolPath, body: try made.serializedBytes())],
+        "the username is already another account's")
+      await owned.county.close()
+    }
+  }
+
   @Test("version metadata the node chooses buys nothing: a password hash under an older stamp in central's name, an account or a node registration with no vector or stamps, are refused")
   func chosenMetadata() async throws {
     try await withWorld { world in
