@@ -192,8 +192,8 @@ static void seal_page(EduhubFile *f, const unsigned char *in, unsigned char *out
                                                       sizeof ad, NULL, nonce, f->key);
 }
 
-// Decrypts a page in place; SQLITE_IOERR_DATA if it does not authenticate.
-static int open_page(EduhubFile *f, unsigned char *page, int64_t index, int64_t report) {
+// Decrypts a page in place; 0 if it authenticates (its reserved bytes then read as zeros).
+static int decrypt_page(EduhubFile *f, unsigned char *page, int64_t index) {
   int body = f->page_size - EDUHUB_VFS_RESERVE;
   unsigned char ad[9];
   associated_data(ad, f->kind, index);
@@ -201,14 +201,22 @@ static int open_page(EduhubFile *f, unsigned char *page, int64_t index, int64_t 
   const unsigned char *tag = nonce + NONCE_BYTES;
   if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(page, NULL, page, (unsigned long long)body, tag, ad,
                                                           sizeof ad, nonce, f->key) != 0) {
+    return -1;
+  }
+  // SQLite sees zeros in the reserved bytes, always: the WAL checksums it computes over pages it
+  // writes then match the pages it reads back in recovery, whatever nonce a later write chose.
+  memset(page + body, 0, EDUHUB_VFS_RESERVE);
+  return 0;
+}
+
+// Decrypts a page in place; SQLITE_IOERR_DATA if it does not authenticate.
+static int open_page(EduhubFile *f, unsigned char *page, int64_t index, int64_t report) {
+  if (decrypt_page(f, page, index) != 0) {
     note_bad_page(f->db_path, report);
     sqlite3_log(SQLITE_IOERR_DATA, "eduhub: page %lld of %s does not authenticate (wrong key or tampered)",
                 (long long)report, f->db_path);
     return SQLITE_IOERR_DATA;
   }
-  // SQLite sees zeros in the reserved bytes, always: the WAL checksums it computes over pages it
-  // writes then match the pages it reads back in recovery, whatever nonce a later write chose.
-  memset(page + body, 0, EDUHUB_VFS_RESERVE);
   return SQLITE_OK;
 }
 
@@ -308,9 +316,20 @@ static int x_read(sqlite3_file *file, void *buffer, int amount, sqlite3_int64 of
     if (within + amount <= WAL_FRAME_HEADER) return REAL(f)->pMethods->xRead(REAL(f), buffer, amount, offset);
     if (within == WAL_FRAME_HEADER && amount == P) return read_unit(f, out, offset, index, index + 1);
     if (within == 0 && amount == frame) {
-      int rc = REAL(f)->pMethods->xRead(REAL(f), out, WAL_FRAME_HEADER, offset);
+      // Whole frames are read by recovery, walking the log to its end (and by the rewriting of a
+      // transaction's own checksums). A process killed while writing a frame can leave it torn: a
+      // write cut short by the signal over an older frame at that place. Its page then does not
+      // authenticate; it is handed over as zeros, which fail the frame's checksum, so the log ends
+      // there as SQLite ends it at a torn frame of a plain file (the torn frame's transaction
+      // never committed). A page read for its content fails loudly still (the read above).
+      int rc = REAL(f)->pMethods->xRead(REAL(f), out, frame, offset);
       if (rc != SQLITE_OK) return rc;
-      return read_unit(f, out + WAL_FRAME_HEADER, offset + WAL_FRAME_HEADER, index, index + 1);
+      if (decrypt_page(f, out + WAL_FRAME_HEADER, index) != 0) {
+        memset(out + WAL_FRAME_HEADER, 0, (size_t)P);
+        sqlite3_log(SQLITE_NOTICE, "eduhub: WAL frame %lld of %s does not authenticate: the log ends before it",
+                    (long long)(index + 1), f->db_path);
+      }
+      return SQLITE_OK;
     }
     return SQLITE_IOERR_READ;
   }

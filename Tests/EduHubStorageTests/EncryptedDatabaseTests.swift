@@ -229,6 +229,41 @@ struct EncryptedDatabaseTests {
   }
 }
 
+@Suite("The encrypted WAL after a torn write")
+struct TornFrameTests {
+  @Test("a WAL frame torn by a kill mid-write (its page half new, half an older frame's) ends the log there: every earlier commit opens")
+  func tornLastFrame() throws {
+    let directory = try temporaryDirectory()
+    let key = AEAD.makeKey()
+    let database = try EncryptedDatabase.open(path: directory + "/node.sqlite", key: .key(key), create: true)
+    try database.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
+    try database.write { try $0.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)") }
+    // The table in the database file (SQLite drops the WAL of an empty one), the rows in the WAL.
+    try database.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+    for id in 1...10 {
+      try database.write { try $0.execute(sql: "INSERT INTO t (id, v) VALUES (?, ?)", arguments: [id, "第\(id)行"]) }
+    }
+    // The files as a process killed now leaves them (the database stays open while they are copied).
+    let crashed = try temporaryDirectory()
+    for name in try FileManager.default.contentsOfDirectory(atPath: directory) where !name.hasSuffix("-shm") {
+      try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: crashed + "/" + name)
+    }
+    try database.close()
+    // The last frame (the last insert's commit) torn: the second half of its page is not what was sealed.
+    let wal = FileHandle(forUpdatingAtPath: crashed + "/node.sqlite-wal")!
+    let size = try wal.seekToEnd()
+    let frame: UInt64 = 24 + UInt64(EncryptedDatabase.pageSize)
+    let last = 32 + (size - 32) / frame * frame - frame
+    try wal.seek(toOffset: last + 24 + 2048)
+    try wal.write(contentsOf: Data(repeating: 0xA5, count: 2048))
+    try wal.close()
+    let reopened = try EncryptedDatabase.open(path: crashed + "/node.sqlite", key: .key(key))
+    #expect(try reopened.read { try String.fetchOne($0, sql: "PRAGMA integrity_check") } == "ok")
+    #expect(try reopened.read { try Int.fetchOne($0, sql: "SELECT max(id) FROM t") } == 9)
+    try reopened.close()
+  }
+}
+
 @Suite("The encrypted WAL under large transactions")
 struct LargeTransactionTests {
   @Test("a transaction larger than the page cache (pages spilled and rewritten in the WAL) commits and reads back")
