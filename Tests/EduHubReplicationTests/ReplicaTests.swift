@@ -10,8 +10,17 @@ func field(_ number: Int, text: String) -> [UInt8] {
   return [UInt8(number << 3 | 2), UInt8(bytes.count)] + bytes
 }
 
+/// The parent of this test process's directories, removed when the process exits.
+let testRoot: URL = {
+  let root = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-replica-tests-\(getpid())")
+  atexit {
+    try? FileManager.default.removeItem(at: FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-replica-tests-\(getpid())"))
+  }
+  return root
+}()
+
 func makeReplica(_ node: String, path: String? = nil, key: SecretBytes = AEAD.makeKey()) throws -> Replica {
-  let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-replica-\(UUID())")
+  let directory = testRoot.appendingPathComponent("replica-\(UUID())")
   try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
   let database = try EncryptedDatabase.open(path: path ?? directory.path + "/\(node).sqlite", key: .key(key), create: true)
   let store = try RecordStore(database: database, collections: [CollectionDefinition(name: "people")])
@@ -91,7 +100,7 @@ struct ReplicaTests {
 
   @Test("the clock resumes after a restart: no stamp is issued twice")
   func clockPersists() throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eduhub-clock-\(UUID())")
+    let directory = testRoot.appendingPathComponent("clock-\(UUID())")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     let key = AEAD.makeKey()
     let path = directory.path + "/node.sqlite"
