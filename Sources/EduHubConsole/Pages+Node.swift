@@ -49,14 +49,15 @@ extension Console {
       let seen = lag[downstream.id]
       let relays = nodes.filter { $0.id != downstream.id && !$0.scope.isEmpty && $0.scope != downstream.scope && Caller.covers($0.scope, downstream.scope) }
       let contact = reported[downstream.id].flatMap { contact in relays.contains { $0.id == contact.upstreamNodeID } ? contact : nil }
-      let via = seen?.lastPullMs == nil ? contact?.upstreamNodeID ?? relays.first?.id : nil
-      let last = seen?.lastPullMs ?? contact?.lastPullMs
+      let direct = seen?.lastPullMs != nil
+      let via = direct ? nil : contact?.upstreamNodeID ?? relays.first?.id
+      let last = direct ? seen?.lastPullMs : contact?.lastPullMs
+      let behind = (direct ? seen?.behind : contact?.behind) ?? seen?.behind ?? 0
       let offline = downstream.state == .active && (last.map { $0 < now - Self.offlineAfterMs } ?? true)
       let when = last.map(Labels.time) ?? "从未"
       return [
         "id": downstream.id, "org": downstream.orgCode, "state": Self.nodeState(downstream.state),
-        "last": via.map { "\(when)（经由 \($0)）" } ?? when, "behind": "\((seen?.lastPullMs != nil ? seen?.behind : contact?.behind) ?? seen?.behind ?? 0)",
-        "offline": offline,
+        "last": via.map { "\(when)（经由 \($0)）" } ?? when, "behind": "\(behind)", "offline": offline,
       ]
     }
     context["hasDownstream"] = !nodes.isEmpty

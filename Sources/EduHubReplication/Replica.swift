@@ -69,9 +69,12 @@ public final class Replica: Sendable {
   /// vector counts one more write by this node.
   /// - Throws: ``StorageError`` or ``WireFieldsError`` (a body that is not protobuf); nothing is
   ///   written then.
+  /// - Parameter deferIndexes: a bulk load (a seed): see ``RecordStore/put(_:in:absent:deferIndexes:)``;
+  ///   the loader calls ``RecordStore/buildDeferredIndexes()`` when it is done.
   @discardableResult
-  public func write(_ writes: [Write]) throws -> [StoredRecord] {
-    try store.database.write { db in try write(writes, in: db) }
+  public func write(_ writes: [Write], deferIndexes: Bool = false) throws -> [StoredRecord] {
+    var prior: [Bool] = []
+    return try store.database.write { db in try write(writes, in: db, prior: &prior, deferIndexes: deferIndexes) }
   }
 
   /// `write` inside the caller's transaction (so a service can check and write atomically).
@@ -79,14 +82,6 @@ public final class Replica: Sendable {
   public func write(_ writes: [Write], in db: Database) throws -> [StoredRecord] {
     var prior: [Bool] = []
     return try write(writes, in: db, prior: &prior)
-  }
-
-  /// `write` as a bulk load (a seed): see ``RecordStore/put(_:in:absent:deferIndexes:)``; the
-  /// loader calls ``RecordStore/buildDeferredIndexes()`` when it is done.
-  @discardableResult
-  public func write(_ writes: [Write], deferIndexes: Bool) throws -> [StoredRecord] {
-    var prior: [Bool] = []
-    return try store.database.write { db in try write(writes, in: db, prior: &prior, deferIndexes: deferIndexes) }
   }
 
   /// `write`, also telling for each write whether its record was live before the call (one lookup

@@ -332,6 +332,8 @@ public final class RecordStore: Sendable {
             }
           }
         }
+        // Its old text too (a staged one was unstaged above).
+        if definition.searchable { try run(deleteText.sqliteStatement, db) { sqlite3_bind_int64($0, 1, rowid) } }
       } else {
         try run(insert.sqliteStatement, db) { statement in
           bind(statement, 1, record.collection)
@@ -349,7 +351,6 @@ public final class RecordStore: Sendable {
       if deferIndexes {
         let keys = definition.indexes.isEmpty ? [] : extracted.keys
         let text = definition.searchable ? extracted.text.flatMap { $0.isEmpty ? nil : SearchText.indexString($0) } : nil
-        if existing != nil, definition.searchable { try run(deleteText.sqliteStatement, db) { sqlite3_bind_int64($0, 1, rowid) } }
         guard !keys.isEmpty || text != nil else { continue }
         var encoded: [UInt8] = []
         for key in keys {
@@ -373,13 +374,10 @@ public final class RecordStore: Sendable {
           }
         }
       }
-      if definition.searchable {
-        if existing != nil { try run(deleteText.sqliteStatement, db) { sqlite3_bind_int64($0, 1, rowid) } }
-        if let text = extracted.text, !text.isEmpty {
-          try run(insertText.sqliteStatement, db) { statement in
-            sqlite3_bind_int64(statement, 1, rowid)
-            bind(statement, 2, SearchText.indexString(text))
-          }
+      if definition.searchable, let text = extracted.text, !text.isEmpty {
+        try run(insertText.sqliteStatement, db) { statement in
+          sqlite3_bind_int64(statement, 1, rowid)
+          bind(statement, 2, SearchText.indexString(text))
         }
       }
     }

@@ -175,11 +175,11 @@ public final class SyncClient: Sendable {
           break
         }
         let records = batch.records.map(SyncService.stored)
-        let bulk = walking
+        let (bulk, walkContinues) = (walking, Self.walking(batch.cursor))
         let outcome = try await store.write { db -> Replica.ApplyOutcome in
           let before = try store.records.lastSequence(in: db)
           let outcome = try replica.apply(records, in: db, deferIndexes: bulk)
-          if !Self.walking(batch.cursor) { try store.records.buildDeferredIndexes(in: db) }
+          if !walkContinues { try store.records.buildDeferredIndexes(in: db) }
           for eviction in batch.evictions { try store.records.evict(eviction.collection, eviction.id, in: db) }
           if !outcome.mergedRecords.isEmpty {
             var list = String(decoding: try store.records.meta(Self.mustPushKey, in: db) ?? [], as: UTF8.self)
@@ -206,7 +206,7 @@ public final class SyncClient: Sendable {
           try store.records.setMeta(Self.pullCursorKey, [UInt8](batch.cursor), in: db)
           return outcome
         }
-        walking = Self.walking(batch.cursor)
+        walking = walkContinues
         if outcome.fastForwarded + outcome.merged > 0 || !batch.evictions.isEmpty {
           onApplied(Set(records.map(\.collection)).union(batch.evictions.map(\.collection)))
         }

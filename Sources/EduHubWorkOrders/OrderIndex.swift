@@ -190,31 +190,38 @@ final class OrderIndex: Sendable {
       if let known = rowOf[id] {
         index = Int(known)
         let moved = rows[index].path != row.path
-        let people = [rows[index].submitter, rows[index].assignee]
+        let listed = [rows[index].submitter, rows[index].assignee]
         rows[index] = row
         saved.touched(index)
-        for account in [row.submitter, row.assignee] where account >= 0 && !people.contains(account) {
-          byAccount[account, default: []].append(Int32(index))
-        }
+        listByAccount(index, except: listed)
         // Moves are rare: an order moved back to a path it was listed under is listed there once.
-        guard moved, !byPath[Int(row.path)].contains(Int32(index)) else { return }
-      } else {
-        index = rows.count
-        rowOf[id] = Int32(index)
-        rows.append(row)
-        ids.append(id)
-        saved.touched(index)
+        if moved, !byPath[Int(row.path)].contains(Int32(index)) { listByPath(index) }
+        return
       }
+      index = rows.count
+      rowOf[id] = Int32(index)
+      rows.append(row)
+      ids.append(id)
+      saved.touched(index)
       list(index)
     }
 
     /// Lists row `index` under its path and its submitter's and assignee's accounts.
     mutating func list(_ index: Int) {
-      let row = rows[index]
-      let path = Int(row.path)
+      listByPath(index)
+      listByAccount(index, except: [])
+    }
+
+    private mutating func listByPath(_ index: Int) {
+      let path = Int(rows[index].path)
       if byPath.count <= path { byPath += Array(repeating: [], count: path + 1 - byPath.count) }
       byPath[path].append(Int32(index))
-      for account in [row.submitter, row.assignee] where account >= 0 && byAccount[account]?.last != Int32(index) {
+    }
+
+    /// Lists row `index` under its submitter and assignee (once when they are one account), but
+    /// not again under those it is listed under already.
+    private mutating func listByAccount(_ index: Int, except listed: [Int32]) {
+      for account in Set([rows[index].submitter, rows[index].assignee]) where account >= 0 && !listed.contains(account) {
         byAccount[account, default: []].append(Int32(index))
       }
     }
