@@ -529,20 +529,44 @@ public final class RecordStore: Sendable {
     ).map(Self.record)
   }
 
+  /// Whether every record of `collection` lies in the subtree `scope` (the root's, say): the
+  /// subtree is `scope` itself and the range [scope + "/", scope + "0") of the scope index, so the
+  /// first and last record and the gap between the two parts tell, in three seeks.
+  private func holdsAll(_ collection: String, _ scope: String, in db: Database) throws -> Bool {
+    let inside = { (found: String?) in found.map { $0 == scope || $0.hasPrefix(scope + "/") } ?? true }
+    let first = try String.fetchOne(
+      db.cachedStatement(sql: "SELECT scope FROM record WHERE collection = ? ORDER BY scope LIMIT 1"), arguments: [collection])
+    let last = try String.fetchOne(
+      db.cachedStatement(sql: "SELECT scope FROM record WHERE collection = ? ORDER BY scope DESC LIMIT 1"), arguments: [collection])
+    guard inside(first), inside(last) else { return false }
+    // "scope-x" sorts between "scope" and "scope/…" and is outside.
+    return try String.fetchOne(
+      db.cachedStatement(sql: "SELECT scope FROM record WHERE collection = ? AND scope > ? AND scope < ? LIMIT 1"),
+      arguments: [collection, scope, scope + "/"]) == nil
+  }
+
+  /// Whether `collection` holds no record at all, live or deleted.
+  public func isEmpty(_ collection: String, in db: Database) throws -> Bool {
+    try Int.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM record WHERE collection = ? LIMIT 1"), arguments: [collection]) == nil
+  }
+
   /// Calls `body` with the id and body of each live record of `collection` in the subtree `scope`
-  /// (the whole collection when nil) in (scope, id) order, in the caller's read: for counts and
+  /// (the whole collection when nil), in no set order, in the caller's read: for counts and
   /// summaries over millions of records, which building `StoredRecord`s page by page spent most of
   /// its time on.
   public func forEachLive(
     _ collection: String, inScope scope: String?, in db: Database, _ body: (_ id: String, _ body: [UInt8]) throws -> Void
   ) throws {
     let statement: Statement
-    if let scope {
+    if let scope, try !holdsAll(collection, scope, in: db) {
       statement = try db.cachedStatement(
-        sql: "SELECT id, body FROM record WHERE collection = ? AND scope >= ? AND scope < ? AND (scope = ? OR scope >= ?) AND NOT deleted ORDER BY scope, id")
+        sql: "SELECT id, body FROM record WHERE collection = ? AND scope >= ? AND scope < ? AND (scope = ? OR scope >= ?) AND NOT deleted")
       try statement.setArguments([collection, scope, scope + "0", scope, scope + "/"])
     } else {
-      statement = try db.cachedStatement(sql: "SELECT id, body FROM record WHERE collection = ? AND NOT deleted ORDER BY scope, id")
+      // The whole collection: the table in rowid order. Through the scope index each row is a
+      // seek into the table, and a city's people span more pages than the cache holds, so pages
+      // were read (and decrypted) again and again: three times slower.
+      statement = try db.cachedStatement(sql: "SELECT id, body FROM record NOT INDEXED WHERE collection = ? AND NOT deleted")
       try statement.setArguments([collection])
     }
     let handle = statement.sqliteStatement

@@ -72,6 +72,33 @@ struct RecordStoreTests {
     #expect(try store.lastSequence() == 3)
   }
 
+  @Test("forEachLive visits a subtree's live records, whether the subtree holds the whole collection or not")
+  func forEachLiveSubtrees() throws {
+    let store = try makeStore()
+    func visited(_ scope: String?) throws -> [String] {
+      var ids: [String] = []
+      try store.database.read { db in try store.forEachLive("orgs", inScope: scope, in: db) { id, _ in ids.append(id) } }
+      return ids.sorted()
+    }
+    // Every record under 511700 (one deleted): the scan of the whole table serves the root.
+    try store.put(["511700", "511700/511702", "511700/511702/5117020001"].enumerated().map {
+      StoredRecord(collection: "orgs", id: "o\($0)", scope: $1, body: [UInt8($0)])
+    })
+    try store.put([StoredRecord(collection: "orgs", id: "gone", scope: "511700/511703", body: [9], deleted: true)])
+    try store.put([StoredRecord(collection: "people", id: "p", scope: "511701", body: person("王芳", "1"))])
+    #expect(try visited("511700") == ["o0", "o1", "o2"])
+    #expect(try visited(nil) == ["o0", "o1", "o2"])
+    #expect(try visited("511700/511702/5117020001") == ["o2"])
+    // A lexical neighbour between "511700" and "511700/…" in the index, and one past the subtree:
+    // the root no longer holds everything, and neither is visited.
+    try store.put([StoredRecord(collection: "orgs", id: "dash", scope: "511700-x", body: [7])])
+    #expect(try visited("511700") == ["o0", "o1", "o2"])
+    try store.put([StoredRecord(collection: "orgs", id: "next", scope: "5117001", body: [8])])
+    #expect(try visited("511700") == ["o0", "o1", "o2"])
+    #expect(try visited(nil) == ["dash", "next", "o0", "o1", "o2"])
+    #expect(try visited("511700-x") == ["dash"])
+  }
+
   @Test("scope queries take a subtree: the org itself and below, not its lexical neighbours")
   func scopePrefix() throws {
     let store = try makeStore()
