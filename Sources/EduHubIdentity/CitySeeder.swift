@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubCore
 import EduHubPrivacy
 import EduHubReplication
 import EduHubStorage
@@ -65,16 +66,55 @@ public struct CitySeeder: Sendable {
   }
 
   /// Writes the city straight into `replica` as a bulk load (`EncryptedDatabase.bulkLoad`).
+  ///
+  /// Two threads share the work: one generates the people and serialises them (and, into a store
+  /// holding no orgs, people or bindings yet, stamps them too, since none can exist), the caller's
+  /// stores each batch while the next is made. `progress` is called on the caller's thread.
   @discardableResult
   public func run(into replica: Replica, progress: (Summary) -> Void = { _ in }) throws -> Summary {
     try replica.store.database.bulkLoad {
-      let summary = try write(into: replica, progress: progress)
+      let fresh = try replica.store.database.read { db in
+        try [IdentityCollections.org.name, IdentityCollections.person.name, IdentityCollections.guardianship.name]
+          .allSatisfy { try replica.store.isEmpty($0, in: db) }
+      }
+      let batches = Handoff<Batch>(capacity: 2)
+      batches.produce(on: "eduhub-seed") { batches in
+        try generate { writes, summary in
+          let batch = fresh ? Batch(records: try replica.stampNew(writes), summary: summary) : Batch(writes: writes, summary: summary)
+          guard batches.send(batch) else { throw CancellationError() }
+        }
+      }
+      var summary = Summary()
+      do {
+        while let batch = try batches.receive() {
+          if let records = batch.records {
+            try replica.store.database.write { db in try replica.insert(records, in: db, deferIndexes: true) }
+          } else {
+            try replica.write(batch.writes, deferIndexes: true)
+          }
+          summary = batch.summary
+          progress(summary)
+        }
+      } catch {
+        batches.cancel()
+        throw error
+      }
       try replica.store.buildDeferredIndexes()
       return summary
     }
   }
 
-  private func write(into replica: Replica, progress: (Summary) -> Void) throws -> Summary {
+  /// What the generating thread hands the writer: writes, or (into a fresh store) records stamped
+  /// already; and the summary once they are stored.
+  private struct Batch: Sendable {
+    var writes: [Replica.Write] = []
+    var records: [StoredRecord]?
+    var summary: Summary
+  }
+
+  /// Generates the city in order, calling `emit` with batches of about ``transactionRecords``
+  /// writes (whole schools) and the running summary.
+  private func generate(_ emit: (_ writes: [Replica.Write], _ summary: Summary) throws -> Void) throws {
     var random = SplitMix64(seed: seed)
     var summary = Summary()
     var issued: [String: Int] = [:]
@@ -85,13 +125,12 @@ public struct CitySeeder: Sendable {
     // Schools per county, by weight, summing to the total.
     var schoolCounts = Self.counties.map { max(1, Int(Double(totalSchools) * $0.weight)) }
     schoolCounts[schoolCounts.count - 1] += totalSchools - schoolCounts.reduce(0, +)
-    try replica.write(writes)
-    var pending: [Replica.Write] = []
+    var pending: [Replica.Write] = writes
     let studentsPerSchool = Double(targetStudents) / Double(totalSchools)
     let teachersPerSchool = Double(targetTeachers) / Double(totalSchools)
     for (countyIndex, county) in Self.counties.enumerated() {
       let countyPath = Self.cityCode + "/" + county.code
-      var orgs: [Replica.Write] = [write(IdentityCollections.org.name, county.code, countyPath, org(county.code, county.name, .county, parent: Self.cityCode))]
+      pending.append(write(IdentityCollections.org.name, county.code, countyPath, org(county.code, county.name, .county, parent: Self.cityCode)))
       summary.orgs += 1
       var towns: [(code: String, path: String, name: String)] = []
       for townIndex in 0..<townsPerCounty {
@@ -100,10 +139,9 @@ public struct CitySeeder: Sendable {
         towns.append((code, countyPath + "/" + code, name))
         var town = org(code, name, .town, parent: county.code)
         town.divisionCode = county.code
-        orgs.append(write(IdentityCollections.org.name, code, countyPath + "/" + code, town))
+        pending.append(write(IdentityCollections.org.name, code, countyPath + "/" + code, town))
         summary.orgs += 1
       }
-      try replica.write(orgs)
       for schoolIndex in 0..<schoolCounts[countyIndex] {
         let town = towns[schoolIndex % towns.count]
         let level = Self.level(for: schoolIndex, &random)
@@ -122,17 +160,16 @@ public struct CitySeeder: Sendable {
           school: code, path: path, county: county, level: level, students: students, teachers: teachers,
           random: &random, issued: &issued, batch: &pending, summary: &summary)
         // Schools share transactions of about `Self.transactionRecords`: each commit writes every
-        // page it touched (the random national ID and phone index leaves above all) to the WAL and
-        // again at the checkpoint, so fewer, larger ones write (and encrypt) each page fewer times.
+        // page it touched to the WAL and again at the checkpoint, so fewer, larger ones write (and
+        // encrypt) each page fewer times.
         if pending.count >= Self.transactionRecords {
-          try replica.write(pending, deferIndexes: true)
-          pending.removeAll(keepingCapacity: true)
+          try emit(pending, summary)
+          pending = []
+          pending.reserveCapacity(Self.transactionRecords + 2_000)
         }
-        progress(summary)
       }
     }
-    if !pending.isEmpty { try replica.write(pending, deferIndexes: true) }
-    return summary
+    if !pending.isEmpty { try emit(pending, summary) }
   }
 
   private func people(
@@ -290,9 +327,6 @@ public struct CitySeeder: Sendable {
     CivilDate(year: childBorn.year - 22 - random.next(15), month: random.next(12) + 1, day: random.next(28) + 1)!
   }
 
-  /// A valid 18-digit ID number: region, birth date, sequence (odd for men), check character.
-  /// Sequences count up per region, day and sex (as a registry office assigns them), so no two
-  /// people share a number; `issued` remembers how many each has given.
   /// Records written per transaction, about (whole schools).
   static let transactionRecords = 20_000
 
@@ -302,6 +336,9 @@ public struct CitySeeder: Sendable {
     return digits.utf8.count >= width ? digits : String(repeating: "0", count: width - digits.utf8.count) + digits
   }
 
+  /// A valid 18-digit ID number: region, birth date, sequence (odd for men), check character.
+  /// Sequences count up per region, day and sex (as a registry office assigns them), so no two
+  /// people share a number; `issued` remembers how many each has given.
   static func nationalID(region: String, birth: CivilDate, male: Bool, issued: inout [String: Int]) -> String {
     let key = region + birth.description + (male ? "m" : "f")
     let count = issued[key, default: 0]

@@ -182,8 +182,9 @@ public final class Replica: Sendable {
 
   /// Inserts records made by `stampNew` in the caller's transaction (a record that exists after
   /// all fails the write: ids are never reused).
-  public func insert(_ records: [StoredRecord], in db: Database) throws {
-    try store.put(records, in: db, absent: Array(repeating: true, count: records.count))
+  /// - Parameter deferIndexes: a bulk load (a seed): see ``RecordStore/put(_:in:absent:deferIndexes:)``.
+  public func insert(_ records: [StoredRecord], in db: Database, deferIndexes: Bool = false) throws {
+    try store.put(records, in: db, absent: Array(repeating: true, count: records.count), deferIndexes: deferIndexes)
     try saveClock(db)
   }
 
