@@ -195,19 +195,49 @@ extension EncryptedDatabase {
   /// on the writer's own thread were an eighth of its time. Both bounds are fixed: memory and the
   /// WAL stay bounded. Checkpoints a backup shipper owns (turned off) stay its own.
   public func bulkLoad<T>(cacheMiB: Int = 256, checkpointMiB: Int = 1024, _ body: () throws -> T) throws -> T {
-    let (cache, checkpoint, checkpointer): (Int, Int, BackgroundCheckpointer?) = try writeWithoutTransaction { db in
+    let load = try beginBulkLoad(cacheMiB: cacheMiB, checkpointMiB: checkpointMiB)
+    defer { load.end() }
+    return try body()
+  }
+
+  /// `bulkLoad` for a load that spans awaits (a first sync's walk): call ``BulkLoad/end()`` when
+  /// it is over, whatever happens. `cacheMiB` nil keeps the writer's cache (and memory) as it is.
+  ///
+  /// Only for a process in which no backup shipper can start meanwhile: a shipper takes
+  /// checkpoints over by turning the writer's off and hooking its WAL, as this does.
+  public func beginBulkLoad(cacheMiB: Int?, checkpointMiB: Int = 1024) throws -> BulkLoad {
+    try writeWithoutTransaction { db in
       let cache = try Int.fetchOne(db, sql: "PRAGMA cache_size") ?? -32768
       let checkpoint = try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") ?? 0
-      try db.execute(sql: "PRAGMA cache_size = \(-cacheMiB * 1024)")
-      guard checkpoint > 0 else { return (cache, checkpoint, nil) }
+      if let cacheMiB { try db.execute(sql: "PRAGMA cache_size = \(-cacheMiB * 1024)") }
+      guard checkpoint > 0 else { return BulkLoad(database: self, cache: cache, checkpoint: checkpoint, checkpointer: nil) }
       let checkpointer = try BackgroundCheckpointer(path: path, startMiB: min(128, checkpointMiB), limitMiB: checkpointMiB)
       try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
       checkpointer.install(db)
-      return (cache, checkpoint, checkpointer)
+      return BulkLoad(database: self, cache: cache, checkpoint: checkpoint, checkpointer: checkpointer)
     }
-    defer {
+  }
+
+  /// A bulk load under way (see ``EncryptedDatabase/beginBulkLoad(cacheMiB:checkpointMiB:)``).
+  public final class BulkLoad: Sendable {
+    private let database: EncryptedDatabase
+    private let cache: Int
+    private let checkpoint: Int
+    private let checkpointer: BackgroundCheckpointer?
+    private let ended = Mutex(false)
+
+    fileprivate init(database: EncryptedDatabase, cache: Int, checkpoint: Int, checkpointer: BackgroundCheckpointer?) {
+      self.database = database
+      self.cache = cache
+      self.checkpoint = checkpoint
+      self.checkpointer = checkpointer
+    }
+
+    /// Puts the writer's cache and checkpoints back (once; later calls do nothing).
+    public func end() {
+      guard ended.withLock({ ended in defer { ended = true }; return !ended }) else { return }
       var unhooked = checkpointer == nil
-      try? writeWithoutTransaction { db in
+      try? database.writeWithoutTransaction { db in
         if checkpointer != nil {
           _ = sqlite3_wal_hook(db.sqliteConnection, nil, nil)
           unhooked = true
@@ -218,7 +248,6 @@ extension EncryptedDatabase {
       // Still hooked (the writer could not be had): the hook must keep a live checkpointer.
       if let checkpointer { if unhooked { checkpointer.stop() } else { _ = Unmanaged.passRetained(checkpointer) } }
     }
-    return try body()
   }
 }
 

@@ -60,9 +60,13 @@ public final class SyncClient: Sendable {
 
   /// Told which collections each pulled batch changed (the node drops cached callers and keys).
   let onApplied: @Sendable (Set<String>) -> Void
+  /// Whether the upstream's walk is written as a bulk load whose checkpoints run beside the writer
+  /// (`EncryptedDatabase.beginBulkLoad`): only where no backup shipper runs, as in `eduhub sync`.
+  let checkpointWalkAside: Bool
 
+  /// - Parameter checkpointWalkAside: see ``checkpointWalkAside``; never in a node that may ship backups.
   public init(
-    nodeID: String, signingKey: SigningKey, store: NodeStore, upstream: RPCClient,
+    nodeID: String, signingKey: SigningKey, store: NodeStore, upstream: RPCClient, checkpointWalkAside: Bool = false,
     onApplied: @escaping @Sendable (Set<String>) -> Void = { _ in }
   ) {
     self.nodeID = nodeID
@@ -70,6 +74,7 @@ public final class SyncClient: Sendable {
     self.store = store
     self.replica = store.replica
     self.upstream = upstream
+    self.checkpointWalkAside = checkpointWalkAside
     self.onApplied = onApplied
   }
 
@@ -166,6 +171,8 @@ public final class SyncClient: Sendable {
     // their index keys and search text go in by key order every so many records and when the walk
     // ends (`RecordStore.put(_:in:absent:deferIndexes:)`).
     var walking = Self.walking(request.cursor)
+    let load = walking && checkpointWalkAside ? try store.records.database.beginBulkLoad(cacheMiB: nil) : nil
+    defer { load?.end() }
     var resync: ResyncReason?
     report = try await Eduhub_Sync_V1_SyncService.Client(upstream).pull(request, options: options) { batches in
       var report = report

@@ -69,7 +69,8 @@ extension EduHubCommand {
 
     func run() async throws {
       let open = try node.open()
-      guard let client = try syncClient(for: open) else {
+      // This process ships no backups: a first sync's walk may checkpoint beside its writer.
+      guard let client = try syncClient(for: open, checkpointWalkAside: true) else {
         await open.close()
         throw FailureMessage("node \(open.data.identity.nodeID) has no upstream")
       }
@@ -138,7 +139,9 @@ extension EduHubCommand {
 }
 
 /// The node's client of its upstream, if it has one.
-func syncClient(for node: OpenNode) throws -> SyncClient? {
+/// - Parameter checkpointWalkAside: a first sync's walk checkpoints beside the writer (only in a
+///   process that ships no backups: `eduhub sync`, not `serve`).
+func syncClient(for node: OpenNode, checkpointWalkAside: Bool = false) throws -> SyncClient? {
   guard let upstream = node.data.upstream else { return nil }
   let address: NodeAddress
   do { address = try NodeAddress(parsing: upstream) } catch { throw FailureMessage("node.json: \(error)") }
@@ -148,7 +151,7 @@ func syncClient(for node: OpenNode) throws -> SyncClient? {
   let identity = node.identity
   return SyncClient(
     nodeID: node.data.identity.nodeID, signingKey: key, store: node.identity.store, upstream: rpc,
-    onApplied: { identity.applied(collections: $0) })
+    checkpointWalkAside: checkpointWalkAside, onApplied: { identity.applied(collections: $0) })
 }
 
 /// `2026-11-30 14:05:00` in China time.

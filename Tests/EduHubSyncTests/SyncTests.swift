@@ -8,6 +8,7 @@ import EduHubStorage
 import EduHubSync
 import EduHubTestSupport
 import Foundation
+import GRDB
 import Logging
 import NIOCore
 import SwiftProtobuf
@@ -15,11 +16,15 @@ import Testing
 
 @Suite("Sync between central and a county node over loopback")
 struct SyncTests {
-  @Test("first sync brings exactly the county's records; syncing again changes nothing")
-  func firstSync() async throws {
+  @Test(
+    "first sync brings exactly the county's records; syncing again changes nothing (the walk checkpointed by the writer, or beside it)",
+    arguments: [false, true])
+  func firstSync(checkpointWalkAside: Bool) async throws {
     try await withWorld { world in
-      let county = try await CountyNode.enroll(in: world, clearance: .clear)
+      let county = try await CountyNode.enroll(in: world, clearance: .clear, checkpointWalkAside: checkpointWalkAside)
       let report = try await county.client.syncOnce(batchRecords: 97)
+      // The writer checkpoints on its own again after the walk.
+      #expect(try county.store.database.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA wal_autocheckpoint") } == 4000)
       let expected = try world.identity.store.records.inScope(IdentityCollections.person, scope: "511700/511702", limit: 100_000)
       let got = try county.store.inScope(IdentityCollections.person, scope: "511700", limit: 100_000)
       #expect(Set(got.map(\.id)) == Set(expected.map(\.id)))

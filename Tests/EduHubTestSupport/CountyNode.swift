@@ -18,7 +18,10 @@ package struct CountyNode {
   package let node: OpenNode
   package let client: SyncClient
 
-  package static func enroll(in world: IdentityWorld, id: String = "county-511702", org: String = "511702", clearance: Eduhub_Sync_V1_Clearance) async throws -> CountyNode {
+  package static func enroll(
+    in world: IdentityWorld, id: String = "county-511702", org: String = "511702", clearance: Eduhub_Sync_V1_Clearance,
+    checkpointWalkAside: Bool = false
+  ) async throws -> CountyNode {
     try await world.account("city-\(id)", role: .cityAdmin)
     var create = Eduhub_Sync_V1_CreateNodeRequest()
     create.nodeID = id
@@ -46,7 +49,8 @@ package struct CountyNode {
     let node = try data.open(identityConfiguration: configuration, logger: logger)
     let identity = node.identity
     let client = SyncClient(
-      nodeID: id, signingKey: key, store: node.identity.store, upstream: world.rpc, onApplied: { identity.applied(collections: $0) })
+      nodeID: id, signingKey: key, store: node.identity.store, upstream: world.rpc, checkpointWalkAside: checkpointWalkAside,
+      onApplied: { identity.applied(collections: $0) })
     return CountyNode(directory: directory, node: node, client: client)
   }
 
