@@ -233,20 +233,26 @@ extension EncryptedDatabase {
       self.checkpointer = checkpointer
     }
 
-    /// Puts the writer's cache and checkpoints back (once; later calls do nothing).
+    /// Puts the writer's cache and checkpoints back (once; later calls do nothing). What the
+    /// background checkpoints left in the WAL is copied now and the WAL truncated: left there, it
+    /// would be read again (and decrypted) by the next process to open the file, and copied by the
+    /// next commit.
     public func end() {
       guard ended.withLock({ ended in defer { ended = true }; return !ended }) else { return }
       var unhooked = checkpointer == nil
       try? database.writeWithoutTransaction { db in
-        if checkpointer != nil {
+        if let checkpointer {
           _ = sqlite3_wal_hook(db.sqliteConnection, nil, nil)
           unhooked = true
+          checkpointer.stop()
+          // Busy (a reader still in an old snapshot): the writer's own checkpoints take it later.
+          _ = sqlite3_wal_checkpoint_v2(db.sqliteConnection, nil, SQLITE_CHECKPOINT_TRUNCATE, nil, nil)
         }
         try db.execute(sql: "PRAGMA cache_size = \(cache)")
         if checkpoint > 0 { try db.execute(sql: "PRAGMA wal_autocheckpoint = \(checkpoint)") }
       }
       // Still hooked (the writer could not be had): the hook must keep a live checkpointer.
-      if let checkpointer { if unhooked { checkpointer.stop() } else { _ = Unmanaged.passRetained(checkpointer) } }
+      if let checkpointer, !unhooked { _ = Unmanaged.passRetained(checkpointer) }
     }
   }
 }

@@ -97,3 +97,16 @@ def rss_kib(pid):
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
+def stubs():
+    """Generates the Python gRPC stubs of Protocols/ into WORK/py (protoc from grpcio-tools) and
+    puts them on sys.path."""
+    out = WORK / "py"
+    out.mkdir(parents=True, exist_ok=True)
+    from grpc_tools import protoc
+    import grpc_tools
+    protocols = ROOT / "Protocols"
+    files = sorted(str(p.relative_to(protocols)) for p in protocols.rglob("*.proto"))
+    include = str(Path(grpc_tools.__file__).parent / "_proto")
+    assert protoc.main(["protoc", f"-I{protocols}", f"-I{include}", f"--python_out={out}",
+                        f"--grpc_python_out={out}", *files]) == 0
+    sys.path.insert(0, str(out))
