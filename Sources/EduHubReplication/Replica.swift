@@ -166,7 +166,8 @@ public final class Replica: Sendable {
   /// shared writer spends no time on them beyond SQLite's. Bodies must be protobuf with fields in
   /// ascending order (as SwiftProtobuf writes them).
   public func stampNew(_ writes: [Write]) throws -> [StoredRecord] {
-    try writes.map { write in
+    if let reason = refusal.withLock({ $0 }) { throw StorageError(.unavailable, reason) }
+    return try writes.map { write in
       guard let body = write.body, let numbers = Self.ascendingFieldNumbers(body) else {
         throw StorageError(.rejected, "record \(write.collection)/\(write.id) is not a new, ordered protobuf body")
       }
@@ -184,6 +185,7 @@ public final class Replica: Sendable {
   /// all fails the write: ids are never reused).
   /// - Parameter deferIndexes: a bulk load (a seed): see ``RecordStore/put(_:in:absent:deferIndexes:)``.
   public func insert(_ records: [StoredRecord], in db: Database, deferIndexes: Bool = false) throws {
+    if let reason = refusal.withLock({ $0 }) { throw StorageError(.unavailable, reason) }
     try store.put(records, in: db, absent: Array(repeating: true, count: records.count), deferIndexes: deferIndexes)
     try saveClock(db)
   }

@@ -28,11 +28,14 @@ final class BackgroundCheckpointer: @unchecked Sendable {
   /// starts its thread.
   init(path: String, startMiB: Int, limitMiB: Int) throws {
     var db: OpaquePointer?
-    guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK, let db else {
+    // The encrypting VFS by name (it finds the key by path), and a schema read: a connection that
+    // has not opened the WAL yet checkpoints nothing and says OK.
+    guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, "eduhub") == SQLITE_OK, let db,
+      sqlite3_exec(db, "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0; PRAGMA synchronous = NORMAL; SELECT count(*) FROM sqlite_master", nil, nil, nil) == SQLITE_OK
+    else {
       if let db { sqlite3_close_v2(db) }
       throw StorageError(.io, "cannot open \(path) to checkpoint it")
     }
-    sqlite3_exec(db, "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0; PRAGMA synchronous = NORMAL", nil, nil, nil)
     connection = db
     startFrames = startMiB * 1024 * 1024 / EncryptedDatabase.pageSize
     limitFrames = max(startFrames, limitMiB * 1024 * 1024 / EncryptedDatabase.pageSize)
@@ -42,15 +45,21 @@ final class BackgroundCheckpointer: @unchecked Sendable {
   }
 
   /// Hooks the checkpointer on the writer `db`, whose own checkpoints must be off: the hook
-  /// replaces theirs.
+  /// replaces theirs. The hook keeps the checkpointer alive until ``uninstall(_:)``.
   func install(_ db: Database) {
-    let context = Unmanaged.passUnretained(self).toOpaque()
+    let context = Unmanaged.passRetained(self).toOpaque()
     _ = sqlite3_wal_hook(
       db.sqliteConnection,
       { context, _, _, frames in
         if let context { Unmanaged<BackgroundCheckpointer>.fromOpaque(context).takeUnretainedValue().committed(walFrames: Int(frames)) }
         return SQLITE_OK
       }, context)
+  }
+
+  /// Takes the hook off the writer `db` (installed there by ``install(_:)``) and lets go of it.
+  func uninstall(_ db: Database) {
+    _ = sqlite3_wal_hook(db.sqliteConnection, nil, nil)
+    Unmanaged.passUnretained(self).release()
   }
 
   /// Called on the writer after each commit with the WAL's length in frames.

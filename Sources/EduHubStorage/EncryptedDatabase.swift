@@ -209,11 +209,16 @@ extension EncryptedDatabase {
     try writeWithoutTransaction { db in
       let cache = try Int.fetchOne(db, sql: "PRAGMA cache_size") ?? -32768
       let checkpoint = try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") ?? 0
-      if let cacheMiB { try db.execute(sql: "PRAGMA cache_size = \(-cacheMiB * 1024)") }
-      guard checkpoint > 0 else { return BulkLoad(database: self, cache: cache, checkpoint: checkpoint, checkpointer: nil) }
-      let checkpointer = try BackgroundCheckpointer(path: path, startMiB: min(128, checkpointMiB), limitMiB: checkpointMiB)
-      try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
-      checkpointer.install(db)
+      // Everything that can fail comes before the first setting changes.
+      let checkpointer =
+        checkpoint > 0 ? try BackgroundCheckpointer(path: path, startMiB: min(128, checkpointMiB), limitMiB: checkpointMiB) : nil
+      if let checkpointer {
+        // SQLite's own checkpoints are a WAL hook too: turning them off unhooks them, then this
+        // hook takes their place (neither call can fail).
+        _ = sqlite3_wal_autocheckpoint(db.sqliteConnection, 0)
+        checkpointer.install(db)
+      }
+      if let cacheMiB { try? db.execute(sql: "PRAGMA cache_size = \(-cacheMiB * 1024)") }
       return BulkLoad(database: self, cache: cache, checkpoint: checkpoint, checkpointer: checkpointer)
     }
   }
@@ -239,20 +244,18 @@ extension EncryptedDatabase {
     /// next commit.
     public func end() {
       guard ended.withLock({ ended in defer { ended = true }; return !ended }) else { return }
-      var unhooked = checkpointer == nil
+      // Each setting is put back on its own, whatever another one does. (If the writer cannot be
+      // had at all, the hook keeps its checkpointer alive and checkpointing.)
       try? database.writeWithoutTransaction { db in
         if let checkpointer {
-          _ = sqlite3_wal_hook(db.sqliteConnection, nil, nil)
-          unhooked = true
+          checkpointer.uninstall(db)
           checkpointer.stop()
           // Busy (a reader still in an old snapshot): the writer's own checkpoints take it later.
           _ = sqlite3_wal_checkpoint_v2(db.sqliteConnection, nil, SQLITE_CHECKPOINT_TRUNCATE, nil, nil)
         }
-        try db.execute(sql: "PRAGMA cache_size = \(cache)")
-        if checkpoint > 0 { try db.execute(sql: "PRAGMA wal_autocheckpoint = \(checkpoint)") }
+        if checkpoint > 0 { _ = sqlite3_wal_autocheckpoint(db.sqliteConnection, Int32(clamping: checkpoint)) }
+        try? db.execute(sql: "PRAGMA cache_size = \(cache)")
       }
-      // Still hooked (the writer could not be had): the hook must keep a live checkpointer.
-      if let checkpointer, !unhooked { _ = Unmanaged.passRetained(checkpointer) }
     }
   }
 }

@@ -61,7 +61,8 @@ public final class SyncClient: Sendable {
   /// Told which collections each pulled batch changed (the node drops cached callers and keys).
   let onApplied: @Sendable (Set<String>) -> Void
   /// Whether the upstream's walk is written as a bulk load whose checkpoints run beside the writer
-  /// (`EncryptedDatabase.beginBulkLoad`): only where no backup shipper runs, as in `eduhub sync`.
+  /// (`EncryptedDatabase.beginBulkLoad`): only in a process that starts no backup shipper, as
+  /// `eduhub sync` (a shipper there would find its checkpoints taken over).
   let checkpointWalkAside: Bool
 
   /// - Parameter checkpointWalkAside: see ``checkpointWalkAside``; never in a node that may ship backups.

@@ -69,7 +69,7 @@ extension EduHubCommand {
 
     func run() async throws {
       let open = try node.open()
-      // This process ships no backups: a first sync's walk may checkpoint beside its writer.
+      // This process starts no backup shipper: a first sync's walk may checkpoint beside its writer.
       guard let client = try syncClient(for: open, checkpointWalkAside: true) else {
         await open.close()
         throw FailureMessage("node \(open.data.identity.nodeID) has no upstream")
@@ -140,7 +140,7 @@ extension EduHubCommand {
 
 /// The node's client of its upstream, if it has one.
 /// - Parameter checkpointWalkAside: a first sync's walk checkpoints beside the writer (only in a
-///   process that ships no backups: `eduhub sync`, not `serve`).
+///   process that starts no backup shipper: `eduhub sync`, not `serve`).
 func syncClient(for node: OpenNode, checkpointWalkAside: Bool = false) throws -> SyncClient? {
   guard let upstream = node.data.upstream else { return nil }
   let address: NodeAddress

@@ -63,6 +63,12 @@ struct SeederTests {
     }
     let first = try open()
     let second = try open()
+    // A node that refuses local writes (restored from backup, waiting for a sync) refuses a seed
+    // into its empty store too, and keeps nothing of it.
+    first.refuseLocalWrites("restored from backup")
+    #expect(throws: StorageError.self) { try CitySeeder(scale: .small).run(into: first) }
+    #expect(try bodies(first).isEmpty)
+    first.refuseLocalWrites(nil)
     var reported: [CitySeeder.Summary] = []
     let summary = try CitySeeder(scale: .small).run(into: first) { reported.append($0) }
     #expect(reported.last == summary)
