@@ -87,6 +87,12 @@ public enum CatalogSeeder {
   @discardableResult
   public static func run(into catalog: CatalogService, now: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) throws -> Int {
     var published: [Eduhub_Catalog_V1_Resource] = []
+    // The views' row counts, every kind the views ask for counted in one pass per org.
+    let viewKinds = Set(definitions.compactMap { definition -> Eduhub_Identity_V1_PersonKind? in
+      guard case .view(let view) = definition.dataset?.source else { return nil }
+      return PersonView.kind(view.personKind)
+    })
+    var census: [String: [Eduhub_Identity_V1_PersonKind: Int64]] = [:]
     try catalog.store.transaction { db in
       for definition in definitions {
         guard let org = try catalog.identity.org(definition.org, in: db),
@@ -123,7 +129,14 @@ public enum CatalogSeeder {
           }
           return found.scope
         }
-        if case .view(let view) = resource.dataset.source { resource.rowCount = try catalog.countView(view, in: db) }
+        if case .view(let view) = resource.dataset.source {
+          let path = try catalog.identity.orgPath(view.orgCode, in: db)
+          let kind = PersonView.kind(view.personKind) ?? .unspecified
+          if census[path]?[kind] == nil {
+            census[path] = try catalog.identity.countPeople(inScope: path, kinds: viewKinds.union([kind]), in: db)
+          }
+          resource.rowCount = census[path]?[kind] ?? 0
+        }
         try catalog.store.put(CatalogCollections.resource, resource.code, scope: org.scope, resource, in: db)
         published.append(resource)
       }

@@ -146,11 +146,19 @@ extension IdentityService: OrgDirectory {
   }
 
   public func countPeople(inScope path: String, kind: Eduhub_Identity_V1_PersonKind, in db: Database) throws -> Int64 {
-    var count: Int64 = 0
+    try countPeople(inScope: path, kinds: [kind], in: db)[kind] ?? 0
+  }
+
+  /// `countPeople` for several kinds in one pass over the people of `path` (each pass over a
+  /// city's 2.7 million reads them all).
+  public func countPeople(
+    inScope path: String, kinds: Set<Eduhub_Identity_V1_PersonKind>, in db: Database
+  ) throws -> [Eduhub_Identity_V1_PersonKind: Int64] {
+    var counts = Dictionary(uniqueKeysWithValues: kinds.map { ($0, Int64(0)) })
     try store.records.forEachLive(IdentityCollections.person.name, inScope: path, in: db) { _, body in
-      if Self.isKind(body, kind) { count += 1 }
+      for kind in kinds where Self.isKind(body, kind) { counts[kind, default: 0] += 1 }
     }
-    return count
+    return counts
   }
 
   /// Whether a person body (stored or masked: the kind is not classified) is of `kind` (field 2, a

@@ -1,4 +1,5 @@
 import EduHubAPI
+import EduHubCatalog
 import EduHubIdentity
 import EduHubNode
 import EduHubPrivacy
@@ -84,5 +85,27 @@ struct SeederTests {
     let anyone = try #require(fresh.first { $0.key.hasPrefix(IdentityCollections.person.name + "/") })
     let person = try Eduhub_Identity_V1_Person(serializedBytes: anyone.value)
     #expect(try second.store.find(IdentityCollections.person.name, index: "national_id", key: person.nationalID).map(\.id) == [person.id])
+  }
+
+  @Test("the bureau's resources: each view counts its people of one kind, the school summary has a row per school")
+  func catalogSeed() async throws {
+    try await withWorld { world in
+      #expect(try CatalogSeeder.run(into: world.node.catalog) == 7)
+      let counted = try world.identity.store.read { db in
+        (
+          try world.identity.countPeople(inScope: CitySeeder.cityCode, kind: .student, in: db),
+          try world.identity.countPeople(inScope: CitySeeder.cityCode, kind: .teacher, in: db)
+        )
+      }
+      #expect(counted.0 > 500 && counted.1 > 50)
+      func resource(_ code: String) throws -> Eduhub_Catalog_V1_Resource {
+        try CatalogCollections.resource.decode(try #require(try world.identity.store.records.get(CatalogCollections.resource, code)))
+      }
+      #expect(try resource("dz.student.basic").rowCount == counted.0)
+      #expect(try resource("dz.teacher.basic").rowCount == counted.1)
+      #expect(try resource("dz.school.annual").rowCount == 14)
+      // Published once: a second run finds them and publishes nothing.
+      #expect(try CatalogSeeder.run(into: world.node.catalog) == 0)
+    }
   }
 }
