@@ -155,8 +155,12 @@ extension IdentityService: OrgDirectory {
     inScope path: String, kinds: Set<Eduhub_Identity_V1_PersonKind>, in db: Database
   ) throws -> [Eduhub_Identity_V1_PersonKind: Int64] {
     var counts = Dictionary(uniqueKeysWithValues: kinds.map { ($0, Int64(0)) })
+    // Each body is read once, whatever the number of kinds.
     try store.records.forEachLive(IdentityCollections.person.name, inScope: path, in: db) { _, body in
-      for kind in kinds where Self.isKind(body, kind) { counts[kind, default: 0] += 1 }
+      let found = Self.kindValue(body)
+      for kind in kinds where kind == .unspecified || (found != nil && found == UInt64(kind.rawValue)) {
+        counts[kind, default: 0] += 1
+      }
     }
     return counts
   }
@@ -165,16 +169,21 @@ extension IdentityService: OrgDirectory {
   /// varint; the last occurrence counts, as for a decoder), read without decoding it.
   package static func isKind(_ body: [UInt8], _ kind: Eduhub_Identity_V1_PersonKind) -> Bool {
     guard kind != .unspecified else { return true }
+    return kindValue(body) == UInt64(kind.rawValue)
+  }
+
+  /// The raw kind of a person body (0 when absent), or nil for a body that is not protobuf.
+  private static func kindValue(_ body: [UInt8]) -> UInt64? {
     var index = 0
     var found: UInt64 = 0
     while index < body.count {
-      guard let field = try? WireFields.nextField(body, &index) else { return false }
+      guard let field = try? WireFields.nextField(body, &index) else { return nil }
       if field.number == 2, field.wireType == 0 {
         var at = field.value.lowerBound
-        guard let value = try? WireFields.varint(body, &at) else { return false }
+        guard let value = try? WireFields.varint(body, &at) else { return nil }
         found = value
       }
     }
-    return found == UInt64(kind.rawValue)
+    return found
   }
 }

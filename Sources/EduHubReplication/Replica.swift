@@ -44,6 +44,11 @@ public final class Replica: Sendable {
   /// Refuses local writes (with `reason`) or, with nil, takes them again.
   public func refuseLocalWrites(_ reason: String?) { refusal.withLock { $0 = reason } }
 
+  /// Throws the refusal of local writes, if any (`write`, `stampNew` and `insert` all ask).
+  private func acceptLocalWrites() throws {
+    if let reason = refusal.withLock({ $0 }) { throw StorageError(.unavailable, reason) }
+  }
+
   /// Marks the store as restored from backup (see `restoredKey`): local writes wait for a sync.
   public static func markRestored(_ store: RecordStore) throws {
     try store.database.write { db in try store.setMeta(restoredKey, [1], in: db) }
@@ -88,7 +93,7 @@ public final class Replica: Sendable {
   /// per record serves both: bulk writers count inserts without reading each record again).
   @discardableResult
   public func write(_ writes: [Write], in db: Database, prior: inout [Bool], deferIndexes: Bool = false) throws -> [StoredRecord] {
-    if let reason = refusal.withLock({ $0 }) { throw StorageError(.unavailable, reason) }
+    try acceptLocalWrites()
     prior.removeAll(keepingCapacity: true)
     prior.reserveCapacity(writes.count)
     do {
@@ -166,7 +171,7 @@ public final class Replica: Sendable {
   /// shared writer spends no time on them beyond SQLite's. Bodies must be protobuf with fields in
   /// ascending order (as SwiftProtobuf writes them).
   public func stampNew(_ writes: [Write]) throws -> [StoredRecord] {
-    if let reason = refusal.withLock({ $0 }) { throw StorageError(.unavailable, reason) }
+    try acceptLocalWrites()
     return try writes.map { write in
       guard let body = write.body, let numbers = Self.ascendingFieldNumbers(body) else {
         throw StorageError(.rejected, "record \(write.collection)/\(write.id) is not a new, ordered protobuf body")
@@ -185,7 +190,7 @@ public final class Replica: Sendable {
   /// all fails the write: ids are never reused).
   /// - Parameter deferIndexes: a bulk load (a seed): see ``RecordStore/put(_:in:absent:deferIndexes:)``.
   public func insert(_ records: [StoredRecord], in db: Database, deferIndexes: Bool = false) throws {
-    if let reason = refusal.withLock({ $0 }) { throw StorageError(.unavailable, reason) }
+    try acceptLocalWrites()
     try store.put(records, in: db, absent: Array(repeating: true, count: records.count), deferIndexes: deferIndexes)
     try saveClock(db)
   }
