@@ -30,8 +30,80 @@ enum StagedKeys {
 extension RecordStore {
   /// Records a bulk load stages before their keys and text go into the index b-trees: enough that
   /// each pass touches a leaf page about once for many records, few enough that the pass's sort
-  /// stays a few tens of MiB and the records are not long out of `find`'s sight.
+  /// and the staging table stay a few tens of MiB and the records are not long out of `find`'s sight.
   public static let deferredLimit = 250_000
+
+  /// The `store_meta` entry holding the change sequence after which records may wait unindexed:
+  /// set by the first staging write after a build, in its transaction; cleared by the build.
+  static let deferredSince = "deferred_since"
+
+  /// The staging table, on the writer's connection only: a TEMP table (kept in memory, as every
+  /// connection's temporary data is) so staging costs no encrypted page, WAL frame or checkpoint.
+  /// Before, a table in the database took one more b-tree insert per record, written to the WAL,
+  /// checkpointed and freed again: a large share of a seed's page writes. What it loses at a crash
+  /// or a close before the build, ``recoverDeferredIndexes(in:)`` rebuilds from the records.
+  static let createStagingTable = """
+    CREATE TEMP TABLE IF NOT EXISTS staged_index (
+      record INTEGER PRIMARY KEY,
+      keys BLOB NOT NULL,
+      text TEXT
+    )
+    """
+
+  /// Stages the index keys and search text `extracted` from the record at `rowid` (a row of
+  /// `definition`'s collection). Returns false when it has neither.
+  func stage(
+    _ rowid: Int64, _ collection: String, _ definition: CollectionDefinition, _ extracted: CollectionDefinition.Extracted,
+    in db: Database, indexIDs: inout [String: Int64]
+  ) throws -> Bool {
+    let keys = definition.indexes.isEmpty ? [] : extracted.keys
+    let text = definition.searchable ? extracted.text.flatMap { $0.isEmpty ? nil : SearchText.indexString($0) } : nil
+    guard !keys.isEmpty || text != nil else { return false }
+    var encoded: [UInt8] = []
+    for key in keys {
+      StagedKeys.append(try indexID(collection, key.index, in: db, cache: &indexIDs), key.key, to: &encoded)
+    }
+    let insert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO temp.staged_index (record, keys, text) VALUES (?, ?, ?)")
+    try run(insert.sqliteStatement, db) { statement in
+      sqlite3_bind_int64(statement, 1, rowid)
+      bind(statement, 2, encoded)
+      if let text { bind(statement, 3, text) } else { sqlite3_bind_null(statement, 3) }
+    }
+    return true
+  }
+
+  /// Indexes what a bulk load cut short left unindexed, on the writer inside the caller's
+  /// transaction, at open: rows of the old staging table in the database, and every live record
+  /// written since the `deferredSince` mark (their staged keys were in memory). Records among them
+  /// that were indexed directly get the same keys again (`INSERT OR IGNORE`) and their text
+  /// replaced, not doubled.
+  func recoverDeferredIndexes(in db: Database) throws {
+    var waiting = try Int.fetchOne(db, sql: "SELECT count(*) FROM main.record_staged") ?? 0
+    if waiting > 0 {
+      try db.execute(sql: "INSERT OR REPLACE INTO temp.staged_index SELECT record, keys, text FROM main.record_staged")
+      try db.execute(sql: "DELETE FROM main.record_staged")
+    }
+    let since = try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = ?", arguments: [Self.deferredSince])
+    guard waiting > 0 || since != nil else { return }
+    if let since {
+      var indexIDs: [String: Int64] = [:]
+      let rows = try Row.fetchCursor(
+        db, sql: "SELECT rowid, collection, body FROM record WHERE sequence > ? AND NOT deleted ORDER BY sequence", arguments: [since])
+      while let row = try rows.next() {
+        let collection: String = row[1]
+        guard let definition = collections[collection], !definition.indexes.isEmpty || definition.searchable,
+          // Accepted when it was written; a body that no longer parses keeps no entries, as `put` treats it.
+          let extracted = try? definition.extract([UInt8](row[2] as Data? ?? Data()))
+        else { continue }
+        let rowid: Int64 = row[0]
+        if definition.searchable { try db.execute(sql: "DELETE FROM record_text WHERE rowid = ?", arguments: [rowid]) }
+        if try stage(rowid, collection, definition, extracted, in: db, indexIDs: &indexIDs) { waiting += 1 }
+      }
+    }
+    staged.withLock { $0 = waiting }
+    // Builds and clears the mark (with nothing staged, only the mark).
+    try buildDeferredIndexes(in: db, force: true)
+  }
 
   /// One staged index entry: its key's bytes lie in a shared arena, and the first eight of them,
   /// big-endian in `prefix`, settle most comparisons without reading it.
@@ -48,11 +120,15 @@ extension RecordStore {
   /// BINARY collation compares the UTF-8 bytes), so each leaf page is written once per pass, and
   /// texts in record order. A no-op when nothing waits.
   public func buildDeferredIndexes(in db: Database) throws {
-    guard staged.withLock({ $0 }) > 0 else { return }
+    try buildDeferredIndexes(in: db, force: false)
+  }
+
+  private func buildDeferredIndexes(in db: Database, force: Bool) throws {
+    guard force || staged.withLock({ $0 }) > 0 else { return }
     var entries: [StagedEntry] = []
     var arena: [UInt8] = []
     var rows = 0
-    let select = try db.makeStatement(sql: "SELECT record, keys, text FROM record_staged ORDER BY record")
+    let select = try db.makeStatement(sql: "SELECT record, keys, text FROM temp.staged_index ORDER BY record")
     let handle = select.sqliteStatement
     // Texts go in as they are read (record order); writing another table while this one is read
     // is fine in SQLite.
@@ -102,7 +178,8 @@ extension RecordStore {
         guard sqlite3_step(insertKey) == SQLITE_DONE else { throw stepError(db, insertKey) }
       }
     }
-    try db.execute(sql: "DELETE FROM record_staged")
+    try db.execute(sql: "DELETE FROM temp.staged_index")
+    try db.cachedStatement(sql: "DELETE FROM store_meta WHERE name = '\(Self.deferredSince)'").execute()
     // The count drops only with the commit (rolled back, the rows are still there), and only by
     // the rows built: one that stays high costs a lookup, one too low would skip unstaging.
     let built = rows

@@ -79,11 +79,11 @@ public struct CollectionDefinition: Sendable {
 /// appears once, at the sequence of its last write, which is what a puller needs.)
 public final class RecordStore: Sendable {
   public let database: EncryptedDatabase
-  private let collections: [String: CollectionDefinition]
+  let collections: [String: CollectionDefinition]
   /// Bumped after each commit that wrote a collection indexing its changes.
   public let changed = ChangeSignal()
-  /// About how many records wait in `record_staged` for their index keys and search text (never
-  /// fewer than there are: a rolled-back write may leave it high, which only costs a lookup).
+  /// About how many records wait in `temp.staged_index` for their index keys and search text
+  /// (never fewer than there are: a rolled-back write may leave it high, which only costs a lookup).
   let staged: Mutex<Int>
 
   /// Opens the store on `database`, migrating its schema.
@@ -93,11 +93,15 @@ public final class RecordStore: Sendable {
     self.staged = Mutex(0)
     do {
       try Self.migrator.migrate(database.pool)
-      // A bulk load cut short (a crash in a first sync) left records unindexed: index them now.
-      let waiting = try database.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM record_staged") ?? 0 }
-      if waiting > 0 {
-        staged.withLock { $0 = waiting }
-        try database.pool.write { db in try buildDeferredIndexes(in: db) }
+      try database.pool.writeWithoutTransaction { db in
+        // On the writer, outside any transaction: the table lives as long as the connection.
+        try db.execute(sql: Self.createStagingTable)
+        // A bulk load cut short (a crash in a first sync, or a close before its build) left records
+        // unindexed: index them now.
+        try db.inTransaction {
+          try recoverDeferredIndexes(in: db)
+          return .commit
+        }
       }
       let tracked = collections.filter(\.indexesChanges).map(\.name)
       if !tracked.isEmpty {
@@ -192,8 +196,8 @@ public final class RecordStore: Sendable {
           """)
     }
     migrator.registerMigration("records-v4-staged") { db in
-      // Index keys and search text of records written by a bulk load, waiting to go into
-      // `record_key` and `record_text` in key order (see `put(_:in:absent:deferIndexes:)`).
+      // Where bulk loads staged index keys and search text until 2026-12 (they stage in
+      // `temp.staged_index` now); rows left here by a crash are built when the store opens.
       try db.execute(
         sql: """
           CREATE TABLE record_staged (
@@ -226,7 +230,7 @@ public final class RecordStore: Sendable {
   ///   - absent: for each record, whether the caller knows it is not stored (and not earlier in
   ///     `records`): then it is inserted without looking for it first.
   ///   - deferIndexes: a bulk load (a node's first sync, a seed). The records' index keys and
-  ///     search text wait in `record_staged` and go into their b-trees in key order, every
+  ///     search text wait in `temp.staged_index` and go into their b-trees in key order, every
   ///     ``deferredLimit`` records or at ``buildDeferredIndexes(in:)``: random keys (national IDs,
   ///     phone numbers) inserted one by one dirty a leaf page each, and every commit writes them
   ///     all again. Until then `find` and `search` do not see these records.
@@ -234,6 +238,7 @@ public final class RecordStore: Sendable {
     guard !records.isEmpty else { return [] }
     precondition(absent == nil || absent?.count == records.count, "one absent flag per record")
     var sequence = try nextSequence(db, reserving: records.count)
+    let sequenceBefore = sequence
     var assigned: [Int64] = []
     assigned.reserveCapacity(records.count)
     let lookup = try db.cachedStatement(sql: "SELECT rowid, body, deleted, scope FROM record WHERE collection = ? AND id = ?")
@@ -248,8 +253,7 @@ public final class RecordStore: Sendable {
       sql: "INSERT OR IGNORE INTO record_key (index_id, key, record) VALUES (?, ?, ?)")
     let deleteText = try db.cachedStatement(sql: "DELETE FROM record_text WHERE rowid = ?")
     let insertText = try db.cachedStatement(sql: "INSERT INTO record_text (rowid, text) VALUES (?, ?)")
-    let unstage = try db.cachedStatement(sql: "DELETE FROM record_staged WHERE record = ?")
-    let stage = try db.cachedStatement(sql: "INSERT OR REPLACE INTO record_staged (record, keys, text) VALUES (?, ?, ?)")
+    let unstage = try db.cachedStatement(sql: "DELETE FROM temp.staged_index WHERE record = ?")
     // A record replaced here may still wait in the staging table with its old keys.
     let mayBeStaged = deferIndexes || staged.withLock { $0 } > 0
     var stagedHere = 0
@@ -349,17 +353,13 @@ public final class RecordStore: Sendable {
       }
       assigned.append(sequence)
       if deferIndexes {
-        let keys = definition.indexes.isEmpty ? [] : extracted.keys
-        let text = definition.searchable ? extracted.text.flatMap { $0.isEmpty ? nil : SearchText.indexString($0) } : nil
-        guard !keys.isEmpty || text != nil else { continue }
-        var encoded: [UInt8] = []
-        for key in keys {
-          StagedKeys.append(try self.indexID(record.collection, key.index, in: db, cache: &indexIDs), key.key, to: &encoded)
-        }
-        try run(stage.sqliteStatement, db) { statement in
-          sqlite3_bind_int64(statement, 1, rowid)
-          bind(statement, 2, encoded)
-          if let text { bind(statement, 3, text) } else { sqlite3_bind_null(statement, 3) }
+        guard try stage(rowid, record.collection, definition, extracted, in: db, indexIDs: &indexIDs) else { continue }
+        if stagedHere == 0 {
+          // The staging table is the writer connection's alone and dies with it: should the
+          // process stop before the build, the next open re-stages every record written since
+          // this mark (the first one since the last build stays).
+          try db.cachedStatement(sql: "INSERT OR IGNORE INTO store_meta (name, value) VALUES ('\(Self.deferredSince)', ?)")
+            .execute(arguments: [sequenceBefore])
         }
         stagedHere += 1
         continue
@@ -394,7 +394,7 @@ public final class RecordStore: Sendable {
   /// The small integer that stands for an index in `record_key` (so each entry is a few bytes,
   /// not the collection's and index's names again), created on first use.
   /// Cached per call only: an id made in a transaction that rolls back must not outlive it.
-  private func indexID(
+  func indexID(
     _ collection: String, _ name: String, in db: Database, cache: inout [String: Int64]
   ) throws -> Int64 {
     let cacheKey = collection + "\u{0}" + name
@@ -412,7 +412,7 @@ public final class RecordStore: Sendable {
     return id
   }
 
-  private func run(_ handle: OpaquePointer, _ db: Database, _ bindings: (OpaquePointer) -> Void) throws {
+  func run(_ handle: OpaquePointer, _ db: Database, _ bindings: (OpaquePointer) -> Void) throws {
     sqlite3_reset(handle)
     bindings(handle)
     guard sqlite3_step(handle) == SQLITE_DONE else { throw stepError(db, handle) }
@@ -762,7 +762,7 @@ public final class RecordStore: Sendable {
     if collections[collection]?.searchable == true {
       try db.execute(sql: "DELETE FROM record_text WHERE rowid = ?", arguments: [rowid])
     }
-    if staged.withLock({ $0 }) > 0 { try db.execute(sql: "DELETE FROM record_staged WHERE record = ?", arguments: [rowid]) }
+    if staged.withLock({ $0 }) > 0 { try db.execute(sql: "DELETE FROM temp.staged_index WHERE record = ?", arguments: [rowid]) }
     try db.execute(sql: "DELETE FROM record WHERE rowid = ?", arguments: [rowid])
     try db.execute(
       sql: "INSERT INTO scope_exit (sequence, collection, id, old_scope, new_scope) VALUES (?, ?, ?, ?, ?)",

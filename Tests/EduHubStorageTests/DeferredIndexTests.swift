@@ -48,17 +48,51 @@ struct DeferredIndexTests {
     let key = AEAD.makeKey()
     do {
       let store = try open(path, key)
+      // Indexed directly before the load, so not in what the reopen rebuilds.
+      try store.put([StoredRecord(collection: "people", id: "p0", scope: "511700", body: person("赵敏", "000", "老师"))])
       try store.database.write { db in
         _ = try store.put(
-          [StoredRecord(collection: "people", id: "p1", scope: "511700", body: person("王芳", "111", "学生"))], in: db,
-          deferIndexes: true)
+          [
+            StoredRecord(collection: "people", id: "p1", scope: "511700", body: person("王芳", "111", "学生")),
+            StoredRecord(collection: "people", id: "p2", scope: "511700", body: person("李雷", "222", "学生")),
+          ], in: db, deferIndexes: true)
       }
+      // Replaced directly while staged: the reopen finds it again, but must not index it twice.
+      try store.put([StoredRecord(collection: "people", id: "p2", scope: "511700", body: person("李雷", "333", "班长"))])
       #expect(try store.find("people", index: "national_id", key: "111").isEmpty)
       try store.database.close()
     }
     let reopened = try open(path, key)
     #expect(try reopened.find("people", index: "national_id", key: "111").map(\.id) == ["p1"])
+    #expect(try reopened.find("people", index: "national_id", key: "333").map(\.id) == ["p2"])
+    #expect(try reopened.find("people", index: "national_id", key: "222").isEmpty)
+    #expect(try reopened.find("people", index: "national_id", key: "000").map(\.id) == ["p0"])
     #expect(try reopened.search("people", query: "学生").map(\.id) == ["p1"])
+    #expect(try reopened.search("people", query: "班长").map(\.id) == ["p2"])
+    #expect(try reopened.search("people", query: "老师").map(\.id) == ["p0"])
+    #expect(try reopened.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM record_text") } == 3)
+    // The mark is gone with the build: a second reopen rebuilds nothing.
+    #expect(try reopened.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM store_meta WHERE name = 'deferred_since'") } == 0)
+  }
+
+  @Test("rows a build from before December 2026 left in the database's staging table are built at open")
+  func legacyStagingTable() throws {
+    let path = try temporaryDirectory() + "/store.sqlite"
+    let key = AEAD.makeKey()
+    do {
+      let store = try open(path, key)
+      try store.database.write { db in
+        _ = try store.put([StoredRecord(collection: "people", id: "p1", scope: "511700", body: person("王芳", "111", "学生"))], in: db, deferIndexes: true)
+        // What the old build staged instead: the same row in main.record_staged, and no mark.
+        try db.execute(sql: "INSERT INTO main.record_staged SELECT record, keys, text FROM temp.staged_index")
+        try db.execute(sql: "DELETE FROM store_meta WHERE name = 'deferred_since'")
+      }
+      try store.database.close()
+    }
+    let reopened = try open(path, key)
+    #expect(try reopened.find("people", index: "national_id", key: "111").map(\.id) == ["p1"])
+    #expect(try reopened.search("people", query: "学生").map(\.id) == ["p1"])
+    #expect(try reopened.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM main.record_staged") } == 0)
   }
 
   @Test("a staging transaction that rolls back leaves nothing staged and nothing indexed")
@@ -76,13 +110,15 @@ struct DeferredIndexTests {
     #expect(try store.find("people", index: "national_id", key: "111").isEmpty)
   }
 
-  /// One step of a random history: a batch (bulk or not), then maybe an eviction, maybe a build.
+  /// One step of a random history: a batch (bulk or not), then maybe an eviction, maybe a build,
+  /// maybe a close and reopen (what was staged is then rebuilt from the records).
   /// Each generated number is one write; the high bits of a batch's first also pick what follows.
   struct Step {
     var batch: [(id: Int, deleted: Bool, name: Int, key: Int)]
     var bulk: Bool
     var evict: Int?
     var build: Bool
+    var reopen: Bool
 
     init(_ numbers: [Int]) {
       batch = numbers.map { n in (n % 40, (n >> 8) % 10 == 0, (n >> 12) % DeferredIndexTests.names.count, (n >> 16) % 60) }
@@ -90,6 +126,7 @@ struct DeferredIndexTests {
       bulk = first % 2 == 0
       evict = (first >> 1) % 5 == 0 ? (first >> 4) % 40 : nil
       build = (first >> 10) % 7 == 0
+      reopen = (first >> 14) % 9 == 0
     }
   }
 
@@ -99,7 +136,9 @@ struct DeferredIndexTests {
   func matchesDirectWrites() async throws {
     await propertyCheck(count: 40, input: Gen.int(in: 0...Int.max).array(of: 1...30).array(of: 1...25)) { numbers in
       let steps = numbers.map(Step.init)
-      let staged = try makeStore()
+      let path = try temporaryDirectory() + "/store.sqlite"
+      let key = AEAD.makeKey()
+      var staged = try open(path, key)
       let direct = try makeStore()
       for (round, step) in steps.enumerated() {
         let batch = step.batch.map { write in
@@ -114,6 +153,10 @@ struct DeferredIndexTests {
           try direct.database.write { db in try direct.evict("people", "p\(evict)", in: db) }
         }
         if step.build { try staged.buildDeferredIndexes() }
+        if step.reopen {
+          try staged.database.close()
+          staged = try open(path, key)
+        }
       }
       try staged.buildDeferredIndexes()
       for key in 0..<60 {
