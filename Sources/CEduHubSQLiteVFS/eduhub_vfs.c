@@ -25,14 +25,23 @@
 // The reserved bytes read back as zeros, so SQLite's WAL checksums (computed over whole pages as it
 // writes them) hold in recovery. The shared-memory WAL index holds no user data and is passed through. Memory-mapped I/O is off
 // for keyed files (version-2 I/O methods have no xFetch).
+//
+// Checkpoints belong to a backup shipper while one runs (see eduhub_vfs.h): the checkpoint lock of
+// the WAL index (SQLite's WAL_CKPT_LOCK, slot 1, taken exclusively by every checkpoint: SQLite's
+// automatic ones, explicit ones and the last connection's at close) is refused with SQLITE_BUSY to
+// every other connection, in any process, while a shipper holds its claim file's flock.
 
 #include "eduhub_vfs.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #define KEY_BYTES 32
 #define NONCE_BYTES 24
@@ -133,6 +142,7 @@ typedef struct EduhubFile {
   uint64_t nonce_counter;
   int header_pending;          // a WAL frame header waits in scratch for its page
   sqlite3_int64 header_offset;
+  int checkpoint_owner;        // the shipper's writer: its checkpoints pass while the claim is held
 } EduhubFile;
 
 #define REAL(f) (((EduhubFile *)(f))->real)
@@ -437,6 +447,11 @@ static int x_check_reserved_lock(sqlite3_file *f, int *out) {
 
 static int x_file_control(sqlite3_file *file, int op, void *arg) {
   EduhubFile *f = (EduhubFile *)file;
+  if (op == EDUHUB_FCNTL_CHECKPOINT_OWNER) {
+    if (f->kind != KIND_DB || !arg) return SQLITE_NOTFOUND;
+    f->checkpoint_owner = *(int *)arg != 0;
+    return SQLITE_OK;
+  }
   if (f->kind != KIND_PLAIN && op == SQLITE_FCNTL_MMAP_SIZE) {
     // Mapped pages would be ciphertext: keyed files never map.
     *(sqlite3_int64 *)arg = 0;
@@ -464,7 +479,29 @@ static int x_device_characteristics(sqlite3_file *file) {
 static int x_shm_map(sqlite3_file *f, int page, int size, int extend, void volatile **out) {
   return REAL(f)->pMethods->xShmMap(REAL(f), page, size, extend, out);
 }
-static int x_shm_lock(sqlite3_file *f, int offset, int n, int flags) {
+/// Whether a process holds the checkpoint claim of the database at `db_path` (an exclusive flock on
+/// "<db_path>-shipper"): a shared try fails only then. Any error reading it counts as no claim, as
+/// no shipper means no file.
+static int checkpoints_claimed(const char *db_path) {
+  char *path = sqlite3_mprintf("%s" EDUHUB_CHECKPOINT_CLAIM_SUFFIX, db_path);
+  if (!path) return 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  sqlite3_free(path);
+  if (fd < 0) return 0;
+  int claimed = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  close(fd);  // drops the shared lock, if it was had
+  return claimed;
+}
+
+// SQLite's WAL_CKPT_LOCK: the shared-memory lock slot every checkpoint takes exclusively.
+#define WAL_CKPT_LOCK_SLOT 1
+
+static int x_shm_lock(sqlite3_file *file, int offset, int n, int flags) {
+  EduhubFile *f = (EduhubFile *)file;
+  if (offset == WAL_CKPT_LOCK_SLOT && n == 1 && flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) && f->kind == KIND_DB &&
+      !f->checkpoint_owner && checkpoints_claimed(f->db_path)) {
+    return SQLITE_BUSY;
+  }
   return REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
 }
 static void x_shm_barrier(sqlite3_file *f) { REAL(f)->pMethods->xShmBarrier(REAL(f)); }

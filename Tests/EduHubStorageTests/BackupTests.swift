@@ -265,6 +265,38 @@ struct BackupTests {
     #expect(BackedUpStore.exactly(100, try node.restore(.latest).1))
   }
 
+  @Test("another connection (an operator's CLI beside the node) cannot checkpoint while the shipper runs: nothing it commits is lost")
+  func checkpointsClaimed() throws {
+    // The loop never runs: only the stop ships, so an outside checkpoint and WAL restart between
+    // two of its rounds could hide a commit (the shipper may follow a restart after its own start).
+    var options = BackedUpStore.fastOptions
+    options.interval = 3600
+    let node = try BackedUpStore(options: options)
+    let other = try RecordStore(
+      database: EncryptedDatabase.open(path: node.directory + "/eduhub.db", key: .key(node.databaseKey)), collections: [people])
+    func record(_ i: Int) -> StoredRecord {
+      StoredRecord(collection: "people", id: BackedUpStore.id(i), scope: "511700/511702", body: BackedUpStore.body(i))
+    }
+    func checkpoint(_ database: EncryptedDatabase) throws -> Int {
+      try database.writeWithoutTransaction { db in try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")?[0] as Int? } ?? -1
+    }
+    try other.put([record(0)])
+    #expect(try checkpoint(other.database) == 1, "busy: the shipper holds the checkpoints")
+    try other.put([record(1)])
+    try node.database.close()
+    // The shipper is gone, and with it the claim: the other connection checkpoints again.
+    #expect(try checkpoint(other.database) == 0)
+    try other.database.close()
+    // One unbroken generation, and each commit a point of its own: the first one too, which an
+    // outside checkpoint and restart would have hidden (the second rewrote its page, so only the
+    // point after the first shows it).
+    let generations = try BackupRestore.verify(from: node.target, key: node.backupKey)
+    #expect(generations.count == 1)
+    let last = try #require(generations.last).lastTransaction
+    #expect(BackedUpStore.exactly(1, try node.restore(.transaction(last - 1)).1))
+    #expect(BackedUpStore.exactly(2, try node.restore(.latest).1))
+  }
+
   @Test("a target that fails for long gives the generation up and SQLite checkpoints again; a new generation starts when it works")
   func failingTarget() throws {
     var options = BackedUpStore.fastOptions

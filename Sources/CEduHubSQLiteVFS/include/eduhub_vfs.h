@@ -22,6 +22,16 @@ void eduhub_vfs_clear_key(const char *path);
 /// authenticate, or 0 if none has.
 int64_t eduhub_vfs_last_bad_page(const char *path);
 
+/// The file-control opcode (`sqlite3_file_control(db, "main", op, &flag)`, `flag` an int) that marks
+/// a connection's keyed database file as the one a backup shipper checkpoints through (1) or not (0).
+///
+/// While a process holds an exclusive flock on the database's claim file (its path plus
+/// EDUHUB_CHECKPOINT_CLAIM_SUFFIX), every checkpoint through any other connection, in any process,
+/// fails with SQLITE_BUSY before it copies a page: the shipper must ship each WAL frame before the
+/// WAL can be copied and restarted over it, and only it knows which frames it has shipped.
+#define EDUHUB_FCNTL_CHECKPOINT_OWNER 0x45480001
+#define EDUHUB_CHECKPOINT_CLAIM_SUFFIX "-shipper"
+
 /// Encrypts one page as the VFS does, outside SQLite: the first page_size - EDUHUB_VFS_RESERVE bytes
 /// of `in` into `out`, a fresh random nonce and the tag in `out`'s reserved bytes, `kind` ('D' for a
 /// database page, 'W' for a WAL frame) and `index` (the page number, or the frame's index from 0) as

@@ -16,6 +16,10 @@ import Synchronization
 /// the target. (A shipper in another process, as Litestream is, races the node's checkpoints; that
 /// race is where missing-segment restores come from.)
 ///
+/// Other processes that open the node beside it (the operator's CLI) must not checkpoint either:
+/// while a generation runs, the shipper holds a ``CheckpointClaim`` and the encrypting VFS makes
+/// their checkpoints fail busy.
+///
 /// Whenever the run of transactions cannot be proven unbroken (another process checkpointed the WAL,
 /// the node ran without the shipper, the target lost its place), a new generation starts with a
 /// fresh snapshot; nothing is ever shipped across a gap. Generations also start on a schedule, so
@@ -95,6 +99,9 @@ public final class ContinuousBackup: Sendable {
   private let onShipped: (@Sendable (Shipped) -> Void)?
   /// The target's lock, held while the shipper runs.
   private let lock: Int32
+  /// The claim on the database's checkpoints, held while a generation runs (let go when one is
+  /// given up, so that other processes checkpoint again as SQLite does).
+  private let claim = Mutex<CheckpointClaim?>(nil)
 
   /// The shipper's status now.
   public var status: Status { statusBox.withLock { $0 } }
@@ -123,13 +130,14 @@ public final class ContinuousBackup: Sendable {
     // From now on only the shipper checkpoints (see the type's comment).
     do {
       try database.writeWithoutTransaction { db in
-        try EncryptedDatabase.autocheckpoint(false, db)
+        try backup.claimCheckpoints(db)
         backup.watch.install(db)
       }
       try backup.resumeOrBegin()
     } catch {
       Glibc.close(lock)
       try? database.autocheckpoint(true)
+      backup.releaseCheckpoints()
       throw error
     }
     database.beforeClose { backup.finish() }
@@ -187,8 +195,10 @@ public final class ContinuousBackup: Sendable {
       state.generation = nil
       state.manifest = nil
     }
-    // Until a new generation starts, SQLite checkpoints the WAL itself again, as without a shipper.
+    // Until a new generation starts, SQLite checkpoints the WAL itself again, as without a shipper,
+    // here and in other processes.
     try? database.autocheckpoint(true)
+    releaseCheckpoints()
     logger.critical(
       "backup: the target has failed too long; the generation is given up and a new one starts when it works",
       metadata: ["generation": "\(generation ?? "")", "frames": "\(walFrames - shipped)"])
@@ -267,7 +277,10 @@ public final class ContinuousBackup: Sendable {
     } catch {
       // With no generation (given up, or none yet) checkpoints must stay SQLite's while the target
       // fails, or the WAL grows without bound: the attempt turned them off first.
-      if state.withLock({ $0.generation == nil }) { try? database.autocheckpoint(true) }
+      if state.withLock({ $0.generation == nil }) {
+        try? database.autocheckpoint(true)
+        releaseCheckpoints()
+      }
       throw error
     }
   }
@@ -278,7 +291,7 @@ public final class ContinuousBackup: Sendable {
     // end seen here are the same point.
     let (snapshot, cursor, pointMs): (DatabaseSnapshot, WALCursor, Int64) = try database.writeWithoutTransaction { db in
       // Checkpoints are the shipper's again (they were SQLite's if a generation was given up).
-      try EncryptedDatabase.autocheckpoint(false, db)
+      try claimCheckpoints(db)
       watch.install(db)
       var cursor = try state.withLock { state in
         try state.reader.header().map { try state.reader.committedFrames(after: WALCursor(start: $0), keep: false).cursor }
@@ -309,6 +322,24 @@ public final class ContinuousBackup: Sendable {
         "generation": "\(generation)", "reason": "\(reason)", "transaction": "\(transaction)",
         "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(started)))",
       ])
+  }
+
+  /// Makes checkpoints the shipper's, with the writer `db` held: takes the claim (once) and marks
+  /// the writer as its holder, then turns the writer's own checkpoints off.
+  private func claimCheckpoints(_ db: Database) throws {
+    try claim.withLock { claim in
+      if claim == nil { claim = try CheckpointClaim.take(databasePath: database.path) }
+    }
+    CheckpointClaim.markOwner(db, true)
+    try EncryptedDatabase.autocheckpoint(false, db)
+  }
+
+  /// Lets the claim go (other processes checkpoint again).
+  private func releaseCheckpoints() {
+    claim.withLock { claim in
+      claim?.release()
+      claim = nil
+    }
   }
 
   // MARK: Shipping
@@ -432,7 +463,10 @@ public final class ContinuousBackup: Sendable {
     guard !stopped.withLock({ let was = $0; $0 = true; return was }) else { return }
     wake.signal()
     done.wait()
-    defer { Glibc.close(lock) }
+    defer {
+      releaseCheckpoints()
+      Glibc.close(lock)
+    }
     do {
       try shipOrBeginGeneration()
       try database.writeWithoutTransaction { db in
