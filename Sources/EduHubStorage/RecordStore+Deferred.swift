@@ -33,8 +33,11 @@ extension RecordStore {
   /// and the staging table stay a few tens of MiB and the records are not long out of `find`'s sight.
   public static let deferredLimit = 250_000
 
-  /// The `store_meta` entry holding the change sequence after which records may wait unindexed:
-  /// set by the first staging write after a build, in its transaction; cleared by the build.
+  /// The prefix of `store_meta` entries holding a change sequence after which records may wait
+  /// unindexed: each store (process) has its own (``stagingMark``), set by its first staging write
+  /// after its last build, in that write's transaction, and cleared by its next build. Two
+  /// processes may load one node at once (a serving node's first sync, the operator's `eduhub
+  /// seed`); one's build must not clear the other's mark.
   static let deferredSince = "deferred_since"
 
   /// The staging table, on the writer's connection only: a TEMP table (kept in memory, as every
@@ -42,66 +45,82 @@ extension RecordStore {
   /// Before, a table in the database took one more b-tree insert per record, written to the WAL,
   /// checkpointed and freed again: a large share of a seed's page writes. What it loses at a crash
   /// or a close before the build, ``recoverDeferredIndexes(in:)`` rebuilds from the records.
+  ///
+  /// Each row keeps the sequence of the write it stages: another process may replace, delete or
+  /// evict the record meanwhile (it cannot see this table to unstage it), and the build then
+  /// skips the row, as the record is no longer the one staged.
   static let createStagingTable = """
     CREATE TEMP TABLE IF NOT EXISTS staged_index (
       record INTEGER PRIMARY KEY,
+      sequence INTEGER NOT NULL,
       keys BLOB NOT NULL,
       text TEXT
     )
     """
 
-  /// Stages the index keys and search text `extracted` from the record at `rowid` (a row of
-  /// `definition`'s collection). Returns false when it has neither.
+  /// Stages the index keys and search text `entries` of the record at `rowid` (a row of
+  /// `collection`, written at `sequence`). Returns false when it has neither.
   func stage(
-    _ rowid: Int64, _ collection: String, _ definition: CollectionDefinition, _ extracted: CollectionDefinition.Extracted,
-    in db: Database, indexIDs: inout [String: Int64]
+    _ rowid: Int64, _ sequence: Int64, _ collection: String, _ entries: IndexEntries, in db: Database, indexIDs: inout [String: Int64]
   ) throws -> Bool {
-    let keys = definition.indexes.isEmpty ? [] : extracted.keys
-    let text = definition.searchable ? extracted.text.flatMap { $0.isEmpty ? nil : SearchText.indexString($0) } : nil
+    let (keys, text) = (entries.keys, entries.text)
     guard !keys.isEmpty || text != nil else { return false }
     var encoded: [UInt8] = []
     for key in keys {
       StagedKeys.append(try indexID(collection, key.index, in: db, cache: &indexIDs), key.key, to: &encoded)
     }
-    let insert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO temp.staged_index (record, keys, text) VALUES (?, ?, ?)")
+    let insert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO temp.staged_index (record, sequence, keys, text) VALUES (?, ?, ?, ?)")
     try run(insert.sqliteStatement, db) { statement in
       sqlite3_bind_int64(statement, 1, rowid)
-      bind(statement, 2, encoded)
-      if let text { bind(statement, 3, text) } else { sqlite3_bind_null(statement, 3) }
+      sqlite3_bind_int64(statement, 2, sequence)
+      bind(statement, 3, encoded)
+      if let text { bind(statement, 4, text) } else { sqlite3_bind_null(statement, 4) }
     }
     return true
   }
 
   /// Indexes what a bulk load cut short left unindexed, on the writer inside the caller's
   /// transaction, at open: rows of the old staging table in the database, and every live record
-  /// written since the `deferredSince` mark (their staged keys were in memory). Records among them
-  /// that were indexed directly get the same keys again (`INSERT OR IGNORE`) and their text
-  /// replaced, not doubled.
+  /// written since the earliest staging mark (their staged keys were in a process's memory).
+  /// Records among them that were indexed directly get the same keys again (`INSERT OR IGNORE`)
+  /// and their text replaced, not doubled.
+  ///
+  /// A mark may be a live process's, mid-load (this store opened beside a serving node in its
+  /// first sync): its records are indexed here, a little early, and its next staging write marks
+  /// again; its own build then finds its rows indexed already and changes nothing.
   func recoverDeferredIndexes(in db: Database) throws {
     var waiting = try Int.fetchOne(db, sql: "SELECT count(*) FROM main.record_staged") ?? 0
     if waiting > 0 {
-      try db.execute(sql: "INSERT OR REPLACE INTO temp.staged_index SELECT record, keys, text FROM main.record_staged")
+      try db.execute(
+        sql: """
+          INSERT OR REPLACE INTO temp.staged_index (record, sequence, keys, text)
+          SELECT staged.record, record.sequence, staged.keys, staged.text FROM main.record_staged AS staged
+          JOIN main.record ON record.rowid = staged.record
+          """)
       try db.execute(sql: "DELETE FROM main.record_staged")
     }
-    let since = try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = ?", arguments: [Self.deferredSince])
+    let marks = "name >= '\(Self.deferredSince)' AND name < '\(Self.deferredSince)~'"
+    let since = try Int64.fetchOne(db, sql: "SELECT min(value) FROM store_meta WHERE \(marks)")
     guard waiting > 0 || since != nil else { return }
     if let since {
+      try db.execute(sql: "DELETE FROM store_meta WHERE \(marks)")
       var indexIDs: [String: Int64] = [:]
       let rows = try Row.fetchCursor(
-        db, sql: "SELECT rowid, collection, body FROM record WHERE sequence > ? AND NOT deleted ORDER BY sequence", arguments: [since])
+        db, sql: "SELECT rowid, collection, body, sequence FROM record WHERE sequence > ? AND NOT deleted ORDER BY sequence",
+        arguments: [since])
       while let row = try rows.next() {
         let collection: String = row[1]
         guard let definition = collections[collection], !definition.indexes.isEmpty || definition.searchable,
           // Accepted when it was written; a body that no longer parses keeps no entries, as `put` treats it.
-          let extracted = try? definition.extract([UInt8](row[2] as Data? ?? Data()))
+          let extracted = try? definition.extract([UInt8](row[2] as Data? ?? Data())),
+          let entries = try? Self.indexEntries(extracted, definition)
         else { continue }
         let rowid: Int64 = row[0]
         if definition.searchable { try db.execute(sql: "DELETE FROM record_text WHERE rowid = ?", arguments: [rowid]) }
-        if try stage(rowid, collection, definition, extracted, in: db, indexIDs: &indexIDs) { waiting += 1 }
+        if try stage(rowid, row[3], collection, entries, in: db, indexIDs: &indexIDs) { waiting += 1 }
       }
     }
     staged.withLock { $0 = waiting }
-    // Builds and clears the mark (with nothing staged, only the mark).
     try buildDeferredIndexes(in: db, force: true)
   }
 
@@ -127,17 +146,21 @@ extension RecordStore {
     guard force || staged.withLock({ $0 }) > 0 else { return }
     var entries: [StagedEntry] = []
     var arena: [UInt8] = []
-    var rows = 0
-    let select = try db.makeStatement(sql: "SELECT record, keys, text FROM temp.staged_index ORDER BY record")
+    // Only rows whose record is still the write they staged (see `createStagingTable`).
+    let select = try db.makeStatement(
+      sql: """
+        SELECT staged.record, staged.keys, staged.text FROM temp.staged_index AS staged
+        JOIN main.record ON record.rowid = staged.record AND record.sequence = staged.sequence AND NOT record.deleted
+        ORDER BY staged.record
+        """)
     let handle = select.sqliteStatement
     // Texts go in as they are read (record order); writing another table while this one is read
-    // is fine in SQLite.
-    let insertText = try db.cachedStatement(sql: "INSERT INTO record_text (rowid, text) VALUES (?, ?)").sqliteStatement
+    // is fine in SQLite. Replacing: a recovery in another process may have indexed it already.
+    let insertText = try db.cachedStatement(sql: "INSERT OR REPLACE INTO record_text (rowid, text) VALUES (?, ?)").sqliteStatement
     while true {
       let step = sqlite3_step(handle)
       if step == SQLITE_DONE { break }
       guard step == SQLITE_ROW else { throw stepError(db, handle) }
-      rows += 1
       let record = sqlite3_column_int64(handle, 0)
       do {
         try StagedKeys.forEach(columnBlob(handle, 1)) { indexID, key in
@@ -179,7 +202,8 @@ extension RecordStore {
       }
     }
     try db.execute(sql: "DELETE FROM temp.staged_index")
-    try db.cachedStatement(sql: "DELETE FROM store_meta WHERE name = '\(Self.deferredSince)'").execute()
+    let rows = db.changesCount
+    try db.cachedStatement(sql: "DELETE FROM store_meta WHERE name = ?").execute(arguments: [stagingMark])
     // The count drops only with the commit (rolled back, the rows are still there), and only by
     // the rows built: one that stays high costs a lookup, one too low would skip unstaging.
     let built = rows

@@ -85,6 +85,8 @@ public final class RecordStore: Sendable {
   /// About how many records wait in `temp.staged_index` for their index keys and search text
   /// (never fewer than there are: a rolled-back write may leave it high, which only costs a lookup).
   let staged: Mutex<Int>
+  /// This store's staging mark in `store_meta` (see `deferredSince`).
+  let stagingMark = RecordStore.deferredSince + ":" + UUID().uuidString
 
   /// Opens the store on `database`, migrating its schema.
   public init(database: EncryptedDatabase, collections: [CollectionDefinition]) throws {
@@ -234,9 +236,14 @@ public final class RecordStore: Sendable {
   ///     ``deferredLimit`` records or at ``buildDeferredIndexes(in:)``: random keys (national IDs,
   ///     phone numbers) inserted one by one dirty a leaf page each, and every commit writes them
   ///     all again. Until then `find` and `search` do not see these records.
-  public func put(_ records: [StoredRecord], in db: Database, absent: [Bool]? = nil, deferIndexes: Bool = false) throws -> [Int64] {
+  ///   - prepared: each record's ``indexEntries(of:)``, read ahead (off the writer's thread);
+  ///     nil reads them here.
+  public func put(
+    _ records: [StoredRecord], in db: Database, absent: [Bool]? = nil, deferIndexes: Bool = false, prepared: [IndexEntries]? = nil
+  ) throws -> [Int64] {
     guard !records.isEmpty else { return [] }
     precondition(absent == nil || absent?.count == records.count, "one absent flag per record")
+    precondition(prepared == nil || prepared?.count == records.count, "one set of index entries per record")
     var sequence = try nextSequence(db, reserving: records.count)
     let sequenceBefore = sequence
     var assigned: [Int64] = []
@@ -271,15 +278,7 @@ public final class RecordStore: Sendable {
         definition = found
       }
       let definition = definition!
-      let extracted: CollectionDefinition.Extracted
-      do {
-        extracted = record.deleted ? .init() : try definition.extract(record.body)
-      } catch {
-        throw StorageError(.rejected, "record \(record.collection)/\(record.id) cannot be indexed: \(error)")
-      }
-      for key in extracted.keys where !definition.indexes.contains(key.index) {
-        throw StorageError(.rejected, "collection \(record.collection) has no index \(key.index)")
-      }
+      let entries = try prepared?[position] ?? Self.indexEntries(of: record, definition)
       sequence += 1
 
       // The record as it is now, if any: its index entries are recomputed from its body, so no
@@ -353,31 +352,29 @@ public final class RecordStore: Sendable {
       }
       assigned.append(sequence)
       if deferIndexes {
-        guard try stage(rowid, record.collection, definition, extracted, in: db, indexIDs: &indexIDs) else { continue }
+        guard try stage(rowid, sequence, record.collection, entries, in: db, indexIDs: &indexIDs) else { continue }
         if stagedHere == 0 {
           // The staging table is the writer connection's alone and dies with it: should the
           // process stop before the build, the next open re-stages every record written since
           // this mark (the first one since the last build stays).
-          try db.cachedStatement(sql: "INSERT OR IGNORE INTO store_meta (name, value) VALUES ('\(Self.deferredSince)', ?)")
-            .execute(arguments: [sequenceBefore])
+          try db.cachedStatement(sql: "INSERT OR IGNORE INTO store_meta (name, value) VALUES (?, ?)")
+            .execute(arguments: [stagingMark, sequenceBefore])
         }
         stagedHere += 1
         continue
       }
-      if !definition.indexes.isEmpty {
-        for key in extracted.keys {
-          let indexID = try self.indexID(record.collection, key.index, in: db, cache: &indexIDs)
-          try run(insertKey.sqliteStatement, db) { statement in
-            sqlite3_bind_int64(statement, 1, indexID)
-            bind(statement, 2, key.key)
-            sqlite3_bind_int64(statement, 3, rowid)
-          }
+      for key in entries.keys {
+        let indexID = try self.indexID(record.collection, key.index, in: db, cache: &indexIDs)
+        try run(insertKey.sqliteStatement, db) { statement in
+          sqlite3_bind_int64(statement, 1, indexID)
+          bind(statement, 2, key.key)
+          sqlite3_bind_int64(statement, 3, rowid)
         }
       }
-      if definition.searchable, let text = extracted.text, !text.isEmpty {
+      if let text = entries.text {
         try run(insertText.sqliteStatement, db) { statement in
           sqlite3_bind_int64(statement, 1, rowid)
-          bind(statement, 2, SearchText.indexString(text))
+          bind(statement, 2, text)
         }
       }
     }

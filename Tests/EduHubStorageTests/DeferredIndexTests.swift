@@ -72,7 +72,7 @@ struct DeferredIndexTests {
     #expect(try reopened.search("people", query: "老师").map(\.id) == ["p0"])
     #expect(try reopened.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM record_text") } == 3)
     // The mark is gone with the build: a second reopen rebuilds nothing.
-    #expect(try reopened.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM store_meta WHERE name = 'deferred_since'") } == 0)
+    #expect(try reopened.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM store_meta WHERE name LIKE 'deferred_since%'") } == 0)
   }
 
   @Test("rows a build from before December 2026 left in the database's staging table are built at open")
@@ -84,8 +84,8 @@ struct DeferredIndexTests {
       try store.database.write { db in
         _ = try store.put([StoredRecord(collection: "people", id: "p1", scope: "511700", body: person("王芳", "111", "学生"))], in: db, deferIndexes: true)
         // What the old build staged instead: the same row in main.record_staged, and no mark.
-        try db.execute(sql: "INSERT INTO main.record_staged SELECT record, keys, text FROM temp.staged_index")
-        try db.execute(sql: "DELETE FROM store_meta WHERE name = 'deferred_since'")
+        try db.execute(sql: "INSERT INTO main.record_staged (record, keys, text) SELECT record, keys, text FROM temp.staged_index")
+        try db.execute(sql: "DELETE FROM store_meta WHERE name LIKE 'deferred_since%'")
       }
       try store.database.close()
     }
@@ -108,6 +108,66 @@ struct DeferredIndexTests {
     try store.buildDeferredIndexes()
     #expect(try store.get("people", "p1") == nil)
     #expect(try store.find("people", index: "national_id", key: "111").isEmpty)
+  }
+
+  @Test("a second process opening the node mid-load (the operator's CLI beside a first sync) indexes it early; the load's own build still works")
+  func secondProcessMidLoad() throws {
+    let path = try temporaryDirectory() + "/store.sqlite"
+    let key = AEAD.makeKey()
+    let node = try open(path, key)
+    try node.database.write { db in
+      _ = try node.put(
+        [
+          StoredRecord(collection: "people", id: "p1", scope: "511700", body: person("王芳", "111", "学生")),
+          StoredRecord(collection: "people", id: "p2", scope: "511700", body: person("李雷", "222", "学生")),
+        ], in: db, deferIndexes: true)
+    }
+    // Another process's store: its open indexes what the node staged; it replaces one of them and
+    // deletes the other, which the node cannot unstage (it never sees that process's writes).
+    let cli = try open(path, key)
+    #expect(try cli.find("people", index: "national_id", key: "111").map(\.id) == ["p1"])
+    try cli.put([StoredRecord(collection: "people", id: "p2", scope: "511700", body: person("李雷", "333", "班长"))])
+    try cli.put([StoredRecord(collection: "people", id: "p1", scope: "511700", body: [], deleted: true)])
+    // The node stages more, then builds: nothing doubled, nothing stale, nothing refused.
+    try node.database.write { db in
+      _ = try node.put([StoredRecord(collection: "people", id: "p3", scope: "511700", body: person("张伟", "444", "学生"))], in: db, deferIndexes: true)
+    }
+    try node.buildDeferredIndexes()
+    for store in [node, cli] {
+      #expect(try store.find("people", index: "national_id", key: "111").isEmpty)
+      #expect(try store.find("people", index: "national_id", key: "222").isEmpty)
+      #expect(try store.find("people", index: "national_id", key: "333").map(\.id) == ["p2"])
+      #expect(try store.find("people", index: "national_id", key: "444").map(\.id) == ["p3"])
+      #expect(try store.search("people", query: "学生").map(\.id) == ["p3"])
+      #expect(try store.search("people", query: "班长").map(\.id) == ["p2"])
+    }
+    #expect(try node.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM record_text") } == 2)
+    try cli.database.close()
+    try node.database.close()
+  }
+
+  @Test("two loads at once: one's build leaves the other's mark, so the other's records are still rebuilt if it stops first")
+  func twoLoaders() throws {
+    let path = try temporaryDirectory() + "/store.sqlite"
+    let key = AEAD.makeKey()
+    let first = try open(path, key)
+    let second = try open(path, key)
+    try first.database.write { db in
+      _ = try first.put([StoredRecord(collection: "people", id: "p1", scope: "511700", body: person("王芳", "111", "学生"))], in: db, deferIndexes: true)
+    }
+    try second.database.write { db in
+      _ = try second.put([StoredRecord(collection: "people", id: "p2", scope: "511700", body: person("李雷", "222", "老师"))], in: db, deferIndexes: true)
+    }
+    try first.buildDeferredIndexes()
+    #expect(try first.find("people", index: "national_id", key: "111").map(\.id) == ["p1"])
+    #expect(try first.find("people", index: "national_id", key: "222").isEmpty)
+    // The second stops before its build (a crash loses its staging table just the same).
+    try second.database.close()
+    try first.database.close()
+    let reopened = try open(path, key)
+    #expect(try reopened.find("people", index: "national_id", key: "222").map(\.id) == ["p2"])
+    #expect(try reopened.search("people", query: "老师").map(\.id) == ["p2"])
+    #expect(try reopened.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM record_text") } == 2)
   }
 
   /// One step of a random history: a batch (bulk or not), then maybe an eviction, maybe a build,
