@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define KEY_BYTES 32
@@ -48,6 +49,8 @@
 #define TAG_BYTES 16
 #define WAL_HEADER 32
 #define WAL_FRAME_HEADER 24
+// SQLite's WAL_CKPT_LOCK: the shared-memory lock slot every checkpoint takes exclusively.
+#define WAL_CKPT_LOCK_SLOT 1
 
 _Static_assert(NONCE_BYTES + TAG_BYTES == EDUHUB_VFS_RESERVE, "nonce and tag fill the reserved bytes");
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == KEY_BYTES, "XChaCha20-Poly1305 key size");
@@ -452,6 +455,20 @@ static int x_file_control(sqlite3_file *file, int op, void *arg) {
     f->checkpoint_owner = *(int *)arg != 0;
     return SQLITE_OK;
   }
+  if (op == EDUHUB_FCNTL_AWAIT_CHECKPOINTS) {
+    // A checkpoint that took the lock before the claim existed may still be copying: wait until
+    // the lock can be had (then nobody else can take it), for up to about ten seconds.
+    if (f->kind != KIND_DB) return SQLITE_NOTFOUND;
+    for (int tries = 0; tries < 10000; tries++) {
+      int rc = REAL(f)->pMethods->xShmLock(REAL(f), WAL_CKPT_LOCK_SLOT, 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
+      if (rc == SQLITE_OK) {
+        return REAL(f)->pMethods->xShmLock(REAL(f), WAL_CKPT_LOCK_SLOT, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+      }
+      if (rc != SQLITE_BUSY) return rc;
+      usleep(1000);
+    }
+    return SQLITE_BUSY;
+  }
   if (f->kind != KIND_PLAIN && op == SQLITE_FCNTL_MMAP_SIZE) {
     // Mapped pages would be ciphertext: keyed files never map.
     *(sqlite3_int64 *)arg = 0;
@@ -480,21 +497,24 @@ static int x_shm_map(sqlite3_file *f, int page, int size, int extend, void volat
   return REAL(f)->pMethods->xShmMap(REAL(f), page, size, extend, out);
 }
 /// Whether a process holds the checkpoint claim of the database at `db_path` (an exclusive flock on
-/// "<db_path>-shipper"): a shared try fails only then. Any error reading it counts as no claim, as
-/// no shipper means no file.
+/// "<db_path>-shipper"): a shared try fails then. No file means no shipper; anything else that
+/// keeps the answer unknown (no permission, not a regular file, no locks on this file system)
+/// counts as claimed: a checkpoint left for later costs a longer WAL, one made over unshipped
+/// frames costs the backup.
 static int checkpoints_claimed(const char *db_path) {
   char *path = sqlite3_mprintf("%s" EDUHUB_CHECKPOINT_CLAIM_SUFFIX, db_path);
-  if (!path) return 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (!path) return 1;
+  // Never follows a link, never blocks on a FIFO.
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  int error = errno;
   sqlite3_free(path);
-  if (fd < 0) return 0;
-  int claimed = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  if (fd < 0) return error != ENOENT;
+  struct stat info;
+  int claimed = 1;
+  if (fstat(fd, &info) == 0 && S_ISREG(info.st_mode)) claimed = flock(fd, LOCK_SH | LOCK_NB) != 0;
   close(fd);  // drops the shared lock, if it was had
   return claimed;
 }
-
-// SQLite's WAL_CKPT_LOCK: the shared-memory lock slot every checkpoint takes exclusively.
-#define WAL_CKPT_LOCK_SLOT 1
 
 static int x_shm_lock(sqlite3_file *file, int offset, int n, int flags) {
   EduhubFile *f = (EduhubFile *)file;

@@ -27,16 +27,9 @@ final class BackgroundCheckpointer: @unchecked Sendable {
   /// Opens the checkpointer's connection to `path` (through the same encrypting VFS and key) and
   /// starts its thread.
   init(path: String, startMiB: Int, limitMiB: Int) throws {
-    var db: OpaquePointer?
-    // The encrypting VFS by name (it finds the key by path), and a schema read: a connection that
-    // has not opened the WAL yet checkpoints nothing and says OK.
-    guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, "eduhub") == SQLITE_OK, let db,
-      sqlite3_exec(db, "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0; PRAGMA synchronous = NORMAL; SELECT count(*) FROM sqlite_master", nil, nil, nil) == SQLITE_OK
-    else {
-      if let db { sqlite3_close_v2(db) }
-      throw StorageError(.io, "cannot open \(path) to checkpoint it")
-    }
-    connection = db
+    // A connection that has not opened the WAL yet checkpoints nothing and says OK: the raw
+    // connection has read the schema.
+    connection = try EncryptedDatabase.openRawConnection(path: path, purpose: "checkpoint it")
     startFrames = startMiB * 1024 * 1024 / EncryptedDatabase.pageSize
     limitFrames = max(startFrames, limitMiB * 1024 * 1024 / EncryptedDatabase.pageSize)
     let thread = Thread { [self] in loop() }

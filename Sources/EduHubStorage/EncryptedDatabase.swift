@@ -260,5 +260,36 @@ extension EncryptedDatabase {
   }
 }
 
+extension EncryptedDatabase {
+  /// A plain SQLite connection to the open database at `path` (its key registered), outside the
+  /// pool, for work beside the node's own connections: through the encrypting VFS by name (it finds
+  /// the key by path), with the schema read (so its WAL is open). Close it with `sqlite3_close_v2`.
+  static func openRawConnection(path: String, purpose: String) throws -> OpaquePointer {
+    var db: OpaquePointer?
+    guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, "eduhub") == SQLITE_OK, let db,
+      sqlite3_exec(db, "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0; PRAGMA synchronous = NORMAL; SELECT count(*) FROM sqlite_master", nil, nil, nil) == SQLITE_OK
+    else {
+      if let db { sqlite3_close_v2(db) }
+      throw StorageError(.io, "cannot open \(path) to \(purpose)")
+    }
+    return db
+  }
+
+  /// Runs `body` while SQLite's WAL write lock is held by a connection of its own: no connection,
+  /// in this process or another, commits meanwhile (the pool's writer only excludes this
+  /// process's). Waits up to `timeout` seconds for a transaction under way elsewhere.
+  /// - Throws: ``StorageError`` `.rejected` if the lock cannot be had in time.
+  func withWriteLockHeld<T>(timeout: Double = 10, _ body: () throws -> T) throws -> T {
+    let connection = try Self.openRawConnection(path: path, purpose: "hold its write lock")
+    defer { sqlite3_close_v2(connection) }
+    sqlite3_busy_timeout(connection, Int32(timeout * 1000))
+    guard sqlite3_exec(connection, "BEGIN IMMEDIATE", nil, nil, nil) == SQLITE_OK else {
+      throw StorageError(.rejected, "another connection holds \(path)'s write lock")
+    }
+    defer { sqlite3_exec(connection, "ROLLBACK", nil, nil, nil) }
+    return try body()
+  }
+}
+
 /// SQLITE_IOERR_DATA, the code the VFS returns for a page that does not authenticate.
 let SQLITE_IOERR_DATA_CODE: Int32 = 10 | (32 << 8)

@@ -297,6 +297,29 @@ struct BackupTests {
     #expect(BackedUpStore.exactly(2, try node.restore(.latest).1))
   }
 
+  @Test("a claim file that is not a regular file (a FIFO planted there) fails closed: checkpoints wait, nothing hangs, no shipper starts")
+  func plantedClaimFile() throws {
+    let directory = try temporaryDirectory()
+    let key = AEAD.makeKey()
+    let database = try EncryptedDatabase.open(path: directory + "/eduhub.db", key: .key(key), create: true)
+    defer { try? database.close() }
+    let store = try RecordStore(database: database, collections: [people])
+    try store.put([StoredRecord(collection: "people", id: "p1", scope: "511700", body: person("王芳", "111"))])
+    #expect(mkfifo(directory + "/eduhub.db-shipper", 0o600) == 0)
+    let busy = try database.writeWithoutTransaction { db in try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")?[0] as Int? }
+    #expect(busy == 1)
+    let backupKey = AEAD.makeKey()
+    _ = try BackupRestore.createTarget(at: directory + "/target", key: backupKey)
+    #expect(throws: StorageError.self) {
+      _ = try ContinuousBackup.start(
+        database: database, databaseKey: key, target: directory + "/target", backupKey: backupKey, bundle: { [] },
+        logger: Logger(label: "test"))
+    }
+    // Gone again: checkpoints are SQLite's.
+    try FileManager.default.removeItem(atPath: directory + "/eduhub.db-shipper")
+    #expect(try database.writeWithoutTransaction { db in try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")?[0] as Int? } == 0)
+  }
+
   @Test("a target that fails for long gives the generation up and SQLite checkpoints again; a new generation starts when it works")
   func failingTarget() throws {
     var options = BackedUpStore.fastOptions

@@ -30,6 +30,10 @@ int64_t eduhub_vfs_last_bad_page(const char *path);
 /// fails with SQLITE_BUSY before it copies a page: the shipper must ship each WAL frame before the
 /// WAL can be copied and restarted over it, and only it knows which frames it has shipped.
 #define EDUHUB_FCNTL_CHECKPOINT_OWNER 0x45480001
+/// The file-control opcode (no argument) that waits, on the shipper's writer once it holds the
+/// claim, until no checkpoint begun before the claim still runs (SQLITE_BUSY after about 10 s).
+/// The connection must have read the database (its WAL index open).
+#define EDUHUB_FCNTL_AWAIT_CHECKPOINTS 0x45480002
 #define EDUHUB_CHECKPOINT_CLAIM_SUFFIX "-shipper"
 
 /// Encrypts one page as the VFS does, outside SQLite: the first page_size - EDUHUB_VFS_RESERVE bytes

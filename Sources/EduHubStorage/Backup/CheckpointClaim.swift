@@ -25,20 +25,26 @@ final class CheckpointClaim: Sendable {
     databasePath + EDUHUB_CHECKPOINT_CLAIM_SUFFIX
   }
 
-  /// Takes the claim. Checkers hold a shared lock for a moment only, so a few tries get it unless
-  /// another shipper has it.
-  /// - Throws: ``StorageError`` `.io` if the file cannot be opened, `.rejected` if another process
-  ///   ships this database.
+  /// Takes the claim. Checkers hold a shared lock for a moment only, so a few tries over at most
+  /// 50 ms get it unless another shipper has it (the caller holds the node's writer meanwhile).
+  /// - Throws: ``StorageError`` `.io` if the file cannot be opened or is not a regular file,
+  ///   `.rejected` if another process ships this database.
   static func take(databasePath: String) throws -> CheckpointClaim {
     let path = path(for: databasePath)
-    let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    // Never through a link, never blocking on a FIFO planted there.
+    let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
     guard descriptor >= 0 else {
       throw StorageError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
     }
-    for _ in 0..<500 {
+    var info = stat()
+    guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+      close(descriptor)
+      throw StorageError(.io, "\(path) is not a regular file")
+    }
+    for _ in 0..<50 {
       if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { return CheckpointClaim(descriptor: descriptor) }
       guard errno == EWOULDBLOCK || errno == EINTR else { break }
-      usleep(10_000)
+      usleep(1000)
     }
     close(descriptor)
     throw StorageError(.rejected, "another process ships the backup of \(databasePath) (it holds \(path))")
@@ -49,10 +55,22 @@ final class CheckpointClaim: Sendable {
     close(descriptor)
   }
 
-  /// Marks (or unmarks) the database file of connection `db` as the shipper's writer, whose
-  /// checkpoints pass while the claim is held.
-  static func markOwner(_ db: Database, _ owner: Bool) {
-    var flag: Int32 = owner ? 1 : 0
-    _ = sqlite3_file_control(db.sqliteConnection, "main", EDUHUB_FCNTL_CHECKPOINT_OWNER, &flag)
+  /// Marks the database file of connection `db` as the shipper's writer, whose checkpoints pass
+  /// while the claim is held, and waits for any checkpoint another connection began before the
+  /// claim: from then on only `db` checkpoints.
+  /// - Throws: ``StorageError`` `.io` if the file is not the encrypting VFS's (the mark would not
+  ///   hold, and the shipper's own checkpoints would be refused), `.rejected` if a checkpoint
+  ///   elsewhere does not end within about ten seconds.
+  static func becomeOwner(_ db: Database) throws {
+    var flag: Int32 = 1
+    guard sqlite3_file_control(db.sqliteConnection, "main", EDUHUB_FCNTL_CHECKPOINT_OWNER, &flag) == SQLITE_OK else {
+      throw StorageError(.io, "the database is not opened through the encrypting VFS: its checkpoints cannot be claimed")
+    }
+    // The WAL index must be open for its lock to be waited on.
+    _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master")
+    let waited = sqlite3_file_control(db.sqliteConnection, "main", EDUHUB_FCNTL_AWAIT_CHECKPOINTS, nil)
+    guard waited == SQLITE_OK else {
+      throw StorageError(.rejected, "a checkpoint in another process did not end (SQLite code \(waited))")
+    }
   }
 }

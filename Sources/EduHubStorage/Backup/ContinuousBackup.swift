@@ -287,19 +287,22 @@ public final class ContinuousBackup: Sendable {
 
   private func makeGeneration(reason: String) throws {
     let started = Date()
-    // With the node's writer held, nothing commits: the snapshot's read transaction and the WAL's
-    // end seen here are the same point.
+    // With the node's writer held and SQLite's write lock too (another process, say the operator's
+    // CLI, may commit beside the node), nothing commits: the snapshot's read transaction and the
+    // WAL's end seen here are the same point.
     let (snapshot, cursor, pointMs): (DatabaseSnapshot, WALCursor, Int64) = try database.writeWithoutTransaction { db in
       // Checkpoints are the shipper's again (they were SQLite's if a generation was given up).
       try claimCheckpoints(db)
       watch.install(db)
-      var cursor = try state.withLock { state in
-        try state.reader.header().map { try state.reader.committedFrames(after: WALCursor(start: $0), keep: false).cursor }
-      } ?? WALCursor.adoptNext
-      // Everything up to here is in the snapshot: a restart of the WAL loses nothing shipped or not.
-      cursor.restartAllowed = true
-      watch.arm(cursor)
-      return (try database.pool.makeSnapshot(), cursor, BackupClock.nowMs())
+      return try database.withWriteLockHeld {
+        var cursor = try state.withLock { state in
+          try state.reader.header().map { try state.reader.committedFrames(after: WALCursor(start: $0), keep: false).cursor }
+        } ?? WALCursor.adoptNext
+        // Everything up to here is in the snapshot: a restart of the WAL loses nothing shipped or not.
+        cursor.restartAllowed = true
+        watch.arm(cursor)
+        return (try database.pool.makeSnapshot(), cursor, BackupClock.nowMs())
+      }
     }
     let generation = BackupTarget.newGenerationName()
     let files = try bundle()
@@ -324,13 +327,14 @@ public final class ContinuousBackup: Sendable {
       ])
   }
 
-  /// Makes checkpoints the shipper's, with the writer `db` held: takes the claim (once) and marks
-  /// the writer as its holder, then turns the writer's own checkpoints off.
+  /// Makes checkpoints the shipper's, with the writer `db` held: takes the claim (once), marks the
+  /// writer as its holder (waiting out a checkpoint begun elsewhere before it), then turns the
+  /// writer's own checkpoints off.
   private func claimCheckpoints(_ db: Database) throws {
     try claim.withLock { claim in
       if claim == nil { claim = try CheckpointClaim.take(databasePath: database.path) }
     }
-    CheckpointClaim.markOwner(db, true)
+    try CheckpointClaim.becomeOwner(db)
     try EncryptedDatabase.autocheckpoint(false, db)
   }
 
@@ -430,6 +434,14 @@ public final class ContinuousBackup: Sendable {
       guard everything, let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") else { return nil }
       let log: Int = row[1]
       let backfilled: Int = row[2]
+      if backfilled > shipped.frames {
+        // Another process committed between the check and the checkpoint (the node's writer does
+        // not exclude it), and its frames are in the database now but not shipped: the WAL must
+        // not restart over them unseen. A restart now starts a new generation instead.
+        state.withLock { $0.cursor.restartAllowed = false }
+        watch.disarm()
+        return nil
+      }
       guard log == backfilled, log == shipped.frames else { return nil }
       return state.withLock { state in
         state.cursor.restartAllowed = true
