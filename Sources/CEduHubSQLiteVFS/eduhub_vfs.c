@@ -518,11 +518,15 @@ static int checkpoints_claimed(const char *db_path) {
 
 static int x_shm_lock(sqlite3_file *file, int offset, int n, int flags) {
   EduhubFile *f = (EduhubFile *)file;
-  if (offset == WAL_CKPT_LOCK_SLOT && n == 1 && flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) && f->kind == KIND_DB &&
-      !f->checkpoint_owner && checkpoints_claimed(f->db_path)) {
+  int rc = REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
+  // The lock first, then the claim: a claim taken after this check waits for the lock
+  // (EDUHUB_FCNTL_AWAIT_CHECKPOINTS), so no checkpoint slips between the two.
+  if (rc == SQLITE_OK && offset == WAL_CKPT_LOCK_SLOT && n == 1 && flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) &&
+      f->kind == KIND_DB && !f->checkpoint_owner && checkpoints_claimed(f->db_path)) {
+    REAL(f)->pMethods->xShmLock(REAL(f), offset, n, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
     return SQLITE_BUSY;
   }
-  return REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
+  return rc;
 }
 static void x_shm_barrier(sqlite3_file *f) { REAL(f)->pMethods->xShmBarrier(REAL(f)); }
 static int x_shm_unmap(sqlite3_file *f, int delete_flag) { return REAL(f)->pMethods->xShmUnmap(REAL(f), delete_flag); }

@@ -279,7 +279,7 @@ extension EncryptedDatabase {
   /// in this process or another, commits meanwhile (the pool's writer only excludes this
   /// process's). Waits up to `timeout` seconds for a transaction under way elsewhere.
   /// - Throws: ``StorageError`` `.rejected` if the lock cannot be had in time.
-  func withWriteLockHeld<T>(timeout: Double = 10, _ body: () throws -> T) throws -> T {
+  func withWriteLockHeld<T>(timeout: Double = 2, _ body: () throws -> T) throws -> T {
     let connection = try Self.openRawConnection(path: path, purpose: "hold its write lock")
     defer { sqlite3_close_v2(connection) }
     sqlite3_busy_timeout(connection, Int32(timeout * 1000))

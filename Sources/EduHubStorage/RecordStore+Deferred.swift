@@ -106,14 +106,14 @@ extension RecordStore {
       try db.execute(sql: "DELETE FROM store_meta WHERE \(marks)")
       var indexIDs: [String: Int64] = [:]
       let rows = try Row.fetchCursor(
-        db, sql: "SELECT rowid, collection, body, sequence FROM record WHERE sequence > ? AND NOT deleted ORDER BY sequence",
+        db, sql: "SELECT rowid, collection, body, sequence, id FROM record WHERE sequence > ? AND NOT deleted ORDER BY sequence",
         arguments: [since])
       while let row = try rows.next() {
         let collection: String = row[1]
         guard let definition = collections[collection], !definition.indexes.isEmpty || definition.searchable,
           // Accepted when it was written; a body that no longer parses keeps no entries, as `put` treats it.
           let extracted = try? definition.extract([UInt8](row[2] as Data? ?? Data())),
-          let entries = try? Self.indexEntries(extracted, definition)
+          let entries = try? Self.indexEntries(extracted, definition, id: row[4])
         else { continue }
         let rowid: Int64 = row[0]
         if definition.searchable { try db.execute(sql: "DELETE FROM record_text WHERE rowid = ?", arguments: [rowid]) }
@@ -146,11 +146,13 @@ extension RecordStore {
     guard force || staged.withLock({ $0 }) > 0 else { return }
     var entries: [StagedEntry] = []
     var arena: [UInt8] = []
-    // Only rows whose record is still the write they staged (see `createStagingTable`).
+    // Only rows whose record is still the write they staged (see `createStagingTable`): every
+    // write, a deletion too, gives a record a new sequence. Read from the sequence index alone
+    // (it holds the rowid), not from the table's rows and their bodies.
     let select = try db.makeStatement(
       sql: """
         SELECT staged.record, staged.keys, staged.text FROM temp.staged_index AS staged
-        JOIN main.record ON record.rowid = staged.record AND record.sequence = staged.sequence AND NOT record.deleted
+        JOIN main.record INDEXED BY record_sequence ON record.sequence = staged.sequence AND record.rowid = staged.record
         ORDER BY staged.record
         """)
     let handle = select.sqliteStatement

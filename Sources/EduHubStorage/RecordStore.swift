@@ -278,7 +278,13 @@ public final class RecordStore: Sendable {
         definition = found
       }
       let definition = definition!
-      let entries = try prepared?[position] ?? Self.indexEntries(of: record, definition)
+      let entries: IndexEntries
+      if let prepared {
+        entries = prepared[position]
+        precondition(entries.id == record.id && entries.collection == record.collection, "index entries of another record")
+      } else {
+        entries = try Self.indexEntries(of: record, definition)
+      }
       sequence += 1
 
       // The record as it is now, if any: its index entries are recomputed from its body, so no

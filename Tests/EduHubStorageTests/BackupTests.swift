@@ -297,6 +297,24 @@ struct BackupTests {
     #expect(BackedUpStore.exactly(2, try node.restore(.latest).1))
   }
 
+  @Test("a claim file removed behind the shipper's back is claimed again, in a new generation; every commit restores")
+  func removedClaimFile() throws {
+    let node = try BackedUpStore()
+    let claimFile = node.directory + "/eduhub.db-shipper"
+    try node.write(0..<10)
+    try FileManager.default.removeItem(atPath: claimFile)
+    let end = Date().addingTimeInterval(60)
+    while !FileManager.default.fileExists(atPath: claimFile), Date() < end { Thread.sleep(forTimeInterval: 0.02) }
+    #expect(FileManager.default.fileExists(atPath: claimFile), "the shipper never claimed again")
+    let other = try EncryptedDatabase.open(path: node.directory + "/eduhub.db", key: .key(node.databaseKey))
+    #expect(try other.writeWithoutTransaction { db in try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)")?[0] as Int? } == 1)
+    try other.close()
+    try node.write(10..<20)
+    try node.database.close()
+    #expect(try BackupRestore.verify(from: node.target, key: node.backupKey).count == 2)
+    #expect(BackedUpStore.exactly(20, try node.restore(.latest).1))
+  }
+
   @Test("a claim file that is not a regular file (a FIFO planted there) fails closed: checkpoints wait, nothing hangs, no shipper starts")
   func plantedClaimFile() throws {
     let directory = try temporaryDirectory()

@@ -41,6 +41,10 @@ final class CheckpointClaim: Sendable {
       close(descriptor)
       throw StorageError(.io, "\(path) is not a regular file")
     }
+    // Readable by whoever may open the database: a process that cannot read the claim counts it
+    // as held and never checkpoints.
+    var database = stat()
+    if stat(databasePath, &database) == 0 { _ = fchmod(descriptor, database.st_mode & 0o666) }
     for _ in 0..<50 {
       if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { return CheckpointClaim(descriptor: descriptor) }
       guard errno == EWOULDBLOCK || errno == EINTR else { break }
@@ -48,6 +52,15 @@ final class CheckpointClaim: Sendable {
     }
     close(descriptor)
     throw StorageError(.rejected, "another process ships the backup of \(databasePath) (it holds \(path))")
+  }
+
+  /// Whether the claim file still stands at `path(for: databasePath)` as the file this claim
+  /// locks: removed or replaced, other processes no longer see the claim.
+  func isInPlace(databasePath: String) -> Bool {
+    var held = stat()
+    var named = stat()
+    guard fstat(descriptor, &held) == 0, lstat(Self.path(for: databasePath), &named) == 0 else { return false }
+    return held.st_nlink > 0 && held.st_ino == named.st_ino && held.st_dev == named.st_dev
   }
 
   /// Lets the claim go: other connections checkpoint again.

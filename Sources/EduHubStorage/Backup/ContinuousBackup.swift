@@ -213,6 +213,11 @@ public final class ContinuousBackup: Sendable {
     }
     if due {
       try beginGeneration(reason: "scheduled")
+    } else if claim.withLock({ $0.map { !$0.isInPlace(databasePath: database.path) } ?? false }) {
+      // Removed or replaced (an operator cleaning the directory): other processes may have
+      // checkpointed since, unseen. A new claim and a new generation.
+      releaseCheckpoints()
+      try beginGeneration(reason: "the checkpoint claim file was removed")
     }
     guard try shipOrBeginGeneration() else { return }
     if state.withLock({ $0.cursor.frames }) >= options.checkpointFrames {
