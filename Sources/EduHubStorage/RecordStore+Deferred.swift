@@ -148,13 +148,17 @@ extension RecordStore {
     var arena: [UInt8] = []
     // Only rows whose record is still the write they staged (see `createStagingTable`): every
     // write, a deletion too, gives a record a new sequence. Read from the sequence index alone
-    // (it holds the rowid), not from the table's rows and their bodies.
+    // (it holds the rowid), not from the table's rows and their bodies; and only when a write
+    // other than this store's may have come since (its own replacements unstage), as a lookup
+    // per staged record costs seconds in a city seed.
     let select = try db.makeStatement(
-      sql: """
+      sql: try othersMayHaveWritten(db)
+        ? """
         SELECT staged.record, staged.keys, staged.text FROM temp.staged_index AS staged
         JOIN main.record INDEXED BY record_sequence ON record.sequence = staged.sequence AND record.rowid = staged.record
         ORDER BY staged.record
-        """)
+        """
+        : "SELECT record, keys, text FROM temp.staged_index ORDER BY record")
     let handle = select.sqliteStatement
     // Texts go in as they are read (record order); writing another table while this one is read
     // is fine in SQLite. Replacing: a recovery in another process may have indexed it already.
@@ -209,7 +213,11 @@ extension RecordStore {
     // The count drops only with the commit (rolled back, the rows are still there), and only by
     // the rows built: one that stays high costs a lookup, one too low would skip unstaging.
     let built = rows
-    db.afterNextTransaction(onCommit: { [self] _ in staged.withLock { $0 = max(0, $0 - built) } })
+    db.afterNextTransaction(onCommit: { [self] _ in
+      staged.withLock { $0 = max(0, $0 - built) }
+      // What others wrote before now is judged; what they write next sets the flag again.
+      sequenceTrail.withLock { $0.othersWrote = false }
+    })
   }
 
   /// ``buildDeferredIndexes(in:)`` in a transaction of its own.

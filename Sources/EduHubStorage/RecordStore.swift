@@ -85,6 +85,9 @@ public final class RecordStore: Sendable {
   /// About how many records wait in `temp.staged_index` for their index keys and search text
   /// (never fewer than there are: a rolled-back write may leave it high, which only costs a lookup).
   let staged: Mutex<Int>
+  /// Where this store's last write left the change sequence, and whether it found the sequence
+  /// elsewhere since the last build (someone else wrote, or a write rolled back).
+  let sequenceTrail = Mutex<(end: Int64?, othersWrote: Bool)>((nil, true))
   /// This store's staging mark in `store_meta` (see `deferredSince`).
   let stagingMark = RecordStore.deferredSince + ":" + UUID().uuidString
 
@@ -104,6 +107,8 @@ public final class RecordStore: Sendable {
           try recoverDeferredIndexes(in: db)
           return .commit
         }
+        let current = try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = 'sequence'") ?? 0
+        sequenceTrail.withLock { $0 = (current, false) }
       }
       let tracked = collections.filter(\.indexesChanges).map(\.name)
       if !tracked.isEmpty {
@@ -434,7 +439,19 @@ public final class RecordStore: Sendable {
     let current = try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_meta WHERE name = 'sequence'")) ?? 0
     try db.cachedStatement(sql: "UPDATE store_meta SET value = ? WHERE name = 'sequence'")
       .execute(arguments: [current + Int64(count)])
+    sequenceTrail.withLock { trail in
+      if current != trail.end { trail.othersWrote = true }
+      trail.end = current + Int64(count)
+    }
     return current
+  }
+
+  /// Whether a write this store did not make (another process's, or one of its own rolled back)
+  /// may have come since the last build: the change sequence was not where this store's last
+  /// write left it.
+  func othersMayHaveWritten(_ db: Database) throws -> Bool {
+    let current = try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_meta WHERE name = 'sequence'")) ?? 0
+    return sequenceTrail.withLock { $0.othersWrote || $0.end != current }
   }
 
   // MARK: Reading
