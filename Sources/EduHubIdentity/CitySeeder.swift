@@ -80,12 +80,7 @@ public struct CitySeeder: Sendable {
       let batches = Handoff<Batch>(capacity: 2)
       batches.produce(on: "eduhub-seed") { batches in
         try generate { writes, summary in
-          var batch = Batch(writes: writes, summary: summary)
-          if fresh {
-            // Stamped, and their index keys and search text read, here rather than on the writer.
-            let records = try replica.stampNew(writes)
-            batch = Batch(records: records, entries: try records.map(replica.store.indexEntries(of:)), summary: summary)
-          }
+          let batch = fresh ? Batch(records: try replica.stampNew(writes), summary: summary) : Batch(writes: writes, summary: summary)
           guard batches.send(batch) else { throw CancellationError() }
         }
       }
@@ -93,7 +88,7 @@ public struct CitySeeder: Sendable {
       do {
         while let batch = try batches.receive() {
           if let records = batch.records {
-            try replica.store.database.write { db in try replica.insert(records, in: db, deferIndexes: true, prepared: batch.entries) }
+            try replica.store.database.write { db in try replica.insert(records, in: db, deferIndexes: true) }
           } else {
             try replica.write(batch.writes, deferIndexes: true)
           }
@@ -114,7 +109,6 @@ public struct CitySeeder: Sendable {
   private struct Batch: Sendable {
     var writes: [Replica.Write] = []
     var records: [StoredRecord]?
-    var entries: [IndexEntries]?
     var summary: Summary
   }
 

@@ -74,7 +74,7 @@ public final class Replica: Sendable {
   /// vector counts one more write by this node.
   /// - Throws: ``StorageError`` or ``WireFieldsError`` (a body that is not protobuf); nothing is
   ///   written then.
-  /// - Parameter deferIndexes: a bulk load (a seed): see ``RecordStore/put(_:in:absent:deferIndexes:prepared:)``;
+  /// - Parameter deferIndexes: a bulk load (a seed): see ``RecordStore/put(_:in:absent:deferIndexes:)``;
   ///   the loader calls ``RecordStore/buildDeferredIndexes()`` when it is done.
   @discardableResult
   public func write(_ writes: [Write], deferIndexes: Bool = false) throws -> [StoredRecord] {
@@ -188,12 +188,10 @@ public final class Replica: Sendable {
 
   /// Inserts records made by `stampNew` in the caller's transaction (a record that exists after
   /// all fails the write: ids are never reused).
-  /// - Parameters:
-  ///   - deferIndexes: a bulk load (a seed): see ``RecordStore/put(_:in:absent:deferIndexes:prepared:)``.
-  ///   - prepared: the records' index entries, read ahead (``RecordStore/indexEntries(of:)``).
-  public func insert(_ records: [StoredRecord], in db: Database, deferIndexes: Bool = false, prepared: [IndexEntries]? = nil) throws {
+  /// - Parameter deferIndexes: a bulk load (a seed): see ``RecordStore/put(_:in:absent:deferIndexes:)``.
+  public func insert(_ records: [StoredRecord], in db: Database, deferIndexes: Bool = false) throws {
     try acceptLocalWrites()
-    try store.put(records, in: db, absent: Array(repeating: true, count: records.count), deferIndexes: deferIndexes, prepared: prepared)
+    try store.put(records, in: db, absent: Array(repeating: true, count: records.count), deferIndexes: deferIndexes)
     try saveClock(db)
   }
 
@@ -222,7 +220,7 @@ public final class Replica: Sendable {
   }
 
   /// `apply` inside the caller's transaction (so a sync cursor commits with the batch it covers).
-  /// - Parameter deferIndexes: a bulk load (a first sync's walk): see ``RecordStore/put(_:in:absent:deferIndexes:prepared:)``.
+  /// - Parameter deferIndexes: a bulk load (a first sync's walk): see ``RecordStore/put(_:in:absent:deferIndexes:)``.
   @discardableResult
   public func apply(_ remote: [StoredRecord], in db: Database, deferIndexes: Bool = false) throws -> ApplyOutcome {
     do {

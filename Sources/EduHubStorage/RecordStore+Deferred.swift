@@ -106,14 +106,14 @@ extension RecordStore {
       try db.execute(sql: "DELETE FROM store_meta WHERE \(marks)")
       var indexIDs: [String: Int64] = [:]
       let rows = try Row.fetchCursor(
-        db, sql: "SELECT rowid, collection, body, sequence, id FROM record WHERE sequence > ? AND NOT deleted ORDER BY sequence",
+        db, sql: "SELECT rowid, collection, body, sequence FROM record WHERE sequence > ? AND NOT deleted ORDER BY sequence",
         arguments: [since])
       while let row = try rows.next() {
         let collection: String = row[1]
         guard let definition = collections[collection], !definition.indexes.isEmpty || definition.searchable,
           // Accepted when it was written; a body that no longer parses keeps no entries, as `put` treats it.
           let extracted = try? definition.extract([UInt8](row[2] as Data? ?? Data())),
-          let entries = try? Self.indexEntries(extracted, definition, id: row[4])
+          let entries = try? Self.indexEntries(extracted, definition)
         else { continue }
         let rowid: Int64 = row[0]
         if definition.searchable { try db.execute(sql: "DELETE FROM record_text WHERE rowid = ?", arguments: [rowid]) }

@@ -241,14 +241,9 @@ public final class RecordStore: Sendable {
   ///     ``deferredLimit`` records or at ``buildDeferredIndexes(in:)``: random keys (national IDs,
   ///     phone numbers) inserted one by one dirty a leaf page each, and every commit writes them
   ///     all again. Until then `find` and `search` do not see these records.
-  ///   - prepared: each record's ``indexEntries(of:)``, read ahead (off the writer's thread);
-  ///     nil reads them here.
-  public func put(
-    _ records: [StoredRecord], in db: Database, absent: [Bool]? = nil, deferIndexes: Bool = false, prepared: [IndexEntries]? = nil
-  ) throws -> [Int64] {
+  public func put(_ records: [StoredRecord], in db: Database, absent: [Bool]? = nil, deferIndexes: Bool = false) throws -> [Int64] {
     guard !records.isEmpty else { return [] }
     precondition(absent == nil || absent?.count == records.count, "one absent flag per record")
-    precondition(prepared == nil || prepared?.count == records.count, "one set of index entries per record")
     var sequence = try nextSequence(db, reserving: records.count)
     let sequenceBefore = sequence
     var assigned: [Int64] = []
@@ -283,13 +278,7 @@ public final class RecordStore: Sendable {
         definition = found
       }
       let definition = definition!
-      let entries: IndexEntries
-      if let prepared {
-        entries = prepared[position]
-        precondition(entries.id == record.id && entries.collection == record.collection, "index entries of another record")
-      } else {
-        entries = try Self.indexEntries(of: record, definition)
-      }
+      let entries = try Self.indexEntries(of: record, definition)
       sequence += 1
 
       // The record as it is now, if any: its index entries are recomputed from its body, so no

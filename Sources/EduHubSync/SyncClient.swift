@@ -170,7 +170,7 @@ public final class SyncClient: Sendable {
     request.cursor = Data(try store.read { db in try store.records.meta(Self.pullCursorKey, in: db) } ?? [])
     // While the upstream walks its records (a first sync, a resync), the batches are a bulk load:
     // their index keys and search text go in by key order every so many records and when the walk
-    // ends (`RecordStore.put(_:in:absent:deferIndexes:prepared:)`).
+    // ends (`RecordStore.put(_:in:absent:deferIndexes:)`).
     var walking = Self.walking(request.cursor)
     let load = walking && checkpointWalkAside ? try store.records.database.beginBulkLoad(cacheMiB: nil) : nil
     defer { load?.end() }
