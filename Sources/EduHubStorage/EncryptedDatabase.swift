@@ -263,11 +263,12 @@ extension EncryptedDatabase {
 extension EncryptedDatabase {
   /// A plain SQLite connection to the open database at `path` (its key registered), outside the
   /// pool, for work beside the node's own connections: through the encrypting VFS by name (it finds
-  /// the key by path), with the schema read (so its WAL is open). Close it with `sqlite3_close_v2`.
+  /// the key by path), with every connection's settings, and the schema read (so its WAL is open).
+  /// Close it with `sqlite3_close_v2`.
   static func openRawConnection(path: String, purpose: String) throws -> OpaquePointer {
     var db: OpaquePointer?
     guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, "eduhub") == SQLITE_OK, let db,
-      sqlite3_exec(db, "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0; PRAGMA synchronous = NORMAL; SELECT count(*) FROM sqlite_master", nil, nil, nil) == SQLITE_OK
+      sqlite3_exec(db, pragmas + "; SELECT count(*) FROM sqlite_master", nil, nil, nil) == SQLITE_OK
     else {
       if let db { sqlite3_close_v2(db) }
       throw StorageError(.io, "cannot open \(path) to \(purpose)")

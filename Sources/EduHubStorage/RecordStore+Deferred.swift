@@ -208,11 +208,10 @@ extension RecordStore {
       }
     }
     try db.execute(sql: "DELETE FROM temp.staged_index")
-    let rows = db.changesCount
-    try db.cachedStatement(sql: "DELETE FROM store_meta WHERE name = ?").execute(arguments: [stagingMark])
     // The count drops only with the commit (rolled back, the rows are still there), and only by
-    // the rows built: one that stays high costs a lookup, one too low would skip unstaging.
-    let built = rows
+    // the rows taken out: one that stays high costs a lookup, one too low would skip unstaging.
+    let built = db.changesCount
+    try db.cachedStatement(sql: "DELETE FROM store_meta WHERE name = ?").execute(arguments: [stagingMark])
     db.afterNextTransaction(onCommit: { [self] _ in
       staged.withLock { $0 = max(0, $0 - built) }
       // What others wrote before now is judged; what they write next sets the flag again.

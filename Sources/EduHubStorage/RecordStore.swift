@@ -107,7 +107,7 @@ public final class RecordStore: Sendable {
           try recoverDeferredIndexes(in: db)
           return .commit
         }
-        let current = try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = 'sequence'") ?? 0
+        let current = try lastSequence(in: db)
         sequenceTrail.withLock { $0 = (current, false) }
       }
       let tracked = collections.filter(\.indexesChanges).map(\.name)
@@ -425,7 +425,7 @@ public final class RecordStore: Sendable {
 
   /// Reserves `count` sequence numbers; returns the last one used before them.
   private func nextSequence(_ db: Database, reserving count: Int) throws -> Int64 {
-    let current = try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_meta WHERE name = 'sequence'")) ?? 0
+    let current = try lastSequence(in: db)
     try db.cachedStatement(sql: "UPDATE store_meta SET value = ? WHERE name = 'sequence'")
       .execute(arguments: [current + Int64(count)])
     sequenceTrail.withLock { trail in
@@ -439,7 +439,7 @@ public final class RecordStore: Sendable {
   /// may have come since the last build: the change sequence was not where this store's last
   /// write left it.
   func othersMayHaveWritten(_ db: Database) throws -> Bool {
-    let current = try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_meta WHERE name = 'sequence'")) ?? 0
+    let current = try lastSequence(in: db)
     return sequenceTrail.withLock { $0.othersWrote || $0.end != current }
   }
 
@@ -831,7 +831,7 @@ public final class RecordStore: Sendable {
 
   /// The store's latest change sequence, read in `db`.
   public func lastSequence(in db: Database) throws -> Int64 {
-    try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = 'sequence'") ?? 0
+    try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_meta WHERE name = 'sequence'")) ?? 0
   }
 
   // MARK: Metadata and conflicts
@@ -978,7 +978,7 @@ public final class RecordStore: Sendable {
 
   /// The store's latest change sequence.
   public func lastSequence() throws -> Int64 {
-    try database.read { db in try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE name = 'sequence'") ?? 0 }
+    try database.read { db in try lastSequence(in: db) }
   }
 
   /// Live records of a searchable `collection` whose text has every term of `query` (Chinese terms

@@ -136,8 +136,7 @@ public final class ContinuousBackup: Sendable {
       try backup.resumeOrBegin()
     } catch {
       Glibc.close(lock)
-      try? database.autocheckpoint(true)
-      backup.releaseCheckpoints()
+      backup.returnCheckpoints()
       throw error
     }
     database.beforeClose { backup.finish() }
@@ -197,8 +196,7 @@ public final class ContinuousBackup: Sendable {
     }
     // Until a new generation starts, SQLite checkpoints the WAL itself again, as without a shipper,
     // here and in other processes.
-    try? database.autocheckpoint(true)
-    releaseCheckpoints()
+    returnCheckpoints()
     logger.critical(
       "backup: the target has failed too long; the generation is given up and a new one starts when it works",
       metadata: ["generation": "\(generation ?? "")", "frames": "\(walFrames - shipped)"])
@@ -282,10 +280,7 @@ public final class ContinuousBackup: Sendable {
     } catch {
       // With no generation (given up, or none yet) checkpoints must stay SQLite's while the target
       // fails, or the WAL grows without bound: the attempt turned them off first.
-      if state.withLock({ $0.generation == nil }) {
-        try? database.autocheckpoint(true)
-        releaseCheckpoints()
-      }
+      if state.withLock({ $0.generation == nil }) { returnCheckpoints() }
       throw error
     }
   }
@@ -341,6 +336,13 @@ public final class ContinuousBackup: Sendable {
     }
     try CheckpointClaim.becomeOwner(db)
     try EncryptedDatabase.autocheckpoint(false, db)
+  }
+
+  /// Hands checkpoints back to SQLite, on the node's writer and in other processes (the inverse of
+  /// `claimCheckpoints`).
+  private func returnCheckpoints() {
+    try? database.autocheckpoint(true)
+    releaseCheckpoints()
   }
 
   /// Lets the claim go (other processes checkpoint again).
